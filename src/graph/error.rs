@@ -1,0 +1,71 @@
+//! Errors from the Graph client. Each names the endpoint it came from, so a failed sweep can say
+//! exactly what failed and why; none carries a token or a secret.
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum GraphError {
+    /// Graph answered with an error status (after retries, where retrying made sense).
+    #[error("{endpoint}: HTTP {status} {code}: {message}")]
+    Http {
+        endpoint: String,
+        status: u16,
+        /// `error.code` from Graph's error body ("" when absent).
+        code: String,
+        message: String,
+        /// `innerError.request-id`, for support cases.
+        request_id: Option<String>,
+    },
+    /// The token endpoint refused us (bad secret, wrong tenant, …).
+    #[error("token endpoint: {error}: {description}")]
+    Token {
+        error: String,
+        description: String,
+        codes: Vec<i64>,
+    },
+    /// Connection, TLS or protocol failure.
+    #[error("{endpoint}: transport error: {message}")]
+    Transport { endpoint: String, message: String },
+    /// The request did not complete within the configured timeout.
+    #[error("{endpoint}: timed out after {seconds:.1} s")]
+    Timeout { endpoint: String, seconds: f64 },
+    /// A body that is not the JSON we expect: malformed, truncated or of the wrong shape.
+    #[error("{endpoint}: unreadable response body: {message}")]
+    Decode { endpoint: String, message: String },
+    /// An `@odata.nextLink` came back that we had already followed.
+    #[error("{endpoint}: nextLink loop: {url} was returned twice")]
+    NextLinkLoop { endpoint: String, url: String },
+    /// Throttled and still throttled after every retry.
+    #[error("{endpoint}: still throttled (HTTP 429) after {attempts} attempts")]
+    Throttled { endpoint: String, attempts: u32 },
+    /// Bad configuration of the client itself (URL, key).
+    #[error("{0}")]
+    Config(String),
+    /// The audit was cancelled (shutdown).
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl GraphError {
+    /// The HTTP status, when Graph answered with one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            GraphError::Http { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// Graph's `error.code`, when it sent one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            GraphError::Http { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    /// A 403 that means the tenant lacks the P1/P2 licence the endpoint needs.
+    pub fn is_licence_error(&self) -> bool {
+        matches!(self, GraphError::Http { status: 403, code, .. }
+            if code == "Authentication_RequestFromNonPremiumTenantOrB2CTenant")
+    }
+}

@@ -1,0 +1,10 @@
+//! mfa-auditor: audits a Microsoft Entra ID tenant's MFA posture so nobody is locked out.
+//!
+//! The pipeline (DESIGN §1): `config` → `collect` (the only code that knows Graph) → `snapshot`
+//! → evaluate → report → publish. See ARCHITECTURE.md.
+
+pub mod collect;
+pub mod config;
+pub mod graph;
+pub mod secret;
+pub mod snapshot;
