@@ -1,1 +1,210 @@
-//! Collect (being written).
+//! Collect: the only code that knows Graph. It runs the sweeps of DESIGN §2 concurrently against
+//! a [`GraphClient`] and turns Graph JSON into a [`Snapshot`]; nothing past it sees a Graph type.
+//!
+//! INTERFACE CONTRACT (other modules code against these):
+//! - [`CollectOptions`]: what to read, built by `config`.
+//! - [`PERMISSION_NEEDS`] / [`missing_permissions`]: which application permission feeds which data set.
+//! - `collect(&GraphClient, &CollectOptions, audit_time) -> Snapshot` (async; being written): the snapshot's
+//!   `coverage` says whether it is complete and, if not, exactly which sweep failed and why.
+
+use crate::snapshot::DataSet;
+
+/// Which users get per-user MFA state read (beta `/authentication/requirements`, one call each).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PerUserMfaScope {
+    Off,
+    Admins,
+    All,
+}
+
+/// What one collection reads.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CollectOptions {
+    /// Read Conditional Access policies (needs `Policy.Read.All`; 1 request/s per tenant).
+    pub conditional_access: bool,
+    /// Read failed MFA sign-ins (needs `AuditLog.Read.All` and P1/P2).
+    pub sign_ins: bool,
+    /// Look back this far for failed MFA sign-ins.
+    pub sign_in_window: chrono::Duration,
+    /// `status/errorCode` values that count as a failed MFA sign-in (default 500121).
+    pub mfa_failure_codes: Vec<i32>,
+    /// Read TAP detail for users whose registration lists `temporaryAccessPass`.
+    pub tap_detail: bool,
+    /// Read `/authentication/methods` for users holding a tracked role.
+    pub admin_method_detail: bool,
+    pub per_user_mfa: PerUserMfaScope,
+    /// Emergency-access accounts (UPNs, case-insensitive): their method detail is always read.
+    pub break_glass_upns: Vec<String>,
+}
+
+impl Default for CollectOptions {
+    fn default() -> Self {
+        CollectOptions {
+            conditional_access: true,
+            sign_ins: true,
+            sign_in_window: chrono::Duration::hours(24),
+            mfa_failure_codes: vec![500121],
+            tap_detail: true,
+            admin_method_detail: true,
+            per_user_mfa: PerUserMfaScope::Admins,
+            break_glass_upns: Vec::new(),
+        }
+    }
+}
+
+/// One data set's need for an application permission: any one of `any_of` will do.
+#[derive(Debug)]
+pub struct PermissionNeed {
+    pub data_set: DataSet,
+    pub any_of: &'static [&'static str],
+    /// What is lost without it, in words for the operator.
+    pub disables: &'static str,
+}
+
+/// The least-privileged application permissions each data set needs (REFERENCE §4–§12), with the
+/// broader ones that also grant it.
+pub static PERMISSION_NEEDS: &[PermissionNeed] = &[
+    PermissionNeed {
+        data_set: DataSet::Users,
+        any_of: &[
+            "User.Read.All",
+            "User.ReadWrite.All",
+            "Directory.Read.All",
+            "Directory.ReadWrite.All",
+        ],
+        disables: "every audit: the user list cannot be read",
+    },
+    PermissionNeed {
+        data_set: DataSet::Registration,
+        any_of: &["AuditLog.Read.All"],
+        disables: "the registration report: every user's methods, admin flag and default method",
+    },
+    PermissionNeed {
+        data_set: DataSet::MethodsPolicy,
+        any_of: &[
+            "Policy.Read.AuthenticationMethod",
+            "Policy.ReadWrite.AuthenticationMethod",
+            "Policy.Read.All",
+        ],
+        disables: "the authentication-methods and TAP policy rules",
+    },
+    PermissionNeed {
+        data_set: DataSet::SecurityDefaults,
+        any_of: &["Policy.Read.All", "Policy.ReadWrite.SecurityDefaults"],
+        disables: "the security-defaults check of no-mfa-enforcement",
+    },
+    PermissionNeed {
+        data_set: DataSet::ConditionalAccess,
+        any_of: &["Policy.Read.All", "Policy.ReadWrite.ConditionalAccess"],
+        disables: "the Conditional Access check of no-mfa-enforcement",
+    },
+    PermissionNeed {
+        data_set: DataSet::Roles,
+        any_of: &[
+            "RoleManagement.Read.Directory",
+            "RoleManagement.Read.All",
+            "RoleManagement.ReadWrite.Directory",
+            "Directory.Read.All",
+        ],
+        disables: "admin rules and too-few-recovery-admins",
+    },
+    PermissionNeed {
+        data_set: DataSet::TapDetail,
+        any_of: &[
+            "UserAuthenticationMethod.Read.All",
+            "UserAuthenticationMethod.ReadWrite.All",
+        ],
+        disables: "per-user TAP rules (tap-long-lived, tap-multi-use)",
+    },
+    PermissionNeed {
+        data_set: DataSet::MethodDetail,
+        any_of: &[
+            "UserAuthenticationMethod.Read.All",
+            "UserAuthenticationMethod.ReadWrite.All",
+        ],
+        disables:
+            "method detail for admins and break-glass accounts, and the free-licence fallback",
+    },
+    PermissionNeed {
+        data_set: DataSet::PerUserMfa,
+        any_of: &["Policy.Read.All", "Policy.ReadWrite.AuthenticationMethod"],
+        disables: "per-user-mfa-legacy",
+    },
+    PermissionNeed {
+        data_set: DataSet::SignIns,
+        any_of: &["AuditLog.Read.All"],
+        disables: "mfa-failures",
+    },
+];
+
+impl CollectOptions {
+    /// Whether these options read the data set at all.
+    pub fn reads(&self, set: DataSet) -> bool {
+        match set {
+            DataSet::ConditionalAccess => self.conditional_access,
+            DataSet::SignIns => self.sign_ins,
+            DataSet::TapDetail => self.tap_detail,
+            DataSet::MethodDetail => self.admin_method_detail || !self.break_glass_upns.is_empty(),
+            DataSet::PerUserMfa => self.per_user_mfa != PerUserMfaScope::Off,
+            _ => true,
+        }
+    }
+}
+
+/// The data sets these options read that `granted` (the token's `roles` claim) cannot feed:
+/// `(data set, least-privileged permission to grant, what it disables)`.
+pub fn missing_permissions(
+    granted: &[String],
+    options: &CollectOptions,
+) -> Vec<(DataSet, &'static str, &'static str)> {
+    PERMISSION_NEEDS
+        .iter()
+        .filter(|need| options.reads(need.data_set))
+        .filter(|need| {
+            !need
+                .any_of
+                .iter()
+                .any(|p| granted.iter().any(|g| g.eq_ignore_ascii_case(p)))
+        })
+        .map(|need| (need.data_set, need.any_of[0], need.disables))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_without_auditlog_misses_registration_and_sign_ins_only() {
+        let granted: Vec<String> = [
+            "User.Read.All",
+            "Policy.Read.All",
+            "RoleManagement.Read.Directory",
+            "UserAuthenticationMethod.Read.All",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let missing = missing_permissions(&granted, &CollectOptions::default());
+        let sets: Vec<DataSet> = missing.iter().map(|m| m.0).collect();
+        assert_eq!(sets, vec![DataSet::Registration, DataSet::SignIns]);
+        assert!(missing.iter().all(|m| m.1 == "AuditLog.Read.All"));
+    }
+
+    #[test]
+    fn disabled_sweeps_need_nothing() {
+        let granted: Vec<String> = vec![
+            "Directory.Read.All".into(),
+            "AuditLog.Read.All".into(),
+            "Policy.Read.All".into(),
+        ];
+        let options = CollectOptions {
+            sign_ins: false,
+            tap_detail: false,
+            admin_method_detail: false,
+            ..Default::default()
+        };
+        let missing = missing_permissions(&granted, &options);
+        assert!(missing.is_empty(), "{missing:?}");
+    }
+}
