@@ -1,1 +1,295 @@
+//! graph-sim: a Microsoft Graph simulator for mfa-auditor's tests, benchmarks and demo.
+//!
+//! It serves Graph's real contract on loopback — the token endpoint, every endpoint mfa-auditor
+//! reads, OData paging with `@odata.nextLink`, `$select`, the `$filter`s used, `$batch`, the
+//! documented throttle limits (time-scalable), licence and permission errors, Graph's error body —
+//! from a tenant that is generated (size, seed, profile) or loaded from JSON. Faults can be
+//! injected per endpoint, requests are counted per endpoint and status, and the tenant's
+//! [`GroundTruth`] says what a correct collection must find.
 
+pub mod auth;
+pub mod faults;
+mod render;
+mod server;
+pub mod tenant;
+pub mod throttle;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use faults::Fault;
+pub use tenant::{
+    generate, generate_at, GroundTruth, Profile, SimCaPolicy, SimPolicy, SimSignIn, SimTap,
+    SimUser, Tenant, TruthUser,
+};
+
+/// Which licence the simulated tenant has: the registration report, sign-in logs and
+/// Conditional Access need Entra ID P1 or P2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Licence {
+    Free,
+    P1,
+    P2,
+}
+
+impl Licence {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Licence::Free => "Free",
+            Licence::P1 => "P1",
+            Licence::P2 => "P2",
+        }
+    }
+}
+
+impl std::str::FromStr for Licence {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "free" => Ok(Licence::Free),
+            "p1" => Ok(Licence::P1),
+            "p2" => Ok(Licence::P2),
+            other => Err(format!("unknown licence {other:?} (free, p1, p2)")),
+        }
+    }
+}
+
+/// Where the tenant comes from.
+#[derive(Clone, Debug)]
+pub enum TenantSource {
+    Generated {
+        users: usize,
+        seed: u64,
+        profile: Profile,
+    },
+    /// A ground-truth JSON document ([`GroundTruth`]).
+    Json(std::path::PathBuf),
+    /// A tenant already built.
+    Given(Box<Tenant>),
+}
+
+/// Every permission the simulator knows, all read-only: the default grant.
+pub const ALL_READ_PERMISSIONS: &[&str] = &[
+    "User.Read.All",
+    "AuditLog.Read.All",
+    "Policy.Read.All",
+    "RoleManagement.Read.Directory",
+    "UserAuthenticationMethod.Read.All",
+];
+
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    pub tenant: TenantSource,
+    pub tenant_id: String,
+    pub client_id: String,
+    pub client_secret: String,
+    /// A PEM certificate whose key may sign client assertions.
+    pub certificate_pem: Option<String>,
+    /// The access token's `roles` claim.
+    pub granted_roles: Vec<String>,
+    pub licence: Licence,
+    /// 1.0 = Graph's real limits; 100 = buckets refill 100 times faster (Retry-After shrinks too).
+    pub time_scale: f64,
+    /// Added to every response.
+    pub latency: Duration,
+    pub token_lifetime: Duration,
+    pub faults: Vec<Fault>,
+    /// Rows per page of the registration report (undocumented in Graph; 1,000 here).
+    pub registration_page_size: usize,
+    /// Per-user authentication-method requests per 10 s (REFERENCE calls the bucket ambiguous).
+    pub auth_methods_per_10s: f64,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            tenant: TenantSource::Generated {
+                users: 200,
+                seed: 1,
+                profile: Profile::Realistic,
+            },
+            tenant_id: "8d2c7b1a-5f4e-4c3b-9a2d-1e0f9c8b7a65".into(),
+            client_id: "5a1e3c9d-7b2f-4e6a-8c0d-2f4b6d8e0a1c".into(),
+            client_secret: "sim-secret-not-a-real-one".into(),
+            certificate_pem: None,
+            granted_roles: ALL_READ_PERMISSIONS.iter().map(|s| s.to_string()).collect(),
+            licence: Licence::P2,
+            time_scale: 1.0,
+            latency: Duration::ZERO,
+            token_lifetime: Duration::from_secs(3599),
+            faults: Vec::new(),
+            registration_page_size: 1000,
+            auth_methods_per_10s: 8000.0,
+        }
+    }
+}
+
+/// Requests served, by endpoint label and status.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    pub requests: BTreeMap<String, BTreeMap<u16, u64>>,
+    /// Token requests that succeeded.
+    pub tokens_issued: u64,
+}
+
+impl Stats {
+    pub fn count(&self, endpoint: &str, status: u16) -> u64 {
+        self.requests
+            .get(endpoint)
+            .and_then(|m| m.get(&status))
+            .copied()
+            .unwrap_or(0)
+    }
+    pub fn total(&self, endpoint: &str) -> u64 {
+        self.requests
+            .get(endpoint)
+            .map(|m| m.values().sum())
+            .unwrap_or(0)
+    }
+    /// 429s across every endpoint.
+    pub fn throttled(&self) -> u64 {
+        self.requests.values().filter_map(|m| m.get(&429)).sum()
+    }
+}
+
+/// A running simulator.
+pub struct SimHandle {
+    state: Arc<server::State>,
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SimHandle {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+    /// `http://127.0.0.1:PORT`: both the login base and the Graph base.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+    pub fn tenant_id(&self) -> &str {
+        &self.state.config.tenant_id
+    }
+    pub fn client_id(&self) -> &str {
+        &self.state.config.client_id
+    }
+    pub fn client_secret(&self) -> &str {
+        &self.state.config.client_secret
+    }
+    pub fn ground_truth(&self) -> GroundTruth {
+        self.state.ground_truth()
+    }
+    pub fn stats(&self) -> Stats {
+        self.state.stats()
+    }
+    /// Zeroes the request counters.
+    pub fn reset_stats(&self) {
+        self.state.reset_stats();
+    }
+    /// Replaces the injected faults.
+    pub fn set_faults(&self, faults: Vec<Fault>) {
+        self.state.set_faults(faults);
+    }
+    /// Changes one user (by object id); false if there is no such user.
+    pub fn update_user(&self, id: &str, f: impl FnOnce(&mut SimUser)) -> bool {
+        let mut t = self.state.tenant.write().unwrap_or_else(|e| e.into_inner());
+        match t.find(id) {
+            Some(i) => {
+                f(&mut t.users[i]);
+                true
+            }
+            None => false,
+        }
+    }
+    /// Changes the tenant's policy.
+    pub fn update_policy(&self, f: impl FnOnce(&mut SimPolicy)) {
+        let mut t = self.state.tenant.write().unwrap_or_else(|e| e.into_inner());
+        f(&mut t.policy);
+    }
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Builds the tenant and serves it on `listen` (loopback only) from a background task.
+pub async fn start(config: SimConfig, listen: SocketAddr) -> anyhow::Result<SimHandle> {
+    if !listen.ip().is_loopback() {
+        anyhow::bail!("graph-sim listens on loopback only, not {listen}");
+    }
+    let tenant = match &config.tenant {
+        TenantSource::Generated {
+            users,
+            seed,
+            profile,
+        } => generate(*users, *seed, *profile),
+        TenantSource::Json(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            let truth: GroundTruth = serde_json::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            tenant::from_ground_truth(&truth)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        }
+        TenantSource::Given(t) => (**t).clone(),
+    };
+    let cert = match &config.certificate_pem {
+        Some(pem) => Some(auth::RegisteredCert::from_pem(pem)?),
+        None => None,
+    };
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let buckets = throttle::Buckets::new(
+        tenant.directory_ru_per_10s(),
+        config.auth_methods_per_10s,
+        config.time_scale,
+    );
+    let state = Arc::new(server::State {
+        base_url: format!("http://{addr}"),
+        faults: Mutex::new(
+            config
+                .faults
+                .iter()
+                .cloned()
+                .map(faults::Armed::new)
+                .collect(),
+        ),
+        buckets: Mutex::new(buckets),
+        tenant: RwLock::new(tenant),
+        stats: Mutex::new(Stats::default()),
+        key: rand::random::<[u8; 32]>(),
+        cert,
+        config,
+    });
+    let app = server::router(state.clone());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+            let _ = stopped.await;
+        });
+        if let Err(e) = serve.await {
+            tracing::error!("graph-sim stopped: {e}");
+        }
+    });
+    Ok(SimHandle {
+        state,
+        addr,
+        stop: Some(stop),
+        task,
+    })
+}

@@ -1,1 +1,112 @@
-fn main() {}
+//! `graph-sim`: serve a simulated Entra ID tenant through Microsoft Graph's contract on loopback.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+use graph_sim::{Fault, Licence, Profile, SimConfig, TenantSource};
+
+/// A Microsoft Graph simulator for mfa-auditor's tests, benchmarks and demo.
+///
+/// Prints the listening address on the first line of standard output (useful with port 0), then
+/// the tenant id, the client id and the client secret, one per line.
+///
+/// Example: graph-sim --listen 127.0.0.1:8089 --users 5000 --seed 7 --profile realistic --time-scale 100
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// Address to listen on (loopback only).
+    #[arg(long, default_value = "127.0.0.1:8089")]
+    listen: SocketAddr,
+    /// Users in the generated tenant.
+    #[arg(long, default_value_t = 5000)]
+    users: usize,
+    /// Seed of the generated tenant (same seed, same tenant).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// realistic, healthy or weak-policy.
+    #[arg(long, default_value = "realistic")]
+    profile: Profile,
+    /// Serve this ground-truth JSON instead of generating a tenant.
+    #[arg(long)]
+    tenant_json: Option<std::path::PathBuf>,
+    /// Write the tenant's ground truth to this file.
+    #[arg(long)]
+    ground_truth_out: Option<std::path::PathBuf>,
+    /// How many times faster than Graph's real throttle limits the buckets refill.
+    #[arg(long, default_value_t = 1.0)]
+    time_scale: f64,
+    /// free, p1 or p2 (the registration report, sign-ins and CA need P1/P2).
+    #[arg(long, default_value = "p2")]
+    licence: Licence,
+    /// Leave this permission out of the token's roles claim (repeatable).
+    #[arg(long)]
+    deny_permission: Vec<String>,
+    /// Inject a fault (repeatable): status:EP:CODE[:N], throttle:EP[:N], malformed:EP[:N], truncated:EP[:N],
+    /// slow:EP:MS, nextlink-loop:EP:PAGE, token-expiry:SECS, licence:EP. EP is an endpoint label or '*'.
+    #[arg(long, value_parser = Fault::parse)]
+    fault: Vec<Fault>,
+    /// Extra latency on every response, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+    #[arg(long)]
+    client_id: Option<String>,
+    #[arg(long)]
+    client_secret: Option<String>,
+    /// A PEM certificate accepted for certificate (private_key_jwt) sign-in.
+    #[arg(long)]
+    certificate: Option<std::path::PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
+    let args = Args::parse();
+    let mut config = SimConfig {
+        tenant: match args.tenant_json {
+            Some(path) => TenantSource::Json(path),
+            None => TenantSource::Generated {
+                users: args.users,
+                seed: args.seed,
+                profile: args.profile,
+            },
+        },
+        licence: args.licence,
+        time_scale: args.time_scale,
+        latency: Duration::from_millis(args.latency_ms),
+        faults: args.fault,
+        ..SimConfig::default()
+    };
+    config.granted_roles.retain(|r| {
+        !args
+            .deny_permission
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(r))
+    });
+    if let Some(c) = args.client_id {
+        config.client_id = c;
+    }
+    if let Some(s) = args.client_secret {
+        config.client_secret = s;
+    }
+    if let Some(path) = &args.certificate {
+        config.certificate_pem = Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+        );
+    }
+    let sim = graph_sim::start(config, args.listen).await?;
+    if let Some(path) = &args.ground_truth_out {
+        std::fs::write(path, serde_json::to_vec(&sim.ground_truth())?)?;
+    }
+    println!("{}", sim.base_url());
+    println!("{}", sim.tenant_id());
+    println!("{}", sim.client_id());
+    println!("{}", sim.client_secret());
+    tokio::signal::ctrl_c().await?;
+    sim.shutdown().await;
+    Ok(())
+}

@@ -24,7 +24,10 @@ pub enum Credential {
     /// A client secret.
     Secret(Secret),
     /// A certificate: the PEM certificate (public) and its PEM private key (secret).
-    Certificate { certificate_pem: String, private_key_pem: Secret },
+    Certificate {
+        certificate_pem: String,
+        private_key_pem: Secret,
+    },
 }
 
 /// A certificate credential, parsed once.
@@ -35,18 +38,26 @@ pub(crate) struct CertificateKey {
 }
 
 impl CertificateKey {
-    pub(crate) fn parse(certificate_pem: &str, private_key_pem: &Secret) -> Result<CertificateKey, GraphError> {
+    pub(crate) fn parse(
+        certificate_pem: &str,
+        private_key_pem: &Secret,
+    ) -> Result<CertificateKey, GraphError> {
         let cert = pem::parse(certificate_pem)
             .map_err(|e| GraphError::Config(format!("certificate is not valid PEM: {e}")))?;
         if cert.tag() != "CERTIFICATE" {
-            return Err(GraphError::Config(format!("certificate PEM holds a {:?}, not a CERTIFICATE", cert.tag())));
+            return Err(GraphError::Config(format!(
+                "certificate PEM holds a {:?}, not a CERTIFICATE",
+                cert.tag()
+            )));
         }
         let x5t_s256 = B64.encode(Sha256::digest(cert.contents()));
         let pem_text = private_key_pem.expose();
         let key = RsaPrivateKey::from_pkcs8_pem(pem_text)
             .or_else(|_| RsaPrivateKey::from_pkcs1_pem(pem_text))
             .map_err(|_| {
-                GraphError::Config("private key is neither a PKCS#8 nor a PKCS#1 RSA private key in PEM".into())
+                GraphError::Config(
+                    "private key is neither a PKCS#8 nor a PKCS#1 RSA private key in PEM".into(),
+                )
             })?;
         Ok(CertificateKey { x5t_s256, key })
     }
@@ -60,12 +71,19 @@ impl CertificateKey {
             "jti": uuid::Uuid::new_v4().to_string(),
             "nbf": now, "iat": now, "exp": now + 300,
         });
-        let signing_input = format!("{}.{}", B64.encode(header.to_string()), B64.encode(claims.to_string()));
+        let signing_input = format!(
+            "{}.{}",
+            B64.encode(header.to_string()),
+            B64.encode(claims.to_string())
+        );
         let signer = rsa::pss::BlindedSigningKey::<Sha256>::new(self.key.clone());
         let signature = signer
             .try_sign_with_rng(&mut rand::thread_rng(), signing_input.as_bytes())
             .map_err(|e| GraphError::Config(format!("cannot sign the client assertion: {e}")))?;
-        Ok(format!("{signing_input}.{}", B64.encode(signature.to_bytes())))
+        Ok(format!(
+            "{signing_input}.{}",
+            B64.encode(signature.to_bytes())
+        ))
     }
 }
 
@@ -103,12 +121,21 @@ pub(crate) struct TokenSource {
 }
 
 impl TokenSource {
-    pub(crate) fn new(token_url: String, client_id: String, scope: String, credential: &Credential) -> Result<Self, GraphError> {
+    pub(crate) fn new(
+        token_url: String,
+        client_id: String,
+        scope: String,
+        credential: &Credential,
+    ) -> Result<Self, GraphError> {
         let (secret, certificate) = match credential {
             Credential::Secret(s) => (Some(s.clone()), None),
-            Credential::Certificate { certificate_pem, private_key_pem } => {
-                (None, Some(CertificateKey::parse(certificate_pem, private_key_pem)?))
-            }
+            Credential::Certificate {
+                certificate_pem,
+                private_key_pem,
+            } => (
+                None,
+                Some(CertificateKey::parse(certificate_pem, private_key_pem)?),
+            ),
         };
         Ok(TokenSource {
             token_url,
@@ -137,7 +164,10 @@ impl TokenSource {
         let (token, lifetime) = self.fetch(http).await?;
         // Refresh 5 minutes early, or a tenth of the lifetime early for short-lived tokens.
         let margin = Duration::from_secs(300).min(lifetime / 10);
-        *cache = Some(Cached { token: token.clone(), refresh_at: Instant::now() + lifetime - margin });
+        *cache = Some(Cached {
+            token: token.clone(),
+            refresh_at: Instant::now() + lifetime - margin,
+        });
         Ok(token)
     }
 
@@ -150,7 +180,8 @@ impl TokenSource {
     }
 
     async fn fetch(&self, http: &reqwest::Client) -> Result<(Secret, Duration), GraphError> {
-        self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut form: Vec<(&str, String)> = vec![
             ("client_id", self.client_id.clone()),
             ("scope", self.scope.clone()),
@@ -160,29 +191,50 @@ impl TokenSource {
             form.push(("client_secret", secret.expose().to_owned()));
         }
         if let Some(cert) = &self.certificate {
-            form.push(("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into()));
-            form.push(("client_assertion", cert.assertion(&self.client_id, &self.token_url)?));
+            form.push((
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into(),
+            ));
+            form.push((
+                "client_assertion",
+                cert.assertion(&self.client_id, &self.token_url)?,
+            ));
         }
         let transport = |e: reqwest::Error| GraphError::Transport {
             endpoint: "token".into(),
             message: super::client::describe_reqwest_error(&e),
         };
-        let response = http.post(&self.token_url).form(&form).send().await.map_err(transport)?;
+        let response = http
+            .post(&self.token_url)
+            .form(&form)
+            .send()
+            .await
+            .map_err(transport)?;
         let status = response.status();
         let body = response.bytes().await.map_err(transport)?;
         if !status.is_success() {
             let err: TokenErrorBody = serde_json::from_slice(&body).unwrap_or_default();
             return Err(GraphError::Token {
-                error: if err.error.is_empty() { format!("HTTP {}", status.as_u16()) } else { err.error },
+                error: if err.error.is_empty() {
+                    format!("HTTP {}", status.as_u16())
+                } else {
+                    err.error
+                },
                 // The first line carries the AADSTS code and text; trace ids follow on the next lines.
-                description: err.error_description.lines().next().unwrap_or("").to_owned(),
+                description: err
+                    .error_description
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_owned(),
                 codes: err.error_codes,
             });
         }
-        let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| GraphError::Decode {
-            endpoint: "token".into(),
-            message: format!("token response: {e}"),
-        })?;
+        let parsed: TokenResponse =
+            serde_json::from_slice(&body).map_err(|e| GraphError::Decode {
+                endpoint: "token".into(),
+                message: format!("token response: {e}"),
+            })?;
         let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(3599).max(1));
         Ok((Secret::new(parsed.access_token), lifetime))
     }
@@ -191,15 +243,24 @@ impl TokenSource {
 /// The `roles` claim of an access token (application permissions granted). The token is read,
 /// not validated: it is our own, fresh from the token endpoint.
 pub fn roles_claim(access_token: &str) -> Result<Vec<String>, GraphError> {
-    let decode_err = |m: &str| GraphError::Decode { endpoint: "token".into(), message: format!("access token: {m}") };
-    let payload = access_token.split('.').nth(1).ok_or_else(|| decode_err("not a JWT"))?;
-    let bytes = B64.decode(payload.trim_end_matches('=')).map_err(|_| decode_err("payload is not base64url"))?;
+    let decode_err = |m: &str| GraphError::Decode {
+        endpoint: "token".into(),
+        message: format!("access token: {m}"),
+    };
+    let payload = access_token
+        .split('.')
+        .nth(1)
+        .ok_or_else(|| decode_err("not a JWT"))?;
+    let bytes = B64
+        .decode(payload.trim_end_matches('='))
+        .map_err(|_| decode_err("payload is not base64url"))?;
     #[derive(Deserialize)]
     struct Claims {
         #[serde(default)]
         roles: Vec<String>,
     }
-    let claims: Claims = serde_json::from_slice(&bytes).map_err(|_| decode_err("payload is not JSON claims"))?;
+    let claims: Claims =
+        serde_json::from_slice(&bytes).map_err(|_| decode_err("payload is not JSON claims"))?;
     Ok(claims.roles)
 }
 
@@ -211,7 +272,13 @@ mod tests {
     fn roles_are_read_from_the_payload() {
         let payload = B64.encode(r#"{"aud":"https://graph.microsoft.com","roles":["User.Read.All","AuditLog.Read.All"]}"#);
         let token = format!("e30.{payload}.sig");
-        assert_eq!(roles_claim(&token).ok(), Some(vec!["User.Read.All".to_string(), "AuditLog.Read.All".to_string()]));
+        assert_eq!(
+            roles_claim(&token).ok(),
+            Some(vec![
+                "User.Read.All".to_string(),
+                "AuditLog.Read.All".to_string()
+            ])
+        );
         let no_roles = format!("e30.{}.sig", B64.encode("{}"));
         assert_eq!(roles_claim(&no_roles).ok(), Some(vec![]));
         assert!(roles_claim("garbage").is_err());
@@ -221,7 +288,10 @@ mod tests {
     fn credential_debug_hides_the_secret() {
         let c = Credential::Secret(Secret::new("s3cr3t-value"));
         assert!(!format!("{c:?}").contains("s3cr3t"));
-        let c = Credential::Certificate { certificate_pem: "CERT".into(), private_key_pem: Secret::new("KEYMATERIAL") };
+        let c = Credential::Certificate {
+            certificate_pem: "CERT".into(),
+            private_key_pem: Secret::new("KEYMATERIAL"),
+        };
         assert!(!format!("{c:?}").contains("KEYMATERIAL"));
     }
 }

@@ -149,7 +149,10 @@ struct Inner {
 enum Attempt {
     Done(bytes::Bytes),
     /// Try again after this long (`None`: back off).
-    Retry { after: Option<Duration>, error: GraphError },
+    Retry {
+        after: Option<Duration>,
+        error: GraphError,
+    },
     Fail(GraphError),
 }
 
@@ -212,7 +215,9 @@ pub(crate) fn describe_reqwest_error(e: &reqwest::Error) -> String {
 }
 
 fn http_error(endpoint: &str, status: u16, body: &[u8]) -> GraphError {
-    let detail = serde_json::from_slice::<ErrorBody>(body).map(|b| b.error).unwrap_or_default();
+    let detail = serde_json::from_slice::<ErrorBody>(body)
+        .map(|b| b.error)
+        .unwrap_or_default();
     let message = detail.message.unwrap_or_else(|| {
         let text = String::from_utf8_lossy(body);
         let text = text.trim();
@@ -237,7 +242,12 @@ impl GraphClient {
             .login_base
             .join(&format!("{}/oauth2/v2.0/token", config.tenant_id))
             .map_err(|e| GraphError::Config(format!("token endpoint URL: {e}")))?;
-        let tokens = TokenSource::new(token_url.to_string(), config.client_id.clone(), config.scope.clone(), &credential)?;
+        let tokens = TokenSource::new(
+            token_url.to_string(),
+            config.client_id.clone(),
+            config.scope.clone(),
+            &credential,
+        )?;
         let http = reqwest::Client::builder()
             .timeout(config.request_timeout)
             .connect_timeout(Duration::from_secs(10).min(config.request_timeout))
@@ -284,7 +294,9 @@ impl GraphClient {
         url: &str,
     ) -> Result<T, GraphError> {
         let url = self.resolve(url)?;
-        let body = self.request(class, endpoint, reqwest::Method::GET, &url, None, 1.0).await?;
+        let body = self
+            .request(class, endpoint, reqwest::Method::GET, &url, None, 1.0)
+            .await?;
         decode(endpoint, &body)
     }
 
@@ -304,13 +316,20 @@ impl GraphClient {
         let mut url = self.resolve(first_url)?;
         let mut seen: HashSet<String> = HashSet::new();
         loop {
-            let body = self.request(class, endpoint, reqwest::Method::GET, &url, None, 1.0).await?;
+            let body = self
+                .request(class, endpoint, reqwest::Method::GET, &url, None, 1.0)
+                .await?;
             let page: Page<T> = decode(endpoint, &body)?;
             drop(body);
             on_page(page.value)?;
-            let Some(next) = page.next_link else { return Ok(()) };
+            let Some(next) = page.next_link else {
+                return Ok(());
+            };
             if !seen.insert(next.clone()) || next == url.as_str() {
-                return Err(GraphError::NextLinkLoop { endpoint: endpoint.into(), url: next });
+                return Err(GraphError::NextLinkLoop {
+                    endpoint: endpoint.into(),
+                    url: next,
+                });
             }
             url = self.resolve(&next)?;
         }
@@ -346,7 +365,12 @@ impl GraphClient {
         let cfg = &self.inner.config;
         let batch_url = match self.resolve(&format!("/{}/$batch", version.segment())) {
             Ok(u) => u,
-            Err(e) => return chunk.into_iter().map(|i| (i.id, Err(GraphError::Config(e.to_string())))).collect(),
+            Err(e) => {
+                return chunk
+                    .into_iter()
+                    .map(|i| (i.id, Err(GraphError::Config(e.to_string()))))
+                    .collect()
+            }
         };
         let mut results = Vec::with_capacity(chunk.len());
         let mut pending = chunk;
@@ -356,19 +380,33 @@ impl GraphClient {
                 "requests": pending.iter().map(|i| serde_json::json!({"id": i.id, "method": "GET", "url": i.url})).collect::<Vec<_>>()
             });
             let sent = self
-                .request(class, "$batch", reqwest::Method::POST, &batch_url, Some(&body), pending.len() as f64)
+                .request(
+                    class,
+                    "$batch",
+                    reqwest::Method::POST,
+                    &batch_url,
+                    Some(&body),
+                    pending.len() as f64,
+                )
                 .await
                 .and_then(|bytes| decode::<BatchEnvelope>("$batch", &bytes));
             let envelope = match sent {
                 Ok(env) => env,
                 Err(e) => {
                     // The batch as a whole failed after the request's own retries.
-                    results.extend(pending.into_iter().map(|i| (i.id, Err(rename_endpoint(&e, endpoint)))));
+                    results.extend(
+                        pending
+                            .into_iter()
+                            .map(|i| (i.id, Err(rename_endpoint(&e, endpoint)))),
+                    );
                     return results;
                 }
             };
-            let mut by_id: HashMap<String, BatchResponse> =
-                envelope.responses.into_iter().map(|r| (r.id.to_ascii_lowercase(), r)).collect();
+            let mut by_id: HashMap<String, BatchResponse> = envelope
+                .responses
+                .into_iter()
+                .map(|r| (r.id.to_ascii_lowercase(), r))
+                .collect();
             let mut retry: Vec<BatchItem> = Vec::new();
             let mut wait: Option<Duration> = None;
             for item in pending {
@@ -377,7 +415,11 @@ impl GraphClient {
                     continue;
                 };
                 self.inner.stats.record(endpoint, resp.status);
-                let body = resp.body.as_ref().map(|b| b.get().as_bytes()).unwrap_or(b"null");
+                let body = resp
+                    .body
+                    .as_ref()
+                    .map(|b| b.get().as_bytes())
+                    .unwrap_or(b"null");
                 match resp.status {
                     200..=299 => results.push((item.id, decode::<T>(endpoint, body))),
                     429 | 503 | 504 | 424 => {
@@ -387,14 +429,18 @@ impl GraphClient {
                             .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
                             .and_then(|(_, v)| match v {
                                 serde_json::Value::String(s) => parse_retry_after(s),
-                                serde_json::Value::Number(n) => n.as_f64().and_then(|f| parse_retry_after(&f.to_string())),
+                                serde_json::Value::Number(n) => {
+                                    n.as_f64().and_then(|f| parse_retry_after(&f.to_string()))
+                                }
                                 _ => None,
                             });
                         if let Some(a) = after {
                             wait = Some(wait.map_or(a, |w| w.max(a)));
                         }
                         if resp.status == 429 {
-                            self.inner.pacer.pause(class, after.unwrap_or(cfg.backoff_base));
+                            self.inner
+                                .pacer
+                                .pause(class, after.unwrap_or(cfg.backoff_base));
                         }
                         retry.push(item);
                     }
@@ -406,9 +452,15 @@ impl GraphClient {
             }
             if attempt >= cfg.max_retries {
                 let attempts = attempt + 1;
-                results.extend(
-                    retry.into_iter().map(|i| (i.id, Err(GraphError::Throttled { endpoint: endpoint.into(), attempts }))),
-                );
+                results.extend(retry.into_iter().map(|i| {
+                    (
+                        i.id,
+                        Err(GraphError::Throttled {
+                            endpoint: endpoint.into(),
+                            attempts,
+                        }),
+                    )
+                }));
                 break;
             }
             let delay = wait.unwrap_or_else(|| backoff(attempt, cfg.backoff_base, cfg.backoff_cap));
@@ -422,7 +474,8 @@ impl GraphClient {
     fn resolve(&self, url: &str) -> Result<Url, GraphError> {
         let base = &self.inner.config.graph_base;
         if url.starts_with("http://") || url.starts_with("https://") {
-            let parsed = Url::parse(url).map_err(|e| GraphError::Config(format!("bad URL {url:?}: {e}")))?;
+            let parsed =
+                Url::parse(url).map_err(|e| GraphError::Config(format!("bad URL {url:?}: {e}")))?;
             if parsed.origin() != base.origin() {
                 return Err(GraphError::Config(format!(
                     "refusing to follow {url:?}: it is not on the Graph host {}",
@@ -431,7 +484,8 @@ impl GraphClient {
             }
             return Ok(parsed);
         }
-        base.join(url).map_err(|e| GraphError::Config(format!("bad URL {url:?}: {e}")))
+        base.join(url)
+            .map_err(|e| GraphError::Config(format!("bad URL {url:?}: {e}")))
     }
 
     /// Sends one request with pacing, a slot among the requests in flight, a token, and retries.
@@ -445,25 +499,33 @@ impl GraphClient {
         units: f64,
     ) -> Result<bytes::Bytes, GraphError> {
         let cfg = &self.inner.config;
-        let cost = if class == ThrottleClass::Directory && method == reqwest::Method::GET { resource_units(url) } else { units };
+        let cost = if class == ThrottleClass::Directory && method == reqwest::Method::GET {
+            resource_units(url)
+        } else {
+            units
+        };
         let mut attempt: u32 = 0;
         let mut refreshed = false;
         loop {
             self.inner.pacer.acquire(class, cost).await;
-            let outcome = self.attempt(class, endpoint, &method, url, body, &mut refreshed).await;
+            let outcome = self
+                .attempt(class, endpoint, &method, url, body, &mut refreshed)
+                .await;
             match outcome {
                 Attempt::Done(bytes) => return Ok(bytes),
                 Attempt::Fail(e) => return Err(e),
                 Attempt::Retry { after, error } => {
                     if attempt >= cfg.max_retries {
                         return Err(match error {
-                            GraphError::Http { status: 429, .. } => {
-                                GraphError::Throttled { endpoint: endpoint.into(), attempts: attempt + 1 }
-                            }
+                            GraphError::Http { status: 429, .. } => GraphError::Throttled {
+                                endpoint: endpoint.into(),
+                                attempts: attempt + 1,
+                            },
                             other => other,
                         });
                     }
-                    let delay = after.unwrap_or_else(|| backoff(attempt, cfg.backoff_base, cfg.backoff_cap));
+                    let delay = after
+                        .unwrap_or_else(|| backoff(attempt, cfg.backoff_base, cfg.backoff_cap));
                     tracing::debug!(endpoint, attempt, delay_ms = delay.as_millis() as u64, %error, "retrying");
                     tokio::time::sleep(delay).await;
                     attempt += 1;
@@ -488,7 +550,12 @@ impl GraphClient {
         let token = match inner.tokens.token(&inner.http).await {
             Ok(t) => t,
             // A transport failure reaching the token endpoint is worth another try; a refusal is not.
-            Err(e @ GraphError::Transport { .. }) => return Attempt::Retry { after: None, error: e },
+            Err(e @ GraphError::Transport { .. }) => {
+                return Attempt::Retry {
+                    after: None,
+                    error: e,
+                }
+            }
             Err(e) => return Attempt::Fail(e),
         };
         let mut req = inner
@@ -507,17 +574,31 @@ impl GraphClient {
             Err(e) => {
                 inner.stats.record(endpoint, 0);
                 let error = if e.is_timeout() {
-                    GraphError::Timeout { endpoint: endpoint.into(), seconds: inner.config.request_timeout.as_secs_f64() }
+                    GraphError::Timeout {
+                        endpoint: endpoint.into(),
+                        seconds: inner.config.request_timeout.as_secs_f64(),
+                    }
                 } else {
-                    GraphError::Transport { endpoint: endpoint.into(), message: describe_reqwest_error(&e) }
+                    GraphError::Transport {
+                        endpoint: endpoint.into(),
+                        message: describe_reqwest_error(&e),
+                    }
                 };
                 return Attempt::Retry { after: None, error };
             }
         };
         let status = response.status().as_u16();
-        let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
         let retry_after = header("retry-after").and_then(|v| parse_retry_after(&v));
-        if let Some(ratio) = header("x-ms-throttle-limit-percentage").and_then(|v| v.trim().parse::<f64>().ok()) {
+        if let Some(ratio) =
+            header("x-ms-throttle-limit-percentage").and_then(|v| v.trim().parse::<f64>().ok())
+        {
             inner.stats.record_throttle_limit(ratio);
         }
         let bytes = match response.bytes().await {
@@ -542,16 +623,26 @@ impl GraphClient {
         if status == 401 && error.code() == Some("InvalidAuthenticationToken") && !*refreshed {
             *refreshed = true;
             inner.tokens.invalidate(&token).await;
-            return Attempt::Retry { after: Some(Duration::ZERO), error };
+            return Attempt::Retry {
+                after: Some(Duration::ZERO),
+                error,
+            };
         }
         if status == 429 {
             // Hold the whole class back; without Retry-After (Conditional Access) back off.
-            let pause = retry_after.unwrap_or_else(|| backoff(1, inner.config.backoff_base, inner.config.backoff_cap));
+            let pause = retry_after
+                .unwrap_or_else(|| backoff(1, inner.config.backoff_base, inner.config.backoff_cap));
             inner.pacer.pause(class, pause);
-            return Attempt::Retry { after: Some(pause), error };
+            return Attempt::Retry {
+                after: Some(pause),
+                error,
+            };
         }
         if is_retryable(status) {
-            return Attempt::Retry { after: retry_after, error };
+            return Attempt::Retry {
+                after: retry_after,
+                error,
+            };
         }
         Attempt::Fail(error)
     }
@@ -560,22 +651,38 @@ impl GraphClient {
 fn rename_endpoint(e: &GraphError, endpoint: &str) -> GraphError {
     let msg = e.to_string();
     match e {
-        GraphError::Http { status, code, message, request_id, .. } => GraphError::Http {
+        GraphError::Http {
+            status,
+            code,
+            message,
+            request_id,
+            ..
+        } => GraphError::Http {
             endpoint: endpoint.into(),
             status: *status,
             code: code.clone(),
             message: message.clone(),
             request_id: request_id.clone(),
         },
-        GraphError::Throttled { attempts, .. } => GraphError::Throttled { endpoint: endpoint.into(), attempts: *attempts },
-        _ => GraphError::Transport { endpoint: endpoint.into(), message: msg },
+        GraphError::Throttled { attempts, .. } => GraphError::Throttled {
+            endpoint: endpoint.into(),
+            attempts: *attempts,
+        },
+        _ => GraphError::Transport {
+            endpoint: endpoint.into(),
+            message: msg,
+        },
     }
 }
 
 fn decode<T: DeserializeOwned>(endpoint: &str, body: &[u8]) -> Result<T, GraphError> {
     serde_json::from_slice(body).map_err(|e| GraphError::Decode {
         endpoint: endpoint.into(),
-        message: if e.is_eof() { format!("truncated body ({} bytes): {e}", body.len()) } else { e.to_string() },
+        message: if e.is_eof() {
+            format!("truncated body ({} bytes): {e}", body.len())
+        } else {
+            e.to_string()
+        },
     })
 }
 
@@ -596,13 +703,19 @@ mod tests {
     #[test]
     fn relative_urls_keep_their_encoding_and_foreign_next_links_are_refused() {
         let c = client();
-        let u = c.resolve("/v1.0/auditLogs/signIns?$filter=createdDateTime%20ge%202024-01-01T00:00:00Z").expect("url");
+        let u = c
+            .resolve("/v1.0/auditLogs/signIns?$filter=createdDateTime%20ge%202024-01-01T00:00:00Z")
+            .expect("url");
         assert_eq!(
             u.as_str(),
             "https://graph.microsoft.com/v1.0/auditLogs/signIns?$filter=createdDateTime%20ge%202024-01-01T00:00:00Z"
         );
-        assert!(c.resolve("https://evil.example/v1.0/users?$skiptoken=x").is_err());
-        assert!(c.resolve("https://graph.microsoft.com/v1.0/users?$skiptoken=x").is_ok());
+        assert!(c
+            .resolve("https://evil.example/v1.0/users?$skiptoken=x")
+            .is_err());
+        assert!(c
+            .resolve("https://graph.microsoft.com/v1.0/users?$skiptoken=x")
+            .is_ok());
     }
 
     #[test]
@@ -610,14 +723,22 @@ mod tests {
         let body = br#"{"error":{"code":"Authorization_RequestDenied","message":"Insufficient privileges to complete the operation.","innerError":{"request-id":"abc"}}}"#;
         let e = http_error("users", 403, body);
         assert_eq!(e.code(), Some("Authorization_RequestDenied"));
-        assert!(e.to_string().contains("users: HTTP 403 Authorization_RequestDenied"));
+        assert!(e
+            .to_string()
+            .contains("users: HTTP 403 Authorization_RequestDenied"));
         let e = http_error("users", 502, b"<html>bad gateway</html>");
         assert!(e.to_string().contains("bad gateway"), "{e}");
     }
 
     #[test]
     fn truncated_bodies_say_so() {
-        let e = decode::<serde_json::Value>("users", br#"{"value": [{"id": "#).err().expect("error");
-        assert!(e.to_string().contains("users: unreadable response body: truncated"), "{e}");
+        let e = decode::<serde_json::Value>("users", br#"{"value": [{"id": "#)
+            .err()
+            .expect("error");
+        assert!(
+            e.to_string()
+                .contains("users: unreadable response body: truncated"),
+            "{e}"
+        );
     }
 }

@@ -26,7 +26,13 @@ struct Bucket {
 impl Bucket {
     fn new(per_window: f64, window_secs: f64, headroom: f64) -> Bucket {
         let capacity = (per_window * headroom).max(1.0);
-        Bucket { capacity, rate: capacity / window_secs, tokens: capacity, last: Instant::now(), paused_until: None }
+        Bucket {
+            capacity,
+            rate: capacity / window_secs,
+            tokens: capacity,
+            last: Instant::now(),
+            paused_until: None,
+        }
     }
 
     /// Takes `cost` tokens now and returns how long the caller must wait before sending.
@@ -35,7 +41,11 @@ impl Bucket {
         self.tokens = (self.tokens + elapsed * self.rate).min(self.capacity);
         self.last = now;
         self.tokens -= cost.min(self.capacity);
-        let mut wait = if self.tokens < 0.0 { Duration::from_secs_f64(-self.tokens / self.rate) } else { Duration::ZERO };
+        let mut wait = if self.tokens < 0.0 {
+            Duration::from_secs_f64(-self.tokens / self.rate)
+        } else {
+            Duration::ZERO
+        };
         if let Some(until) = self.paused_until {
             wait = wait.max(until.saturating_duration_since(now));
         }
@@ -73,7 +83,9 @@ impl Pacer {
     /// Waits until `cost` units of `class` may be spent.
     pub async fn acquire(&self, class: ThrottleClass, cost: f64) {
         let wait = {
-            let mut b = self.buckets[index(class)].lock().unwrap_or_else(|e| e.into_inner());
+            let mut b = self.buckets[index(class)]
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             b.reserve(cost, Instant::now())
         };
         if !wait.is_zero() {
@@ -84,7 +96,9 @@ impl Pacer {
     /// Graph throttled `class`: nobody of that class sends before `delay` has passed, and the
     /// bucket restarts empty.
     pub fn pause(&self, class: ThrottleClass, delay: Duration) {
-        let mut b = self.buckets[index(class)].lock().unwrap_or_else(|e| e.into_inner());
+        let mut b = self.buckets[index(class)]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let until = Instant::now() + delay;
         b.paused_until = Some(b.paused_until.map_or(until, |u| u.max(until)));
         b.tokens = b.tokens.min(0.0);
@@ -113,7 +127,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn reports_class_goes_out_at_exactly_its_rate() {
-        let pacer = Pacer::new(&Pacing { reports_per_10s: 5.0, headroom: 1.0, ..Pacing::default() });
+        let pacer = Pacer::new(&Pacing {
+            reports_per_10s: 5.0,
+            headroom: 1.0,
+            ..Pacing::default()
+        });
         let start = Instant::now();
         for _ in 0..25 {
             pacer.acquire(ThrottleClass::Reports, 1.0).await;
@@ -125,7 +143,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_pause_holds_the_whole_class_back() {
-        let pacer = Pacer::new(&Pacing { conditional_access_per_s: 1.0, headroom: 1.0, ..Pacing::default() });
+        let pacer = Pacer::new(&Pacing {
+            conditional_access_per_s: 1.0,
+            headroom: 1.0,
+            ..Pacing::default()
+        });
         pacer.pause(ThrottleClass::ConditionalAccess, Duration::from_secs(7));
         let start = Instant::now();
         pacer.acquire(ThrottleClass::ConditionalAccess, 1.0).await;
@@ -139,9 +161,20 @@ mod tests {
     #[test]
     fn resource_units_follow_the_documented_modifiers() {
         let u = |s: &str| url::Url::parse(s).expect("url");
-        assert_eq!(resource_units(&u("https://g/v1.0/users?$select=id&$top=999")), 1.0);
+        assert_eq!(
+            resource_units(&u("https://g/v1.0/users?$select=id&$top=999")),
+            1.0
+        );
         assert_eq!(resource_units(&u("https://g/v1.0/users")), 2.0);
-        assert_eq!(resource_units(&u("https://g/v1.0/roleManagement/directory/roleAssignments?$expand=principal")), 2.0);
-        assert_eq!(resource_units(&u("https://g/v1.0/policies/x?$select=a&$top=5")), 1.0);
+        assert_eq!(
+            resource_units(&u(
+                "https://g/v1.0/roleManagement/directory/roleAssignments?$expand=principal"
+            )),
+            2.0
+        );
+        assert_eq!(
+            resource_units(&u("https://g/v1.0/policies/x?$select=a&$top=5")),
+            1.0
+        );
     }
 }

@@ -15,10 +15,15 @@ pub fn is_retryable(status: u16) -> bool {
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
     let v = value.trim();
     if let Ok(secs) = v.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0 && secs <= 3600.0).then(|| Duration::from_secs_f64(secs));
+        return (secs.is_finite() && secs >= 0.0 && secs <= 3600.0)
+            .then(|| Duration::from_secs_f64(secs));
     }
     let when = httpdate::parse_http_date(v).ok()?;
-    Some(when.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO).min(Duration::from_secs(3600)))
+    Some(
+        when.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO)
+            .min(Duration::from_secs(3600)),
+    )
 }
 
 /// Full-jitter exponential backoff for attempt `n` (0-based): uniform in [0, min(cap, base·2ⁿ)].
@@ -34,12 +39,21 @@ mod tests {
 
     #[test]
     fn retry_after_accepts_decimals_integers_and_dates() {
-        assert_eq!(parse_retry_after("2.128"), Some(Duration::from_millis(2128)));
+        assert_eq!(
+            parse_retry_after("2.128"),
+            Some(Duration::from_millis(2128))
+        );
         assert_eq!(parse_retry_after(" 10 "), Some(Duration::from_secs(10)));
         let later = SystemTime::now() + Duration::from_secs(30);
         let d = parse_retry_after(&httpdate::fmt_http_date(later)).expect("a date");
-        assert!(d > Duration::from_secs(27) && d <= Duration::from_secs(30), "{d:?}");
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
+        assert!(
+            d > Duration::from_secs(27) && d <= Duration::from_secs(30),
+            "{d:?}"
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
         assert_eq!(parse_retry_after("soon"), None);
         assert_eq!(parse_retry_after("-1"), None);
         assert_eq!(parse_retry_after("NaN"), None);

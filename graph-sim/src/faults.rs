@@ -1,0 +1,196 @@
+//! Fault injection: what a test asks the simulator to do wrong, per endpoint label (or `*`).
+//!
+//! CLI syntax (`--fault`, repeatable):
+//! - `status:ENDPOINT:CODE[:COUNT]` — answer HTTP CODE with Graph's error body (COUNT times, else always)
+//! - `throttle:ENDPOINT[:COUNT]` — a 429 with `Retry-After` (inside `$batch` too)
+//! - `malformed:ENDPOINT[:COUNT]` / `truncated:ENDPOINT[:COUNT]` — a 200 whose body is not JSON / is cut in half
+//! - `slow:ENDPOINT:MILLISECONDS` — delay every answer
+//! - `nextlink-loop:ENDPOINT:PAGE` — the nextLink after page PAGE (1-based) points back at page 1
+//! - `token-expiry:SECONDS` — tokens are issued for SECONDS only
+//! - `licence:ENDPOINT` — a 403 `Authentication_RequestFromNonPremiumTenantOrB2CTenant`
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Fault {
+    Status {
+        endpoint: String,
+        status: u16,
+        count: Option<u32>,
+        retry_after: Option<f64>,
+    },
+    Throttle {
+        endpoint: String,
+        count: Option<u32>,
+        retry_after: Option<f64>,
+    },
+    Malformed {
+        endpoint: String,
+        count: Option<u32>,
+    },
+    Truncated {
+        endpoint: String,
+        count: Option<u32>,
+    },
+    Slow {
+        endpoint: String,
+        delay_ms: u64,
+    },
+    NextlinkLoop {
+        endpoint: String,
+        after_page: u32,
+    },
+    TokenExpiry {
+        seconds: u64,
+    },
+    Licence {
+        endpoint: String,
+    },
+}
+
+impl Fault {
+    pub fn endpoint(&self) -> Option<&str> {
+        match self {
+            Fault::Status { endpoint, .. }
+            | Fault::Throttle { endpoint, .. }
+            | Fault::Malformed { endpoint, .. }
+            | Fault::Truncated { endpoint, .. }
+            | Fault::Slow { endpoint, .. }
+            | Fault::NextlinkLoop { endpoint, .. }
+            | Fault::Licence { endpoint } => Some(endpoint),
+            Fault::TokenExpiry { .. } => None,
+        }
+    }
+
+    pub fn applies_to(&self, label: &str) -> bool {
+        self.endpoint()
+            .is_some_and(|e| e == "*" || e.eq_ignore_ascii_case(label))
+    }
+
+    /// Parses the CLI syntax above.
+    pub fn parse(spec: &str) -> Result<Fault, String> {
+        let parts: Vec<&str> = spec.split(':').collect();
+        let num = |i: usize, what: &str| -> Result<Option<u64>, String> {
+            parts
+                .get(i)
+                .map(|s| {
+                    s.parse::<u64>()
+                        .map_err(|_| format!("fault {spec:?}: {what} {s:?} is not a number"))
+                })
+                .transpose()
+        };
+        let endpoint = || {
+            parts
+                .get(1)
+                .map(|s| s.to_string())
+                .ok_or_else(|| format!("fault {spec:?}: needs an endpoint"))
+        };
+        let count = |i| num(i, "count").map(|c| c.map(|c| c as u32));
+        let fault = match parts[0] {
+            "status" => Fault::Status {
+                endpoint: endpoint()?,
+                status: num(2, "status")?
+                    .ok_or_else(|| format!("fault {spec:?}: needs a status"))?
+                    as u16,
+                count: count(3)?,
+                retry_after: None,
+            },
+            "throttle" => Fault::Throttle {
+                endpoint: endpoint()?,
+                count: count(2)?,
+                retry_after: None,
+            },
+            "malformed" => Fault::Malformed {
+                endpoint: endpoint()?,
+                count: count(2)?,
+            },
+            "truncated" => Fault::Truncated {
+                endpoint: endpoint()?,
+                count: count(2)?,
+            },
+            "slow" => Fault::Slow {
+                endpoint: endpoint()?,
+                delay_ms: num(2, "delay")?.unwrap_or(1000),
+            },
+            "nextlink-loop" => Fault::NextlinkLoop {
+                endpoint: endpoint()?,
+                after_page: count(2)?.unwrap_or(1),
+            },
+            "token-expiry" => Fault::TokenExpiry {
+                seconds: num(1, "seconds")?.unwrap_or(5),
+            },
+            "licence" => Fault::Licence {
+                endpoint: endpoint()?,
+            },
+            other => return Err(format!("fault {spec:?}: unknown kind {other:?}")),
+        };
+        Ok(fault)
+    }
+}
+
+/// A fault with how many more times it fires.
+pub struct Armed {
+    pub fault: Fault,
+    remaining: Option<u32>,
+}
+
+impl Armed {
+    pub fn new(fault: Fault) -> Armed {
+        let remaining = match &fault {
+            Fault::Status { count, .. }
+            | Fault::Throttle { count, .. }
+            | Fault::Malformed { count, .. }
+            | Fault::Truncated { count, .. } => *count,
+            _ => None,
+        };
+        Armed { fault, remaining }
+    }
+
+    /// Whether it fires now (and spends one shot if counted).
+    pub fn fire(&mut self) -> bool {
+        match &mut self.remaining {
+            None => true,
+            Some(0) => false,
+            Some(n) => {
+                *n -= 1;
+                true
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_specs_parse() {
+        assert_eq!(
+            Fault::parse("status:users:503:2"),
+            Ok(Fault::Status {
+                endpoint: "users".into(),
+                status: 503,
+                count: Some(2),
+                retry_after: None
+            })
+        );
+        assert_eq!(
+            Fault::parse("token-expiry:3"),
+            Ok(Fault::TokenExpiry { seconds: 3 })
+        );
+        assert!(Fault::parse("status:users").is_err());
+        assert!(Fault::parse("explode:users").is_err());
+        assert!(Fault::parse("status:users:abc").is_err());
+    }
+
+    #[test]
+    fn counted_faults_run_out() {
+        let mut a = Armed::new(Fault::Malformed {
+            endpoint: "*".into(),
+            count: Some(2),
+        });
+        assert!(a.fire() && a.fire() && !a.fire());
+        assert!(a.fault.applies_to("users"));
+    }
+}

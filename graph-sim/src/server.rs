@@ -1,0 +1,681 @@
+//! The router: every request — direct or inside `$batch` — goes through [`State::dispatch`],
+//! which checks, in Graph's order, the route, the bearer token, the permission, the licence,
+//! the injected faults and the throttle bucket, then renders the answer.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State as AxState;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use serde_json::{json, Value};
+
+use crate::auth::{self, Issuer, RegisteredCert};
+use crate::faults::{Armed, Fault};
+use crate::render;
+use crate::tenant::Tenant;
+use crate::throttle::{resource_units, Buckets, Class};
+use crate::{GroundTruth, Licence, SimConfig, Stats};
+
+pub struct State {
+    pub config: SimConfig,
+    pub base_url: String,
+    pub tenant: RwLock<Tenant>,
+    pub buckets: Mutex<Buckets>,
+    pub faults: Mutex<Vec<Armed>>,
+    pub stats: Mutex<Stats>,
+    pub key: [u8; 32],
+    pub cert: Option<RegisteredCert>,
+}
+
+/// A response before it is put on the wire (or into a `$batch` envelope).
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Body,
+}
+
+pub enum Body {
+    Json(Value),
+    /// Bytes that are deliberately not valid JSON (faults).
+    Raw(String),
+}
+
+impl Reply {
+    fn json(status: u16, body: Value) -> Reply {
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: Body::Json(body),
+        }
+    }
+}
+
+/// Graph's error body (REFERENCE §3.3).
+pub fn graph_error(status: u16, code: &str, message: &str) -> Reply {
+    Reply::json(
+        status,
+        json!({"error": {"code": code, "message": message, "innerError": {
+            "date": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S").to_string(),
+            "request-id": uuid::Uuid::new_v4().to_string(),
+            "client-request-id": uuid::Uuid::new_v4().to_string()}}}),
+    )
+}
+
+/// One route: its stats label, throttle class, the permissions any one of which grants it, and
+/// whether it needs a premium licence.
+struct Route {
+    label: &'static str,
+    class: Class,
+    any_of: &'static [&'static str],
+    premium: bool,
+}
+
+const USERS_READ: &[&str] = &[
+    "User.Read.All",
+    "User.ReadWrite.All",
+    "Directory.Read.All",
+    "Directory.ReadWrite.All",
+];
+const AUDIT: &[&str] = &["AuditLog.Read.All"];
+const POLICY_AM: &[&str] = &[
+    "Policy.Read.AuthenticationMethod",
+    "Policy.ReadWrite.AuthenticationMethod",
+    "Policy.Read.All",
+];
+const POLICY_SD: &[&str] = &["Policy.Read.All", "Policy.ReadWrite.SecurityDefaults"];
+const POLICY_CA: &[&str] = &["Policy.Read.All", "Policy.ReadWrite.ConditionalAccess"];
+const ROLES: &[&str] = &[
+    "RoleManagement.Read.Directory",
+    "RoleManagement.Read.All",
+    "RoleManagement.ReadWrite.Directory",
+    "Directory.Read.All",
+];
+const UAM: &[&str] = &[
+    "UserAuthenticationMethod.Read.All",
+    "UserAuthenticationMethod.ReadWrite.All",
+];
+const PER_USER: &[&str] = &["Policy.Read.All", "Policy.ReadWrite.AuthenticationMethod"];
+
+fn route(version: &str, rest: &[&str]) -> Option<Route> {
+    let r = |label, class, any_of, premium| {
+        Some(Route {
+            label,
+            class,
+            any_of,
+            premium,
+        })
+    };
+    match (version, rest) {
+        ("v1.0" | "beta", ["users"]) => r("users", Class::Directory, USERS_READ, false),
+        ("v1.0" | "beta", ["reports", "authenticationMethods", "userRegistrationDetails"]) => {
+            r("userRegistrationDetails", Class::Reports, AUDIT, true)
+        }
+        ("v1.0" | "beta", ["policies", "authenticationMethodsPolicy"]) => r(
+            "authenticationMethodsPolicy",
+            Class::Directory,
+            POLICY_AM,
+            false,
+        ),
+        ("v1.0" | "beta", ["policies", "identitySecurityDefaultsEnforcementPolicy"]) => r(
+            "identitySecurityDefaultsEnforcementPolicy",
+            Class::Directory,
+            POLICY_SD,
+            false,
+        ),
+        ("v1.0" | "beta", ["identity", "conditionalAccess", "policies"]) => r(
+            "conditionalAccessPolicies",
+            Class::ConditionalAccess,
+            POLICY_CA,
+            true,
+        ),
+        ("v1.0" | "beta", ["roleManagement", "directory", "roleAssignments"]) => {
+            r("roleAssignments", Class::Directory, ROLES, false)
+        }
+        ("v1.0" | "beta", ["users", _, "authentication", "methods"]) => {
+            r("authenticationMethods", Class::AuthMethods, UAM, false)
+        }
+        ("v1.0" | "beta", ["users", _, "authentication", "temporaryAccessPassMethods"]) => {
+            r("temporaryAccessPassMethods", Class::AuthMethods, UAM, false)
+        }
+        ("beta", ["users", _, "authentication", "requirements"]) => r(
+            "perUserMfaRequirements",
+            Class::AuthMethods,
+            PER_USER,
+            false,
+        ),
+        ("v1.0" | "beta", ["auditLogs", "signIns"]) => r("signIns", Class::Reports, AUDIT, true),
+        _ => None,
+    }
+}
+
+pub fn parse_query(query: &str) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+impl State {
+    pub fn ground_truth(&self) -> GroundTruth {
+        self.tenant
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .ground_truth(self.config.licence.as_str())
+    }
+    pub fn stats(&self) -> Stats {
+        self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+    pub fn reset_stats(&self) {
+        *self.stats.lock().unwrap_or_else(|e| e.into_inner()) = Stats::default();
+    }
+    pub fn set_faults(&self, faults: Vec<Fault>) {
+        *self.faults.lock().unwrap_or_else(|e| e.into_inner()) =
+            faults.into_iter().map(Armed::new).collect();
+    }
+    fn record(&self, label: &str, status: u16) {
+        let mut s = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        *s.requests
+            .entry(label.to_string())
+            .or_default()
+            .entry(status)
+            .or_default() += 1;
+    }
+
+    /// The first armed fault matching `pred` for `label` that fires now.
+    fn fire(&self, label: &str, pred: impl Fn(&Fault) -> bool) -> Option<Fault> {
+        let mut faults = self.faults.lock().unwrap_or_else(|e| e.into_inner());
+        for a in faults.iter_mut() {
+            if a.fault.applies_to(label) && pred(&a.fault) && a.fire() {
+                return Some(a.fault.clone());
+            }
+        }
+        None
+    }
+
+    fn has_fault(&self, label: &str, pred: impl Fn(&Fault) -> bool) -> Option<Fault> {
+        let faults = self.faults.lock().unwrap_or_else(|e| e.into_inner());
+        faults
+            .iter()
+            .find(|a| a.fault.applies_to(label) && pred(&a.fault))
+            .map(|a| a.fault.clone())
+    }
+
+    fn token_lifetime(&self) -> i64 {
+        let faults = self.faults.lock().unwrap_or_else(|e| e.into_inner());
+        faults
+            .iter()
+            .find_map(|a| match a.fault {
+                Fault::TokenExpiry { seconds } => Some(seconds as i64),
+                _ => None,
+            })
+            .unwrap_or(self.config.token_lifetime.as_secs() as i64)
+    }
+
+    /// Answers one Graph request (`path` starts with `/v1.0` or `/beta`).
+    pub async fn dispatch(
+        &self,
+        method: &Method,
+        path: &str,
+        query: &str,
+        bearer: Option<&str>,
+        body: &[u8],
+    ) -> (String, Reply) {
+        let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let (version, rest) = match segs.split_first() {
+            Some((v, rest)) => (*v, rest),
+            None => ("", &[][..]),
+        };
+        if rest == ["$batch"] && (version == "v1.0" || version == "beta") {
+            if method != Method::POST {
+                return (
+                    "$batch".into(),
+                    graph_error(
+                        405,
+                        "Request_BadRequest",
+                        "Specified HTTP method is not allowed for the request target.",
+                    ),
+                );
+            }
+            return (
+                "$batch".into(),
+                Box::pin(self.batch(version, bearer, body)).await,
+            );
+        }
+        let Some(route) = route(version, rest) else {
+            return (
+                "unknown".into(),
+                graph_error(
+                    404,
+                    "Request_ResourceNotFound",
+                    &format!(
+                        "Resource not found for the segment '{}'.",
+                        rest.last().unwrap_or(&"")
+                    ),
+                ),
+            );
+        };
+        let label = route.label.to_string();
+        if method != Method::GET {
+            return (
+                label,
+                graph_error(
+                    405,
+                    "Request_BadRequest",
+                    "Specified HTTP method is not allowed for the request target.",
+                ),
+            );
+        }
+        if let Some(Fault::Slow { delay_ms, .. }) =
+            self.has_fault(&label, |f| matches!(f, Fault::Slow { .. }))
+        {
+            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        }
+        let roles = match bearer.map(|t| auth::verify(&self.key, t)) {
+            Some(Ok(r)) => r,
+            Some(Err(why)) => return (label, graph_error(401, "InvalidAuthenticationToken", why)),
+            None => {
+                return (
+                    label,
+                    graph_error(401, "InvalidAuthenticationToken", "Access token is empty."),
+                )
+            }
+        };
+        if !route
+            .any_of
+            .iter()
+            .any(|p| roles.iter().any(|r| r.eq_ignore_ascii_case(p)))
+        {
+            return (
+                label,
+                graph_error(
+                    403,
+                    "Authorization_RequestDenied",
+                    "Insufficient privileges to complete the operation.",
+                ),
+            );
+        }
+        let licence_fault = self
+            .has_fault(&label, |f| matches!(f, Fault::Licence { .. }))
+            .is_some();
+        if (route.premium && self.config.licence == Licence::Free) || licence_fault {
+            return (
+                label,
+                graph_error(
+                    403,
+                    "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
+                    "Neither tenant is B2C or tenant doesn't have premium license",
+                ),
+            );
+        }
+        if let Some(Fault::Status {
+            status,
+            retry_after,
+            ..
+        }) = self.fire(&label, |f| matches!(f, Fault::Status { .. }))
+        {
+            let mut reply = match status {
+                503 => graph_error(
+                    503,
+                    "serviceNotAvailable",
+                    "The service is temporarily unavailable.",
+                ),
+                504 => graph_error(
+                    504,
+                    "UnknownError",
+                    "The upstream service did not respond in time.",
+                ),
+                403 => graph_error(
+                    403,
+                    "Authorization_RequestDenied",
+                    "Insufficient privileges to complete the operation.",
+                ),
+                s => graph_error(s, "generalException", "An unspecified error has occurred."),
+            };
+            if let Some(ra) = retry_after {
+                reply.headers.push(("Retry-After", format!("{ra}")));
+            }
+            return (label, reply);
+        }
+        if let Some(Fault::Throttle { retry_after, .. }) =
+            self.fire(&label, |f| matches!(f, Fault::Throttle { .. }))
+        {
+            let wait = retry_after.unwrap_or(2.0 / self.config.time_scale.max(1e-9));
+            return (
+                label,
+                self.throttled(route.class, Duration::from_secs_f64(wait.max(0.0))),
+            );
+        }
+        let params = parse_query(query);
+        let cost = if route.class == Class::Directory {
+            resource_units(path, &params)
+        } else {
+            1.0
+        };
+        let ratio = {
+            let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+            let bucket = buckets.get(route.class);
+            if let Err(wait) = bucket.take(cost) {
+                drop(buckets);
+                return (label, self.throttled(route.class, wait));
+            }
+            bucket.used_ratio()
+        };
+        let mut reply = {
+            let tenant = self.tenant.read().unwrap_or_else(|e| e.into_inner());
+            let ctx = render::Ctx {
+                tenant: &tenant,
+                base: &self.base_url,
+                version,
+                params: &params,
+                state: self,
+            };
+            match render::answer(&ctx, route.label, rest) {
+                Ok(body) => Reply::json(200, body),
+                Err(reply) => reply,
+            }
+        };
+        if route.class == Class::Directory {
+            reply
+                .headers
+                .push(("x-ms-resource-unit", format!("{cost}")));
+        }
+        if ratio > 0.8 {
+            reply.headers.push((
+                "x-ms-throttle-limit-percentage",
+                format!("{:.1}", ratio.min(1.8)),
+            ));
+        }
+        if reply.status == 200 {
+            if self
+                .fire(&label, |f| matches!(f, Fault::Malformed { .. }))
+                .is_some()
+            {
+                reply.body = Body::Raw("<html><body>Service Unavailable</body></html>".into());
+            } else if self
+                .fire(&label, |f| matches!(f, Fault::Truncated { .. }))
+                .is_some()
+            {
+                if let Body::Json(v) = &reply.body {
+                    let text = v.to_string();
+                    reply.body = Body::Raw(text[..text.len() / 2].to_string());
+                }
+            }
+        }
+        (label, reply)
+    }
+
+    fn throttled(&self, class: Class, wait: Duration) -> Reply {
+        let mut reply = Reply::json(
+            429,
+            json!({"error": {"code": "TooManyRequests", "message": "Too many requests", "innerError": {
+                "code": "429", "date": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S").to_string(),
+                "message": "Please retry after", "request-id": uuid::Uuid::new_v4().to_string(), "status": "429"}}}),
+        );
+        // Conditional Access (like Identity Protection) never says how long to wait.
+        if class != Class::ConditionalAccess {
+            reply.headers.push((
+                "Retry-After",
+                format!("{:.3}", wait.as_secs_f64().max(0.001)),
+            ));
+        }
+        let scope = format!(
+            "Tenant_Application/Read/{}/{}",
+            self.config.client_id, self.config.tenant_id
+        );
+        reply.headers.push(("x-ms-throttle-scope", scope));
+        reply.headers.push((
+            "x-ms-throttle-information",
+            "ResourceUnitLimitExceeded".into(),
+        ));
+        reply
+    }
+
+    async fn batch(&self, version: &str, bearer: Option<&str>, body: &[u8]) -> Reply {
+        let Ok(doc) = serde_json::from_slice::<Value>(body) else {
+            return graph_error(400, "BadRequest", "Invalid batch payload format.");
+        };
+        let Some(requests) = doc.get("requests").and_then(Value::as_array) else {
+            return graph_error(400, "BadRequest", "Invalid batch payload format.");
+        };
+        if requests.len() > 20 {
+            return graph_error(
+                400,
+                "BadRequest",
+                "Number of batch request steps exceeds the maximum of 20.",
+            );
+        }
+        let mut ids = HashSet::new();
+        for r in requests {
+            let id = r
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            if id.is_empty() || !ids.insert(id) {
+                return graph_error(
+                    400,
+                    "BadRequest",
+                    "Batch request ids must be present and unique.",
+                );
+            }
+        }
+        let mut responses = Vec::with_capacity(requests.len());
+        // Answered in reverse: clients must correlate by id, not by position.
+        for r in requests.iter().rev() {
+            let id = r
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let method = r.get("method").and_then(Value::as_str).unwrap_or("GET");
+            let url = r.get("url").and_then(Value::as_str).unwrap_or("");
+            let (label, reply) = if !url.starts_with('/') {
+                (
+                    "invalid".to_string(),
+                    graph_error(
+                        400,
+                        "BadRequest",
+                        "Batch request urls must be relative and start with '/'.",
+                    ),
+                )
+            } else {
+                let (p, q) = url.split_once('?').unwrap_or((url, ""));
+                let m = Method::from_bytes(method.as_bytes()).unwrap_or(Method::GET);
+                self.dispatch(&m, &format!("/{version}{p}"), q, bearer, b"")
+                    .await
+            };
+            self.record(&label, reply.status);
+            let headers: serde_json::Map<String, Value> =
+                std::iter::once(("Content-Type".to_string(), Value::from("application/json")))
+                    .chain(
+                        reply
+                            .headers
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), Value::from(v.clone()))),
+                    )
+                    .collect();
+            let body = match reply.body {
+                Body::Json(v) => v,
+                Body::Raw(s) => Value::String(s),
+            };
+            responses
+                .push(json!({"id": id, "status": reply.status, "headers": headers, "body": body}));
+        }
+        Reply::json(200, json!({"responses": responses}))
+    }
+}
+
+pub fn router(state: Arc<State>) -> Router {
+    Router::new().fallback(handle).with_state(state)
+}
+
+fn to_response(reply: Reply, client_request_id: Option<&str>) -> Response {
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = match reply.body {
+        Body::Json(v) => v.to_string(),
+        Body::Raw(s) => s,
+    };
+    let mut resp = (status, body).into_response();
+    let h = resp.headers_mut();
+    h.insert("content-type", "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8".parse().unwrap_or_else(|_| unreachable!()));
+    if let Ok(v) = uuid::Uuid::new_v4().to_string().parse() {
+        h.insert("request-id", v);
+    }
+    if let Some(v) = client_request_id.and_then(|c| c.parse().ok()) {
+        h.insert("client-request-id", v);
+    }
+    for (k, v) in reply.headers {
+        if let Ok(v) = v.parse() {
+            h.insert(k, v);
+        }
+    }
+    resp
+}
+
+async fn handle(
+    AxState(state): AxState<Arc<State>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_string();
+    let query = uri.query().unwrap_or("").to_string();
+    let client_request_id = headers
+        .get("client-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if !state.config.latency.is_zero() {
+        tokio::time::sleep(state.config.latency).await;
+    }
+    if let Some(rest) = path.strip_prefix("/_sim/") {
+        return control(&state, &method, rest, &body);
+    }
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    if let [tenant, "oauth2", "v2.0", "token"] = segs.as_slice() {
+        if method != Method::POST {
+            return to_response(
+                auth::aadsts(
+                    405,
+                    "invalid_request",
+                    900561,
+                    "The endpoint only accepts POST requests.",
+                )
+                .into_reply(),
+                None,
+            );
+        }
+        let form = parse_query(&String::from_utf8_lossy(&body));
+        let basic = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Basic "))
+            .and_then(|b| {
+                base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b.trim()).ok()
+            })
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| {
+                s.split_once(':')
+                    .map(|(a, b)| (a.to_string(), b.to_string()))
+            });
+        let roles = state.config.granted_roles.clone();
+        let issuer = Issuer {
+            tenant_id: &state.config.tenant_id,
+            tenant_domain: "contoso.onmicrosoft.com",
+            client_id: &state.config.client_id,
+            client_secret: &state.config.client_secret,
+            cert: state.cert.as_ref(),
+            roles: &roles,
+            lifetime_secs: state.token_lifetime(),
+            key: &state.key,
+            token_url: format!("{}/{tenant}/oauth2/v2.0/token", state.base_url),
+        };
+        let (status, body) = issuer.token(tenant, &form, basic);
+        state.record("token", status);
+        if status == 200 {
+            state
+                .stats
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .tokens_issued += 1;
+        }
+        return to_response(Reply::json(status, body), None);
+    }
+    let bearer = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    let (label, reply) = state
+        .dispatch(&method, &path, &query, bearer.as_deref(), &body)
+        .await;
+    if label != "$batch" || reply.status != 200 {
+        state.record(&label, reply.status);
+    } else {
+        state.record("$batch", 200);
+    }
+    to_response(reply, client_request_id.as_deref())
+}
+
+trait IntoReply {
+    fn into_reply(self) -> Reply;
+}
+impl IntoReply for (u16, Value) {
+    fn into_reply(self) -> Reply {
+        Reply::json(self.0, self.1)
+    }
+}
+
+/// `/_sim/…`: the test's side door.
+fn control(state: &State, method: &Method, rest: &str, body: &[u8]) -> Response {
+    match (method.as_str(), rest) {
+        ("GET", "stats") => to_response(Reply::json(200, json!(state.stats())), None),
+        ("GET", "ground-truth") => to_response(Reply::json(200, json!(state.ground_truth())), None),
+        ("POST", "faults") => match serde_json::from_slice::<Vec<Fault>>(body) {
+            Ok(faults) => {
+                state.set_faults(faults);
+                to_response(Reply::json(200, json!({"ok": true})), None)
+            }
+            Err(e) => to_response(
+                graph_error(400, "BadRequest", &format!("faults: {e}")),
+                None,
+            ),
+        },
+        ("PATCH", path) if path.starts_with("users/") => {
+            let id = &path["users/".len()..];
+            let Ok(patch) = serde_json::from_slice::<Value>(body) else {
+                return to_response(graph_error(400, "BadRequest", "body is not JSON"), None);
+            };
+            let mut t = state.tenant.write().unwrap_or_else(|e| e.into_inner());
+            let Some(i) = t.find(id) else {
+                return to_response(
+                    graph_error(404, "Request_ResourceNotFound", "no such user"),
+                    None,
+                );
+            };
+            let user = &mut t.users[i];
+            if let Some(methods) = patch.get("methods").and_then(Value::as_array) {
+                let names: Vec<String> = methods
+                    .iter()
+                    .filter_map(|m| m.as_str().map(str::to_owned))
+                    .collect();
+                user.set_methods(&names);
+            }
+            if let Some(enabled) = patch.get("account_enabled").and_then(Value::as_bool) {
+                user.enabled = enabled;
+            }
+            to_response(Reply::json(200, json!({"ok": true})), None)
+        }
+        _ => to_response(
+            graph_error(
+                404,
+                "Request_ResourceNotFound",
+                "unknown simulator control path",
+            ),
+            None,
+        ),
+    }
+}

@@ -1,0 +1,888 @@
+//! The simulated tenant: users with their methods, roles, TAPs and per-user MFA state, the
+//! failed sign-ins, and the tenant's policies. Generated deterministically from (size, seed,
+//! profile), or loaded from JSON; it is also the **ground truth** tests compare a collection with.
+//!
+//! Users are kept compact (methods as a bit set over [`METHODS`]) so a million fit in a few
+//! hundred MB: the simulator runs beside the client in the benchmarks.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Duration, Utc};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+/// One method the simulator can hold: its `methodsRegistered` name and how the per-user
+/// `/authentication/methods` endpoint renders it (`None`: it has no Graph method object).
+pub struct MethodDef {
+    pub report_name: &'static str,
+    pub odata_type: Option<&'static str>,
+    pub mfa_capable: bool,
+    pub passwordless: bool,
+}
+
+macro_rules! m {
+    ($name:literal, $t:expr, $mfa:literal, $pwl:literal) => {
+        MethodDef {
+            report_name: $name,
+            odata_type: $t,
+            mfa_capable: $mfa,
+            passwordless: $pwl,
+        }
+    };
+}
+
+/// The methods of the simulation, by bit index.
+pub static METHODS: &[MethodDef] = &[
+    m!(
+        "microsoftAuthenticatorPush",
+        Some("microsoftAuthenticatorAuthenticationMethod"),
+        true,
+        false
+    ),
+    m!(
+        "microsoftAuthenticatorPasswordless",
+        Some("microsoftAuthenticatorAuthenticationMethod"),
+        true,
+        true
+    ),
+    m!(
+        "softwareOneTimePasscode",
+        Some("softwareOathAuthenticationMethod"),
+        true,
+        false
+    ),
+    m!(
+        "passKeyDeviceBoundAuthenticator",
+        Some("fido2AuthenticationMethod"),
+        true,
+        true
+    ),
+    m!(
+        "mobilePhone",
+        Some("phoneAuthenticationMethod"),
+        true,
+        false
+    ),
+    m!(
+        "alternateMobilePhone",
+        Some("phoneAuthenticationMethod"),
+        true,
+        false
+    ),
+    m!(
+        "officePhone",
+        Some("phoneAuthenticationMethod"),
+        true,
+        false
+    ),
+    m!(
+        "fido2SecurityKey",
+        Some("fido2AuthenticationMethod"),
+        true,
+        true
+    ),
+    m!(
+        "passKeyDeviceBound",
+        Some("fido2AuthenticationMethod"),
+        true,
+        true
+    ),
+    m!(
+        "windowsHelloForBusiness",
+        Some("windowsHelloForBusinessAuthenticationMethod"),
+        true,
+        true
+    ),
+    m!(
+        "macOsSecureEnclaveKey",
+        Some("platformCredentialAuthenticationMethod"),
+        true,
+        true
+    ),
+    m!(
+        "hardwareOneTimePasscode",
+        Some("hardwareOathAuthenticationMethod"),
+        true,
+        false
+    ),
+    m!(
+        "passKeySynced",
+        Some("fido2AuthenticationMethod"),
+        true,
+        true
+    ),
+    m!(
+        "externalAuthMethod",
+        Some("externalAuthenticationMethod"),
+        true,
+        false
+    ),
+    m!("email", Some("emailAuthenticationMethod"), false, false),
+    m!("securityQuestion", None, false, false),
+    m!(
+        "temporaryAccessPass",
+        Some("temporaryAccessPassAuthenticationMethod"),
+        false,
+        false
+    ),
+];
+
+pub fn method_index(name: &str) -> Option<usize> {
+    METHODS
+        .iter()
+        .position(|m| m.report_name.eq_ignore_ascii_case(name))
+}
+
+/// Role template ids the generator hands out (REFERENCE §12). The last one, Global Reader, is a
+/// role the auditor does not track: it must not make anyone an MFA admin.
+pub static ROLES: &[&str] = &[
+    "62e90394-69f5-4237-9190-012177145e10", // Global Administrator
+    "7be44c8a-adaf-4e2a-84d6-ab2649e08a13", // Privileged Authentication Administrator
+    "c4e39bd9-1100-46d3-8c65-fb160da0071f", // Authentication Administrator
+    "194ae4cb-b126-40b2-bd5b-6091b380977d", // Security Administrator
+    "fe930be7-5e62-47db-91af-98c3a49a38b1", // User Administrator
+    "729827e3-9c14-49f7-bb1b-9608f156bbb8", // Helpdesk Administrator
+    "e8611ab8-c189-46e8-94e1-60213ab1f814", // Privileged Role Administrator
+    "b1be1c3e-b65d-4f19-8427-f6fa0d97feb9", // Conditional Access Administrator
+    "f2ef992c-3afb-46b9-b7cf-a126ee74c451", // Global Reader
+];
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimTap {
+    pub start: DateTime<Utc>,
+    pub lifetime_minutes: u32,
+    pub usable_once: bool,
+    pub usable: bool,
+    /// `methodUsabilityReason`: EnabledByPolicy, DisabledByPolicy, Expired, NotYetValid, OneTimeUsed.
+    pub reason: String,
+}
+
+/// One simulated user.
+#[derive(Clone, Debug)]
+pub struct SimUser {
+    pub id: u128,
+    pub upn: Box<str>,
+    pub display_name: Box<str>,
+    pub guest: bool,
+    pub enabled: bool,
+    pub created: Option<DateTime<Utc>>,
+    pub synced: bool,
+    /// Bit set over [`METHODS`].
+    pub methods: u32,
+    /// A method string no real tenant has, to test leniency.
+    pub unknown_method: Option<Box<str>>,
+    /// Indexes into [`ROLES`].
+    pub roles: Vec<u8>,
+    pub system_preferred: bool,
+    pub default_method: &'static str,
+    pub tap: Option<Box<SimTap>>,
+    /// 0 disabled, 1 enabled, 2 enforced.
+    pub per_user_mfa: u8,
+}
+
+impl SimUser {
+    pub fn id_string(&self) -> String {
+        uuid::Uuid::from_u128(self.id).hyphenated().to_string()
+    }
+    pub fn has(&self, idx: usize) -> bool {
+        self.methods & (1 << idx) != 0
+    }
+    pub fn method_names(&self) -> Vec<&'static str> {
+        (0..METHODS.len())
+            .filter(|i| self.has(*i))
+            .map(|i| METHODS[i].report_name)
+            .collect()
+    }
+    /// Replaces the methods by names (unknown names are ignored).
+    pub fn set_methods(&mut self, names: &[String]) {
+        self.methods = names
+            .iter()
+            .filter_map(|n| method_index(n))
+            .fold(0, |acc, i| acc | 1 << i);
+    }
+    pub fn is_admin(&self) -> bool {
+        !self.roles.is_empty()
+    }
+    pub fn per_user_mfa_str(&self) -> &'static str {
+        match self.per_user_mfa {
+            1 => "enabled",
+            2 => "enforced",
+            _ => "disabled",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimSignIn {
+    pub user_id: String,
+    pub created: DateTime<Utc>,
+    pub error_code: i32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SimCaPolicy {
+    pub id: String,
+    pub display_name: String,
+    /// enabled, disabled, enabledForReportingButNotEnforced
+    pub state: String,
+    pub include_users: Vec<String>,
+    pub exclude_users: Vec<String>,
+    pub include_roles: Vec<String>,
+    pub built_in_controls: Vec<String>,
+    pub operator: String,
+}
+
+/// The tenant's authentication-methods policy (TAP configuration inside), security defaults and
+/// Conditional Access.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SimPolicy {
+    pub migration_state: String,
+    pub registration_campaign: String,
+    pub system_preferred: String,
+    pub tap_enabled: bool,
+    pub tap_usable_once: bool,
+    pub tap_default_lifetime: u32,
+    pub tap_min_lifetime: u32,
+    pub tap_max_lifetime: u32,
+    pub tap_length: u32,
+    pub tap_include: Vec<String>,
+    /// Method configuration ids (`Sms`, `Fido2`, …) whose state is enabled.
+    pub enabled_methods: Vec<String>,
+    pub number_matching: String,
+    pub app_information: String,
+    pub location_information: String,
+    pub security_defaults: bool,
+    pub conditional_access: Vec<SimCaPolicy>,
+}
+
+/// The generation profiles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Profile {
+    /// A believable spread of good and bad.
+    Realistic,
+    /// Everyone has at least two recovery families; policy is sound.
+    Healthy,
+    /// Realistic users under a weak policy: TAP off, SMS on, no nudge, no enforcement.
+    WeakPolicy,
+}
+
+impl std::str::FromStr for Profile {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "realistic" => Ok(Profile::Realistic),
+            "healthy" => Ok(Profile::Healthy),
+            "weak-policy" => Ok(Profile::WeakPolicy),
+            other => Err(format!(
+                "unknown profile {other:?} (realistic, healthy, weak-policy)"
+            )),
+        }
+    }
+}
+
+/// A whole simulated tenant.
+#[derive(Clone, Debug)]
+pub struct Tenant {
+    pub domain: String,
+    pub users: Vec<SimUser>,
+    pub by_id: HashMap<u128, u32>,
+    pub sign_ins: Vec<SimSignIn>,
+    pub policy: SimPolicy,
+    /// When the tenant was made: sign-ins and TAPs are relative to it.
+    pub now: DateTime<Utc>,
+}
+
+impl Tenant {
+    pub fn find(&self, key: &str) -> Option<usize> {
+        if let Ok(u) = uuid::Uuid::parse_str(key) {
+            return self.by_id.get(&u.as_u128()).map(|i| *i as usize);
+        }
+        let key = key.to_ascii_lowercase();
+        self.users
+            .iter()
+            .position(|u| u.upn.to_ascii_lowercase() == key)
+    }
+
+    pub fn reindex(&mut self) {
+        self.by_id = self
+            .users
+            .iter()
+            .enumerate()
+            .map(|(i, u)| (u.id, i as u32))
+            .collect();
+    }
+
+    /// Tenant size class for the directory bucket (REFERENCE §3.6).
+    pub fn directory_ru_per_10s(&self) -> f64 {
+        match self.users.len() {
+            0..50 => 3500.0,
+            50..=500 => 5000.0,
+            _ => 8000.0,
+        }
+    }
+
+    /// The truth a collection of this tenant must arrive at.
+    pub fn ground_truth(&self, licence: &str) -> GroundTruth {
+        GroundTruth {
+            licence: licence.to_string(),
+            users: self
+                .users
+                .iter()
+                .map(|u| {
+                    let mut methods: Vec<String> =
+                        u.method_names().iter().map(|s| s.to_string()).collect();
+                    methods.sort();
+                    TruthUser {
+                        id: u.id_string(),
+                        upn: u.upn.to_string(),
+                        display_name: u.display_name.to_string(),
+                        user_type: if u.guest { "Guest" } else { "Member" }.into(),
+                        account_enabled: u.enabled,
+                        created: u.created,
+                        on_premises_sync: u.synced,
+                        methods,
+                        unknown_methods: u.unknown_method.iter().map(|s| s.to_string()).collect(),
+                        is_admin: u.is_admin(),
+                        roles: u
+                            .roles
+                            .iter()
+                            .map(|r| ROLES[*r as usize].to_string())
+                            .collect(),
+                        system_preferred_mfa: u.system_preferred,
+                        default_method: u.default_method.to_string(),
+                        tap: u.tap.as_deref().cloned(),
+                        per_user_mfa: u.per_user_mfa_str().into(),
+                    }
+                })
+                .collect(),
+            sign_ins: self.sign_ins.clone(),
+            policy: self.policy.clone(),
+            now: self.now,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TruthUser {
+    pub id: String,
+    pub upn: String,
+    pub display_name: String,
+    pub user_type: String,
+    pub account_enabled: bool,
+    pub created: Option<DateTime<Utc>>,
+    pub on_premises_sync: bool,
+    /// In the registration report's `methodsRegistered` vocabulary, sorted.
+    pub methods: Vec<String>,
+    pub unknown_methods: Vec<String>,
+    pub is_admin: bool,
+    /// Role template ids held tenant-wide.
+    pub roles: Vec<String>,
+    pub system_preferred_mfa: bool,
+    pub default_method: String,
+    pub tap: Option<SimTap>,
+    pub per_user_mfa: String,
+}
+
+/// What a collection of the tenant must arrive at.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GroundTruth {
+    pub licence: String,
+    pub users: Vec<TruthUser>,
+    pub sign_ins: Vec<SimSignIn>,
+    pub policy: SimPolicy,
+    pub now: DateTime<Utc>,
+}
+
+fn pick<'a, T>(rng: &mut SmallRng, items: &'a [T]) -> &'a T {
+    &items[rng.gen_range(0..items.len())]
+}
+
+const FIRST: &[&str] = &[
+    "adele",
+    "alex",
+    "allan",
+    "bianca",
+    "diego",
+    "emily",
+    "grady",
+    "henrietta",
+    "isaiah",
+    "johanna",
+    "joni",
+    "lee",
+    "lidia",
+    "lynne",
+    "megan",
+    "miriam",
+    "nestor",
+    "patti",
+    "pradeep",
+    "raul",
+    "wei",
+    "yuki",
+    "zara",
+    "omar",
+];
+const LAST: &[&str] = &[
+    "vance",
+    "wilber",
+    "deyoung",
+    "pisani",
+    "siciliani",
+    "braun",
+    "archie",
+    "mueller",
+    "henderson",
+    "lauer",
+    "sherman",
+];
+
+/// Method sets (by name) and their weights, for users who have registered something.
+fn method_mix(rng: &mut SmallRng, profile: Profile) -> &'static [&'static str] {
+    const NONE: &[&str] = &[];
+    const EMAIL_ONLY: &[&str] = &["email"];
+    const PHONE_ONLY: &[&str] = &["mobilePhone"];
+    const PHONE_ALT: &[&str] = &["mobilePhone", "alternateMobilePhone"];
+    const APP_ONLY: &[&str] = &["microsoftAuthenticatorPush"];
+    const APP_OTP: &[&str] = &["microsoftAuthenticatorPush", "softwareOneTimePasscode"];
+    const APP_PHONE: &[&str] = &["microsoftAuthenticatorPush", "mobilePhone"];
+    const APP_PHONE_SSPR: &[&str] = &[
+        "email",
+        "microsoftAuthenticatorPush",
+        "mobilePhone",
+        "securityQuestion",
+    ];
+    const APP_KEY: &[&str] = &["fido2SecurityKey", "microsoftAuthenticatorPush"];
+    const WHFB_APP: &[&str] = &[
+        "microsoftAuthenticatorPasswordless",
+        "windowsHelloForBusiness",
+    ];
+    const PASSKEY_PHONE: &[&str] = &["mobilePhone", "passKeyDeviceBoundAuthenticator"];
+    const SYNCED_APP: &[&str] = &["microsoftAuthenticatorPush", "passKeySynced"];
+    const HW_PHONE: &[&str] = &["hardwareOneTimePasscode", "officePhone"];
+    const MAC_KEY: &[&str] = &["macOsSecureEnclaveKey", "passKeyDeviceBound"];
+    const EXTERNAL: &[&str] = &["externalAuthMethod", "mobilePhone"];
+    let r: f64 = rng.gen();
+    if profile == Profile::Healthy {
+        return *pick(
+            rng,
+            &[
+                APP_PHONE,
+                APP_KEY,
+                WHFB_APP,
+                PASSKEY_PHONE,
+                SYNCED_APP,
+                HW_PHONE,
+                MAC_KEY,
+                APP_PHONE_SSPR,
+            ],
+        );
+    }
+    match r {
+        r if r < 0.06 => NONE,
+        r if r < 0.08 => EMAIL_ONLY,
+        r if r < 0.16 => PHONE_ONLY,
+        r if r < 0.18 => PHONE_ALT,
+        r if r < 0.33 => APP_ONLY,
+        r if r < 0.48 => APP_OTP,
+        r if r < 0.76 => APP_PHONE,
+        r if r < 0.84 => APP_PHONE_SSPR,
+        r if r < 0.88 => APP_KEY,
+        r if r < 0.92 => WHFB_APP,
+        r if r < 0.94 => PASSKEY_PHONE,
+        r if r < 0.96 => SYNCED_APP,
+        r if r < 0.97 => HW_PHONE,
+        r if r < 0.985 => MAC_KEY,
+        _ => EXTERNAL,
+    }
+}
+
+fn default_policy(profile: Profile) -> SimPolicy {
+    let weak = profile == Profile::WeakPolicy;
+    let enabled: &[&str] = if weak {
+        &[
+            "MicrosoftAuthenticator",
+            "Sms",
+            "Voice",
+            "Email",
+            "SoftwareOath",
+        ]
+    } else {
+        &[
+            "Fido2",
+            "MicrosoftAuthenticator",
+            "TemporaryAccessPass",
+            "SoftwareOath",
+            "Voice",
+            "Sms",
+        ]
+    };
+    SimPolicy {
+        migration_state: if weak {
+            "preMigration"
+        } else {
+            "migrationComplete"
+        }
+        .into(),
+        registration_campaign: if weak { "disabled" } else { "enabled" }.into(),
+        system_preferred: if weak { "disabled" } else { "enabled" }.into(),
+        tap_enabled: !weak,
+        tap_usable_once: profile == Profile::Healthy,
+        tap_default_lifetime: 60,
+        tap_min_lifetime: 60,
+        tap_max_lifetime: 480,
+        tap_length: 8,
+        tap_include: vec!["all_users".into()],
+        enabled_methods: enabled.iter().map(|s| s.to_string()).collect(),
+        number_matching: if weak { "default" } else { "enabled" }.into(),
+        app_information: if weak { "disabled" } else { "enabled" }.into(),
+        location_information: if weak { "disabled" } else { "enabled" }.into(),
+        security_defaults: false,
+        conditional_access: if weak {
+            vec![SimCaPolicy {
+                id: "1f3d2c1e-0000-4000-8000-00000000ca01".into(),
+                display_name: "Require MFA for admins (report-only)".into(),
+                state: "enabledForReportingButNotEnforced".into(),
+                include_users: vec![],
+                exclude_users: vec![],
+                include_roles: vec![ROLES[0].into()],
+                built_in_controls: vec!["mfa".into()],
+                operator: "OR".into(),
+            }]
+        } else {
+            vec![
+                SimCaPolicy {
+                    id: "1f3d2c1e-0000-4000-8000-00000000ca01".into(),
+                    display_name: "Require MFA for all users".into(),
+                    state: "enabled".into(),
+                    include_users: vec!["All".into()],
+                    exclude_users: vec![],
+                    include_roles: vec![],
+                    built_in_controls: vec!["mfa".into()],
+                    operator: "OR".into(),
+                },
+                SimCaPolicy {
+                    id: "1f3d2c1e-0000-4000-8000-00000000ca02".into(),
+                    display_name: "Block legacy authentication".into(),
+                    state: "enabled".into(),
+                    include_users: vec!["All".into()],
+                    exclude_users: vec![],
+                    include_roles: vec![],
+                    built_in_controls: vec!["block".into()],
+                    operator: "OR".into(),
+                },
+            ]
+        },
+    }
+}
+
+/// A deterministic tenant of `users` users for (`seed`, `profile`). `now` anchors sign-in and
+/// TAP times (pass the simulator's start time).
+pub fn generate_at(users: usize, seed: u64, profile: Profile, now: DateTime<Utc>) -> Tenant {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let domain = "contoso.onmicrosoft.com".to_string();
+    let admin_quota = ((users as f64 * 0.005).round() as usize).clamp(users.min(2), 200);
+    let mut list = Vec::with_capacity(users);
+    let mut sign_ins = Vec::new();
+    let mut admins = 0usize;
+    for i in 0..users {
+        let id: u128 = rng.gen::<u128>() & !(0xf << 76) | (0x4 << 76); // a v4-shaped GUID
+        let first = pick(&mut rng, FIRST);
+        let last = pick(&mut rng, LAST);
+        let kind: f64 = rng.gen();
+        let (upn, guest, synced) = match kind {
+            k if k < 0.015 => (
+                format!("{first}.{last}{i}_fabrikam.com#EXT#@{domain}"),
+                true,
+                false,
+            ),
+            k if k < 0.02 => (
+                format!("package_{:08x}@{domain}", rng.gen::<u32>()),
+                false,
+                false,
+            ),
+            k if k < 0.025 => (
+                format!("Sync_DC{:02}_{:08x}@{domain}", i % 7, rng.gen::<u32>()),
+                false,
+                true,
+            ),
+            k if k < 0.25 => (format!("{first}.{last}{i}@{domain}"), false, true),
+            _ => (format!("{first}.{last}{i}@{domain}"), false, false),
+        };
+        let display = format!(
+            "{}{} {}{}",
+            &first[..1].to_uppercase(),
+            &first[1..],
+            &last[..1].to_uppercase(),
+            &last[1..]
+        );
+        let enabled = rng.gen::<f64>() >= 0.03;
+        let created = match rng.gen::<f64>() {
+            c if c < 0.01 => None,
+            c if c < 0.03 => Some(now - Duration::hours(rng.gen_range(1..24 * 7))),
+            _ => Some(now - Duration::days(rng.gen_range(8..3 * 365))),
+        };
+        let mix = method_mix(&mut rng, profile);
+        let mut methods = 0u32;
+        for name in mix {
+            if let Some(ix) = method_index(name) {
+                methods |= 1 << ix;
+            }
+        }
+        let mut roles = Vec::new();
+        if admins < admin_quota && (admins < 2 || rng.gen::<f64>() < 0.006) && enabled && !guest {
+            roles.push(match admins {
+                0 | 1 => 0u8,
+                _ => rng.gen_range(0..ROLES.len() as u8),
+            });
+            if rng.gen::<f64>() < 0.2 {
+                let extra = rng.gen_range(0..ROLES.len() as u8);
+                if !roles.contains(&extra) {
+                    roles.push(extra);
+                }
+            }
+            admins += 1;
+        }
+        let unknown_method =
+            (rng.gen::<f64>() < 0.001).then(|| Box::<str>::from("quantumEntanglementToken"));
+        let tap = (rng.gen::<f64>() < 0.003).then(|| {
+            let lifetime = *pick(&mut rng, &[60u32, 120, 480, 1440, 43200]);
+            let usable_once = rng.gen::<bool>();
+            let (start, usable, reason) = match rng.gen_range(0..10) {
+                0 => (
+                    now - Duration::minutes(i64::from(lifetime) + 30),
+                    false,
+                    "Expired",
+                ),
+                1 => (now + Duration::hours(2), false, "NotYetValid"),
+                _ => (now - Duration::minutes(5), true, "EnabledByPolicy"),
+            };
+            Box::new(SimTap {
+                start,
+                lifetime_minutes: lifetime,
+                usable_once,
+                usable,
+                reason: reason.into(),
+            })
+        });
+        if tap.is_some() {
+            methods |= 1 << method_index("temporaryAccessPass").unwrap_or(0);
+        }
+        let has = |name: &str| method_index(name).is_some_and(|ix| methods & (1 << ix) != 0);
+        let default_method =
+            if has("microsoftAuthenticatorPush") || has("microsoftAuthenticatorPasswordless") {
+                if rng.gen::<f64>() < 0.1 {
+                    "sms"
+                } else {
+                    "push"
+                }
+            } else if has("mobilePhone") {
+                if rng.gen::<bool>() {
+                    "sms"
+                } else {
+                    "voiceMobile"
+                }
+            } else if has("softwareOneTimePasscode") || has("hardwareOneTimePasscode") {
+                "oath"
+            } else if has("officePhone") {
+                "voiceOffice"
+            } else {
+                "none"
+            };
+        let per_user_mfa = match rng.gen::<f64>() {
+            p if p < 0.05 => 1,
+            p if p < 0.08 => 2,
+            _ => 0,
+        };
+        let id_str = uuid::Uuid::from_u128(id).hyphenated().to_string();
+        if rng.gen::<f64>() < 0.04 {
+            for _ in 0..rng.gen_range(1..9) {
+                let when = now - Duration::seconds(rng.gen_range(60..48 * 3600));
+                sign_ins.push(SimSignIn {
+                    user_id: id_str.clone(),
+                    created: when,
+                    error_code: 500121,
+                });
+            }
+        }
+        if rng.gen::<f64>() < 0.02 {
+            let when = now - Duration::seconds(rng.gen_range(60..48 * 3600));
+            sign_ins.push(SimSignIn {
+                user_id: id_str,
+                created: when,
+                error_code: 50126,
+            });
+        }
+        list.push(SimUser {
+            id,
+            upn: upn.into(),
+            display_name: display.into(),
+            guest,
+            enabled,
+            created,
+            synced,
+            methods,
+            unknown_method,
+            roles,
+            system_preferred: profile != Profile::WeakPolicy && rng.gen::<f64>() < 0.85,
+            default_method,
+            tap,
+            per_user_mfa,
+        });
+    }
+    sign_ins.sort_by(|a, b| b.created.cmp(&a.created));
+    let mut tenant = Tenant {
+        domain,
+        users: list,
+        by_id: HashMap::new(),
+        sign_ins,
+        policy: default_policy(profile),
+        now,
+    };
+    tenant.reindex();
+    tenant
+}
+
+/// [`generate_at`] anchored at the current time.
+pub fn generate(users: usize, seed: u64, profile: Profile) -> Tenant {
+    generate_at(users, seed, profile, Utc::now())
+}
+
+/// A tenant described in JSON: the ground-truth format ([`GroundTruth`]), so a dumped ground
+/// truth can be edited and served again.
+pub fn from_ground_truth(truth: &GroundTruth) -> Result<Tenant, String> {
+    let mut users = Vec::with_capacity(truth.users.len());
+    for (n, u) in truth.users.iter().enumerate() {
+        let id = uuid::Uuid::parse_str(&u.id)
+            .map_err(|e| format!("users[{n}].id {:?}: {e}", u.id))?
+            .as_u128();
+        let mut methods = 0u32;
+        for m in &u.methods {
+            let ix = method_index(m)
+                .ok_or_else(|| format!("users[{n}].methods: unknown method {m:?}"))?;
+            methods |= 1 << ix;
+        }
+        let roles = u
+            .roles
+            .iter()
+            .map(|r| {
+                ROLES
+                    .iter()
+                    .position(|x| x.eq_ignore_ascii_case(r))
+                    .map(|p| p as u8)
+            })
+            .collect::<Option<Vec<u8>>>()
+            .ok_or_else(|| format!("users[{n}].roles: a role the simulator does not know"))?;
+        let default_method: &'static str = [
+            "push",
+            "oath",
+            "voiceMobile",
+            "voiceAlternateMobile",
+            "voiceOffice",
+            "sms",
+            "none",
+            "",
+        ]
+        .into_iter()
+        .find(|d| *d == u.default_method)
+        .ok_or_else(|| {
+            format!(
+                "users[{n}].default_method {:?} is not a Graph value",
+                u.default_method
+            )
+        })?;
+        users.push(SimUser {
+            id,
+            upn: u.upn.as_str().into(),
+            display_name: u.display_name.as_str().into(),
+            guest: u.user_type.eq_ignore_ascii_case("guest"),
+            enabled: u.account_enabled,
+            created: u.created,
+            synced: u.on_premises_sync,
+            methods,
+            unknown_method: u.unknown_methods.first().map(|s| s.as_str().into()),
+            roles,
+            system_preferred: u.system_preferred_mfa,
+            default_method,
+            tap: u.tap.clone().map(Box::new),
+            per_user_mfa: match u.per_user_mfa.as_str() {
+                "enabled" => 1,
+                "enforced" => 2,
+                _ => 0,
+            },
+        });
+    }
+    let mut tenant = Tenant {
+        domain: "contoso.onmicrosoft.com".into(),
+        users,
+        by_id: HashMap::new(),
+        sign_ins: truth.sign_ins.clone(),
+        policy: truth.policy.clone(),
+        now: truth.now,
+    };
+    tenant.reindex();
+    Ok(tenant)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generation_is_deterministic() {
+        let now = Utc::now();
+        let a = generate_at(2000, 7, Profile::Realistic, now);
+        let b = generate_at(2000, 7, Profile::Realistic, now);
+        assert_eq!(a.ground_truth("P2"), b.ground_truth("P2"));
+        let c = generate_at(2000, 8, Profile::Realistic, now);
+        assert_ne!(a.ground_truth("P2").users, c.ground_truth("P2").users);
+    }
+
+    #[test]
+    fn realistic_profile_has_the_promised_spread() {
+        let t = generate(20_000, 1, Profile::Realistic);
+        let n = t.users.len() as f64;
+        let frac =
+            |f: &dyn Fn(&SimUser) -> bool| t.users.iter().filter(|u| f(u)).count() as f64 / n;
+        let mfa = |u: &SimUser| (0..METHODS.len()).any(|i| u.has(i) && METHODS[i].mfa_capable);
+        assert!((0.05..0.11).contains(&frac(&|u| !mfa(u))), "no MFA");
+        assert!(
+            (0.07..0.13).contains(&frac(&|u| u.method_names() == ["mobilePhone"])),
+            "phone only"
+        );
+        assert!((0.02..0.04).contains(&frac(&|u| !u.enabled)), "disabled");
+        assert!((0.01..0.02).contains(&frac(&|u| u.guest)), "guests");
+        let admins = t.users.iter().filter(|u| u.is_admin()).count();
+        assert!((50..=100).contains(&admins), "{admins} admins");
+        let global_admins = t.users.iter().filter(|u| u.roles.contains(&0)).count();
+        assert!(global_admins >= 2);
+        assert!(t.users.iter().any(|u| u.tap.is_some()));
+        assert!(t.users.iter().any(|u| u.unknown_method.is_some()));
+        assert!(t.sign_ins.iter().any(|s| s.error_code == 500121));
+        let ids: std::collections::HashSet<u128> = t.users.iter().map(|u| u.id).collect();
+        assert_eq!(ids.len(), t.users.len(), "ids are unique");
+    }
+
+    #[test]
+    fn healthy_profile_gives_everyone_two_families() {
+        let t = generate(2000, 3, Profile::Healthy);
+        assert!(t.users.iter().all(|u| u
+            .method_names()
+            .iter()
+            .filter(|m| **m != "temporaryAccessPass")
+            .count()
+            >= 2));
+    }
+
+    #[test]
+    fn ground_truth_round_trips_through_json() {
+        let t = generate(300, 5, Profile::WeakPolicy);
+        let truth = t.ground_truth("P1");
+        let text = serde_json::to_string(&truth).expect("json");
+        let back: GroundTruth = serde_json::from_str(&text).expect("parse");
+        let again = from_ground_truth(&back).expect("tenant");
+        assert_eq!(again.ground_truth("P1"), truth);
+    }
+}
