@@ -7,6 +7,12 @@
 //! - `collect(&GraphClient, &CollectOptions, audit_time) -> Snapshot` (async; being written): the snapshot's
 //!   `coverage` says whether it is complete and, if not, exactly which sweep failed and why.
 
+mod convert;
+mod sweeps;
+pub mod wire;
+
+pub use sweeps::{collect, collect_with_report, encode, CollectReport, SweepStat};
+
 use crate::snapshot::DataSet;
 
 /// Which users get per-user MFA state read (beta `/authentication/requirements`, one call each).

@@ -38,6 +38,14 @@ pub enum GraphError {
     /// Throttled and still throttled after every retry.
     #[error("{endpoint}: still throttled (HTTP 429) after {attempts} attempts")]
     Throttled { endpoint: String, attempts: u32 },
+    /// Some items of a per-user `$batch` sweep failed for good.
+    #[error("{endpoint}: {failed} of {total} users could not be read; first: {first}")]
+    Items {
+        endpoint: String,
+        failed: usize,
+        total: usize,
+        first: String,
+    },
     /// Bad configuration of the client itself (URL, key).
     #[error("{0}")]
     Config(String),

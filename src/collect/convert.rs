@@ -1,0 +1,443 @@
+//! Pure conversion from Graph's wire types to the snapshot. No I/O: every function here is a
+//! plain mapping, tested with inline JSON.
+
+use std::collections::BTreeMap;
+
+use super::wire;
+use crate::snapshot::{
+    AuthenticatorFeatures, CaPolicy, DefaultMethod, FeatureState, MethodConfig, MethodKind,
+    MethodSet, MethodsPolicy, ObjectId, PerUserMfa, Tap, TapPolicy, User, UserType,
+};
+
+/// AAGUIDs of Microsoft Authenticator's passkeys (iOS, Android).
+const AUTHENTICATOR_AAGUIDS: &[&str] = &[
+    "90a3ccdf-635c-4729-a248-9b709135078f",
+    "de1e552d-db1d-4423-a619-566b625cdc84",
+];
+
+/// A `/users` row as a snapshot user; `None` when it has no usable id.
+pub fn user(w: &wire::User) -> Option<User> {
+    let id = ObjectId::parse(w.id.as_deref()?)?;
+    let mut u = User::new(id, w.user_principal_name.as_deref().unwrap_or(""));
+    u.display_name = w.display_name.as_deref().unwrap_or("").into();
+    u.user_type = match w.user_type.as_deref() {
+        Some(t) if t.eq_ignore_ascii_case("member") => UserType::Member,
+        Some(t) if t.eq_ignore_ascii_case("guest") => UserType::Guest,
+        _ => UserType::Unknown,
+    };
+    // Graph only omits accountEnabled when it was not selected; treat absent as enabled.
+    u.account_enabled = w.account_enabled.unwrap_or(true);
+    u.created = w.created_date_time;
+    u.on_premises_sync = w.on_premises_sync_enabled.unwrap_or(false);
+    Some(u)
+}
+
+/// What the registration report says of one user, compact until it is joined with `/users`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Registration {
+    pub id: ObjectId,
+    pub methods: MethodSet,
+    pub unknown: Vec<Box<str>>,
+    pub is_admin: bool,
+    pub system_preferred: Option<bool>,
+    pub default_method: Option<DefaultMethod>,
+}
+
+pub fn registration(w: &wire::RegistrationDetails) -> Option<Registration> {
+    let id = ObjectId::parse(w.id.as_deref()?)?;
+    let mut methods = MethodSet::EMPTY;
+    let mut unknown = Vec::new();
+    for name in &w.methods_registered {
+        match MethodKind::from_report_name(name) {
+            Some(k) => methods.insert(k),
+            None => unknown.push(name.as_str().into()),
+        }
+    }
+    Some(Registration {
+        id,
+        methods,
+        unknown,
+        is_admin: w.is_admin.unwrap_or(false),
+        system_preferred: w.is_system_preferred_authentication_method_enabled,
+        default_method: w
+            .user_preferred_method_for_secondary_authentication
+            .as_deref()
+            .map(default_method),
+    })
+}
+
+/// `userPreferredMethodForSecondaryAuthentication`; `""` (seen in Microsoft's own example) is none.
+pub fn default_method(s: &str) -> DefaultMethod {
+    match s {
+        "push" => DefaultMethod::Push,
+        "oath" => DefaultMethod::Oath,
+        "voiceMobile" => DefaultMethod::VoiceMobile,
+        "voiceAlternateMobile" => DefaultMethod::VoiceAlternateMobile,
+        "voiceOffice" => DefaultMethod::VoiceOffice,
+        "sms" => DefaultMethod::Sms,
+        "none" | "" => DefaultMethod::None,
+        _ => DefaultMethod::Unknown,
+    }
+}
+
+/// The kind of one per-user method object, or `Err(type)` for a type the table does not know.
+/// Passwords and TAPs are classified too (they are not MFA, but they are methods).
+pub fn method_kind(m: &wire::AuthMethod) -> Result<MethodKind, String> {
+    let t = m.odata_type.as_deref().unwrap_or("");
+    let short = t
+        .trim_start_matches('#')
+        .trim_start_matches("microsoft.graph.");
+    let kind = match short {
+        "phoneAuthenticationMethod" => match m.phone_type.as_deref() {
+            Some("alternateMobile") => MethodKind::AlternateMobilePhone,
+            Some("office") => MethodKind::OfficePhone,
+            _ => MethodKind::MobilePhone,
+        },
+        "microsoftAuthenticatorAuthenticationMethod" => MethodKind::AuthenticatorPush,
+        "passwordlessMicrosoftAuthenticatorAuthenticationMethod" => {
+            MethodKind::AuthenticatorPasswordless
+        }
+        "softwareOathAuthenticationMethod" => MethodKind::SoftwareOtp,
+        "fido2AuthenticationMethod" => {
+            let aaguid = m.aa_guid.as_deref().unwrap_or("");
+            if m.passkey_type.as_deref() == Some("synced") {
+                MethodKind::PasskeySynced
+            } else if AUTHENTICATOR_AAGUIDS
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(aaguid))
+            {
+                MethodKind::PasskeyAuthenticator
+            } else {
+                MethodKind::Fido2SecurityKey
+            }
+        }
+        "windowsHelloForBusinessAuthenticationMethod" => MethodKind::WindowsHello,
+        "platformCredentialAuthenticationMethod" => MethodKind::PlatformCredential,
+        "hardwareOathAuthenticationMethod" => MethodKind::HardwareOtp,
+        "emailAuthenticationMethod" => MethodKind::Email,
+        "passwordAuthenticationMethod" => MethodKind::Password,
+        "temporaryAccessPassAuthenticationMethod" => MethodKind::TemporaryAccessPass,
+        "externalAuthenticationMethod" => MethodKind::ExternalMfa,
+        "qrCodePinAuthenticationMethod" => MethodKind::QrCodePin,
+        _ => {
+            return Err(if t.is_empty() {
+                "(no @odata.type)".to_string()
+            } else {
+                t.to_string()
+            })
+        }
+    };
+    Ok(kind)
+}
+
+/// A user's method set from their per-user method list, the TAP if one is listed, and the
+/// `@odata.type`s nobody knows.
+pub fn methods_from_detail(items: &[wire::AuthMethod]) -> (MethodSet, Option<Tap>, Vec<String>) {
+    let mut set = MethodSet::EMPTY;
+    let mut tap = None;
+    let mut unknown = Vec::new();
+    for m in items {
+        match method_kind(m) {
+            Ok(MethodKind::Password) => {}
+            Ok(k) => {
+                set.insert(k);
+                if k == MethodKind::TemporaryAccessPass {
+                    tap = Some(self::tap(m));
+                }
+            }
+            Err(t) => unknown.push(t),
+        }
+    }
+    (set, tap, unknown)
+}
+
+pub fn tap(m: &wire::AuthMethod) -> Tap {
+    Tap {
+        start: m.start_date_time,
+        lifetime_minutes: m
+            .lifetime_in_minutes
+            .and_then(|l| u32::try_from(l).ok())
+            .unwrap_or(0),
+        usable_once: m.is_usable_once.unwrap_or(false),
+        usable: m.is_usable.unwrap_or(false),
+        usability_reason: m.method_usability_reason.as_deref().unwrap_or("").into(),
+    }
+}
+
+pub fn per_user_mfa(s: Option<&str>) -> PerUserMfa {
+    match s {
+        Some("disabled") => PerUserMfa::Disabled,
+        Some("enabled") => PerUserMfa::Enabled,
+        Some("enforced") => PerUserMfa::Enforced,
+        _ => PerUserMfa::Unknown,
+    }
+}
+
+pub fn feature_state(s: Option<&str>) -> FeatureState {
+    match s {
+        Some("default") => FeatureState::Default,
+        Some("enabled") => FeatureState::Enabled,
+        Some("disabled") => FeatureState::Disabled,
+        _ => FeatureState::Unknown,
+    }
+}
+
+fn target_ids(targets: &[wire::Target]) -> Vec<Box<str>> {
+    targets
+        .iter()
+        .filter_map(|t| t.id.as_deref())
+        .map(Into::into)
+        .collect()
+}
+
+fn minutes(v: Option<i64>) -> Option<u32> {
+    v.and_then(|m| u32::try_from(m).ok())
+}
+
+pub fn methods_policy(w: &wire::MethodsPolicy) -> MethodsPolicy {
+    let mut tap = None;
+    let mut authenticator = None;
+    let mut methods = Vec::new();
+    for c in &w.authentication_method_configurations {
+        let id = c.id.as_deref().unwrap_or("");
+        let enabled = c.state.as_deref() == Some("enabled");
+        methods.push(MethodConfig {
+            id: id.into(),
+            enabled,
+            include_targets: target_ids(&c.include_targets),
+            exclude_targets: target_ids(&c.exclude_targets),
+        });
+        if id.eq_ignore_ascii_case("TemporaryAccessPass") {
+            tap = Some(tap_policy(c));
+        }
+        if id.eq_ignore_ascii_case("MicrosoftAuthenticator") {
+            let f = c.feature_settings.as_ref();
+            let state =
+                |g: fn(&wire::AuthenticatorFeatureSettings) -> &Option<wire::FeatureConfig>| {
+                    feature_state(
+                        f.and_then(|f| g(f).as_ref())
+                            .and_then(|s| s.state.as_deref()),
+                    )
+                };
+            authenticator = Some(AuthenticatorFeatures {
+                number_matching: state(|f| &f.number_matching_required_state),
+                app_information: state(|f| &f.display_app_information_required_state),
+                location_information: state(|f| &f.display_location_information_required_state),
+            });
+        }
+    }
+    let campaign = w
+        .registration_enforcement
+        .as_ref()
+        .and_then(|r| r.authentication_methods_registration_campaign.as_ref());
+    MethodsPolicy {
+        migration_state: w.policy_migration_state.as_deref().unwrap_or("").into(),
+        registration_campaign: feature_state(campaign.and_then(|c| c.state.as_deref())),
+        system_preferred_mfa: w
+            .system_credential_preferences
+            .as_ref()
+            .map(|s| feature_state(s.state.as_deref())),
+        methods,
+        tap,
+        authenticator,
+    }
+}
+
+/// The TAP configuration (inside the policy, or from its own GET).
+pub fn tap_policy(c: &wire::MethodConfiguration) -> TapPolicy {
+    TapPolicy {
+        enabled: c.state.as_deref() == Some("enabled"),
+        default_lifetime_minutes: minutes(c.default_lifetime_in_minutes),
+        minimum_lifetime_minutes: minutes(c.minimum_lifetime_in_minutes),
+        maximum_lifetime_minutes: minutes(c.maximum_lifetime_in_minutes),
+        default_length: minutes(c.default_length),
+        usable_once: c.is_usable_once.unwrap_or(false),
+        include_targets: target_ids(&c.include_targets),
+        exclude_targets: target_ids(&c.exclude_targets),
+    }
+}
+
+pub fn ca_policy(w: &wire::CaPolicy) -> CaPolicy {
+    let users = w.conditions.as_ref().and_then(|c| c.users.as_ref());
+    let apps = w.conditions.as_ref().and_then(|c| c.applications.as_ref());
+    let boxed = |v: Option<&Vec<String>>| {
+        v.map(|v| v.iter().map(|s| s.as_str().into()).collect())
+            .unwrap_or_default()
+    };
+    let grant = w.grant_controls.as_ref();
+    let controls: Vec<&str> = grant
+        .map(|g| g.built_in_controls.iter().map(String::as_str).collect())
+        .unwrap_or_default();
+    let strength = grant
+        .and_then(|g| g.authentication_strength.as_ref())
+        .is_some_and(|s| !s.is_null());
+    let requires_mfa = controls.contains(&"mfa") || strength;
+    let others = controls.iter().filter(|c| **c != "mfa").count()
+        + grant
+            .map(|g| g.custom_authentication_factors.len() + g.terms_of_use.len())
+            .unwrap_or(0);
+    let or = grant
+        .and_then(|g| g.operator.as_deref())
+        .is_none_or(|o| o.eq_ignore_ascii_case("OR"));
+    CaPolicy {
+        id: w.id.as_deref().unwrap_or("").into(),
+        display_name: w.display_name.as_deref().unwrap_or("").into(),
+        state: w.state.as_deref().unwrap_or("").into(),
+        include_users: boxed(users.map(|u| &u.include_users)),
+        exclude_users: boxed(users.map(|u| &u.exclude_users)),
+        include_groups: boxed(users.map(|u| &u.include_groups)),
+        exclude_groups: boxed(users.map(|u| &u.exclude_groups)),
+        include_roles: boxed(users.map(|u| &u.include_roles)),
+        exclude_roles: boxed(users.map(|u| &u.exclude_roles)),
+        include_applications: boxed(apps.map(|a| &a.include_applications)),
+        requires_mfa,
+        mfa_is_optional: requires_mfa && or && others > 0,
+    }
+}
+
+/// Failed sign-ins counted per user id and per error code.
+pub fn count_failures(
+    rows: &[wire::SignIn],
+    codes: &[i32],
+    per_user: &mut std::collections::HashMap<ObjectId, u32>,
+    per_code: &mut BTreeMap<i32, u64>,
+) {
+    for r in rows {
+        let Some(code) = r
+            .status
+            .as_ref()
+            .and_then(|s| s.error_code)
+            .and_then(|c| i32::try_from(c).ok())
+        else {
+            continue;
+        };
+        if !codes.contains(&code) {
+            continue;
+        }
+        *per_code.entry(code).or_default() += 1;
+        if let Some(id) = r.user_id.as_deref().and_then(ObjectId::parse) {
+            *per_user.entry(id).or_default() += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse<T: serde::de::DeserializeOwned>(s: &str) -> T {
+        serde_json::from_str(s).expect("test JSON")
+    }
+
+    #[test]
+    fn registration_rows_classify_methods_and_keep_unknowns() {
+        let row: wire::RegistrationDetails = parse(
+            r#"{"id":"86462606-fde0-4fc4-9e0c-a20eb73e54c6","isAdmin":true,"methodsRegistered":["microsoftAuthenticatorPush","mobilePhone","quantumToken"],
+                "isSystemPreferredAuthenticationMethodEnabled":false,"userPreferredMethodForSecondaryAuthentication":"sms"}"#,
+        );
+        let r = registration(&row).expect("row");
+        assert!(
+            r.methods.contains(MethodKind::AuthenticatorPush)
+                && r.methods.contains(MethodKind::MobilePhone)
+        );
+        assert_eq!(r.methods.len(), 2);
+        assert_eq!(r.unknown, vec![Box::<str>::from("quantumToken")]);
+        assert!(r.is_admin);
+        assert_eq!(r.system_preferred, Some(false));
+        assert_eq!(r.default_method, Some(DefaultMethod::Sms));
+        let no_id: wire::RegistrationDetails = parse(r#"{"methodsRegistered":[]}"#);
+        assert!(registration(&no_id).is_none());
+    }
+
+    #[test]
+    fn detail_types_map_to_kinds_and_unknown_types_are_kept() {
+        let items: Vec<wire::AuthMethod> = parse(
+            r##"[{"@odata.type":"#microsoft.graph.passwordAuthenticationMethod","id":"x"},
+                {"@odata.type":"#microsoft.graph.phoneAuthenticationMethod","phoneType":"alternateMobile"},
+                {"@odata.type":"#microsoft.graph.fido2AuthenticationMethod","aaGuid":"90A3CCDF-635C-4729-A248-9B709135078F","passkeyType":"deviceBound"},
+                {"@odata.type":"#microsoft.graph.fido2AuthenticationMethod","passkeyType":"synced"},
+                {"@odata.type":"#microsoft.graph.fido2AuthenticationMethod","aaGuid":"2fc0579f-8113-47ea-b116-555a8db9202a"},
+                {"odata.type":"#microsoft.graph.windowsHelloForBusinessAuthenticationMethod"},
+                {"@odata.type":"#microsoft.graph.temporaryAccessPassAuthenticationMethod","lifetimeInMinutes":480,"isUsableOnce":false,"isUsable":true,"methodUsabilityReason":"EnabledByPolicy","startDateTime":"2026-01-01T00:00:00Z"},
+                {"@odata.type":"#microsoft.graph.telepathyAuthenticationMethod"}]"##,
+        );
+        let (set, tap, unknown) = methods_from_detail(&items);
+        let kinds: Vec<MethodKind> = set.iter().collect();
+        assert_eq!(
+            kinds,
+            vec![
+                MethodKind::PasskeyAuthenticator,
+                MethodKind::AlternateMobilePhone,
+                MethodKind::Fido2SecurityKey,
+                MethodKind::WindowsHello,
+                MethodKind::PasskeySynced,
+                MethodKind::TemporaryAccessPass
+            ]
+        );
+        let tap = tap.expect("tap");
+        assert_eq!(
+            (tap.lifetime_minutes, tap.usable_once, tap.usable),
+            (480, false, true)
+        );
+        assert_eq!(
+            unknown,
+            vec!["#microsoft.graph.telepathyAuthenticationMethod".to_string()]
+        );
+    }
+
+    #[test]
+    fn ca_policy_knows_when_mfa_is_required_and_when_it_is_optional() {
+        let strict: wire::CaPolicy = parse(
+            r#"{"id":"p","state":"enabled","conditions":{"users":{"includeUsers":["All"]}},"grantControls":{"operator":"OR","builtInControls":["mfa"]}}"#,
+        );
+        let p = ca_policy(&strict);
+        assert!(p.requires_mfa && !p.mfa_is_optional);
+        assert_eq!(p.include_users, vec![Box::<str>::from("All")]);
+        let optional: wire::CaPolicy = parse(
+            r#"{"grantControls":{"operator":"OR","builtInControls":["mfa","compliantDevice"]}}"#,
+        );
+        assert!(ca_policy(&optional).mfa_is_optional);
+        let both: wire::CaPolicy = parse(
+            r#"{"grantControls":{"operator":"AND","builtInControls":["mfa","compliantDevice"]}}"#,
+        );
+        assert!(!ca_policy(&both).mfa_is_optional);
+        let strength: wire::CaPolicy = parse(
+            r#"{"grantControls":{"operator":"OR","builtInControls":[],"authenticationStrength":{"id":"00000000-0000-0000-0000-000000000004"}}}"#,
+        );
+        assert!(ca_policy(&strength).requires_mfa);
+        let none: wire::CaPolicy = parse(
+            r#"{"grantControls":{"builtInControls":["block"],"authenticationStrength":null}}"#,
+        );
+        assert!(!ca_policy(&none).requires_mfa);
+    }
+
+    #[test]
+    fn sign_in_failures_count_only_the_configured_codes() {
+        let rows: Vec<wire::SignIn> = parse(
+            r#"[{"userId":"86462606-fde0-4fc4-9e0c-a20eb73e54c6","status":{"errorCode":500121}},
+                {"userId":"86462606-fde0-4fc4-9e0c-a20eb73e54c6","status":{"errorCode":500121}},
+                {"userId":"86462606-fde0-4fc4-9e0c-a20eb73e54c6","status":{"errorCode":50126}},
+                {"userId":"not-a-guid","status":{"errorCode":500121}}]"#,
+        );
+        let mut per_user = Default::default();
+        let mut per_code = Default::default();
+        count_failures(&rows, &[500121], &mut per_user, &mut per_code);
+        let id = ObjectId::parse("86462606-fde0-4fc4-9e0c-a20eb73e54c6").expect("id");
+        assert_eq!(per_user.get(&id), Some(&2));
+        assert_eq!(per_code.get(&500121), Some(&3));
+        assert_eq!(per_code.get(&50126), None);
+    }
+
+    #[test]
+    fn users_without_an_id_are_refused_and_types_are_case_blind() {
+        let u: wire::User = parse(
+            r#"{"id":"86462606-fde0-4fc4-9e0c-a20eb73e54c6","userType":"guest","accountEnabled":false,"createdDateTime":""}"#,
+        );
+        let u = user(&u).expect("user");
+        assert_eq!(
+            (u.user_type, u.account_enabled, u.created),
+            (UserType::Guest, false, None)
+        );
+        assert!(user(&parse(r#"{"userPrincipalName":"x@y"}"#)).is_none());
+    }
+}

@@ -1,0 +1,730 @@
+//! The sweeps of DESIGN §2, run concurrently, and their join into one [`Snapshot`].
+//!
+//! Phase one reads the tenant-wide collections at once (users, registration report, policies,
+//! Conditional Access, roles, sign-ins), each paced by its own throttle class. Phase two reads
+//! per-user detail through `$batch` only for the users that need it (TAP holders, admins,
+//! break-glass accounts; everyone on a free tenant). Pages are converted as they arrive: the raw
+//! JSON of more than one page is never held.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use super::convert::{self, Registration};
+use super::{missing_permissions, wire, CollectOptions, PerUserMfaScope};
+use crate::graph::{ApiVersion, BatchItem, GraphClient, GraphError, ThrottleClass};
+use crate::snapshot::{
+    Coverage, DataSet, Gap, MethodKind, ObjectId, Role, Snapshot, User, ROLE_TABLE,
+};
+
+/// How one sweep went.
+#[derive(Clone, Debug)]
+pub struct SweepStat {
+    pub name: &'static str,
+    pub duration: Duration,
+    /// Rows (or per-user items) read.
+    pub items: u64,
+    /// `None` when it succeeded.
+    pub error: Option<String>,
+}
+
+/// A snapshot and how it was made.
+#[derive(Debug)]
+pub struct CollectReport {
+    pub snapshot: Snapshot,
+    pub sweeps: Vec<SweepStat>,
+}
+
+/// Percent-encodes a query value (spaces as `%20`, quotes as `%27`), the form the client expects.
+pub fn encode(value: &str) -> String {
+    url::form_urlencoded::byte_serialize(value.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+const USERS_URL: &str =
+    "/v1.0/users?$select=id,userPrincipalName,displayName,accountEnabled,userType,createdDateTime,onPremisesSyncEnabled&$top=999";
+const REGISTRATION_URL: &str = "/v1.0/reports/authenticationMethods/userRegistrationDetails";
+const POLICY_URL: &str = "/v1.0/policies/authenticationMethodsPolicy";
+const SECURITY_DEFAULTS_URL: &str = "/v1.0/policies/identitySecurityDefaultsEnforcementPolicy";
+const CA_URL: &str = "/v1.0/identity/conditionalAccess/policies";
+
+fn roles_url() -> String {
+    let ids: Vec<String> = ROLE_TABLE
+        .iter()
+        .map(|(_, id, _)| format!("'{id}'"))
+        .collect();
+    format!(
+        "/v1.0/roleManagement/directory/roleAssignments?$filter={}&$expand=principal",
+        encode(&format!("roleDefinitionId in ({})", ids.join(",")))
+    )
+}
+
+fn sign_ins_url(since: DateTime<Utc>, code: i32) -> String {
+    let filter = format!(
+        "createdDateTime ge {} and status/errorCode eq {code}",
+        since.to_rfc3339_opts(SecondsFormat::Secs, true)
+    );
+    format!(
+        "/v1.0/auditLogs/signIns?$filter={}&$top=1000",
+        encode(&filter)
+    )
+}
+
+/// Times a sweep and records its outcome.
+async fn timed<T, F: std::future::Future<Output = Result<(T, u64), GraphError>>>(
+    name: &'static str,
+    fut: F,
+) -> (Result<T, GraphError>, SweepStat) {
+    let started = Instant::now();
+    let result = fut.await;
+    let (result, items) = match result {
+        Ok((v, n)) => (Ok(v), n),
+        Err(e) => (Err(e), 0),
+    };
+    let stat = SweepStat {
+        name,
+        duration: started.elapsed(),
+        items,
+        error: result.as_ref().err().map(|e| e.to_string()),
+    };
+    (result, stat)
+}
+
+/// Whether a failed sweep's error means "not licensed" rather than "failed".
+fn gap_for(err: &GraphError, endpoint: &str) -> Gap {
+    if err.is_licence_error() {
+        Gap::Unlicensed("the tenant has no Entra ID P1/P2 licence".into())
+    } else if err.status() == Some(403) && err.code() == Some("Authorization_RequestDenied") {
+        Gap::MissingPermission(format!("{endpoint}: {err}"))
+    } else {
+        Gap::Failed {
+            endpoint: endpoint.into(),
+            reason: err.to_string(),
+        }
+    }
+}
+
+/// Reads the whole tenant. See [`collect_with_report`].
+pub async fn collect(
+    client: &GraphClient,
+    options: &CollectOptions,
+    audit_time: DateTime<Utc>,
+    tenant_id: &str,
+) -> Snapshot {
+    collect_with_report(client, options, audit_time, tenant_id)
+        .await
+        .snapshot
+}
+
+/// Reads the whole tenant into a snapshot, with per-sweep timings. Never fails: what could not be
+/// read is a gap in `snapshot.coverage`, and a failed required sweep makes it incomplete.
+pub async fn collect_with_report(
+    client: &GraphClient,
+    options: &CollectOptions,
+    audit_time: DateTime<Utc>,
+    tenant_id: &str,
+) -> CollectReport {
+    let mut coverage = Coverage::default();
+    let mut sweeps = Vec::new();
+    let mut snapshot = Snapshot {
+        tenant_id: tenant_id.to_string(),
+        taken_at: audit_time,
+        users: Vec::new(),
+        methods_policy: None,
+        security_defaults_enabled: None,
+        conditional_access: None,
+        unknown_methods: BTreeMap::new(),
+        mfa_failures_by_code: BTreeMap::new(),
+        coverage: Coverage::default(),
+    };
+
+    let (granted, stat) = timed("token", async {
+        client.granted_roles().await.map(|r| (r, 1))
+    })
+    .await;
+    sweeps.push(stat);
+    let granted = match granted {
+        Ok(g) => g,
+        Err(e) => {
+            coverage.gaps.insert(
+                DataSet::Users,
+                Gap::Failed {
+                    endpoint: "token".into(),
+                    reason: e.to_string(),
+                },
+            );
+            snapshot.coverage = coverage;
+            return CollectReport { snapshot, sweeps };
+        }
+    };
+    for (set, permission, disables) in missing_permissions(&granted, options) {
+        tracing::warn!(
+            permission,
+            data = set.as_str(),
+            "permission not granted: {disables}"
+        );
+        coverage
+            .missing_permissions
+            .push((permission.to_string(), disables.to_string()));
+        coverage
+            .gaps
+            .insert(set, Gap::MissingPermission(permission.to_string()));
+    }
+    for set in [
+        DataSet::ConditionalAccess,
+        DataSet::SignIns,
+        DataSet::TapDetail,
+        DataSet::MethodDetail,
+        DataSet::PerUserMfa,
+    ] {
+        if !options.reads(set) {
+            coverage.gaps.insert(set, Gap::Disabled);
+        }
+    }
+    let wants = |set: DataSet| !coverage.gaps.contains_key(&set);
+
+    // Phase one: the tenant-wide sweeps, concurrently.
+    let users_fut = timed("users", async {
+        if !wants(DataSet::Users) {
+            return Ok((None, 0));
+        }
+        let mut users: Vec<User> = Vec::new();
+        let mut skipped = 0u64;
+        client
+            .get_pages::<wire::User, _>(ThrottleClass::Directory, "users", USERS_URL, |page| {
+                for w in &page {
+                    match convert::user(w) {
+                        Some(u) => users.push(u),
+                        None => skipped += 1,
+                    }
+                }
+                Ok(())
+            })
+            .await?;
+        if skipped > 0 {
+            tracing::warn!(skipped, "users without a valid id were skipped");
+        }
+        let n = users.len() as u64;
+        Ok((Some(users), n))
+    });
+    let registration_fut = timed("registration", async {
+        if !wants(DataSet::Registration) {
+            return Ok((None, 0));
+        }
+        let mut rows: Vec<Registration> = Vec::new();
+        client
+            .get_pages::<wire::RegistrationDetails, _>(
+                ThrottleClass::Reports,
+                "userRegistrationDetails",
+                REGISTRATION_URL,
+                |page| {
+                    rows.extend(page.iter().filter_map(convert::registration));
+                    Ok(())
+                },
+            )
+            .await?;
+        let n = rows.len() as u64;
+        Ok((Some(rows), n))
+    });
+    let policy_fut = timed("methods-policy", async {
+        if !wants(DataSet::MethodsPolicy) {
+            return Ok((None, 0));
+        }
+        let p: wire::MethodsPolicy = client
+            .get_json(
+                ThrottleClass::Directory,
+                "authenticationMethodsPolicy",
+                POLICY_URL,
+            )
+            .await?;
+        Ok((Some(convert::methods_policy(&p)), 1))
+    });
+    let defaults_fut = timed("security-defaults", async {
+        if !wants(DataSet::SecurityDefaults) {
+            return Ok((None, 0));
+        }
+        let p: wire::SecurityDefaults = client
+            .get_json(
+                ThrottleClass::Directory,
+                "identitySecurityDefaultsEnforcementPolicy",
+                SECURITY_DEFAULTS_URL,
+            )
+            .await?;
+        Ok((Some(p.is_enabled.unwrap_or(false)), 1))
+    });
+    let ca_fut = timed("conditional-access", async {
+        if !wants(DataSet::ConditionalAccess) {
+            return Ok((None, 0));
+        }
+        let mut policies = Vec::new();
+        client
+            .get_pages::<wire::CaPolicy, _>(
+                ThrottleClass::ConditionalAccess,
+                "conditionalAccessPolicies",
+                CA_URL,
+                |page| {
+                    policies.extend(page.iter().map(convert::ca_policy));
+                    Ok(())
+                },
+            )
+            .await?;
+        let n = policies.len() as u64;
+        Ok((Some(policies), n))
+    });
+    let roles_fut = timed("roles", async {
+        if !wants(DataSet::Roles) {
+            return Ok((None, 0));
+        }
+        let mut held: Vec<(ObjectId, Role)> = Vec::new();
+        client
+            .get_pages::<wire::RoleAssignment, _>(
+                ThrottleClass::Directory,
+                "roleAssignments",
+                &roles_url(),
+                |page| {
+                    for a in &page {
+                        // Only tenant-wide assignments of users count as holding the role.
+                        let tenant_wide = a.directory_scope_id.as_deref().is_none_or(|s| s == "/");
+                        let is_user = a
+                            .principal
+                            .as_ref()
+                            .and_then(|p| p.odata_type.as_deref())
+                            .is_none_or(|t| t.eq_ignore_ascii_case("#microsoft.graph.user"));
+                        let role = a
+                            .role_definition_id
+                            .as_deref()
+                            .and_then(Role::from_template_id);
+                        let id = a.principal_id.as_deref().and_then(ObjectId::parse);
+                        if let (true, true, Some(role), Some(id)) = (tenant_wide, is_user, role, id)
+                        {
+                            held.push((id, role));
+                        }
+                    }
+                    Ok(())
+                },
+            )
+            .await?;
+        let n = held.len() as u64;
+        Ok((Some(held), n))
+    });
+    let since = audit_time - options.sign_in_window;
+    let sign_ins_fut = timed("sign-ins", async {
+        if !wants(DataSet::SignIns) {
+            return Ok((None, 0));
+        }
+        let mut per_user: HashMap<ObjectId, u32> = HashMap::new();
+        let mut per_code: BTreeMap<i32, u64> = BTreeMap::new();
+        let mut rows = 0u64;
+        for code in &options.mfa_failure_codes {
+            client
+                .get_pages::<wire::SignIn, _>(
+                    ThrottleClass::Reports,
+                    "signIns",
+                    &sign_ins_url(since, *code),
+                    |page| {
+                        rows += page.len() as u64;
+                        convert::count_failures(
+                            &page,
+                            &options.mfa_failure_codes,
+                            &mut per_user,
+                            &mut per_code,
+                        );
+                        Ok(())
+                    },
+                )
+                .await?;
+        }
+        Ok((Some((per_user, per_code)), rows))
+    });
+
+    let (users, registration, policy, defaults, ca, roles, sign_ins) = tokio::join!(
+        users_fut,
+        registration_fut,
+        policy_fut,
+        defaults_fut,
+        ca_fut,
+        roles_fut,
+        sign_ins_fut
+    );
+
+    let (users, stat) = users;
+    record(
+        &mut coverage,
+        &mut sweeps,
+        DataSet::Users,
+        "users",
+        stat,
+        users.as_ref().err(),
+    );
+    let mut users: Vec<User> = users.ok().flatten().unwrap_or_default();
+    users.sort_unstable_by_key(|u| u.id);
+    users.dedup_by_key(|u| u.id);
+    let index: HashMap<ObjectId, u32> = users
+        .iter()
+        .enumerate()
+        .map(|(i, u)| (u.id, i as u32))
+        .collect();
+    let mut unknown_by_user: HashMap<ObjectId, Vec<String>> = HashMap::new();
+
+    let (registration, stat) = registration;
+    let licence_fallback = registration
+        .as_ref()
+        .err()
+        .is_some_and(GraphError::is_licence_error);
+    record(
+        &mut coverage,
+        &mut sweeps,
+        DataSet::Registration,
+        "userRegistrationDetails",
+        stat,
+        registration.as_ref().err(),
+    );
+    if let Some(rows) = registration.ok().flatten() {
+        let mut orphans = 0u64;
+        for r in rows {
+            let Some(&i) = index.get(&r.id) else {
+                orphans += 1;
+                continue;
+            };
+            let u = &mut users[i as usize];
+            u.methods = Some(r.methods);
+            u.is_admin = r.is_admin;
+            u.system_preferred_mfa = r.system_preferred;
+            u.default_method = r.default_method;
+            if !r.unknown.is_empty() {
+                unknown_by_user.insert(r.id, r.unknown.iter().map(|s| s.to_string()).collect());
+            }
+        }
+        if orphans > 0 {
+            tracing::info!(
+                orphans,
+                "registration rows without a /users row (deleted since) were dropped"
+            );
+        }
+    }
+    if licence_fallback {
+        coverage.licence_fallback = true;
+        coverage.gaps.insert(
+            DataSet::Registration,
+            Gap::Unlicensed("no Entra ID P1/P2: methods are read per user instead (no admin flag, no default method)".into()),
+        );
+    }
+
+    let (policy, stat) = policy;
+    record(
+        &mut coverage,
+        &mut sweeps,
+        DataSet::MethodsPolicy,
+        "authenticationMethodsPolicy",
+        stat,
+        policy.as_ref().err(),
+    );
+    snapshot.methods_policy = policy.ok().flatten();
+    let (defaults, stat) = defaults;
+    record(
+        &mut coverage,
+        &mut sweeps,
+        DataSet::SecurityDefaults,
+        "identitySecurityDefaultsEnforcementPolicy",
+        stat,
+        defaults.as_ref().err(),
+    );
+    snapshot.security_defaults_enabled = defaults.ok().flatten();
+    let (ca, stat) = ca;
+    record(
+        &mut coverage,
+        &mut sweeps,
+        DataSet::ConditionalAccess,
+        "conditionalAccessPolicies",
+        stat,
+        ca.as_ref().err(),
+    );
+    snapshot.conditional_access = ca.ok().flatten();
+    let (roles, stat) = roles;
+    record(
+        &mut coverage,
+        &mut sweeps,
+        DataSet::Roles,
+        "roleAssignments",
+        stat,
+        roles.as_ref().err(),
+    );
+    for (id, role) in roles.ok().flatten().unwrap_or_default() {
+        if let Some(&i) = index.get(&id) {
+            users[i as usize].roles.insert(role);
+        }
+    }
+    let (sign_ins, stat) = sign_ins;
+    record(
+        &mut coverage,
+        &mut sweeps,
+        DataSet::SignIns,
+        "signIns",
+        stat,
+        sign_ins.as_ref().err(),
+    );
+    if let Some((per_user, per_code)) = sign_ins.ok().flatten() {
+        for u in users.iter_mut() {
+            u.mfa_failures = Some(per_user.get(&u.id).copied().unwrap_or(0));
+        }
+        snapshot.mfa_failures_by_code = per_code;
+    }
+
+    // Phase two: per-user detail through $batch, for the users who need it.
+    let has_users = coverage.has(DataSet::Users);
+    let break_glass: Vec<String> = options
+        .break_glass_upns
+        .iter()
+        .map(|u| u.to_ascii_lowercase())
+        .collect();
+    let is_admin = |u: &User| !u.roles.is_empty() || u.is_admin;
+    let detail_for: Vec<usize> = if !has_users {
+        Vec::new()
+    } else if licence_fallback && wants_detail(&coverage, true) {
+        (0..users.len()).collect()
+    } else if wants_detail(&coverage, false) {
+        (0..users.len())
+            .filter(|&i| {
+                is_admin(&users[i]) || break_glass.contains(&users[i].upn.to_ascii_lowercase())
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let tap_for: Vec<usize> = if has_users && coverage.has(DataSet::TapDetail) && !licence_fallback
+    {
+        (0..users.len())
+            .filter(|&i| {
+                users[i]
+                    .methods
+                    .is_some_and(|m| m.contains(MethodKind::TemporaryAccessPass))
+            })
+            .filter(|i| !detail_for.contains(i))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let per_user_for: Vec<usize> = match (
+        has_users && coverage.has(DataSet::PerUserMfa),
+        options.per_user_mfa,
+    ) {
+        (true, PerUserMfaScope::All) => (0..users.len()).collect(),
+        (true, PerUserMfaScope::Admins) => {
+            (0..users.len()).filter(|&i| is_admin(&users[i])).collect()
+        }
+        _ => Vec::new(),
+    };
+    let items = |which: &[usize], suffix: &str| -> Vec<BatchItem> {
+        which
+            .iter()
+            .map(|&i| BatchItem {
+                id: i.to_string(),
+                url: format!("/users/{}/authentication/{suffix}", users[i].id),
+            })
+            .collect()
+    };
+    let detail_items = items(&detail_for, "methods");
+    let tap_items = items(&tap_for, "temporaryAccessPassMethods");
+    let per_user_items = items(&per_user_for, "requirements");
+
+    let (detail, tap, per_user) = tokio::join!(
+        timed(
+            "method-detail",
+            batch::<wire::Page<wire::AuthMethod>>(
+                client,
+                "authenticationMethods",
+                ApiVersion::V1,
+                detail_items
+            )
+        ),
+        timed(
+            "tap-detail",
+            batch::<wire::Page<wire::AuthMethod>>(
+                client,
+                "temporaryAccessPassMethods",
+                ApiVersion::V1,
+                tap_items
+            )
+        ),
+        timed(
+            "per-user-mfa",
+            batch::<wire::Requirements>(
+                client,
+                "perUserMfaRequirements",
+                ApiVersion::Beta,
+                per_user_items
+            )
+        ),
+    );
+
+    let (detail, stat) = detail;
+    record(
+        &mut coverage,
+        &mut sweeps,
+        DataSet::MethodDetail,
+        "authenticationMethods",
+        stat,
+        detail.as_ref().err(),
+    );
+    for (i, page) in detail.ok().unwrap_or_default() {
+        let u = &mut users[i];
+        let (set, tap, unknown) = convert::methods_from_detail(&page.value);
+        // Detail is fresher than the report, and covers the disabled users the report omits.
+        u.methods = Some(set);
+        u.tap = tap.map(Box::new);
+        if unknown.is_empty() {
+            unknown_by_user.remove(&u.id);
+        } else {
+            unknown_by_user.insert(u.id, unknown);
+        }
+    }
+    let (tap, stat) = tap;
+    record(
+        &mut coverage,
+        &mut sweeps,
+        DataSet::TapDetail,
+        "temporaryAccessPassMethods",
+        stat,
+        tap.as_ref().err(),
+    );
+    for (i, page) in tap.ok().unwrap_or_default() {
+        users[i].tap = page.value.first().map(|m| Box::new(convert::tap(m)));
+    }
+    let (per_user, stat) = per_user;
+    record(
+        &mut coverage,
+        &mut sweeps,
+        DataSet::PerUserMfa,
+        "perUserMfaRequirements",
+        stat,
+        per_user.as_ref().err(),
+    );
+    for (i, req) in per_user.ok().unwrap_or_default() {
+        users[i].per_user_mfa = Some(convert::per_user_mfa(req.per_user_mfa_state.as_deref()));
+    }
+
+    for (id, names) in unknown_by_user {
+        if let Some(&i) = index.get(&id) {
+            users[i as usize].unknown_methods = names.len().min(255) as u8;
+        }
+        for n in names {
+            *snapshot.unknown_methods.entry(n).or_default() += 1;
+        }
+    }
+    snapshot.users = users;
+    snapshot.coverage = coverage;
+    if !snapshot.is_complete() {
+        let failed: Vec<String> = snapshot
+            .coverage
+            .gaps
+            .iter()
+            .filter_map(|(set, g)| match g {
+                Gap::Failed { endpoint, reason } => {
+                    Some(format!("{} ({endpoint}): {reason}", set.as_str()))
+                }
+                _ => None,
+            })
+            .collect();
+        tracing::warn!("collection incomplete: {}", failed.join("; "));
+    }
+    CollectReport { snapshot, sweeps }
+}
+
+/// Notes a sweep's outcome: its timing, and the gap its error leaves.
+fn record(
+    coverage: &mut Coverage,
+    sweeps: &mut Vec<SweepStat>,
+    set: DataSet,
+    endpoint: &str,
+    stat: SweepStat,
+    err: Option<&GraphError>,
+) {
+    if let Some(e) = err {
+        tracing::warn!(sweep = stat.name, endpoint, "sweep did not complete: {e}");
+        coverage.gaps.insert(set, gap_for(e, endpoint));
+    }
+    sweeps.push(stat);
+}
+
+fn wants_detail(coverage: &Coverage, fallback: bool) -> bool {
+    // In the fallback the detail is the only source of methods, so only a missing permission stops it.
+    match coverage.gaps.get(&DataSet::MethodDetail) {
+        None => true,
+        Some(Gap::Disabled) => fallback,
+        Some(_) => false,
+    }
+}
+
+/// Runs a per-user `$batch` sweep; one item failing fails the sweep (naming how many and why),
+/// except a 404 (the user was deleted since the user sweep), which is skipped.
+async fn batch<T: serde::de::DeserializeOwned>(
+    client: &GraphClient,
+    endpoint: &'static str,
+    version: ApiVersion,
+    items: Vec<BatchItem>,
+) -> Result<(Vec<(usize, T)>, u64), GraphError> {
+    if items.is_empty() {
+        return Ok((Vec::new(), 0));
+    }
+    let total = items.len();
+    let results = client
+        .batch_get::<T>(ThrottleClass::AuthMethods, endpoint, version, items)
+        .await;
+    let mut ok = Vec::with_capacity(results.len());
+    let mut failed = 0usize;
+    let mut first: Option<GraphError> = None;
+    for (id, r) in results {
+        match r {
+            Ok(v) => {
+                if let Ok(i) = id.parse::<usize>() {
+                    ok.push((i, v));
+                }
+            }
+            Err(e) if e.status() == Some(404) => {}
+            Err(e) => {
+                failed += 1;
+                first.get_or_insert(e);
+            }
+        }
+    }
+    match first {
+        None => {
+            let n = ok.len() as u64;
+            Ok((ok, n))
+        }
+        // A licence or permission refusal is the same for every user: keep it as it is.
+        Some(e) if e.is_licence_error() || e.status() == Some(403) => Err(e),
+        Some(e) => Err(GraphError::Items {
+            endpoint: endpoint.into(),
+            failed,
+            total,
+            first: e.to_string(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_are_percent_encoded() {
+        let since = DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z")
+            .map(|d| d.with_timezone(&Utc))
+            .expect("date");
+        assert_eq!(
+            sign_ins_url(since, 500121),
+            "/v1.0/auditLogs/signIns?$filter=createdDateTime%20ge%202026-11-23T10%3A00%3A00Z%20and%20status%2FerrorCode%20eq%20500121&$top=1000"
+        );
+        let roles = roles_url();
+        assert!(
+            roles.contains(
+                "roleDefinitionId%20in%20%28%2762e90394-69f5-4237-9190-012177145e10%27%2C"
+            ),
+            "{roles}"
+        );
+        assert!(!roles.contains(' ') && !roles.contains('\''));
+    }
+}
