@@ -1,0 +1,578 @@
+//! End to end against graph-sim: a collection equals the simulator's ground truth user by user,
+//! on a healthy tenant and through every failure the issue names.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use chrono::Utc;
+use graph_sim::{Fault, Licence, Profile, SimConfig, SimHandle, TenantSource};
+use mfa_auditor::collect::{collect_with_report, CollectOptions, CollectReport, PerUserMfaScope};
+use mfa_auditor::graph::{ClientConfig, Credential, GraphClient};
+use mfa_auditor::secret::Secret;
+use mfa_auditor::snapshot::{DataSet, Gap, MethodKind, MethodSet, PerUserMfa, Snapshot, User};
+use url::Url;
+
+const SCALE: f64 = 200.0;
+
+fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+async fn sim(users: usize, seed: u64, tweak: impl FnOnce(&mut SimConfig)) -> SimHandle {
+    let mut config = SimConfig {
+        tenant: TenantSource::Generated {
+            users,
+            seed,
+            profile: Profile::Realistic,
+        },
+        time_scale: SCALE,
+        ..SimConfig::default()
+    };
+    tweak(&mut config);
+    graph_sim::start(config, loopback())
+        .await
+        .expect("simulator starts")
+}
+
+fn client(sim: &SimHandle, tweak: impl FnOnce(&mut ClientConfig)) -> GraphClient {
+    let base = Url::parse(&sim.base_url()).expect("base url");
+    let mut config = ClientConfig::new(base.clone(), base, sim.tenant_id(), sim.client_id());
+    config.pacing = config.pacing.scaled(SCALE);
+    config.backoff_base = Duration::from_millis(20);
+    config.backoff_cap = Duration::from_millis(500);
+    tweak(&mut config);
+    GraphClient::new(config, Credential::Secret(Secret::new(sim.client_secret()))).expect("client")
+}
+
+async fn run(sim: &SimHandle, client: &GraphClient, options: &CollectOptions) -> CollectReport {
+    collect_with_report(client, options, Utc::now(), sim.tenant_id()).await
+}
+
+fn options() -> CollectOptions {
+    CollectOptions {
+        break_glass_upns: vec![],
+        ..CollectOptions::default()
+    }
+}
+
+/// Ground-truth method names as the snapshot's kinds.
+fn truth_methods(names: &[String]) -> MethodSet {
+    names
+        .iter()
+        .map(|n| {
+            MethodKind::from_report_name(n).unwrap_or_else(|| panic!("sim method {n} unclassified"))
+        })
+        .collect()
+}
+
+/// What per-user detail can tell apart: Graph's v1.0 method objects do not distinguish
+/// Authenticator push from passwordless, a security key from another device-bound passkey, or a
+/// macOS key from a platform credential, and security questions have no object at all.
+fn detail_view(set: MethodSet) -> MethodSet {
+    set.iter()
+        .filter(|k| *k != MethodKind::SecurityQuestion)
+        .map(|k| match k {
+            MethodKind::AuthenticatorPasswordless => MethodKind::AuthenticatorPush,
+            MethodKind::PasskeyDeviceBound => MethodKind::Fido2SecurityKey,
+            MethodKind::MacOsSecureEnclaveKey => MethodKind::PlatformCredential,
+            other => other,
+        })
+        .collect()
+}
+
+fn by_id(s: &Snapshot) -> BTreeMap<String, &User> {
+    s.users.iter().map(|u| (u.id.to_string(), u)).collect()
+}
+
+/// Compares a complete collection with the ground truth, user by user.
+fn assert_matches_truth(
+    sim: &SimHandle,
+    snap: &Snapshot,
+    options: &CollectOptions,
+    fallback: bool,
+) {
+    let truth = sim.ground_truth();
+    let users = by_id(snap);
+    assert_eq!(users.len(), truth.users.len(), "every user, once");
+    let window_start = snap.taken_at - options.sign_in_window;
+    let mut failures: BTreeMap<String, u32> = BTreeMap::new();
+    for s in &truth.sign_ins {
+        if s.created >= window_start && options.mfa_failure_codes.contains(&s.error_code) {
+            *failures.entry(s.user_id.clone()).or_default() += 1;
+        }
+    }
+    for t in &truth.users {
+        let u = users
+            .get(&t.id)
+            .unwrap_or_else(|| panic!("user {} missing", t.id));
+        let ctx = format!("user {} {}", t.id, t.upn);
+        assert_eq!(&*u.upn, t.upn, "{ctx}");
+        assert_eq!(u.account_enabled, t.account_enabled, "{ctx}");
+        assert_eq!(
+            u.user_type == mfa_auditor::snapshot::UserType::Guest,
+            t.user_type == "Guest",
+            "{ctx}"
+        );
+        let roles: BTreeSet<String> = u
+            .roles
+            .iter()
+            .map(|r| r.template_id().to_string())
+            .collect();
+        let tracked: BTreeSet<String> = t
+            .roles
+            .iter()
+            .filter(|r| mfa_auditor::snapshot::Role::from_template_id(r).is_some())
+            .cloned()
+            .collect();
+        assert_eq!(roles, tracked, "{ctx}: roles");
+        // Who the collector can know is an admin: a tracked role, or the report's isAdmin flag.
+        let admin = !tracked.is_empty() || (!fallback && t.account_enabled && t.is_admin);
+        let expected = truth_methods(&t.methods);
+        let detail_read = fallback || admin;
+        match u.methods {
+            Some(got) if detail_read => {
+                assert_eq!(got, detail_view(expected), "{ctx}: methods from detail")
+            }
+            Some(got) => assert_eq!(got, expected, "{ctx}: methods from the report"),
+            None => assert!(
+                !t.account_enabled && !detail_read,
+                "{ctx}: only disabled non-admins are unknown"
+            ),
+        }
+        let unknown = if u.methods.is_some() {
+            t.unknown_methods.len()
+        } else {
+            0
+        };
+        assert_eq!(
+            u.unknown_methods as usize, unknown,
+            "{ctx}: unknown methods"
+        );
+        if !fallback && t.account_enabled {
+            assert_eq!(u.is_admin, t.is_admin, "{ctx}: isAdmin");
+            assert_eq!(
+                u.system_preferred_mfa,
+                Some(t.system_preferred_mfa),
+                "{ctx}"
+            );
+        }
+        let tap = u.tap.as_deref().map(|t| {
+            (
+                t.lifetime_minutes,
+                t.usable_once,
+                t.usable,
+                t.usability_reason.to_string(),
+            )
+        });
+        let want_tap = if u.methods.is_some() {
+            t.tap.as_ref().map(|t| {
+                (
+                    t.lifetime_minutes,
+                    t.usable_once,
+                    t.usable,
+                    t.reason.clone(),
+                )
+            })
+        } else {
+            None
+        };
+        assert_eq!(tap, want_tap, "{ctx}: TAP");
+        let per_user = if admin {
+            Some(match t.per_user_mfa.as_str() {
+                "enabled" => PerUserMfa::Enabled,
+                "enforced" => PerUserMfa::Enforced,
+                _ => PerUserMfa::Disabled,
+            })
+        } else {
+            None
+        };
+        assert_eq!(u.per_user_mfa, per_user, "{ctx}: per-user MFA");
+        if !fallback {
+            assert_eq!(
+                u.mfa_failures,
+                Some(failures.get(&t.id).copied().unwrap_or(0)),
+                "{ctx}: MFA failures"
+            );
+        }
+    }
+    let policy = snap.methods_policy.as_ref().expect("policy read");
+    let tap = policy.tap.as_ref().expect("TAP config");
+    assert_eq!(tap.enabled, truth.policy.tap_enabled);
+    assert_eq!(
+        tap.maximum_lifetime_minutes,
+        Some(truth.policy.tap_max_lifetime)
+    );
+    assert_eq!(
+        snap.security_defaults_enabled,
+        Some(truth.policy.security_defaults)
+    );
+    let unknown_total: u64 = snap.unknown_methods.values().sum();
+    let read_with_unknown = truth
+        .users
+        .iter()
+        .filter(|t| !t.unknown_methods.is_empty() && users[&t.id].methods.is_some())
+        .count();
+    assert_eq!(unknown_total as usize, read_with_unknown);
+    assert!(
+        read_with_unknown > 0 || truth.users.len() < 2000,
+        "the tenant exercises unknown methods"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_5000_user_tenant_is_collected_exactly_and_without_a_single_429() {
+    let sim = sim(5000, 42, |_| {}).await;
+    let client = client(&sim, |_| {});
+    let opts = options();
+    let report = run(&sim, &client, &opts).await;
+    let snap = &report.snapshot;
+    assert!(snap.is_complete(), "{:?}", snap.coverage);
+    assert!(snap.coverage.gaps.is_empty(), "{:?}", snap.coverage.gaps);
+    assert_matches_truth(&sim, snap, &opts, false);
+    let stats = sim.stats();
+    assert_eq!(
+        stats.throttled(),
+        0,
+        "a healthy audit sees no 429: {stats:?}"
+    );
+    // One paged sweep for users (999 a page) and the report (1,000 a page), not one call per user.
+    assert_eq!(stats.total("users"), 6);
+    assert_eq!(stats.total("userRegistrationDetails"), 5);
+    assert!(stats.total("authenticationMethods") < 100, "{stats:?}");
+    assert_eq!(stats.tokens_issued, 1, "the token is cached");
+    assert!(
+        snap.users.iter().any(|u| u.tap.is_some()),
+        "the tenant has TAP holders"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_free_tenant_falls_back_to_per_user_detail() {
+    let sim = sim(1500, 7, |c| c.licence = Licence::Free).await;
+    let client = client(&sim, |_| {});
+    let opts = options();
+    let report = run(&sim, &client, &opts).await;
+    let snap = &report.snapshot;
+    assert!(snap.is_complete(), "{:?}", snap.coverage);
+    assert!(snap.coverage.licence_fallback);
+    assert!(matches!(
+        snap.coverage.gaps.get(&DataSet::Registration),
+        Some(Gap::Unlicensed(_))
+    ));
+    assert!(matches!(
+        snap.coverage.gaps.get(&DataSet::SignIns),
+        Some(Gap::Unlicensed(_))
+    ));
+    assert!(matches!(
+        snap.coverage.gaps.get(&DataSet::ConditionalAccess),
+        Some(Gap::Unlicensed(_))
+    ));
+    assert_matches_truth(&sim, snap, &opts, true);
+    let stats = sim.stats();
+    assert_eq!(
+        stats.count("authenticationMethods", 200),
+        1500,
+        "one detail read per user"
+    );
+    assert_eq!(stats.throttled(), 0, "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_without_auditlog_names_it_and_marks_the_data_missing() {
+    let sim = sim(800, 3, |c| {
+        c.granted_roles.retain(|r| r != "AuditLog.Read.All")
+    })
+    .await;
+    let client = client(&sim, |_| {});
+    let snap = run(&sim, &client, &options()).await.snapshot;
+    assert!(
+        snap.is_complete(),
+        "missing data is a gap, not a failure: {:?}",
+        snap.coverage
+    );
+    assert!(snap
+        .coverage
+        .missing_permissions
+        .iter()
+        .any(|(p, _)| p == "AuditLog.Read.All"));
+    assert_eq!(
+        snap.coverage.gaps.get(&DataSet::Registration),
+        Some(&Gap::MissingPermission("AuditLog.Read.All".into()))
+    );
+    assert_eq!(
+        snap.coverage.gaps.get(&DataSet::SignIns),
+        Some(&Gap::MissingPermission("AuditLog.Read.All".into()))
+    );
+    // Nobody's methods are guessed: only admins (read in detail) have any.
+    assert!(snap
+        .users
+        .iter()
+        .all(|u| u.methods.is_some() == !u.roles.is_empty()));
+    assert!(snap.users.iter().all(|u| u.mfa_failures.is_none()));
+    assert_eq!(
+        sim.stats().total("userRegistrationDetails"),
+        0,
+        "no call it cannot make"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_storms_inside_and_outside_batch_still_give_the_exact_tenant() {
+    let sim = sim(2000, 11, |c| {
+        c.faults = vec![
+            Fault::Throttle {
+                endpoint: "users".into(),
+                count: Some(3),
+                retry_after: Some(0.05),
+            },
+            Fault::Throttle {
+                endpoint: "userRegistrationDetails".into(),
+                count: Some(2),
+                retry_after: Some(0.05),
+            },
+            Fault::Throttle {
+                endpoint: "authenticationMethods".into(),
+                count: Some(15),
+                retry_after: Some(0.05),
+            },
+            Fault::Throttle {
+                endpoint: "conditionalAccessPolicies".into(),
+                count: Some(2),
+                retry_after: None,
+            },
+        ]
+    })
+    .await;
+    let client = client(&sim, |_| {});
+    let opts = options();
+    let snap = run(&sim, &client, &opts).await.snapshot;
+    assert!(snap.is_complete(), "{:?}", snap.coverage);
+    assert_matches_truth(&sim, &snap, &opts, false);
+    let stats = sim.stats();
+    assert_eq!(stats.count("authenticationMethods", 429), 15, "{stats:?}");
+    assert_eq!(stats.count("users", 429), 3);
+    assert!(client.stats().total_throttled() >= 22);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_server_errors_are_retried() {
+    let sim = sim(1200, 5, |c| {
+        c.faults = vec![
+            Fault::Status {
+                endpoint: "users".into(),
+                status: 503,
+                count: Some(2),
+                retry_after: Some(0.02),
+            },
+            Fault::Status {
+                endpoint: "userRegistrationDetails".into(),
+                status: 500,
+                count: Some(1),
+                retry_after: None,
+            },
+            Fault::Status {
+                endpoint: "temporaryAccessPassMethods".into(),
+                status: 504,
+                count: Some(2),
+                retry_after: None,
+            },
+        ]
+    })
+    .await;
+    let client = client(&sim, |_| {});
+    let opts = options();
+    let snap = run(&sim, &client, &opts).await.snapshot;
+    assert!(snap.is_complete(), "{:?}", snap.coverage);
+    assert_matches_truth(&sim, &snap, &opts, false);
+}
+
+/// Runs a collection with one fault and returns the failure gap of `set`.
+async fn failed_gap(fault: Fault, set: DataSet) -> (String, String) {
+    let sim = sim(1200, 9, |c| c.faults = vec![fault]).await;
+    let client = client(&sim, |c| c.max_retries = 2);
+    let snap = run(&sim, &client, &options()).await.snapshot;
+    assert!(
+        !snap.is_complete(),
+        "an audit with a failed sweep is incomplete"
+    );
+    match snap.coverage.gaps.get(&set) {
+        Some(Gap::Failed { endpoint, reason }) => (endpoint.clone(), reason.clone()),
+        other => panic!(
+            "expected {set:?} to have failed, got {other:?} ({:?})",
+            snap.coverage.gaps
+        ),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persistent_failure_makes_the_audit_incomplete_and_names_the_endpoint() {
+    let (endpoint, reason) = failed_gap(
+        Fault::Status {
+            endpoint: "userRegistrationDetails".into(),
+            status: 500,
+            count: None,
+            retry_after: None,
+        },
+        DataSet::Registration,
+    )
+    .await;
+    assert_eq!(endpoint, "userRegistrationDetails");
+    assert!(reason.contains("HTTP 500"), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_truncated_bodies_make_the_audit_incomplete() {
+    let (endpoint, reason) = failed_gap(
+        Fault::Malformed {
+            endpoint: "users".into(),
+            count: None,
+        },
+        DataSet::Users,
+    )
+    .await;
+    assert_eq!(endpoint, "users");
+    assert!(reason.contains("unreadable response body"), "{reason}");
+    let (endpoint, reason) = failed_gap(
+        Fault::Truncated {
+            endpoint: "roleAssignments".into(),
+            count: None,
+        },
+        DataSet::Roles,
+    )
+    .await;
+    assert_eq!(endpoint, "roleAssignments");
+    assert!(reason.contains("truncated"), "{reason}");
+    let (endpoint, reason) = failed_gap(
+        Fault::Truncated {
+            endpoint: "temporaryAccessPassMethods".into(),
+            count: None,
+        },
+        DataSet::TapDetail,
+    )
+    .await;
+    assert_eq!(endpoint, "temporaryAccessPassMethods");
+    assert!(reason.contains("users could not be read"), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_next_link_loop_is_caught() {
+    let (endpoint, reason) = failed_gap(
+        Fault::NextlinkLoop {
+            endpoint: "users".into(),
+            after_page: 1,
+        },
+        DataSet::Users,
+    )
+    .await;
+    assert_eq!(endpoint, "users");
+    assert!(reason.contains("nextLink loop"), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expiring_token_is_refreshed_mid_run() {
+    // Tokens live 2 s; the slow registration pages make the run outlast several of them.
+    let sim = sim(3000, 13, |c| {
+        c.token_lifetime = Duration::from_secs(2);
+        c.faults = vec![Fault::Slow {
+            endpoint: "userRegistrationDetails".into(),
+            delay_ms: 900,
+        }];
+    })
+    .await;
+    let client = client(&sim, |_| {});
+    let opts = CollectOptions {
+        per_user_mfa: PerUserMfaScope::All,
+        ..options()
+    };
+    let snap = run(&sim, &client, &opts).await.snapshot;
+    assert!(snap.is_complete(), "{:?}", snap.coverage);
+    assert!(sim.stats().tokens_issued >= 2, "{:?}", sim.stats());
+    assert!(snap.users.iter().all(|u| u.per_user_mfa.is_some()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_secret_is_a_clear_token_error() {
+    let sim = sim(50, 1, |_| {}).await;
+    let base = Url::parse(&sim.base_url()).expect("url");
+    let config = ClientConfig::new(base.clone(), base, sim.tenant_id(), sim.client_id());
+    let client =
+        GraphClient::new(config, Credential::Secret(Secret::new("wrong"))).expect("client");
+    let err = client.granted_roles().await.expect_err("refused");
+    let text = err.to_string();
+    assert!(
+        text.contains("invalid_client") && text.contains("AADSTS7000215"),
+        "{text}"
+    );
+    assert!(!text.contains("wrong"), "the secret never shows: {text}");
+    let snap = run(&sim, &client, &options()).await.snapshot;
+    assert!(!snap.is_complete());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_credential_signs_in() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("key.pem");
+    let cert = dir.path().join("cert.pem");
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=mfa-auditor-test",
+            "-days",
+            "1",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl runs (scripts/test installs it)");
+    assert!(status.success());
+    let cert_pem = std::fs::read_to_string(&cert).expect("cert");
+    let key_pem = std::fs::read_to_string(&key).expect("key");
+    let sim = sim(50, 1, |c| c.certificate_pem = Some(cert_pem.clone())).await;
+    let base = Url::parse(&sim.base_url()).expect("url");
+    let config = ClientConfig::new(base.clone(), base, sim.tenant_id(), sim.client_id());
+    let good = GraphClient::new(
+        config.clone(),
+        Credential::Certificate {
+            certificate_pem: cert_pem.clone(),
+            private_key_pem: Secret::new(key_pem),
+        },
+    )
+    .expect("client");
+    let roles = good.granted_roles().await.expect("certificate accepted");
+    assert!(roles.iter().any(|r| r == "User.Read.All"));
+    // A different key with the same certificate is refused.
+    let other = dir.path().join("other.pem");
+    let status = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
+        .arg(&other)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(status.success());
+    let bad = GraphClient::new(
+        config,
+        Credential::Certificate {
+            certificate_pem: cert_pem,
+            private_key_pem: Secret::new(std::fs::read_to_string(&other).expect("key")),
+        },
+    )
+    .expect("client");
+    let err = bad.granted_roles().await.expect_err("refused");
+    assert!(err.to_string().contains("AADSTS700027"), "{err}");
+}
