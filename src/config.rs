@@ -1,1 +1,886 @@
-//! Configuration (being written).
+//! Configuration: `config.toml` → a validated [`Config`].
+//!
+//! The structs are the documentation: every key has a doc comment and its default lives in one
+//! `default_*` function. Unknown keys are errors, and every error names the file, the line and
+//! column, and the key path (`config.toml:7:1: tenant.cloud: …`), whether serde found it (wrong
+//! type, unknown key) or validation did (http to a remote host, two credentials, …).
+//!
+//! Secrets never live in the file: `client_secret_file` (systemd `LoadCredential=`, resolved
+//! against `$CREDENTIALS_DIRECTORY`), `client_secret_env`, or a certificate and its key file.
+//! They are read by [`Config::credential`] into [`Secret`]s and never logged.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use thiserror::Error;
+use url::Url;
+
+use crate::collect::{CollectOptions, PerUserMfaScope};
+use crate::graph::{ClientConfig, Credential, Pacing};
+use crate::secret::Secret;
+
+/// A configuration problem: where it is and what is wrong.
+#[derive(Debug, Error, PartialEq)]
+pub struct ConfigError {
+    /// The file (or `<string>`).
+    pub origin: String,
+    /// 1-based line and column, when the problem is at a place in the file.
+    pub position: Option<(usize, usize)>,
+    /// The key path, e.g. `tenant.graph_url` (empty for the whole file).
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.origin)?;
+        if let Some((line, col)) = self.position {
+            write!(f, ":{line}:{col}")?;
+        }
+        if !self.key.is_empty() {
+            write!(f, ": {}", self.key)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// The national clouds (REFERENCE §2), or `custom` base URLs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Cloud {
+    #[default]
+    Global,
+    Usgov,
+    UsgovDod,
+    China,
+    Custom,
+}
+
+impl Cloud {
+    /// (login host, Graph host) of a national cloud.
+    fn hosts(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Cloud::Global => Some((
+                "https://login.microsoftonline.com",
+                "https://graph.microsoft.com",
+            )),
+            Cloud::Usgov => Some((
+                "https://login.microsoftonline.us",
+                "https://graph.microsoft.us",
+            )),
+            Cloud::UsgovDod => Some((
+                "https://login.microsoftonline.us",
+                "https://dod-graph.microsoft.us",
+            )),
+            Cloud::China => Some((
+                "https://login.partner.microsoftonline.cn",
+                "https://microsoftgraph.chinacloudapi.cn",
+            )),
+            Cloud::Custom => None,
+        }
+    }
+}
+
+/// `[tenant]`: which tenant, which cloud, which app, and where its credential is.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// The tenant: its GUID or a verified domain (`contoso.onmicrosoft.com`).
+    pub tenant_id: String,
+    /// `global`, `usgov` (GCC High), `usgov-dod`, `china`, or `custom` with `graph_url` and `login_url`.
+    #[serde(default)]
+    pub cloud: Cloud,
+    /// Graph base URL, `custom` only (plain `http` only for loopback hosts).
+    pub graph_url: Option<String>,
+    /// Login (token) base URL, `custom` only (plain `http` only for loopback hosts).
+    pub login_url: Option<String>,
+    /// The app registration's application (client) id.
+    pub client_id: String,
+    /// File holding the client secret; relative paths resolve against `$CREDENTIALS_DIRECTORY`.
+    pub client_secret_file: Option<PathBuf>,
+    /// Environment variable holding the client secret.
+    pub client_secret_env: Option<String>,
+    /// PEM certificate registered on the app (certificate credential).
+    pub certificate_file: Option<PathBuf>,
+    /// PEM private key of that certificate.
+    pub private_key_file: Option<PathBuf>,
+}
+
+/// `[graph.pacing]`: the client-side budget per throttle class (REFERENCE §3.6).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PacingConfig {
+    /// Directory resource units per 10 s (users, roles, policies).
+    pub directory_ru_per_10s: f64,
+    /// Reports requests per 10 s (registration report, sign-ins).
+    pub reports_per_10s: f64,
+    /// Conditional Access requests per second.
+    pub conditional_access_per_second: f64,
+    /// Per-user authentication-method requests per 10 s.
+    pub auth_methods_per_10s: f64,
+    /// Share of each budget mfa-auditor uses, in (0, 1]; the rest is left to other apps.
+    pub headroom: f64,
+}
+
+impl Default for PacingConfig {
+    fn default() -> Self {
+        let p = Pacing::default();
+        PacingConfig {
+            directory_ru_per_10s: p.directory_ru_per_10s,
+            reports_per_10s: p.reports_per_10s,
+            conditional_access_per_second: p.conditional_access_per_s,
+            auth_methods_per_10s: p.auth_methods_per_10s,
+            headroom: p.headroom,
+        }
+    }
+}
+
+/// Which users get their legacy per-user MFA state read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PerUserMfaSetting {
+    Off,
+    #[default]
+    Admins,
+    All,
+}
+
+/// `[graph]`: how Graph is read.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GraphConfig {
+    /// Requests in flight at once, 1–64.
+    pub max_concurrency: usize,
+    /// Timeout of one request, in seconds (1–600).
+    pub request_timeout_seconds: u64,
+    /// Retries of one request on 429, 5xx or a network error (0–20).
+    pub max_retries: u32,
+    /// Read Conditional Access policies.
+    pub conditional_access: bool,
+    /// Read failed MFA sign-ins.
+    pub sign_ins: bool,
+    /// How far back failed MFA sign-ins are read, in hours (1–720).
+    pub sign_in_window_hours: u32,
+    /// Sign-in error codes that count as a failed MFA (500121: strong authentication failed).
+    pub mfa_failure_codes: Vec<i32>,
+    /// Read TAP detail for users holding a Temporary Access Pass.
+    pub tap_detail: bool,
+    /// Read the full method list of admins (fresher than the report).
+    pub admin_method_detail: bool,
+    /// Per-user MFA state (beta API): `off`, `admins` or `all`.
+    pub per_user_mfa: PerUserMfaSetting,
+    pub pacing: PacingConfig,
+}
+
+impl Default for GraphConfig {
+    fn default() -> Self {
+        let c = CollectOptions::default();
+        GraphConfig {
+            max_concurrency: 8,
+            request_timeout_seconds: 60,
+            max_retries: 6,
+            conditional_access: c.conditional_access,
+            sign_ins: c.sign_ins,
+            sign_in_window_hours: 24,
+            mfa_failure_codes: c.mfa_failure_codes,
+            tap_detail: c.tap_detail,
+            admin_method_detail: c.admin_method_detail,
+            per_user_mfa: PerUserMfaSetting::Admins,
+            pacing: PacingConfig::default(),
+        }
+    }
+}
+
+/// `[break_glass]`: emergency-access accounts.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakGlassConfig {
+    /// Their user principal names; their methods are always read in detail.
+    pub accounts: Vec<String>,
+}
+
+/// The whole configuration file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub tenant: TenantConfig,
+    #[serde(default)]
+    pub graph: GraphConfig,
+    #[serde(default)]
+    pub break_glass: BreakGlassConfig,
+    /// Resolved by validation.
+    #[serde(skip)]
+    endpoints: Option<Endpoints>,
+}
+
+#[derive(Clone, Debug)]
+struct Endpoints {
+    graph: Url,
+    login: Url,
+    scope: String,
+}
+
+/// Finds where a key path is in the file, for errors found after parsing.
+struct Locator<'a> {
+    doc: Option<toml_edit::ImDocument<&'a str>>,
+    text: &'a str,
+}
+
+impl<'a> Locator<'a> {
+    fn new(text: &'a str) -> Locator<'a> {
+        Locator {
+            doc: toml_edit::ImDocument::parse(text).ok(),
+            text,
+        }
+    }
+
+    fn position(&self, path: &str) -> Option<(usize, usize)> {
+        let doc = self.doc.as_ref()?;
+        let mut table: &dyn toml_edit::TableLike = doc.as_table();
+        let mut span = None;
+        let parts: Vec<&str> = path.split('.').collect();
+        for (i, part) in parts.iter().enumerate() {
+            let (key, item) = table.get_key_value(part)?;
+            span = key.span().or_else(|| item.span());
+            if i + 1 < parts.len() {
+                table = item.as_table_like()?;
+            }
+        }
+        span.map(|s| line_col(self.text, s.start))
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before
+        .rfind('\n')
+        .map_or(before.len(), |nl| before.len() - nl - 1)
+        + 1;
+    (line, col)
+}
+
+/// The closest of `candidates` to `word`, if it is close enough to be a likely typo.
+fn did_you_mean<'c>(word: &str, candidates: &[&'c str]) -> Option<&'c str> {
+    fn distance(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut prev = row[0];
+            row[0] = i + 1;
+            for (j, cb) in b.iter().enumerate() {
+                let cur = row[j + 1];
+                row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+                prev = cur;
+            }
+        }
+        row[b.len()]
+    }
+    candidates
+        .iter()
+        .map(|c| (distance(word, c), *c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 4))
+        .min()
+        .map(|(_, c)| c)
+}
+
+/// Rewrites serde's "unknown field `x`, expected one of `a`, `b`" with a suggestion.
+fn explain(message: &str) -> String {
+    let Some(rest) = message.strip_prefix("unknown field `") else {
+        return message.to_string();
+    };
+    let Some((field, tail)) = rest.split_once('`') else {
+        return message.to_string();
+    };
+    let expected: Vec<&str> = tail.split('`').skip(1).step_by(2).collect();
+    match did_you_mean(field, &expected) {
+        Some(s) => format!("unknown key (did you mean {s}?)"),
+        None if !expected.is_empty() => {
+            format!("unknown key (known keys: {})", expected.join(", "))
+        }
+        None => "unknown key".to_string(),
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+fn is_guid(s: &str) -> bool {
+    uuid::Uuid::parse_str(s).is_ok() && s.len() == 36
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            origin: origin.clone(),
+            position: None,
+            key: String::new(),
+            message: format!("cannot read the file: {e}"),
+        })?;
+        Config::parse(&text, &origin)
+    }
+
+    /// Parses and validates configuration text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let err = |position, key: String, message: String| ConfigError {
+            origin: origin.to_string(),
+            position,
+            key,
+            message,
+        };
+        let de = toml::Deserializer::new(text);
+        let mut config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let position = inner.span().map(|s| line_col(text, s.start));
+            let message = explain(inner.message());
+            // For an unknown key serde's path names its table; name the key itself.
+            let key = match (message.starts_with("unknown key"), inner.span()) {
+                (true, Some(span)) => {
+                    let k = text
+                        .get(span.clone())
+                        .unwrap_or("")
+                        .trim()
+                        .trim_matches('"');
+                    if path == k || path.ends_with(&format!(".{k}")) {
+                        path
+                    } else if path == "." || path.is_empty() {
+                        k.to_string()
+                    } else {
+                        format!("{path}.{k}")
+                    }
+                }
+                _ if path == "." => String::new(),
+                _ => path,
+            };
+            err(position, key, message)
+        })?;
+        let locate = Locator::new(text);
+        let at = |key: &str, message: String| err(locate.position(key), key.to_string(), message);
+        config.endpoints = Some(config.validate(&at)?);
+        Ok(config)
+    }
+
+    fn validate(&self, at: &dyn Fn(&str, String) -> ConfigError) -> Result<Endpoints, ConfigError> {
+        let t = &self.tenant;
+        if t.tenant_id.trim().is_empty()
+            || t.tenant_id.contains(char::is_whitespace)
+            || (!is_guid(&t.tenant_id) && !t.tenant_id.contains('.'))
+        {
+            return Err(at(
+                "tenant.tenant_id",
+                format!("{:?} is neither a GUID nor a domain name", t.tenant_id),
+            ));
+        }
+        if !is_guid(&t.client_id) {
+            return Err(at(
+                "tenant.client_id",
+                format!("{:?} is not a GUID (the app's application id)", t.client_id),
+            ));
+        }
+        let url = |key: &str, value: &Option<String>| -> Result<Url, ConfigError> {
+            let value = value
+                .as_deref()
+                .ok_or_else(|| at("tenant.cloud", format!("cloud = \"custom\" needs {key}")))?;
+            let full = format!("tenant.{key}");
+            let u =
+                Url::parse(value).map_err(|e| at(&full, format!("{value:?} is not a URL: {e}")))?;
+            match u.scheme() {
+                "https" => {}
+                "http" if is_loopback(&u) => {}
+                "http" => return Err(at(
+                    &full,
+                    format!(
+                        "plain http is allowed only for loopback hosts, not {value:?}; use https"
+                    ),
+                )),
+                other => return Err(at(&full, format!("scheme {other:?} is not http(s)"))),
+            }
+            if u.query().is_some() || u.fragment().is_some() {
+                return Err(at(&full, "a base URL takes no query or fragment".into()));
+            }
+            Ok(u)
+        };
+        let (login, graph) = match t.cloud.hosts() {
+            Some((login, graph)) => {
+                for (key, value) in [("graph_url", &t.graph_url), ("login_url", &t.login_url)] {
+                    if value.is_some() {
+                        return Err(at(
+                            &format!("tenant.{key}"),
+                            format!(
+                                "only for cloud = \"custom\"; cloud {:?} has fixed endpoints",
+                                t.cloud
+                            ),
+                        ));
+                    }
+                }
+                (Url::parse(login), Url::parse(graph))
+            }
+            None => (
+                Ok(url("login_url", &t.login_url)?),
+                Ok(url("graph_url", &t.graph_url)?),
+            ),
+        };
+        let (Ok(login), Ok(graph)) = (login, graph) else {
+            return Err(at("tenant.cloud", "internal: bad cloud URL".into()));
+        };
+        let sources = [
+            t.client_secret_file.is_some(),
+            t.client_secret_env.is_some(),
+            t.certificate_file.is_some() || t.private_key_file.is_some(),
+        ];
+        match sources.iter().filter(|s| **s).count() {
+            0 => {
+                return Err(at(
+                    "tenant",
+                    "no credential: set client_secret_file, client_secret_env, or certificate_file with private_key_file".into(),
+                ))
+            }
+            1 => {}
+            _ => {
+                let key = if t.client_secret_env.is_some() { "tenant.client_secret_env" } else { "tenant.certificate_file" };
+                return Err(at(key, "more than one credential is set; keep exactly one".into()));
+            }
+        }
+        if t.certificate_file.is_some() != t.private_key_file.is_some() {
+            let key = if t.certificate_file.is_some() {
+                "tenant.certificate_file"
+            } else {
+                "tenant.private_key_file"
+            };
+            return Err(at(
+                key,
+                "a certificate credential needs both certificate_file and private_key_file".into(),
+            ));
+        }
+        if let Some(name) = &t.client_secret_env {
+            if name.is_empty() || name.contains('=') || name.contains('\0') {
+                return Err(at(
+                    "tenant.client_secret_env",
+                    format!("{name:?} is not an environment variable name"),
+                ));
+            }
+        }
+        let g = &self.graph;
+        let range = |key: &str, ok: bool, what: &str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(at(key, what.to_string()))
+            }
+        };
+        range(
+            "graph.max_concurrency",
+            (1..=64).contains(&g.max_concurrency),
+            "must be between 1 and 64",
+        )?;
+        range(
+            "graph.request_timeout_seconds",
+            (1..=600).contains(&g.request_timeout_seconds),
+            "must be between 1 and 600",
+        )?;
+        range(
+            "graph.max_retries",
+            g.max_retries <= 20,
+            "must be at most 20",
+        )?;
+        range(
+            "graph.sign_in_window_hours",
+            (1..=720).contains(&g.sign_in_window_hours),
+            "must be between 1 and 720 (30 days, the P1/P2 retention)",
+        )?;
+        range(
+            "graph.mfa_failure_codes",
+            !(g.sign_ins && g.mfa_failure_codes.is_empty()),
+            "must list at least one code while sign_ins = true",
+        )?;
+        let p = &g.pacing;
+        for (key, v) in [
+            ("graph.pacing.directory_ru_per_10s", p.directory_ru_per_10s),
+            ("graph.pacing.reports_per_10s", p.reports_per_10s),
+            (
+                "graph.pacing.conditional_access_per_second",
+                p.conditional_access_per_second,
+            ),
+            ("graph.pacing.auth_methods_per_10s", p.auth_methods_per_10s),
+        ] {
+            range(key, v.is_finite() && v > 0.0, "must be a positive number")?;
+        }
+        range(
+            "graph.pacing.headroom",
+            p.headroom > 0.0 && p.headroom <= 1.0,
+            "must be in (0, 1]",
+        )?;
+        for (i, upn) in self.break_glass.accounts.iter().enumerate() {
+            if !upn.contains('@') {
+                return Err(at(
+                    "break_glass.accounts",
+                    format!("entry {} ({upn:?}) is not a user principal name", i + 1),
+                ));
+            }
+        }
+        let scope = format!("{}/.default", graph.as_str().trim_end_matches('/'));
+        Ok(Endpoints {
+            graph,
+            login,
+            scope,
+        })
+    }
+
+    fn endpoints(&self) -> &Endpoints {
+        // Only `parse` builds a Config, and it always resolves the endpoints.
+        self.endpoints
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("Config is only built by Config::parse"))
+    }
+
+    /// The Graph base URL in use.
+    pub fn graph_url(&self) -> &Url {
+        &self.endpoints().graph
+    }
+
+    /// The Graph client's settings.
+    pub fn client_config(&self) -> ClientConfig {
+        let e = self.endpoints();
+        let g = &self.graph;
+        let mut c = ClientConfig::new(
+            e.graph.clone(),
+            e.login.clone(),
+            &self.tenant.tenant_id,
+            &self.tenant.client_id,
+        );
+        c.scope = e.scope.clone();
+        c.max_concurrency = g.max_concurrency;
+        c.request_timeout = Duration::from_secs(g.request_timeout_seconds);
+        c.max_retries = g.max_retries;
+        c.pacing = Pacing {
+            directory_ru_per_10s: g.pacing.directory_ru_per_10s,
+            reports_per_10s: g.pacing.reports_per_10s,
+            conditional_access_per_s: g.pacing.conditional_access_per_second,
+            auth_methods_per_10s: g.pacing.auth_methods_per_10s,
+            headroom: g.pacing.headroom,
+        };
+        c
+    }
+
+    /// What a collection reads.
+    pub fn collect_options(&self) -> CollectOptions {
+        let g = &self.graph;
+        CollectOptions {
+            conditional_access: g.conditional_access,
+            sign_ins: g.sign_ins,
+            sign_in_window: chrono::Duration::hours(i64::from(g.sign_in_window_hours)),
+            mfa_failure_codes: g.mfa_failure_codes.clone(),
+            tap_detail: g.tap_detail,
+            admin_method_detail: g.admin_method_detail,
+            per_user_mfa: match g.per_user_mfa {
+                PerUserMfaSetting::Off => PerUserMfaScope::Off,
+                PerUserMfaSetting::Admins => PerUserMfaScope::Admins,
+                PerUserMfaSetting::All => PerUserMfaScope::All,
+            },
+            break_glass_upns: self.break_glass.accounts.clone(),
+        }
+    }
+
+    /// Reads the credential from where the file says, with the process environment.
+    pub fn credential(&self) -> Result<Credential, ConfigError> {
+        let dir = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+        self.credential_with(dir.as_deref(), &|name| std::env::var(name).ok())
+    }
+
+    /// Reads the credential, with `credentials_dir` for relative paths and `env` for variables.
+    pub fn credential_with(
+        &self,
+        credentials_dir: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Credential, ConfigError> {
+        let t = &self.tenant;
+        let fail = |key: &str, message: String| ConfigError {
+            origin: "credential".into(),
+            position: None,
+            key: key.into(),
+            message,
+        };
+        let resolve = |p: &Path| match credentials_dir {
+            Some(dir) if p.is_relative() => dir.join(p),
+            _ => p.to_path_buf(),
+        };
+        let read = |key: &str, p: &Path| -> Result<String, ConfigError> {
+            let path = resolve(p);
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| fail(key, format!("cannot read {}: {e}", path.display())))?;
+            warn_if_readable_by_others(&path);
+            Ok(text)
+        };
+        if let Some(p) = &t.client_secret_file {
+            let text = read("tenant.client_secret_file", p)?;
+            let secret = text
+                .strip_suffix('\n')
+                .map(|s| s.strip_suffix('\r').unwrap_or(s))
+                .unwrap_or(&text);
+            if secret.is_empty() {
+                return Err(fail(
+                    "tenant.client_secret_file",
+                    format!("{} is empty", resolve(p).display()),
+                ));
+            }
+            return Ok(Credential::Secret(Secret::new(secret)));
+        }
+        if let Some(name) = &t.client_secret_env {
+            return match env(name) {
+                Some(v) if !v.is_empty() => Ok(Credential::Secret(Secret::new(v))),
+                _ => Err(fail(
+                    "tenant.client_secret_env",
+                    format!("environment variable {name} is not set or empty"),
+                )),
+            };
+        }
+        if let (Some(c), Some(k)) = (&t.certificate_file, &t.private_key_file) {
+            let certificate_pem = read("tenant.certificate_file", c)?;
+            let key = read("tenant.private_key_file", k)?;
+            return Ok(Credential::Certificate {
+                certificate_pem,
+                private_key_pem: Secret::new(key),
+            });
+        }
+        Err(fail("tenant", "no credential configured".into()))
+    }
+}
+
+#[cfg(unix)]
+fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(path = %path.display(), "the secret file is readable by group or others; chmod 600 it");
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_readable_by_others(_: &Path) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[tenant]
+tenant_id = "contoso.onmicrosoft.com"
+client_id = "5a1e3c9d-7b2f-4e6a-8c0d-2f4b6d8e0a1c"
+client_secret_env = "MFA_SECRET"
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, "config.toml")
+    }
+
+    fn error(text: &str) -> String {
+        parse(text).expect_err("should be refused").to_string()
+    }
+
+    #[test]
+    fn each_cloud_has_its_endpoints_and_scope() {
+        for (cloud, graph, login) in [
+            (
+                "global",
+                "https://graph.microsoft.com/",
+                "https://login.microsoftonline.com/",
+            ),
+            (
+                "usgov",
+                "https://graph.microsoft.us/",
+                "https://login.microsoftonline.us/",
+            ),
+            (
+                "usgov-dod",
+                "https://dod-graph.microsoft.us/",
+                "https://login.microsoftonline.us/",
+            ),
+            (
+                "china",
+                "https://microsoftgraph.chinacloudapi.cn/",
+                "https://login.partner.microsoftonline.cn/",
+            ),
+        ] {
+            let text = GOOD.replace("[tenant]", &format!("[tenant]\ncloud = \"{cloud}\""));
+            let c = parse(&text).expect("valid").client_config();
+            assert_eq!(c.graph_base.as_str(), graph);
+            assert_eq!(c.login_base.as_str(), login);
+            assert_eq!(c.scope, format!("{}/.default", graph.trim_end_matches('/')));
+        }
+    }
+
+    #[test]
+    fn custom_cloud_allows_http_only_on_loopback() {
+        let custom = |g: &str| {
+            GOOD.replace("[tenant]", &format!("[tenant]\ncloud = \"custom\"\ngraph_url = \"{g}\"\nlogin_url = \"http://127.0.0.1:9\""))
+        };
+        assert!(parse(&custom("http://127.0.0.1:8089")).is_ok());
+        assert!(parse(&custom("http://localhost:8089")).is_ok());
+        assert!(parse(&custom("https://graph.contoso.example")).is_ok());
+        let e = error(&custom("http://graph.contoso.example"));
+        assert_eq!(e, "config.toml:4:1: tenant.graph_url: plain http is allowed only for loopback hosts, not \"http://graph.contoso.example\"; use https");
+        let e = error(&GOOD.replace("[tenant]", "[tenant]\ncloud = \"custom\""));
+        assert!(
+            e.contains("tenant.cloud: cloud = \"custom\" needs login_url"),
+            "{e}"
+        );
+        let e = error(&GOOD.replace("[tenant]", "[tenant]\ngraph_url = \"https://x.example\""));
+        assert!(
+            e.starts_with("config.toml:3:1: tenant.graph_url: only for cloud = \"custom\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_name_the_key_the_line_and_a_suggestion() {
+        let e = error(&format!("{GOOD}\n[graph]\nmax_concurency = 4\n"));
+        assert_eq!(
+            e,
+            "config.toml:8:1: graph.max_concurency: unknown key (did you mean max_concurrency?)"
+        );
+        let e = error(&format!("{GOOD}\n[grahp]\n"));
+        assert!(
+            e.starts_with("config.toml:7:2: grahp: unknown key (did you mean graph?)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn wrong_types_and_variants_name_the_key_and_line() {
+        let e = error(&format!("{GOOD}\n[graph]\nmax_concurrency = \"eight\"\n"));
+        assert!(
+            e.starts_with(
+                "config.toml:8:19: graph.max_concurrency: invalid type: string \"eight\""
+            ),
+            "{e}"
+        );
+        let e = error(&GOOD.replace("[tenant]", "[tenant]\ncloud = \"azure\""));
+        assert!(
+            e.starts_with("config.toml:3:9: tenant.cloud: unknown variant `azure`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn ranges_are_checked() {
+        let e = error(&format!("{GOOD}\n[graph]\nmax_concurrency = 0\n"));
+        assert_eq!(
+            e,
+            "config.toml:8:1: graph.max_concurrency: must be between 1 and 64"
+        );
+        let e = error(&format!("{GOOD}\n[graph.pacing]\nheadroom = 1.5\n"));
+        assert_eq!(
+            e,
+            "config.toml:8:1: graph.pacing.headroom: must be in (0, 1]"
+        );
+    }
+
+    #[test]
+    fn exactly_one_credential() {
+        let none = GOOD.replace("client_secret_env = \"MFA_SECRET\"\n", "");
+        assert!(
+            error(&none).contains("tenant: no credential"),
+            "{}",
+            error(&none)
+        );
+        let two = format!("{GOOD}client_secret_file = \"secret\"\n");
+        assert!(error(&two).contains("tenant.client_secret_env: more than one credential"));
+        let half = GOOD.replace(
+            "client_secret_env = \"MFA_SECRET\"",
+            "certificate_file = \"c.pem\"",
+        );
+        assert!(
+            error(&half).contains("tenant.certificate_file: a certificate credential needs both")
+        );
+    }
+
+    #[test]
+    fn secrets_come_from_the_credentials_directory_and_never_show() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("client-secret"), "s3cr3t-value\n").expect("write");
+        let text = GOOD.replace(
+            "client_secret_env = \"MFA_SECRET\"",
+            "client_secret_file = \"client-secret\"",
+        );
+        let config = parse(&text).expect("valid");
+        let cred = config
+            .credential_with(Some(dir.path()), &|_| None)
+            .expect("read");
+        match &cred {
+            Credential::Secret(s) => assert_eq!(s.expose(), "s3cr3t-value"),
+            other => panic!("{other:?}"),
+        }
+        assert!(!format!("{cred:?}{config:?}").contains("s3cr3t"));
+        let missing = config
+            .credential_with(None, &|_| None)
+            .expect_err("no such file here");
+        assert!(
+            missing
+                .to_string()
+                .contains("tenant.client_secret_file: cannot read client-secret"),
+            "{missing}"
+        );
+        std::fs::write(dir.path().join("client-secret"), "\n").expect("write");
+        assert!(
+            config.credential_with(Some(dir.path()), &|_| None).is_err(),
+            "an empty secret is refused"
+        );
+    }
+
+    #[test]
+    fn the_secret_env_var_must_be_set() {
+        let config = parse(GOOD).expect("valid");
+        assert!(config
+            .credential_with(None, &|_| None)
+            .expect_err("unset")
+            .to_string()
+            .contains("MFA_SECRET is not set"));
+        let cred = config
+            .credential_with(None, &|n| (n == "MFA_SECRET").then(|| "x".to_string()))
+            .expect("set");
+        assert!(matches!(cred, Credential::Secret(_)));
+    }
+
+    #[test]
+    fn the_sample_config_is_valid_and_its_defaults_match_the_code() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml"))
+            .expect("sample");
+        let config = parse(&text).expect("the sample config validates");
+        assert_eq!(config.graph, GraphConfig::default());
+        assert_eq!(config.client_config().pacing, Pacing::default());
+        // Every commented default in the sample, uncommented, still parses to the defaults.
+        let uncommented: String = text
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest)
+                    if rest.contains(" = ")
+                        && !rest.starts_with("client_secret_env")
+                        && !rest.starts_with("certificate_file")
+                        && !rest.starts_with("private_key_file")
+                        && !rest.starts_with("graph_url")
+                        && !rest.starts_with("login_url") =>
+                {
+                    rest
+                }
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let full = parse(&uncommented).unwrap_or_else(|e| panic!("uncommented sample: {e}"));
+        assert_eq!(full.graph, GraphConfig::default());
+        assert_eq!(full.break_glass, BreakGlassConfig::default());
+    }
+}

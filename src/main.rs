@@ -1,1 +1,302 @@
-fn main() {}
+//! The `mfa-auditor` command line. `anyhow` lives here only; the library returns typed errors.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use mfa_auditor::collect::{self, CollectOptions};
+use mfa_auditor::config::Config;
+use mfa_auditor::graph::{ClientConfig, Credential, GraphClient};
+use mfa_auditor::secret::Secret;
+use mfa_auditor::snapshot::{MethodKind, Snapshot};
+
+/// Keeps a Microsoft Entra ID tenant out of MFA lockouts: reads every user's authentication
+/// methods and the tenant's MFA policy from Microsoft Graph (read-only) and finds who has no way
+/// back in before they are locked out.
+#[derive(Parser, Debug)]
+#[command(version, propagate_version = true)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+    /// Log level or filter (tracing EnvFilter syntax, e.g. `info`, `mfa_auditor=debug`).
+    #[arg(long, global = true, default_value = "warn")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Format {
+    Table,
+    Json,
+    Csv,
+    Sarif,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the daemon: audit on a schedule and publish metrics, findings and alerts.
+    Run {
+        #[arg(long, default_value = "/etc/mfa-auditor/config.toml")]
+        config: PathBuf,
+    },
+    /// Audit once and print the findings.
+    ///
+    /// Exit status: 0 no finding at or above --fail-on, 1 there is one, 2 error or incomplete audit.
+    Audit {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Exit 1 when a finding has this severity or higher.
+        #[arg(long)]
+        fail_on: Option<String>,
+        /// Write the report here instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Validate the configuration, get a token, and list granted and missing permissions.
+    ///
+    /// Exit status: 0 all good, 1 a permission is missing, 2 the configuration or the sign-in failed.
+    ///
+    /// Example: mfa-auditor check-config --config /etc/mfa-auditor/config.toml
+    CheckConfig {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// List the rule catalogue with parameters and defaults.
+    Rules,
+    /// Collect a built-in simulated 5,000-user tenant (no Azure needed) and show what was read.
+    Demo {
+        /// Users in the simulated tenant.
+        #[arg(long, default_value_t = 5000)]
+        users: usize,
+    },
+}
+
+fn init_logging(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, &cli.log_level);
+    let not_yet = |what: &str, issue: u32| {
+        eprintln!("mfa-auditor {what}: not yet implemented: arrives with issue {issue}");
+        ExitCode::from(2)
+    };
+    match cli.command {
+        Command::Run { .. } => not_yet("run", 4),
+        Command::Audit { .. } => not_yet("audit", 3),
+        Command::Rules => not_yet("rules", 3),
+        Command::CheckConfig { config } => check_config(&config).await,
+        Command::Demo { users } => match demo(users).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("mfa-auditor demo: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+async fn check_config(path: &Path) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    println!(
+        "config: {} is valid (tenant {}, Graph {})",
+        path.display(),
+        config.tenant.tenant_id,
+        config.graph_url()
+    );
+    let credential = match config.credential() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let client = match GraphClient::new(config.client_config(), credential) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let granted = match client.granted_roles().await {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!(
+                "error: cannot sign in to tenant {} as app {} ({:?} cloud): {e}",
+                config.tenant.tenant_id, config.tenant.client_id, config.tenant.cloud
+            );
+            return ExitCode::from(2);
+        }
+    };
+    println!("token: OK");
+    println!(
+        "granted application permissions: {}",
+        if granted.is_empty() {
+            "(none)".to_string()
+        } else {
+            granted.join(", ")
+        }
+    );
+    let options = config.collect_options();
+    let missing = collect::missing_permissions(&granted, &options);
+    for need in collect::PERMISSION_NEEDS
+        .iter()
+        .filter(|n| options.reads(n.data_set))
+    {
+        match missing.iter().find(|m| m.0 == need.data_set) {
+            None => println!("  {:<20} OK", need.data_set.as_str()),
+            Some((_, permission, disables)) => {
+                println!(
+                    "  {:<20} MISSING: grant {permission}; without it: {disables}",
+                    need.data_set.as_str()
+                )
+            }
+        }
+    }
+    if missing.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        println!("{} data set(s) cannot be read: grant the permissions above (admin consent) and run again.", missing.len());
+        ExitCode::from(1)
+    }
+}
+
+/// Starts graph-sim in-process on loopback and collects it once.
+async fn demo(users: usize) -> anyhow::Result<()> {
+    const SCALE: f64 = 20.0;
+    let sim_config = graph_sim::SimConfig {
+        tenant: graph_sim::TenantSource::Generated {
+            users,
+            seed: 2026,
+            profile: graph_sim::Profile::Realistic,
+        },
+        time_scale: SCALE,
+        ..graph_sim::SimConfig::default()
+    };
+    let sim = graph_sim::start(sim_config, ([127, 0, 0, 1], 0).into()).await?;
+    println!(
+        "graph simulator: {} ({users} users, throttle limits {SCALE}x faster than Graph's)",
+        sim.base_url()
+    );
+    let base = url::Url::parse(&sim.base_url())?;
+    let mut client_config = ClientConfig::new(base.clone(), base, sim.tenant_id(), sim.client_id());
+    client_config.pacing = client_config.pacing.scaled(SCALE);
+    let client = GraphClient::new(
+        client_config,
+        Credential::Secret(Secret::new(sim.client_secret())),
+    )?;
+    let started = Instant::now();
+    let report = collect::collect_with_report(
+        &client,
+        &CollectOptions::default(),
+        chrono::Utc::now(),
+        sim.tenant_id(),
+    )
+    .await;
+    println!("collected in {:.1} s:", started.elapsed().as_secs_f64());
+    for s in &report.sweeps {
+        let outcome = s.error.as_deref().unwrap_or("ok");
+        println!(
+            "  {:<20} {:>7} items {:>7.2} s  {outcome}",
+            s.name,
+            s.items,
+            s.duration.as_secs_f64()
+        );
+    }
+    print_summary(&report.snapshot);
+    let stats = client.stats();
+    println!(
+        "Graph requests: {} ({} throttled)",
+        stats.requests_by_endpoint().values().sum::<u64>(),
+        stats.total_throttled()
+    );
+    println!("The scheduled daemon, metrics and findings arrive with issues 3 and 4.");
+    sim.shutdown().await;
+    Ok(())
+}
+
+fn print_summary(s: &Snapshot) {
+    let known: Vec<_> = s
+        .users
+        .iter()
+        .filter_map(|u| u.methods.map(|m| (u, m)))
+        .collect();
+    let families = |n: usize| known.iter().filter(|(_, m)| m.mfa_families() == n).count();
+    let phone_only = known
+        .iter()
+        .filter(|(_, m)| {
+            let mfa = m.mfa_capable();
+            !mfa.is_empty()
+                && mfa.iter().all(|k| {
+                    matches!(
+                        k,
+                        MethodKind::MobilePhone
+                            | MethodKind::AlternateMobilePhone
+                            | MethodKind::OfficePhone
+                    )
+                })
+        })
+        .count();
+    println!(
+        "tenant {}: {} users, {} with known methods; audit {}",
+        s.tenant_id,
+        s.users.len(),
+        known.len(),
+        if s.is_complete() {
+            "complete"
+        } else {
+            "INCOMPLETE"
+        }
+    );
+    println!("  no MFA method:            {}", families(0));
+    println!(
+        "  one recovery family only: {} (losing one device locks them out)",
+        families(1)
+    );
+    println!("  phone (SMS/voice) only:   {phone_only}");
+    println!(
+        "  two or more families:     {}",
+        known.len() - families(0) - families(1)
+    );
+    println!(
+        "  admins (tracked roles):   {}",
+        s.users.iter().filter(|u| !u.roles.is_empty()).count()
+    );
+    println!(
+        "  holding a TAP:            {}",
+        s.users.iter().filter(|u| u.tap.is_some()).count()
+    );
+    for (name, n) in &s.unknown_methods {
+        println!("  unknown method {name:?}: {n} users");
+    }
+    for (set, gap) in &s.coverage.gaps {
+        println!("  not read: {} ({gap:?})", set.as_str());
+    }
+}
