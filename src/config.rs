@@ -399,12 +399,14 @@ impl Config {
             match u.scheme() {
                 "https" => {}
                 "http" if is_loopback(&u) => {}
-                "http" => return Err(at(
-                    &full,
-                    format!(
+                "http" => {
+                    return Err(at(
+                        &full,
+                        format!(
                         "plain http is allowed only for loopback hosts, not {value:?}; use https"
                     ),
-                )),
+                    ))
+                }
                 other => return Err(at(&full, format!("scheme {other:?} is not http(s)"))),
             }
             if u.query().is_some() || u.fragment().is_some() {

@@ -1,0 +1,190 @@
+//! The command line, run as a user would: the real binary against graph-sim.
+
+use std::path::Path;
+use std::process::Output;
+
+use graph_sim::{SimConfig, SimHandle, TenantSource};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mfa-auditor");
+
+async fn sim(tweak: impl FnOnce(&mut SimConfig)) -> SimHandle {
+    let mut config = SimConfig {
+        tenant: TenantSource::Generated {
+            users: 60,
+            seed: 4,
+            profile: graph_sim::Profile::Realistic,
+        },
+        ..SimConfig::default()
+    };
+    tweak(&mut config);
+    graph_sim::start(config, ([127, 0, 0, 1], 0).into())
+        .await
+        .expect("simulator")
+}
+
+/// Writes a config for the simulator (or any base URL) with the secret in a file beside it.
+fn write_config(
+    dir: &Path,
+    base: &str,
+    tenant: &str,
+    client: &str,
+    secret: &str,
+) -> std::path::PathBuf {
+    std::fs::write(dir.join("secret"), format!("{secret}\n")).expect("secret");
+    let path = dir.join("config.toml");
+    let text = format!(
+        "[tenant]\ntenant_id = \"{tenant}\"\nclient_id = \"{client}\"\ncloud = \"custom\"\ngraph_url = \"{base}\"\nlogin_url = \"{base}\"\nclient_secret_file = \"{}\"\n\n[graph]\nmax_retries = 1\nrequest_timeout_seconds = 5\n",
+        dir.join("secret").display()
+    );
+    std::fs::write(&path, text).expect("config");
+    path
+}
+
+async fn run(args: &[&str]) -> Output {
+    tokio::process::Command::new(BIN)
+        .args(args)
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .output()
+        .await
+        .expect("the binary runs")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_config_passes_with_every_permission() {
+    let sim = sim(|_| {}).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(
+        dir.path(),
+        &sim.base_url(),
+        sim.tenant_id(),
+        sim.client_id(),
+        sim.client_secret(),
+    );
+    let out = run(&["check-config", "--config", config.to_str().expect("utf-8")]).await;
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(
+        t.contains("token: OK") && t.contains("registration         OK"),
+        "{t}"
+    );
+    assert!(t.contains("UserAuthenticationMethod.Read.All"), "{t}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_config_names_a_missing_permission_and_exits_1() {
+    let sim = sim(|c| c.granted_roles.retain(|r| r != "AuditLog.Read.All")).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(
+        dir.path(),
+        &sim.base_url(),
+        sim.tenant_id(),
+        sim.client_id(),
+        sim.client_secret(),
+    );
+    let out = run(&["check-config", "--config", config.to_str().expect("utf-8")]).await;
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("registration         MISSING: grant AuditLog.Read.All"),
+        "{t}"
+    );
+    assert!(
+        t.contains("sign-ins             MISSING: grant AuditLog.Read.All"),
+        "{t}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_config_reports_a_refused_secret_without_showing_it() {
+    let sim = sim(|_| {}).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(
+        dir.path(),
+        &sim.base_url(),
+        sim.tenant_id(),
+        sim.client_id(),
+        "not-the-secret-xyz",
+    );
+    let out = run(&["check-config", "--config", config.to_str().expect("utf-8")]).await;
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    assert!(
+        t.contains("cannot sign in to tenant") && t.contains("AADSTS7000215"),
+        "{t}"
+    );
+    assert!(!t.contains("not-the-secret-xyz"), "{t}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_config_on_an_unreachable_endpoint_exits_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Port 9 (discard) on loopback: nothing listens there.
+    let config = write_config(
+        dir.path(),
+        "http://127.0.0.1:9",
+        "contoso.onmicrosoft.com",
+        "5a1e3c9d-7b2f-4e6a-8c0d-2f4b6d8e0a1c",
+        "s",
+    );
+    let out = run(&["check-config", "--config", config.to_str().expect("utf-8")]).await;
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    assert!(t.contains("token: transport error"), "{t}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_config_names_the_key_and_line_and_exits_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, "[tenant]\ntenant_id = \"contoso.onmicrosoft.com\"\nclient_id = \"5a1e3c9d-7b2f-4e6a-8c0d-2f4b6d8e0a1c\"\nclient_secret_env = \"X\"\n\n[graph]\nmax_retries = \"many\"\n").expect("write");
+    let out = run(&["check-config", "--config", path.to_str().expect("utf-8")]).await;
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    assert!(
+        t.contains("config.toml:7:15: graph.max_retries: invalid type: string \"many\""),
+        "{t}"
+    );
+    let out = run(&["check-config", "--config", "/nonexistent/config.toml"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("/nonexistent/config.toml: cannot read the file"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_of_later_issues_say_so_and_exit_2() {
+    for args in [
+        &["rules"][..],
+        &["audit", "--config", "x.toml"],
+        &["run", "--config", "x.toml"],
+    ] {
+        let out = run(args).await;
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            text(&out).contains("not yet implemented: arrives with issue"),
+            "{}",
+            text(&out)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_collects_the_simulated_tenant() {
+    let out = run(&["demo", "--users", "1500"]).await;
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(
+        t.contains("1500 users") && t.contains("audit complete") && t.contains("(0 throttled)"),
+        "{t}"
+    );
+}
