@@ -60,6 +60,9 @@ pub struct Pacing {
     pub auth_methods_per_10s: f64,
     /// Fraction of each budget we allow ourselves (0.95 keeps a margin for other apps' use).
     pub headroom: f64,
+    /// Windows are this many times shorter than Graph's (1 against Graph; N against a simulator
+    /// running N times faster). The burst stays the documented amount; only the refill speeds up.
+    pub time_scale: f64,
 }
 
 impl Default for Pacing {
@@ -70,19 +73,17 @@ impl Default for Pacing {
             conditional_access_per_s: 1.0,
             auth_methods_per_10s: 8000.0,
             headroom: 0.95,
+            time_scale: 1.0,
         }
     }
 }
 
 impl Pacing {
-    /// Every rate multiplied by `factor` (for a simulator running `factor` times faster).
+    /// The same budget against a simulator whose buckets refill `factor` times faster.
     pub fn scaled(&self, factor: f64) -> Pacing {
         Pacing {
-            directory_ru_per_10s: self.directory_ru_per_10s * factor,
-            reports_per_10s: self.reports_per_10s * factor,
-            conditional_access_per_s: self.conditional_access_per_s * factor,
-            auth_methods_per_10s: self.auth_methods_per_10s * factor,
-            headroom: self.headroom,
+            time_scale: self.time_scale * factor,
+            ..self.clone()
         }
     }
 }

@@ -24,6 +24,7 @@ struct Bucket {
 }
 
 impl Bucket {
+    /// `per_window` × `headroom` every `window_secs`; the burst is one window's amount.
     fn new(per_window: f64, window_secs: f64, headroom: f64) -> Bucket {
         let capacity = (per_window * headroom).max(1.0);
         Bucket {
@@ -70,12 +71,17 @@ fn index(class: ThrottleClass) -> usize {
 impl Pacer {
     pub fn new(p: &Pacing) -> Pacer {
         let h = p.headroom.clamp(0.01, 1.0);
+        let scale = if p.time_scale.is_finite() && p.time_scale > 0.0 {
+            p.time_scale
+        } else {
+            1.0
+        };
         Pacer {
             buckets: [
-                Mutex::new(Bucket::new(p.directory_ru_per_10s, 10.0, h)),
-                Mutex::new(Bucket::new(p.reports_per_10s, 10.0, h)),
-                Mutex::new(Bucket::new(p.conditional_access_per_s, 1.0, h)),
-                Mutex::new(Bucket::new(p.auth_methods_per_10s, 10.0, h)),
+                Mutex::new(Bucket::new(p.directory_ru_per_10s, 10.0 / scale, h)),
+                Mutex::new(Bucket::new(p.reports_per_10s, 10.0 / scale, h)),
+                Mutex::new(Bucket::new(p.conditional_access_per_s, 1.0 / scale, h)),
+                Mutex::new(Bucket::new(p.auth_methods_per_10s, 10.0 / scale, h)),
             ],
         }
     }
@@ -139,6 +145,32 @@ mod tests {
         // 5 from the burst, then 20 more at 0.5/s: 40 s, not a moment more.
         let took = start.elapsed().as_secs_f64();
         assert!((39.9..=40.1).contains(&took), "took {took}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn scaling_speeds_the_refill_but_keeps_the_burst() {
+        let pacer = Pacer::new(
+            &Pacing {
+                reports_per_10s: 5.0,
+                headroom: 1.0,
+                ..Pacing::default()
+            }
+            .scaled(100.0),
+        );
+        let start = Instant::now();
+        for _ in 0..5 {
+            pacer.acquire(ThrottleClass::Reports, 1.0).await;
+        }
+        assert!(
+            start.elapsed() < Duration::from_millis(1),
+            "the burst is still 5"
+        );
+        pacer.acquire(ThrottleClass::Reports, 1.0).await;
+        let took = start.elapsed().as_secs_f64();
+        assert!(
+            (0.0199..=0.0201).contains(&took),
+            "the 6th waits 2 s / 100, took {took}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
