@@ -312,10 +312,10 @@ async fn a_token_without_auditlog_names_it_and_marks_the_data_missing() {
         Some(&Gap::MissingPermission("AuditLog.Read.All".into()))
     );
     // Nobody's methods are guessed: only admins (read in detail) have any.
-    assert!(snap
-        .users
-        .iter()
-        .all(|u| u.methods.is_some() == !u.roles.is_empty()));
+    assert!(snap.users.iter().all(|u| {
+        let admin = !u.roles.is_empty();
+        u.methods.is_some() == admin
+    }));
     assert!(snap.users.iter().all(|u| u.mfa_failures.is_none()));
     assert_eq!(
         sim.stats().total("userRegistrationDetails"),

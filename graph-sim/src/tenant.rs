@@ -466,19 +466,17 @@ fn method_mix(rng: &mut SmallRng, profile: Profile) -> &'static [&'static str] {
     const EXTERNAL: &[&str] = &["externalAuthMethod", "mobilePhone"];
     let r: f64 = rng.gen();
     if profile == Profile::Healthy {
-        return *pick(
-            rng,
-            &[
-                APP_PHONE,
-                APP_KEY,
-                WHFB_APP,
-                PASSKEY_PHONE,
-                SYNCED_APP,
-                HW_PHONE,
-                MAC_KEY,
-                APP_PHONE_SSPR,
-            ],
-        );
+        const HEALTHY: &[&[&str]] = &[
+            APP_PHONE,
+            APP_KEY,
+            WHFB_APP,
+            PASSKEY_PHONE,
+            SYNCED_APP,
+            HW_PHONE,
+            MAC_KEY,
+            APP_PHONE_SSPR,
+        ];
+        return HEALTHY[rng.gen_range(0..HEALTHY.len())];
     }
     match r {
         r if r < 0.06 => NONE,
@@ -732,7 +730,7 @@ pub fn generate_at(users: usize, seed: u64, profile: Profile, now: DateTime<Utc>
             per_user_mfa,
         });
     }
-    sign_ins.sort_by(|a, b| b.created.cmp(&a.created));
+    sign_ins.sort_by_key(|s| std::cmp::Reverse(s.created));
     let mut tenant = Tenant {
         domain,
         users: list,

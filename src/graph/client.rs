@@ -733,9 +733,8 @@ mod tests {
 
     #[test]
     fn truncated_bodies_say_so() {
-        let e = decode::<serde_json::Value>("users", br#"{"value": [{"id": "#)
-            .err()
-            .expect("error");
+        let e =
+            decode::<serde_json::Value>("users", br#"{"value": [{"id": "#).expect_err("truncated");
         assert!(
             e.to_string()
                 .contains("users: unreadable response body: truncated"),

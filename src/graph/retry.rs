@@ -15,7 +15,8 @@ pub fn is_retryable(status: u16) -> bool {
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
     let v = value.trim();
     if let Ok(secs) = v.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0 && secs <= 3600.0)
+        return (0.0..=3600.0)
+            .contains(&secs)
             .then(|| Duration::from_secs_f64(secs));
     }
     let when = httpdate::parse_http_date(v).ok()?;
