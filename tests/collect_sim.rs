@@ -430,36 +430,40 @@ async fn a_persistent_failure_makes_the_audit_incomplete_and_names_the_endpoint(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_and_truncated_bodies_make_the_audit_incomplete() {
-    let (endpoint, reason) = failed_gap(
-        Fault::Malformed {
-            endpoint: "users".into(),
-            count: None,
-        },
-        DataSet::Users,
-    )
-    .await;
-    assert_eq!(endpoint, "users");
-    assert!(reason.contains("unreadable response body"), "{reason}");
-    let (endpoint, reason) = failed_gap(
-        Fault::Truncated {
-            endpoint: "roleAssignments".into(),
-            count: None,
-        },
-        DataSet::Roles,
-    )
-    .await;
-    assert_eq!(endpoint, "roleAssignments");
-    assert!(reason.contains("truncated"), "{reason}");
-    let (endpoint, reason) = failed_gap(
-        Fault::Truncated {
-            endpoint: "temporaryAccessPassMethods".into(),
-            count: None,
-        },
-        DataSet::TapDetail,
-    )
-    .await;
-    assert_eq!(endpoint, "temporaryAccessPassMethods");
-    assert!(reason.contains("users could not be read"), "{reason}");
+    let cases = [
+        (
+            Fault::Malformed {
+                endpoint: "users".into(),
+                count: None,
+            },
+            DataSet::Users,
+            "users",
+            "unreadable response body",
+        ),
+        (
+            Fault::Truncated {
+                endpoint: "roleAssignments".into(),
+                count: None,
+            },
+            DataSet::Roles,
+            "roleAssignments",
+            "truncated",
+        ),
+        (
+            Fault::Truncated {
+                endpoint: "temporaryAccessPassMethods".into(),
+                count: None,
+            },
+            DataSet::TapDetail,
+            "temporaryAccessPassMethods",
+            "users could not be read",
+        ),
+    ];
+    for (fault, set, want_endpoint, want_reason) in cases {
+        let (endpoint, reason) = failed_gap(fault, set).await;
+        assert_eq!(endpoint, want_endpoint);
+        assert!(reason.contains(want_reason), "{reason}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,25 +20,28 @@ async fn start(users: usize, tweak: impl FnOnce(&mut SimConfig)) -> SimHandle {
         .expect("sim")
 }
 
-async fn token(sim: &SimHandle) -> String {
+/// Asks the token endpoint for a token with `secret`: (status, body).
+async fn request_token(sim: &SimHandle, secret: &str) -> (u16, Value) {
     let form = [
         ("client_id", sim.client_id()),
-        ("client_secret", sim.client_secret()),
+        ("client_secret", secret),
         ("grant_type", "client_credentials"),
         ("scope", "https://graph.microsoft.com/.default"),
     ];
+    let url = format!("{}/{}/oauth2/v2.0/token", sim.base_url(), sim.tenant_id());
     let r = reqwest::Client::new()
-        .post(format!(
-            "{}/{}/oauth2/v2.0/token",
-            sim.base_url(),
-            sim.tenant_id()
-        ))
+        .post(url)
         .form(&form)
         .send()
         .await
         .expect("token");
-    assert_eq!(r.status(), 200);
-    let v: Value = r.json().await.expect("json");
+    let status = r.status().as_u16();
+    (status, r.json().await.expect("json"))
+}
+
+async fn token(sim: &SimHandle) -> String {
+    let (status, v) = request_token(sim, sim.client_secret()).await;
+    assert_eq!(status, 200);
     v["access_token"]
         .as_str()
         .expect("access_token")
@@ -210,24 +213,8 @@ async fn permissions_licences_and_tokens_are_enforced() {
 #[tokio::test]
 async fn a_bad_secret_gets_aadsts7000215() {
     let sim = start(5, |_| {}).await;
-    let form = [
-        ("client_id", sim.client_id()),
-        ("client_secret", "wrong"),
-        ("grant_type", "client_credentials"),
-        ("scope", "https://graph.microsoft.com/.default"),
-    ];
-    let r = reqwest::Client::new()
-        .post(format!(
-            "{}/{}/oauth2/v2.0/token",
-            sim.base_url(),
-            sim.tenant_id()
-        ))
-        .form(&form)
-        .send()
-        .await
-        .expect("token");
-    assert_eq!(r.status(), 401);
-    let v: Value = r.json().await.expect("json");
+    let (status, v) = request_token(&sim, "wrong").await;
+    assert_eq!(status, 401);
     assert_eq!(v["error"], "invalid_client");
     assert_eq!(v["error_codes"], json!([7000215]));
     assert!(v["error_description"]
