@@ -5,6 +5,7 @@
 
 pub mod collect;
 pub mod config;
+pub mod evaluate;
 pub mod graph;
 pub mod secret;
 pub mod snapshot;

@@ -1,0 +1,262 @@
+//! Evaluate: pure functions from a snapshot (and the audit time) to findings. No I/O, no clock.
+//!
+//! Every rule is one row of [`CATALOGUE`]: a stable id, a title, a default severity, the data
+//! sets it needs, a rationale, a remediation naming the exact Graph call or Microsoft Graph
+//! PowerShell command, and its check function. A rule whose data is missing (permission, licence,
+//! sweep disabled) is **skipped with the reason**, never passed.
+
+mod params;
+mod rules;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+pub use params::*;
+pub use rules::CATALOGUE;
+
+use crate::snapshot::{DataSet, Gap, ObjectId, Snapshot, User};
+
+/// How bad a finding is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Severity {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "info" => Ok(Severity::Info),
+            "low" => Ok(Severity::Low),
+            "medium" => Ok(Severity::Medium),
+            "high" => Ok(Severity::High),
+            "critical" => Ok(Severity::Critical),
+            other => Err(format!(
+                "unknown severity {other:?} (info, low, medium, high, critical)"
+            )),
+        }
+    }
+}
+
+/// Whether a rule judges users one by one or the tenant as a whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuleKind {
+    User,
+    Tenant,
+}
+
+/// One entry of the catalogue.
+pub struct Rule {
+    pub id: &'static str,
+    pub title: &'static str,
+    pub kind: RuleKind,
+    pub severity: Severity,
+    /// Data sets the rule cannot be judged without.
+    pub needs: &'static [DataSet],
+    pub rationale: &'static str,
+    pub remediation: &'static str,
+    pub check: fn(&Ctx) -> Vec<Hit>,
+}
+
+/// What a check reports: the user it concerns (none for tenant rules) and the detail.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Hit {
+    pub user: Option<ObjectId>,
+    pub detail: String,
+}
+
+impl Hit {
+    pub fn user(u: &User, detail: impl Into<String>) -> Hit {
+        Hit {
+            user: Some(u.id),
+            detail: detail.into(),
+        }
+    }
+    pub fn tenant(detail: impl Into<String>) -> Hit {
+        Hit {
+            user: None,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// One finding: (rule, subject) with severity, detail and remediation.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Finding {
+    pub rule: &'static str,
+    pub severity: Severity,
+    /// `tenant`, or the user's object id.
+    pub subject: String,
+    pub user_id: Option<String>,
+    pub user_principal_name: Option<String>,
+    pub detail: String,
+    pub remediation: String,
+}
+
+/// A rule that could not be judged, and why.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Skipped {
+    pub rule: &'static str,
+    pub reason: String,
+}
+
+/// The input of every check.
+pub struct Ctx<'a> {
+    pub snapshot: &'a Snapshot,
+    pub params: &'a RulesConfig,
+    /// Users the user rules judge (in scope, break-glass accounts excluded), with known methods.
+    pub users: &'a [&'a User],
+    /// The configured break-glass UPNs (lower case) and the users they name, if found.
+    pub break_glass: &'a [(String, Option<&'a User>)],
+    pub now: DateTime<Utc>,
+}
+
+/// The findings of one evaluation, and what could not be judged.
+#[derive(Debug, Default)]
+pub struct Evaluation {
+    pub findings: Vec<Finding>,
+    pub skipped: Vec<Skipped>,
+    /// Users in scope, and users left out by scope with the reason.
+    pub users_in_scope: usize,
+    pub users_out_of_scope: BTreeMap<String, usize>,
+}
+
+fn gap_reason(set: DataSet, gap: &Gap) -> String {
+    match gap {
+        Gap::Disabled => format!("{} is not read (turned off in [graph])", set.as_str()),
+        Gap::MissingPermission(p) => format!("{} needs the {p} permission", set.as_str()),
+        Gap::Unlicensed(why) => format!("{} is unavailable: {why}", set.as_str()),
+        Gap::Failed { endpoint, reason } => format!(
+            "{} could not be read from {endpoint}: {reason}",
+            set.as_str()
+        ),
+    }
+}
+
+/// Which users the user rules judge.
+pub trait Scope {
+    /// `None` when the user is in scope; otherwise the reason it is not (counted, not forgotten).
+    fn exclusion(&self, user: &User) -> Option<&'static str>;
+}
+
+/// Everyone enabled.
+pub struct AllEnabled;
+
+impl Scope for AllEnabled {
+    fn exclusion(&self, user: &User) -> Option<&'static str> {
+        (!user.account_enabled).then_some("disabled")
+    }
+}
+
+/// Runs every enabled rule of the catalogue over the snapshot.
+pub fn evaluate(
+    snapshot: &Snapshot,
+    params: &RulesConfig,
+    scope: &dyn Scope,
+    break_glass: &[String],
+    now: DateTime<Utc>,
+) -> Evaluation {
+    let glass: Vec<String> = break_glass.iter().map(|u| u.to_ascii_lowercase()).collect();
+    let mut out = Evaluation::default();
+    let mut users: Vec<&User> = Vec::with_capacity(snapshot.users.len());
+    for u in &snapshot.users {
+        if glass.contains(&u.upn.to_ascii_lowercase()) {
+            *out.users_out_of_scope
+                .entry("break-glass".into())
+                .or_default() += 1;
+            continue;
+        }
+        match scope.exclusion(u) {
+            Some(reason) => *out.users_out_of_scope.entry(reason.into()).or_default() += 1,
+            None => users.push(u),
+        }
+    }
+    out.users_in_scope = users.len();
+    let glass_users: Vec<(String, Option<&User>)> = glass
+        .iter()
+        .map(|upn| {
+            (
+                upn.clone(),
+                snapshot
+                    .users
+                    .iter()
+                    .find(|u| u.upn.eq_ignore_ascii_case(upn)),
+            )
+        })
+        .collect();
+    let ctx = Ctx {
+        snapshot,
+        params,
+        users: &users,
+        break_glass: &glass_users,
+        now,
+    };
+    let by_id: BTreeMap<ObjectId, &User> = snapshot.users.iter().map(|u| (u.id, u)).collect();
+    for rule in CATALOGUE {
+        let Some(toggle) = params.toggle(rule.id) else {
+            continue;
+        };
+        if !toggle.enabled() {
+            continue;
+        }
+        if let Some((set, gap)) = rule
+            .needs
+            .iter()
+            .find_map(|s| snapshot.coverage.gaps.get(s).map(|g| (*s, g)))
+        {
+            out.skipped.push(Skipped {
+                rule: rule.id,
+                reason: gap_reason(set, gap),
+            });
+            continue;
+        }
+        let severity = toggle.severity().unwrap_or(rule.severity);
+        for hit in (rule.check)(&ctx) {
+            let user = hit.user.and_then(|id| by_id.get(&id).copied());
+            out.findings.push(Finding {
+                rule: rule.id,
+                severity,
+                subject: hit
+                    .user
+                    .map_or_else(|| "tenant".to_string(), |id| id.to_string()),
+                user_id: hit.user.map(|id| id.to_string()),
+                user_principal_name: user.map(|u| u.upn.to_string()),
+                detail: hit.detail,
+                remediation: user.map_or_else(
+                    || rule.remediation.to_string(),
+                    |u| rule.remediation.replace("{upn}", &u.upn),
+                ),
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

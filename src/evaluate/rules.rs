@@ -1,0 +1,687 @@
+//! The rule catalogue (DESIGN §4): data plus a pure function each. Adding a rule is adding a row
+//! here, its parameters in `params.rs`, and a case in the catalogue test.
+
+use chrono::Duration;
+
+use super::{Ctx, Hit, Rule, RuleKind, Severity};
+use crate::snapshot::{DataSet, FeatureState, MethodKind, MethodSet, PerUserMfa, User};
+
+const PHONE: [MethodKind; 3] = [
+    MethodKind::MobilePhone,
+    MethodKind::AlternateMobilePhone,
+    MethodKind::OfficePhone,
+];
+
+fn names(set: MethodSet) -> String {
+    let v: Vec<&str> = set.iter().map(MethodKind::name).collect();
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+/// Users in scope whose methods are known.
+fn known<'a>(ctx: &'a Ctx) -> impl Iterator<Item = (&'a User, MethodSet)> + 'a {
+    ctx.users.iter().filter_map(|u| u.methods.map(|m| (*u, m)))
+}
+
+fn is_privileged(u: &User) -> bool {
+    !u.roles.is_empty() || u.is_admin
+}
+
+/// A usable TAP: usable now by Graph's word.
+fn usable_tap(u: &User) -> Option<&crate::snapshot::Tap> {
+    u.tap.as_deref().filter(|t| t.usable)
+}
+
+fn no_mfa_method(ctx: &Ctx) -> Vec<Hit> {
+    let grace = Duration::days(i64::from(ctx.params.no_mfa_method.grace_days));
+    known(ctx)
+        .filter(|(_, m)| m.mfa_capable().is_empty())
+        .filter(|(u, _)| u.created.is_none_or(|c| ctx.now - c >= grace))
+        .map(|(u, m)| {
+            Hit::user(
+                u,
+                format!("no MFA-capable method registered (methods: {})", names(m)),
+            )
+        })
+        .collect()
+}
+
+fn no_backup_method(ctx: &Ctx) -> Vec<Hit> {
+    let min = ctx.params.no_backup_method.min_families as usize;
+    known(ctx)
+        .filter(|(_, m)| !m.mfa_capable().is_empty() && m.mfa_families() < min)
+        .map(|(u, m)| {
+            Hit::user(
+                u,
+                format!(
+                    "MFA methods span {} recovery family, fewer than {min}: {}",
+                    m.mfa_families(),
+                    names(m.mfa_capable())
+                ),
+            )
+        })
+        .collect()
+}
+
+fn phone_only(ctx: &Ctx) -> Vec<Hit> {
+    known(ctx)
+        .filter(|(_, m)| {
+            let mfa = m.mfa_capable();
+            !mfa.is_empty() && mfa.iter().all(|k| PHONE.contains(&k))
+        })
+        .map(|(u, m)| {
+            Hit::user(
+                u,
+                format!(
+                    "every MFA method is SMS or voice: {}",
+                    names(m.mfa_capable())
+                ),
+            )
+        })
+        .collect()
+}
+
+fn admin_not_phishing_resistant(ctx: &Ctx) -> Vec<Hit> {
+    known(ctx)
+        .filter(|(u, m)| is_privileged(u) && !m.has_phishing_resistant())
+        .map(|(u, m)| {
+            let roles: Vec<&str> = u.roles.iter().map(|r| r.display_name()).collect();
+            let roles = if roles.is_empty() {
+                "an admin role".to_string()
+            } else {
+                roles.join(", ")
+            };
+            Hit::user(
+                u,
+                format!(
+                    "holds {roles} without a phishing-resistant method (has: {})",
+                    names(m.mfa_capable())
+                ),
+            )
+        })
+        .collect()
+}
+
+fn tap_long_lived(ctx: &Ctx) -> Vec<Hit> {
+    let max = ctx.params.tap_long_lived.max_lifetime_minutes;
+    ctx.users
+        .iter()
+        .filter_map(|u| usable_tap(u).map(|t| (*u, t)))
+        .filter(|(_, t)| t.lifetime_minutes > max)
+        .map(|(u, t)| {
+            Hit::user(
+                u,
+                format!(
+                    "a usable Temporary Access Pass lives {} minutes (more than {max})",
+                    t.lifetime_minutes
+                ),
+            )
+        })
+        .collect()
+}
+
+fn tap_multi_use(ctx: &Ctx) -> Vec<Hit> {
+    ctx.users
+        .iter()
+        .filter_map(|u| usable_tap(u).map(|t| (*u, t)))
+        .filter(|(_, t)| !t.usable_once)
+        .map(|(u, t)| {
+            Hit::user(
+                u,
+                format!(
+                    "a usable Temporary Access Pass is multi-use ({} minutes)",
+                    t.lifetime_minutes
+                ),
+            )
+        })
+        .collect()
+}
+
+fn mfa_failures(ctx: &Ctx) -> Vec<Hit> {
+    let threshold = ctx.params.mfa_failures.threshold;
+    ctx.users
+        .iter()
+        .filter_map(|u| u.mfa_failures.map(|n| (*u, n)))
+        .filter(|(_, n)| *n >= threshold.max(1))
+        .map(|(u, n)| {
+            Hit::user(
+                u,
+                format!("{n} failed MFA sign-ins in the collection window (threshold {threshold})"),
+            )
+        })
+        .collect()
+}
+
+fn per_user_mfa_legacy(ctx: &Ctx) -> Vec<Hit> {
+    ctx.users
+        .iter()
+        .filter(|u| {
+            matches!(
+                u.per_user_mfa,
+                Some(PerUserMfa::Enabled | PerUserMfa::Enforced)
+            )
+        })
+        .map(|u| {
+            Hit::user(
+                u,
+                format!(
+                    "legacy per-user MFA is {:?}",
+                    u.per_user_mfa.unwrap_or(PerUserMfa::Unknown)
+                )
+                .to_lowercase(),
+            )
+        })
+        .collect()
+}
+
+fn weak_default_method(ctx: &Ctx) -> Vec<Hit> {
+    known(ctx)
+        .filter(|(u, _)| u.system_preferred_mfa == Some(false))
+        .filter(|(u, _)| u.default_method.is_some_and(|d| d.is_phone()))
+        .filter(|(_, m)| m.mfa_capable().iter().any(|k| !PHONE.contains(&k)))
+        .map(|(u, m)| {
+            let stronger: MethodSet = m
+                .mfa_capable()
+                .iter()
+                .filter(|k| !PHONE.contains(k))
+                .collect();
+            Hit::user(
+                u,
+                format!(
+                    "the default method is {:?} while {} is registered",
+                    u.default_method
+                        .unwrap_or(crate::snapshot::DefaultMethod::Unknown),
+                    names(stronger)
+                ),
+            )
+        })
+        .collect()
+}
+
+fn break_glass_weak(ctx: &Ctx) -> Vec<Hit> {
+    let mut hits = Vec::new();
+    for (upn, user) in ctx.break_glass {
+        match user {
+            None => hits.push(Hit::tenant(format!(
+                "emergency-access account {upn} does not exist"
+            ))),
+            Some(u) if !u.account_enabled => {
+                hits.push(Hit::user(u, "emergency-access account is disabled"))
+            }
+            Some(u) => match u.methods {
+                Some(m) if m.has_phishing_resistant() => {}
+                Some(m) => hits.push(Hit::user(
+                    u,
+                    format!(
+                        "emergency-access account has no phishing-resistant method (has: {})",
+                        names(m)
+                    ),
+                )),
+                None => hits.push(Hit::user(
+                    u,
+                    "emergency-access account's methods could not be read",
+                )),
+            },
+        }
+    }
+    hits
+}
+
+fn tap_policy<'a>(ctx: &Ctx<'a>) -> Option<&'a crate::snapshot::TapPolicy> {
+    ctx.snapshot
+        .methods_policy
+        .as_ref()
+        .and_then(|p| p.tap.as_ref())
+}
+
+fn tap_policy_disabled(ctx: &Ctx) -> Vec<Hit> {
+    match tap_policy(ctx) {
+        Some(t) if t.enabled => vec![],
+        Some(_) => vec![Hit::tenant("the Temporary Access Pass method is disabled")],
+        None => vec![Hit::tenant(
+            "the authentication-methods policy has no Temporary Access Pass configuration",
+        )],
+    }
+}
+
+fn tap_policy_multi_use(ctx: &Ctx) -> Vec<Hit> {
+    match tap_policy(ctx) {
+        Some(t) if t.enabled && !t.usable_once => vec![Hit::tenant(
+            "the TAP policy allows multi-use passes (isUsableOnce is false)",
+        )],
+        _ => vec![],
+    }
+}
+
+fn tap_policy_lifetime(ctx: &Ctx) -> Vec<Hit> {
+    let p = &ctx.params.tap_policy_lifetime;
+    let Some(t) = tap_policy(ctx).filter(|t| t.enabled) else {
+        return vec![];
+    };
+    let mut hits = Vec::new();
+    if let Some(d) = t
+        .default_lifetime_minutes
+        .filter(|d| *d > p.max_default_minutes)
+    {
+        hits.push(Hit::tenant(format!(
+            "default TAP lifetime is {d} minutes (more than {})",
+            p.max_default_minutes
+        )));
+    }
+    if let Some(m) = t
+        .maximum_lifetime_minutes
+        .filter(|m| *m > p.max_lifetime_minutes)
+    {
+        hits.push(Hit::tenant(format!(
+            "maximum TAP lifetime is {m} minutes (more than {})",
+            p.max_lifetime_minutes
+        )));
+    }
+    hits
+}
+
+fn tap_policy_scope(ctx: &Ctx) -> Vec<Hit> {
+    let Some(t) = tap_policy(ctx).filter(|t| t.enabled) else {
+        return vec![];
+    };
+    let groups = &ctx.params.tap_policy_scope.groups;
+    let includes = |id: &str| t.include_targets.iter().any(|x| x.eq_ignore_ascii_case(id));
+    let all = includes("all_users");
+    let covered = if groups.is_empty() {
+        all
+    } else {
+        all || groups.iter().all(|g| includes(g))
+    };
+    let excluded = !t.exclude_targets.is_empty();
+    match (covered, excluded) {
+        (true, false) => vec![],
+        (true, true) => vec![Hit::tenant(format!(
+            "TAP excludes {} target(s): those users cannot be let back in with a TAP",
+            t.exclude_targets.len()
+        ))],
+        (false, _) => vec![Hit::tenant(format!(
+            "TAP is usable only by {}",
+            t.include_targets
+                .iter()
+                .map(|s| s.as_ref())
+                .collect::<Vec<&str>>()
+                .join(", ")
+        ))],
+    }
+}
+
+fn weak_methods_enabled(ctx: &Ctx) -> Vec<Hit> {
+    let Some(policy) = &ctx.snapshot.methods_policy else {
+        return vec![];
+    };
+    let weak = &ctx.params.weak_methods_enabled.methods;
+    policy
+        .methods
+        .iter()
+        .filter(|m| m.enabled && weak.iter().any(|w| w.eq_ignore_ascii_case(&m.id)))
+        .map(|m| {
+            Hit::tenant(format!(
+                "{} is enabled in the authentication-methods policy",
+                m.id
+            ))
+        })
+        .collect()
+}
+
+fn authenticator_context_off(ctx: &Ctx) -> Vec<Hit> {
+    let Some(a) = ctx
+        .snapshot
+        .methods_policy
+        .as_ref()
+        .and_then(|p| p.authenticator.as_ref())
+    else {
+        return vec![];
+    };
+    // Number matching is enforced by Microsoft for every push since 2023: only "disabled" is off.
+    let mut off = Vec::new();
+    if a.number_matching == FeatureState::Disabled {
+        off.push("number matching");
+    }
+    if a.app_information != FeatureState::Enabled {
+        off.push("application name");
+    }
+    if a.location_information != FeatureState::Enabled {
+        off.push("geographic location");
+    }
+    if off.is_empty() {
+        vec![]
+    } else {
+        vec![Hit::tenant(format!(
+            "Microsoft Authenticator does not show {}",
+            off.join(", ")
+        ))]
+    }
+}
+
+fn system_preferred_mfa_off(ctx: &Ctx) -> Vec<Hit> {
+    match ctx
+        .snapshot
+        .methods_policy
+        .as_ref()
+        .and_then(|p| p.system_preferred_mfa)
+    {
+        Some(FeatureState::Enabled) | None => vec![],
+        Some(state) => vec![Hit::tenant(
+            format!("system-preferred MFA is {state:?}").to_lowercase(),
+        )],
+    }
+}
+
+fn registration_campaign_off(ctx: &Ctx) -> Vec<Hit> {
+    match ctx
+        .snapshot
+        .methods_policy
+        .as_ref()
+        .map(|p| p.registration_campaign)
+    {
+        Some(FeatureState::Enabled) | None => vec![],
+        Some(state) => vec![Hit::tenant(
+            format!("the registration campaign (nudge) is {state:?}").to_lowercase(),
+        )],
+    }
+}
+
+fn migration_incomplete(ctx: &Ctx) -> Vec<Hit> {
+    match ctx
+        .snapshot
+        .methods_policy
+        .as_ref()
+        .map(|p| p.migration_state.as_ref())
+    {
+        Some("migrationComplete") | None => vec![],
+        Some(state) => vec![Hit::tenant(format!(
+            "policyMigrationState is {state}: legacy MFA and SSPR policies still apply"
+        ))],
+    }
+}
+
+fn no_mfa_enforcement(ctx: &Ctx) -> Vec<Hit> {
+    if ctx.snapshot.security_defaults_enabled == Some(true) {
+        return vec![];
+    }
+    let enforced = ctx
+        .snapshot
+        .conditional_access
+        .as_ref()
+        .is_some_and(|policies| {
+            policies.iter().any(|p| {
+                p.state.as_ref() == "enabled"
+                    && p.requires_mfa
+                    && !p.mfa_is_optional
+                    && p.include_users
+                        .iter()
+                        .any(|u| u.eq_ignore_ascii_case("All"))
+                    && p.include_applications
+                        .iter()
+                        .any(|a| a.eq_ignore_ascii_case("All"))
+            })
+        });
+    if enforced {
+        vec![]
+    } else {
+        vec![Hit::tenant("security defaults are off and no enabled Conditional Access policy requires MFA for all users and all apps")]
+    }
+}
+
+fn too_few_recovery_admins(ctx: &Ctx) -> Vec<Hit> {
+    let min = ctx.params.too_few_recovery_admins.min as usize;
+    let ready = ctx
+        .snapshot
+        .users
+        .iter()
+        .filter(|u| u.account_enabled && u.roles.can_reset_mfa())
+        .filter(|u| u.methods.is_some_and(|m| m.mfa_families() >= 2))
+        .count();
+    if ready >= min {
+        vec![]
+    } else {
+        vec![Hit::tenant(format!(
+            "{ready} enabled admin(s) can reset MFA and issue a TAP while holding a backup method; at least {min} are needed"
+        ))]
+    }
+}
+
+fn break_glass_count(ctx: &Ctx) -> Vec<Hit> {
+    let expected = ctx.params.break_glass_count.expected as usize;
+    let n = ctx.break_glass.len();
+    if n == expected {
+        vec![]
+    } else {
+        vec![Hit::tenant(format!(
+            "{n} emergency-access account(s) configured in [break_glass]; {expected} expected"
+        ))]
+    }
+}
+
+use DataSet::*;
+
+pub static CATALOGUE: &[Rule] = &[
+    Rule {
+        id: "no-mfa-method",
+        title: "User has no MFA method",
+        kind: RuleKind::User,
+        severity: Severity::High,
+        needs: &[Users, Registration],
+        rationale: "A user with no MFA-capable method is prompted to register at the next sign-in that needs MFA: whoever holds the password registers first. Past the grace period for new users, this is an open door, not a pending task.",
+        remediation: "Have {upn} register two methods at https://aka.ms/mysecurityinfo, or issue a one-time TAP for a guided registration: New-MgUserAuthenticationTemporaryAccessPassMethod -UserId {upn} -IsUsableOnce $true -LifetimeInMinutes 60 (POST /users/{upn}/authentication/temporaryAccessPassMethods).",
+        check: no_mfa_method,
+    },
+    Rule {
+        id: "no-backup-method",
+        title: "User has no backup MFA method",
+        kind: RuleKind::User,
+        severity: Severity::Medium,
+        needs: &[Users, Registration],
+        rationale: "All of the user's MFA methods live on one thing (one phone's apps, one key): losing or replacing it locks them out until an admin intervenes. Methods count by recovery family; Authenticator plus SMS counts as two because a replacement phone keeps the number.",
+        remediation: "Ask {upn} to add a method from another family (a phone number, a FIDO2 key, Windows Hello) at https://aka.ms/mysecurityinfo, or add one for them: New-MgUserAuthenticationPhoneMethod -UserId {upn} -PhoneType mobile -PhoneNumber '+1 5555550100' (POST /users/{upn}/authentication/phoneMethods).",
+        check: no_backup_method,
+    },
+    Rule {
+        id: "phone-only",
+        title: "User's MFA is SMS or voice only",
+        kind: RuleKind::User,
+        severity: Severity::Medium,
+        needs: &[Users, Registration],
+        rationale: "SMS and voice are the weakest MFA (SIM swap, interception), and a lost or ported number removes every method at once.",
+        remediation: "Have {upn} register Microsoft Authenticator or a passkey at https://aka.ms/mysecurityinfo; a one-time TAP helps: New-MgUserAuthenticationTemporaryAccessPassMethod -UserId {upn} -IsUsableOnce $true.",
+        check: phone_only,
+    },
+    Rule {
+        id: "admin-not-phishing-resistant",
+        title: "Admin without a phishing-resistant method",
+        kind: RuleKind::User,
+        severity: Severity::High,
+        needs: &[Users, Registration, Roles],
+        rationale: "Privileged accounts are phished first; push, OTP and SMS can all be relayed by an adversary in the middle. Only FIDO2 keys, passkeys, Windows Hello and certificates resist it.",
+        remediation: "Register a FIDO2 security key or passkey for {upn} (a one-time TAP lets them do it: New-MgUserAuthenticationTemporaryAccessPassMethod -UserId {upn} -IsUsableOnce $true), then require the built-in 'Phishing-resistant MFA' authentication strength for admin roles in Conditional Access.",
+        check: admin_not_phishing_resistant,
+    },
+    Rule {
+        id: "tap-long-lived",
+        title: "Long-lived Temporary Access Pass",
+        kind: RuleKind::User,
+        severity: Severity::Medium,
+        needs: &[Users, TapDetail],
+        rationale: "A TAP is a password that satisfies MFA. One that lives for days is a standing bypass of MFA for anyone who learns it.",
+        remediation: "Delete it: Remove-MgUserAuthenticationTemporaryAccessPassMethod -UserId {upn} -TemporaryAccessPassAuthenticationMethodId <id> (DELETE /users/{upn}/authentication/temporaryAccessPassMethods/{id}); issue short one-time passes instead.",
+        check: tap_long_lived,
+    },
+    Rule {
+        id: "tap-multi-use",
+        title: "Multi-use Temporary Access Pass",
+        kind: RuleKind::User,
+        severity: Severity::Low,
+        needs: &[Users, TapDetail],
+        rationale: "A multi-use TAP can be replayed for its whole lifetime; a one-time pass is spent by the registration it was issued for.",
+        remediation: "Replace it with a one-time pass: New-MgUserAuthenticationTemporaryAccessPassMethod -UserId {upn} -IsUsableOnce $true (a new TAP replaces the old one).",
+        check: tap_multi_use,
+    },
+    Rule {
+        id: "mfa-failures",
+        title: "Repeated failed MFA sign-ins",
+        kind: RuleKind::User,
+        severity: Severity::Medium,
+        needs: &[Users, SignIns],
+        rationale: "Repeated MFA failures (500121: strong authentication failed) mean a user who cannot complete MFA (lost phone, new number, throttled) or someone bombarding them with prompts. Either way they are about to be locked out or talked into approving.",
+        remediation: "Contact {upn} out of band. If their method is lost, verify identity and issue a one-time TAP: New-MgUserAuthenticationTemporaryAccessPassMethod -UserId {upn} -IsUsableOnce $true; if not, reset their password and review sign-ins: Get-MgAuditLogSignIn -Filter \"userPrincipalName eq '{upn}'\".",
+        check: mfa_failures,
+    },
+    Rule {
+        id: "per-user-mfa-legacy",
+        title: "Legacy per-user MFA in use",
+        kind: RuleKind::User,
+        severity: Severity::Low,
+        needs: &[Users, PerUserMfa],
+        rationale: "Per-user MFA predates Conditional Access, ignores its conditions and exclusions, and is being retired; a user enforced there can be prompted where policy says they should not, and vice versa.",
+        remediation: "Move the user to Conditional Access, then: Invoke-MgGraphRequest -Method PATCH -Uri 'https://graph.microsoft.com/beta/users/{upn}/authentication/requirements' -Body '{\"perUserMfaState\":\"disabled\"}'.",
+        check: per_user_mfa_legacy,
+    },
+    Rule {
+        id: "weak-default-method",
+        title: "Phone is the default while a stronger method is registered",
+        kind: RuleKind::User,
+        severity: Severity::Low,
+        needs: &[Users, Registration],
+        rationale: "With system-preferred MFA off, the user's chosen default is what they are asked for: SMS or voice although they have Authenticator or a passkey.",
+        remediation: "Enable system-preferred MFA in the authentication-methods policy, or set the user's preference: Invoke-MgGraphRequest -Method PATCH -Uri 'https://graph.microsoft.com/beta/users/{upn}/authentication/signInPreferences' -Body '{\"userPreferredMethodForSecondaryAuthentication\":\"push\"}'.",
+        check: weak_default_method,
+    },
+    Rule {
+        id: "break-glass-weak",
+        title: "Emergency-access account is weak or missing",
+        kind: RuleKind::User,
+        severity: Severity::Critical,
+        needs: &[Users, MethodDetail],
+        rationale: "Break-glass accounts are the way back in when everything else fails. One that is missing, disabled or protected by a phishable method fails exactly when it is needed.",
+        remediation: "Enable the account and register two FIDO2 security keys stored apart (a one-time TAP lets you register them: New-MgUserAuthenticationTemporaryAccessPassMethod -UserId {upn} -IsUsableOnce $true); see https://learn.microsoft.com/entra/identity/role-based-access-control/security-emergency-access.",
+        check: break_glass_weak,
+    },
+    Rule {
+        id: "tap-policy-disabled",
+        title: "Temporary Access Pass is disabled",
+        kind: RuleKind::Tenant,
+        severity: Severity::High,
+        needs: &[MethodsPolicy],
+        rationale: "Without TAP, the only way to let in a user who lost every method is to turn MFA off for them.",
+        remediation: "Enable TAP, one-time, short-lived: Update-MgPolicyAuthenticationMethodPolicyAuthenticationMethodConfiguration -AuthenticationMethodConfigurationId TemporaryAccessPass with state enabled (PATCH /policies/authenticationMethodsPolicy/authenticationMethodConfigurations/TemporaryAccessPass).",
+        check: tap_policy_disabled,
+    },
+    Rule {
+        id: "tap-policy-multi-use",
+        title: "TAP policy allows multi-use passes",
+        kind: RuleKind::Tenant,
+        severity: Severity::Medium,
+        needs: &[MethodsPolicy],
+        rationale: "When multi-use passes are allowed, each admin decides per pass; making every pass one-time removes replay for good.",
+        remediation: "PATCH /policies/authenticationMethodsPolicy/authenticationMethodConfigurations/TemporaryAccessPass with {\"@odata.type\":\"#microsoft.graph.temporaryAccessPassAuthenticationMethodConfiguration\",\"isUsableOnce\":true}.",
+        check: tap_policy_multi_use,
+    },
+    Rule {
+        id: "tap-policy-lifetime",
+        title: "TAP lifetimes are long",
+        kind: RuleKind::Tenant,
+        severity: Severity::Low,
+        needs: &[MethodsPolicy],
+        rationale: "Long default or maximum TAP lifetimes turn a recovery tool into a standing MFA bypass.",
+        remediation: "PATCH /policies/authenticationMethodsPolicy/authenticationMethodConfigurations/TemporaryAccessPass with defaultLifetimeInMinutes 60 and maximumLifetimeInMinutes 480 (or less).",
+        check: tap_policy_lifetime,
+    },
+    Rule {
+        id: "tap-policy-scope",
+        title: "TAP is not usable by everyone",
+        kind: RuleKind::Tenant,
+        severity: Severity::Medium,
+        needs: &[MethodsPolicy],
+        rationale: "Only users in the TAP policy's targets can sign in with a TAP: anyone outside them who loses every method cannot be let back in without turning MFA off.",
+        remediation: "Target all users (or the configured groups) in PATCH /policies/authenticationMethodsPolicy/authenticationMethodConfigurations/TemporaryAccessPass: includeTargets [{\"id\":\"all_users\",\"targetType\":\"group\"}], no excludeTargets.",
+        check: tap_policy_scope,
+    },
+    Rule {
+        id: "weak-methods-enabled",
+        title: "Weak methods are enabled",
+        kind: RuleKind::Tenant,
+        severity: Severity::Medium,
+        needs: &[MethodsPolicy],
+        rationale: "SMS, voice and email one-time codes can be intercepted or redirected; while enabled, users keep choosing them.",
+        remediation: "Disable them once users have stronger methods: PATCH /policies/authenticationMethodsPolicy/authenticationMethodConfigurations/Sms (and Voice, Email) with {\"state\":\"disabled\"}; watch no-backup-method first so nobody is left with nothing.",
+        check: weak_methods_enabled,
+    },
+    Rule {
+        id: "authenticator-context-off",
+        title: "Authenticator shows no sign-in context",
+        kind: RuleKind::Tenant,
+        severity: Severity::Medium,
+        needs: &[MethodsPolicy],
+        rationale: "Showing the application and location in Authenticator prompts lets users spot a push they did not start (MFA fatigue attacks).",
+        remediation: "PATCH /policies/authenticationMethodsPolicy/authenticationMethodConfigurations/MicrosoftAuthenticator: featureSettings displayAppInformationRequiredState and displayLocationInformationRequiredState with state enabled for all_users.",
+        check: authenticator_context_off,
+    },
+    Rule {
+        id: "system-preferred-mfa-off",
+        title: "System-preferred MFA is off",
+        kind: RuleKind::Tenant,
+        severity: Severity::Low,
+        needs: &[MethodsPolicy],
+        rationale: "System-preferred MFA asks each user for their strongest registered method instead of the default they once picked.",
+        remediation: "PATCH https://graph.microsoft.com/beta/policies/authenticationMethodsPolicy with {\"systemCredentialPreferences\":{\"state\":\"enabled\",\"includeTargets\":[{\"id\":\"all_users\",\"targetType\":\"group\"}]}}.",
+        check: system_preferred_mfa_off,
+    },
+    Rule {
+        id: "registration-campaign-off",
+        title: "Registration campaign is off",
+        kind: RuleKind::Tenant,
+        severity: Severity::Low,
+        needs: &[MethodsPolicy],
+        rationale: "The registration campaign nudges users still on SMS or voice to set up Authenticator at sign-in: backup methods get registered before they are needed.",
+        remediation: "PATCH /policies/authenticationMethodsPolicy with registrationEnforcement.authenticationMethodsRegistrationCampaign.state \"enabled\" for all_users.",
+        check: registration_campaign_off,
+    },
+    Rule {
+        id: "migration-incomplete",
+        title: "Authentication-methods migration is incomplete",
+        kind: RuleKind::Tenant,
+        severity: Severity::Low,
+        needs: &[MethodsPolicy],
+        rationale: "Until the migration is complete, the legacy MFA and SSPR policies still apply beside the authentication-methods policy: what this audit reads is not the whole truth.",
+        remediation: "Finish the migration in the Entra admin center (Authentication methods > Manage migration), then PATCH /policies/authenticationMethodsPolicy with {\"policyMigrationState\":\"migrationComplete\"}.",
+        check: migration_incomplete,
+    },
+    Rule {
+        id: "no-mfa-enforcement",
+        title: "Nothing enforces MFA",
+        kind: RuleKind::Tenant,
+        severity: Severity::Critical,
+        needs: &[SecurityDefaults, ConditionalAccess],
+        rationale: "Registered methods protect nobody unless sign-ins require them: with security defaults off, an enabled Conditional Access policy must require MFA for all users and apps.",
+        remediation: "Create a Conditional Access policy: New-MgIdentityConditionalAccessPolicy with users All (excluding the break-glass accounts), applications All, grantControls builtInControls ['mfa'], state enabled (POST /identity/conditionalAccess/policies).",
+        check: no_mfa_enforcement,
+    },
+    Rule {
+        id: "too-few-recovery-admins",
+        title: "Too few admins can let users back in",
+        kind: RuleKind::Tenant,
+        severity: Severity::High,
+        needs: &[Users, Registration, Roles],
+        rationale: "Issuing a TAP or resetting MFA takes a Global, Privileged Authentication or Authentication Administrator. Fewer than two such enabled admins, each with a backup method, is one lost phone away from nobody.",
+        remediation: "Assign Authentication Administrator to another trusted admin: New-MgRoleManagementDirectoryRoleAssignment -PrincipalId <user id> -RoleDefinitionId c4e39bd9-1100-46d3-8c65-fb160da0071f -DirectoryScopeId '/'; make sure each has two recovery families.",
+        check: too_few_recovery_admins,
+    },
+    Rule {
+        id: "break-glass-count",
+        title: "Unexpected number of emergency-access accounts",
+        kind: RuleKind::Tenant,
+        severity: Severity::Medium,
+        needs: &[],
+        rationale: "Microsoft recommends two cloud-only emergency-access accounts: one can fail, and more widen the attack surface.",
+        remediation: "List the tenant's emergency-access accounts under [break_glass] accounts in config.toml; create missing ones as cloud-only Global Administrators excluded from Conditional Access, with FIDO2 keys.",
+        check: break_glass_count,
+    },
+];
