@@ -19,6 +19,9 @@ use thiserror::Error;
 use url::Url;
 
 use crate::collect::{CollectOptions, PerUserMfaScope};
+use crate::evaluate::exceptions::{Exception, ExceptionConfig};
+use crate::evaluate::scope::{ScopeConfig, UserScope};
+use crate::evaluate::{RulesConfig, CATALOGUE};
 use crate::graph::{ClientConfig, Credential, Pacing};
 use crate::secret::Secret;
 
@@ -211,9 +214,27 @@ pub struct Config {
     pub graph: GraphConfig,
     #[serde(default)]
     pub break_glass: BreakGlassConfig,
+    /// Which users the user rules judge.
+    #[serde(default)]
+    pub scope: ScopeConfig,
+    /// `[rules.<id>]`: each rule's `enabled`, `severity` and parameters.
+    #[serde(default)]
+    pub rules: RulesConfig,
+    /// `[[exceptions]]`: accepted findings, each with a reason and an expiry date.
+    #[serde(default)]
+    pub exceptions: Vec<ExceptionConfig>,
     /// Resolved by validation.
     #[serde(skip)]
     endpoints: Option<Endpoints>,
+    #[serde(skip)]
+    resolved: Option<Resolved>,
+}
+
+/// What validation compiles once.
+#[derive(Clone, Debug)]
+struct Resolved {
+    scope: UserScope,
+    exceptions: Vec<Exception>,
 }
 
 #[derive(Clone, Debug)]
@@ -243,8 +264,24 @@ impl<'a> Locator<'a> {
         let mut span = None;
         let parts: Vec<&str> = path.split('.').collect();
         for (i, part) in parts.iter().enumerate() {
-            let (key, item) = table.get_key_value(part)?;
+            let (name, index) = match part.split_once('[') {
+                Some((name, rest)) => (name, rest.trim_end_matches(']').parse::<usize>().ok()),
+                None => (*part, None),
+            };
+            let (key, item) = table.get_key_value(name)?;
             span = key.span().or_else(|| item.span());
+            let item = match index {
+                Some(n) => {
+                    let t = item.as_array_of_tables()?.get(n)?;
+                    span = t.span().or(span);
+                    if i + 1 == parts.len() {
+                        break;
+                    }
+                    table = t;
+                    continue;
+                }
+                None => item,
+            };
             if i + 1 < parts.len() {
                 table = item.as_table_like()?;
             }
@@ -369,6 +406,7 @@ impl Config {
         let locate = Locator::new(text);
         let at = |key: &str, message: String| err(locate.position(key), key.to_string(), message);
         config.endpoints = Some(config.validate(&at)?);
+        config.resolved = Some(config.resolve(&at)?);
         Ok(config)
     }
 
@@ -538,6 +576,48 @@ impl Config {
             login,
             scope,
         })
+    }
+
+    /// Compiles the scope and checks the exceptions.
+    fn resolve(&self, at: &dyn Fn(&str, String) -> ConfigError) -> Result<Resolved, ConfigError> {
+        let scope = UserScope::new(&self.scope)
+            .map_err(|(key, i, e)| at(&format!("scope.{key}"), format!("pattern {} is not a valid regex: {e}", i + 1)))?;
+        let mut exceptions = Vec::with_capacity(self.exceptions.len());
+        for (i, e) in self.exceptions.iter().enumerate() {
+            let key = |k: &str| format!("exceptions[{i}].{k}");
+            if !CATALOGUE.iter().any(|r| r.id == e.rule) {
+                let ids: Vec<&str> = CATALOGUE.iter().map(|r| r.id).collect();
+                let hint = did_you_mean(&e.rule, &ids).map(|s| format!(" (did you mean {s}?)")).unwrap_or_default();
+                return Err(at(&key("rule"), format!("{:?} is not a rule id{hint}; `mfa-auditor rules` lists them", e.rule)));
+            }
+            if e.user.trim().is_empty() {
+                return Err(at(&key("user"), "names no user (a UPN, an object id, or \"tenant\")".into()));
+            }
+            if e.reason.trim().is_empty() {
+                return Err(at(&key("reason"), "an exception needs a reason".into()));
+            }
+            let expires = match (e.expires.date, e.expires.time) {
+                (Some(d), None) => chrono::NaiveDate::from_ymd_opt(i32::from(d.year), u32::from(d.month), u32::from(d.day)),
+                _ => None,
+            }
+            .ok_or_else(|| at(&key("expires"), format!("{} is not a plain date like 2026-12-31", e.expires)))?;
+            exceptions.push(Exception { rule: e.rule.clone(), subject: e.user.trim().to_string(), reason: e.reason.clone(), expires });
+        }
+        Ok(Resolved { scope, exceptions })
+    }
+
+    /// The compiled `[scope]`.
+    pub fn user_scope(&self) -> &UserScope {
+        &self.resolved().scope
+    }
+
+    /// The validated `[[exceptions]]`.
+    pub fn exception_list(&self) -> &[Exception] {
+        &self.resolved().exceptions
+    }
+
+    fn resolved(&self) -> &Resolved {
+        self.resolved.as_ref().unwrap_or_else(|| unreachable!("Config is only built by Config::parse"))
     }
 
     fn endpoints(&self) -> &Endpoints {
@@ -855,6 +935,26 @@ client_secret_env = "MFA_SECRET"
             .credential_with(None, &|n| (n == "MFA_SECRET").then(|| "x".to_string()))
             .expect("set");
         assert!(matches!(cred, Credential::Secret(_)));
+    }
+
+    #[test]
+    fn rules_scope_and_exceptions_are_checked_with_their_line() {
+        let e = error(&format!("{GOOD}\n[rules.no-bakup-method]\nmin_families = 3\n"));
+        assert!(e.starts_with("config.toml:7:8: rules.no-bakup-method: unknown key (did you mean no-backup-method?)"), "{e}");
+        let e = error(&format!("{GOOD}\n[rules.no-backup-method]\nmin_families = \"two\"\n"));
+        assert!(e.starts_with("config.toml:8:16: rules.no-backup-method.min_families: invalid type"), "{e}");
+        let e = error(&format!("{GOOD}\n[scope]\nexclude_upn_patterns = [\"^svc-\", \"(oops\"]\n"));
+        assert!(e.starts_with("config.toml:8:1: scope.exclude_upn_patterns: pattern 2 is not a valid regex"), "{e}");
+        let exception = |body: &str| format!("{GOOD}\n[[exceptions]]\nrule = \"no-backup-method\"\nuser = \"ann@contoso.com\"\nreason = \"travel phone\"\nexpires = 2026-12-31\n\n[[exceptions]]\n{body}\n");
+        let ok = parse(&exception("rule = \"phone-only\"\nuser = \"bob@contoso.com\"\nreason = \"r\"\nexpires = 2027-01-01")).expect("valid");
+        assert_eq!(ok.exception_list().len(), 2);
+        assert_eq!(ok.exception_list()[1].expires.to_string(), "2027-01-01");
+        let e = error(&exception("rule = \"phone-only\"\nuser = \"bob@contoso.com\"\nreason = \"r\""));
+        assert!(e.starts_with("config.toml:13:1: exceptions[1]: missing field `expires`"), "{e}");
+        let e = error(&exception("rule = \"phone-olny\"\nuser = \"bob@contoso.com\"\nreason = \"r\"\nexpires = 2027-01-01"));
+        assert!(e.starts_with("config.toml:14:1: exceptions[1].rule: \"phone-olny\" is not a rule id (did you mean phone-only?)"), "{e}");
+        let e = error(&exception("rule = \"phone-only\"\nuser = \"bob@contoso.com\"\nreason = \"r\"\nexpires = 2027-01-01T10:00:00Z"));
+        assert!(e.starts_with("config.toml:17:1: exceptions[1].expires: 2027-01-01T10:00:00Z is not a plain date"), "{e}");
     }
 
     #[test]

@@ -5,8 +5,10 @@
 //! PowerShell command, and its check function. A rule whose data is missing (permission, licence,
 //! sweep disabled) is **skipped with the reason**, never passed.
 
+pub mod exceptions;
 mod params;
 mod rules;
+pub mod scope;
 
 use std::collections::BTreeMap;
 use std::fmt;
