@@ -580,28 +580,57 @@ impl Config {
 
     /// Compiles the scope and checks the exceptions.
     fn resolve(&self, at: &dyn Fn(&str, String) -> ConfigError) -> Result<Resolved, ConfigError> {
-        let scope = UserScope::new(&self.scope)
-            .map_err(|(key, i, e)| at(&format!("scope.{key}"), format!("pattern {} is not a valid regex: {e}", i + 1)))?;
+        let scope = UserScope::new(&self.scope).map_err(|(key, i, e)| {
+            at(
+                &format!("scope.{key}"),
+                format!("pattern {} is not a valid regex: {e}", i + 1),
+            )
+        })?;
         let mut exceptions = Vec::with_capacity(self.exceptions.len());
         for (i, e) in self.exceptions.iter().enumerate() {
             let key = |k: &str| format!("exceptions[{i}].{k}");
             if !CATALOGUE.iter().any(|r| r.id == e.rule) {
                 let ids: Vec<&str> = CATALOGUE.iter().map(|r| r.id).collect();
-                let hint = did_you_mean(&e.rule, &ids).map(|s| format!(" (did you mean {s}?)")).unwrap_or_default();
-                return Err(at(&key("rule"), format!("{:?} is not a rule id{hint}; `mfa-auditor rules` lists them", e.rule)));
+                let hint = did_you_mean(&e.rule, &ids)
+                    .map(|s| format!(" (did you mean {s}?)"))
+                    .unwrap_or_default();
+                return Err(at(
+                    &key("rule"),
+                    format!(
+                        "{:?} is not a rule id{hint}; `mfa-auditor rules` lists them",
+                        e.rule
+                    ),
+                ));
             }
             if e.user.trim().is_empty() {
-                return Err(at(&key("user"), "names no user (a UPN, an object id, or \"tenant\")".into()));
+                return Err(at(
+                    &key("user"),
+                    "names no user (a UPN, an object id, or \"tenant\")".into(),
+                ));
             }
             if e.reason.trim().is_empty() {
                 return Err(at(&key("reason"), "an exception needs a reason".into()));
             }
             let expires = match (e.expires.date, e.expires.time) {
-                (Some(d), None) => chrono::NaiveDate::from_ymd_opt(i32::from(d.year), u32::from(d.month), u32::from(d.day)),
+                (Some(d), None) => chrono::NaiveDate::from_ymd_opt(
+                    i32::from(d.year),
+                    u32::from(d.month),
+                    u32::from(d.day),
+                ),
                 _ => None,
             }
-            .ok_or_else(|| at(&key("expires"), format!("{} is not a plain date like 2026-12-31", e.expires)))?;
-            exceptions.push(Exception { rule: e.rule.clone(), subject: e.user.trim().to_string(), reason: e.reason.clone(), expires });
+            .ok_or_else(|| {
+                at(
+                    &key("expires"),
+                    format!("{} is not a plain date like 2026-12-31", e.expires),
+                )
+            })?;
+            exceptions.push(Exception {
+                rule: e.rule.clone(),
+                subject: e.user.trim().to_string(),
+                reason: e.reason.clone(),
+                expires,
+            });
         }
         Ok(Resolved { scope, exceptions })
     }
@@ -617,7 +646,9 @@ impl Config {
     }
 
     fn resolved(&self) -> &Resolved {
-        self.resolved.as_ref().unwrap_or_else(|| unreachable!("Config is only built by Config::parse"))
+        self.resolved
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("Config is only built by Config::parse"))
     }
 
     fn endpoints(&self) -> &Endpoints {
@@ -939,22 +970,48 @@ client_secret_env = "MFA_SECRET"
 
     #[test]
     fn rules_scope_and_exceptions_are_checked_with_their_line() {
-        let e = error(&format!("{GOOD}\n[rules.no-bakup-method]\nmin_families = 3\n"));
+        let e = error(&format!(
+            "{GOOD}\n[rules.no-bakup-method]\nmin_families = 3\n"
+        ));
         assert!(e.starts_with("config.toml:7:8: rules.no-bakup-method: unknown key (did you mean no-backup-method?)"), "{e}");
-        let e = error(&format!("{GOOD}\n[rules.no-backup-method]\nmin_families = \"two\"\n"));
-        assert!(e.starts_with("config.toml:8:16: rules.no-backup-method.min_families: invalid type"), "{e}");
-        let e = error(&format!("{GOOD}\n[scope]\nexclude_upn_patterns = [\"^svc-\", \"(oops\"]\n"));
-        assert!(e.starts_with("config.toml:8:1: scope.exclude_upn_patterns: pattern 2 is not a valid regex"), "{e}");
-        let exception = |body: &str| format!("{GOOD}\n[[exceptions]]\nrule = \"no-backup-method\"\nuser = \"ann@contoso.com\"\nreason = \"travel phone\"\nexpires = 2026-12-31\n\n[[exceptions]]\n{body}\n");
+        let e = error(&format!(
+            "{GOOD}\n[rules.no-backup-method]\nmin_families = \"two\"\n"
+        ));
+        assert!(
+            e.starts_with("config.toml:8:16: rules.no-backup-method.min_families: invalid type"),
+            "{e}"
+        );
+        let e = error(&format!(
+            "{GOOD}\n[scope]\nexclude_upn_patterns = [\"^svc-\", \"(oops\"]\n"
+        ));
+        assert!(
+            e.starts_with(
+                "config.toml:8:1: scope.exclude_upn_patterns: pattern 2 is not a valid regex"
+            ),
+            "{e}"
+        );
+        let exception = |body: &str| {
+            format!("{GOOD}\n[[exceptions]]\nrule = \"no-backup-method\"\nuser = \"ann@contoso.com\"\nreason = \"travel phone\"\nexpires = 2026-12-31\n\n[[exceptions]]\n{body}\n")
+        };
         let ok = parse(&exception("rule = \"phone-only\"\nuser = \"bob@contoso.com\"\nreason = \"r\"\nexpires = 2027-01-01")).expect("valid");
         assert_eq!(ok.exception_list().len(), 2);
         assert_eq!(ok.exception_list()[1].expires.to_string(), "2027-01-01");
-        let e = error(&exception("rule = \"phone-only\"\nuser = \"bob@contoso.com\"\nreason = \"r\""));
-        assert!(e.starts_with("config.toml:13:1: exceptions[1]: missing field `expires`"), "{e}");
+        let e = error(&exception(
+            "rule = \"phone-only\"\nuser = \"bob@contoso.com\"\nreason = \"r\"",
+        ));
+        assert!(
+            e.starts_with("config.toml:13:1: exceptions[1]: missing field `expires`"),
+            "{e}"
+        );
         let e = error(&exception("rule = \"phone-olny\"\nuser = \"bob@contoso.com\"\nreason = \"r\"\nexpires = 2027-01-01"));
         assert!(e.starts_with("config.toml:14:1: exceptions[1].rule: \"phone-olny\" is not a rule id (did you mean phone-only?)"), "{e}");
         let e = error(&exception("rule = \"phone-only\"\nuser = \"bob@contoso.com\"\nreason = \"r\"\nexpires = 2027-01-01T10:00:00Z"));
-        assert!(e.starts_with("config.toml:17:1: exceptions[1].expires: 2027-01-01T10:00:00Z is not a plain date"), "{e}");
+        assert!(
+            e.starts_with(
+                "config.toml:17:1: exceptions[1].expires: 2027-01-01T10:00:00Z is not a plain date"
+            ),
+            "{e}"
+        );
     }
 
     #[test]
@@ -985,5 +1042,12 @@ client_secret_env = "MFA_SECRET"
         let full = parse(&uncommented).unwrap_or_else(|e| panic!("uncommented sample: {e}"));
         assert_eq!(full.graph, GraphConfig::default());
         assert_eq!(full.break_glass, BreakGlassConfig::default());
+        assert_eq!(full.scope, ScopeConfig::default());
+        assert_eq!(
+            full.rules,
+            RulesConfig::default(),
+            "every documented rule default is the code's"
+        );
+        assert!(full.exceptions.is_empty());
     }
 }

@@ -43,7 +43,9 @@ impl Exception {
     fn matches(&self, f: &Finding) -> bool {
         f.rule == self.rule
             && (f.subject.eq_ignore_ascii_case(&self.subject)
-                || f.user_principal_name.as_deref().is_some_and(|u| u.eq_ignore_ascii_case(&self.subject)))
+                || f.user_principal_name
+                    .as_deref()
+                    .is_some_and(|u| u.eq_ignore_ascii_case(&self.subject)))
     }
 
     /// Whether it still holds at `now` (through the whole of its last day, UTC).
@@ -53,16 +55,27 @@ impl Exception {
 }
 
 /// Splits findings into (open, excepted); findings under an expired exception stay open with a note.
-pub fn apply(findings: Vec<Finding>, exceptions: &[Exception], now: DateTime<Utc>) -> (Vec<Finding>, Vec<Excepted>) {
+pub fn apply(
+    findings: Vec<Finding>,
+    exceptions: &[Exception],
+    now: DateTime<Utc>,
+) -> (Vec<Finding>, Vec<Excepted>) {
     let mut open = Vec::with_capacity(findings.len());
     let mut excepted = Vec::new();
     for mut f in findings {
         match exceptions.iter().find(|e| e.matches(&f)) {
             Some(e) if e.live(now) => {
-                excepted.push(Excepted { finding: f, exception_reason: e.reason.clone(), exception_expires: e.expires });
+                excepted.push(Excepted {
+                    finding: f,
+                    exception_reason: e.reason.clone(),
+                    exception_expires: e.expires,
+                });
             }
             Some(e) => {
-                f.detail = format!("{} (exception expired on {}: {})", f.detail, e.expires, e.reason);
+                f.detail = format!(
+                    "{} (exception expired on {}: {})",
+                    f.detail, e.expires, e.reason
+                );
                 open.push(f);
             }
             None => open.push(f),
@@ -89,22 +102,45 @@ mod tests {
     }
 
     fn exception(rule: &str, subject: &str, expires: &str) -> Exception {
-        Exception { rule: rule.into(), subject: subject.into(), reason: "accepted".into(), expires: expires.parse().expect("date") }
+        Exception {
+            rule: rule.into(),
+            subject: subject.into(),
+            reason: "accepted".into(),
+            expires: expires.parse().expect("date"),
+        }
     }
 
     #[test]
     fn live_exceptions_suppress_expired_ones_say_so() {
         let now: DateTime<Utc> = "2026-11-24T23:59:00Z".parse().expect("time");
-        let findings = vec![finding("no-backup-method", "ann@contoso.com"), finding("phone-only", "ann@contoso.com"), finding("no-backup-method", "bob@contoso.com")];
+        let findings = vec![
+            finding("no-backup-method", "ann@contoso.com"),
+            finding("phone-only", "ann@contoso.com"),
+            finding("no-backup-method", "bob@contoso.com"),
+        ];
         let exceptions = vec![
             exception("no-backup-method", "ANN@contoso.com", "2026-11-24"),
-            exception("phone-only", "86462606-fde0-4fc4-9e0c-a20eb73e54c6", "2026-11-23"),
+            exception(
+                "phone-only",
+                "86462606-fde0-4fc4-9e0c-a20eb73e54c6",
+                "2026-11-23",
+            ),
         ];
         let (open, excepted) = apply(findings, &exceptions, now);
         assert_eq!(excepted.len(), 1);
-        assert_eq!(excepted[0].finding.user_principal_name.as_deref(), Some("ann@contoso.com"));
+        assert_eq!(
+            excepted[0].finding.user_principal_name.as_deref(),
+            Some("ann@contoso.com")
+        );
         assert_eq!(open.len(), 2);
-        assert!(open[0].detail.contains("exception expired on 2026-11-23"), "{}", open[0].detail);
-        assert_eq!(open[1].user_principal_name.as_deref(), Some("bob@contoso.com"));
+        assert!(
+            open[0].detail.contains("exception expired on 2026-11-23"),
+            "{}",
+            open[0].detail
+        );
+        assert_eq!(
+            open[1].user_principal_name.as_deref(),
+            Some("bob@contoso.com")
+        );
     }
 }

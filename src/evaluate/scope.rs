@@ -65,22 +65,43 @@ pub struct UserScope {
 impl UserScope {
     /// Compiles the patterns; an invalid one is reported as (key, index, error).
     pub fn new(config: &ScopeConfig) -> Result<UserScope, (&'static str, usize, String)> {
-        let compile = |key: &'static str, list: &[String]| -> Result<Vec<Regex>, (&'static str, usize, String)> {
-            list.iter().enumerate().map(|(i, p)| Regex::new(p).map_err(|e| (key, i, e.to_string()))).collect()
+        let compile = |key: &'static str,
+                       list: &[String]|
+         -> Result<Vec<Regex>, (&'static str, usize, String)> {
+            list.iter()
+                .enumerate()
+                .map(|(i, p)| Regex::new(p).map_err(|e| (key, i, e.to_string())))
+                .collect()
         };
         let include = compile("include_upn_patterns", &config.include_upn_patterns)?;
         let exclude = compile("exclude_upn_patterns", &config.exclude_upn_patterns)?;
         let mut presets = Vec::new();
         for (on, reason, pattern) in [
             (config.exclude_external, "external (#EXT#)", PRESET_GUESTS),
-            (config.exclude_package_accounts, "package account", PRESET_PACKAGE),
-            (config.exclude_sync_accounts, "directory-sync account", PRESET_SYNC),
+            (
+                config.exclude_package_accounts,
+                "package account",
+                PRESET_PACKAGE,
+            ),
+            (
+                config.exclude_sync_accounts,
+                "directory-sync account",
+                PRESET_SYNC,
+            ),
         ] {
             if on {
-                presets.push((reason, Regex::new(pattern).map_err(|e| ("preset", 0, e.to_string()))?));
+                presets.push((
+                    reason,
+                    Regex::new(pattern).map_err(|e| ("preset", 0, e.to_string()))?,
+                ));
             }
         }
-        Ok(UserScope { config: config.clone(), include, exclude, presets })
+        Ok(UserScope {
+            config: config.clone(),
+            include,
+            exclude,
+            presets,
+        })
     }
 }
 
@@ -95,7 +116,11 @@ impl Scope for UserScope {
             UserType::Unknown => true,
         };
         if !wanted {
-            return Some(if u.user_type == UserType::Guest { "guest" } else { "member" });
+            return Some(if u.user_type == UserType::Guest {
+                "guest"
+            } else {
+                "member"
+            });
         }
         if let Some((reason, _)) = self.presets.iter().find(|(_, re)| re.is_match(&u.upn)) {
             return Some(reason);
@@ -122,12 +147,26 @@ mod tests {
     #[test]
     fn presets_leave_out_service_and_external_accounts() {
         let scope = UserScope::new(&ScopeConfig::default()).expect("valid");
-        assert_eq!(scope.exclusion(&user("ann_fabrikam.com#EXT#@contoso.onmicrosoft.com")), Some("external (#EXT#)"));
-        assert_eq!(scope.exclusion(&user("package_0a1b2c3d@contoso.com")), Some("package account"));
-        assert_eq!(scope.exclusion(&user("Sync_DC01_1234abcd@contoso.com")), Some("directory-sync account"));
+        assert_eq!(
+            scope.exclusion(&user("ann_fabrikam.com#EXT#@contoso.onmicrosoft.com")),
+            Some("external (#EXT#)")
+        );
+        assert_eq!(
+            scope.exclusion(&user("package_0a1b2c3d@contoso.com")),
+            Some("package account")
+        );
+        assert_eq!(
+            scope.exclusion(&user("Sync_DC01_1234abcd@contoso.com")),
+            Some("directory-sync account")
+        );
         assert_eq!(scope.exclusion(&user("ann@contoso.com")), None);
-        let all = UserScope::new(&ScopeConfig { exclude_external: false, exclude_package_accounts: false, exclude_sync_accounts: false, ..ScopeConfig::default() })
-            .expect("valid");
+        let all = UserScope::new(&ScopeConfig {
+            exclude_external: false,
+            exclude_package_accounts: false,
+            exclude_sync_accounts: false,
+            ..ScopeConfig::default()
+        })
+        .expect("valid");
         assert_eq!(all.exclusion(&user("package_0a1b2c3d@contoso.com")), None);
     }
 
@@ -145,15 +184,24 @@ mod tests {
         let mut off = user("o@contoso.com");
         off.account_enabled = false;
         assert_eq!(scope.exclusion(&off), Some("disabled"));
-        assert_eq!(scope.exclusion(&user("a@fabrikam.com")), Some("not matched by include_upn_patterns"));
-        assert_eq!(scope.exclusion(&user("svc-backup@contoso.com")), Some("matched by exclude_upn_patterns"));
+        assert_eq!(
+            scope.exclusion(&user("a@fabrikam.com")),
+            Some("not matched by include_upn_patterns")
+        );
+        assert_eq!(
+            scope.exclusion(&user("svc-backup@contoso.com")),
+            Some("matched by exclude_upn_patterns")
+        );
         assert_eq!(scope.exclusion(&user("ann@contoso.com")), None);
     }
 
     #[test]
     fn a_bad_pattern_names_its_list_and_index() {
-        let e = UserScope::new(&ScopeConfig { exclude_upn_patterns: vec!["ok".into(), "(unclosed".into()], ..ScopeConfig::default() })
-            .expect_err("invalid");
+        let e = UserScope::new(&ScopeConfig {
+            exclude_upn_patterns: vec!["ok".into(), "(unclosed".into()],
+            ..ScopeConfig::default()
+        })
+        .expect_err("invalid");
         assert_eq!((e.0, e.1), ("exclude_upn_patterns", 1));
     }
 }
