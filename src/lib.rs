@@ -3,9 +3,11 @@
 //! The pipeline (DESIGN §1): `config` → `collect` (the only code that knows Graph) → `snapshot`
 //! → evaluate → report → publish. See ARCHITECTURE.md.
 
+pub mod audit;
 pub mod collect;
 pub mod config;
 pub mod evaluate;
 pub mod graph;
+pub mod report;
 pub mod secret;
 pub mod snapshot;

@@ -7,6 +7,7 @@ use std::time::Instant;
 use clap::{Parser, Subcommand, ValueEnum};
 use mfa_auditor::collect::{self, CollectOptions};
 use mfa_auditor::config::Config;
+use mfa_auditor::evaluate::{RuleKind, RulesConfig, Severity, CATALOGUE};
 use mfa_auditor::graph::{ClientConfig, Credential, GraphClient};
 use mfa_auditor::secret::Secret;
 use mfa_auditor::snapshot::{MethodKind, Snapshot};
@@ -54,11 +55,12 @@ enum Command {
     Audit {
         #[arg(long)]
         config: PathBuf,
-        #[arg(long, value_enum, default_value_t = Format::Table)]
-        format: Format,
-        /// Exit 1 when a finding has this severity or higher.
+        /// Output format (default: table on a terminal, json otherwise).
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+        /// Exit 1 when an open finding has this severity or higher (info, low, medium, high, critical).
         #[arg(long)]
-        fail_on: Option<String>,
+        fail_on: Option<Severity>,
         /// Write the report here instead of standard output.
         #[arg(long)]
         output: Option<PathBuf>,
@@ -104,8 +106,16 @@ async fn main() -> ExitCode {
     };
     match cli.command {
         Command::Run { .. } => not_yet("run", 4),
-        Command::Audit { .. } => not_yet("audit", 3),
-        Command::Rules => not_yet("rules", 3),
+        Command::Audit {
+            config,
+            format,
+            fail_on,
+            output,
+        } => audit(&config, format, fail_on, output.as_deref()).await,
+        Command::Rules => {
+            print!("{}", rules_catalogue());
+            ExitCode::SUCCESS
+        }
         Command::CheckConfig { config } => check_config(&config).await,
         Command::Demo { users } => match demo(users).await {
             Ok(()) => ExitCode::SUCCESS,
@@ -114,6 +124,139 @@ async fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+    }
+}
+
+/// `mfa-auditor rules`: the catalogue with parameters and defaults.
+fn rules_catalogue() -> String {
+    let params = RulesConfig::default();
+    let mut out = String::new();
+    for r in CATALOGUE {
+        let kind = if r.kind == RuleKind::User {
+            "user"
+        } else {
+            "tenant"
+        };
+        out.push_str(&format!(
+            "{}  [{}, {kind}]\n  {}\n",
+            r.id, r.severity, r.title
+        ));
+        out.push_str(&format!("  why: {}\n", r.rationale));
+        out.push_str(&format!(
+            "  fix: {}\n",
+            r.remediation.replace("{upn}", "<user>")
+        ));
+        if !r.needs.is_empty() {
+            let needs: Vec<&str> = r.needs.iter().map(|d| d.as_str()).collect();
+            out.push_str(&format!("  reads: {}\n", needs.join(", ")));
+        }
+        out.push_str(&format!(
+            "  [rules.{}]  {}\n\n",
+            r.id,
+            params.describe(r.id).join("; ")
+        ));
+    }
+    out.push_str(
+        "A user has a backup when their MFA-capable methods span two recovery families:\n",
+    );
+    for kind in MethodKind::ALL {
+        let info = kind.info();
+        out.push_str(&format!(
+            "  {:<36} {:<16} {}{}\n",
+            info.name,
+            info.family.as_str(),
+            if info.mfa_capable { "MFA" } else { "not MFA" },
+            if info.phishing_resistant {
+                ", phishing-resistant"
+            } else {
+                ""
+            }
+        ));
+    }
+    out
+}
+
+/// `mfa-auditor audit`: one audit, printed; the exit status says how it went.
+async fn audit(
+    path: &Path,
+    format: Option<Format>,
+    fail_on: Option<Severity>,
+    output: Option<&Path>,
+) -> ExitCode {
+    use std::io::IsTerminal;
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let client = match config
+        .credential()
+        .map_err(|e| e.to_string())
+        .and_then(|c| GraphClient::new(config.client_config(), c).map_err(|e| e.to_string()))
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let progress = std::io::stderr().is_terminal().then(|| {
+        let client = client.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                let requests: u64 = client.stats().requests_by_endpoint().values().sum();
+                eprint!(
+                    "\rcollecting: {requests} Graph requests, {:.0} s ",
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        })
+    });
+    let report = mfa_auditor::audit::run(&config, &client).await;
+    if let Some(p) = progress {
+        p.abort();
+        eprint!("\r\x1b[K");
+    }
+    let format = format.unwrap_or(if std::io::stdout().is_terminal() && output.is_none() {
+        Format::Table
+    } else {
+        Format::Json
+    });
+    let text = match format {
+        Format::Table => report.to_table(),
+        Format::Json => report.to_json() + "\n",
+        Format::Csv => report.to_csv(),
+        Format::Sarif => report.to_sarif() + "\n",
+    };
+    let written = match output {
+        Some(p) => {
+            std::fs::write(p, text).map_err(|e| format!("cannot write {}: {e}", p.display()))
+        }
+        None => {
+            use std::io::Write;
+            std::io::stdout()
+                .write_all(text.as_bytes())
+                .map_err(|e| format!("cannot write the report: {e}"))
+        }
+    };
+    if let Err(e) = written {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    if !report.complete {
+        eprintln!("error: the audit is incomplete; its findings are not the whole truth:");
+        for r in &report.incomplete_reasons {
+            eprintln!("  {r}");
+        }
+        return ExitCode::from(2);
+    }
+    match (fail_on, report.worst()) {
+        (Some(threshold), Some(worst)) if worst >= threshold => ExitCode::from(1),
+        _ => ExitCode::SUCCESS,
     }
 }
 

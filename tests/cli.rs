@@ -162,20 +162,109 @@ async fn a_bad_config_names_the_key_and_line_and_exits_2() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn commands_of_later_issues_say_so_and_exit_2() {
-    for args in [
-        &["rules"][..],
-        &["audit", "--config", "x.toml"],
-        &["run", "--config", "x.toml"],
-    ] {
-        let out = run(args).await;
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
+async fn the_daemon_says_it_is_not_there_yet_and_exits_2() {
+    let out = run(&["run", "--config", "x.toml"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("not yet implemented: arrives with issue 4"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_lists_the_whole_catalogue_with_parameters() {
+    let out = run(&["rules"]).await;
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0));
+    for id in mfa_auditor::evaluate::CATALOGUE.iter().map(|r| r.id) {
         assert!(
-            text(&out).contains("not yet implemented: arrives with issue"),
-            "{}",
-            text(&out)
+            t.contains(&format!("\n{id}  [")) || t.starts_with(&format!("{id}  [")),
+            "{id} missing"
         );
     }
+    assert!(
+        t.contains("[rules.no-backup-method]  enabled = true; min_families = 2"),
+        "{t}"
+    );
+    assert!(
+        t.contains("microsoftAuthenticatorPush"),
+        "the classification table is shown"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_exit_status_follows_fail_on_and_completeness() {
+    let sim = sim(|_| {}).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(
+        dir.path(),
+        &sim.base_url(),
+        sim.tenant_id(),
+        sim.client_id(),
+        sim.client_secret(),
+    );
+    let c = config.to_str().expect("utf-8");
+    let out = run(&["audit", "--config", c, "--format", "json"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(report["complete"], true);
+    assert!(
+        report["findings"].as_array().is_some_and(|f| !f.is_empty()),
+        "a realistic tenant has findings"
+    );
+    let worst = report["findings"][0]["severity"]
+        .as_str()
+        .expect("severity")
+        .to_string();
+    let out = run(&[
+        "audit",
+        "--config",
+        c,
+        "--format",
+        "json",
+        "--fail-on",
+        &worst,
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(1), "a finding at --fail-on exits 1");
+    let out = run(&[
+        "audit",
+        "--config",
+        c,
+        "--fail-on",
+        "critical",
+        "--format",
+        "csv",
+        "--output",
+        dir.path().join("r.csv").to_str().expect("utf-8"),
+    ])
+    .await;
+    let csv = std::fs::read_to_string(dir.path().join("r.csv")).expect("written");
+    assert!(
+        csv.starts_with("rule,severity,subject,user_id,user_principal_name,detail,remediation\r\n"),
+        "{csv}"
+    );
+    assert!(matches!(out.status.code(), Some(0) | Some(1)));
+    sim.set_faults(vec![graph_sim::Fault::Status {
+        endpoint: "users".into(),
+        status: 500,
+        count: None,
+        retry_after: None,
+    }]);
+    let out = run(&["audit", "--config", c, "--format", "json"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an incomplete audit never exits 0"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(report["complete"], false);
+    assert!(
+        text(&out).contains("users (users): users: HTTP 500"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,19 +2,20 @@
 //! one place. A rule id that does not exist is an unknown key, so a typo is an error, not a
 //! silently ignored rule.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::Severity;
 
 macro_rules! rule_params {
     ($(#[$doc:meta])* $name:ident { $($(#[$fdoc:meta])* $field:ident : $ty:ty = $default:expr),* $(,)? }) => {
         $(#[$doc])*
-        #[derive(Clone, Debug, Deserialize, PartialEq)]
+        #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
         #[serde(deny_unknown_fields, default)]
         pub struct $name {
             /// Evaluate this rule at all.
             pub enabled: bool,
             /// Override the rule's default severity.
+            #[serde(skip_serializing_if = "Option::is_none")]
             pub severity: Option<Severity>,
             $($(#[$fdoc])* pub $field: $ty,)*
         }
@@ -77,7 +78,7 @@ rule_params!(BreakGlassCount {
 });
 
 /// Every rule's parameters, by rule id.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
 pub struct RulesConfig {
     pub no_mfa_method: NoMfaMethod,
@@ -132,5 +133,16 @@ impl RulesConfig {
             "break-glass-count" => &self.break_glass_count,
             _ => return None,
         })
+    }
+}
+
+impl RulesConfig {
+    /// A rule's parameters and their values (defaults unless configured), as TOML lines.
+    pub fn describe(&self, id: &str) -> Vec<String> {
+        let table = toml::Table::try_from(self).unwrap_or_default();
+        match table.get(id).and_then(|v| v.as_table()) {
+            Some(t) => t.iter().map(|(k, v)| format!("{k} = {v}")).collect(),
+            None => Vec::new(),
+        }
     }
 }

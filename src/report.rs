@@ -1,0 +1,277 @@
+//! Report: the immutable result of one audit — findings, what was excepted or skipped, scope
+//! counts, coverage, timings, and whether it is complete — and its output formats (table, JSON,
+//! CSV, SARIF 2.1.0).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::evaluate::exceptions::Excepted;
+use crate::evaluate::{Finding, RuleKind, Severity, Skipped, CATALOGUE};
+use crate::snapshot::{Gap, Snapshot};
+
+/// Counts for the summary line.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct Summary {
+    pub by_severity: BTreeMap<Severity, usize>,
+    pub by_rule: BTreeMap<&'static str, usize>,
+    pub excepted: usize,
+    pub skipped: usize,
+    pub users_out_of_scope: BTreeMap<String, usize>,
+}
+
+/// One audit's result.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub tenant: String,
+    /// False when any sweep failed: then the findings are not the whole truth.
+    pub complete: bool,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub users_in_scope: usize,
+    pub findings: Vec<Finding>,
+    pub excepted: Vec<Excepted>,
+    pub skipped: Vec<Skipped>,
+    /// Why the audit is incomplete, one line per failed sweep.
+    pub incomplete_reasons: Vec<String>,
+    pub summary: Summary,
+}
+
+impl Report {
+    pub fn new(
+        snapshot: &Snapshot,
+        started_at: DateTime<Utc>,
+        finished_at: DateTime<Utc>,
+        evaluation: crate::evaluate::Evaluation,
+        findings: Vec<Finding>,
+        excepted: Vec<Excepted>,
+    ) -> Report {
+        let mut findings = findings;
+        findings.sort_by(|a, b| {
+            b.severity
+                .cmp(&a.severity)
+                .then(a.rule.cmp(b.rule))
+                .then(a.subject.cmp(&b.subject))
+        });
+        let mut summary = Summary {
+            excepted: excepted.len(),
+            skipped: evaluation.skipped.len(),
+            users_out_of_scope: evaluation.users_out_of_scope.clone(),
+            ..Summary::default()
+        };
+        for f in &findings {
+            *summary.by_severity.entry(f.severity).or_default() += 1;
+            *summary.by_rule.entry(f.rule).or_default() += 1;
+        }
+        let incomplete_reasons = snapshot
+            .coverage
+            .gaps
+            .iter()
+            .filter_map(|(set, gap)| match gap {
+                Gap::Failed { endpoint, reason } => {
+                    Some(format!("{} ({endpoint}): {reason}", set.as_str()))
+                }
+                _ => None,
+            })
+            .collect();
+        Report {
+            tenant: snapshot.tenant_id.clone(),
+            complete: snapshot.is_complete(),
+            started_at,
+            finished_at,
+            users_in_scope: evaluation.users_in_scope,
+            findings,
+            excepted,
+            skipped: evaluation.skipped,
+            incomplete_reasons,
+            summary,
+        }
+    }
+
+    /// The highest severity among the open findings.
+    pub fn worst(&self) -> Option<Severity> {
+        self.findings.iter().map(|f| f.severity).max()
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    }
+
+    /// CSV with a header row (RFC 4180 quoting).
+    pub fn to_csv(&self) -> String {
+        let mut out = String::from(
+            "rule,severity,subject,user_id,user_principal_name,detail,remediation\r\n",
+        );
+        for f in &self.findings {
+            let row = [
+                f.rule,
+                f.severity.as_str(),
+                &f.subject,
+                f.user_id.as_deref().unwrap_or(""),
+                f.user_principal_name.as_deref().unwrap_or(""),
+                &f.detail,
+                &f.remediation,
+            ];
+            let cells: Vec<String> = row.iter().map(|c| csv_cell(c)).collect();
+            out.push_str(&cells.join(","));
+            out.push_str("\r\n");
+        }
+        out
+    }
+
+    /// SARIF 2.1.0: one rule per catalogue entry, one result per open finding.
+    pub fn to_sarif(&self) -> String {
+        let level = |s: Severity| match s {
+            Severity::Critical | Severity::High => "error",
+            Severity::Medium => "warning",
+            Severity::Low | Severity::Info => "note",
+        };
+        let score = |s: Severity| match s {
+            Severity::Critical => "9.5",
+            Severity::High => "8.0",
+            Severity::Medium => "5.5",
+            Severity::Low => "3.0",
+            Severity::Info => "0.0",
+        };
+        let rules: Vec<serde_json::Value> = CATALOGUE
+            .iter()
+            .map(|r| {
+                json!({
+                    "id": r.id,
+                    "name": r.title,
+                    "shortDescription": {"text": r.title},
+                    "fullDescription": {"text": r.rationale},
+                    "help": {"text": r.remediation.replace("{upn}", "<user>")},
+                    "defaultConfiguration": {"level": level(r.severity)},
+                    "properties": {"security-severity": score(r.severity), "tags": ["security", "mfa", if r.kind == RuleKind::User { "user" } else { "tenant" }]}
+                })
+            })
+            .collect();
+        let results: Vec<serde_json::Value> = self
+            .findings
+            .iter()
+            .map(|f| {
+                let index = CATALOGUE.iter().position(|r| r.id == f.rule).unwrap_or(0);
+                let (name, kind) = match &f.user_principal_name {
+                    Some(upn) => (upn.clone(), "user"),
+                    None => (self.tenant.clone(), "tenant"),
+                };
+                json!({
+                    "ruleId": f.rule,
+                    "ruleIndex": index,
+                    "level": level(f.severity),
+                    "message": {"text": format!("{}. {}", f.detail, f.remediation)},
+                    "locations": [{"logicalLocations": [{"name": name, "fullyQualifiedName": format!("{}/{}", self.tenant, f.subject), "kind": kind}]}],
+                    "partialFingerprints": {"mfaAuditorFinding/v1": format!("{}/{}/{}", self.tenant, f.rule, f.subject)},
+                    "properties": {"severity": f.severity.as_str()}
+                })
+            })
+            .collect();
+        let doc = json!({
+            "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+            "version": "2.1.0",
+            "runs": [{
+                "tool": {"driver": {
+                    "name": "mfa-auditor",
+                    "version": env!("CARGO_PKG_VERSION"),
+                    "informationUri": "https://github.com/mfa-auditor/mfa-auditor",
+                    "rules": rules
+                }},
+                "invocations": [{
+                    "executionSuccessful": self.complete,
+                    "startTimeUtc": self.started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    "endTimeUtc": self.finished_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    "toolExecutionNotifications": self.incomplete_reasons.iter().map(|r| json!({"level": "error", "message": {"text": r}})).collect::<Vec<_>>()
+                }],
+                "results": results
+            }]
+        });
+        serde_json::to_string_pretty(&doc).unwrap_or_default()
+    }
+
+    /// A table for a terminal.
+    pub fn to_table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "tenant {}  {}  {} users in scope  {} findings ({} excepted, {} rules skipped)",
+            self.tenant,
+            if self.complete {
+                "complete"
+            } else {
+                "INCOMPLETE"
+            },
+            self.users_in_scope,
+            self.findings.len(),
+            self.excepted.len(),
+            self.skipped.len()
+        );
+        for r in &self.incomplete_reasons {
+            let _ = writeln!(out, "  not read: {r}");
+        }
+        if !self.findings.is_empty() {
+            let w = self
+                .findings
+                .iter()
+                .map(|f| f.user_principal_name.as_deref().unwrap_or("tenant").len())
+                .max()
+                .unwrap_or(6)
+                .clamp(6, 48);
+            let _ = writeln!(
+                out,
+                "\n{:<8}  {:<28}  {:<w$}  DETAIL",
+                "SEVERITY", "RULE", "SUBJECT"
+            );
+            for f in &self.findings {
+                let subject = f.user_principal_name.as_deref().unwrap_or("tenant");
+                let _ = writeln!(
+                    out,
+                    "{:<8}  {:<28}  {:<w$}  {}",
+                    f.severity.as_str(),
+                    f.rule,
+                    subject,
+                    f.detail
+                );
+            }
+        }
+        if !self.skipped.is_empty() {
+            let _ = writeln!(out, "\nskipped (not passed):");
+            for s in &self.skipped {
+                let _ = writeln!(out, "  {:<28}  {}", s.rule, s.reason);
+            }
+        }
+        if !self.summary.users_out_of_scope.is_empty() {
+            let parts: Vec<String> = self
+                .summary
+                .users_out_of_scope
+                .iter()
+                .map(|(k, v)| format!("{v} {k}"))
+                .collect();
+            let _ = writeln!(out, "\nout of scope: {}", parts.join(", "));
+        }
+        out
+    }
+}
+
+fn csv_cell(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_cells_are_quoted_only_when_needed() {
+        assert_eq!(csv_cell("plain"), "plain");
+        assert_eq!(csv_cell("a, b"), "\"a, b\"");
+        assert_eq!(csv_cell("say \"hi\"\nnow"), "\"say \"\"hi\"\"\nnow\"");
+    }
+}
