@@ -586,6 +586,17 @@ impl Config {
                 format!("pattern {} is not a valid regex: {e}", i + 1),
             )
         })?;
+        for (key, list) in [
+            ("scope.include_groups", &self.scope.include_groups),
+            ("scope.exclude_groups", &self.scope.exclude_groups),
+        ] {
+            if let Some((i, g)) = list.iter().enumerate().find(|(_, g)| !is_guid(g)) {
+                return Err(at(
+                    key,
+                    format!("entry {} ({g:?}) is not a group object id (a GUID)", i + 1),
+                ));
+            }
+        }
         let mut exceptions = Vec::with_capacity(self.exceptions.len());
         for (i, e) in self.exceptions.iter().enumerate() {
             let key = |k: &str| format!("exceptions[{i}].{k}");
@@ -704,6 +715,13 @@ impl Config {
                 PerUserMfaSetting::All => PerUserMfaScope::All,
             },
             break_glass_upns: self.break_glass.accounts.clone(),
+            groups: self
+                .scope
+                .include_groups
+                .iter()
+                .chain(&self.scope.exclude_groups)
+                .cloned()
+                .collect(),
         }
     }
 
@@ -1011,6 +1029,25 @@ client_secret_env = "MFA_SECRET"
                 "config.toml:17:1: exceptions[1].expires: 2027-01-01T10:00:00Z is not a plain date"
             ),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn scope_groups_must_be_object_ids_and_are_read_by_collect() {
+        let e = error(&format!(
+            "{GOOD}\n[scope]\ninclude_groups = [\"All Staff\"]\n"
+        ));
+        assert_eq!(e, "config.toml:8:1: scope.include_groups: entry 1 (\"All Staff\") is not a group object id (a GUID)");
+        let text = format!(
+            "{GOOD}\n[scope]\ninclude_groups = [\"9a0c0000-0000-4000-8000-000000000001\"]\nexclude_groups = [\"9a0c0000-0000-4000-8000-000000000003\"]\n"
+        );
+        let options = parse(&text).expect("valid").collect_options();
+        assert_eq!(
+            options.groups,
+            vec![
+                "9a0c0000-0000-4000-8000-000000000001",
+                "9a0c0000-0000-4000-8000-000000000003"
+            ]
         );
     }
 

@@ -765,6 +765,7 @@ pub enum DataSet {
     MethodDetail,
     PerUserMfa,
     SignIns,
+    Groups,
 }
 
 impl DataSet {
@@ -780,6 +781,7 @@ impl DataSet {
             DataSet::MethodDetail => "method-detail",
             DataSet::PerUserMfa => "per-user-mfa",
             DataSet::SignIns => "sign-ins",
+            DataSet::Groups => "groups",
         }
     }
 }
@@ -831,6 +833,8 @@ pub struct Snapshot {
     pub unknown_methods: BTreeMap<String, u64>,
     /// MFA-failure sign-ins by error code in the window.
     pub mfa_failures_by_code: BTreeMap<i32, u64>,
+    /// Transitive user members of the groups the scope names, by lower-case group id, sorted.
+    pub groups: BTreeMap<String, Vec<ObjectId>>,
     pub coverage: Coverage,
 }
 
@@ -838,6 +842,13 @@ impl Snapshot {
     pub fn is_complete(&self) -> bool {
         self.coverage.is_complete()
     }
+    /// Whether `user` is a (transitive) member of `group`; `None` when the group was not read.
+    pub fn is_member(&self, group: &str, user: ObjectId) -> Option<bool> {
+        self.groups
+            .get(&group.to_ascii_lowercase())
+            .map(|m| m.binary_search(&user).is_ok())
+    }
+
     /// Looks a user up by id (users are sorted by id).
     pub fn user(&self, id: ObjectId) -> Option<&User> {
         self.users

@@ -302,3 +302,86 @@ async fn scope_presets_and_exceptions_change_the_result() {
     );
     assert_eq!(excepted.findings.len() + 1, baseline.findings.len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_scope_follows_transitive_membership_and_needs_its_permission() {
+    let sim = sim(2500, 23).await;
+    let truth = sim.ground_truth();
+    let group = |name: &str| {
+        truth
+            .groups
+            .iter()
+            .find(|g| g.display_name == name)
+            .expect("group")
+            .clone()
+    };
+    let (contractors, pilot) = (group("Contractors"), group("MFA Pilot"));
+    let extra = format!(
+        "[scope]\ninclude_groups = [\"{}\"]\nexclude_groups = [\"{}\"]\n",
+        contractors.id, pilot.id
+    );
+    let report = audit(&sim, &config(&sim, &extra)).await;
+    assert!(report.complete, "{:?}", report.incomplete_reasons);
+    let scope = |t: &TruthUser| {
+        in_default_scope(t) && contractors.members.contains(&t.id) && !pilot.members.contains(&t.id)
+    };
+    let expected_in_scope = truth.users.iter().filter(|t| scope(t)).count();
+    assert!(
+        expected_in_scope > 50 && expected_in_scope < 500,
+        "{expected_in_scope}"
+    );
+    assert_eq!(report.users_in_scope, expected_in_scope);
+    assert_eq!(
+        user_findings(&report),
+        expected_user_findings(&truth, report.started_at, scope)
+    );
+    assert!(report
+        .summary
+        .users_out_of_scope
+        .get("not in include_groups")
+        .is_some_and(|n| *n > 1000));
+    assert!(report
+        .summary
+        .users_out_of_scope
+        .contains_key("in exclude_groups"));
+
+    // Without GroupMember.Read.All the scope is unknown: user rules are skipped, never passed.
+    let denied = graph_sim::start(
+        SimConfig {
+            tenant: TenantSource::Generated {
+                users: 300,
+                seed: 23,
+                profile: Profile::Realistic,
+            },
+            time_scale: SCALE,
+            granted_roles: graph_sim::ALL_READ_PERMISSIONS
+                .iter()
+                .filter(|p| **p != "GroupMember.Read.All")
+                .map(|p| p.to_string())
+                .collect(),
+            ..SimConfig::default()
+        },
+        ([127, 0, 0, 1], 0).into(),
+    )
+    .await
+    .expect("sim");
+    let report = audit(&denied, &config(&denied, &extra)).await;
+    assert!(
+        report.findings.iter().all(|f| f.subject == "tenant"),
+        "no user finding without a known scope"
+    );
+    let skipped: Vec<&str> = report.skipped.iter().map(|s| s.rule).collect();
+    assert!(
+        skipped.contains(&"no-backup-method") && skipped.contains(&"phone-only"),
+        "{skipped:?}"
+    );
+    assert!(report.skipped.iter().all(|s| !s.reason.is_empty()));
+    assert!(
+        report
+            .skipped
+            .iter()
+            .any(|s| s.reason.contains("GroupMember.Read.All")),
+        "{:?}",
+        report.skipped
+    );
+}

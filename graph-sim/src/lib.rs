@@ -79,6 +79,7 @@ pub const ALL_READ_PERMISSIONS: &[&str] = &[
     "Policy.Read.All",
     "RoleManagement.Read.Directory",
     "UserAuthenticationMethod.Read.All",
+    "GroupMember.Read.All",
 ];
 
 #[derive(Clone, Debug)]

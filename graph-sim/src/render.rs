@@ -161,6 +161,7 @@ pub fn answer(ctx: &Ctx, label: &str, rest: &[&str]) -> Result<Value, Reply> {
             Ok(json!({"perUserMfaState": user.per_user_mfa_str()}))
         }
         "signIns" => sign_ins(ctx),
+        "groupMembers" => group_members(ctx, rest[1]),
         _ => Err(graph_error(
             404,
             "Request_ResourceNotFound",
@@ -624,6 +625,34 @@ fn sign_ins(ctx: &Ctx) -> Result<Value, Reply> {
                 "location": {"city": "Redmond", "state": "Washington", "countryOrRegion": "US", "geoCoordinates": {"altitude": null, "latitude": 47.68050003051758, "longitude": -122.12094116210938}},
                 "appliedConditionalAccessPolicies": [],
             })
+        },
+    )
+}
+
+fn group_members(ctx: &Ctx, key: &str) -> Result<Value, Reply> {
+    let group = ctx.tenant.group(key).ok_or_else(|| {
+        graph_error(404, "Request_ResourceNotFound", &format!("Resource '{key}' does not exist or one of its queried reference-property objects are not present."))
+    })?;
+    let top = ctx
+        .param("$top")
+        .and_then(|t| t.parse::<usize>().ok())
+        .unwrap_or(100)
+        .clamp(1, 999);
+    let users = &ctx.tenant.users;
+    let path = format!(
+        "groups/{}/transitiveMembers/microsoft.graph.user",
+        group.id_string()
+    );
+    page(
+        ctx,
+        "groupMembers",
+        &path,
+        "users",
+        group.members.len(),
+        top,
+        |k| {
+            let u = &users[group.members[k] as usize];
+            json!({"@odata.type": "#microsoft.graph.user", "id": u.id_string(), "userPrincipalName": &*u.upn})
         },
     )
 }

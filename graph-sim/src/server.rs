@@ -99,6 +99,11 @@ const UAM: &[&str] = &[
     "UserAuthenticationMethod.ReadWrite.All",
 ];
 const PER_USER: &[&str] = &["Policy.Read.All", "Policy.ReadWrite.AuthenticationMethod"];
+const GROUPS: &[&str] = &[
+    "GroupMember.Read.All",
+    "Group.Read.All",
+    "Directory.Read.All",
+];
 
 fn route(version: &str, rest: &[&str]) -> Option<Route> {
     let r = |label, class, any_of, premium| {
@@ -148,6 +153,11 @@ fn route(version: &str, rest: &[&str]) -> Option<Route> {
             false,
         ),
         ("v1.0" | "beta", ["auditLogs", "signIns"]) => r("signIns", Class::Reports, AUDIT, true),
+        (
+            "v1.0" | "beta",
+            ["groups", _, "transitiveMembers"]
+            | ["groups", _, "transitiveMembers", "microsoft.graph.user"],
+        ) => r("groupMembers", Class::Directory, GROUPS, false),
         _ => None,
     }
 }

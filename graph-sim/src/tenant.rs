@@ -290,11 +290,79 @@ pub struct Tenant {
     pub by_id: HashMap<u128, u32>,
     pub sign_ins: Vec<SimSignIn>,
     pub policy: SimPolicy,
+    /// Security groups with their (transitive) user members, as indexes into `users`.
+    pub groups: Vec<SimGroup>,
     /// When the tenant was made: sign-ins and TAPs are relative to it.
     pub now: DateTime<Utc>,
 }
 
+/// A group and its transitive user members.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimGroup {
+    pub id: u128,
+    pub display_name: String,
+    pub members: Vec<u32>,
+}
+
+impl SimGroup {
+    pub fn id_string(&self) -> String {
+        uuid::Uuid::from_u128(self.id).hyphenated().to_string()
+    }
+}
+
+/// A group in the ground truth: its id, name and member user ids.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TruthGroup {
+    pub id: String,
+    pub display_name: String,
+    pub members: Vec<String>,
+}
+
+/// Three groups over the users: most staff, a contractors slice, and a small pilot.
+fn generate_groups(users: &[SimUser], seed: u64) -> Vec<SimGroup> {
+    let mut rng = SmallRng::seed_from_u64(seed ^ 0x6707_5eed);
+    let mut staff = Vec::new();
+    let mut contractors = Vec::new();
+    let mut pilot = Vec::new();
+    for (i, u) in users.iter().enumerate() {
+        let i = i as u32;
+        if u.guest {
+            continue;
+        }
+        match rng.gen_range(0..100) {
+            0..=9 => contractors.push(i),
+            _ => staff.push(i),
+        }
+        if rng.gen_range(0..100) < 3 {
+            pilot.push(i);
+        }
+    }
+    let id = |n: u128| 0x9a0c_0000_0000_4000_8000_0000_0000_0000u128 | n;
+    vec![
+        SimGroup {
+            id: id(1),
+            display_name: "All Staff".into(),
+            members: staff,
+        },
+        SimGroup {
+            id: id(2),
+            display_name: "Contractors".into(),
+            members: contractors,
+        },
+        SimGroup {
+            id: id(3),
+            display_name: "MFA Pilot".into(),
+            members: pilot,
+        },
+    ]
+}
+
 impl Tenant {
+    pub fn group(&self, key: &str) -> Option<&SimGroup> {
+        let id = uuid::Uuid::parse_str(key).ok()?.as_u128();
+        self.groups.iter().find(|g| g.id == id)
+    }
+
     pub fn find(&self, key: &str) -> Option<usize> {
         if let Ok(u) = uuid::Uuid::parse_str(key) {
             return self.by_id.get(&u.as_u128()).map(|i| *i as usize);
@@ -359,6 +427,19 @@ impl Tenant {
                 .collect(),
             sign_ins: self.sign_ins.clone(),
             policy: self.policy.clone(),
+            groups: self
+                .groups
+                .iter()
+                .map(|g| TruthGroup {
+                    id: g.id_string(),
+                    display_name: g.display_name.clone(),
+                    members: g
+                        .members
+                        .iter()
+                        .map(|i| self.users[*i as usize].id_string())
+                        .collect(),
+                })
+                .collect(),
             now: self.now,
         }
     }
@@ -392,6 +473,8 @@ pub struct GroundTruth {
     pub users: Vec<TruthUser>,
     pub sign_ins: Vec<SimSignIn>,
     pub policy: SimPolicy,
+    #[serde(default)]
+    pub groups: Vec<TruthGroup>,
     pub now: DateTime<Utc>,
 }
 
@@ -731,7 +814,9 @@ pub fn generate_at(users: usize, seed: u64, profile: Profile, now: DateTime<Utc>
         });
     }
     sign_ins.sort_by_key(|s| std::cmp::Reverse(s.created));
+    let groups = generate_groups(&list, seed);
     let mut tenant = Tenant {
+        groups,
         domain,
         users: list,
         by_id: HashMap::new(),
@@ -818,9 +903,30 @@ pub fn from_ground_truth(truth: &GroundTruth) -> Result<Tenant, String> {
         by_id: HashMap::new(),
         sign_ins: truth.sign_ins.clone(),
         policy: truth.policy.clone(),
+        groups: Vec::new(),
         now: truth.now,
     };
     tenant.reindex();
+    for (n, g) in truth.groups.iter().enumerate() {
+        let id = uuid::Uuid::parse_str(&g.id)
+            .map_err(|e| format!("groups[{n}].id {:?}: {e}", g.id))?
+            .as_u128();
+        let members = g
+            .members
+            .iter()
+            .map(|m| {
+                tenant
+                    .find(m)
+                    .map(|i| i as u32)
+                    .ok_or_else(|| format!("groups[{n}].members: no user {m}"))
+            })
+            .collect::<Result<Vec<u32>, String>>()?;
+        tenant.groups.push(SimGroup {
+            id,
+            display_name: g.display_name.clone(),
+            members,
+        });
+    }
     Ok(tenant)
 }
 

@@ -85,7 +85,13 @@ impl Buckets {
 
 /// Resource units of a directory GET (REFERENCE §3.6).
 pub fn resource_units(path: &str, query: &[(String, String)]) -> f64 {
-    let mut cost: i32 = if path.ends_with("/users") { 2 } else { 1 };
+    let mut cost: i32 = if path.contains("/transitiveMembers") {
+        5
+    } else if path.ends_with("/users") {
+        2
+    } else {
+        1
+    };
     for (k, v) in query {
         match k.as_str() {
             "$select" => cost -= 1,

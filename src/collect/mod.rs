@@ -41,6 +41,8 @@ pub struct CollectOptions {
     pub per_user_mfa: PerUserMfaScope,
     /// Emergency-access accounts (UPNs, case-insensitive): their method detail is always read.
     pub break_glass_upns: Vec<String>,
+    /// Groups (object ids) whose transitive user members are read, for the scope.
+    pub groups: Vec<String>,
 }
 
 impl Default for CollectOptions {
@@ -54,6 +56,7 @@ impl Default for CollectOptions {
             admin_method_detail: true,
             per_user_mfa: PerUserMfaScope::Admins,
             break_glass_upns: Vec::new(),
+            groups: Vec::new(),
         }
     }
 }
@@ -137,6 +140,15 @@ pub static PERMISSION_NEEDS: &[PermissionNeed] = &[
         disables: "per-user-mfa-legacy",
     },
     PermissionNeed {
+        data_set: DataSet::Groups,
+        any_of: &[
+            "GroupMember.Read.All",
+            "Group.Read.All",
+            "Directory.Read.All",
+        ],
+        disables: "the group conditions of [scope]: user rules cannot know who is in scope",
+    },
+    PermissionNeed {
         data_set: DataSet::SignIns,
         any_of: &["AuditLog.Read.All"],
         disables: "mfa-failures",
@@ -152,6 +164,7 @@ impl CollectOptions {
             DataSet::TapDetail => self.tap_detail,
             DataSet::MethodDetail => self.admin_method_detail || !self.break_glass_upns.is_empty(),
             DataSet::PerUserMfa => self.per_user_mfa != PerUserMfaScope::Off,
+            DataSet::Groups => !self.groups.is_empty(),
             _ => true,
         }
     }

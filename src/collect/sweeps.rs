@@ -137,6 +137,7 @@ pub async fn collect_with_report(
         conditional_access: None,
         unknown_methods: BTreeMap::new(),
         mfa_failures_by_code: BTreeMap::new(),
+        groups: BTreeMap::new(),
         coverage: Coverage::default(),
     };
 
@@ -178,6 +179,7 @@ pub async fn collect_with_report(
         DataSet::TapDetail,
         DataSet::MethodDetail,
         DataSet::PerUserMfa,
+        DataSet::Groups,
     ] {
         if !options.reads(set) {
             coverage.gaps.insert(set, Gap::Disabled);
@@ -339,14 +341,49 @@ pub async fn collect_with_report(
         Ok((Some((per_user, per_code)), rows))
     });
 
-    let (users, registration, policy, defaults, ca, roles, sign_ins) = tokio::join!(
+    let groups_fut = timed("groups", async {
+        if !wants(DataSet::Groups) {
+            return Ok((None, 0));
+        }
+        let mut groups: BTreeMap<String, Vec<ObjectId>> = BTreeMap::new();
+        let mut rows = 0u64;
+        for group in &options.groups {
+            let mut members: Vec<ObjectId> = Vec::new();
+            let url = format!(
+                "/v1.0/groups/{}/transitiveMembers/microsoft.graph.user?$select=id&$top=999",
+                encode(group)
+            );
+            client
+                .get_pages::<wire::DirectoryObject, _>(
+                    ThrottleClass::Directory,
+                    "groupMembers",
+                    &url,
+                    |page| {
+                        members.extend(
+                            page.iter()
+                                .filter_map(|m| m.id.as_deref().and_then(ObjectId::parse)),
+                        );
+                        Ok(())
+                    },
+                )
+                .await?;
+            rows += members.len() as u64;
+            members.sort_unstable();
+            members.dedup();
+            groups.insert(group.to_ascii_lowercase(), members);
+        }
+        Ok((Some(groups), rows))
+    });
+
+    let (users, registration, policy, defaults, ca, roles, sign_ins, groups) = tokio::join!(
         users_fut,
         registration_fut,
         policy_fut,
         defaults_fut,
         ca_fut,
         roles_fut,
-        sign_ins_fut
+        sign_ins_fut,
+        groups_fut
     );
 
     let (users, stat) = users;
@@ -456,6 +493,16 @@ pub async fn collect_with_report(
             users[i as usize].roles.insert(role);
         }
     }
+    let (groups, stat) = groups;
+    record(
+        &mut coverage,
+        &mut sweeps,
+        DataSet::Groups,
+        "groupMembers",
+        stat,
+        groups.as_ref().err(),
+    );
+    snapshot.groups = groups.ok().flatten().unwrap_or_default();
     let (sign_ins, stat) = sign_ins;
     record(
         &mut coverage,

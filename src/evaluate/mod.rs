@@ -164,14 +164,18 @@ fn gap_reason(set: DataSet, gap: &Gap) -> String {
 /// Which users the user rules judge.
 pub trait Scope {
     /// `None` when the user is in scope; otherwise the reason it is not (counted, not forgotten).
-    fn exclusion(&self, user: &User) -> Option<&'static str>;
+    fn exclusion(&self, user: &User, snapshot: &Snapshot) -> Option<&'static str>;
+    /// Whether the scope depends on group membership (then it needs the groups data set).
+    fn needs_groups(&self) -> bool {
+        false
+    }
 }
 
 /// Everyone enabled.
 pub struct AllEnabled;
 
 impl Scope for AllEnabled {
-    fn exclusion(&self, user: &User) -> Option<&'static str> {
+    fn exclusion(&self, user: &User, _: &Snapshot) -> Option<&'static str> {
         (!user.account_enabled).then_some("disabled")
     }
 }
@@ -194,7 +198,7 @@ pub fn evaluate(
                 .or_default() += 1;
             continue;
         }
-        match scope.exclusion(u) {
+        match scope.exclusion(u, snapshot) {
             Some(reason) => *out.users_out_of_scope.entry(reason.into()).or_default() += 1,
             None => users.push(u),
         }
@@ -220,11 +224,28 @@ pub fn evaluate(
         now,
     };
     let by_id: BTreeMap<ObjectId, &User> = snapshot.users.iter().map(|u| (u.id, u)).collect();
+    // Without the groups it names, the scope is unknown: user rules cannot be judged.
+    let scope_gap = snapshot
+        .coverage
+        .gaps
+        .get(&DataSet::Groups)
+        .filter(|_| scope.needs_groups());
     for rule in CATALOGUE {
         let Some(toggle) = params.toggle(rule.id) else {
             continue;
         };
         if !toggle.enabled() {
+            continue;
+        }
+        if let (Some(gap), RuleKind::User) = (scope_gap, rule.kind) {
+            let reason = format!(
+                "the scope names groups, but {}",
+                gap_reason(DataSet::Groups, gap)
+            );
+            out.skipped.push(Skipped {
+                rule: rule.id,
+                reason,
+            });
             continue;
         }
         if let Some((set, gap)) = rule

@@ -5,7 +5,7 @@ use regex::Regex;
 use serde::Deserialize;
 
 use super::Scope;
-use crate::snapshot::{User, UserType};
+use crate::snapshot::{Snapshot, User, UserType};
 
 /// Built-in UPN patterns, each switchable.
 pub const PRESET_GUESTS: &str = r"(?i)#EXT#@";
@@ -37,6 +37,10 @@ pub struct ScopeConfig {
     pub include_upn_patterns: Vec<String>,
     /// UPNs matching any of these regexes are left out.
     pub exclude_upn_patterns: Vec<String>,
+    /// Only (transitive) members of one of these groups (object ids) are judged (empty: all).
+    pub include_groups: Vec<String>,
+    /// Members of any of these groups (object ids) are left out.
+    pub exclude_groups: Vec<String>,
 }
 
 impl Default for ScopeConfig {
@@ -49,6 +53,8 @@ impl Default for ScopeConfig {
             exclude_sync_accounts: true,
             include_upn_patterns: Vec::new(),
             exclude_upn_patterns: Vec::new(),
+            include_groups: Vec::new(),
+            exclude_groups: Vec::new(),
         }
     }
 }
@@ -106,7 +112,11 @@ impl UserScope {
 }
 
 impl Scope for UserScope {
-    fn exclusion(&self, u: &User) -> Option<&'static str> {
+    fn needs_groups(&self) -> bool {
+        !self.config.include_groups.is_empty() || !self.config.exclude_groups.is_empty()
+    }
+
+    fn exclusion(&self, u: &User, snapshot: &Snapshot) -> Option<&'static str> {
         if !u.account_enabled && !self.config.include_disabled {
             return Some("disabled");
         }
@@ -131,6 +141,14 @@ impl Scope for UserScope {
         if self.exclude.iter().any(|re| re.is_match(&u.upn)) {
             return Some("matched by exclude_upn_patterns");
         }
+        let member = |g: &String| snapshot.is_member(g, u.id).unwrap_or(false);
+        if !self.config.include_groups.is_empty() && !self.config.include_groups.iter().any(member)
+        {
+            return Some("not in include_groups");
+        }
+        if self.config.exclude_groups.iter().any(member) {
+            return Some("in exclude_groups");
+        }
         None
     }
 }
@@ -144,22 +162,66 @@ mod tests {
         User::new(ObjectId(1), upn)
     }
 
+    fn empty() -> Snapshot {
+        Snapshot {
+            tenant_id: "t".into(),
+            taken_at: chrono::Utc::now(),
+            users: vec![],
+            methods_policy: None,
+            security_defaults_enabled: None,
+            conditional_access: None,
+            unknown_methods: Default::default(),
+            mfa_failures_by_code: Default::default(),
+            groups: Default::default(),
+            coverage: Default::default(),
+        }
+    }
+
+    #[test]
+    fn groups_include_and_exclude_transitive_members() {
+        let staff = "9a0c0000-0000-4000-8000-000000000001";
+        let pilot = "9a0c0000-0000-4000-8000-000000000003";
+        let scope = UserScope::new(&ScopeConfig {
+            include_groups: vec![staff.into()],
+            exclude_groups: vec![pilot.into()],
+            ..ScopeConfig::default()
+        })
+        .expect("valid");
+        let mut snap = empty();
+        snap.groups
+            .insert(staff.into(), vec![ObjectId(1), ObjectId(2)]);
+        snap.groups.insert(pilot.into(), vec![ObjectId(2)]);
+        let mut a = user("a@contoso.com");
+        a.id = ObjectId(1);
+        let mut b = user("b@contoso.com");
+        b.id = ObjectId(2);
+        let mut c = user("c@contoso.com");
+        c.id = ObjectId(3);
+        assert_eq!(scope.exclusion(&a, &snap), None);
+        assert_eq!(scope.exclusion(&b, &snap), Some("in exclude_groups"));
+        assert_eq!(scope.exclusion(&c, &snap), Some("not in include_groups"));
+        assert!(scope.needs_groups());
+    }
+
     #[test]
     fn presets_leave_out_service_and_external_accounts() {
         let scope = UserScope::new(&ScopeConfig::default()).expect("valid");
         assert_eq!(
-            scope.exclusion(&user("ann_fabrikam.com#EXT#@contoso.onmicrosoft.com")),
+            scope.exclusion(
+                &user("ann_fabrikam.com#EXT#@contoso.onmicrosoft.com"),
+                &empty()
+            ),
             Some("external (#EXT#)")
         );
         assert_eq!(
-            scope.exclusion(&user("package_0a1b2c3d@contoso.com")),
+            scope.exclusion(&user("package_0a1b2c3d@contoso.com"), &empty()),
             Some("package account")
         );
         assert_eq!(
-            scope.exclusion(&user("Sync_DC01_1234abcd@contoso.com")),
+            scope.exclusion(&user("Sync_DC01_1234abcd@contoso.com"), &empty()),
             Some("directory-sync account")
         );
-        assert_eq!(scope.exclusion(&user("ann@contoso.com")), None);
+        assert_eq!(scope.exclusion(&user("ann@contoso.com"), &empty()), None);
         let all = UserScope::new(&ScopeConfig {
             exclude_external: false,
             exclude_package_accounts: false,
@@ -167,7 +229,10 @@ mod tests {
             ..ScopeConfig::default()
         })
         .expect("valid");
-        assert_eq!(all.exclusion(&user("package_0a1b2c3d@contoso.com")), None);
+        assert_eq!(
+            all.exclusion(&user("package_0a1b2c3d@contoso.com"), &empty()),
+            None
+        );
     }
 
     #[test]
@@ -180,19 +245,19 @@ mod tests {
         .expect("valid");
         let mut guest = user("g@contoso.com");
         guest.user_type = UserType::Guest;
-        assert_eq!(scope.exclusion(&guest), Some("guest"));
+        assert_eq!(scope.exclusion(&guest, &empty()), Some("guest"));
         let mut off = user("o@contoso.com");
         off.account_enabled = false;
-        assert_eq!(scope.exclusion(&off), Some("disabled"));
+        assert_eq!(scope.exclusion(&off, &empty()), Some("disabled"));
         assert_eq!(
-            scope.exclusion(&user("a@fabrikam.com")),
+            scope.exclusion(&user("a@fabrikam.com"), &empty()),
             Some("not matched by include_upn_patterns")
         );
         assert_eq!(
-            scope.exclusion(&user("svc-backup@contoso.com")),
+            scope.exclusion(&user("svc-backup@contoso.com"), &empty()),
             Some("matched by exclude_upn_patterns")
         );
-        assert_eq!(scope.exclusion(&user("ann@contoso.com")), None);
+        assert_eq!(scope.exclusion(&user("ann@contoso.com"), &empty()), None);
     }
 
     #[test]

@@ -103,6 +103,7 @@ fn snapshot(mut users: Vec<User>) -> Snapshot {
         conditional_access: Some(vec![mfa_for_all()]),
         unknown_methods: BTreeMap::new(),
         mfa_failures_by_code: BTreeMap::new(),
+        groups: BTreeMap::new(),
         coverage: Coverage::default(),
     }
 }
