@@ -179,8 +179,8 @@ pub async fn collect_with_report(
         DataSet::TapDetail,
         DataSet::MethodDetail,
         DataSet::PerUserMfa,
-        DataSet::Groups,
     ] {
+        // (Groups are read only when [scope] names some; no rule needs them otherwise.)
         if !options.reads(set) {
             coverage.gaps.insert(set, Gap::Disabled);
         }
