@@ -277,3 +277,33 @@ async fn the_demo_collects_the_simulated_tenant() {
         "{t}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_refuses_bad_rules_scope_and_exceptions_with_key_and_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let head = "[tenant]\ntenant_id = \"contoso.onmicrosoft.com\"\nclient_id = \"5a1e3c9d-7b2f-4e6a-8c0d-2f4b6d8e0a1c\"\nclient_secret_env = \"X\"\n\n";
+    let cases = [
+        ("[rules.phone-only]\nenabled = \"yes\"\n", "config.toml:7:11: rules.phone-only.enabled: invalid type: string \"yes\", expected a boolean"),
+        ("[rules.phone-olny]\n", "config.toml:6:8: rules.phone-olny: unknown key (did you mean phone-only?)"),
+        ("[scope]\nexclude_upn_patterns = [\"[a-\"]\n", "config.toml:7:1: scope.exclude_upn_patterns: pattern 1 is not a valid regex"),
+        (
+            "[[exceptions]]\nrule = \"phone-only\"\nuser = \"ann@contoso.com\"\nreason = \"r\"\n",
+            "config.toml:6:1: exceptions[0]: missing field `expires`",
+        ),
+    ];
+    for (body, want) in cases {
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, format!("{head}{body}")).expect("write");
+        let out = run(&[
+            "audit",
+            "--config",
+            path.to_str().expect("utf-8"),
+            "--format",
+            "json",
+        ])
+        .await;
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{t}");
+        assert!(t.contains(want), "expected {want:?} in {t}");
+    }
+}
