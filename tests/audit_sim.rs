@@ -5,50 +5,17 @@
 //! rules' definitions in DESIGN §4 — not by calling the evaluator.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use graph_sim::{GroundTruth, Profile, SimConfig, SimHandle, TenantSource, TruthUser};
-use mfa_auditor::config::Config;
-use mfa_auditor::graph::{Credential, GraphClient};
 use mfa_auditor::report::Report;
-use mfa_auditor::secret::Secret;
 use mfa_auditor::snapshot::{MethodKind, MethodSet, Role};
 
-const SCALE: f64 = 200.0;
+mod common;
+use common::{audit, config, SCALE};
 
 async fn sim(users: usize, seed: u64) -> SimHandle {
-    let config = SimConfig {
-        tenant: TenantSource::Generated {
-            users,
-            seed,
-            profile: Profile::Realistic,
-        },
-        time_scale: SCALE,
-        ..SimConfig::default()
-    };
-    graph_sim::start(config, ([127, 0, 0, 1], 0).into())
-        .await
-        .expect("sim")
-}
-
-fn config(sim: &SimHandle, extra: &str) -> Config {
-    let text = format!(
-        "[tenant]\ntenant_id = \"{}\"\nclient_id = \"{}\"\ncloud = \"custom\"\ngraph_url = \"{b}\"\nlogin_url = \"{b}\"\nclient_secret_env = \"UNUSED\"\n{extra}\n",
-        sim.tenant_id(),
-        sim.client_id(),
-        b = sim.base_url()
-    );
-    Config::parse(&text, "test.toml").unwrap_or_else(|e| panic!("{e}"))
-}
-
-async fn audit(sim: &SimHandle, config: &Config) -> Report {
-    let mut c = config.client_config();
-    c.pacing = c.pacing.scaled(SCALE);
-    c.backoff_base = Duration::from_millis(20);
-    let client =
-        GraphClient::new(c, Credential::Secret(Secret::new(sim.client_secret()))).expect("client");
-    mfa_auditor::audit::run(config, &client).await
+    common::sim(users, seed, Profile::Realistic, |_| {}).await
 }
 
 const PHONE: [MethodKind; 3] = [

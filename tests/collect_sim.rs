@@ -2,47 +2,24 @@
 //! on a healthy tenant and through every failure the issue names.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use chrono::Utc;
-use graph_sim::{Fault, Licence, Profile, SimConfig, SimHandle, TenantSource};
+use graph_sim::{Fault, Licence, Profile, SimConfig, SimHandle};
 use mfa_auditor::collect::{collect_with_report, CollectOptions, CollectReport, PerUserMfaScope};
 use mfa_auditor::graph::{ClientConfig, Credential, GraphClient};
 use mfa_auditor::secret::Secret;
 use mfa_auditor::snapshot::{DataSet, Gap, MethodKind, MethodSet, PerUserMfa, Snapshot, User};
 use url::Url;
 
-const SCALE: f64 = 200.0;
-
-fn loopback() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 0))
-}
+mod common;
 
 async fn sim(users: usize, seed: u64, tweak: impl FnOnce(&mut SimConfig)) -> SimHandle {
-    let mut config = SimConfig {
-        tenant: TenantSource::Generated {
-            users,
-            seed,
-            profile: Profile::Realistic,
-        },
-        time_scale: SCALE,
-        ..SimConfig::default()
-    };
-    tweak(&mut config);
-    graph_sim::start(config, loopback())
-        .await
-        .expect("simulator starts")
+    common::sim(users, seed, Profile::Realistic, tweak).await
 }
 
 fn client(sim: &SimHandle, tweak: impl FnOnce(&mut ClientConfig)) -> GraphClient {
-    let base = Url::parse(&sim.base_url()).expect("base url");
-    let mut config = ClientConfig::new(base.clone(), base, sim.tenant_id(), sim.client_id());
-    config.pacing = config.pacing.scaled(SCALE);
-    config.backoff_base = Duration::from_millis(20);
-    config.backoff_cap = Duration::from_millis(500);
-    tweak(&mut config);
-    GraphClient::new(config, Credential::Secret(Secret::new(sim.client_secret()))).expect("client")
+    common::client(sim, tweak)
 }
 
 async fn run(sim: &SimHandle, client: &GraphClient, options: &CollectOptions) -> CollectReport {

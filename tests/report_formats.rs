@@ -5,11 +5,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use graph_sim::{Profile, SimConfig, TenantSource};
-use mfa_auditor::config::Config;
-use mfa_auditor::graph::{Credential, GraphClient};
+use graph_sim::Profile;
 use mfa_auditor::report::Report;
-use mfa_auditor::secret::Secret;
 
 /// The SARIF 2.1.0 schema as Microsoft ships it (npm package @microsoft/jest-sarif), fetched
 /// once from the npm registry into the target directory.
@@ -54,33 +51,11 @@ fn sarif_schema() -> serde_json::Value {
         .clone()
 }
 
+mod common;
+
 async fn report() -> Report {
-    let sim = graph_sim::start(
-        SimConfig {
-            tenant: TenantSource::Generated {
-                users: 800,
-                seed: 8,
-                profile: Profile::WeakPolicy,
-            },
-            time_scale: 200.0,
-            ..SimConfig::default()
-        },
-        ([127, 0, 0, 1], 0).into(),
-    )
-    .await
-    .expect("sim");
-    let text = format!(
-        "[tenant]\ntenant_id = \"{}\"\nclient_id = \"{}\"\ncloud = \"custom\"\ngraph_url = \"{b}\"\nlogin_url = \"{b}\"\nclient_secret_env = \"UNUSED\"\n",
-        sim.tenant_id(),
-        sim.client_id(),
-        b = sim.base_url()
-    );
-    let config = Config::parse(&text, "test.toml").expect("config");
-    let mut c = config.client_config();
-    c.pacing = c.pacing.scaled(200.0);
-    let client =
-        GraphClient::new(c, Credential::Secret(Secret::new(sim.client_secret()))).expect("client");
-    mfa_auditor::audit::run(&config, &client).await
+    let sim = common::sim(800, 8, Profile::WeakPolicy, |_| {}).await;
+    common::audit(&sim, &common::config(&sim, "")).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
