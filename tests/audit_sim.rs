@@ -183,6 +183,18 @@ async fn audit_findings_are_exactly_what_the_ground_truth_implies() {
         rules.contains("break-glass-count"),
         "no emergency-access account is configured"
     );
+    assert_eq!(
+        rules.contains("system-preferred-mfa-off"),
+        p.system_preferred != "enabled"
+    );
+    assert_eq!(
+        rules.contains("registration-campaign-off"),
+        p.registration_campaign != "enabled"
+    );
+    assert_eq!(
+        rules.contains("migration-incomplete"),
+        p.migration_state != "migrationComplete"
+    );
     assert!(
         !rules.contains("no-mfa-enforcement"),
         "the realistic tenant requires MFA for all in CA"

@@ -62,6 +62,11 @@ async fn report() -> Report {
 async fn sarif_validates_against_the_sarif_2_1_0_schema() {
     let report = report().await;
     assert!(report.findings.len() > 10);
+    // The weak-policy tenant has system-preferred MFA off: read from the beta policy.
+    assert!(report
+        .findings
+        .iter()
+        .any(|f| f.rule == "system-preferred-mfa-off"));
     let sarif: serde_json::Value = serde_json::from_str(&report.to_sarif()).expect("SARIF is JSON");
     let mut schema = sarif_schema();
     // Erratum in the published schema: the `language` patterns (run, toolComponent) carry a stray

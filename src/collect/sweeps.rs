@@ -46,7 +46,8 @@ pub fn encode(value: &str) -> String {
 const USERS_URL: &str =
     "/v1.0/users?$select=id,userPrincipalName,displayName,accountEnabled,userType,createdDateTime,onPremisesSyncEnabled&$top=999";
 const REGISTRATION_URL: &str = "/v1.0/reports/authenticationMethods/userRegistrationDetails";
-const POLICY_URL: &str = "/v1.0/policies/authenticationMethodsPolicy";
+/// Beta: only it carries `systemCredentialPreferences` (system-preferred MFA); the rest is v1.0's shape.
+const POLICY_URL: &str = "/beta/policies/authenticationMethodsPolicy";
 const SECURITY_DEFAULTS_URL: &str = "/v1.0/policies/identitySecurityDefaultsEnforcementPolicy";
 const CA_URL: &str = "/v1.0/identity/conditionalAccess/policies";
 
