@@ -53,6 +53,17 @@ fn sarif_schema() -> serde_json::Value {
 
 mod common;
 
+/// The columns of the CSV, which are also the keys of a JSON finding (DESIGN §7).
+const COLUMNS: [&str; 7] = [
+    "rule",
+    "severity",
+    "subject",
+    "user_id",
+    "user_principal_name",
+    "detail",
+    "remediation",
+];
+
 async fn report() -> Report {
     let sim = common::sim(800, 8, Profile::WeakPolicy, |_| {}).await;
     common::audit(&sim, &common::config(&sim, "")).await
@@ -109,18 +120,7 @@ async fn csv_round_trips_and_json_has_the_documented_keys() {
         .iter()
         .map(str::to_owned)
         .collect();
-    assert_eq!(
-        header,
-        [
-            "rule",
-            "severity",
-            "subject",
-            "user_id",
-            "user_principal_name",
-            "detail",
-            "remediation"
-        ]
-    );
+    assert_eq!(header, COLUMNS);
     let rows: Vec<csv::StringRecord> = reader
         .records()
         .collect::<Result<_, _>>()
@@ -154,15 +154,7 @@ async fn csv_round_trips_and_json_has_the_documented_keys() {
         assert!(json.get(key).is_some(), "{key} missing");
     }
     let f = &json["findings"][0];
-    for key in [
-        "rule",
-        "severity",
-        "subject",
-        "user_id",
-        "user_principal_name",
-        "detail",
-        "remediation",
-    ] {
+    for key in COLUMNS {
         assert!(f.get(key).is_some(), "findings[].{key} missing");
     }
     assert!(json["findings"]

@@ -111,11 +111,19 @@ impl Pacer {
     }
 }
 
-/// Graph's resource-unit cost of a directory GET (REFERENCE §3.6): `GET users` costs 2, anything
-/// else 1; `$select` −1, `$expand` +1, `$top` < 20 −1; at least 1.
+/// Graph's resource-unit cost of a directory GET (REFERENCE §3.6): `GET users` costs 2, group
+/// `members` 3, `transitiveMembers` 5, anything else 1; `$select` −1, `$expand` +1, `$top` < 20 −1; at least 1.
 pub fn resource_units(url: &url::Url) -> f64 {
     let path = url.path();
-    let mut cost: i32 = if path.ends_with("/users") { 2 } else { 1 };
+    let mut cost: i32 = if path.contains("/transitiveMembers") {
+        5
+    } else if path.contains("/members") {
+        3
+    } else if path.ends_with("/users") {
+        2
+    } else {
+        1
+    };
     for (k, v) in url.query_pairs() {
         match k.as_ref() {
             "$select" => cost -= 1,
@@ -198,6 +206,7 @@ mod tests {
             1.0
         );
         assert_eq!(resource_units(&u("https://g/v1.0/users")), 2.0);
+        assert_eq!(resource_units(&u("https://g/v1.0/groups/x/transitiveMembers/microsoft.graph.user?$select=id&$top=999")), 4.0);
         assert_eq!(
             resource_units(&u(
                 "https://g/v1.0/roleManagement/directory/roleAssignments?$expand=principal"
