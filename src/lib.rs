@@ -11,3 +11,4 @@ pub mod graph;
 pub mod report;
 pub mod secret;
 pub mod snapshot;
+pub mod state;

@@ -1,0 +1,548 @@
+//! The state store: every audit run, and every finding's first seen, last seen and resolution,
+//! in SQLite (embedded, WAL, one writer, migrations in the binary).
+//!
+//! Recording an audit is one transaction: a crash at any point leaves the previous state intact,
+//! and a restart continues from it. Only a **complete** audit moves findings (new, still open,
+//! resolved); an incomplete or failed one is recorded as a run and changes nothing else, so a
+//! half-read tenant never resolves a finding it simply did not see.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::report::Report;
+
+#[derive(Debug, Error)]
+pub enum StateError {
+    #[error("state database {path}: {source}")]
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("state database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("state database {path} has schema version {found}, newer than this binary knows ({known}); refusing to touch it")]
+    TooNew {
+        path: String,
+        found: i64,
+        known: i64,
+    },
+}
+
+/// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE audits (
+    id              INTEGER PRIMARY KEY,
+    tenant          TEXT NOT NULL,
+    started_at      TEXT NOT NULL,
+    finished_at     TEXT NOT NULL,
+    result          TEXT NOT NULL CHECK (result IN ('complete', 'incomplete')),
+    reason          TEXT,
+    users_in_scope  INTEGER NOT NULL,
+    findings        INTEGER NOT NULL,
+    excepted        INTEGER NOT NULL,
+    graph_requests  INTEGER NOT NULL
+);
+CREATE INDEX audits_tenant_time ON audits (tenant, started_at);
+CREATE TABLE findings (
+    tenant               TEXT NOT NULL,
+    rule                 TEXT NOT NULL,
+    subject              TEXT NOT NULL,
+    user_principal_name  TEXT,
+    severity             TEXT NOT NULL,
+    detail               TEXT NOT NULL,
+    remediation          TEXT NOT NULL,
+    excepted             INTEGER NOT NULL DEFAULT 0,
+    first_seen           TEXT NOT NULL,
+    last_seen            TEXT NOT NULL,
+    resolved_at          TEXT,
+    last_audit           INTEGER NOT NULL REFERENCES audits (id),
+    PRIMARY KEY (tenant, rule, subject)
+);
+CREATE INDEX findings_open ON findings (tenant, resolved_at);
+"#];
+
+/// A finding as the store knows it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StoredFinding {
+    pub tenant: String,
+    pub rule: String,
+    pub subject: String,
+    pub user_principal_name: Option<String>,
+    pub severity: String,
+    pub detail: String,
+    pub remediation: String,
+    pub excepted: bool,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    pub resolved_at: Option<DateTime<Utc>>,
+}
+
+/// One recorded audit run.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AuditRun {
+    pub id: i64,
+    pub tenant: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub complete: bool,
+    pub reason: Option<String>,
+    pub users_in_scope: i64,
+    pub findings: i64,
+    pub excepted: i64,
+    pub graph_requests: i64,
+}
+
+/// What a complete audit changed: the (rule, subject) of findings that are new (or back after
+/// being resolved) and of findings resolved by it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Changes {
+    pub audit_id: i64,
+    pub new: Vec<(String, String)>,
+    pub resolved: Vec<(String, String)>,
+}
+
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+fn parse_ts(s: String) -> rusqlite::Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(&s)
+        .map(|d| d.with_timezone(&Utc))
+        .map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+        })
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Store, StateError> {
+        let name = path.display().to_string();
+        let conn = Connection::open(path).map_err(|source| StateError::Open {
+            path: name.clone(),
+            source,
+        })?;
+        Store::init(conn, &name)
+    }
+
+    /// An in-memory store (tests, the demo).
+    pub fn in_memory() -> Result<Store, StateError> {
+        Store::init(Connection::open_in_memory()?, ":memory:")
+    }
+
+    fn init(mut conn: Connection, name: &str) -> Result<Store, StateError> {
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(StateError::TooNew {
+                path: name.to_string(),
+                found: version,
+                known,
+            });
+        }
+        let tx = conn.transaction()?;
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        }
+        tx.commit()?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records one audit. A complete one updates findings and returns what changed; an
+    /// incomplete one is recorded as a run only.
+    pub fn record(&self, report: &Report, graph_requests: u64) -> Result<Changes, StateError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let reason = (!report.complete).then(|| report.incomplete_reasons.join("; "));
+        tx.execute(
+            "INSERT INTO audits (tenant, started_at, finished_at, result, reason, users_in_scope, findings, excepted, graph_requests)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                report.tenant,
+                ts(report.started_at),
+                ts(report.finished_at),
+                if report.complete { "complete" } else { "incomplete" },
+                reason,
+                report.users_in_scope as i64,
+                report.findings.len() as i64,
+                report.excepted.len() as i64,
+                graph_requests as i64,
+            ],
+        )?;
+        let audit_id = tx.last_insert_rowid();
+        let mut changes = Changes {
+            audit_id,
+            ..Changes::default()
+        };
+        if !report.complete {
+            tx.commit()?;
+            return Ok(changes);
+        }
+        let seen = ts(report.started_at);
+        {
+            let mut prior = tx.prepare("SELECT resolved_at IS NULL FROM findings WHERE tenant = ?1 AND rule = ?2 AND subject = ?3")?;
+            let mut upsert = tx.prepare(
+                "INSERT INTO findings (tenant, rule, subject, user_principal_name, severity, detail, remediation, excepted, first_seen, last_seen, resolved_at, last_audit)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, NULL, ?10)
+                 ON CONFLICT (tenant, rule, subject) DO UPDATE SET
+                    user_principal_name = excluded.user_principal_name, severity = excluded.severity,
+                    detail = excluded.detail, remediation = excluded.remediation, excepted = excluded.excepted,
+                    first_seen = CASE WHEN findings.resolved_at IS NULL THEN findings.first_seen ELSE excluded.first_seen END,
+                    last_seen = excluded.last_seen, resolved_at = NULL, last_audit = excluded.last_audit",
+            )?;
+            let open = report.findings.iter().map(|f| (f, false));
+            let excepted = report.excepted.iter().map(|e| (&e.finding, true));
+            for (f, is_excepted) in open.chain(excepted) {
+                let was_open: Option<bool> = prior
+                    .query_row(params![report.tenant, f.rule, f.subject], |r| r.get(0))
+                    .optional()?;
+                upsert.execute(params![
+                    report.tenant,
+                    f.rule,
+                    f.subject,
+                    f.user_principal_name,
+                    f.severity.as_str(),
+                    f.detail,
+                    f.remediation,
+                    is_excepted,
+                    seen,
+                    audit_id
+                ])?;
+                if was_open != Some(true) {
+                    changes.new.push((f.rule.to_string(), f.subject.clone()));
+                }
+            }
+            let mut gone = tx.prepare("SELECT rule, subject FROM findings WHERE tenant = ?1 AND resolved_at IS NULL AND last_audit <> ?2")?;
+            changes.resolved = gone
+                .query_map(params![report.tenant, audit_id], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?
+                .collect::<Result<_, _>>()?;
+        }
+        tx.execute(
+            "UPDATE findings SET resolved_at = ?1 WHERE tenant = ?2 AND resolved_at IS NULL AND last_audit <> ?3",
+            params![seen, report.tenant, audit_id],
+        )?;
+        tx.commit()?;
+        Ok(changes)
+    }
+
+    /// Findings of `tenant`: open ones only, or all.
+    pub fn findings(
+        &self,
+        tenant: &str,
+        include_resolved: bool,
+    ) -> Result<Vec<StoredFinding>, StateError> {
+        let conn = self.conn();
+        let mut q = conn.prepare(
+            "SELECT tenant, rule, subject, user_principal_name, severity, detail, remediation, excepted, first_seen, last_seen, resolved_at
+             FROM findings WHERE tenant = ?1 AND (?2 OR resolved_at IS NULL) ORDER BY rule, subject",
+        )?;
+        let rows = q.query_map(params![tenant, include_resolved], |r| {
+            Ok(StoredFinding {
+                tenant: r.get(0)?,
+                rule: r.get(1)?,
+                subject: r.get(2)?,
+                user_principal_name: r.get(3)?,
+                severity: r.get(4)?,
+                detail: r.get(5)?,
+                remediation: r.get(6)?,
+                excepted: r.get(7)?,
+                first_seen: parse_ts(r.get(8)?)?,
+                last_seen: parse_ts(r.get(9)?)?,
+                resolved_at: r.get::<_, Option<String>>(10)?.map(parse_ts).transpose()?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The most recent audit runs, newest first.
+    pub fn audits(&self, tenant: &str, limit: usize) -> Result<Vec<AuditRun>, StateError> {
+        let conn = self.conn();
+        let mut q = conn.prepare(
+            "SELECT id, tenant, started_at, finished_at, result, reason, users_in_scope, findings, excepted, graph_requests
+             FROM audits WHERE tenant = ?1 ORDER BY id DESC LIMIT ?2",
+        )?;
+        let rows = q.query_map(params![tenant, limit as i64], |r| {
+            Ok(AuditRun {
+                id: r.get(0)?,
+                tenant: r.get(1)?,
+                started_at: parse_ts(r.get(2)?)?,
+                finished_at: parse_ts(r.get(3)?)?,
+                complete: r.get::<_, String>(4)? == "complete",
+                reason: r.get(5)?,
+                users_in_scope: r.get(6)?,
+                findings: r.get(7)?,
+                excepted: r.get(8)?,
+                graph_requests: r.get(9)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Keeps the newest `keep` audit runs of `tenant` (and every run a finding still points at);
+    /// findings resolved before the oldest kept run are dropped. Returns the runs deleted.
+    pub fn prune(&self, tenant: &str, keep: usize) -> Result<usize, StateError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let cutoff: Option<(i64, String)> = tx
+            .query_row(
+                "SELECT id, started_at FROM audits WHERE tenant = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2",
+                params![tenant, keep.saturating_sub(1) as i64],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((oldest_kept, oldest_time)) = cutoff else {
+            return Ok(0);
+        };
+        tx.execute(
+            "DELETE FROM findings WHERE tenant = ?1 AND resolved_at IS NOT NULL AND resolved_at < ?2",
+            params![tenant, oldest_time],
+        )?;
+        let deleted = tx.execute(
+            "DELETE FROM audits WHERE tenant = ?1 AND id < ?2 AND id NOT IN (SELECT last_audit FROM findings)",
+            params![tenant, oldest_kept],
+        )?;
+        tx.commit()?;
+        Ok(deleted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evaluate::{Finding, Severity};
+    use crate::report::Summary;
+
+    fn finding(rule: &'static str, subject: &str) -> Finding {
+        Finding {
+            rule,
+            severity: Severity::Medium,
+            subject: subject.into(),
+            user_id: Some(subject.into()),
+            user_principal_name: Some(format!("{subject}@contoso.com")),
+            detail: "d".into(),
+            remediation: "r".into(),
+        }
+    }
+
+    fn report(at: &str, complete: bool, findings: Vec<Finding>) -> Report {
+        let t: DateTime<Utc> = at.parse().expect("time");
+        Report {
+            tenant: "t1".into(),
+            complete,
+            started_at: t,
+            finished_at: t,
+            users_in_scope: 10,
+            findings,
+            excepted: vec![],
+            skipped: vec![],
+            incomplete_reasons: if complete {
+                vec![]
+            } else {
+                vec!["users (users): HTTP 500".into()]
+            },
+            summary: Summary::default(),
+        }
+    }
+
+    fn keys(v: &[(String, String)]) -> Vec<String> {
+        v.iter().map(|(r, s)| format!("{r}/{s}")).collect()
+    }
+
+    #[test]
+    fn findings_keep_their_first_seen_and_resolve_when_gone() {
+        let store = Store::in_memory().expect("store");
+        let c1 = store
+            .record(
+                &report(
+                    "2026-11-01T10:00:00Z",
+                    true,
+                    vec![
+                        finding("phone-only", "ann"),
+                        finding("no-mfa-method", "bob"),
+                    ],
+                ),
+                5,
+            )
+            .expect("record");
+        assert_eq!(keys(&c1.new), ["phone-only/ann", "no-mfa-method/bob"]);
+        let c2 = store
+            .record(
+                &report(
+                    "2026-11-01T11:00:00Z",
+                    true,
+                    vec![finding("phone-only", "ann")],
+                ),
+                5,
+            )
+            .expect("record");
+        assert!(c2.new.is_empty());
+        assert_eq!(keys(&c2.resolved), ["no-mfa-method/bob"]);
+        let open = store.findings("t1", false).expect("findings");
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].first_seen.to_rfc3339(), "2026-11-01T10:00:00+00:00");
+        assert_eq!(open[0].last_seen.to_rfc3339(), "2026-11-01T11:00:00+00:00");
+        let all = store.findings("t1", true).expect("findings");
+        let bob = all.iter().find(|f| f.subject == "bob").expect("bob");
+        assert_eq!(
+            bob.resolved_at.map(|t| t.to_rfc3339()),
+            Some("2026-11-01T11:00:00+00:00".into())
+        );
+        // Back again: new, with a fresh first_seen.
+        let c3 = store
+            .record(
+                &report(
+                    "2026-11-01T12:00:00Z",
+                    true,
+                    vec![
+                        finding("phone-only", "ann"),
+                        finding("no-mfa-method", "bob"),
+                    ],
+                ),
+                5,
+            )
+            .expect("record");
+        assert_eq!(keys(&c3.new), ["no-mfa-method/bob"]);
+        let bob = store
+            .findings("t1", false)
+            .expect("findings")
+            .into_iter()
+            .find(|f| f.subject == "bob")
+            .expect("bob");
+        assert_eq!(
+            (bob.first_seen.to_rfc3339(), bob.resolved_at),
+            ("2026-11-01T12:00:00+00:00".into(), None)
+        );
+    }
+
+    #[test]
+    fn an_incomplete_audit_changes_no_finding() {
+        let store = Store::in_memory().expect("store");
+        store
+            .record(
+                &report(
+                    "2026-11-01T10:00:00Z",
+                    true,
+                    vec![finding("phone-only", "ann")],
+                ),
+                5,
+            )
+            .expect("record");
+        let c = store
+            .record(&report("2026-11-01T11:00:00Z", false, vec![]), 2)
+            .expect("record");
+        assert!(c.new.is_empty() && c.resolved.is_empty());
+        let open = store.findings("t1", false).expect("findings");
+        assert_eq!(open.len(), 1, "a half-read tenant resolves nothing");
+        assert_eq!(open[0].last_seen.to_rfc3339(), "2026-11-01T10:00:00+00:00");
+        let runs = store.audits("t1", 10).expect("audits");
+        assert_eq!(runs.len(), 2);
+        assert!(!runs[0].complete && runs[0].reason.as_deref() == Some("users (users): HTTP 500"));
+        assert!(runs[1].complete);
+    }
+
+    #[test]
+    fn state_survives_a_restart_and_refuses_a_newer_schema() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.db");
+        {
+            let store = Store::open(&path).expect("open");
+            store
+                .record(
+                    &report(
+                        "2026-11-01T10:00:00Z",
+                        true,
+                        vec![finding("phone-only", "ann")],
+                    ),
+                    5,
+                )
+                .expect("record");
+        }
+        let store = Store::open(&path).expect("reopen");
+        let c = store
+            .record(
+                &report(
+                    "2026-11-02T10:00:00Z",
+                    true,
+                    vec![finding("phone-only", "ann")],
+                ),
+                5,
+            )
+            .expect("record");
+        assert!(c.new.is_empty(), "known after a restart");
+        assert_eq!(
+            store.findings("t1", false).expect("findings")[0]
+                .first_seen
+                .to_rfc3339(),
+            "2026-11-01T10:00:00+00:00"
+        );
+        drop(store);
+        let conn = Connection::open(&path).expect("raw");
+        conn.pragma_update(None, "user_version", 99).expect("bump");
+        drop(conn);
+        let err = Store::open(&path)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("schema version 99, newer than this binary knows (1)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn prune_keeps_recent_runs_and_open_findings() {
+        let store = Store::in_memory().expect("store");
+        store
+            .record(
+                &report(
+                    "2026-11-01T00:00:00Z",
+                    true,
+                    vec![
+                        finding("phone-only", "ann"),
+                        finding("no-mfa-method", "bob"),
+                    ],
+                ),
+                1,
+            )
+            .expect("r");
+        for h in 1..6 {
+            store
+                .record(
+                    &report(
+                        &format!("2026-11-01T0{h}:00:00Z"),
+                        true,
+                        vec![finding("phone-only", "ann")],
+                    ),
+                    1,
+                )
+                .expect("r");
+        }
+        let deleted = store.prune("t1", 2).expect("prune");
+        assert_eq!(deleted, 4);
+        assert_eq!(store.audits("t1", 100).expect("audits").len(), 2);
+        let all = store.findings("t1", true).expect("findings");
+        assert_eq!(all.len(), 1, "bob was resolved before the oldest kept run");
+        assert_eq!(all[0].first_seen.to_rfc3339(), "2026-11-01T00:00:00+00:00");
+    }
+}
