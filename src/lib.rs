@@ -8,6 +8,7 @@ pub mod collect;
 pub mod config;
 pub mod evaluate;
 pub mod graph;
+pub mod metrics;
 pub mod report;
 pub mod secret;
 pub mod snapshot;

@@ -23,6 +23,28 @@ pub struct Summary {
     pub users_out_of_scope: BTreeMap<String, usize>,
 }
 
+/// The tenant's posture figures of one audit (what the metrics publish).
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct Posture {
+    /// In-scope users with known methods by MFA recovery families: 0, 1, 2, 3 or more.
+    pub users_by_mfa_families: [u64; 4],
+    pub users_with_method: BTreeMap<&'static str, u64>,
+    /// Users per method string or type nobody knows.
+    pub unknown_methods: BTreeMap<String, u64>,
+    pub tap_policy_enabled: Option<bool>,
+    pub tap_policy_usable_once: Option<bool>,
+    /// `default`, `minimum`, `maximum` lifetimes of the TAP policy, in minutes.
+    pub tap_policy_lifetime_minutes: BTreeMap<&'static str, u32>,
+    /// Usable TAPs held: [multi-use, one-time].
+    pub tap_active: [u64; 2],
+    /// Method configurations of the authentication-methods policy and whether each is enabled.
+    pub auth_methods_enabled: BTreeMap<String, bool>,
+    pub security_defaults_enabled: Option<bool>,
+    pub mfa_failures_by_code: BTreeMap<i32, u64>,
+    /// Tenant rules that were judged: true when they found nothing (excepted findings included).
+    pub tenant_rules_passing: BTreeMap<&'static str, bool>,
+}
+
 /// One audit's result.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
@@ -38,6 +60,7 @@ pub struct Report {
     /// Why the audit is incomplete, one line per failed sweep.
     pub incomplete_reasons: Vec<String>,
     pub summary: Summary,
+    pub posture: Posture,
 }
 
 impl Report {
@@ -77,7 +100,9 @@ impl Report {
                 _ => None,
             })
             .collect();
+        let posture = posture(snapshot, &evaluation, &findings, &excepted);
         Report {
+            posture,
             tenant: snapshot.tenant_id.clone(),
             complete: snapshot.is_complete(),
             started_at,
@@ -253,6 +278,66 @@ impl Report {
             let _ = writeln!(out, "\nout of scope: {}", parts.join(", "));
         }
         out
+    }
+}
+
+fn posture(
+    snapshot: &Snapshot,
+    evaluation: &crate::evaluate::Evaluation,
+    findings: &[Finding],
+    excepted: &[Excepted],
+) -> Posture {
+    let policy = snapshot.methods_policy.as_ref();
+    let tap = policy.and_then(|p| p.tap.as_ref());
+    let mut lifetimes = BTreeMap::new();
+    if let Some(t) = tap {
+        for (k, v) in [
+            ("default", t.default_lifetime_minutes),
+            ("minimum", t.minimum_lifetime_minutes),
+            ("maximum", t.maximum_lifetime_minutes),
+        ] {
+            if let Some(v) = v {
+                lifetimes.insert(k, v);
+            }
+        }
+    }
+    let mut tap_active = [0u64; 2];
+    for t in snapshot
+        .users
+        .iter()
+        .filter_map(|u| u.tap.as_deref())
+        .filter(|t| t.usable)
+    {
+        tap_active[usize::from(t.usable_once)] += 1;
+    }
+    let skipped: Vec<&str> = evaluation.skipped.iter().map(|s| s.rule).collect();
+    let fired = |id: &str| {
+        findings.iter().any(|f| f.rule == id) || excepted.iter().any(|e| e.finding.rule == id)
+    };
+    let tenant_rules_passing = CATALOGUE
+        .iter()
+        .filter(|r| r.kind == RuleKind::Tenant && !skipped.contains(&r.id))
+        .map(|r| (r.id, !fired(r.id)))
+        .collect();
+    Posture {
+        users_by_mfa_families: evaluation.users_by_mfa_families,
+        users_with_method: evaluation.users_with_method.clone(),
+        unknown_methods: snapshot.unknown_methods.clone(),
+        tap_policy_enabled: tap.map(|t| t.enabled),
+        tap_policy_usable_once: tap.map(|t| t.usable_once),
+        tap_policy_lifetime_minutes: lifetimes,
+        tap_active,
+        auth_methods_enabled: policy
+            .map(|p| {
+                p.methods
+                    .iter()
+                    .map(|m| (m.id.to_string(), m.enabled))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        security_defaults_enabled: snapshot.security_defaults_enabled,
+        mfa_failures_by_code: snapshot.mfa_failures_by_code.clone(),
+        tenant_rules_passing,
     }
 }
 

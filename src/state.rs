@@ -362,6 +362,7 @@ mod tests {
                 vec!["users (users): HTTP 500".into()]
             },
             summary: Summary::default(),
+            posture: Default::default(),
         }
     }
 

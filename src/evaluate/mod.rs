@@ -146,6 +146,11 @@ pub struct Evaluation {
     pub skipped: Vec<Skipped>,
     /// Users in scope, and users left out by scope with the reason.
     pub users_in_scope: usize,
+    /// In-scope users with known methods, by the recovery families their MFA methods span
+    /// (0, 1, 2, 3 or more).
+    pub users_by_mfa_families: [u64; 4],
+    /// In-scope users having each method kind (by its name).
+    pub users_with_method: BTreeMap<&'static str, u64>,
     pub users_out_of_scope: BTreeMap<String, usize>,
 }
 
@@ -204,6 +209,12 @@ pub fn evaluate(
         }
     }
     out.users_in_scope = users.len();
+    for m in users.iter().filter_map(|u| u.methods) {
+        out.users_by_mfa_families[m.mfa_families().min(3)] += 1;
+        for k in m.iter() {
+            *out.users_with_method.entry(k.name()).or_default() += 1;
+        }
+    }
     let glass_users: Vec<(String, Option<&User>)> = glass
         .iter()
         .map(|upn| {

@@ -1,0 +1,545 @@
+//! Prometheus metrics (DESIGN §6): `entra_*` for the tenant's posture, `mfa_auditor_*` for the
+//! daemon itself; every series carries `tenant`.
+//!
+//! The posture lives in a registry of its own, rebuilt from each **complete** audit and swapped
+//! in whole: a scrape sees one audit's figures or the next one's, never a mix, and an incomplete
+//! audit changes only the daemon's own metrics (failure counter, freshness).
+
+use std::sync::{Arc, RwLock};
+
+use chrono::Utc;
+use prometheus::{
+    Encoder, Gauge, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::evaluate::{RulesConfig, CATALOGUE};
+use crate::graph::GraphStats;
+use crate::report::Report;
+use crate::state::StoredFinding;
+
+/// The daemon's metrics and the current posture.
+pub struct Metrics {
+    tenant: String,
+    daemon: Registry,
+    audits: IntCounterVec,
+    last_success: Gauge,
+    last_attempt: Gauge,
+    duration: Gauge,
+    posture: RwLock<Arc<Registry>>,
+}
+
+fn opts(name: &str, help: &str, tenant: &str) -> Opts {
+    Opts::new(name, help).const_label("tenant", tenant)
+}
+
+/// Registers a metric; names are fixed at compile time, so a clash is a programming error.
+fn register<M: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: M) -> M {
+    if let Err(e) = registry.register(Box::new(metric.clone())) {
+        unreachable!("metric registration: {e}");
+    }
+    metric
+}
+
+macro_rules! gauge_vec {
+    ($reg:expr, $tenant:expr, $name:literal, $help:literal, [$($label:literal),*]) => {
+        register($reg, GaugeVec::new(opts($name, $help, $tenant), &[$($label),*]).unwrap_or_else(|e| unreachable!("{e}")))
+    };
+}
+
+macro_rules! gauge {
+    ($reg:expr, $tenant:expr, $name:literal, $help:literal) => {
+        register(
+            $reg,
+            Gauge::with_opts(opts($name, $help, $tenant)).unwrap_or_else(|e| unreachable!("{e}")),
+        )
+    };
+}
+
+impl Metrics {
+    pub fn new(tenant: &str) -> Metrics {
+        let daemon = Registry::new();
+        let audits = register(
+            &daemon,
+            IntCounterVec::new(
+                opts(
+                    "mfa_auditor_audits_total",
+                    "Audits run, by result (complete or incomplete).",
+                    tenant,
+                ),
+                &["result"],
+            )
+            .unwrap_or_else(|e| unreachable!("{e}")),
+        );
+        for result in ["complete", "incomplete"] {
+            audits.with_label_values(&[result]);
+        }
+        let last_success = gauge!(
+            &daemon,
+            tenant,
+            "mfa_auditor_audit_last_success_timestamp_seconds",
+            "When the last complete audit finished (Unix time); 0 before the first."
+        );
+        let last_attempt = gauge!(
+            &daemon,
+            tenant,
+            "mfa_auditor_audit_last_attempt_timestamp_seconds",
+            "When the last audit, complete or not, finished (Unix time)."
+        );
+        let duration = gauge!(
+            &daemon,
+            tenant,
+            "mfa_auditor_audit_duration_seconds",
+            "How long the last audit took."
+        );
+        let build = register(
+            &daemon,
+            IntGaugeVec::new(
+                opts(
+                    "mfa_auditor_build_info",
+                    "Build information; always 1.",
+                    tenant,
+                ),
+                &["version"],
+            )
+            .unwrap_or_else(|e| unreachable!("{e}")),
+        );
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        Metrics {
+            tenant: tenant.into(),
+            daemon,
+            audits,
+            last_success,
+            last_attempt,
+            duration,
+            posture: RwLock::new(Arc::new(Registry::new())),
+        }
+    }
+
+    /// Takes in one audit: always the daemon's own figures; the posture only when it is complete.
+    /// `open` is the store's open findings (for their age).
+    pub fn observe(&self, report: &Report, rules: &RulesConfig, open: &[StoredFinding]) {
+        let finished = report.finished_at.timestamp_millis() as f64 / 1000.0;
+        let took = (report.finished_at - report.started_at)
+            .num_milliseconds()
+            .max(0) as f64
+            / 1000.0;
+        self.last_attempt.set(finished);
+        self.duration.set(took);
+        if !report.complete {
+            self.audits.with_label_values(&["incomplete"]).inc();
+            return;
+        }
+        self.audits.with_label_values(&["complete"]).inc();
+        let fresh = Arc::new(self.posture_registry(report, rules, open));
+        *self.posture.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        self.last_success.set(finished);
+    }
+
+    fn posture_registry(
+        &self,
+        report: &Report,
+        rules: &RulesConfig,
+        open: &[StoredFinding],
+    ) -> Registry {
+        let r = Registry::new();
+        let t = self.tenant.as_str();
+        let p = &report.posture;
+        gauge!(&r, t, "entra_users", "Users in scope of the user rules.")
+            .set(report.users_in_scope as f64);
+        let families = gauge_vec!(
+            &r,
+            t,
+            "entra_users_by_mfa_families",
+            "In-scope users by the recovery families their MFA methods span.",
+            ["families"]
+        );
+        for (i, label) in ["0", "1", "2", "3+"].iter().enumerate() {
+            families
+                .with_label_values(&[label])
+                .set(p.users_by_mfa_families[i] as f64);
+        }
+        let with_method = gauge_vec!(
+            &r,
+            t,
+            "entra_users_with_method",
+            "In-scope users with each authentication method registered.",
+            ["method"]
+        );
+        for kind in crate::snapshot::MethodKind::ALL {
+            with_method
+                .with_label_values(&[kind.name()])
+                .set(p.users_with_method.get(kind.name()).copied().unwrap_or(0) as f64);
+        }
+        let unknown = gauge_vec!(
+            &r,
+            t,
+            "entra_method_unknown_users",
+            "Users with a method string or type this version does not know.",
+            ["method"]
+        );
+        for (m, n) in &p.unknown_methods {
+            unknown.with_label_values(&[m]).set(*n as f64);
+        }
+        let findings = gauge_vec!(
+            &r,
+            t,
+            "entra_mfa_findings",
+            "Open findings (not excepted), by rule and severity.",
+            ["rule", "severity"]
+        );
+        let excepted = gauge_vec!(
+            &r,
+            t,
+            "entra_mfa_findings_excepted",
+            "Findings accepted by an unexpired exception, by rule.",
+            ["rule"]
+        );
+        let oldest = gauge_vec!(
+            &r,
+            t,
+            "entra_mfa_finding_oldest_seconds",
+            "Age of the oldest open finding of each rule.",
+            ["rule"]
+        );
+        let passing = gauge_vec!(
+            &r,
+            t,
+            "entra_rule_passing",
+            "1 when a tenant rule found nothing, 0 when it did (rules not judged are absent).",
+            ["rule"]
+        );
+        let skipped: Vec<&str> = report.skipped.iter().map(|s| s.rule).collect();
+        let now = Utc::now();
+        for rule in CATALOGUE {
+            let Some(toggle) = rules.toggle(rule.id) else {
+                continue;
+            };
+            if !toggle.enabled() || skipped.contains(&rule.id) {
+                continue;
+            }
+            let severity = toggle.severity().unwrap_or(rule.severity);
+            let n = report.findings.iter().filter(|f| f.rule == rule.id).count();
+            findings
+                .with_label_values(&[rule.id, severity.as_str()])
+                .set(n as f64);
+            excepted.with_label_values(&[rule.id]).set(
+                report
+                    .excepted
+                    .iter()
+                    .filter(|e| e.finding.rule == rule.id)
+                    .count() as f64,
+            );
+            let first = open
+                .iter()
+                .filter(|f| f.rule == rule.id && !f.excepted)
+                .map(|f| f.first_seen)
+                .min();
+            oldest
+                .with_label_values(&[rule.id])
+                .set(first.map_or(0.0, |f| (now - f).num_seconds().max(0) as f64));
+        }
+        for (rule, ok) in &p.tenant_rules_passing {
+            passing
+                .with_label_values(&[rule])
+                .set(f64::from(u8::from(*ok)));
+        }
+        if let Some(enabled) = p.tap_policy_enabled {
+            gauge!(
+                &r,
+                t,
+                "entra_tap_policy_enabled",
+                "1 when the Temporary Access Pass method is enabled."
+            )
+            .set(f64::from(u8::from(enabled)));
+        }
+        if let Some(once) = p.tap_policy_usable_once {
+            gauge!(
+                &r,
+                t,
+                "entra_tap_policy_usable_once",
+                "1 when the TAP policy makes every pass one-time."
+            )
+            .set(f64::from(u8::from(once)));
+        }
+        let lifetime = gauge_vec!(
+            &r,
+            t,
+            "entra_tap_policy_lifetime_minutes",
+            "TAP policy lifetimes (default, minimum, maximum).",
+            ["kind"]
+        );
+        for (k, v) in &p.tap_policy_lifetime_minutes {
+            lifetime.with_label_values(&[k]).set(f64::from(*v));
+        }
+        let active = gauge_vec!(
+            &r,
+            t,
+            "entra_tap_active",
+            "Usable Temporary Access Passes held, by one-time or not.",
+            ["usable_once"]
+        );
+        active
+            .with_label_values(&["false"])
+            .set(p.tap_active[0] as f64);
+        active
+            .with_label_values(&["true"])
+            .set(p.tap_active[1] as f64);
+        let methods = gauge_vec!(
+            &r,
+            t,
+            "entra_auth_method_enabled",
+            "1 when a method is enabled in the authentication-methods policy.",
+            ["method"]
+        );
+        for (m, on) in &p.auth_methods_enabled {
+            methods
+                .with_label_values(&[m])
+                .set(f64::from(u8::from(*on)));
+        }
+        if let Some(on) = p.security_defaults_enabled {
+            gauge!(
+                &r,
+                t,
+                "entra_security_defaults_enabled",
+                "1 when security defaults are on."
+            )
+            .set(f64::from(u8::from(on)));
+        }
+        let failures = gauge_vec!(
+            &r,
+            t,
+            "entra_mfa_failures",
+            "Failed MFA sign-ins in the collection window, by error code.",
+            ["error_code"]
+        );
+        for (code, n) in &p.mfa_failures_by_code {
+            failures
+                .with_label_values(&[&code.to_string()])
+                .set(*n as f64);
+        }
+        r
+    }
+
+    /// The exposition text: the daemon's metrics, the Graph client's counters, and the posture of
+    /// the last complete audit.
+    pub fn render(&self, graph: Option<&GraphStats>) -> String {
+        let mut families = self.daemon.gather();
+        if let Some(stats) = graph {
+            families.extend(self.graph_registry(stats).gather());
+        }
+        let posture = self
+            .posture
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        families.extend(posture.gather());
+        families.sort_by(|a, b| a.get_name().cmp(b.get_name()));
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
+            return format!("# encoding failed: {e}\n");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    fn graph_registry(&self, stats: &GraphStats) -> Registry {
+        let r = Registry::new();
+        let t = self.tenant.as_str();
+        let requests = register(
+            &r,
+            IntCounterVec::new(
+                opts(
+                    "mfa_auditor_graph_requests_total",
+                    "Graph requests answered, by endpoint and HTTP status (0: no answer).",
+                    t,
+                ),
+                &["endpoint", "status"],
+            )
+            .unwrap_or_else(|e| unreachable!("{e}")),
+        );
+        for ((endpoint, status), n) in stats.snapshot() {
+            requests
+                .with_label_values(&[endpoint, &status.to_string()])
+                .inc_by(n);
+        }
+        let throttled = register(
+            &r,
+            IntCounterVec::new(
+                opts(
+                    "mfa_auditor_graph_throttled_total",
+                    "Graph answers with status 429, by endpoint.",
+                    t,
+                ),
+                &["endpoint"],
+            )
+            .unwrap_or_else(|e| unreachable!("{e}")),
+        );
+        for (endpoint, n) in stats.throttled() {
+            throttled.with_label_values(&[endpoint]).inc_by(n);
+        }
+        if let Some(ratio) = stats.throttle_limit_ratio() {
+            gauge!(
+                &r,
+                t,
+                "mfa_auditor_graph_throttle_limit_ratio",
+                "Last x-ms-throttle-limit-percentage Graph sent (1.0: at the limit)."
+            )
+            .set(ratio);
+        }
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evaluate::{Finding, Severity};
+    use crate::report::{Posture, Summary};
+
+    fn report(complete: bool, findings: usize) -> Report {
+        let t = Utc::now();
+        let mut posture = Posture {
+            users_by_mfa_families: [3, 5, 7, 1],
+            ..Posture::default()
+        };
+        posture.users_with_method.insert("mobilePhone", 9);
+        posture
+            .tenant_rules_passing
+            .insert("tap-policy-disabled", true);
+        posture.tap_policy_enabled = Some(true);
+        Report {
+            tenant: "t1".into(),
+            complete,
+            started_at: t - chrono::Duration::seconds(3),
+            finished_at: t,
+            users_in_scope: 16,
+            findings: (0..findings)
+                .map(|i| Finding {
+                    rule: "phone-only",
+                    severity: Severity::Medium,
+                    subject: format!("u{i}"),
+                    user_id: None,
+                    user_principal_name: None,
+                    detail: "d".into(),
+                    remediation: "r".into(),
+                })
+                .collect(),
+            excepted: vec![],
+            skipped: vec![],
+            incomplete_reasons: vec![],
+            summary: Summary::default(),
+            posture,
+        }
+    }
+
+    fn value(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+    }
+
+    #[test]
+    fn posture_switches_only_on_complete_audits() {
+        let m = Metrics::new("t1");
+        let before = m.render(None);
+        assert_eq!(
+            value(
+                &before,
+                "mfa_auditor_audit_last_success_timestamp_seconds{tenant=\"t1\"}"
+            ),
+            Some(0.0)
+        );
+        assert!(
+            !before.contains("entra_users"),
+            "no posture before the first complete audit"
+        );
+        m.observe(&report(true, 4), &RulesConfig::default(), &[]);
+        let first = m.render(None);
+        assert_eq!(value(&first, "entra_users{tenant=\"t1\"}"), Some(16.0));
+        assert_eq!(
+            value(
+                &first,
+                "entra_users_by_mfa_families{families=\"3+\",tenant=\"t1\"}"
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(
+                &first,
+                "entra_mfa_findings{rule=\"phone-only\",severity=\"medium\",tenant=\"t1\"}"
+            ),
+            Some(4.0)
+        );
+        assert_eq!(
+            value(
+                &first,
+                "entra_mfa_findings{rule=\"no-mfa-method\",severity=\"high\",tenant=\"t1\"}"
+            ),
+            Some(0.0)
+        );
+        assert_eq!(
+            value(
+                &first,
+                "entra_users_with_method{method=\"mobilePhone\",tenant=\"t1\"}"
+            ),
+            Some(9.0)
+        );
+        assert_eq!(
+            value(
+                &first,
+                "entra_rule_passing{rule=\"tap-policy-disabled\",tenant=\"t1\"}"
+            ),
+            Some(1.0)
+        );
+        // An incomplete audit: posture untouched, the failure counted.
+        m.observe(&report(false, 0), &RulesConfig::default(), &[]);
+        let second = m.render(None);
+        let posture = |t: &str| {
+            t.lines()
+                .filter(|l| l.starts_with("entra_"))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(posture(&first), posture(&second));
+        assert_eq!(
+            value(
+                &second,
+                "mfa_auditor_audits_total{result=\"incomplete\",tenant=\"t1\"}"
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(
+                &second,
+                "mfa_auditor_audits_total{result=\"complete\",tenant=\"t1\"}"
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(
+                &first,
+                "mfa_auditor_audit_last_success_timestamp_seconds{tenant=\"t1\"}"
+            ),
+            value(
+                &second,
+                "mfa_auditor_audit_last_success_timestamp_seconds{tenant=\"t1\"}"
+            )
+        );
+    }
+
+    #[test]
+    fn graph_counters_come_from_the_client() {
+        let stats = GraphStats::default();
+        stats.record("users", 200);
+        stats.record("users", 200);
+        stats.record("userRegistrationDetails", 429);
+        let text = Metrics::new("t1").render(Some(&stats));
+        assert_eq!(
+            value(
+                &text,
+                "mfa_auditor_graph_requests_total{endpoint=\"users\",status=\"200\",tenant=\"t1\"}"
+            ),
+            Some(2.0)
+        );
+        assert_eq!(value(&text, "mfa_auditor_graph_throttled_total{endpoint=\"userRegistrationDetails\",tenant=\"t1\"}"), Some(1.0));
+        assert!(text.contains("# TYPE mfa_auditor_graph_requests_total counter"));
+    }
+}
