@@ -261,15 +261,16 @@ impl Metrics {
             )
             .set(f64::from(u8::from(once)));
         }
+        // Base units: DESIGN's `_minutes` fails promtool's lint, so the policy is published in seconds.
         let lifetime = gauge_vec!(
             &r,
             t,
-            "entra_tap_policy_lifetime_minutes",
+            "entra_tap_policy_lifetime_seconds",
             "TAP policy lifetimes (default, minimum, maximum).",
             ["kind"]
         );
         for (k, v) in &p.tap_policy_lifetime_minutes {
-            lifetime.with_label_values(&[k]).set(f64::from(*v));
+            lifetime.with_label_values(&[k]).set(f64::from(*v) * 60.0);
         }
         let active = gauge_vec!(
             &r,
