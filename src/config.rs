@@ -205,6 +205,67 @@ pub struct BreakGlassConfig {
     pub accounts: Vec<String>,
 }
 
+/// `[schedule]`: when the daemon audits.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScheduleConfig {
+    /// Cron expression with a seconds field: `sec min hour day-of-month month day-of-week`.
+    pub cron: String,
+    /// Audit once at start, before the first scheduled time.
+    pub run_at_start: bool,
+    /// `/readyz` fails when the last complete audit is older than this many seconds.
+    pub stale_after_seconds: u64,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        ScheduleConfig {
+            cron: "0 0 * * * *".into(),
+            run_at_start: true,
+            stale_after_seconds: 7200,
+        }
+    }
+}
+
+/// `[storage]`: the state database.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// SQLite file; a relative path resolves against `$STATE_DIRECTORY` (systemd `StateDirectory=`)
+    /// or, without it, the working directory.
+    pub path: PathBuf,
+    /// Audit runs kept (older ones, and findings resolved before them, are pruned).
+    pub keep_audits: usize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            path: PathBuf::from("state.db"),
+            keep_audits: 2000,
+        }
+    }
+}
+
+/// `[http]`: the metrics and API listener.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// Largest page of `/api/v1/findings`.
+    pub max_page_size: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: "127.0.0.1:9717".into(),
+            max_page_size: 1000,
+        }
+    }
+}
+
 /// The whole configuration file.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -223,6 +284,12 @@ pub struct Config {
     /// `[[exceptions]]`: accepted findings, each with a reason and an expiry date.
     #[serde(default)]
     pub exceptions: Vec<ExceptionConfig>,
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
     /// Resolved by validation.
     #[serde(skip)]
     endpoints: Option<Endpoints>,
@@ -597,6 +664,36 @@ impl Config {
                 ));
             }
         }
+        if let Err(e) = self.schedule.cron.parse::<cron::Schedule>() {
+            return Err(at(
+                "schedule.cron",
+                format!("{:?} is not a cron expression with a seconds field (sec min hour day month weekday): {e}", self.schedule.cron),
+            ));
+        }
+        if self.schedule.stale_after_seconds == 0 {
+            return Err(at(
+                "schedule.stale_after_seconds",
+                "must be at least 1".into(),
+            ));
+        }
+        if self.http.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(at(
+                "http.listen",
+                format!(
+                    "{:?} is not an address:port such as 127.0.0.1:9717",
+                    self.http.listen
+                ),
+            ));
+        }
+        if !(1..=100_000).contains(&self.http.max_page_size) {
+            return Err(at(
+                "http.max_page_size",
+                "must be between 1 and 100000".into(),
+            ));
+        }
+        if self.storage.keep_audits == 0 {
+            return Err(at("storage.keep_audits", "must be at least 1".into()));
+        }
         let mut exceptions = Vec::with_capacity(self.exceptions.len());
         for (i, e) in self.exceptions.iter().enumerate() {
             let key = |k: &str| format!("exceptions[{i}].{k}");
@@ -644,6 +741,25 @@ impl Config {
             });
         }
         Ok(Resolved { scope, exceptions })
+    }
+
+    /// The schedule, parsed.
+    pub fn cron(&self) -> cron::Schedule {
+        // Validated in `parse`; the default is a valid expression.
+        self.schedule
+            .cron
+            .parse()
+            .unwrap_or_else(|_| unreachable!("validated in Config::parse"))
+    }
+
+    /// The state database path, resolved against `$STATE_DIRECTORY` when relative.
+    pub fn state_path(&self) -> PathBuf {
+        match std::env::var_os("STATE_DIRECTORY") {
+            Some(dir) if self.storage.path.is_relative() => {
+                PathBuf::from(dir).join(&self.storage.path)
+            }
+            _ => self.storage.path.clone(),
+        }
     }
 
     /// The compiled `[scope]`.
@@ -1049,6 +1165,21 @@ client_secret_env = "MFA_SECRET"
                 "9a0c0000-0000-4000-8000-000000000003"
             ]
         );
+    }
+
+    #[test]
+    fn schedule_http_and_storage_are_checked() {
+        let e = error(&format!("{GOOD}\n[schedule]\ncron = \"0 * * * *\"\n"));
+        assert!(e.starts_with("config.toml:8:1: schedule.cron: \"0 * * * *\" is not a cron expression with a seconds field"), "{e}");
+        let e = error(&format!("{GOOD}\n[http]\nlisten = \"localhost\"\n"));
+        assert!(
+            e.starts_with("config.toml:8:1: http.listen: \"localhost\" is not an address:port"),
+            "{e}"
+        );
+        let c = parse(&format!("{GOOD}\n[schedule]\ncron = \"*/5 * * * * *\"\n")).expect("valid");
+        let now = chrono::Utc::now();
+        let next: Vec<_> = c.cron().after(&now).take(2).collect();
+        assert_eq!((next[1] - next[0]).num_seconds(), 5);
     }
 
     #[test]
