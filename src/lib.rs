@@ -6,8 +6,10 @@
 pub mod audit;
 pub mod collect;
 pub mod config;
+pub mod daemon;
 pub mod evaluate;
 pub mod graph;
+pub mod http;
 pub mod metrics;
 pub mod report;
 pub mod secret;

@@ -87,9 +87,11 @@ enum Command {
 fn init_logging(format: LogFormat, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -100,12 +102,14 @@ fn init_logging(format: LogFormat, level: &str) {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format, &cli.log_level);
-    let not_yet = |what: &str, issue: u32| {
-        eprintln!("mfa-auditor {what}: not yet implemented: arrives with issue {issue}");
-        ExitCode::from(2)
-    };
     match cli.command {
-        Command::Run { .. } => not_yet("run", 4),
+        Command::Run { config } => match mfa_auditor::daemon::run(&config, None).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("mfa-auditor run: {e:#}");
+                ExitCode::from(2)
+            }
+        },
         Command::Audit {
             config,
             format,

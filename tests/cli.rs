@@ -162,11 +162,11 @@ async fn a_bad_config_names_the_key_and_line_and_exits_2() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_daemon_says_it_is_not_there_yet_and_exits_2() {
-    let out = run(&["run", "--config", "x.toml"]).await;
+async fn the_daemon_refuses_a_missing_config_and_exits_2() {
+    let out = run(&["run", "--config", "/nonexistent/x.toml"]).await;
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        text(&out).contains("not yet implemented: arrives with issue 4"),
+        text(&out).contains("/nonexistent/x.toml: cannot read the file"),
         "{}",
         text(&out)
     );

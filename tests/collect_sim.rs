@@ -495,6 +495,13 @@ async fn a_wrong_secret_is_a_clear_token_error() {
     assert!(!text.contains("wrong"), "the secret never shows: {text}");
     let snap = run(&sim, &client, &options()).await.snapshot;
     assert!(!snap.is_complete());
+    assert!(
+        matches!(
+            snap.coverage.gaps.get(&DataSet::MethodsPolicy),
+            Some(Gap::Failed { .. })
+        ),
+        "nothing was read without a token"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

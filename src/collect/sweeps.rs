@@ -150,13 +150,27 @@ pub async fn collect_with_report(
     let granted = match granted {
         Ok(g) => g,
         Err(e) => {
-            coverage.gaps.insert(
+            // Without a token nothing was read: every data set failed, so no rule judges an empty tenant.
+            for set in [
                 DataSet::Users,
-                Gap::Failed {
-                    endpoint: "token".into(),
-                    reason: e.to_string(),
-                },
-            );
+                DataSet::Registration,
+                DataSet::MethodsPolicy,
+                DataSet::SecurityDefaults,
+                DataSet::ConditionalAccess,
+                DataSet::Roles,
+                DataSet::TapDetail,
+                DataSet::MethodDetail,
+                DataSet::PerUserMfa,
+                DataSet::SignIns,
+            ] {
+                coverage.gaps.insert(
+                    set,
+                    Gap::Failed {
+                        endpoint: "token".into(),
+                        reason: e.to_string(),
+                    },
+                );
+            }
             snapshot.coverage = coverage;
             return CollectReport { snapshot, sweeps };
         }

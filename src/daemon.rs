@@ -1,0 +1,239 @@
+//! The daemon: audits on the cron schedule (and once at start), one at a time, and publishes each
+//! audit to the state store and the metrics; serves HTTP; reloads a validated config on SIGHUP
+//! (a bad one is logged and the old one kept); stops cleanly on SIGTERM, cancelling an audit in
+//! flight (the store's transactions keep it consistent). Speaks systemd's `sd_notify`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::Utc;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::graph::GraphClient;
+use crate::metrics::Metrics;
+use crate::report::Report;
+use crate::state::Store;
+
+/// What the HTTP handlers and the scheduler share.
+pub struct Shared {
+    pub config: RwLock<Arc<Config>>,
+    pub client: RwLock<GraphClient>,
+    pub store: Store,
+    pub metrics: Metrics,
+    pub last_report: RwLock<Option<Arc<Report>>>,
+    pub running: AtomicBool,
+    pub skipped_runs: AtomicU64,
+    config_path: PathBuf,
+}
+
+impl Shared {
+    pub fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+    pub fn client(&self) -> GraphClient {
+        self.client
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+    pub fn last_report(&self) -> Option<Arc<Report>> {
+        self.last_report
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// Tells systemd (when it is listening) about our state. Best effort: no socket, no message.
+pub fn notify(state: &str) {
+    #[cfg(unix)]
+    {
+        let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+            return;
+        };
+        let Ok(socket) = std::os::unix::net::UnixDatagram::unbound() else {
+            return;
+        };
+        let bytes = path.as_encoded_bytes();
+        let sent = if let Some(abstract_name) = bytes.strip_prefix(b"@") {
+            use std::os::linux::net::SocketAddrExt;
+            std::os::unix::net::SocketAddr::from_abstract_name(abstract_name)
+                .and_then(|addr| socket.send_to_addr(state.as_bytes(), &addr))
+        } else {
+            socket.send_to(state.as_bytes(), Path::new(&path))
+        };
+        if let Err(e) = sent {
+            tracing::debug!("sd_notify: {e}");
+        }
+    }
+}
+
+fn build_client(config: &Config) -> anyhow::Result<GraphClient> {
+    let credential = config.credential()?;
+    Ok(GraphClient::new(config.client_config(), credential)?)
+}
+
+/// One scheduled audit, unless one is running already (then it is skipped and counted).
+fn trigger(shared: &Arc<Shared>, tasks: &mut tokio::task::JoinSet<()>) {
+    if shared.running.swap(true, Ordering::SeqCst) {
+        let n = shared.skipped_runs.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::warn!(
+            skipped = n,
+            "an audit is still running; this run is skipped"
+        );
+        return;
+    }
+    let shared = shared.clone();
+    tasks.spawn(async move {
+        let config = shared.config();
+        let client = shared.client();
+        notify("STATUS=auditing");
+        tracing::info!("audit started");
+        let report = crate::audit::run(&config, &client).await;
+        let requests: u64 = client.stats().requests_by_endpoint().values().sum();
+        let tenant = config.tenant.tenant_id.clone();
+        let publish = (|| -> anyhow::Result<()> {
+            let changes = shared.store.record(&report, requests)?;
+            let open = shared.store.findings(&tenant, false)?;
+            shared.metrics.observe(&report, &config.rules, &open);
+            shared.store.prune(&tenant, config.storage.keep_audits)?;
+            tracing::info!(
+                complete = report.complete,
+                findings = report.findings.len(),
+                new = changes.new.len(),
+                resolved = changes.resolved.len(),
+                "audit recorded"
+            );
+            Ok(())
+        })();
+        if let Err(e) = publish {
+            tracing::error!("recording the audit failed: {e:#}");
+        }
+        if report.complete {
+            notify(&format!(
+                "STATUS=last audit complete: {} findings",
+                report.findings.len()
+            ));
+        } else {
+            tracing::warn!("audit incomplete: {}", report.incomplete_reasons.join("; "));
+            notify("STATUS=last audit INCOMPLETE");
+        }
+        *shared
+            .last_report
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(report));
+        shared.running.store(false, Ordering::SeqCst);
+    });
+}
+
+/// Reloads the configuration: a valid one replaces the old (and its client), a bad one is logged.
+fn reload(shared: &Shared) {
+    match Config::load(&shared.config_path)
+        .map_err(anyhow::Error::from)
+        .and_then(|c| build_client(&c).map(|client| (c, client)))
+    {
+        Ok((config, client)) => {
+            *shared.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+            *shared.client.write().unwrap_or_else(|e| e.into_inner()) = client;
+            tracing::info!("configuration reloaded");
+            notify("STATUS=configuration reloaded");
+        }
+        Err(e) => {
+            tracing::error!("configuration not reloaded, keeping the running one: {e:#}");
+            notify("STATUS=reload refused: bad configuration");
+        }
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT. `ready` receives the bound HTTP address.
+pub async fn run(
+    config_path: &Path,
+    ready: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
+) -> anyhow::Result<()> {
+    let config = Config::load(config_path)?;
+    let client = build_client(&config)?;
+    let state_path = config.state_path();
+    let store = Store::open(&state_path)
+        .with_context(|| format!("opening the state at {}", state_path.display()))?;
+    let listen: std::net::SocketAddr = config.http.listen.parse().context("http.listen")?;
+    let shared = Arc::new(Shared {
+        metrics: Metrics::new(&config.tenant.tenant_id),
+        config: RwLock::new(Arc::new(config)),
+        client: RwLock::new(client),
+        store,
+        last_report: RwLock::new(None),
+        running: AtomicBool::new(false),
+        skipped_runs: AtomicU64::new(0),
+        config_path: config_path.to_path_buf(),
+    });
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let addr = listener.local_addr()?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut server_stop = stop_rx.clone();
+    let app = crate::http::router(shared.clone());
+    let server = tokio::spawn(async move {
+        let stopped = async move {
+            let _ = server_stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stopped)
+            .await
+        {
+            tracing::error!("HTTP server: {e}");
+        }
+    });
+    tracing::info!(%addr, "listening");
+    if let Some(tx) = ready {
+        let _ = tx.send(addr);
+    }
+    notify("READY=1\nSTATUS=started");
+
+    let mut tasks = tokio::task::JoinSet::new();
+    if shared.config().schedule.run_at_start {
+        trigger(&shared, &mut tasks);
+    }
+    let watchdog = std::env::var("WATCHDOG_USEC")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|us| Duration::from_micros(us / 2));
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        let next = shared.config().cron().upcoming(Utc).next();
+        let until_next = next.map_or(Duration::from_secs(3600), |t| {
+            (t - Utc::now()).to_std().unwrap_or(Duration::ZERO)
+        });
+        let tick = watchdog.map_or(until_next, |w| w.min(until_next));
+        tokio::select! {
+            _ = tokio::time::sleep(tick) => {
+                if watchdog.is_some() {
+                    notify("WATCHDOG=1");
+                }
+                if next.is_some_and(|t| t <= Utc::now()) {
+                    trigger(&shared, &mut tasks);
+                }
+            }
+            _ = hup.recv() => reload(&shared),
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+            Some(_) = tasks.join_next() => {}
+        }
+    }
+    notify("STOPPING=1\nSTATUS=stopping");
+    tracing::info!("stopping: cancelling any audit in flight");
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+    let _ = stop_tx.send(true);
+    let _ = server.await;
+    drop(stop_rx);
+    Ok(())
+}

@@ -1,0 +1,261 @@
+//! HTTP: `/metrics`, `/healthz`, `/readyz`, the findings API and a small status page. The router
+//! is built in one function from small handlers sharing one `Arc<Shared>`; requests are bounded
+//! in size and time; a bad query parameter is a 400 that names it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::Utc;
+use serde_json::json;
+
+use crate::daemon::Shared;
+use crate::evaluate::Severity;
+
+type AppState = State<Arc<Shared>>;
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/", get(status_page))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/api/v1/findings", get(findings))
+        .route("/api/v1/users/{upn}", get(user))
+        .route("/api/v1/audits", get(audits))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(16 * 1024))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(30),
+        ))
+        .with_state(shared)
+}
+
+/// An API error: a bad parameter (named) or a failure of the store (logged, not shown).
+enum ApiError {
+    BadParameter { parameter: String, message: String },
+    Internal(String),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            ApiError::BadParameter { parameter, message } => (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": {"parameter": parameter, "message": message}})),
+            )
+                .into_response(),
+            ApiError::Internal(e) => {
+                tracing::error!("API: {e}");
+                let body =
+                    json!({"error": {"message": "the state store failed; see the daemon's log"}});
+                (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response()
+            }
+        }
+    }
+}
+
+impl From<crate::state::StateError> for ApiError {
+    fn from(e: crate::state::StateError) -> ApiError {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+fn bad_request(parameter: &str, message: String) -> ApiError {
+    ApiError::BadParameter {
+        parameter: parameter.into(),
+        message,
+    }
+}
+
+async fn metrics(State(s): AppState) -> Response {
+    let client = s.client();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        s.metrics.render(Some(client.stats())),
+    )
+        .into_response()
+}
+
+/// Ready when a complete audit exists and is fresher than `[schedule] stale_after_seconds`.
+async fn readyz(State(s): AppState) -> Result<Response, ApiError> {
+    let config = s.config();
+    let last = s
+        .store
+        .audits(&config.tenant.tenant_id, 1000)?
+        .into_iter()
+        .find(|r| r.complete);
+    let max_age = config.schedule.stale_after_seconds as i64;
+    Ok(match last {
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: no complete audit yet\n",
+        )
+            .into_response(),
+        Some(run) => {
+            let age = (Utc::now() - run.finished_at).num_seconds();
+            if age > max_age {
+                let body = format!(
+                    "stale: the last complete audit finished {age} s ago (limit {max_age} s)\n"
+                );
+                (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+            } else {
+                format!("ready: last complete audit {age} s ago\n").into_response()
+            }
+        }
+    })
+}
+
+fn parse<T: std::str::FromStr>(
+    q: &HashMap<String, String>,
+    name: &str,
+) -> Result<Option<T>, ApiError>
+where
+    T::Err: std::fmt::Display,
+{
+    q.get(name)
+        .map(|v| {
+            v.parse::<T>()
+                .map_err(|e| bad_request(name, format!("{v:?}: {e}")))
+        })
+        .transpose()
+}
+
+/// `GET /api/v1/findings?rule=&severity=&user=&state=open|resolved|all&page=1&page_size=100`.
+async fn findings(
+    State(s): AppState,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    const KNOWN: [&str; 6] = ["rule", "severity", "user", "state", "page", "page_size"];
+    if let Some(k) = q.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return Err(bad_request(
+            k,
+            format!("unknown parameter; known: {}", KNOWN.join(", ")),
+        ));
+    }
+    let config = s.config();
+    let state = q.get("state").map(String::as_str).unwrap_or("open");
+    if !["open", "resolved", "all"].contains(&state) {
+        return Err(bad_request(
+            "state",
+            format!("{state:?} is not open, resolved or all"),
+        ));
+    }
+    let severity = parse::<Severity>(&q, "severity")?;
+    let page = parse::<usize>(&q, "page")?.unwrap_or(1).max(1);
+    let max = config.http.max_page_size;
+    let page_size = match parse::<usize>(&q, "page_size")? {
+        Some(n) if n == 0 || n > max => {
+            return Err(bad_request(
+                "page_size",
+                format!("must be between 1 and {max}"),
+            ))
+        }
+        other => other.unwrap_or(100.min(max)),
+    };
+    let all = s
+        .store
+        .findings(&config.tenant.tenant_id, state != "open")?;
+    let user = q.get("user").map(|u| u.to_ascii_lowercase());
+    let items: Vec<_> = all
+        .into_iter()
+        .filter(|f| state != "resolved" || f.resolved_at.is_some())
+        .filter(|f| q.get("rule").is_none_or(|r| &f.rule == r))
+        .filter(|f| severity.is_none_or(|sev| f.severity == sev.as_str()))
+        .filter(|f| {
+            user.as_ref().is_none_or(|u| {
+                f.subject == *u
+                    || f.user_principal_name
+                        .as_ref()
+                        .is_some_and(|p| p.to_ascii_lowercase() == *u)
+            })
+        })
+        .collect();
+    let total = items.len();
+    let page_items: Vec<_> = items
+        .into_iter()
+        .skip((page - 1).saturating_mul(page_size))
+        .take(page_size)
+        .collect();
+    Ok(
+        Json(json!({"total": total, "page": page, "page_size": page_size, "items": page_items}))
+            .into_response(),
+    )
+}
+
+/// `GET /api/v1/users/{upn}`: every finding (open and resolved) of one user.
+async fn user(State(s): AppState, Path(upn): Path<String>) -> Result<Response, ApiError> {
+    let config = s.config();
+    let key = upn.to_ascii_lowercase();
+    let mine: Vec<_> = s
+        .store
+        .findings(&config.tenant.tenant_id, true)?
+        .into_iter()
+        .filter(|f| {
+            f.subject == key
+                || f.user_principal_name
+                    .as_ref()
+                    .is_some_and(|p| p.to_ascii_lowercase() == key)
+        })
+        .collect();
+    if mine.is_empty() {
+        let body = json!({"error": {"message": format!("no finding has ever concerned {upn}")}});
+        return Ok((StatusCode::NOT_FOUND, Json(body)).into_response());
+    }
+    Ok(Json(json!({"user_principal_name": upn, "findings": mine})).into_response())
+}
+
+/// `GET /api/v1/audits?limit=50`: the latest audit runs.
+async fn audits(
+    State(s): AppState,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let limit = parse::<usize>(&q, "limit")?.unwrap_or(50).clamp(1, 1000);
+    let runs = s.store.audits(&s.config().tenant.tenant_id, limit)?;
+    let skipped = s.skipped_runs.load(std::sync::atomic::Ordering::Relaxed);
+    Ok(Json(json!({"audits": runs, "skipped_runs": skipped})).into_response())
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+async fn status_page(State(s): AppState) -> Html<String> {
+    let config = s.config();
+    let mut body = format!(
+        "<h1>mfa-auditor</h1><p>tenant <code>{}</code></p>",
+        escape(&config.tenant.tenant_id)
+    );
+    match s.last_report() {
+        None => body.push_str("<p>No audit has finished yet.</p>"),
+        Some(r) => {
+            body.push_str(&format!(
+                "<p>Last audit: {} — {} — {} users in scope, {} open findings, {} excepted, {} rules skipped.</p>",
+                r.finished_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                if r.complete { "complete" } else { "<strong>INCOMPLETE</strong>" },
+                r.users_in_scope,
+                r.findings.len(),
+                r.excepted.len(),
+                r.skipped.len()
+            ));
+            body.push_str("<table><tr><th>rule</th><th>open findings</th></tr>");
+            for (rule, n) in &r.summary.by_rule {
+                body.push_str(&format!("<tr><td><a href=\"/api/v1/findings?rule={rule}\">{rule}</a></td><td>{n}</td></tr>"));
+            }
+            body.push_str("</table>");
+        }
+    }
+    body.push_str("<p><a href=\"/metrics\">/metrics</a> · <a href=\"/readyz\">/readyz</a> · <a href=\"/api/v1/findings\">/api/v1/findings</a> · <a href=\"/api/v1/audits\">/api/v1/audits</a></p>");
+    Html(format!("<!doctype html><html><head><meta charset=\"utf-8\"><title>mfa-auditor</title></head><body>{body}</body></html>"))
+}
