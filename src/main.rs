@@ -76,11 +76,17 @@ enum Command {
     },
     /// List the rule catalogue with parameters and defaults.
     Rules,
-    /// Collect a built-in simulated 5,000-user tenant (no Azure needed) and show what was read.
+    /// Run the daemon against a built-in simulated tenant (no Azure needed), printing its URLs.
     Demo {
         /// Users in the simulated tenant.
         #[arg(long, default_value_t = 5000)]
         users: usize,
+        /// Where the daemon listens.
+        #[arg(long, default_value = "127.0.0.1:9717")]
+        listen: String,
+        /// Collect once, print what was read, and exit (no daemon).
+        #[arg(long)]
+        once: bool,
     },
 }
 
@@ -121,7 +127,11 @@ async fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::CheckConfig { config } => check_config(&config).await,
-        Command::Demo { users } => match demo(users).await {
+        Command::Demo {
+            users,
+            listen,
+            once,
+        } => match demo(users, &listen, once).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("mfa-auditor demo: {e:#}");
@@ -335,8 +345,9 @@ async fn check_config(path: &Path) -> ExitCode {
     }
 }
 
-/// Starts graph-sim in-process on loopback and collects it once.
-async fn demo(users: usize) -> anyhow::Result<()> {
+/// Starts graph-sim in-process on loopback with a realistic tenant and runs the daemon against it
+/// on a short schedule, state in a temporary directory.
+async fn demo(users: usize, listen: &str, once: bool) -> anyhow::Result<()> {
     const SCALE: f64 = 20.0;
     let sim_config = graph_sim::SimConfig {
         tenant: graph_sim::TenantSource::Generated {
@@ -352,41 +363,91 @@ async fn demo(users: usize) -> anyhow::Result<()> {
         "graph simulator: {} ({users} users, throttle limits {SCALE}x faster than Graph's)",
         sim.base_url()
     );
-    let base = url::Url::parse(&sim.base_url())?;
-    let mut client_config = ClientConfig::new(base.clone(), base, sim.tenant_id(), sim.client_id());
-    client_config.pacing = client_config.pacing.scaled(SCALE);
-    let client = GraphClient::new(
-        client_config,
-        Credential::Secret(Secret::new(sim.client_secret())),
-    )?;
-    let started = Instant::now();
-    let report = collect::collect_with_report(
-        &client,
-        &CollectOptions::default(),
-        chrono::Utc::now(),
-        sim.tenant_id(),
-    )
-    .await;
-    println!("collected in {:.1} s:", started.elapsed().as_secs_f64());
-    for s in &report.sweeps {
-        let outcome = s.error.as_deref().unwrap_or("ok");
+    if once {
+        let base = url::Url::parse(&sim.base_url())?;
+        let mut client_config =
+            ClientConfig::new(base.clone(), base, sim.tenant_id(), sim.client_id());
+        client_config.pacing = client_config.pacing.scaled(SCALE);
+        let client = GraphClient::new(
+            client_config,
+            Credential::Secret(Secret::new(sim.client_secret())),
+        )?;
+        let started = Instant::now();
+        let report = collect::collect_with_report(
+            &client,
+            &CollectOptions::default(),
+            chrono::Utc::now(),
+            sim.tenant_id(),
+        )
+        .await;
+        println!("collected in {:.1} s:", started.elapsed().as_secs_f64());
+        for s in &report.sweeps {
+            let outcome = s.error.as_deref().unwrap_or("ok");
+            println!(
+                "  {:<20} {:>7} items {:>7.2} s  {outcome}",
+                s.name,
+                s.items,
+                s.duration.as_secs_f64()
+            );
+        }
+        print_summary(&report.snapshot);
+        let stats = client.stats();
         println!(
-            "  {:<20} {:>7} items {:>7.2} s  {outcome}",
-            s.name,
-            s.items,
-            s.duration.as_secs_f64()
+            "Graph requests: {} ({} throttled)",
+            stats.requests_by_endpoint().values().sum::<u64>(),
+            stats.total_throttled()
         );
+        sim.shutdown().await;
+        return Ok(());
     }
-    print_summary(&report.snapshot);
-    let stats = client.stats();
-    println!(
-        "Graph requests: {} ({} throttled)",
-        stats.requests_by_endpoint().values().sum::<u64>(),
-        stats.total_throttled()
+    let dir = tempfile_dir()?;
+    std::fs::write(dir.join("client-secret"), sim.client_secret())?;
+    let config_path = dir.join("config.toml");
+    let config = format!(
+        "[tenant]\ntenant_id = \"{t}\"\nclient_id = \"{c}\"\ncloud = \"custom\"\ngraph_url = \"{b}\"\nlogin_url = \"{b}\"\nclient_secret_file = \"{secret}\"\n\n\
+         [graph.pacing]\ndirectory_ru_per_10s = {d}\nreports_per_10s = {r}\nconditional_access_per_second = {ca}\nauth_methods_per_10s = {d}\n\n\
+         [schedule]\ncron = \"*/30 * * * * *\"\nstale_after_seconds = 120\n\n[storage]\npath = \"{state}\"\n\n[http]\nlisten = \"{listen}\"\n",
+        t = sim.tenant_id(),
+        c = sim.client_id(),
+        b = sim.base_url(),
+        secret = dir.join("client-secret").display(),
+        d = 8000.0 * SCALE,
+        r = 5.0 * SCALE,
+        ca = SCALE,
+        state = dir.join("state.db").display(),
     );
-    println!("The scheduled daemon, metrics and findings arrive with issues 3 and 4.");
+    std::fs::write(&config_path, config)?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let daemon = tokio::spawn({
+        let config_path = config_path.clone();
+        async move { mfa_auditor::daemon::run(&config_path, Some(tx)).await }
+    });
+    if let Ok(addr) = rx.await {
+        println!(
+            "mfa-auditor daemon: http://{addr}/ (audits every 30 s; config {})",
+            config_path.display()
+        );
+        println!("  metrics:  http://{addr}/metrics");
+        println!("  findings: http://{addr}/api/v1/findings?severity=high");
+        println!("  audits:   http://{addr}/api/v1/audits");
+        println!("Ctrl-C stops it.");
+    }
+    let result = daemon.await?;
     sim.shutdown().await;
-    Ok(())
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// A fresh private directory for the demo's state.
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("mfa-auditor-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(dir)
 }
 
 fn print_summary(s: &Snapshot) {

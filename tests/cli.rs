@@ -269,7 +269,7 @@ async fn audit_exit_status_follows_fail_on_and_completeness() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_collects_the_simulated_tenant() {
-    let out = run(&["demo", "--users", "1500"]).await;
+    let out = run(&["demo", "--users", "1500", "--once"]).await;
     let t = text(&out);
     assert_eq!(out.status.code(), Some(0), "{t}");
     assert!(
@@ -306,4 +306,58 @@ async fn audit_refuses_bad_rules_scope_and_exceptions_with_key_and_line() {
         assert_eq!(out.status.code(), Some(2), "{t}");
         assert!(t.contains(want), "expected {want:?} in {t}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_runs_the_daemon_and_prints_where() {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(BIN)
+        .args(["demo", "--users", "800", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("demo starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(url) = line.strip_prefix("mfa-auditor daemon: ") {
+                let _ = tx.send(url.split_whitespace().next().unwrap_or("").to_string());
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("the demo prints the daemon's URL");
+    let mut ready = false;
+    for _ in 0..150 {
+        if reqwest::get(format!("{url}readyz"))
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let metrics = reqwest::get(format!("{url}metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    // SIGTERM, so the demo stops its daemon and removes its temporary state.
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().expect("the demo exits");
+    assert!(ready, "the demo's daemon never became ready");
+    assert!(
+        status.success(),
+        "the demo stops cleanly on SIGTERM: {status:?}"
+    );
+    assert!(metrics.contains("entra_users{"), "{metrics}");
 }
