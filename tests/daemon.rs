@@ -255,3 +255,85 @@ async fn the_daemon_publishes_complete_audits_only_and_survives_faults_reloads_a
         .clone();
     assert_eq!(first_seen_before, first_seen_after);
 }
+
+/// A free loopback port (bound and released; the race is acceptable in a test).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_prometheus_scrapes_the_daemon() {
+    if Command::new("prometheus")
+        .arg("--version")
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "prometheus is missing: install Debian's prometheus package (scripts/test does)"
+        );
+        eprintln!("skipping: prometheus is not installed");
+        return;
+    }
+    let sim = common::sim(900, 42, Profile::Realistic, |_| {}).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.toml");
+    write_config(&config, &sim, &dir.path().join("state.db"));
+    let daemon = Daemon::start(&config, sim.client_secret());
+    let target = daemon.base.trim_start_matches("http://").to_string();
+    let base = daemon.base.clone();
+    wait_for("/readyz", 30, async || {
+        get(&format!("{base}/readyz")).await.0 == 200
+    })
+    .await;
+    let (_, metrics) = get(&format!("{base}/metrics")).await;
+    let tenant = sim.tenant_id();
+    let expected =
+        value(&metrics, &format!("entra_users{{tenant=\"{tenant}\"}}")).expect("entra_users");
+
+    let port = free_port();
+    let prom_config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &prom_config,
+        format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: mfa-auditor\n    static_configs:\n      - targets: ['{target}']\n"),
+    )
+    .expect("prometheus config");
+    let mut prometheus = Command::new("prometheus")
+        .arg(format!("--config.file={}", prom_config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus starts");
+    let query = format!("http://127.0.0.1:{port}/api/v1/query?query=entra_users");
+    let mut seen = None;
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while Instant::now() < deadline && seen.is_none() {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (status, body) = get(&query).await;
+        if status != 200 {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        seen = v["data"]["result"][0]["value"][1]
+            .as_str()
+            .and_then(|s| s.parse::<f64>().ok());
+    }
+    let up = get(&format!(
+        "http://127.0.0.1:{port}/api/v1/query?query=up%7Bjob%3D%22mfa-auditor%22%7D"
+    ))
+    .await
+    .1;
+    let _ = prometheus.kill();
+    let _ = prometheus.wait();
+    assert_eq!(seen, Some(expected), "Prometheus's entra_users; up = {up}");
+    assert!(up.contains("\"1\""), "the target is up: {up}");
+}
