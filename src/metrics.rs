@@ -377,6 +377,7 @@ impl Metrics {
         for (endpoint, n) in stats.throttled() {
             throttled.with_label_values(&[endpoint]).inc_by(n);
         }
+        register(&r, stats.durations().clone());
         if let Some(ratio) = stats.throttle_limit_ratio() {
             gauge!(
                 &r,
@@ -542,5 +543,13 @@ mod tests {
         );
         assert_eq!(value(&text, "mfa_auditor_graph_throttled_total{endpoint=\"userRegistrationDetails\",tenant=\"t1\"}"), Some(1.0));
         assert!(text.contains("# TYPE mfa_auditor_graph_requests_total counter"));
+        stats.record_duration("users", std::time::Duration::from_millis(300));
+        let text = Metrics::new("t1").render(Some(&stats));
+        assert!(
+            text.contains("# TYPE mfa_auditor_graph_request_duration_seconds histogram"),
+            "{text}"
+        );
+        assert_eq!(value(&text, "mfa_auditor_graph_request_duration_seconds_bucket{endpoint=\"users\",tenant=\"\",le=\"0.5\"}"), Some(1.0));
+        assert_eq!(value(&text, "mfa_auditor_graph_request_duration_seconds_bucket{endpoint=\"users\",tenant=\"\",le=\"0.25\"}"), Some(0.0));
     }
 }

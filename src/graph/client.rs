@@ -260,10 +260,10 @@ impl GraphClient {
             inner: Arc::new(Inner {
                 pacer: Pacer::new(&config.pacing),
                 in_flight: Semaphore::new(config.max_concurrency.max(1)),
+                stats: GraphStats::for_tenant(&config.tenant_id),
                 config,
                 http,
                 tokens,
-                stats: GraphStats::default(),
             }),
         })
     }

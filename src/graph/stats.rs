@@ -19,12 +19,41 @@ struct Inner {
 }
 
 /// Counters of one client. Status 0 counts requests that got no HTTP answer (transport, timeout).
-#[derive(Default, Debug)]
+#[derive(Debug)]
 pub struct GraphStats {
     inner: Mutex<Inner>,
+    /// Request durations by endpoint, as the Prometheus histogram the metrics publish.
+    durations: prometheus::HistogramVec,
+}
+
+impl Default for GraphStats {
+    fn default() -> Self {
+        GraphStats::for_tenant("")
+    }
 }
 
 impl GraphStats {
+    /// Counters whose histogram carries `tenant` as a constant label.
+    pub fn for_tenant(tenant: &str) -> GraphStats {
+        let opts = prometheus::HistogramOpts::new(
+            "mfa_auditor_graph_request_duration_seconds",
+            "Duration of Graph requests, by endpoint.",
+        )
+        .const_label("tenant", tenant)
+        .buckets(vec![0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]);
+        let durations = prometheus::HistogramVec::new(opts, &["endpoint"])
+            .unwrap_or_else(|e| unreachable!("fixed histogram options: {e}"));
+        GraphStats {
+            inner: Mutex::default(),
+            durations,
+        }
+    }
+
+    /// The request-duration histogram (shared: register a clone to publish it).
+    pub fn durations(&self) -> &prometheus::HistogramVec {
+        &self.durations
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -36,6 +65,9 @@ impl GraphStats {
         }
     }
     pub fn record_duration(&self, endpoint: &'static str, took: Duration) {
+        self.durations
+            .with_label_values(&[endpoint])
+            .observe(took.as_secs_f64());
         let mut s = self.lock();
         let t = s.timings.entry(endpoint).or_default();
         t.count += 1;
