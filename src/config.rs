@@ -266,6 +266,17 @@ impl Default for HttpConfig {
     }
 }
 
+/// `[metrics]`: what `/metrics` publishes beyond the tenant's figures.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Publish one series per user with a critical finding (`entra_mfa_finding_user`). User names
+    /// in labels are personal data and cardinality: off unless asked for.
+    pub per_user_series: bool,
+    /// At most this many per-user series; the rest are counted in `entra_mfa_finding_user_dropped`.
+    pub per_user_max: Option<usize>,
+}
+
 /// The whole configuration file.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -290,6 +301,8 @@ pub struct Config {
     pub storage: StorageConfig,
     #[serde(default)]
     pub http: HttpConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
     /// Resolved by validation.
     #[serde(skip)]
     endpoints: Option<Endpoints>,
@@ -741,6 +754,13 @@ impl Config {
             });
         }
         Ok(Resolved { scope, exceptions })
+    }
+
+    /// The cap on per-user series, or `None` when they are off.
+    pub fn per_user_series(&self) -> Option<usize> {
+        self.metrics
+            .per_user_series
+            .then(|| self.metrics.per_user_max.unwrap_or(500))
     }
 
     /// The schedule, parsed.

@@ -102,7 +102,9 @@ fn trigger(shared: &Arc<Shared>, tasks: &mut tokio::task::JoinSet<()>) {
         let publish = (|| -> anyhow::Result<()> {
             let changes = shared.store.record(&report, requests)?;
             let open = shared.store.findings(&tenant, false)?;
-            shared.metrics.observe(&report, &config.rules, &open);
+            shared
+                .metrics
+                .observe_with(&report, &config.rules, &open, config.per_user_series());
             shared.store.prune(&tenant, config.storage.keep_audits)?;
             tracing::info!(
                 complete = report.complete,

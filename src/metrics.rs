@@ -118,6 +118,17 @@ impl Metrics {
     /// Takes in one audit: always the daemon's own figures; the posture only when it is complete.
     /// `open` is the store's open findings (for their age).
     pub fn observe(&self, report: &Report, rules: &RulesConfig, open: &[StoredFinding]) {
+        self.observe_with(report, rules, open, None)
+    }
+
+    /// [`Metrics::observe`], with per-user series for critical findings capped at `per_user`.
+    pub fn observe_with(
+        &self,
+        report: &Report,
+        rules: &RulesConfig,
+        open: &[StoredFinding],
+        per_user: Option<usize>,
+    ) {
         let finished = report.finished_at.timestamp_millis() as f64 / 1000.0;
         let took = (report.finished_at - report.started_at)
             .num_milliseconds()
@@ -130,7 +141,7 @@ impl Metrics {
             return;
         }
         self.audits.with_label_values(&["complete"]).inc();
-        let fresh = Arc::new(self.posture_registry(report, rules, open));
+        let fresh = Arc::new(self.posture_registry(report, rules, open, per_user));
         *self.posture.write().unwrap_or_else(|e| e.into_inner()) = fresh;
         self.last_success.set(finished);
     }
@@ -140,6 +151,7 @@ impl Metrics {
         report: &Report,
         rules: &RulesConfig,
         open: &[StoredFinding],
+        per_user: Option<usize>,
     ) -> Registry {
         let r = Registry::new();
         let t = self.tenant.as_str();
@@ -237,6 +249,35 @@ impl Metrics {
             oldest
                 .with_label_values(&[rule.id])
                 .set(first.map_or(0.0, |f| (now - f).num_seconds().max(0) as f64));
+        }
+        if let Some(cap) = per_user {
+            let series = gauge_vec!(
+                &r,
+                t,
+                "entra_mfa_finding_user",
+                "1 per user with an open critical finding (opt-in, capped).",
+                ["rule", "user"]
+            );
+            let critical: Vec<_> = report
+                .findings
+                .iter()
+                .filter(|f| {
+                    f.severity == crate::evaluate::Severity::Critical
+                        && f.user_principal_name.is_some()
+                })
+                .collect();
+            for f in critical.iter().take(cap) {
+                series
+                    .with_label_values(&[f.rule, f.user_principal_name.as_deref().unwrap_or("")])
+                    .set(1.0);
+            }
+            gauge!(
+                &r,
+                t,
+                "entra_mfa_finding_user_dropped",
+                "Critical user findings left out of entra_mfa_finding_user by the cap."
+            )
+            .set(critical.len().saturating_sub(cap) as f64);
         }
         for (rule, ok) in &p.tenant_rules_passing {
             passing
@@ -524,6 +565,52 @@ mod tests {
                 &second,
                 "mfa_auditor_audit_last_success_timestamp_seconds{tenant=\"t1\"}"
             )
+        );
+    }
+
+    #[test]
+    fn per_user_series_are_opt_in_critical_only_and_capped() {
+        let mut r = report(true, 0);
+        for (i, sev) in [
+            Severity::Critical,
+            Severity::Critical,
+            Severity::Critical,
+            Severity::High,
+        ]
+        .iter()
+        .enumerate()
+        {
+            r.findings.push(Finding {
+                rule: "break-glass-weak",
+                severity: *sev,
+                subject: format!("g{i}"),
+                user_id: None,
+                user_principal_name: Some(format!("glass{i}@contoso.com")),
+                detail: "d".into(),
+                remediation: "r".into(),
+            });
+        }
+        let m = Metrics::new("t1");
+        m.observe(&r, &RulesConfig::default(), &[]);
+        assert!(
+            !m.render(None).contains("entra_mfa_finding_user"),
+            "off by default"
+        );
+        m.observe_with(&r, &RulesConfig::default(), &[], Some(2));
+        let text = m.render(None);
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.starts_with("entra_mfa_finding_user{"))
+                .count(),
+            2
+        );
+        assert_eq!(
+            value(&text, "entra_mfa_finding_user_dropped{tenant=\"t1\"}"),
+            Some(1.0)
+        );
+        assert!(
+            !text.contains("glass3@"),
+            "high findings never get a per-user series"
         );
     }
 
