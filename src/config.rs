@@ -255,6 +255,8 @@ pub struct HttpConfig {
     pub listen: String,
     /// Largest page of `/api/v1/findings`.
     pub max_page_size: usize,
+    /// A Prometheus-style `web.yml` with `tls_server_config` and `basic_auth_users`.
+    pub web_config_file: Option<PathBuf>,
 }
 
 impl Default for HttpConfig {
@@ -262,6 +264,7 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: "127.0.0.1:9717".into(),
             max_page_size: 1000,
+            web_config_file: None,
         }
     }
 }

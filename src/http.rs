@@ -19,7 +19,7 @@ use crate::evaluate::Severity;
 
 type AppState = State<Arc<Shared>>;
 
-pub fn router(shared: Arc<Shared>) -> Router {
+pub fn router(shared: Arc<Shared>, web: crate::web_config::WebConfig) -> Router {
     Router::new()
         .route("/", get(status_page))
         .route("/metrics", get(metrics))
@@ -28,6 +28,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/findings", get(findings))
         .route("/api/v1/users/{upn}", get(user))
         .route("/api/v1/audits", get(audits))
+        .layer(axum::middleware::from_fn_with_state(
+            web,
+            crate::web_config::basic_auth,
+        ))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(16 * 1024))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

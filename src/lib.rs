@@ -15,3 +15,4 @@ pub mod report;
 pub mod secret;
 pub mod snapshot;
 pub mod state;
+pub mod web_config;

@@ -337,3 +337,82 @@ async fn a_real_prometheus_scrapes_the_daemon() {
     assert_eq!(seen, Some(expected), "Prometheus's entra_users; up = {up}");
     assert!(up.contains("\"1\""), "the target is up: {up}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_and_basic_auth_come_from_web_yml() {
+    let sim = common::sim(300, 43, Profile::Realistic, |_| {}).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-days",
+            "1",
+        ])
+        .arg("-keyout")
+        .arg(dir.path().join("server.key"))
+        .arg("-out")
+        .arg(dir.path().join("server.crt"))
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(made.success());
+    let hash = bcrypt::hash("scrape-me", 4).expect("hash");
+    std::fs::write(
+        dir.path().join("web.yml"),
+        format!("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\nbasic_auth_users:\n  prometheus: {hash}\n"),
+    )
+    .expect("web.yml");
+    let config = dir.path().join("config.toml");
+    write_config(&config, &sim, &dir.path().join("state.db"));
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str(&format!(
+        "web_config_file = \"{}\"\n",
+        dir.path().join("web.yml").display()
+    ));
+    std::fs::write(&config, text).expect("config");
+    let daemon = Daemon::start(&config, sim.client_secret());
+    let https = daemon.base.replace("http://", "https://");
+    let client = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .expect("client");
+    let anonymous = client
+        .get(format!("{https}/metrics"))
+        .send()
+        .await
+        .expect("TLS works");
+    assert_eq!(anonymous.status(), 401);
+    assert!(anonymous.headers().get("www-authenticate").is_some());
+    let wrong = client
+        .get(format!("{https}/metrics"))
+        .basic_auth("prometheus", Some("nope"))
+        .send()
+        .await
+        .expect("TLS");
+    assert_eq!(wrong.status(), 401);
+    let ok = client
+        .get(format!("{https}/metrics"))
+        .basic_auth("prometheus", Some("scrape-me"))
+        .send()
+        .await
+        .expect("TLS");
+    assert_eq!(ok.status(), 200);
+    assert!(ok
+        .text()
+        .await
+        .expect("body")
+        .contains("mfa_auditor_build_info"));
+    assert_eq!(
+        get(&format!("{}/metrics", daemon.base)).await.0,
+        0,
+        "plain HTTP gets no answer"
+    );
+}
