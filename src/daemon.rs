@@ -84,6 +84,7 @@ fn build_client(config: &Config) -> anyhow::Result<GraphClient> {
 fn trigger(shared: &Arc<Shared>, tasks: &mut tokio::task::JoinSet<()>) {
     if shared.running.swap(true, Ordering::SeqCst) {
         let n = shared.skipped_runs.fetch_add(1, Ordering::Relaxed) + 1;
+        shared.metrics.audit_skipped();
         tracing::warn!(
             skipped = n,
             "an audit is still running; this run is skipped"

@@ -22,6 +22,7 @@ pub struct Metrics {
     tenant: String,
     daemon: Registry,
     audits: IntCounterVec,
+    skipped: prometheus::IntCounter,
     last_success: Gauge,
     last_attempt: Gauge,
     duration: Gauge,
@@ -73,6 +74,15 @@ impl Metrics {
         for result in ["complete", "incomplete"] {
             audits.with_label_values(&[result]);
         }
+        let skipped = register(
+            &daemon,
+            prometheus::IntCounter::with_opts(opts(
+                "mfa_auditor_audits_skipped_total",
+                "Scheduled audits skipped because the previous one was still running.",
+                tenant,
+            ))
+            .unwrap_or_else(|e| unreachable!("{e}")),
+        );
         let last_success = gauge!(
             &daemon,
             tenant,
@@ -108,11 +118,17 @@ impl Metrics {
             tenant: tenant.into(),
             daemon,
             audits,
+            skipped,
             last_success,
             last_attempt,
             duration,
             posture: RwLock::new(Arc::new(Registry::new())),
         }
+    }
+
+    /// Counts a scheduled audit skipped because one was still running.
+    pub fn audit_skipped(&self) {
+        self.skipped.inc();
     }
 
     /// Takes in one audit: always the daemon's own figures; the posture only when it is complete.
@@ -611,6 +627,27 @@ mod tests {
         assert!(
             !text.contains("glass3@"),
             "high findings never get a per-user series"
+        );
+    }
+
+    #[test]
+    fn skipped_audits_are_counted() {
+        let m = Metrics::new("t1");
+        assert_eq!(
+            value(
+                &m.render(None),
+                "mfa_auditor_audits_skipped_total{tenant=\"t1\"}"
+            ),
+            Some(0.0)
+        );
+        m.audit_skipped();
+        m.audit_skipped();
+        assert_eq!(
+            value(
+                &m.render(None),
+                "mfa_auditor_audits_skipped_total{tenant=\"t1\"}"
+            ),
+            Some(2.0)
         );
     }
 
