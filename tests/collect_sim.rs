@@ -507,28 +507,7 @@ async fn a_wrong_secret_is_a_clear_token_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_credential_signs_in() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let key = dir.path().join("key.pem");
-    let cert = dir.path().join("cert.pem");
-    let status = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=mfa-auditor-test",
-            "-days",
-            "1",
-            "-keyout",
-        ])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("openssl runs (scripts/test installs it)");
-    assert!(status.success());
+    let (cert, key) = common::self_signed(dir.path());
     let cert_pem = std::fs::read_to_string(&cert).expect("cert");
     let key_pem = std::fs::read_to_string(&key).expect("key");
     let sim = sim(50, 1, |c| c.certificate_pem = Some(cert_pem.clone())).await;

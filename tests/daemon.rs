@@ -342,28 +342,7 @@ async fn a_real_prometheus_scrapes_the_daemon() {
 async fn tls_and_basic_auth_come_from_web_yml() {
     let sim = common::sim(300, 43, Profile::Realistic, |_| {}).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let made = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-days",
-            "1",
-        ])
-        .arg("-keyout")
-        .arg(dir.path().join("server.key"))
-        .arg("-out")
-        .arg(dir.path().join("server.crt"))
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl");
-    assert!(made.success());
+    common::self_signed(dir.path());
     let hash = bcrypt::hash("scrape-me", 4).expect("hash");
     std::fs::write(
         dir.path().join("web.yml"),

@@ -66,3 +66,32 @@ pub fn config(sim: &SimHandle, extra: &str) -> Config {
 pub async fn audit(sim: &SimHandle, config: &Config) -> Report {
     mfa_auditor::audit::run(config, &client_with(sim, config.client_config())).await
 }
+
+/// A throwaway self-signed certificate for 127.0.0.1 and its key, made by openssl in `dir`:
+/// (certificate path, key path).
+pub fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.join("server.crt"), dir.join("server.key"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-days",
+            "1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl runs (scripts/test installs it)");
+    assert!(made.success(), "openssl could not make a certificate");
+    (cert, key)
+}
