@@ -550,3 +550,27 @@ async fn a_certificate_credential_signs_in() {
     let err = bad.granted_roles().await.expect_err("refused");
     assert!(err.to_string().contains("AADSTS700027"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_expiring_inside_a_batch_is_refreshed_and_the_items_retried() {
+    let sim = sim(1000, 17, |c| {
+        c.faults = vec![Fault::Status {
+            endpoint: "perUserMfaRequirements".into(),
+            status: 401,
+            count: Some(3),
+            retry_after: None,
+        }];
+    })
+    .await;
+    let client = client(&sim, |_| {});
+    let opts = options();
+    let snap = run(&sim, &client, &opts).await.snapshot;
+    assert!(snap.is_complete(), "{:?}", snap.coverage);
+    assert_matches_truth(&sim, &snap, &opts, false);
+    assert_eq!(sim.stats().count("perUserMfaRequirements", 401), 3);
+    assert_eq!(
+        sim.stats().tokens_issued,
+        2,
+        "one refresh for the refused batch"
+    );
+}

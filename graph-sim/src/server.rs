@@ -342,6 +342,11 @@ impl State {
                     "Authorization_RequestDenied",
                     "Insufficient privileges to complete the operation.",
                 ),
+                401 => graph_error(
+                    401,
+                    "InvalidAuthenticationToken",
+                    "Access token has expired or is not yet valid.",
+                ),
                 s => graph_error(s, "generalException", "An unspecified error has occurred."),
             };
             if let Some(ra) = retry_after {

@@ -106,6 +106,7 @@ struct TokenErrorBody {
 
 struct Cached {
     token: Secret,
+    fetched_at: Instant,
     refresh_at: Instant,
 }
 
@@ -164,9 +165,11 @@ impl TokenSource {
         let (token, lifetime) = self.fetch(http).await?;
         // Refresh 5 minutes early, or a tenth of the lifetime early for short-lived tokens.
         let margin = Duration::from_secs(300).min(lifetime / 10);
+        let now = Instant::now();
         *cache = Some(Cached {
             token: token.clone(),
-            refresh_at: Instant::now() + lifetime - margin,
+            fetched_at: now,
+            refresh_at: now + lifetime - margin,
         });
         Ok(token)
     }
@@ -175,6 +178,15 @@ impl TokenSource {
     pub(crate) async fn invalidate(&self, rejected: &Secret) {
         let mut cache = self.cache.lock().await;
         if cache.as_ref().is_some_and(|c| &c.token == rejected) {
+            *cache = None;
+        }
+    }
+
+    /// Forgets the cached token if it was fetched before `sent` (a request sent at `sent` was
+    /// refused for its token; a newer token is already a refresh).
+    pub(crate) async fn invalidate_fetched_before(&self, sent: Instant) {
+        let mut cache = self.cache.lock().await;
+        if cache.as_ref().is_some_and(|c| c.fetched_at <= sent) {
             *cache = None;
         }
     }

@@ -376,7 +376,9 @@ impl GraphClient {
         let mut results = Vec::with_capacity(chunk.len());
         let mut pending = chunk;
         let mut attempt: u32 = 0;
+        let mut refreshed = false;
         while !pending.is_empty() {
+            let sent_at = std::time::Instant::now();
             let body = serde_json::json!({
                 "requests": pending.iter().map(|i| serde_json::json!({"id": i.id, "method": "GET", "url": i.url})).collect::<Vec<_>>()
             });
@@ -409,6 +411,7 @@ impl GraphClient {
                 .map(|r| (r.id.to_ascii_lowercase(), r))
                 .collect();
             let mut retry: Vec<BatchItem> = Vec::new();
+            let mut needs_refresh = false;
             let mut wait: Option<Duration> = None;
             for item in pending {
                 let Some(resp) = by_id.remove(&item.id.to_ascii_lowercase()) else {
@@ -423,6 +426,13 @@ impl GraphClient {
                     .unwrap_or(b"null");
                 match resp.status {
                     200..=299 => results.push((item.id, decode::<T>(endpoint, body))),
+                    401 if !refreshed
+                        && body_code(body).as_deref() == Some("InvalidAuthenticationToken") =>
+                    {
+                        // The token expired while the batch was in flight: refresh once, retry these items.
+                        needs_refresh = true;
+                        retry.push(item);
+                    }
                     429 | 503 | 504 | 424 => {
                         let after = resp
                             .headers
@@ -447,6 +457,10 @@ impl GraphClient {
                     }
                     status => results.push((item.id, Err(http_error(endpoint, status, body)))),
                 }
+            }
+            if needs_refresh {
+                refreshed = true;
+                self.inner.tokens.invalidate_fetched_before(sent_at).await;
             }
             if retry.is_empty() {
                 break;
@@ -674,6 +688,13 @@ fn rename_endpoint(e: &GraphError, endpoint: &str) -> GraphError {
             message: msg,
         },
     }
+}
+
+/// `error.code` of a Graph error body, if it is one.
+fn body_code(body: &[u8]) -> Option<String> {
+    serde_json::from_slice::<ErrorBody>(body)
+        .ok()
+        .and_then(|b| b.error.code)
 }
 
 fn decode<T: DeserializeOwned>(endpoint: &str, body: &[u8]) -> Result<T, GraphError> {
