@@ -18,6 +18,7 @@ use serde::Deserialize;
 use thiserror::Error;
 use url::Url;
 
+use crate::alerting::AlertingConfig;
 use crate::collect::{CollectOptions, PerUserMfaScope};
 use crate::evaluate::exceptions::{Exception, ExceptionConfig};
 use crate::evaluate::scope::{ScopeConfig, UserScope};
@@ -257,6 +258,9 @@ pub struct HttpConfig {
     pub max_page_size: usize,
     /// A Prometheus-style `web.yml` with `tls_server_config` and `basic_auth_users`.
     pub web_config_file: Option<PathBuf>,
+    /// How people reach this daemon (behind a proxy, by name): the base of every link in alerts
+    /// and webhook messages. Default: `http://` + `listen`.
+    pub external_url: Option<String>,
 }
 
 impl Default for HttpConfig {
@@ -265,6 +269,7 @@ impl Default for HttpConfig {
             listen: "127.0.0.1:9717".into(),
             max_page_size: 1000,
             web_config_file: None,
+            external_url: None,
         }
     }
 }
@@ -306,6 +311,9 @@ pub struct Config {
     pub http: HttpConfig,
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// `[alerting]`: Alertmanager and webhooks.
+    #[serde(default)]
+    pub alerting: AlertingConfig,
     /// Resolved by validation.
     #[serde(skip)]
     endpoints: Option<Endpoints>,
@@ -707,6 +715,22 @@ impl Config {
                 "must be between 1 and 100000".into(),
             ));
         }
+        if let Some(u) = &self.http.external_url {
+            match Url::parse(u) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {}
+                _ => {
+                    return Err(at(
+                        "http.external_url",
+                        format!(
+                            "{u:?} is not an http(s) URL such as https://mfa-auditor.example.com/"
+                        ),
+                    ))
+                }
+            }
+        }
+        self.alerting
+            .validate()
+            .map_err(|(key, message)| at(&key, message))?;
         if self.storage.keep_audits == 0 {
             return Err(at("storage.keep_audits", "must be at least 1".into()));
         }
@@ -764,6 +788,16 @@ impl Config {
         self.metrics
             .per_user_series
             .then(|| self.metrics.per_user_max.unwrap_or(500))
+    }
+
+    /// The base of links to this daemon's API: `[http] external_url`, or `http://` + `listen`.
+    pub fn external_url(&self) -> Url {
+        let text = self
+            .http
+            .external_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}/", self.http.listen));
+        Url::parse(&text).unwrap_or_else(|_| unreachable!("validated in Config::parse"))
     }
 
     /// The schedule, parsed.
@@ -883,30 +917,16 @@ impl Config {
             key: key.into(),
             message,
         };
-        let resolve = |p: &Path| match credentials_dir {
-            Some(dir) if p.is_relative() => dir.join(p),
-            _ => p.to_path_buf(),
-        };
         let read = |key: &str, p: &Path| -> Result<String, ConfigError> {
-            let path = resolve(p);
+            let path = credential_path(p, credentials_dir);
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| fail(key, format!("cannot read {}: {e}", path.display())))?;
             warn_if_readable_by_others(&path);
             Ok(text)
         };
         if let Some(p) = &t.client_secret_file {
-            let text = read("tenant.client_secret_file", p)?;
-            let secret = text
-                .strip_suffix('\n')
-                .map(|s| s.strip_suffix('\r').unwrap_or(s))
-                .unwrap_or(&text);
-            if secret.is_empty() {
-                return Err(fail(
-                    "tenant.client_secret_file",
-                    format!("{} is empty", resolve(p).display()),
-                ));
-            }
-            return Ok(Credential::Secret(Secret::new(secret)));
+            return read_secret_file("tenant.client_secret_file", p, credentials_dir)
+                .map(Credential::Secret);
         }
         if let Some(name) = &t.client_secret_env {
             return match env(name) {
@@ -927,6 +947,41 @@ impl Config {
         }
         Err(fail("tenant", "no credential configured".into()))
     }
+}
+
+/// A credential's path: relative ones resolve against `credentials_dir` (`$CREDENTIALS_DIRECTORY`).
+fn credential_path(p: &Path, credentials_dir: Option<&Path>) -> PathBuf {
+    match credentials_dir {
+        Some(dir) if p.is_relative() => dir.join(p),
+        _ => p.to_path_buf(),
+    }
+}
+
+/// Reads a one-line secret file (a client secret, a password, a webhook URL): one trailing
+/// newline is dropped; an empty file is an error naming `key`.
+pub(crate) fn read_secret_file(
+    key: &str,
+    p: &Path,
+    credentials_dir: Option<&Path>,
+) -> Result<Secret, ConfigError> {
+    let path = credential_path(p, credentials_dir);
+    let fail = |message: String| ConfigError {
+        origin: "credential".into(),
+        position: None,
+        key: key.into(),
+        message,
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?;
+    warn_if_readable_by_others(&path);
+    let secret = text
+        .strip_suffix('\n')
+        .map(|s| s.strip_suffix('\r').unwrap_or(s))
+        .unwrap_or(&text);
+    if secret.is_empty() {
+        return Err(fail(format!("{} is empty", path.display())));
+    }
+    Ok(Secret::new(secret))
 }
 
 #[cfg(unix)]
@@ -1203,6 +1258,68 @@ client_secret_env = "MFA_SECRET"
         let now = chrono::Utc::now();
         let next: Vec<_> = c.cron().after(&now).take(2).collect();
         assert_eq!((next[1] - next[0]).num_seconds(), 5);
+    }
+
+    #[test]
+    fn the_sample_alerting_blocks_parse_to_the_codes_defaults() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml"))
+            .expect("sample");
+        let start = text
+            .find("# Per-user alerts")
+            .expect("the alerting section");
+        let end = text
+            .find("# Accepted findings")
+            .expect("the exceptions section");
+        let block: String = text[start..end]
+            .lines()
+            .filter_map(|l| l.strip_prefix("## "))
+            .map(|l| l.split("  #").next().unwrap_or(l))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c = parse(&format!("{GOOD}\n{block}\n")).unwrap_or_else(|e| panic!("{e}\n{block}"));
+        let am = c.alerting.alertmanager.expect("alertmanager");
+        let defaults: crate::alerting::AlertmanagerConfig =
+            toml::from_str(&format!("url = {:?}", am.url)).expect("defaults");
+        assert_eq!(
+            (
+                am.min_severity,
+                am.resend_interval_seconds,
+                am.timeout_seconds
+            ),
+            (
+                defaults.min_severity,
+                defaults.resend_interval_seconds,
+                defaults.timeout_seconds
+            )
+        );
+        let w = &c.alerting.webhook[0];
+        let defaults: crate::alerting::WebhookConfig =
+            toml::from_str("name = \"x\"\nurl_env = \"X\"").expect("defaults");
+        assert_eq!(
+            (w.batch_above, w.timeout_seconds),
+            (defaults.batch_above, defaults.timeout_seconds)
+        );
+        assert_eq!(w.format, crate::alerting::WebhookFormat::Slack);
+    }
+
+    #[test]
+    fn alerting_errors_name_the_key_and_line() {
+        let e = error(&format!(
+            "{GOOD}\n[[alerting.webhook]]\nname = \"a\"\nformat = \"discord\"\nurl_env = \"X\"\n"
+        ));
+        assert!(
+            e.starts_with("config.toml:9:10: alerting.webhook[0].format: "),
+            "{e}"
+        );
+        let e = error(&format!(
+            "{GOOD}\n[[alerting.webhook]]\nname = \"a\"\nurl_env = \"X\"\n\n[[alerting.webhook]]\nname = \"a\"\nurl_env = \"Y\"\n"
+        ));
+        assert!(
+            e.starts_with("config.toml:12:1: alerting.webhook[1].name: \"a\" names two webhooks"),
+            "{e}"
+        );
+        let e = error(&format!("{GOOD}\n[http]\nexternal_url = \"mfa.example\"\n"));
+        assert!(e.starts_with("config.toml:8:1: http.external_url: "), "{e}");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use anyhow::Context;
 use chrono::Utc;
 use tokio::sync::watch;
 
+use crate::alerting::Alerting;
 use crate::config::Config;
 use crate::graph::GraphClient;
 use crate::metrics::Metrics;
@@ -22,8 +23,9 @@ use crate::state::Store;
 pub struct Shared {
     pub config: RwLock<Arc<Config>>,
     pub client: RwLock<GraphClient>,
-    pub store: Store,
+    pub store: Arc<Store>,
     pub metrics: Metrics,
+    pub alerting: RwLock<Arc<Alerting>>,
     pub last_report: RwLock<Option<Arc<Report>>>,
     pub running: AtomicBool,
     pub skipped_runs: AtomicU64,
@@ -39,6 +41,12 @@ impl Shared {
     }
     pub fn client(&self) -> GraphClient {
         self.client
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+    pub fn alerting(&self) -> Arc<Alerting> {
+        self.alerting
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
@@ -101,11 +109,15 @@ fn trigger(shared: &Arc<Shared>, tasks: &mut tokio::task::JoinSet<()>) {
         let requests: u64 = client.stats().requests_by_endpoint().values().sum();
         let tenant = config.tenant.tenant_id.clone();
         let publish = (|| -> anyhow::Result<()> {
-            let changes = shared.store.record(&report, requests)?;
+            let alerting = shared.alerting();
+            let changes = shared
+                .store
+                .record_with(&report, requests, alerting.subscribers())?;
             let open = shared.store.findings(&tenant, false)?;
             shared
                 .metrics
                 .observe_with(&report, &config.rules, &open, config.per_user_series());
+            alerting.published(&open);
             shared.store.prune(&tenant, config.storage.keep_audits)?;
             tracing::info!(
                 complete = report.complete,
@@ -136,13 +148,26 @@ fn trigger(shared: &Arc<Shared>, tasks: &mut tokio::task::JoinSet<()>) {
     });
 }
 
-/// Reloads the configuration: a valid one replaces the old (and its client), a bad one is logged.
-fn reload(shared: &Shared) {
-    match Config::load(&shared.config_path)
+/// How long a webhook delivery in flight may take to finish when alerting stops or reloads.
+const ALERTING_GRACE: Duration = Duration::from_secs(15);
+
+/// Reloads the configuration: a valid one replaces the old (with its client and its alerting,
+/// whose secrets are read before anything is replaced), a bad one is logged.
+async fn reload(shared: &Shared) {
+    let prepared = Config::load(&shared.config_path)
         .map_err(anyhow::Error::from)
         .and_then(|c| build_client(&c).map(|client| (c, client)))
-    {
-        Ok((config, client)) => {
+        .and_then(|(c, client)| {
+            let alerting = Alerting::prepare(&c, shared.store.clone(), shared.metrics.alerting())?;
+            Ok((c, client, alerting))
+        });
+    match prepared {
+        Ok((config, client, alerting)) => {
+            // The old webhook worker stops before the new one starts, so no message goes twice.
+            shared.alerting().shutdown(ALERTING_GRACE).await;
+            let alerting = Arc::new(alerting.start());
+            seed_alerts(shared, &alerting, &config.tenant.tenant_id);
+            *shared.alerting.write().unwrap_or_else(|e| e.into_inner()) = alerting;
             *shared.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
             *shared.client.write().unwrap_or_else(|e| e.into_inner()) = client;
             tracing::info!("configuration reloaded");
@@ -155,6 +180,15 @@ fn reload(shared: &Shared) {
     }
 }
 
+/// Hands the store's open findings to a freshly started alerting, so the alerts of the last
+/// complete audit stay active across a restart or a reload.
+fn seed_alerts(shared: &Shared, alerting: &Alerting, tenant: &str) {
+    match shared.store.findings(tenant, false) {
+        Ok(open) => alerting.published(&open),
+        Err(e) => tracing::error!("reading the open findings for alerting: {e}"),
+    }
+}
+
 /// Runs the daemon until SIGTERM or SIGINT. `ready` receives the bound HTTP address.
 pub async fn run(
     config_path: &Path,
@@ -163,11 +197,16 @@ pub async fn run(
     let config = Config::load(config_path)?;
     let client = build_client(&config)?;
     let state_path = config.state_path();
-    let store = Store::open(&state_path)
-        .with_context(|| format!("opening the state at {}", state_path.display()))?;
+    let store = Arc::new(
+        Store::open(&state_path)
+            .with_context(|| format!("opening the state at {}", state_path.display()))?,
+    );
     let listen: std::net::SocketAddr = config.http.listen.parse().context("http.listen")?;
+    let metrics = Metrics::new(&config.tenant.tenant_id);
+    let alerting = Alerting::prepare(&config, store.clone(), metrics.alerting())?.start();
     let shared = Arc::new(Shared {
-        metrics: Metrics::new(&config.tenant.tenant_id),
+        metrics,
+        alerting: RwLock::new(Arc::new(alerting)),
         config: RwLock::new(Arc::new(config)),
         client: RwLock::new(client),
         store,
@@ -211,6 +250,11 @@ pub async fn run(
     }
     notify("READY=1\nSTATUS=started");
 
+    seed_alerts(
+        &shared,
+        &shared.alerting(),
+        &shared.config().tenant.tenant_id,
+    );
     let mut tasks = tokio::task::JoinSet::new();
     if shared.config().schedule.run_at_start {
         trigger(&shared, &mut tasks);
@@ -236,7 +280,7 @@ pub async fn run(
                     trigger(&shared, &mut tasks);
                 }
             }
-            _ = hup.recv() => reload(&shared),
+            _ = hup.recv() => reload(&shared).await,
             _ = term.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
             Some(_) = tasks.join_next() => {}
@@ -246,6 +290,7 @@ pub async fn run(
     tracing::info!("stopping: cancelling any audit in flight");
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
+    shared.alerting().shutdown(ALERTING_GRACE).await;
     let _ = stop_tx.send(true);
     let _ = server.await;
     drop(stop_rx);

@@ -3,6 +3,7 @@
 //! The pipeline (DESIGN §1): `config` → `collect` (the only code that knows Graph) → `snapshot`
 //! → evaluate → report → publish. See ARCHITECTURE.md.
 
+pub mod alerting;
 pub mod audit;
 pub mod collect;
 pub mod config;

@@ -21,12 +21,85 @@ use crate::state::StoredFinding;
 pub struct Metrics {
     tenant: String,
     daemon: Registry,
+    alerting: AlertingMetrics,
     audits: IntCounterVec,
     skipped: prometheus::IntCounter,
     last_success: Gauge,
     last_attempt: Gauge,
     duration: Gauge,
     posture: RwLock<Arc<Registry>>,
+}
+
+/// What the Alertmanager pusher and the webhook worker count; cheap to clone (shared counters).
+#[derive(Clone)]
+pub struct AlertingMetrics {
+    /// `mfa_auditor_alertmanager_pushes_total{result}`.
+    pub alertmanager_pushes: IntCounterVec,
+    /// `mfa_auditor_alertmanager_alerts`: active alerts in the last successful push.
+    pub alertmanager_alerts: prometheus::IntGauge,
+    /// `mfa_auditor_webhook_messages_total{webhook,result}`.
+    pub webhook_messages: IntCounterVec,
+    /// `mfa_auditor_webhook_pending_events{webhook}`: queued, not yet delivered.
+    pub webhook_pending: IntGaugeVec,
+}
+
+impl AlertingMetrics {
+    fn new(registry: &Registry, tenant: &str) -> AlertingMetrics {
+        let alertmanager_pushes = register(
+            registry,
+            IntCounterVec::new(
+                opts(
+                    "mfa_auditor_alertmanager_pushes_total",
+                    "Pushes of the open per-user findings to Alertmanager, by result.",
+                    tenant,
+                ),
+                &["result"],
+            )
+            .unwrap_or_else(|e| unreachable!("{e}")),
+        );
+        for result in ["success", "failure"] {
+            alertmanager_pushes.with_label_values(&[result]);
+        }
+        let alertmanager_alerts = register(
+            registry,
+            prometheus::IntGauge::with_opts(opts(
+                "mfa_auditor_alertmanager_alerts",
+                "Active alerts in the last successful push to Alertmanager.",
+                tenant,
+            ))
+            .unwrap_or_else(|e| unreachable!("{e}")),
+        );
+        let webhook_messages = register(
+            registry,
+            IntCounterVec::new(
+                opts(
+                    "mfa_auditor_webhook_messages_total",
+                    "Webhook messages sent, by webhook and result (a failure is retried).",
+                    tenant,
+                ),
+                &["webhook", "result"],
+            )
+            .unwrap_or_else(|e| unreachable!("{e}")),
+        );
+        let webhook_pending = register(
+            registry,
+            IntGaugeVec::new(
+                opts(
+                    "mfa_auditor_webhook_pending_events",
+                    "Findings queued for a webhook and not yet delivered.",
+                    tenant,
+                ),
+                &["webhook"],
+            )
+            .unwrap_or_else(|e| unreachable!("{e}")),
+        );
+        AlertingMetrics {
+            alertmanager_pushes,
+            alertmanager_alerts,
+            webhook_messages,
+            webhook_pending,
+        }
+    }
 }
 
 fn opts(name: &str, help: &str, tenant: &str) -> Opts {
@@ -114,9 +187,11 @@ impl Metrics {
             .unwrap_or_else(|e| unreachable!("{e}")),
         );
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let alerting = AlertingMetrics::new(&daemon, tenant);
         Metrics {
             tenant: tenant.into(),
             daemon,
+            alerting,
             audits,
             skipped,
             last_success,
@@ -124,6 +199,11 @@ impl Metrics {
             duration,
             posture: RwLock::new(Arc::new(Registry::new())),
         }
+    }
+
+    /// The alerting counters, for the Alertmanager pusher and the webhook worker.
+    pub fn alerting(&self) -> AlertingMetrics {
+        self.alerting.clone()
     }
 
     /// Counts a scheduled audit skipped because one was still running.
@@ -431,6 +511,10 @@ impl Metrics {
             )
             .unwrap_or_else(|e| unreachable!("{e}")),
         );
+        // Every endpoint asked has a throttle count, 0 until Graph answers it with a 429.
+        for ((endpoint, _), _) in stats.snapshot() {
+            throttled.with_label_values(&[endpoint]);
+        }
         for (endpoint, n) in stats.throttled() {
             throttled.with_label_values(&[endpoint]).inc_by(n);
         }

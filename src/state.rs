@@ -5,6 +5,10 @@
 //! and a restart continues from it. Only a **complete** audit moves findings (new, still open,
 //! resolved); an incomplete or failed one is recorded as a run and changes nothing else, so a
 //! half-read tenant never resolves a finding it simply did not see.
+//!
+//! The same transaction queues each new and each resolved finding in the **outbox**, once per
+//! webhook that wants it: a message is queued if and only if its audit is recorded, and stays
+//! queued until delivered, so a restart neither re-sends nor loses one.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -14,6 +18,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 use thiserror::Error;
 
+use crate::evaluate::Severity;
 use crate::report::Report;
 
 #[derive(Debug, Error)]
@@ -34,7 +39,8 @@ pub enum StateError {
 }
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE audits (
     id              INTEGER PRIMARY KEY,
     tenant          TEXT NOT NULL,
@@ -64,7 +70,28 @@ CREATE TABLE findings (
     PRIMARY KEY (tenant, rule, subject)
 );
 CREATE INDEX findings_open ON findings (tenant, resolved_at);
-"#];
+"#,
+    r#"
+CREATE TABLE outbox (
+    id                   INTEGER PRIMARY KEY,
+    webhook              TEXT NOT NULL,
+    tenant               TEXT NOT NULL,
+    audit_id             INTEGER NOT NULL,
+    kind                 TEXT NOT NULL CHECK (kind IN ('new', 'resolved')),
+    rule                 TEXT NOT NULL,
+    subject              TEXT NOT NULL,
+    user_principal_name  TEXT,
+    severity             TEXT NOT NULL,
+    detail               TEXT NOT NULL,
+    remediation          TEXT NOT NULL,
+    first_seen           TEXT NOT NULL,
+    resolved_at          TEXT,
+    attempts             INTEGER NOT NULL DEFAULT 0,
+    last_error           TEXT
+);
+CREATE INDEX outbox_pending ON outbox (webhook, id);
+"#,
+];
 
 /// A finding as the store knows it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -104,6 +131,49 @@ pub struct Changes {
     pub audit_id: i64,
     pub new: Vec<(String, String)>,
     pub resolved: Vec<(String, String)>,
+}
+
+/// A webhook the outbox queues messages for: its name and the least severity it wants.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Subscriber {
+    pub webhook: String,
+    pub min_severity: Severity,
+}
+
+/// Whether an outbox event tells of a new finding or a resolved one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventKind {
+    New,
+    Resolved,
+}
+
+impl EventKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            EventKind::New => "new",
+            EventKind::Resolved => "resolved",
+        }
+    }
+}
+
+/// One queued webhook message about one finding.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct OutboxEvent {
+    pub id: i64,
+    pub webhook: String,
+    pub tenant: String,
+    pub audit_id: i64,
+    pub kind: EventKind,
+    pub rule: String,
+    pub subject: String,
+    pub user_principal_name: Option<String>,
+    pub severity: String,
+    pub detail: String,
+    pub remediation: String,
+    pub first_seen: DateTime<Utc>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub attempts: i64,
 }
 
 pub struct Store {
@@ -170,6 +240,18 @@ impl Store {
     /// Records one audit. A complete one updates findings and returns what changed; an
     /// incomplete one is recorded as a run only.
     pub fn record(&self, report: &Report, graph_requests: u64) -> Result<Changes, StateError> {
+        self.record_with(report, graph_requests, &[])
+    }
+
+    /// [`Store::record`], queueing in the same transaction one outbox event per subscriber for
+    /// each new and each resolved finding at or above its severity (excepted findings are
+    /// accepted risks: they queue nothing).
+    pub fn record_with(
+        &self,
+        report: &Report,
+        graph_requests: u64,
+        subscribers: &[Subscriber],
+    ) -> Result<Changes, StateError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let reason = (!report.complete).then(|| report.incomplete_reasons.join("; "));
@@ -209,6 +291,10 @@ impl Store {
                     first_seen = CASE WHEN findings.resolved_at IS NULL THEN findings.first_seen ELSE excluded.first_seen END,
                     last_seen = excluded.last_seen, resolved_at = NULL, last_audit = excluded.last_audit",
             )?;
+            let mut enqueue = tx.prepare(
+                "INSERT INTO outbox (webhook, tenant, audit_id, kind, rule, subject, user_principal_name, severity, detail, remediation, first_seen, resolved_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )?;
             let open = report.findings.iter().map(|f| (f, false));
             let excepted = report.excepted.iter().map(|e| (&e.finding, true));
             for (f, is_excepted) in open.chain(excepted) {
@@ -229,14 +315,66 @@ impl Store {
                 ])?;
                 if was_open != Some(true) {
                     changes.new.push((f.rule.to_string(), f.subject.clone()));
+                    if !is_excepted {
+                        for s in subscribers.iter().filter(|s| f.severity >= s.min_severity) {
+                            enqueue.execute(params![
+                                s.webhook,
+                                report.tenant,
+                                audit_id,
+                                EventKind::New.as_str(),
+                                f.rule,
+                                f.subject,
+                                f.user_principal_name,
+                                f.severity.as_str(),
+                                f.detail,
+                                f.remediation,
+                                seen,
+                                Option::<String>::None,
+                            ])?;
+                        }
+                    }
                 }
             }
-            let mut gone = tx.prepare("SELECT rule, subject FROM findings WHERE tenant = ?1 AND resolved_at IS NULL AND last_audit <> ?2")?;
-            changes.resolved = gone
-                .query_map(params![report.tenant, audit_id], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })?
-                .collect::<Result<_, _>>()?;
+            let mut gone = tx.prepare(
+                "SELECT rule, subject, user_principal_name, severity, detail, remediation, excepted, first_seen
+                 FROM findings WHERE tenant = ?1 AND resolved_at IS NULL AND last_audit <> ?2",
+            )?;
+            let rows = gone.query_map(params![report.tenant, audit_id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, bool>(6)?,
+                    r.get::<_, String>(7)?,
+                ))
+            })?;
+            for row in rows {
+                let (rule, subject, upn, severity, detail, remediation, excepted, first_seen) =
+                    row?;
+                let level = severity.parse::<Severity>().unwrap_or(Severity::Critical);
+                if !excepted {
+                    for s in subscribers.iter().filter(|s| level >= s.min_severity) {
+                        enqueue.execute(params![
+                            s.webhook,
+                            report.tenant,
+                            audit_id,
+                            EventKind::Resolved.as_str(),
+                            rule,
+                            subject,
+                            upn,
+                            severity,
+                            detail,
+                            remediation,
+                            first_seen,
+                            seen,
+                        ])?;
+                    }
+                }
+                changes.resolved.push((rule, subject));
+            }
         }
         tx.execute(
             "UPDATE findings SET resolved_at = ?1 WHERE tenant = ?2 AND resolved_at IS NULL AND last_audit <> ?3",
@@ -324,6 +462,91 @@ impl Store {
         )?;
         tx.commit()?;
         Ok(deleted)
+    }
+
+    /// The oldest `limit` undelivered events for `webhook`, in the order they were queued.
+    pub fn outbox_pending(
+        &self,
+        webhook: &str,
+        limit: usize,
+    ) -> Result<Vec<OutboxEvent>, StateError> {
+        let conn = self.conn();
+        let mut q = conn.prepare(
+            "SELECT id, webhook, tenant, audit_id, kind, rule, subject, user_principal_name, severity, detail, remediation, first_seen, resolved_at, attempts
+             FROM outbox WHERE webhook = ?1 ORDER BY id LIMIT ?2",
+        )?;
+        let rows = q.query_map(params![webhook, limit as i64], |r| {
+            Ok(OutboxEvent {
+                id: r.get(0)?,
+                webhook: r.get(1)?,
+                tenant: r.get(2)?,
+                audit_id: r.get(3)?,
+                kind: if r.get::<_, String>(4)? == "new" {
+                    EventKind::New
+                } else {
+                    EventKind::Resolved
+                },
+                rule: r.get(5)?,
+                subject: r.get(6)?,
+                user_principal_name: r.get(7)?,
+                severity: r.get(8)?,
+                detail: r.get(9)?,
+                remediation: r.get(10)?,
+                first_seen: parse_ts(r.get(11)?)?,
+                resolved_at: r.get::<_, Option<String>>(12)?.map(parse_ts).transpose()?,
+                attempts: r.get(13)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Removes delivered events from the outbox.
+    pub fn outbox_delivered(&self, ids: &[i64]) -> Result<(), StateError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        {
+            let mut delete = tx.prepare("DELETE FROM outbox WHERE id = ?1")?;
+            for id in ids {
+                delete.execute([id])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Counts a failed delivery attempt of these events and keeps its reason.
+    pub fn outbox_failed(&self, ids: &[i64], error: &str) -> Result<(), StateError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        {
+            let mut update = tx.prepare(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?2 WHERE id = ?1",
+            )?;
+            for id in ids {
+                update.execute(params![id, error])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Undelivered events by webhook.
+    pub fn outbox_counts(&self) -> Result<Vec<(String, i64)>, StateError> {
+        let conn = self.conn();
+        let mut q =
+            conn.prepare("SELECT webhook, COUNT(*) FROM outbox GROUP BY webhook ORDER BY webhook")?;
+        let rows = q.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Drops the events of webhooks no longer configured; returns how many.
+    pub fn outbox_forget_except(&self, webhooks: &[&str]) -> Result<usize, StateError> {
+        let conn = self.conn();
+        let list = serde_json::to_string(webhooks).unwrap_or_else(|_| "[]".into());
+        Ok(conn.execute(
+            "DELETE FROM outbox WHERE webhook NOT IN (SELECT value FROM json_each(?1))",
+            [list],
+        )?)
     }
 }
 
@@ -506,8 +729,103 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(
-            err.contains("schema version 99, newer than this binary knows (1)"),
+            err.contains("schema version 99, newer than this binary knows (2)"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn the_outbox_queues_each_change_once_per_subscriber_in_the_audits_transaction() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.db");
+        let subs = [
+            Subscriber {
+                webhook: "all".into(),
+                min_severity: Severity::Info,
+            },
+            Subscriber {
+                webhook: "high".into(),
+                min_severity: Severity::High,
+            },
+        ];
+        let mut high = finding("no-mfa-method", "bob");
+        high.severity = Severity::High;
+        {
+            let store = Store::open(&path).expect("open");
+            let mut first = report(
+                "2026-11-01T10:00:00Z",
+                true,
+                vec![finding("phone-only", "ann"), high.clone()],
+            );
+            first.excepted.push(crate::evaluate::exceptions::Excepted {
+                finding: finding("phone-only", "cy"),
+                exception_reason: "accepted".into(),
+                exception_expires: chrono::NaiveDate::from_ymd_opt(2027, 1, 1).expect("date"),
+            });
+            store.record_with(&first, 1, &subs).expect("record");
+            let all = store.outbox_pending("all", 100).expect("pending");
+            let keys: Vec<String> = all
+                .iter()
+                .map(|e| format!("{:?}/{}/{}", e.kind, e.rule, e.subject))
+                .collect();
+            assert_eq!(
+                keys,
+                ["New/phone-only/ann", "New/no-mfa-method/bob"],
+                "an excepted finding is an accepted risk: no message"
+            );
+            let high_only = store.outbox_pending("high", 100).expect("pending");
+            assert_eq!(high_only.len(), 1);
+            assert_eq!(high_only[0].subject, "bob");
+            // Delivered events go; a failed one stays, with its attempt counted.
+            store.outbox_delivered(&[all[0].id]).expect("delivered");
+            store
+                .outbox_failed(&[all[1].id], "HTTP 503")
+                .expect("failed");
+            // Seen again: nothing new is queued.
+            let again = report(
+                "2026-11-01T11:00:00Z",
+                true,
+                vec![finding("phone-only", "ann"), high.clone()],
+            );
+            store.record_with(&again, 1, &subs).expect("record");
+            // An incomplete audit queues nothing, even though bob is missing from it.
+            store
+                .record_with(&report("2026-11-01T11:30:00Z", false, vec![]), 1, &subs)
+                .expect("record");
+        }
+        // After a restart the undelivered event is still there, and bob's resolution queues.
+        let store = Store::open(&path).expect("reopen");
+        let left = store.outbox_pending("all", 100).expect("pending");
+        assert_eq!(left.len(), 1);
+        assert_eq!((left[0].subject.as_str(), left[0].attempts), ("bob", 1));
+        store
+            .record_with(
+                &report(
+                    "2026-11-01T12:00:00Z",
+                    true,
+                    vec![finding("phone-only", "ann")],
+                ),
+                1,
+                &subs,
+            )
+            .expect("record");
+        let all = store.outbox_pending("all", 100).expect("pending");
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[1].kind, EventKind::Resolved);
+        assert_eq!(all[1].subject, "bob");
+        assert_eq!(all[1].first_seen.to_rfc3339(), "2026-11-01T10:00:00+00:00");
+        assert_eq!(
+            all[1].resolved_at.map(|t| t.to_rfc3339()),
+            Some("2026-11-01T12:00:00+00:00".into())
+        );
+        assert_eq!(
+            store.outbox_counts().expect("counts"),
+            [("all".to_string(), 2), ("high".to_string(), 2)]
+        );
+        assert_eq!(store.outbox_forget_except(&["all"]).expect("forget"), 2);
+        assert_eq!(
+            store.outbox_counts().expect("counts"),
+            [("all".to_string(), 2)]
         );
     }
 

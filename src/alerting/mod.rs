@@ -1,0 +1,555 @@
+//! Alerting: per-user findings pushed to Alertmanager, and new and resolved findings sent to
+//! webhooks. Both run beside the audits, never inside them: the daemon hands over what an audit
+//! recorded and goes on, and a receiver that is down is retried with backoff while audits go on.
+//!
+//! - [`alertmanager`] holds the set of open per-user findings as alerts and pushes it to
+//!   Alertmanager's v2 API after every audit and every `resend_interval_seconds` between them,
+//!   with `endsAt` a few intervals ahead (as Prometheus does). An alert that leaves the set
+//!   (resolved, excepted, filtered out) is sent once more with `endsAt` = now, so it resolves at
+//!   once; a daemon that stops lets its alerts expire on their own.
+//! - [`webhook`] delivers the state store's outbox: one message per new and per resolved finding
+//!   (batched above `batch_above` an audit), queued in the transaction that recorded the audit
+//!   and removed only once delivered, so a restart neither re-sends nor loses one.
+//!
+//! Receiver URLs and credentials are [`Secret`]s: no log line or error shows them.
+
+pub mod alertmanager;
+pub mod webhook;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::sync::{watch, Notify};
+use url::Url;
+
+use crate::config::{read_secret_file, Config, ConfigError};
+use crate::evaluate::{Severity, CATALOGUE};
+use crate::metrics::AlertingMetrics;
+use crate::secret::Secret;
+use crate::state::{Store, StoredFinding, Subscriber};
+
+/// `[alerting]`: where findings go besides the metrics.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertingConfig {
+    /// `[alerting.alertmanager]`: push open per-user findings as alerts.
+    pub alertmanager: Option<AlertmanagerConfig>,
+    /// `[[alerting.webhook]]`: a message per new and per resolved finding.
+    pub webhook: Vec<WebhookConfig>,
+}
+
+/// `[alerting.alertmanager]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AlertmanagerConfig {
+    /// Alertmanager's base URL; alerts go to `{url}/api/v2/alerts`.
+    pub url: String,
+    /// Findings of this severity and above become alerts.
+    #[serde(default = "default_min_severity")]
+    pub min_severity: Severity,
+    /// Re-push the open set this often between audits; each alert's `endsAt` is four intervals
+    /// ahead, so the alerts of a daemon that stopped resolve on their own.
+    #[serde(default = "default_resend_interval")]
+    pub resend_interval_seconds: u64,
+    /// Timeout of one push.
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: u64,
+    /// HTTP basic auth user; the password comes from `basic_auth_password_file`.
+    pub basic_auth_username: Option<String>,
+    /// Relative paths resolve against `$CREDENTIALS_DIRECTORY` (systemd `LoadCredential=`).
+    pub basic_auth_password_file: Option<PathBuf>,
+    /// A bearer token file, instead of basic auth.
+    pub bearer_token_file: Option<PathBuf>,
+}
+
+/// A webhook's message format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookFormat {
+    /// `{"event": "new"|"resolved", "findings": [...]}`, documented in the README.
+    #[default]
+    Generic,
+    /// A Slack incoming webhook (`{"text": ...}` in Slack's mrkdwn).
+    Slack,
+    /// A Microsoft Teams workflow webhook (an Adaptive Card).
+    Teams,
+}
+
+/// `[[alerting.webhook]]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Names the webhook in logs and metrics (letters, digits, `-`, `_`, `.`); unique.
+    pub name: String,
+    #[serde(default)]
+    pub format: WebhookFormat,
+    /// The URL, when it holds no secret (Slack and Teams URLs do: use `url_file` or `url_env`).
+    pub url: Option<String>,
+    /// A file holding the URL; relative paths resolve against `$CREDENTIALS_DIRECTORY`.
+    pub url_file: Option<PathBuf>,
+    /// An environment variable holding the URL.
+    pub url_env: Option<String>,
+    /// Findings of this severity and above are sent.
+    #[serde(default = "default_min_severity")]
+    pub min_severity: Severity,
+    /// An audit with more new (or resolved) findings than this sends them in batched messages
+    /// of up to 25 instead of one message each.
+    #[serde(default = "default_batch_above")]
+    pub batch_above: usize,
+    /// Timeout of one delivery.
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: u64,
+}
+
+fn default_min_severity() -> Severity {
+    Severity::Info
+}
+fn default_resend_interval() -> u64 {
+    60
+}
+fn default_timeout() -> u64 {
+    10
+}
+fn default_batch_above() -> usize {
+    10
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// Parses a receiver URL: http or https; plain http only on loopback when `secret_over_http`
+/// would travel in clear.
+fn receiver_url(text: &str, secret_over_http: bool) -> Result<Url, String> {
+    let url = Url::parse(text).map_err(|e| format!("is not a URL: {e}"))?;
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if !secret_over_http || is_loopback(&url) => Ok(url),
+        "http" => Err("plain http would send credentials in clear; use https (http is only allowed on loopback)".into()),
+        other => Err(format!("has scheme {other:?}; use http or https")),
+    }
+}
+
+impl AlertingConfig {
+    /// Checks what can be checked without reading secrets; errors are (key path, message).
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        if let Some(am) = &self.alertmanager {
+            let key = |k: &str| format!("alerting.alertmanager.{k}");
+            let has_auth = am.basic_auth_username.is_some() || am.bearer_token_file.is_some();
+            receiver_url(&am.url, has_auth)
+                .map_err(|m| (key("url"), format!("{:?} {m}", am.url)))?;
+            if !(1..=3600).contains(&am.resend_interval_seconds) {
+                return Err((
+                    key("resend_interval_seconds"),
+                    "must be between 1 and 3600".into(),
+                ));
+            }
+            if !(1..=300).contains(&am.timeout_seconds) {
+                return Err((key("timeout_seconds"), "must be between 1 and 300".into()));
+            }
+            match (
+                &am.basic_auth_username,
+                &am.basic_auth_password_file,
+                &am.bearer_token_file,
+            ) {
+                (Some(_), None, _) => {
+                    return Err((
+                        key("basic_auth_password_file"),
+                        "basic_auth_username needs a password file".into(),
+                    ))
+                }
+                (None, Some(_), _) => {
+                    return Err((
+                        key("basic_auth_username"),
+                        "basic_auth_password_file needs a user name".into(),
+                    ))
+                }
+                (Some(_), Some(_), Some(_)) => {
+                    return Err((
+                        key("bearer_token_file"),
+                        "use basic auth or a bearer token, not both".into(),
+                    ))
+                }
+                _ => {}
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, w) in self.webhook.iter().enumerate() {
+            let key = |k: &str| format!("alerting.webhook[{i}].{k}");
+            if w.name.is_empty()
+                || !w
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            {
+                return Err((
+                    key("name"),
+                    format!(
+                        "{:?} is not a name of letters, digits, '-', '_' and '.'",
+                        w.name
+                    ),
+                ));
+            }
+            if !names.insert(w.name.as_str()) {
+                return Err((key("name"), format!("{:?} names two webhooks", w.name)));
+            }
+            let sources = [w.url.is_some(), w.url_file.is_some(), w.url_env.is_some()];
+            if sources.iter().filter(|s| **s).count() != 1 {
+                return Err((
+                    key("url"),
+                    "set exactly one of url, url_file and url_env".into(),
+                ));
+            }
+            if let Some(url) = &w.url {
+                // The URL may itself be the secret (Slack, Teams): never echo it.
+                receiver_url(url, true).map_err(|m| (key("url"), format!("the URL {m}")))?;
+            }
+            if !(1..=10_000).contains(&w.batch_above) {
+                return Err((key("batch_above"), "must be between 1 and 10000".into()));
+            }
+            if !(1..=300).contains(&w.timeout_seconds) {
+                return Err((key("timeout_seconds"), "must be between 1 and 300".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether anything is configured.
+    pub fn is_empty(&self) -> bool {
+        self.alertmanager.is_none() && self.webhook.is_empty()
+    }
+
+    /// The outbox subscribers: one per webhook.
+    pub fn subscribers(&self) -> Vec<Subscriber> {
+        self.webhook
+            .iter()
+            .map(|w| Subscriber {
+                webhook: w.name.clone(),
+                min_severity: w.min_severity,
+            })
+            .collect()
+    }
+}
+
+/// Where people reach this daemon's API: the target of every link in alerts and messages.
+#[derive(Clone, Debug)]
+pub struct Links {
+    base: Url,
+}
+
+impl Links {
+    pub fn new(base: Url) -> Links {
+        Links { base }
+    }
+
+    /// `{base}/api/v1/users/{upn}`, the UPN escaped as one path segment.
+    pub fn user(&self, upn: &str) -> String {
+        self.api(&["api", "v1", "users", upn], None)
+    }
+
+    /// `{base}/api/v1/findings?rule={rule}`.
+    pub fn rule(&self, rule: &str) -> String {
+        self.api(&["api", "v1", "findings"], Some(("rule", rule)))
+    }
+
+    fn api(&self, segments: &[&str], query: Option<(&str, &str)>) -> String {
+        let mut url = self.base.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(segments);
+        }
+        if let Some((k, v)) = query {
+            url.query_pairs_mut().append_pair(k, v);
+        }
+        url.to_string()
+    }
+}
+
+/// Resolves once `stop` turns true (or its sender is gone). Holds no borrow of the channel
+/// across an await, unlike `wait_for`'s guard, so the tasks stay `Send`.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await.map(|_| ());
+}
+
+/// The title of a rule id, for messages.
+pub fn rule_title(rule: &str) -> &'static str {
+    CATALOGUE
+        .iter()
+        .find(|r| r.id == rule)
+        .map_or("MFA finding", |r| r.title)
+}
+
+/// A finding about one user (not the tenant).
+pub fn is_user_finding(f: &StoredFinding) -> bool {
+    f.subject != "tenant"
+}
+
+/// The running alerting: the Alertmanager pusher and the webhook worker, if configured.
+pub struct Alerting {
+    desired: Option<watch::Sender<Arc<Vec<alertmanager::Alert>>>>,
+    alert_filter: Severity,
+    links: Links,
+    tenant: String,
+    wake: Arc<Notify>,
+    stop: watch::Sender<bool>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    subscribers: Vec<Subscriber>,
+}
+
+/// The receivers of a configuration with their secrets read, not yet started: a reload
+/// prepares the new ones first, so a bad secret keeps the running alerting untouched.
+pub struct Prepared {
+    pusher: Option<alertmanager::Pusher>,
+    alert_filter: Severity,
+    worker: Option<webhook::Worker>,
+    webhooks: Vec<String>,
+    store: Arc<Store>,
+    links: Links,
+    tenant: String,
+    subscribers: Vec<Subscriber>,
+}
+
+impl Alerting {
+    /// Reads the receivers' secrets, with the process environment.
+    pub fn prepare(
+        config: &Config,
+        store: Arc<Store>,
+        metrics: AlertingMetrics,
+    ) -> Result<Prepared, ConfigError> {
+        let dir = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+        Alerting::prepare_with(config, store, metrics, dir.as_deref(), &|name| {
+            std::env::var(name).ok()
+        })
+    }
+
+    /// [`Alerting::prepare`] with an explicit credentials directory and environment.
+    pub fn prepare_with(
+        config: &Config,
+        store: Arc<Store>,
+        metrics: AlertingMetrics,
+        credentials_dir: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Prepared, ConfigError> {
+        let a = &config.alerting;
+        let fail = |key: String, message: String| ConfigError {
+            origin: "alerting".into(),
+            position: None,
+            key,
+            message,
+        };
+        let links = Links::new(config.external_url());
+        let mut pusher = None;
+        if let Some(am) = &a.alertmanager {
+            let key = |k: &str| format!("alerting.alertmanager.{k}");
+            let auth = match (
+                &am.basic_auth_username,
+                &am.basic_auth_password_file,
+                &am.bearer_token_file,
+            ) {
+                (Some(user), Some(p), _) => alertmanager::Auth::Basic {
+                    user: user.clone(),
+                    password: read_secret_file(
+                        &key("basic_auth_password_file"),
+                        p,
+                        credentials_dir,
+                    )?,
+                },
+                (_, _, Some(p)) => alertmanager::Auth::Bearer(read_secret_file(
+                    &key("bearer_token_file"),
+                    p,
+                    credentials_dir,
+                )?),
+                _ => alertmanager::Auth::None,
+            };
+            let url = Url::parse(&am.url).map_err(|e| fail(key("url"), e.to_string()))?;
+            pusher = Some(
+                alertmanager::Pusher::new(
+                    &url,
+                    auth,
+                    Duration::from_secs(am.resend_interval_seconds),
+                    Duration::from_secs(am.timeout_seconds),
+                    metrics.clone(),
+                )
+                .map_err(|m| fail(key("url"), m))?,
+            );
+        }
+        let mut sinks = Vec::new();
+        for (i, w) in a.webhook.iter().enumerate() {
+            let key = |k: &str| format!("alerting.webhook[{i}].{k}");
+            let url = match (&w.url, &w.url_file, &w.url_env) {
+                (Some(u), _, _) => Secret::new(u.clone()),
+                (_, Some(p), _) => read_secret_file(&key("url_file"), p, credentials_dir)?,
+                (_, _, Some(name)) => match env(name) {
+                    Some(v) if !v.trim().is_empty() => Secret::new(v.trim()),
+                    _ => {
+                        return Err(fail(
+                            key("url_env"),
+                            format!("environment variable {name} is not set or empty"),
+                        ))
+                    }
+                },
+                _ => return Err(fail(key("url"), "no URL".into())),
+            };
+            let parsed = receiver_url(url.expose().trim(), true)
+                .map_err(|m| fail(key("url"), format!("the URL {m}")))?;
+            sinks.push(webhook::Sink::new(w, parsed, &metrics));
+        }
+        let worker = (!sinks.is_empty())
+            .then(|| webhook::Worker::new(sinks, store.clone(), metrics, links.clone()));
+        Ok(Prepared {
+            pusher,
+            alert_filter: a
+                .alertmanager
+                .as_ref()
+                .map_or(Severity::Critical, |am| am.min_severity),
+            worker,
+            webhooks: a.webhook.iter().map(|w| w.name.clone()).collect(),
+            store,
+            links,
+            tenant: config.tenant.tenant_id.clone(),
+            subscribers: a.subscribers(),
+        })
+    }
+}
+
+impl Prepared {
+    /// Starts the tasks (inside a tokio runtime), after dropping the queued messages of
+    /// webhooks no longer configured.
+    pub fn start(self) -> Alerting {
+        let names: Vec<&str> = self.webhooks.iter().map(String::as_str).collect();
+        match self.store.outbox_forget_except(&names) {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                dropped = n,
+                "dropped the queued messages of webhooks no longer configured"
+            ),
+            Err(e) => tracing::error!("outbox: {e}"),
+        }
+        let (stop, stop_rx) = watch::channel(false);
+        let wake = Arc::new(Notify::new());
+        let mut tasks = Vec::new();
+        let mut desired = None;
+        if let Some(pusher) = self.pusher {
+            let (tx, rx) = watch::channel(Arc::new(Vec::new()));
+            tasks.push(tokio::spawn(pusher.run(rx, stop_rx.clone())));
+            desired = Some(tx);
+        }
+        if let Some(worker) = self.worker {
+            tasks.push(tokio::spawn(worker.run(wake.clone(), stop_rx)));
+        }
+        Alerting {
+            desired,
+            alert_filter: self.alert_filter,
+            links: self.links,
+            tenant: self.tenant,
+            wake,
+            stop,
+            tasks: Mutex::new(tasks),
+            subscribers: self.subscribers,
+        }
+    }
+}
+
+impl Alerting {
+    /// Who the outbox queues messages for: pass to [`Store::record_with`].
+    pub fn subscribers(&self) -> &[Subscriber] {
+        &self.subscribers
+    }
+
+    /// Hands over the store's open findings after an audit was recorded (or at start): the
+    /// alerts to hold, and a nudge to the webhook worker. Returns at once.
+    pub fn published(&self, open: &[StoredFinding]) {
+        if let Some(tx) = &self.desired {
+            let alerts =
+                alertmanager::alerts_for(open, &self.tenant, self.alert_filter, &self.links);
+            tx.send_replace(Arc::new(alerts));
+        }
+        self.wake.notify_one();
+    }
+
+    /// Stops the tasks: a delivery in flight gets `grace` to finish (so it is not sent twice).
+    pub async fn shutdown(&self, grace: Duration) {
+        let _ = self.stop.send(true);
+        let tasks: Vec<_> =
+            std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        for mut task in tasks {
+            if tokio::time::timeout(grace, &mut task).await.is_err() {
+                task.abort();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(toml_text: &str) -> Result<(), (String, String)> {
+        let c: AlertingConfig = toml::from_str(toml_text).expect("parses");
+        c.validate()
+    }
+
+    #[test]
+    fn receivers_are_checked_with_their_key() {
+        assert_eq!(
+            check("[alertmanager]\nurl = \"http://127.0.0.1:9093\"\n"),
+            Ok(())
+        );
+        assert_eq!(
+            check("[alertmanager]\nurl = \"http://am.example:9093\"\n"),
+            Ok(()),
+            "no credentials: plain http is allowed"
+        );
+        let (key, msg) = check("[alertmanager]\nurl = \"http://am.example\"\nbasic_auth_username = \"u\"\nbasic_auth_password_file = \"p\"\n").unwrap_err();
+        assert_eq!(key, "alerting.alertmanager.url");
+        assert!(msg.contains("in clear"), "{msg}");
+        let (key, _) = check("[alertmanager]\nurl = \"https://am\"\nbasic_auth_username = \"u\"\n")
+            .unwrap_err();
+        assert_eq!(key, "alerting.alertmanager.basic_auth_password_file");
+        let (key, _) = check("[alertmanager]\nurl = \"ftp://am\"\n").unwrap_err();
+        assert_eq!(key, "alerting.alertmanager.url");
+        let (key, _) = check("[alertmanager]\nurl = \"https://am\"\nresend_interval_seconds = 0\n")
+            .unwrap_err();
+        assert_eq!(key, "alerting.alertmanager.resend_interval_seconds");
+        let two = "[[webhook]]\nname = \"a\"\nurl = \"https://x\"\n[[webhook]]\nname = \"a\"\nurl_env = \"X\"\n";
+        assert_eq!(check(two).unwrap_err().0, "alerting.webhook[1].name");
+        let both = "[[webhook]]\nname = \"a\"\nurl = \"https://x\"\nurl_env = \"X\"\n";
+        assert_eq!(check(both).unwrap_err().0, "alerting.webhook[0].url");
+        let (key, msg) =
+            check("[[webhook]]\nname = \"a\"\nurl = \"http://hooks.example/T0/B0/s3cr3t\"\n")
+                .unwrap_err();
+        assert_eq!(key, "alerting.webhook[0].url");
+        assert!(!msg.contains("s3cr3t"), "the URL may be the secret: {msg}");
+        assert_eq!(
+            check("[[webhook]]\nname = \"bad name\"\nurl_env = \"X\"\n")
+                .unwrap_err()
+                .0,
+            "alerting.webhook[0].name"
+        );
+        assert_eq!(
+            check("[[webhook]]\nname = \"a\"\nurl_env = \"X\"\nbatch_above = 0\n")
+                .unwrap_err()
+                .0,
+            "alerting.webhook[0].batch_above"
+        );
+    }
+
+    #[test]
+    fn links_escape_the_user_principal_name() {
+        let links = Links::new(Url::parse("https://auditor.example:9717/mfa/").expect("url"));
+        assert_eq!(
+            links.user("ann_fabrikam.com#EXT#@contoso.onmicrosoft.com"),
+            "https://auditor.example:9717/mfa/api/v1/users/ann_fabrikam.com%23EXT%23@contoso.onmicrosoft.com"
+        );
+        assert_eq!(
+            links.rule("no-backup-method"),
+            "https://auditor.example:9717/mfa/api/v1/findings?rule=no-backup-method"
+        );
+    }
+}
