@@ -2,121 +2,14 @@
 //! failing audit moves only the daemon's own figures and `/readyz` goes stale; SIGHUP with a
 //! broken config keeps the old one; SIGTERM stops it; a restart keeps every first-seen time.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use graph_sim::{Fault, Profile};
 
 mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_mfa-auditor");
-
-fn write_config(path: &Path, sim: &graph_sim::SimHandle, state: &Path) {
-    let s = common::SCALE;
-    let text = format!(
-        "[tenant]\ntenant_id = \"{t}\"\nclient_id = \"{c}\"\ncloud = \"custom\"\ngraph_url = \"{b}\"\nlogin_url = \"{b}\"\nclient_secret_env = \"SIM_SECRET\"\n\n\
-         [graph]\nmax_retries = 1\n\n[graph.pacing]\ndirectory_ru_per_10s = {d}\nreports_per_10s = {r}\nconditional_access_per_second = {ca}\nauth_methods_per_10s = {d}\n\n\
-         [schedule]\ncron = \"*/2 * * * * *\"\nstale_after_seconds = 4\n\n[storage]\npath = \"{p}\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n",
-        t = sim.tenant_id(),
-        c = sim.client_id(),
-        b = sim.base_url(),
-        d = 8000.0 * s,
-        r = 5.0 * s,
-        ca = s,
-        p = state.display()
-    );
-    std::fs::write(path, text).expect("config");
-}
-
-struct Daemon {
-    child: Child,
-    base: String,
-    log: std::sync::Arc<std::sync::Mutex<String>>,
-}
-
-impl Daemon {
-    fn start(config: &Path, secret: &str) -> Daemon {
-        let mut child = Command::new(BIN)
-            .args(["--log-level", "info", "run", "--config"])
-            .arg(config)
-            .env("SIM_SECRET", secret)
-            .env_remove("NOTIFY_SOCKET")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("daemon starts");
-        let stderr = child.stderr.take().expect("stderr");
-        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = line.split("addr=").nth(1) {
-                    let _ = tx.send(addr.split_whitespace().next().unwrap_or("").to_string());
-                }
-                sink.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push_str(&(line + "\n"));
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("the daemon logs its address");
-        Daemon {
-            child,
-            base: format!("http://{addr}"),
-            log,
-        }
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([&format!("-{sig}"), &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(ok.success());
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn get(url: &str) -> (u16, String) {
-    match reqwest::get(url).await {
-        Ok(r) => {
-            let status = r.status().as_u16();
-            (status, r.text().await.unwrap_or_default())
-        }
-        Err(e) => (0, e.to_string()),
-    }
-}
-
-async fn wait_for(what: &str, secs: u64, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
-fn value(metrics: &str, series: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
-}
+use common::daemon::{free_port, get, value, wait_for, write_config, Daemon};
 
 fn posture(metrics: &str) -> Vec<String> {
     // entra_mfa_finding_oldest_seconds grows with time by design; everything else must not move.
@@ -133,7 +26,7 @@ async fn the_daemon_publishes_complete_audits_only_and_survives_faults_reloads_a
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("config.toml");
     let state = dir.path().join("state.db");
-    write_config(&config, &sim, &state);
+    write_config(&config, &sim, &state, 0, "");
     let daemon = Daemon::start(&config, sim.client_secret());
     let base = daemon.base.clone();
     wait_for("/readyz", 30, async || {
@@ -242,7 +135,7 @@ async fn the_daemon_publishes_complete_audits_only_and_survives_faults_reloads_a
 
     // A restart keeps every finding's first-seen time.
     sim.set_faults(vec![]);
-    write_config(&config, &sim, &state);
+    write_config(&config, &sim, &state, 0, "");
     let again = Daemon::start(&config, sim.client_secret());
     let base = again.base.clone();
     wait_for("/readyz after the restart", 30, async || {
@@ -254,14 +147,6 @@ async fn the_daemon_publishes_complete_audits_only_and_survives_faults_reloads_a
         ["findings"][0]["first_seen"]
         .clone();
     assert_eq!(first_seen_before, first_seen_after);
-}
-
-/// A free loopback port (bound and released; the race is acceptable in a test).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -282,7 +167,7 @@ async fn a_real_prometheus_scrapes_the_daemon() {
     let sim = common::sim(900, 42, Profile::Realistic, |_| {}).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("config.toml");
-    write_config(&config, &sim, &dir.path().join("state.db"));
+    write_config(&config, &sim, &dir.path().join("state.db"), 0, "");
     let daemon = Daemon::start(&config, sim.client_secret());
     let target = daemon.base.trim_start_matches("http://").to_string();
     let base = daemon.base.clone();
@@ -350,7 +235,7 @@ async fn tls_and_basic_auth_come_from_web_yml() {
     )
     .expect("web.yml");
     let config = dir.path().join("config.toml");
-    write_config(&config, &sim, &dir.path().join("state.db"));
+    write_config(&config, &sim, &dir.path().join("state.db"), 0, "");
     let mut text = std::fs::read_to_string(&config).expect("config");
     text.push_str(&format!(
         "web_config_file = \"{}\"\n",

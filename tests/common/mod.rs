@@ -2,6 +2,8 @@
 //! an audit pointed at it.
 #![allow(dead_code)] // each test binary uses its own part of this
 
+pub mod daemon;
+
 use std::time::Duration;
 
 use graph_sim::{Profile, SimConfig, SimHandle, TenantSource};

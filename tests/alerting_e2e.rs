@@ -1,0 +1,572 @@
+//! Alerts and dashboards end to end, with real parts only: graph-sim, the daemon binary,
+//! Debian's Prometheus (loading `alerts/mfa-auditor.rules.yml`) and Alertmanager on loopback,
+//! and a webhook receiver in this test.
+//!
+//! What it shows: Alertmanager holds exactly one alert per open per-user finding, with the
+//! right labels; fixing a user in the simulator resolves its alert after the next audit; the
+//! webhook receiver gets each new and each resolved finding exactly once although it fails
+//! for a while and the daemon restarts with messages still queued; the posture alerts fire
+//! for the simulated tenant as its findings say they should; and every query of every panel
+//! of every dashboard returns data from that Prometheus.
+//!
+//! Time is the one thing shortened: the rules' hold times (`for:`) are cut to 1 s, and the
+//! no-backup-method findings are aged by 8 days in the state store while the daemon is
+//! stopped, as if a week had passed. The expressions are the shipped ones.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Json, Router};
+use graph_sim::Profile;
+use serde_json::Value;
+
+mod common;
+
+use common::daemon::{free_port, get, value, wait_for, write_config, Daemon};
+
+/// A child process killed on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn installed(tool: &str) -> bool {
+    let ok = Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{tool} is missing: scripts/test installs Debian's prometheus and prometheus-alertmanager"
+        );
+        eprintln!("skipping: {tool} is not installed");
+    }
+    ok
+}
+
+/// The webhook receiver: accepts `accept_first` messages, then answers 503 until `recovered`.
+#[derive(Default)]
+struct Hook {
+    messages: Mutex<Vec<Value>>,
+    accept_first: usize,
+    answered: AtomicUsize,
+    recovered: AtomicBool,
+}
+
+impl Hook {
+    fn messages(&self) -> Vec<Value> {
+        self.messages
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Every (event, rule, subject) received, in order, one per finding.
+    fn events(&self) -> Vec<(String, String, String)> {
+        self.messages()
+            .iter()
+            .flat_map(|m| {
+                let event = m["event"].as_str().unwrap_or("").to_string();
+                m["findings"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(move |f| {
+                        (
+                            event.clone(),
+                            f["rule"].as_str().unwrap_or("").to_string(),
+                            f["subject"].as_str().unwrap_or("").to_string(),
+                        )
+                    })
+            })
+            .collect()
+    }
+}
+
+async fn hook(State(h): State<Arc<Hook>>, Json(body): Json<Value>) -> StatusCode {
+    let n = h.answered.fetch_add(1, Ordering::SeqCst);
+    if n >= h.accept_first && !h.recovered.load(Ordering::SeqCst) {
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
+    h.messages
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(body);
+    StatusCode::OK
+}
+
+async fn json(url: &str) -> Value {
+    let (status, body) = get(url).await;
+    assert_eq!(status, 200, "{url}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{url}: {e}: {body}"))
+}
+
+/// The daemon's findings (`state` open or all), every page.
+async fn findings(base: &str, state: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    for page in 1.. {
+        let v = json(&format!(
+            "{base}/api/v1/findings?state={state}&page_size=1000&page={page}"
+        ))
+        .await;
+        let items = v["items"].as_array().cloned().unwrap_or_default();
+        let last = items.len() < 1000;
+        out.extend(items);
+        if last {
+            break;
+        }
+    }
+    out
+}
+
+fn s(v: &Value, key: &str) -> String {
+    v[key].as_str().unwrap_or("").to_string()
+}
+
+/// (rule, user, severity) of the open per-user findings, as Alertmanager should hold them.
+fn expected_alerts(open: &[Value]) -> BTreeSet<(String, String, String)> {
+    open.iter()
+        .filter(|f| s(f, "subject") != "tenant" && f["excepted"] != Value::Bool(true))
+        .map(|f| (s(f, "rule"), s(f, "user_principal_name"), s(f, "severity")))
+        .collect()
+}
+
+/// (rule, user, severity) of Alertmanager's active per-user alerts; checks their tenant.
+async fn alertmanager_alerts(am: &str, tenant: &str) -> BTreeSet<(String, String, String)> {
+    let url = format!("{am}/api/v2/alerts?active=true&silenced=true&inhibited=true&filter=alertname%3D%22EntraUserMfaFinding%22");
+    let v = json(&url).await;
+    v.as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter(|a| a["status"]["state"] == "active")
+        .map(|a| {
+            let l = &a["labels"];
+            assert_eq!(s(l, "tenant"), tenant, "{a}");
+            assert!(
+                a["annotations"]["finding_url"]
+                    .as_str()
+                    .is_some_and(|u| u.contains("/api/v1/users/")),
+                "{a}"
+            );
+            (s(l, "rule"), s(l, "user"), s(l, "severity"))
+        })
+        .collect()
+}
+
+/// The value of one instant query, as a vector of (labels, value).
+async fn query(prom: &str, q: &str) -> Result<Vec<(BTreeMap<String, String>, f64)>, String> {
+    let url = url::Url::parse_with_params(&format!("{prom}/api/v1/query"), [("query", q)])
+        .map_err(|e| e.to_string())?;
+    let (status, body) = get(url.as_str()).await;
+    let v: Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
+    if status != 200 || v["status"] != "success" {
+        return Err(format!("HTTP {status}: {body}"));
+    }
+    let result = &v["data"]["result"];
+    let samples = match v["data"]["resultType"].as_str() {
+        Some("vector") => result.as_array().cloned().unwrap_or_default(),
+        Some("scalar") => vec![serde_json::json!({"metric": {}, "value": result})],
+        other => return Err(format!("unexpected result type {other:?}")),
+    };
+    Ok(samples
+        .iter()
+        .map(|r| {
+            let labels = r["metric"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let value = r["value"][1]
+                .as_str()
+                .and_then(|x| x.parse().ok())
+                .unwrap_or(f64::NAN);
+            (labels, value)
+        })
+        .collect())
+}
+
+/// The shipped rules with every hold time (`for:`) cut to 1 s.
+fn rules_with_short_holds(dir: &Path) -> std::path::PathBuf {
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/alerts/mfa-auditor.rules.yml"
+    ))
+    .expect("rules");
+    let short: String = shipped
+        .lines()
+        .map(|l| match l.trim_start().strip_prefix("for: ") {
+            Some(_) => format!("{}for: 1s", &l[..l.len() - l.trim_start().len()]),
+            None => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        short.matches("for: 1s").count() >= 5,
+        "the hold times were found"
+    );
+    let path = dir.join("rules.yml");
+    std::fs::write(&path, short).expect("rules");
+    path
+}
+
+/// Ages the open findings of `rule` by `days` in the state store (the daemon must be stopped).
+fn age(state: &Path, rule: &str, days: i64) -> usize {
+    let conn = rusqlite::Connection::open(state).expect("state");
+    let when = (chrono::Utc::now() - chrono::Duration::days(days))
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    conn.execute(
+        "UPDATE findings SET first_seen = ?1 WHERE rule = ?2 AND resolved_at IS NULL",
+        rusqlite::params![when, rule],
+    )
+    .expect("age")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_webhooks_and_dashboards_work_against_real_prometheus_and_alertmanager() {
+    if !installed("prometheus") || !installed("prometheus-alertmanager") {
+        return;
+    }
+    let sim = common::sim(400, 44, Profile::WeakPolicy, |_| {}).await;
+    let tenant = sim.tenant_id().to_string();
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    // The webhook receiver.
+    let receiver = Arc::new(Hook {
+        accept_first: 3,
+        ..Hook::default()
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let hook_addr = listener.local_addr().expect("addr");
+    let app = Router::new()
+        .route("/hook", post(hook))
+        .with_state(receiver.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    // Alertmanager.
+    let am_port = free_port();
+    let am = format!("http://127.0.0.1:{am_port}");
+    let am_config = dir.path().join("alertmanager.yml");
+    std::fs::write(
+        &am_config,
+        "route:\n  receiver: quiet\n  group_wait: 1s\n  group_interval: 1s\nreceivers:\n  - name: quiet\n",
+    )
+    .expect("alertmanager config");
+    let _alertmanager = Proc(
+        Command::new("prometheus-alertmanager")
+            .arg(format!("--config.file={}", am_config.display()))
+            .arg(format!(
+                "--storage.path={}",
+                dir.path().join("am").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
+            .arg("--cluster.listen-address=")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("alertmanager starts"),
+    );
+
+    // The daemon, on a port of its own that Prometheus scrapes across the restart.
+    let port = free_port();
+    let config = dir.path().join("config.toml");
+    let state = dir.path().join("state.db");
+    let extra = format!(
+        "\n[metrics]\nper_user_series = true\n\n\
+         [alerting.alertmanager]\nurl = \"{am}\"\nresend_interval_seconds = 2\n\n\
+         [[alerting.webhook]]\nname = \"test-hook\"\nurl = \"http://{hook_addr}/hook\"\nbatch_above = 5\n"
+    );
+    write_config(&config, &sim, &state, port, &extra);
+    wait_for("alertmanager", 30, async || {
+        get(&format!("{am}/-/ready")).await.0 == 200
+    })
+    .await;
+    let daemon = Daemon::start(&config, sim.client_secret());
+    let base = daemon.base.clone();
+    wait_for("a complete audit", 60, async || {
+        get(&format!("{base}/readyz")).await.0 == 200
+    })
+    .await;
+
+    // Prometheus, with the shipped rules and Alertmanager.
+    let prom_port = free_port();
+    let prom = format!("http://127.0.0.1:{prom_port}");
+    let prom_config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &prom_config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\n\
+             alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{am_port}']\n\
+             scrape_configs:\n  - job_name: mfa-auditor\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n",
+            rules_with_short_holds(dir.path()).display()
+        ),
+    )
+    .expect("prometheus config");
+    let _prometheus = Proc(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", prom_config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus starts"),
+    );
+
+    // Alertmanager holds one alert per open per-user finding.
+    let open = findings(&base, "open").await;
+    let expected = expected_alerts(&open);
+    assert!(
+        expected.len() > 50,
+        "the weak tenant has per-user findings: {}",
+        expected.len()
+    );
+    let mut held = BTreeSet::new();
+    wait_for(
+        "Alertmanager to hold every per-user finding",
+        30,
+        async || {
+            held = alertmanager_alerts(&am, &tenant).await;
+            held == expected
+        },
+    )
+    .await;
+
+    // The receiver took three messages and now fails: deliveries are retried and counted.
+    wait_for("a failed webhook delivery", 30, async || {
+        let (_, m) = get(&format!("{base}/metrics")).await;
+        value(
+            &m,
+            &format!(
+                "mfa_auditor_webhook_messages_total{{result=\"failure\",tenant=\"{tenant}\",webhook=\"test-hook\"}}"
+            ),
+        )
+        .is_some_and(|v| v >= 1.0)
+    })
+    .await;
+    let (_, m) = get(&format!("{base}/metrics")).await;
+    let pending = value(
+        &m,
+        &format!("mfa_auditor_webhook_pending_events{{tenant=\"{tenant}\",webhook=\"test-hook\"}}"),
+    )
+    .unwrap_or(0.0);
+    assert!(
+        pending > 0.0,
+        "messages are queued while the receiver fails"
+    );
+    assert_eq!(receiver.messages().len(), 3);
+    assert!(
+        !daemon.log().contains(&format!("{hook_addr}/hook")),
+        "a webhook URL (often the secret itself) is never logged"
+    );
+
+    // Restart with messages still queued, a week later for the no-backup-method findings.
+    daemon.signal("TERM");
+    let mut daemon = daemon;
+    let _ = daemon.child.wait();
+    drop(daemon);
+    let aged = age(&state, "no-backup-method", 8);
+    assert!(aged > 0, "there are no-backup-method findings to age");
+    receiver.recovered.store(true, Ordering::SeqCst);
+    let daemon = Daemon::start(&config, sim.client_secret());
+    let base = daemon.base.clone();
+    assert_eq!(base, format!("http://127.0.0.1:{port}"));
+    wait_for("the queue to drain after the restart", 60, async || {
+        let (_, m) = get(&format!("{base}/metrics")).await;
+        value(
+            &m,
+            &format!(
+                "mfa_auditor_webhook_pending_events{{tenant=\"{tenant}\",webhook=\"test-hook\"}}"
+            ),
+        ) == Some(0.0)
+            && value(
+                &m,
+                &format!("mfa_auditor_audits_total{{result=\"complete\",tenant=\"{tenant}\"}}"),
+            )
+            .is_some_and(|n| n >= 1.0)
+    })
+    .await;
+
+    // Fix one user who has no backup method: give them a passkey and the app.
+    let fixed = open
+        .iter()
+        .find(|f| {
+            s(f, "rule") == "no-backup-method"
+                && !open.iter().any(|g| {
+                    s(g, "subject") == s(f, "subject") && s(g, "rule") != "no-backup-method"
+                })
+        })
+        .expect("a user whose only finding is no-backup-method")
+        .clone();
+    let (id, upn) = (s(&fixed, "subject"), s(&fixed, "user_principal_name"));
+    let patched = reqwest::Client::new()
+        .patch(format!("{}/_sim/users/{id}", sim.base_url()))
+        .json(&serde_json::json!({"methods": ["fido2SecurityKey", "microsoftAuthenticatorPush"]}))
+        .send()
+        .await
+        .expect("patch");
+    assert!(patched.status().is_success());
+    wait_for("the fixed user's alert to resolve", 60, async || {
+        !alertmanager_alerts(&am, &tenant)
+            .await
+            .iter()
+            .any(|(_, user, _)| *user == upn)
+    })
+    .await;
+    let user = json(&format!("{base}/api/v1/users/{upn}")).await;
+    assert!(
+        user["findings"]
+            .as_array()
+            .is_some_and(|f| f.iter().all(|f| !f["resolved_at"].is_null())),
+        "every finding of {upn} is resolved: {user}"
+    );
+    let open = findings(&base, "open").await;
+    assert_eq!(
+        alertmanager_alerts(&am, &tenant).await,
+        expected_alerts(&open),
+        "the other alerts stay"
+    );
+
+    // Every finding ever opened reached the webhook once as new; every resolved one once as
+    // resolved; nothing twice, across the failures and the restart.
+    wait_for("the resolution to reach the webhook", 30, async || {
+        receiver
+            .events()
+            .iter()
+            .any(|(e, r, sub)| e == "resolved" && r == "no-backup-method" && *sub == id)
+    })
+    .await;
+    let all = findings(&base, "all").await;
+    let events = receiver.events();
+    let unique: BTreeSet<_> = events.iter().cloned().collect();
+    assert_eq!(unique.len(), events.len(), "no message was delivered twice");
+    let expected_new: BTreeSet<_> = all
+        .iter()
+        .map(|f| ("new".to_string(), s(f, "rule"), s(f, "subject")))
+        .collect();
+    let expected_resolved: BTreeSet<_> = all
+        .iter()
+        .filter(|f| !f["resolved_at"].is_null())
+        .map(|f| ("resolved".to_string(), s(f, "rule"), s(f, "subject")))
+        .collect();
+    let got_new: BTreeSet<_> = unique.iter().filter(|e| e.0 == "new").cloned().collect();
+    let got_resolved: BTreeSet<_> = unique
+        .iter()
+        .filter(|e| e.0 == "resolved")
+        .cloned()
+        .collect();
+    assert_eq!(got_new, expected_new, "each new finding exactly once");
+    assert_eq!(got_resolved, expected_resolved);
+    assert!(
+        receiver
+            .messages()
+            .iter()
+            .any(|m| m["findings"].as_array().is_some_and(|f| f.len() > 1)),
+        "an audit with more than batch_above findings sends batches"
+    );
+
+    // The posture alerts fire as the tenant's findings say they should.
+    let open_rules: BTreeSet<String> = open.iter().map(|f| s(f, "rule")).collect();
+    let mut want: BTreeSet<&str> = BTreeSet::from(["EntraUsersWithoutBackupMethod"]);
+    for (rule, alert) in [
+        ("no-mfa-method", "EntraUsersWithoutMfa"),
+        (
+            "admin-not-phishing-resistant",
+            "EntraAdminsNotPhishingResistant",
+        ),
+        ("tap-policy-disabled", "EntraTapPolicyDisabled"),
+        ("tap-policy-multi-use", "EntraTapPolicyMultiUse"),
+        ("no-mfa-enforcement", "EntraNoMfaEnforcement"),
+    ] {
+        if open_rules.contains(rule) {
+            want.insert(alert);
+        }
+    }
+    assert!(
+        want.len() >= 4,
+        "the weak tenant trips most posture alerts: {want:?}"
+    );
+    let mut firing = BTreeSet::new();
+    wait_for("the posture alerts to fire", 60, async || {
+        firing = query(&prom, "ALERTS{alertstate=\"firing\"}")
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(l, _)| l.get("tenant") == Some(&tenant))
+            .filter_map(|(l, _)| l.get("alertname").cloned())
+            .filter(|a| a.starts_with("Entra"))
+            .collect();
+        want.iter().all(|w| firing.contains(*w))
+    })
+    .await;
+    let firing: BTreeSet<&str> = firing.iter().map(String::as_str).collect();
+    // EntraMfaFailureSpike compares with a day's average: a fresh Prometheus has none.
+    assert_eq!(
+        firing, want,
+        "exactly the posture alerts the findings imply"
+    );
+
+    // Every query of every dashboard panel returns data.
+    let dashboards = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/dashboards"))
+        .expect("dashboards/")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect::<Vec<_>>();
+    assert!(dashboards.len() >= 4, "{dashboards:?}");
+    let mut queries = 0;
+    for path in &dashboards {
+        let d: Value =
+            serde_json::from_str(&std::fs::read_to_string(path).expect("read")).expect("JSON");
+        for panel in d["panels"].as_array().cloned().unwrap_or_default() {
+            for target in panel["targets"].as_array().cloned().unwrap_or_default() {
+                let expr = target["expr"].as_str().expect("expr");
+                let q = expr
+                    .replace("$tenant", &tenant)
+                    .replace("$__rate_interval", "1m")
+                    .replace("$__interval", "15s");
+                let mut result = Err(String::new());
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+                while std::time::Instant::now() < deadline {
+                    result = query(&prom, &q).await;
+                    if result.as_ref().is_ok_and(|r| !r.is_empty()) {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+                let rows = result.unwrap_or_else(|e| {
+                    panic!("{}: {:?}: {q}: {e}", path.display(), panel["title"])
+                });
+                assert!(
+                    !rows.is_empty(),
+                    "{}: panel {:?} returns no data: {q}",
+                    path.display(),
+                    panel["title"]
+                );
+                queries += 1;
+            }
+        }
+    }
+    assert!(queries >= 30, "{queries} queries");
+    drop(daemon);
+}

@@ -1,0 +1,129 @@
+//! The real daemon binary as a child process, and what tests that drive it share.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mfa-auditor");
+
+/// A daemon config for `sim` (custom cloud, pacing scaled, an audit every 2 s, state at
+/// `state`, HTTP on `port` of 127.0.0.1, 0 for any) with `extra` TOML appended.
+pub fn write_config(path: &Path, sim: &graph_sim::SimHandle, state: &Path, port: u16, extra: &str) {
+    let s = super::SCALE;
+    let text = format!(
+        "[tenant]\ntenant_id = \"{t}\"\nclient_id = \"{c}\"\ncloud = \"custom\"\ngraph_url = \"{b}\"\nlogin_url = \"{b}\"\nclient_secret_env = \"SIM_SECRET\"\n\n\
+         [graph]\nmax_retries = 1\n\n[graph.pacing]\ndirectory_ru_per_10s = {d}\nreports_per_10s = {r}\nconditional_access_per_second = {ca}\nauth_methods_per_10s = {d}\n\n\
+         [schedule]\ncron = \"*/2 * * * * *\"\nstale_after_seconds = 4\n\n[storage]\npath = \"{p}\"\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n{extra}\n",
+        t = sim.tenant_id(),
+        c = sim.client_id(),
+        b = sim.base_url(),
+        d = 8000.0 * s,
+        r = 5.0 * s,
+        ca = s,
+        p = state.display(),
+        port = port,
+        extra = extra,
+    );
+    std::fs::write(path, text).expect("config");
+}
+
+/// The real binary running `run`, killed on drop; `base` is its HTTP base URL.
+pub struct Daemon {
+    pub child: Child,
+    pub base: String,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Daemon {
+    pub fn start(config: &Path, secret: &str) -> Daemon {
+        let mut child = Command::new(BIN)
+            .args(["--log-level", "info", "run", "--config"])
+            .arg(config)
+            .env("SIM_SECRET", secret)
+            .env_remove("NOTIFY_SOCKET")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("daemon starts");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("addr=").nth(1) {
+                    let _ = tx.send(addr.split_whitespace().next().unwrap_or("").to_string());
+                }
+                sink.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push_str(&(line + "\n"));
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the daemon logs its address");
+        Daemon {
+            child,
+            base: format!("http://{addr}"),
+            log,
+        }
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// GET `url`: (status, body); status 0 when nothing answered.
+pub async fn get(url: &str) -> (u16, String) {
+    match reqwest::get(url).await {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            (status, r.text().await.unwrap_or_default())
+        }
+        Err(e) => (0, e.to_string()),
+    }
+}
+
+/// Polls `check` every 200 ms until it holds; panics naming `what` after `secs`.
+pub async fn wait_for(what: &str, secs: u64, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// The value of one exposition line that starts with `series`.
+pub fn value(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+}
+
+/// A free loopback port (bound and released; the race is acceptable in a test).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
