@@ -274,6 +274,31 @@ async fn audit(
     }
 }
 
+/// Reads the alerting receivers' secrets as the daemon would, and says what is configured.
+fn check_alerting(config: &Config) -> anyhow::Result<()> {
+    let a = &config.alerting;
+    if a.is_empty() {
+        println!("alerting: none configured");
+        return Ok(());
+    }
+    let store = std::sync::Arc::new(mfa_auditor::state::Store::in_memory()?);
+    let metrics = mfa_auditor::metrics::Metrics::new(&config.tenant.tenant_id);
+    mfa_auditor::alerting::Alerting::prepare(config, store, metrics.alerting())?;
+    if let Some(am) = &a.alertmanager {
+        println!(
+            "alerting: Alertmanager at {} (findings of severity {} and above)",
+            am.url, am.min_severity
+        );
+    }
+    for w in &a.webhook {
+        println!(
+            "alerting: webhook {} ({:?}, severity {} and above): URL read",
+            w.name, w.format, w.min_severity
+        );
+    }
+    Ok(())
+}
+
 async fn check_config(path: &Path) -> ExitCode {
     let config = match Config::load(path) {
         Ok(c) => c,
@@ -302,6 +327,10 @@ async fn check_config(path: &Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Err(e) = check_alerting(&config) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     let granted = match client.granted_roles().await {
         Ok(g) => g,
         Err(e) => {

@@ -5,7 +5,7 @@
 //! What it shows: Alertmanager holds exactly one alert per open per-user finding, with the
 //! right labels; fixing a user in the simulator resolves its alert after the next audit; the
 //! webhook receiver gets each new and each resolved finding exactly once although it fails
-//! for a while and the daemon restarts with messages still queued; the posture alerts fire
+//! for a while, the daemon restarts with messages still queued, and reloads; the posture alerts fire
 //! for the simulated tenant as its findings say they should; and every query of every panel
 //! of every dashboard returns data from that Prometheus.
 //!
@@ -404,6 +404,13 @@ async fn alerts_webhooks_and_dashboards_work_against_real_prometheus_and_alertma
                 &format!("mfa_auditor_audits_total{{result=\"complete\",tenant=\"{tenant}\"}}"),
             )
             .is_some_and(|n| n >= 1.0)
+    })
+    .await;
+
+    // A reload restarts the alerting (the old worker stops before the new one starts).
+    daemon.signal("HUP");
+    wait_for("the reload", 20, async || {
+        daemon.log().contains("configuration reloaded")
     })
     .await;
 

@@ -79,6 +79,51 @@ async fn check_config_passes_with_every_permission() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_config_reads_the_alerting_secrets_and_names_the_one_missing() {
+    let sim = sim(|_| {}).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(
+        dir.path(),
+        &sim.base_url(),
+        sim.tenant_id(),
+        sim.client_id(),
+        sim.client_secret(),
+    );
+    let hook = dir.path().join("slack-url");
+    std::fs::write(
+        &hook,
+        "https://hooks.slack.example/services/T0/B0/very-secret-part\n",
+    )
+    .expect("url file");
+    let base = std::fs::read_to_string(&config).expect("config");
+    let alerting = format!(
+        "\n[alerting.alertmanager]\nurl = \"http://127.0.0.1:9093\"\nmin_severity = \"high\"\n\n\
+         [[alerting.webhook]]\nname = \"secops\"\nformat = \"slack\"\nurl_file = \"{}\"\n",
+        hook.display()
+    );
+    std::fs::write(&config, format!("{base}{alerting}")).expect("config");
+    let out = run(&["check-config", "--config", config.to_str().expect("utf-8")]).await;
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(
+        t.contains(
+            "alerting: Alertmanager at http://127.0.0.1:9093 (findings of severity high and above)"
+        ),
+        "{t}"
+    );
+    assert!(t.contains("alerting: webhook secops"), "{t}");
+    assert!(!t.contains("very-secret-part"), "{t}");
+    std::fs::remove_file(&hook).expect("remove");
+    let out = run(&["check-config", "--config", config.to_str().expect("utf-8")]).await;
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    assert!(
+        t.contains("alerting.webhook[0].url_file: cannot read"),
+        "{t}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_config_names_a_missing_permission_and_exits_1() {
     let sim = sim(|c| c.granted_roles.retain(|r| r != "AuditLog.Read.All")).await;
     let dir = tempfile::tempdir().expect("tempdir");
