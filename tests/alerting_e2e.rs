@@ -289,7 +289,7 @@ async fn alerts_webhooks_and_dashboards_work_against_real_prometheus_and_alertma
     let config = dir.path().join("config.toml");
     let state = dir.path().join("state.db");
     let extra = format!(
-        "\n[metrics]\nper_user_series = true\n\n\
+        "\n[metrics]\nper_user_series = true\n\n[rules.no-mfa-method]\nseverity = \"critical\"\n\n\
          [alerting.alertmanager]\nurl = \"{am}\"\nresend_interval_seconds = 2\n\n\
          [[alerting.webhook]]\nname = \"test-hook\"\nurl = \"http://{hook_addr}/hook\"\nbatch_above = 5\n"
     );
@@ -575,5 +575,12 @@ async fn alerts_webhooks_and_dashboards_work_against_real_prometheus_and_alertma
         }
     }
     assert!(queries >= 30, "{queries} queries");
+    eprintln!(
+        "alertmanager held {} per-user alerts; the webhook got {} messages for {} events; \
+         firing: {firing:?}; {queries} dashboard queries returned data",
+        expected.len(),
+        receiver.messages().len(),
+        events.len()
+    );
     drop(daemon);
 }

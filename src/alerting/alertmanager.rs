@@ -200,7 +200,13 @@ impl Pusher {
                 generator_url: &a.generator_url,
             })
             .collect();
-        for chunk in body.chunks(CHUNK) {
+        // An empty set is still posted (`[]`): a push that succeeds has reached Alertmanager.
+        let chunks: Vec<&[Postable]> = if body.is_empty() {
+            vec![&[]]
+        } else {
+            body.chunks(CHUNK).collect()
+        };
+        for chunk in chunks {
             let mut req = self.http.post(self.endpoint.clone()).json(chunk);
             req = match &self.auth {
                 Auth::None => req,
