@@ -514,6 +514,38 @@ impl Store {
         Ok(())
     }
 
+    /// The events of one audit and kind queued for `webhook`, counted by (rule, severity),
+    /// largest first.
+    pub fn outbox_group(
+        &self,
+        webhook: &str,
+        audit_id: i64,
+        kind: EventKind,
+    ) -> Result<Vec<(String, String, i64)>, StateError> {
+        let conn = self.conn();
+        let mut q = conn.prepare(
+            "SELECT rule, severity, COUNT(*) AS n FROM outbox WHERE webhook = ?1 AND audit_id = ?2 AND kind = ?3
+             GROUP BY rule, severity ORDER BY n DESC, rule",
+        )?;
+        let rows = q.query_map(params![webhook, audit_id, kind.as_str()], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Removes every event of one audit and kind for `webhook` (delivered as one summary).
+    pub fn outbox_delivered_group(
+        &self,
+        webhook: &str,
+        audit_id: i64,
+        kind: EventKind,
+    ) -> Result<usize, StateError> {
+        Ok(self.conn().execute(
+            "DELETE FROM outbox WHERE webhook = ?1 AND audit_id = ?2 AND kind = ?3",
+            params![webhook, audit_id, kind.as_str()],
+        )?)
+    }
+
     /// Counts a failed delivery attempt of these events and keeps its reason.
     pub fn outbox_failed(&self, ids: &[i64], error: &str) -> Result<(), StateError> {
         let mut conn = self.conn();
@@ -822,7 +854,24 @@ mod tests {
             store.outbox_counts().expect("counts"),
             [("all".to_string(), 2), ("high".to_string(), 2)]
         );
-        assert_eq!(store.outbox_forget_except(&["all"]).expect("forget"), 2);
+        let last = all[1].audit_id;
+        assert_eq!(
+            store
+                .outbox_group("high", last, EventKind::Resolved)
+                .expect("group"),
+            [("no-mfa-method".to_string(), "high".to_string(), 1)]
+        );
+        assert_eq!(
+            store
+                .outbox_delivered_group("high", last, EventKind::Resolved)
+                .expect("delivered"),
+            1
+        );
+        assert_eq!(
+            store.outbox_counts().expect("counts"),
+            [("all".to_string(), 2), ("high".to_string(), 1)]
+        );
+        assert_eq!(store.outbox_forget_except(&["all"]).expect("forget"), 1);
         assert_eq!(
             store.outbox_counts().expect("counts"),
             [("all".to_string(), 2)]

@@ -248,16 +248,25 @@ async fn alerts_webhooks_and_dashboards_work_against_real_prometheus_and_alertma
 
     // The webhook receiver.
     let receiver = Arc::new(Hook {
-        accept_first: 3,
+        accept_first: 1,
         ..Hook::default()
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let hook_addr = listener.local_addr().expect("addr");
+    let slack = Arc::new(Hook {
+        accept_first: usize::MAX,
+        ..Hook::default()
+    });
     let app = Router::new()
         .route("/hook", post(hook))
-        .with_state(receiver.clone());
+        .with_state(receiver.clone())
+        .merge(
+            Router::new()
+                .route("/slack", post(hook))
+                .with_state(slack.clone()),
+        );
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     // Alertmanager.
@@ -291,7 +300,8 @@ async fn alerts_webhooks_and_dashboards_work_against_real_prometheus_and_alertma
     let extra = format!(
         "\n[metrics]\nper_user_series = true\n\n[rules.no-mfa-method]\nseverity = \"critical\"\n\n\
          [alerting.alertmanager]\nurl = \"{am}\"\nresend_interval_seconds = 2\n\n\
-         [[alerting.webhook]]\nname = \"test-hook\"\nurl = \"http://{hook_addr}/hook\"\nbatch_above = 5\n"
+         [[alerting.webhook]]\nname = \"test-hook\"\nurl = \"http://{hook_addr}/hook\"\nbatch_above = 5\n\n\
+         [[alerting.webhook]]\nname = \"people\"\nformat = \"slack\"\nurl = \"http://{hook_addr}/slack\"\n"
     );
     write_config(&config, &sim, &state, port, &extra);
     wait_for("alertmanager", 30, async || {
@@ -352,7 +362,7 @@ async fn alerts_webhooks_and_dashboards_work_against_real_prometheus_and_alertma
     )
     .await;
 
-    // The receiver took three messages and now fails: deliveries are retried and counted.
+    // The receiver took one message and now fails: deliveries are retried and counted.
     wait_for("a failed webhook delivery", 30, async || {
         let (_, m) = get(&format!("{base}/metrics")).await;
         value(
@@ -374,7 +384,7 @@ async fn alerts_webhooks_and_dashboards_work_against_real_prometheus_and_alertma
         pending > 0.0,
         "messages are queued while the receiver fails"
     );
-    assert_eq!(receiver.messages().len(), 3);
+    assert_eq!(receiver.messages().len(), 1);
     assert!(
         !daemon.log().contains(&format!("{hook_addr}/hook")),
         "a webhook URL (often the secret itself) is never logged"
@@ -491,6 +501,29 @@ async fn alerts_webhooks_and_dashboards_work_against_real_prometheus_and_alertma
             .any(|m| m["findings"].as_array().is_some_and(|f| f.len() > 1)),
         "an audit with more than batch_above findings sends batches"
     );
+
+    // People get one summary for the first audit, not hundreds of messages, then one message
+    // for the fixed user.
+    let texts: Vec<String> = slack
+        .messages()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(
+        texts[0].starts_with(&format!(
+            "*{} new MFA findings in {tenant}*",
+            expected_new.len()
+        )),
+        "{texts:?}"
+    );
+    assert!(
+        texts.contains(&format!(
+            "*Resolved: User has no backup MFA method (medium) for {upn}*\n• <{base}/api/v1/users/{upn}|{upn}> User has no backup MFA method (medium): {}",
+            s(&fixed, "detail")
+        )),
+        "{texts:?}"
+    );
+    assert_eq!(texts.len(), 2, "{texts:?}");
 
     // The posture alerts fire as the tenant's findings say they should.
     let open_rules: BTreeSet<String> = open.iter().map(|f| s(f, "rule")).collect();

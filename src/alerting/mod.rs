@@ -8,7 +8,7 @@
 //!   (resolved, excepted, filtered out) is sent once more with `endsAt` = now, so it resolves at
 //!   once; a daemon that stops lets its alerts expire on their own.
 //! - [`webhook`] delivers the state store's outbox: one message per new and per resolved finding
-//!   (batched above `batch_above` an audit), queued in the transaction that recorded the audit
+//!   (above `batch_above` an audit: batches for machines, one summary for people), queued in the transaction that recorded the audit
 //!   and removed only once delivered, so a restart neither re-sends nor loses one.
 //!
 //! Receiver URLs and credentials are [`Secret`]s: no log line or error shows them.
@@ -94,8 +94,8 @@ pub struct WebhookConfig {
     /// Findings of this severity and above are sent.
     #[serde(default = "default_min_severity")]
     pub min_severity: Severity,
-    /// An audit with more new (or resolved) findings than this sends them in batched messages
-    /// of up to 25 instead of one message each.
+    /// An audit with more new (or resolved) findings than this sends them in batches of up to
+    /// 100 (generic) or as one summary (Slack, Teams) instead of one message each.
     #[serde(default = "default_batch_above")]
     pub batch_above: usize,
     /// Timeout of one delivery.

@@ -1,8 +1,11 @@
 //! The webhook worker: delivers the state store's outbox. Each webhook's queued events go out in
-//! the order they were queued, one message per finding, or in batched messages of up to
-//! [`PER_MESSAGE`] when one audit queued more than `batch_above` of a kind. A delivered message's
-//! events leave the outbox in one transaction; a failed one stays, is counted, and the webhook
-//! is retried with backoff (2 s, doubling, up to 10 min) while the others go on.
+//! the order they were queued, a group (one audit's new, or its resolved, findings) at a time:
+//! one message per finding while the group holds at most `batch_above`; above it, for machines
+//! (generic JSON) batches of [`PER_BATCH`] findings, and for people (Slack, Teams) **one**
+//! summary of the whole group (counts by rule, a few users, links to the findings API), so the
+//! first audit of a large tenant is one message, not thousands. A delivered message's events
+//! leave the outbox in one transaction; a failed one stays, is counted, and the webhook is
+//! retried with backoff (2 s, doubling, up to 10 min) while the others go on.
 //!
 //! Delivery is at least once: only a crash between a receiver's 2xx and the commit after it
 //! sends a message twice. Generic messages carry each event's `id` so a receiver can tell.
@@ -20,8 +23,11 @@ use crate::metrics::AlertingMetrics;
 use crate::secret::Secret;
 use crate::state::{EventKind, OutboxEvent, Store};
 
-/// Findings in one batched message at most (Teams cards are limited to 28 KB).
-pub const PER_MESSAGE: usize = 25;
+/// Findings in one batched generic message at most.
+pub const PER_BATCH: usize = 100;
+
+/// Users a summary names as examples.
+const EXAMPLES: usize = 10;
 
 const BACKOFF_FIRST: Duration = Duration::from_secs(2);
 const BACKOFF_CAP: Duration = Duration::from_secs(600);
@@ -57,30 +63,64 @@ impl Sink {
     }
 }
 
-/// Splits queued events into messages: consecutive events of one audit and kind stay one
-/// message each up to `batch_above`, and are batched by [`PER_MESSAGE`] above it.
-pub fn plan(events: &[OutboxEvent], batch_above: usize) -> Vec<&[OutboxEvent]> {
-    let mut messages = Vec::new();
-    let mut rest = events;
-    while let Some(first) = rest.first() {
-        let run = rest
-            .iter()
-            .take_while(|e| e.audit_id == first.audit_id && e.kind == first.kind)
-            .count();
-        let (group, tail) = rest.split_at(run);
-        if group.len() > batch_above {
-            messages.extend(group.chunks(PER_MESSAGE));
-        } else {
-            messages.extend(group.chunks(1));
+/// What one message carries.
+#[derive(Debug, PartialEq)]
+pub enum Message<'a> {
+    /// These findings, each in full.
+    Findings(&'a [OutboxEvent]),
+    /// A whole group of `total` findings: counts by (rule, severity), and the first few.
+    Summary {
+        total: i64,
+        by_rule: &'a [(String, String, i64)],
+        examples: &'a [OutboxEvent],
+    },
+}
+
+impl Message<'_> {
+    fn first(&self) -> Option<&OutboxEvent> {
+        match self {
+            Message::Findings(e) => e.first(),
+            Message::Summary { examples, .. } => examples.first(),
         }
-        rest = tail;
     }
-    messages
+}
+
+/// The leading group of `events`: those of the first event's audit and kind.
+pub fn leading_group(events: &[OutboxEvent]) -> &[OutboxEvent] {
+    let Some(first) = events.first() else {
+        return events;
+    };
+    let n = events
+        .iter()
+        .take_while(|e| e.audit_id == first.audit_id && e.kind == first.kind)
+        .count();
+    &events[..n]
+}
+
+/// The messages for `run`, the leading part of a group whose counts by rule are `by_rule`.
+pub fn plan<'a>(
+    format: WebhookFormat,
+    run: &'a [OutboxEvent],
+    by_rule: &'a [(String, String, i64)],
+    batch_above: usize,
+) -> Vec<Message<'a>> {
+    let total: i64 = by_rule.iter().map(|r| r.2).sum();
+    if total <= batch_above as i64 {
+        return run.chunks(1).map(Message::Findings).collect();
+    }
+    match format {
+        WebhookFormat::Generic => run.chunks(PER_BATCH).map(Message::Findings).collect(),
+        WebhookFormat::Slack | WebhookFormat::Teams => vec![Message::Summary {
+            total,
+            by_rule,
+            examples: &run[..run.len().min(EXAMPLES)],
+        }],
+    }
 }
 
 /// The body of one message in `format`.
-pub fn render(format: WebhookFormat, events: &[OutboxEvent], links: &Links) -> Value {
-    let Some(first) = events.first() else {
+pub fn render(format: WebhookFormat, message: &Message, links: &Links) -> Value {
+    let Some(first) = message.first() else {
         return json!({});
     };
     let (verb, marker) = match first.kind {
@@ -99,37 +139,58 @@ pub fn render(format: WebhookFormat, events: &[OutboxEvent], links: &Links) -> V
             links.user(&who(e))
         }
     };
-    let heading = if events.len() == 1 {
-        format!(
-            "{marker}: {} ({}) for {}",
-            rule_title(&first.rule),
-            first.severity,
-            who(first)
-        )
-    } else {
-        format!("{} {verb} MFA findings in {}", events.len(), first.tenant)
+    let finding = |e: &OutboxEvent| {
+        json!({
+            "id": e.id,
+            "rule": e.rule,
+            "title": rule_title(&e.rule),
+            "severity": e.severity,
+            "subject": e.subject,
+            "user_principal_name": e.user_principal_name,
+            "detail": e.detail,
+            "remediation": e.remediation,
+            "first_seen": e.first_seen,
+            "resolved_at": e.resolved_at,
+            "url": link(e),
+        })
     };
+    let (events, summary) = match message {
+        Message::Findings(events) => (*events, None),
+        Message::Summary {
+            total,
+            by_rule,
+            examples,
+        } => (*examples, Some((*total, *by_rule))),
+    };
+    let heading = match (events, summary) {
+        ([one], None) => format!(
+            "{marker}: {} ({}) for {}",
+            rule_title(&one.rule),
+            one.severity,
+            who(one)
+        ),
+        (_, Some((total, _))) => format!("{total} {verb} MFA findings in {}", first.tenant),
+        (many, None) => format!("{} {verb} MFA findings in {}", many.len(), first.tenant),
+    };
+    let single = events.len() == 1 && summary.is_none();
     match format {
-        WebhookFormat::Generic => json!({
-            "source": "mfa-auditor",
-            "version": 1,
-            "tenant": first.tenant,
-            "event": verb,
-            "audit_id": first.audit_id,
-            "findings": events.iter().map(|e| json!({
-                "id": e.id,
-                "rule": e.rule,
-                "title": rule_title(&e.rule),
-                "severity": e.severity,
-                "subject": e.subject,
-                "user_principal_name": e.user_principal_name,
-                "detail": e.detail,
-                "remediation": e.remediation,
-                "first_seen": e.first_seen,
-                "resolved_at": e.resolved_at,
-                "url": link(e),
-            })).collect::<Vec<_>>(),
-        }),
+        WebhookFormat::Generic => {
+            let mut body = json!({
+                "source": "mfa-auditor",
+                "version": 1,
+                "tenant": first.tenant,
+                "event": verb,
+                "audit_id": first.audit_id,
+                "findings": events.iter().map(finding).collect::<Vec<_>>(),
+            });
+            if let Some((total, by_rule)) = summary {
+                body["summary"] = json!({
+                    "total": total,
+                    "by_rule": by_rule.iter().map(|(r, sev, n)| json!({"rule": r, "severity": sev, "count": n})).collect::<Vec<_>>(),
+                });
+            }
+            body
+        }
         WebhookFormat::Slack => {
             let esc = |s: &str| {
                 s.replace('&', "&amp;")
@@ -137,17 +198,34 @@ pub fn render(format: WebhookFormat, events: &[OutboxEvent], links: &Links) -> V
                     .replace('>', "&gt;")
             };
             let mut text = format!("*{}*", esc(&heading));
-            for e in events {
-                text.push_str(&format!(
-                    "\n• <{}|{}> {} ({}): {}",
-                    link(e),
-                    esc(&who(e)),
-                    esc(rule_title(&e.rule)),
-                    e.severity,
-                    esc(&e.detail)
-                ));
-                if e.kind == EventKind::New && events.len() == 1 {
-                    text.push_str(&format!("\n_Fix:_ {}", esc(&e.remediation)));
+            match summary {
+                None => {
+                    for e in events {
+                        text.push_str(&format!(
+                            "\n• <{}|{}> {} ({}): {}",
+                            link(e),
+                            esc(&who(e)),
+                            esc(rule_title(&e.rule)),
+                            e.severity,
+                            esc(&e.detail)
+                        ));
+                    }
+                    if let (true, Some(e)) =
+                        (single && first.kind == EventKind::New, events.first())
+                    {
+                        text.push_str(&format!("\n_Fix:_ {}", esc(&e.remediation)));
+                    }
+                }
+                Some((_, by_rule)) => {
+                    for (rule, severity, n) in by_rule {
+                        text.push_str(&format!(
+                            "\n• {n} × <{}|{}> ({severity})",
+                            links.rule(rule),
+                            esc(rule_title(rule))
+                        ));
+                    }
+                    let names: Vec<String> = events.iter().map(|e| esc(&who(e))).collect();
+                    text.push_str(&format!("\nAmong them: {}", names.join(", ")));
                 }
             }
             json!({ "text": text })
@@ -156,15 +234,36 @@ pub fn render(format: WebhookFormat, events: &[OutboxEvent], links: &Links) -> V
             let mut body = vec![json!({
                 "type": "TextBlock", "text": heading, "weight": "Bolder", "size": "Medium", "wrap": true,
             })];
-            for e in events {
-                body.push(json!({
-                    "type": "TextBlock", "wrap": true, "separator": true,
-                    "text": format!("[{}]({}) · {} ({}): {}", who(e), link(e), rule_title(&e.rule), e.severity, e.detail),
-                }));
-                if e.kind == EventKind::New && events.len() == 1 {
-                    body.push(json!({"type": "TextBlock", "wrap": true, "isSubtle": true, "text": format!("Fix: {}", e.remediation)}));
+            match summary {
+                None => {
+                    for e in events {
+                        body.push(json!({
+                            "type": "TextBlock", "wrap": true, "separator": true,
+                            "text": format!("[{}]({}) · {} ({}): {}", who(e), link(e), rule_title(&e.rule), e.severity, e.detail),
+                        }));
+                    }
+                    if let (true, Some(e)) =
+                        (single && first.kind == EventKind::New, events.first())
+                    {
+                        body.push(json!({"type": "TextBlock", "wrap": true, "isSubtle": true, "text": format!("Fix: {}", e.remediation)}));
+                    }
+                }
+                Some((_, by_rule)) => {
+                    body.push(json!({
+                        "type": "FactSet",
+                        "facts": by_rule.iter().map(|(rule, severity, n)| json!({
+                            "title": format!("{} ({severity})", rule_title(rule)),
+                            "value": format!("[{n}]({})", links.rule(rule)),
+                        })).collect::<Vec<_>>(),
+                    }));
+                    let names: Vec<String> = events.iter().map(who).collect();
+                    body.push(json!({"type": "TextBlock", "wrap": true, "isSubtle": true, "text": format!("Among them: {}", names.join(", "))}));
                 }
             }
+            let open = match summary {
+                Some((_, [(rule, _, _), ..])) => links.rule(rule),
+                _ => link(first),
+            };
             json!({
                 "type": "message",
                 "attachments": [{
@@ -175,7 +274,7 @@ pub fn render(format: WebhookFormat, events: &[OutboxEvent], links: &Links) -> V
                         "type": "AdaptiveCard",
                         "version": "1.4",
                         "body": body,
-                        "actions": [{"type": "Action.OpenUrl", "title": "Open in mfa-auditor", "url": link(first)}],
+                        "actions": [{"type": "Action.OpenUrl", "title": "Open in mfa-auditor", "url": open}],
                     },
                 }],
             })
@@ -260,55 +359,68 @@ impl Worker {
 
     /// Sends sink `i`'s queue until it is empty (None) or a delivery fails (the retry time).
     async fn drain(&mut self, i: usize, stop: &watch::Receiver<bool>) -> Option<Instant> {
+        let name = self.sinks[i].name.clone();
+        let outbox = |e: crate::state::StateError| {
+            tracing::error!(webhook = %name, "outbox: {e}");
+            Some(Instant::now() + BACKOFF_FIRST)
+        };
         loop {
-            let name = self.sinks[i].name.clone();
             let events = match self.store.outbox_pending(&name, 1000) {
                 Ok(e) => e,
-                Err(e) => {
-                    tracing::error!(webhook = %name, "outbox: {e}");
-                    return Some(Instant::now() + BACKOFF_FIRST);
-                }
+                Err(e) => return outbox(e),
             };
-            if events.is_empty() {
-                return None;
-            }
-            for message in plan(&events, self.sinks[i].batch_above) {
+            let run = leading_group(&events);
+            // An empty queue: drained, nothing to retry.
+            let first = run.first()?;
+            let by_rule = match self.store.outbox_group(&name, first.audit_id, first.kind) {
+                Ok(g) => g,
+                Err(e) => return outbox(e),
+            };
+            let sink = &self.sinks[i];
+            for message in plan(sink.format, run, &by_rule, sink.batch_above) {
                 if *stop.borrow() {
                     return None;
                 }
-                let ids: Vec<i64> = message.iter().map(|e| e.id).collect();
                 let sink = &self.sinks[i];
-                let body = render(sink.format, message, &self.links);
+                let body = render(sink.format, &message, &self.links);
                 let sent = send(&self.http, sink, &body).await;
+                let ids: Vec<i64> = match &message {
+                    Message::Findings(e) | Message::Summary { examples: e, .. } => {
+                        e.iter().map(|e| e.id).collect()
+                    }
+                };
                 let sink = &mut self.sinks[i];
-                match sent {
-                    Ok(()) => {
-                        self.metrics
-                            .webhook_messages
-                            .with_label_values(&[&name, "success"])
-                            .inc();
-                        sink.backoff = BACKOFF_FIRST;
-                        sink.retry_at = None;
-                        if let Err(e) = self.store.outbox_delivered(&ids) {
-                            tracing::error!(webhook = %name, "outbox: {e}");
-                            return Some(Instant::now() + BACKOFF_FIRST);
-                        }
+                let Err(e) = sent else {
+                    self.metrics
+                        .webhook_messages
+                        .with_label_values(&[&name, "success"])
+                        .inc();
+                    sink.backoff = BACKOFF_FIRST;
+                    sink.retry_at = None;
+                    let removed = match message {
+                        Message::Findings(_) => self.store.outbox_delivered(&ids),
+                        Message::Summary { .. } => self
+                            .store
+                            .outbox_delivered_group(&name, first.audit_id, first.kind)
+                            .map(|_| ()),
+                    };
+                    if let Err(e) = removed {
+                        return outbox(e);
                     }
-                    Err(e) => {
-                        self.metrics
-                            .webhook_messages
-                            .with_label_values(&[&name, "failure"])
-                            .inc();
-                        let at = Instant::now() + sink.backoff;
-                        tracing::warn!(webhook = %name, events = ids.len(), retry_in = ?sink.backoff, "webhook delivery failed: {e}");
-                        sink.retry_at = Some(at);
-                        sink.backoff = (sink.backoff * 2).min(BACKOFF_CAP);
-                        if let Err(e) = self.store.outbox_failed(&ids, &e) {
-                            tracing::error!(webhook = %name, "outbox: {e}");
-                        }
-                        return Some(at);
-                    }
+                    continue;
+                };
+                self.metrics
+                    .webhook_messages
+                    .with_label_values(&[&name, "failure"])
+                    .inc();
+                let at = Instant::now() + sink.backoff;
+                tracing::warn!(webhook = %name, events = ids.len(), retry_in = ?sink.backoff, "webhook delivery failed: {e}");
+                sink.retry_at = Some(at);
+                sink.backoff = (sink.backoff * 2).min(BACKOFF_CAP);
+                if let Err(e) = self.store.outbox_failed(&ids, &e) {
+                    tracing::error!(webhook = %name, "outbox: {e}");
                 }
+                return Some(at);
             }
         }
     }
@@ -357,22 +469,61 @@ mod tests {
         }
     }
 
+    fn sizes(messages: &[Message]) -> Vec<String> {
+        messages
+            .iter()
+            .map(|m| match m {
+                Message::Findings(e) => e.len().to_string(),
+                Message::Summary {
+                    total, examples, ..
+                } => format!("summary {total} ({})", examples.len()),
+            })
+            .collect()
+    }
+
     #[test]
-    fn small_groups_go_one_by_one_and_large_ones_in_batches() {
+    fn a_group_goes_one_by_one_up_to_batch_above_then_in_batches_or_one_summary() {
         let mut events: Vec<OutboxEvent> =
             (0..3).map(|i| event(i, 1, EventKind::New, "a")).collect();
-        events.extend((3..63).map(|i| event(i, 2, EventKind::New, "b")));
-        events.push(event(63, 2, EventKind::Resolved, "c"));
-        let sizes: Vec<usize> = plan(&events, 10).iter().map(|m| m.len()).collect();
-        assert_eq!(sizes, [1, 1, 1, 25, 25, 10, 1]);
-        let ids: Vec<i64> = plan(&events, 10)
+        events.extend((3..253).map(|i| event(i, 2, EventKind::New, "b")));
+        let run = leading_group(&events);
+        assert_eq!(run.len(), 3, "the first audit's new findings");
+        let small = [("no-backup-method".to_string(), "medium".to_string(), 3)];
+        for format in [
+            WebhookFormat::Generic,
+            WebhookFormat::Slack,
+            WebhookFormat::Teams,
+        ] {
+            assert_eq!(sizes(&plan(format, run, &small, 10)), ["1", "1", "1"]);
+        }
+        let run = leading_group(&events[3..]);
+        assert_eq!(run.len(), 250);
+        // The whole group may be larger than what was fetched of it: its counts decide.
+        let large = [
+            ("no-backup-method".to_string(), "medium".to_string(), 900),
+            ("phone-only".to_string(), "medium".to_string(), 100),
+        ];
+        let generic = plan(WebhookFormat::Generic, run, &large, 10);
+        assert_eq!(sizes(&generic), ["100", "100", "50"]);
+        let ids: Vec<i64> = generic
             .iter()
-            .flat_map(|m| m.iter().map(|e| e.id))
+            .flat_map(|m| match m {
+                Message::Findings(e) => e.iter().map(|e| e.id).collect::<Vec<_>>(),
+                Message::Summary { .. } => vec![],
+            })
             .collect();
         assert_eq!(
             ids,
-            (0..64).collect::<Vec<_>>(),
+            (3..253).collect::<Vec<_>>(),
             "every event once, in order"
+        );
+        assert_eq!(
+            sizes(&plan(WebhookFormat::Slack, run, &large, 10)),
+            ["summary 1000 (10)"]
+        );
+        assert_eq!(
+            sizes(&plan(WebhookFormat::Teams, run, &large, 10)),
+            ["summary 1000 (10)"]
         );
     }
 
@@ -380,6 +531,7 @@ mod tests {
     fn each_format_names_the_user_the_rule_and_links_the_finding() {
         let links = Links::new(Url::parse("http://127.0.0.1:9717").expect("url"));
         let one = [event(7, 3, EventKind::New, "ann")];
+        let one = Message::Findings(&one);
         let g = render(WebhookFormat::Generic, &one, &links);
         assert_eq!(g["event"], "new");
         assert_eq!(g["findings"][0]["id"], 7);
@@ -402,6 +554,7 @@ mod tests {
             text.contains("one family: &lt;phone&gt;"),
             "Slack's control characters are escaped: {text}"
         );
+        assert!(text.contains("_Fix:_ register a passkey"), "{text}");
         let t = render(WebhookFormat::Teams, &one, &links);
         let card = &t["attachments"][0];
         assert_eq!(
@@ -418,17 +571,58 @@ mod tests {
             .collect();
         resolved[1].subject = "tenant".into();
         resolved[1].user_principal_name = None;
-        let g = render(WebhookFormat::Generic, &resolved, &links);
+        let g = render(
+            WebhookFormat::Generic,
+            &Message::Findings(&resolved),
+            &links,
+        );
         assert_eq!(g["event"], "resolved");
         assert_eq!(g["findings"].as_array().map(Vec::len), Some(2));
         assert_eq!(
             g["findings"][1]["url"],
             "http://127.0.0.1:9717/api/v1/findings?rule=no-backup-method"
         );
-        let s = render(WebhookFormat::Slack, &resolved, &links);
-        assert!(s["text"]
-            .as_str()
-            .expect("text")
-            .starts_with("*2 resolved MFA findings in t1*"));
+    }
+
+    #[test]
+    fn a_summary_counts_by_rule_links_each_rule_and_names_a_few_users() {
+        let links = Links::new(Url::parse("http://127.0.0.1:9717").expect("url"));
+        let examples: Vec<OutboxEvent> = ["ann", "bob"]
+            .iter()
+            .enumerate()
+            .map(|(i, u)| event(i as i64, 5, EventKind::New, u))
+            .collect();
+        let by_rule = [
+            ("no-backup-method".to_string(), "medium".to_string(), 4120),
+            ("no-mfa-method".to_string(), "high".to_string(), 37),
+        ];
+        let m = Message::Summary {
+            total: 4157,
+            by_rule: &by_rule,
+            examples: &examples,
+        };
+        let s = render(WebhookFormat::Slack, &m, &links);
+        let text = s["text"].as_str().expect("text");
+        assert!(text.starts_with("*4157 new MFA findings in t1*"), "{text}");
+        assert!(text.contains("• 4120 × <http://127.0.0.1:9717/api/v1/findings?rule=no-backup-method|User has no backup MFA method> (medium)"), "{text}");
+        assert!(text.contains("• 37 × <http://127.0.0.1:9717/api/v1/findings?rule=no-mfa-method|User has no MFA method> (high)"), "{text}");
+        assert!(
+            text.ends_with("Among them: ann@contoso.com, bob@contoso.com"),
+            "{text}"
+        );
+        let t = render(WebhookFormat::Teams, &m, &links);
+        let content = &t["attachments"][0]["content"];
+        assert_eq!(content["body"][0]["text"], "4157 new MFA findings in t1");
+        assert_eq!(
+            content["body"][1]["facts"][0]["value"],
+            "[4120](http://127.0.0.1:9717/api/v1/findings?rule=no-backup-method)"
+        );
+        assert_eq!(
+            content["actions"][0]["url"],
+            "http://127.0.0.1:9717/api/v1/findings?rule=no-backup-method"
+        );
+        let g = render(WebhookFormat::Generic, &m, &links);
+        assert_eq!(g["summary"]["total"], 4157);
+        assert_eq!(g["summary"]["by_rule"][1]["count"], 37);
     }
 }
