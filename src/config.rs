@@ -1284,12 +1284,14 @@ client_secret_env = "MFA_SECRET"
             (
                 am.min_severity,
                 am.resend_interval_seconds,
-                am.timeout_seconds
+                am.timeout_seconds,
+                am.max_alerts
             ),
             (
                 defaults.min_severity,
                 defaults.resend_interval_seconds,
-                defaults.timeout_seconds
+                defaults.timeout_seconds,
+                defaults.max_alerts
             )
         );
         let w = &c.alerting.webhook[0];

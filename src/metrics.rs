@@ -37,6 +37,8 @@ pub struct AlertingMetrics {
     pub alertmanager_pushes: IntCounterVec,
     /// `mfa_auditor_alertmanager_alerts`: active alerts in the last successful push.
     pub alertmanager_alerts: prometheus::IntGauge,
+    /// `mfa_auditor_alertmanager_alerts_dropped`: findings left out by `max_alerts`.
+    pub alertmanager_alerts_dropped: prometheus::IntGauge,
     /// `mfa_auditor_webhook_messages_total{webhook,result}`.
     pub webhook_messages: IntCounterVec,
     /// `mfa_auditor_webhook_pending_events{webhook}`: queued, not yet delivered.
@@ -69,6 +71,15 @@ impl AlertingMetrics {
             ))
             .unwrap_or_else(|e| unreachable!("{e}")),
         );
+        let alertmanager_alerts_dropped = register(
+            registry,
+            prometheus::IntGauge::with_opts(opts(
+                "mfa_auditor_alertmanager_alerts_dropped",
+                "Open findings not pushed to Alertmanager because of [alerting.alertmanager] max_alerts.",
+                tenant,
+            ))
+            .unwrap_or_else(|e| unreachable!("{e}")),
+        );
         let webhook_messages = register(
             registry,
             IntCounterVec::new(
@@ -96,6 +107,7 @@ impl AlertingMetrics {
         AlertingMetrics {
             alertmanager_pushes,
             alertmanager_alerts,
+            alertmanager_alerts_dropped,
             webhook_messages,
             webhook_pending,
         }

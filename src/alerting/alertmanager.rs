@@ -48,17 +48,27 @@ struct Postable<'a> {
     generator_url: &'a str,
 }
 
-/// The alerts for the store's open findings: user findings, not excepted, at `min` or above.
+/// The alerts for the store's open findings: user findings, not excepted, at `min` or above;
+/// at most `max`, the most severe and then the oldest first. Also returns how many were left out.
 pub fn alerts_for(
     open: &[StoredFinding],
     tenant: &str,
     min: Severity,
+    max: usize,
     links: &Links,
-) -> Vec<Alert> {
-    open.iter()
+) -> (Vec<Alert>, usize) {
+    let mut wanted: Vec<(Severity, &StoredFinding)> = open
+        .iter()
         .filter(|f| !f.excepted && f.resolved_at.is_none() && is_user_finding(f))
-        .filter(|f| f.severity.parse::<Severity>().is_ok_and(|s| s >= min))
-        .map(|f| {
+        .filter_map(|f| f.severity.parse::<Severity>().ok().map(|s| (s, f)))
+        .filter(|(s, _)| *s >= min)
+        .collect();
+    wanted.sort_by(|(sa, a), (sb, b)| sb.cmp(sa).then(a.first_seen.cmp(&b.first_seen)));
+    let dropped = wanted.len().saturating_sub(max);
+    wanted.truncate(max);
+    let alerts = wanted
+        .into_iter()
+        .map(|(_, f)| {
             let user = f
                 .user_principal_name
                 .clone()
@@ -84,7 +94,8 @@ pub fn alerts_for(
                 generator_url: link,
             }
         })
-        .collect()
+        .collect();
+    (alerts, dropped)
 }
 
 /// How the pusher authenticates to Alertmanager.
@@ -259,14 +270,14 @@ mod tests {
             stored("phone-only", "dan", "medium", true),
             stored("tap-policy-disabled", "tenant", "critical", false),
         ];
-        let alerts = alerts_for(&open, "t1", Severity::Medium, &links);
+        let (alerts, dropped) = alerts_for(&open, "t1", Severity::Medium, 100, &links);
         let users: Vec<&str> = alerts.iter().map(|a| a.labels["user"].as_str()).collect();
         assert_eq!(
-            users,
-            ["ann@contoso.com", "bob@contoso.com"],
-            "not low, not excepted, not the tenant"
+            (users, dropped),
+            (vec!["bob@contoso.com", "ann@contoso.com"], 0),
+            "not low, not excepted, not the tenant; the most severe first"
         );
-        let bob = &alerts[1];
+        let bob = &alerts[0];
         assert_eq!(
             bob.labels,
             BTreeMap::from([
@@ -287,5 +298,158 @@ mod tests {
             "http://127.0.0.1:9717/api/v1/users/bob@contoso.com"
         );
         assert_eq!(bob.starts_at.to_rfc3339(), "2026-11-01T10:00:00+00:00");
+    }
+
+    #[test]
+    fn above_the_cap_the_most_severe_and_oldest_are_kept() {
+        let links = Links::new(Url::parse("http://127.0.0.1:9717").expect("url"));
+        let mut open: Vec<StoredFinding> = (0..5)
+            .map(|i| {
+                let mut f = stored("phone-only", &format!("u{i}"), "medium", false);
+                f.first_seen -= chrono::Duration::days(i);
+                f
+            })
+            .collect();
+        open.push(stored("no-mfa-method", "new-admin", "high", false));
+        let (alerts, dropped) = alerts_for(&open, "t1", Severity::Info, 3, &links);
+        let users: Vec<&str> = alerts.iter().map(|a| a.labels["user"].as_str()).collect();
+        assert_eq!(
+            users,
+            ["new-admin@contoso.com", "u4@contoso.com", "u3@contoso.com"]
+        );
+        assert_eq!(dropped, 3);
+    }
+
+    /// Alertmanager's side of the protocol: answers 503 to the first push, 200 after, and keeps
+    /// every body and Authorization header it got.
+    #[derive(Default)]
+    struct Capture {
+        pushes: std::sync::Mutex<Vec<(Option<String>, serde_json::Value)>>,
+    }
+
+    async fn capture(
+        axum::extract::State(c): axum::extract::State<std::sync::Arc<Capture>>,
+        headers: axum::http::HeaderMap,
+        axum::Json(body): axum::Json<serde_json::Value>,
+    ) -> axum::http::StatusCode {
+        let auth = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let mut pushes = c.pushes.lock().unwrap_or_else(|e| e.into_inner());
+        pushes.push((auth, body));
+        if pushes.len() == 1 {
+            axum::http::StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            axum::http::StatusCode::OK
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_push_is_retried_and_a_gone_alert_is_sent_once_ending_now() {
+        let c = std::sync::Arc::new(Capture::default());
+        let app = axum::Router::new()
+            .route("/am/api/v2/alerts", axum::routing::post(capture))
+            .with_state(c.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let metrics = crate::metrics::Metrics::new("t1").alerting();
+        let base = Url::parse(&format!("http://{addr}/am/")).expect("url");
+        let auth = Auth::Basic {
+            user: "mfa".into(),
+            password: Secret::new("pw"),
+        };
+        let resend = Duration::from_secs(2);
+        let pusher = Pusher::new(&base, auth, resend, Duration::from_secs(5), metrics.clone())
+            .expect("pusher");
+        let links = Links::new(Url::parse("http://127.0.0.1:9717").expect("url"));
+        let open = [
+            stored("phone-only", "ann", "medium", false),
+            stored("no-mfa-method", "bob", "high", false),
+        ];
+        let (both, _) = alerts_for(&open, "t1", Severity::Info, 100, &links);
+        let (tx, rx) = watch::channel(std::sync::Arc::new(both));
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(pusher.run(rx, stop_rx));
+        let pushes = || c.pushes.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let wait = |n: usize| async move {
+            for _ in 0..100 {
+                if pushes().len() >= n {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("no push {n}: {:?}", pushes());
+        };
+        wait(2).await;
+        let got = pushes();
+        let labels = |v: &serde_json::Value| -> Vec<serde_json::Value> {
+            v.as_array()
+                .map(|a| a.iter().map(|x| x["labels"].clone()).collect())
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            labels(&got[0].1),
+            labels(&got[1].1),
+            "the refused push is retried"
+        );
+        assert_eq!(labels(&got[1].1).len(), 2);
+        assert_eq!(
+            got[1].0.as_deref(),
+            Some("Basic bWZhOnB3"),
+            "basic auth: mfa:pw"
+        );
+        let ends = |v: &serde_json::Value| -> DateTime<Utc> {
+            v["endsAt"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .expect("endsAt")
+        };
+        let now = Utc::now();
+        for a in got[1].1.as_array().expect("alerts") {
+            assert!(
+                ends(a) > now + chrono::Duration::seconds(6),
+                "four intervals ahead: {a}"
+            );
+            assert_eq!(a["startsAt"], "2026-11-01T10:00:00Z");
+        }
+        assert_eq!(
+            metrics
+                .alertmanager_pushes
+                .with_label_values(&["failure"])
+                .get(),
+            1
+        );
+
+        // Ann is fixed: her alert goes once more ending now, then never again.
+        let (only_bob, _) = alerts_for(&open[1..], "t1", Severity::Info, 100, &links);
+        tx.send_replace(std::sync::Arc::new(only_bob));
+        wait(3).await;
+        let third = &pushes()[2].1;
+        let now = Utc::now();
+        let by_user = |v: &serde_json::Value, u: &str| {
+            v.as_array()
+                .and_then(|a| a.iter().find(|x| x["labels"]["user"] == u).cloned())
+        };
+        let ann = by_user(third, "ann@contoso.com").expect("ann resolves");
+        assert!(ends(&ann) <= now, "ends now: {ann}");
+        let bob = by_user(third, "bob@contoso.com").expect("bob stays");
+        assert!(ends(&bob) > now + chrono::Duration::seconds(6));
+        wait(4).await;
+        let fourth = &pushes()[3].1;
+        assert!(
+            by_user(fourth, "ann@contoso.com").is_none(),
+            "resolved is sent once"
+        );
+        assert!(
+            by_user(fourth, "bob@contoso.com").is_some(),
+            "the open set is re-sent"
+        );
+        assert_eq!(metrics.alertmanager_alerts.get(), 1);
+        let _ = stop.send(true);
+        task.await.expect("the pusher stops");
     }
 }

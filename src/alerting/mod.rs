@@ -56,6 +56,10 @@ pub struct AlertmanagerConfig {
     /// Timeout of one push.
     #[serde(default = "default_timeout")]
     pub timeout_seconds: u64,
+    /// At most this many alerts, the most severe and then the oldest first; the rest are counted
+    /// in `mfa_auditor_alertmanager_alerts_dropped` (and stay in the findings API).
+    #[serde(default = "default_max_alerts")]
+    pub max_alerts: usize,
     /// HTTP basic auth user; the password comes from `basic_auth_password_file`.
     pub basic_auth_username: Option<String>,
     /// Relative paths resolve against `$CREDENTIALS_DIRECTORY` (systemd `LoadCredential=`).
@@ -112,6 +116,9 @@ fn default_resend_interval() -> u64 {
 fn default_timeout() -> u64 {
     10
 }
+fn default_max_alerts() -> usize {
+    10_000
+}
 fn default_batch_above() -> usize {
     10
 }
@@ -153,6 +160,9 @@ impl AlertingConfig {
             }
             if !(1..=300).contains(&am.timeout_seconds) {
                 return Err((key("timeout_seconds"), "must be between 1 and 300".into()));
+            }
+            if !(1..=1_000_000).contains(&am.max_alerts) {
+                return Err((key("max_alerts"), "must be between 1 and 1000000".into()));
             }
             match (
                 &am.basic_auth_username,
@@ -294,6 +304,8 @@ pub fn is_user_finding(f: &StoredFinding) -> bool {
 pub struct Alerting {
     desired: Option<watch::Sender<Arc<Vec<alertmanager::Alert>>>>,
     alert_filter: Severity,
+    max_alerts: usize,
+    metrics: AlertingMetrics,
     links: Links,
     tenant: String,
     wake: Arc<Notify>,
@@ -307,6 +319,8 @@ pub struct Alerting {
 pub struct Prepared {
     pusher: Option<alertmanager::Pusher>,
     alert_filter: Severity,
+    max_alerts: usize,
+    metrics: AlertingMetrics,
     worker: Option<webhook::Worker>,
     webhooks: Vec<String>,
     store: Arc<Store>,
@@ -401,13 +415,15 @@ impl Alerting {
             sinks.push(webhook::Sink::new(w, parsed, &metrics));
         }
         let worker = (!sinks.is_empty())
-            .then(|| webhook::Worker::new(sinks, store.clone(), metrics, links.clone()));
+            .then(|| webhook::Worker::new(sinks, store.clone(), metrics.clone(), links.clone()));
         Ok(Prepared {
             pusher,
             alert_filter: a
                 .alertmanager
                 .as_ref()
                 .map_or(Severity::Critical, |am| am.min_severity),
+            max_alerts: a.alertmanager.as_ref().map_or(0, |am| am.max_alerts),
+            metrics,
             worker,
             webhooks: a.webhook.iter().map(|w| w.name.clone()).collect(),
             store,
@@ -446,6 +462,8 @@ impl Prepared {
         Alerting {
             desired,
             alert_filter: self.alert_filter,
+            max_alerts: self.max_alerts,
+            metrics: self.metrics,
             links: self.links,
             tenant: self.tenant,
             wake,
@@ -466,8 +484,21 @@ impl Alerting {
     /// alerts to hold, and a nudge to the webhook worker. Returns at once.
     pub fn published(&self, open: &[StoredFinding]) {
         if let Some(tx) = &self.desired {
-            let alerts =
-                alertmanager::alerts_for(open, &self.tenant, self.alert_filter, &self.links);
+            let (alerts, dropped) = alertmanager::alerts_for(
+                open,
+                &self.tenant,
+                self.alert_filter,
+                self.max_alerts,
+                &self.links,
+            );
+            if dropped > 0 {
+                tracing::warn!(
+                    dropped,
+                    kept = alerts.len(),
+                    "more open findings than [alerting.alertmanager] max_alerts; the least severe are not pushed"
+                );
+            }
+            self.metrics.alertmanager_alerts_dropped.set(dropped as i64);
             tx.send_replace(Arc::new(alerts));
         }
         self.wake.notify_one();
