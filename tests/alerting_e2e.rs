@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -28,32 +28,9 @@ use serde_json::Value;
 
 mod common;
 
-use common::daemon::{free_port, get, value, wait_for, write_config, Daemon};
-
-/// A child process killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn installed(tool: &str) -> bool {
-    let ok = Command::new(tool)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{tool} is missing: scripts/test installs Debian's prometheus and prometheus-alertmanager"
-        );
-        eprintln!("skipping: {tool} is not installed");
-    }
-    ok
-}
+use common::daemon::{
+    free_port, get, installed, prometheus, value, wait_for, write_config, Daemon, Proc,
+};
 
 /// The webhook receiver: accepts `accept_first` messages, then answers 503 until `recovered`.
 #[derive(Default)]
@@ -316,31 +293,14 @@ async fn alerts_webhooks_and_dashboards_work_against_real_prometheus_and_alertma
     .await;
 
     // Prometheus, with the shipped rules and Alertmanager.
-    let prom_port = free_port();
-    let prom = format!("http://127.0.0.1:{prom_port}");
-    let prom_config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &prom_config,
-        format!(
+    let (_prometheus, prom) = prometheus(
+        dir.path(),
+        &format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\n\
              alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{am_port}']\n\
              scrape_configs:\n  - job_name: mfa-auditor\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n",
             rules_with_short_holds(dir.path()).display()
         ),
-    )
-    .expect("prometheus config");
-    let _prometheus = Proc(
-        Command::new("prometheus")
-            .arg(format!("--config.file={}", prom_config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus starts"),
     );
 
     // Alertmanager holds one alert per open per-user finding.

@@ -2,14 +2,13 @@
 //! failing audit moves only the daemon's own figures and `/readyz` goes stale; SIGHUP with a
 //! broken config keeps the old one; SIGTERM stops it; a restart keeps every first-seen time.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use graph_sim::{Fault, Profile};
 
 mod common;
 
-use common::daemon::{free_port, get, value, wait_for, write_config, Daemon};
+use common::daemon::{get, installed, prometheus, value, wait_for, write_config, Daemon};
 
 fn posture(metrics: &str) -> Vec<String> {
     // entra_mfa_finding_oldest_seconds grows with time by design; everything else must not move.
@@ -151,17 +150,7 @@ async fn the_daemon_publishes_complete_audits_only_and_survives_faults_reloads_a
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_prometheus_scrapes_the_daemon() {
-    if Command::new("prometheus")
-        .arg("--version")
-        .output()
-        .map(|o| !o.status.success())
-        .unwrap_or(true)
-    {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "prometheus is missing: install Debian's prometheus package (scripts/test does)"
-        );
-        eprintln!("skipping: prometheus is not installed");
+    if !installed("prometheus") {
         return;
     }
     let sim = common::sim(900, 42, Profile::Realistic, |_| {}).await;
@@ -180,25 +169,11 @@ async fn a_real_prometheus_scrapes_the_daemon() {
     let expected =
         value(&metrics, &format!("entra_users{{tenant=\"{tenant}\"}}")).expect("entra_users");
 
-    let port = free_port();
-    let prom_config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &prom_config,
-        format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: mfa-auditor\n    static_configs:\n      - targets: ['{target}']\n"),
-    )
-    .expect("prometheus config");
-    let mut prometheus = Command::new("prometheus")
-        .arg(format!("--config.file={}", prom_config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("tsdb").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("prometheus starts");
-    let query = format!("http://127.0.0.1:{port}/api/v1/query?query=entra_users");
+    let (prometheus, prom) = prometheus(
+        dir.path(),
+        &format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: mfa-auditor\n    static_configs:\n      - targets: ['{target}']\n"),
+    );
+    let query = format!("{prom}/api/v1/query?query=entra_users");
     let mut seen = None;
     let deadline = Instant::now() + Duration::from_secs(40);
     while Instant::now() < deadline && seen.is_none() {
@@ -213,12 +188,11 @@ async fn a_real_prometheus_scrapes_the_daemon() {
             .and_then(|s| s.parse::<f64>().ok());
     }
     let up = get(&format!(
-        "http://127.0.0.1:{port}/api/v1/query?query=up%7Bjob%3D%22mfa-auditor%22%7D"
+        "{prom}/api/v1/query?query=up%7Bjob%3D%22mfa-auditor%22%7D"
     ))
     .await
     .1;
-    let _ = prometheus.kill();
-    let _ = prometheus.wait();
+    drop(prometheus);
     assert_eq!(seen, Some(expected), "Prometheus's entra_users; up = {up}");
     assert!(up.contains("\"1\""), "the target is up: {up}");
 }

@@ -127,3 +127,50 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("a free port")
 }
+
+/// A child process killed on drop.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Whether `tool --version` runs. Under CI=true a missing tool fails the test: scripts/test
+/// installs them all.
+pub fn installed(tool: &str) -> bool {
+    let ok = Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{tool} is missing: scripts/test installs Debian's prometheus and prometheus-alertmanager"
+        );
+        eprintln!("skipping: {tool} is not installed");
+    }
+    ok
+}
+
+/// Debian's Prometheus on a free loopback port with `config` (YAML) and its data in `dir`:
+/// the process and its base URL.
+pub fn prometheus(dir: &Path, config: &str) -> (Proc, String) {
+    let port = free_port();
+    let path = dir.join("prometheus.yml");
+    std::fs::write(&path, config).expect("prometheus config");
+    let child = Command::new("prometheus")
+        .arg(format!("--config.file={}", path.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus starts");
+    (Proc(child), format!("http://127.0.0.1:{port}"))
+}
