@@ -8,8 +8,9 @@
 //!   (resolved, excepted, filtered out) is sent once more with `endsAt` = now, so it resolves at
 //!   once; a daemon that stops lets its alerts expire on their own.
 //! - [`webhook`] delivers the state store's outbox: one message per new and per resolved finding
-//!   (above `batch_above` an audit: batches for machines, one summary for people), queued in the transaction that recorded the audit
-//!   and removed only once delivered, so a restart neither re-sends nor loses one.
+//!   (above `batch_above` an audit: batches for machines, one summary for people), queued in
+//!   the transaction that recorded the audit and removed only once delivered, so a restart
+//!   neither re-sends nor loses one.
 //!
 //! Receiver URLs and credentials are [`Secret`]s: no log line or error shows them.
 
@@ -302,31 +303,31 @@ pub fn is_user_finding(f: &StoredFinding) -> bool {
 
 /// The running alerting: the Alertmanager pusher and the webhook worker, if configured.
 pub struct Alerting {
+    settings: Settings,
     desired: Option<watch::Sender<Arc<Vec<alertmanager::Alert>>>>,
+    wake: Arc<Notify>,
+    stop: watch::Sender<bool>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+/// What handing over an audit needs: which findings become alerts, and who the outbox serves.
+struct Settings {
     alert_filter: Severity,
     max_alerts: usize,
     metrics: AlertingMetrics,
     links: Links,
     tenant: String,
-    wake: Arc<Notify>,
-    stop: watch::Sender<bool>,
-    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     subscribers: Vec<Subscriber>,
 }
 
 /// The receivers of a configuration with their secrets read, not yet started: a reload
 /// prepares the new ones first, so a bad secret keeps the running alerting untouched.
 pub struct Prepared {
+    settings: Settings,
     pusher: Option<alertmanager::Pusher>,
-    alert_filter: Severity,
-    max_alerts: usize,
-    metrics: AlertingMetrics,
     worker: Option<webhook::Worker>,
     webhooks: Vec<String>,
     store: Arc<Store>,
-    links: Links,
-    tenant: String,
-    subscribers: Vec<Subscriber>,
 }
 
 impl Alerting {
@@ -417,19 +418,21 @@ impl Alerting {
         let worker = (!sinks.is_empty())
             .then(|| webhook::Worker::new(sinks, store.clone(), metrics.clone(), links.clone()));
         Ok(Prepared {
+            settings: Settings {
+                alert_filter: a
+                    .alertmanager
+                    .as_ref()
+                    .map_or(Severity::Critical, |am| am.min_severity),
+                max_alerts: a.alertmanager.as_ref().map_or(0, |am| am.max_alerts),
+                metrics,
+                links,
+                tenant: config.tenant.tenant_id.clone(),
+                subscribers: a.subscribers(),
+            },
             pusher,
-            alert_filter: a
-                .alertmanager
-                .as_ref()
-                .map_or(Severity::Critical, |am| am.min_severity),
-            max_alerts: a.alertmanager.as_ref().map_or(0, |am| am.max_alerts),
-            metrics,
             worker,
             webhooks: a.webhook.iter().map(|w| w.name.clone()).collect(),
             store,
-            links,
-            tenant: config.tenant.tenant_id.clone(),
-            subscribers: a.subscribers(),
         })
     }
 }
@@ -460,16 +463,11 @@ impl Prepared {
             tasks.push(tokio::spawn(worker.run(wake.clone(), stop_rx)));
         }
         Alerting {
+            settings: self.settings,
             desired,
-            alert_filter: self.alert_filter,
-            max_alerts: self.max_alerts,
-            metrics: self.metrics,
-            links: self.links,
-            tenant: self.tenant,
             wake,
             stop,
             tasks: Mutex::new(tasks),
-            subscribers: self.subscribers,
         }
     }
 }
@@ -477,20 +475,16 @@ impl Prepared {
 impl Alerting {
     /// Who the outbox queues messages for: pass to [`Store::record_with`].
     pub fn subscribers(&self) -> &[Subscriber] {
-        &self.subscribers
+        &self.settings.subscribers
     }
 
     /// Hands over the store's open findings after an audit was recorded (or at start): the
     /// alerts to hold, and a nudge to the webhook worker. Returns at once.
     pub fn published(&self, open: &[StoredFinding]) {
         if let Some(tx) = &self.desired {
-            let (alerts, dropped) = alertmanager::alerts_for(
-                open,
-                &self.tenant,
-                self.alert_filter,
-                self.max_alerts,
-                &self.links,
-            );
+            let s = &self.settings;
+            let (alerts, dropped) =
+                alertmanager::alerts_for(open, &s.tenant, s.alert_filter, s.max_alerts, &s.links);
             if dropped > 0 {
                 tracing::warn!(
                     dropped,
@@ -498,7 +492,7 @@ impl Alerting {
                     "more open findings than [alerting.alertmanager] max_alerts; the least severe are not pushed"
                 );
             }
-            self.metrics.alertmanager_alerts_dropped.set(dropped as i64);
+            s.metrics.alertmanager_alerts_dropped.set(dropped as i64);
             tx.send_replace(Arc::new(alerts));
         }
         self.wake.notify_one();
@@ -581,6 +575,46 @@ mod tests {
         assert_eq!(
             links.rule("no-backup-method"),
             "https://auditor.example:9717/mfa/api/v1/findings?rule=no-backup-method"
+        );
+    }
+
+    #[test]
+    fn secrets_come_from_the_credentials_directory_or_the_environment() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("am-password"), "pw\n").expect("write");
+        std::fs::write(
+            dir.path().join("hook-url"),
+            "https://hooks.example/T/B/secret\n",
+        )
+        .expect("write");
+        let text = "[tenant]\ntenant_id = \"contoso.onmicrosoft.com\"\nclient_id = \"5a1e3c9d-7b2f-4e6a-8c0d-2f4b6d8e0a1c\"\nclient_secret_env = \"S\"\n\n\
+            [alerting.alertmanager]\nurl = \"https://am.example\"\nbasic_auth_username = \"mfa\"\nbasic_auth_password_file = \"am-password\"\n\n\
+            [[alerting.webhook]]\nname = \"files\"\nurl_file = \"hook-url\"\n\n\
+            [[alerting.webhook]]\nname = \"env\"\nformat = \"teams\"\nurl_env = \"TEAMS_URL\"\n";
+        let config = Config::parse(text, "c.toml").expect("valid");
+        let store = || Arc::new(Store::in_memory().expect("store"));
+        let metrics = || crate::metrics::Metrics::new("t").alerting();
+        let env =
+            |name: &str| (name == "TEAMS_URL").then(|| "https://teams.example/w/1".to_string());
+        let prepared = Alerting::prepare_with(&config, store(), metrics(), Some(dir.path()), &env)
+            .expect("every secret is read");
+        assert!(prepared.pusher.is_some() && prepared.worker.is_some());
+        assert_eq!(prepared.webhooks, ["files", "env"]);
+        let err = Alerting::prepare_with(&config, store(), metrics(), Some(dir.path()), &|_| None)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert_eq!(
+            err,
+            "alerting: alerting.webhook[1].url_env: environment variable TEAMS_URL is not set or empty"
+        );
+        let err = Alerting::prepare_with(&config, store(), metrics(), None, &env)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.starts_with("credential: alerting.alertmanager.basic_auth_password_file: cannot read am-password"),
+            "relative to the credentials directory, which is not set: {err}"
         );
     }
 }
