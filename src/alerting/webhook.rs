@@ -7,8 +7,9 @@
 //! leave the outbox in one transaction; a failed one stays, is counted, and the webhook is
 //! retried with backoff (2 s, doubling, up to 10 min) while the others go on.
 //!
-//! Delivery is at least once: only a crash between a receiver's 2xx and the commit after it
-//! sends a message twice. Generic messages carry each event's `id` so a receiver can tell.
+//! Delivery is at least once: only a crash between a receiver's 2xx and the commit after it,
+//! or a stop that cannot wait for a hung receiver, sends a message twice. Generic messages carry
+//! each event's `id` so a receiver can tell.
 
 use std::sync::Arc;
 use std::time::Duration;
