@@ -90,6 +90,7 @@ CREATE TABLE outbox (
     last_error           TEXT
 );
 CREATE INDEX outbox_pending ON outbox (webhook, id);
+CREATE INDEX outbox_group ON outbox (webhook, audit_id, kind, rule, severity);
 "#,
 ];
 
