@@ -414,10 +414,12 @@ impl Worker {
                     .webhook_messages
                     .with_label_values(&[&name, "failure"])
                     .inc();
-                let at = Instant::now() + sink.backoff;
-                tracing::warn!(webhook = %name, events = ids.len(), retry_in = ?sink.backoff, "webhook delivery failed: {e}");
+                let wait = e.retry_after.map_or(sink.backoff, |r| r.max(sink.backoff));
+                let at = Instant::now() + wait;
+                tracing::warn!(webhook = %name, events = ids.len(), retry_in = ?wait, "webhook delivery failed: {}", e.reason);
                 sink.retry_at = Some(at);
                 sink.backoff = (sink.backoff * 2).min(BACKOFF_CAP);
+                let e = e.reason;
                 if let Err(e) = self.store.outbox_failed(&ids, &e) {
                     tracing::error!(webhook = %name, "outbox: {e}");
                 }
@@ -427,24 +429,43 @@ impl Worker {
     }
 }
 
+/// A failed delivery: why, and how long the receiver asked us to wait (`Retry-After`).
+struct Failed {
+    reason: String,
+    retry_after: Option<Duration>,
+}
+
 /// Posts one message; the URL never appears in the error.
-async fn send(http: &reqwest::Client, sink: &Sink, body: &Value) -> Result<(), String> {
+async fn send(http: &reqwest::Client, sink: &Sink, body: &Value) -> Result<(), Failed> {
     let resp = http
         .post(sink.url.expose())
         .timeout(sink.timeout)
         .json(body)
         .send()
         .await
-        .map_err(|e| e.without_url().to_string())?;
+        .map_err(|e| Failed {
+            reason: e.without_url().to_string(),
+            retry_after: None,
+        })?;
     let status = resp.status();
     if status.is_success() {
         return Ok(());
     }
+    // Slack and Teams answer 429 with Retry-After in seconds.
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|s| Duration::from_secs(s.min(BACKOFF_CAP.as_secs())));
     let text = resp.text().await.unwrap_or_default();
-    Err(format!(
-        "HTTP {status}: {}",
-        text.chars().take(200).collect::<String>().trim()
-    ))
+    Err(Failed {
+        reason: format!(
+            "HTTP {status}: {}",
+            text.chars().take(200).collect::<String>().trim()
+        ),
+        retry_after,
+    })
 }
 
 #[cfg(test)]
@@ -625,5 +646,129 @@ mod tests {
         let g = render(WebhookFormat::Generic, &m, &links);
         assert_eq!(g["summary"]["total"], 4157);
         assert_eq!(g["summary"]["by_rule"][1]["count"], 37);
+    }
+
+    /// A receiver that answers 429 with `Retry-After: 3` once, then 200; it keeps when each
+    /// request came and what it held.
+    #[derive(Default)]
+    struct Receiver {
+        got: std::sync::Mutex<Vec<(std::time::Instant, Value)>>,
+    }
+
+    async fn receive(
+        axum::extract::State(r): axum::extract::State<Arc<Receiver>>,
+        axum::Json(body): axum::Json<Value>,
+    ) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        let mut got = r.got.lock().unwrap_or_else(|e| e.into_inner());
+        got.push((std::time::Instant::now(), body));
+        if got.len() == 1 {
+            (
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                [("retry-after", "3")],
+                "slow down",
+            )
+                .into_response()
+        } else {
+            axum::http::StatusCode::OK.into_response()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_worker_honours_retry_after_and_empties_the_outbox_in_order() {
+        let r = Arc::new(Receiver::default());
+        let app = axum::Router::new()
+            .route("/hook", axum::routing::post(receive))
+            .with_state(r.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let store = Arc::new(Store::in_memory().expect("store"));
+        let subscribers = [crate::state::Subscriber {
+            webhook: "w".into(),
+            min_severity: crate::evaluate::Severity::Info,
+        }];
+        let finding = |subject: &str| crate::evaluate::Finding {
+            rule: "no-backup-method",
+            severity: crate::evaluate::Severity::Medium,
+            subject: subject.into(),
+            user_id: None,
+            user_principal_name: Some(format!("{subject}@contoso.com")),
+            detail: "d".into(),
+            remediation: "r".into(),
+        };
+        let now = chrono::Utc::now();
+        let report = crate::report::Report {
+            tenant: "t1".into(),
+            complete: true,
+            started_at: now,
+            finished_at: now,
+            users_in_scope: 2,
+            findings: vec![finding("ann"), finding("bob")],
+            excepted: vec![],
+            skipped: vec![],
+            incomplete_reasons: vec![],
+            summary: Default::default(),
+            posture: Default::default(),
+        };
+        store.record_with(&report, 0, &subscribers).expect("record");
+
+        let config: WebhookConfig =
+            toml::from_str("name = \"w\"\nurl_env = \"X\"").expect("config");
+        let url = Url::parse(&format!("http://{addr}/hook")).expect("url");
+        let metrics = crate::metrics::Metrics::new("t1").alerting();
+        let links = Links::new(Url::parse("http://127.0.0.1:9717").expect("url"));
+        let worker = Worker::new(
+            vec![Sink::new(&config, url, &metrics)],
+            store.clone(),
+            metrics.clone(),
+            links,
+        );
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(worker.run(Arc::new(Notify::new()), stop_rx));
+        for _ in 0..100 {
+            if store.outbox_counts().expect("counts").is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _ = stop.send(true);
+        task.await.expect("the worker stops");
+        let got = r.got.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let users: Vec<&str> = got
+            .iter()
+            .map(|(_, b)| {
+                b["findings"][0]["user_principal_name"]
+                    .as_str()
+                    .unwrap_or("")
+            })
+            .collect();
+        assert_eq!(
+            users,
+            ["ann@contoso.com", "ann@contoso.com", "bob@contoso.com"]
+        );
+        assert!(
+            got[1].0 - got[0].0 >= Duration::from_secs(3),
+            "Retry-After is honoured: {:?}",
+            got[1].0 - got[0].0
+        );
+        assert_eq!(
+            metrics
+                .webhook_messages
+                .with_label_values(&["w", "failure"])
+                .get(),
+            1
+        );
+        assert_eq!(
+            metrics
+                .webhook_messages
+                .with_label_values(&["w", "success"])
+                .get(),
+            2
+        );
+        assert!(store.outbox_counts().expect("counts").is_empty());
     }
 }
