@@ -235,6 +235,43 @@ fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// One paragraph on where findings go: Alertmanager's last push, each webhook's queue.
+fn alerting_status(s: &Shared, config: &crate::config::Config) -> String {
+    let a = &config.alerting;
+    if a.is_empty() {
+        return "<p>Alerting: no Alertmanager or webhook configured.</p>".into();
+    }
+    let m = s.metrics.alerting();
+    let mut out = String::from("<p>Alerting:");
+    if let Some(am) = &a.alertmanager {
+        let pushes = |r: &str| m.alertmanager_pushes.with_label_values(&[r]).get();
+        out.push_str(&format!(
+            " Alertmanager <code>{}</code>: {} alerts in the last successful push ({} pushes, {} failed).",
+            escape(&am.url),
+            m.alertmanager_alerts.get(),
+            pushes("success"),
+            pushes("failure")
+        ));
+    }
+    let queued = s.store.outbox_counts().unwrap_or_default();
+    for w in &a.webhook {
+        let n = queued
+            .iter()
+            .find(|(name, _)| *name == w.name)
+            .map_or(0, |q| q.1);
+        let failed = m
+            .webhook_messages
+            .with_label_values(&[&w.name, "failure"])
+            .get();
+        out.push_str(&format!(
+            " Webhook <code>{}</code>: {n} findings queued, {failed} failed deliveries.",
+            escape(&w.name)
+        ));
+    }
+    out.push_str("</p>");
+    out
+}
+
 async fn status_page(State(s): AppState) -> Html<String> {
     let config = s.config();
     let mut body = format!(
@@ -260,6 +297,7 @@ async fn status_page(State(s): AppState) -> Html<String> {
             body.push_str("</table>");
         }
     }
+    body.push_str(&alerting_status(&s, &config));
     body.push_str("<p><a href=\"/metrics\">/metrics</a> · <a href=\"/readyz\">/readyz</a> · <a href=\"/api/v1/findings\">/api/v1/findings</a> · <a href=\"/api/v1/audits\">/api/v1/audits</a></p>");
     Html(format!("<!doctype html><html><head><meta charset=\"utf-8\"><title>mfa-auditor</title></head><body>{body}</body></html>"))
 }

@@ -377,6 +377,13 @@ async fn alerts_webhooks_and_dashboards_work_against_real_prometheus_and_alertma
     })
     .await;
 
+    let (_, page) = get(&format!("{base}/")).await;
+    assert!(
+        page.contains("Webhook <code>test-hook</code>: 0 findings queued")
+            && page.contains(&format!("Alertmanager <code>{am}</code>: ")),
+        "the status page says where findings go: {page}"
+    );
+
     // A reload restarts the alerting (the old worker stops before the new one starts).
     daemon.signal("HUP");
     wait_for("the reload", 20, async || {
