@@ -23,7 +23,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
-use graph_sim::Profile;
+use graph_sim::{Fault, Profile};
 use serde_json::Value;
 
 mod common;
@@ -214,12 +214,23 @@ fn age(state: &Path, rule: &str, days: i64) -> usize {
     .expect("age")
 }
 
+/// A weak policy: TAP disabled, nothing enforcing MFA.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn alerts_webhooks_and_dashboards_work_against_real_prometheus_and_alertmanager() {
+async fn a_weak_policy_tenant_end_to_end() {
+    end_to_end(Profile::WeakPolicy, 44).await;
+}
+
+/// A realistic tenant: TAP on but multi-use, Conditional Access enforcing MFA.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_realistic_tenant_end_to_end() {
+    end_to_end(Profile::Realistic, 45).await;
+}
+
+async fn end_to_end(profile: Profile, seed: u64) {
     if !installed("prometheus") || !installed("prometheus-alertmanager") {
         return;
     }
-    let sim = common::sim(400, 44, Profile::WeakPolicy, |_| {}).await;
+    let sim = common::sim(400, seed, profile, |_| {}).await;
     let tenant = sim.tenant_id().to_string();
     let dir = tempfile::tempdir().expect("tempdir");
 
@@ -302,13 +313,19 @@ async fn alerts_webhooks_and_dashboards_work_against_real_prometheus_and_alertma
             rules_with_short_holds(dir.path()).display()
         ),
     );
+    wait_for("Prometheus to scrape the daemon", 30, async || {
+        query(&prom, "up{job=\"mfa-auditor\"} == 1")
+            .await
+            .is_ok_and(|r| !r.is_empty())
+    })
+    .await;
 
     // Alertmanager holds one alert per open per-user finding.
     let open = findings(&base, "open").await;
     let expected = expected_alerts(&open);
     assert!(
         expected.len() > 50,
-        "the weak tenant has per-user findings: {}",
+        "the tenant has per-user findings: {}",
         expected.len()
     );
     let mut held = BTreeSet::new();
@@ -390,6 +407,23 @@ async fn alerts_webhooks_and_dashboards_work_against_real_prometheus_and_alertma
         daemon.log().contains("configuration reloaded")
     })
     .await;
+
+    // One 429 from Graph in the next audit: the daemon's throttling alert fires (once
+    // Prometheus has seen the counter at 0).
+    wait_for("Prometheus to see no throttling yet", 30, async || {
+        query(
+            &prom,
+            "mfa_auditor_graph_throttled_total{endpoint=\"users\"} == 0",
+        )
+        .await
+        .is_ok_and(|r| !r.is_empty())
+    })
+    .await;
+    sim.set_faults(vec![Fault::Throttle {
+        endpoint: "users".into(),
+        count: Some(1),
+        retry_after: Some(0.2),
+    }]);
 
     // Fix one user who has no backup method: give them a passkey and the app.
     let fixed = open
@@ -511,26 +545,38 @@ async fn alerts_webhooks_and_dashboards_work_against_real_prometheus_and_alertma
     }
     assert!(
         want.len() >= 4,
-        "the weak tenant trips most posture alerts: {want:?}"
+        "the tenant trips most posture alerts: {want:?}"
     );
+    // Of the daemon's own alerts, only throttling (and unknown methods, if the tenant has
+    // some); the failing webhook's cleared when its queue drained.
+    want.insert("MfaAuditorGraphThrottled");
+    let (_, m) = get(&format!("{base}/metrics")).await;
+    if m.lines()
+        .filter(|l| l.starts_with("entra_method_unknown_users{"))
+        .any(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) > Some(0.0))
+    {
+        want.insert("MfaAuditorUnknownMethods");
+    }
+    let want: BTreeSet<String> = want.into_iter().map(str::to_owned).collect();
     let mut firing = BTreeSet::new();
-    wait_for("the posture alerts to fire", 60, async || {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
         firing = query(&prom, "ALERTS{alertstate=\"firing\"}")
             .await
             .unwrap_or_default()
             .into_iter()
             .filter(|(l, _)| l.get("tenant") == Some(&tenant))
             .filter_map(|(l, _)| l.get("alertname").cloned())
-            .filter(|a| a.starts_with("Entra"))
-            .collect();
-        want.iter().all(|w| firing.contains(*w))
-    })
-    .await;
-    let firing: BTreeSet<&str> = firing.iter().map(String::as_str).collect();
+            .collect::<BTreeSet<String>>();
+        if firing == want {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
     // EntraMfaFailureSpike compares with a day's average: a fresh Prometheus has none.
     assert_eq!(
         firing, want,
-        "exactly the posture alerts the findings imply"
+        "exactly the alerts the findings and the faults imply"
     );
 
     // Every query of every dashboard panel returns data.
@@ -576,7 +622,7 @@ async fn alerts_webhooks_and_dashboards_work_against_real_prometheus_and_alertma
     }
     assert!(queries >= 30, "{queries} queries");
     eprintln!(
-        "alertmanager held {} per-user alerts; the webhook got {} messages for {} events; \
+        "{profile:?}: alertmanager held {} per-user alerts; the webhook got {} messages for {} events; \
          firing: {firing:?}; {queries} dashboard queries returned data",
         expected.len(),
         receiver.messages().len(),
