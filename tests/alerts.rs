@@ -1,5 +1,6 @@
 //! The alerting rules: `promtool check rules` and `promtool test rules` (every alert fires on
-//! its case and stays quiet on the others). Under CI=true a missing promtool fails.
+//! its case and stays quiet on the others); the README's Alertmanager routing passes amtool.
+//! Under CI=true a missing promtool or amtool fails.
 
 use std::process::Command;
 
@@ -72,4 +73,39 @@ fn every_alert_has_a_test_a_severity_and_a_runbook_section() {
         14,
         "every alert has a severity"
     );
+}
+
+#[test]
+fn the_readmes_alertmanager_config_is_valid() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+    let start = readme
+        .find("```yaml\n# alertmanager.yml\n")
+        .expect("the README shows an alertmanager.yml");
+    let block = &readme[start + "```yaml\n".len()..];
+    let block = &block[..block.find("```").expect("the block ends")];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("alertmanager.yml");
+    std::fs::write(&path, block).expect("write");
+    let out = match Command::new("amtool")
+        .arg("check-config")
+        .arg(&path)
+        .output()
+    {
+        Ok(o) => o,
+        Err(_) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "amtool is missing: install Debian's prometheus-alertmanager (scripts/test does)"
+            );
+            eprintln!("skipping: amtool is not installed");
+            return;
+        }
+    };
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success() && text.contains("SUCCESS"), "{text}");
 }
