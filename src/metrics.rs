@@ -45,75 +45,6 @@ pub struct AlertingMetrics {
     pub webhook_pending: IntGaugeVec,
 }
 
-impl AlertingMetrics {
-    fn new(registry: &Registry, tenant: &str) -> AlertingMetrics {
-        let alertmanager_pushes = register(
-            registry,
-            IntCounterVec::new(
-                opts(
-                    "mfa_auditor_alertmanager_pushes_total",
-                    "Pushes of the open per-user findings to Alertmanager, by result.",
-                    tenant,
-                ),
-                &["result"],
-            )
-            .unwrap_or_else(|e| unreachable!("{e}")),
-        );
-        for result in ["success", "failure"] {
-            alertmanager_pushes.with_label_values(&[result]);
-        }
-        let alertmanager_alerts = register(
-            registry,
-            prometheus::IntGauge::with_opts(opts(
-                "mfa_auditor_alertmanager_alerts",
-                "Active alerts in the last successful push to Alertmanager.",
-                tenant,
-            ))
-            .unwrap_or_else(|e| unreachable!("{e}")),
-        );
-        let alertmanager_alerts_dropped = register(
-            registry,
-            prometheus::IntGauge::with_opts(opts(
-                "mfa_auditor_alertmanager_alerts_dropped",
-                "Open findings not pushed to Alertmanager because of [alerting.alertmanager] max_alerts.",
-                tenant,
-            ))
-            .unwrap_or_else(|e| unreachable!("{e}")),
-        );
-        let webhook_messages = register(
-            registry,
-            IntCounterVec::new(
-                opts(
-                    "mfa_auditor_webhook_messages_total",
-                    "Webhook messages sent, by webhook and result (a failure is retried).",
-                    tenant,
-                ),
-                &["webhook", "result"],
-            )
-            .unwrap_or_else(|e| unreachable!("{e}")),
-        );
-        let webhook_pending = register(
-            registry,
-            IntGaugeVec::new(
-                opts(
-                    "mfa_auditor_webhook_pending_events",
-                    "Findings queued for a webhook and not yet delivered.",
-                    tenant,
-                ),
-                &["webhook"],
-            )
-            .unwrap_or_else(|e| unreachable!("{e}")),
-        );
-        AlertingMetrics {
-            alertmanager_pushes,
-            alertmanager_alerts,
-            alertmanager_alerts_dropped,
-            webhook_messages,
-            webhook_pending,
-        }
-    }
-}
-
 fn opts(name: &str, help: &str, tenant: &str) -> Opts {
     Opts::new(name, help).const_label("tenant", tenant)
 }
@@ -124,6 +55,73 @@ fn register<M: prometheus::core::Collector + Clone + 'static>(registry: &Registr
         unreachable!("metric registration: {e}");
     }
     metric
+}
+
+/// A metric of type `$ty` with the tenant label, registered in `$reg`: `with_opts` for a plain
+/// one, `new` with `[labels]` for a vector.
+macro_rules! metric {
+    ($ty:ty, $reg:expr, $tenant:expr, $name:literal, $help:literal) => {
+        register(
+            $reg,
+            <$ty>::with_opts(opts($name, $help, $tenant)).unwrap_or_else(|e| unreachable!("{e}")),
+        )
+    };
+    ($ty:ty, $reg:expr, $tenant:expr, $name:literal, $help:literal, [$($label:literal),*]) => {
+        register(
+            $reg,
+            <$ty>::new(opts($name, $help, $tenant), &[$($label),*])
+                .unwrap_or_else(|e| unreachable!("{e}")),
+        )
+    };
+}
+
+impl AlertingMetrics {
+    fn new(registry: &Registry, tenant: &str) -> AlertingMetrics {
+        let alertmanager_pushes = metric!(
+            IntCounterVec,
+            registry,
+            tenant,
+            "mfa_auditor_alertmanager_pushes_total",
+            "Pushes of the open per-user findings to Alertmanager, by result.",
+            ["result"]
+        );
+        for result in ["success", "failure"] {
+            alertmanager_pushes.with_label_values(&[result]);
+        }
+        AlertingMetrics {
+            alertmanager_pushes,
+            alertmanager_alerts: metric!(
+                prometheus::IntGauge,
+                registry,
+                tenant,
+                "mfa_auditor_alertmanager_alerts",
+                "Active alerts in the last successful push to Alertmanager."
+            ),
+            alertmanager_alerts_dropped: metric!(
+                prometheus::IntGauge,
+                registry,
+                tenant,
+                "mfa_auditor_alertmanager_alerts_dropped",
+                "Open findings not pushed to Alertmanager because of [alerting.alertmanager] max_alerts."
+            ),
+            webhook_messages: metric!(
+                IntCounterVec,
+                registry,
+                tenant,
+                "mfa_auditor_webhook_messages_total",
+                "Webhook messages sent, by webhook and result (a failure is retried).",
+                ["webhook", "result"]
+            ),
+            webhook_pending: metric!(
+                IntGaugeVec,
+                registry,
+                tenant,
+                "mfa_auditor_webhook_pending_events",
+                "Findings queued for a webhook and not yet delivered.",
+                ["webhook"]
+            ),
+        }
+    }
 }
 
 macro_rules! gauge_vec {

@@ -351,11 +351,7 @@ mod tests {
         let app = axum::Router::new()
             .route("/am/api/v2/alerts", axum::routing::post(capture))
             .with_state(c.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let addr = crate::alerting::serve_on_loopback(app).await;
         let metrics = crate::metrics::Metrics::new("t1").alerting();
         let base = Url::parse(&format!("http://{addr}/am/")).expect("url");
         let auth = Auth::Basic {

@@ -511,6 +511,17 @@ impl Alerting {
     }
 }
 
+/// Serves `app` on a free loopback port, for the receivers the tests stand in for.
+#[cfg(test)]
+async fn serve_on_loopback(app: axum::Router) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -680,11 +680,7 @@ mod tests {
         let app = axum::Router::new()
             .route("/hook", axum::routing::post(receive))
             .with_state(r.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let addr = crate::alerting::serve_on_loopback(app).await;
 
         let store = Arc::new(Store::in_memory().expect("store"));
         let subscribers = [crate::state::Subscriber {
