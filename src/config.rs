@@ -433,7 +433,8 @@ fn explain(message: &str) -> String {
     }
 }
 
-fn is_loopback(url: &Url) -> bool {
+/// Whether a URL names this machine (localhost, 127.0.0.0/8, ::1).
+pub(crate) fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
         Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),

@@ -25,7 +25,7 @@ use serde::Deserialize;
 use tokio::sync::{watch, Notify};
 use url::Url;
 
-use crate::config::{read_secret_file, Config, ConfigError};
+use crate::config::{is_loopback, read_secret_file, Config, ConfigError};
 use crate::evaluate::{Severity, CATALOGUE};
 use crate::metrics::AlertingMetrics;
 use crate::secret::Secret;
@@ -122,15 +122,6 @@ fn default_max_alerts() -> usize {
 }
 fn default_batch_above() -> usize {
     10
-}
-
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d == "localhost",
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
 }
 
 /// Parses a receiver URL: http or https; plain http only on loopback when `secret_over_http`
