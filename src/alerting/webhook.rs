@@ -451,13 +451,13 @@ async fn send(http: &reqwest::Client, sink: &Sink, body: &Value) -> Result<(), F
     if status.is_success() {
         return Ok(());
     }
-    // Slack and Teams answer 429 with Retry-After in seconds.
+    // Slack and Teams answer 429 with Retry-After (seconds, or an HTTP date): as Graph does.
     let retry_after = resp
         .headers()
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(|s| Duration::from_secs(s.min(BACKOFF_CAP.as_secs())));
+        .and_then(crate::graph::retry::parse_retry_after)
+        .map(|d| d.min(BACKOFF_CAP));
     let text = resp.text().await.unwrap_or_default();
     Err(Failed {
         reason: format!(
