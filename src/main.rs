@@ -366,6 +366,9 @@ async fn check_config(path: &Path) -> ExitCode {
             }
         }
     }
+    if let Some(advice) = collect::licence_advice(&granted, &options) {
+        println!("  {:<20} RECOMMENDED: {advice}", "licence");
+    }
     if missing.is_empty() {
         ExitCode::SUCCESS
     } else {

@@ -263,9 +263,48 @@ async fn a_free_tenant_falls_back_to_per_user_detail() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_token_without_auditlog_names_it_and_marks_the_data_missing() {
+async fn a_token_without_auditlog_reads_the_report_through_userauthenticationmethod() {
+    // docs-contrib: UserAuthenticationMethod.Read.All also grants userRegistrationDetails;
+    // sign-ins need AuditLog.Read.All (or Directory.Read.All).
     let sim = sim(800, 3, |c| {
         c.granted_roles.retain(|r| r != "AuditLog.Read.All")
+    })
+    .await;
+    let client = client(&sim, |_| {});
+    let opts = options();
+    let snap = run(&sim, &client, &opts).await.snapshot;
+    assert!(snap.is_complete(), "{:?}", snap.coverage);
+    assert!(
+        snap.coverage.has(DataSet::Registration),
+        "{:?}",
+        snap.coverage
+    );
+    assert_eq!(
+        snap.coverage.gaps.get(&DataSet::SignIns),
+        Some(&Gap::MissingPermission("AuditLog.Read.All".into()))
+    );
+    assert!(snap
+        .coverage
+        .missing_permissions
+        .iter()
+        .all(|(p, _)| p == "AuditLog.Read.All"));
+    let truth = sim.ground_truth();
+    let users = by_id(&snap);
+    for t in &truth.users {
+        let u = users[&t.id];
+        if t.account_enabled && t.roles.is_empty() {
+            assert_eq!(u.methods, Some(truth_methods(&t.methods)), "{}", t.upn);
+        }
+    }
+    assert!(snap.users.iter().all(|u| u.mfa_failures.is_none()));
+    assert_eq!(sim.stats().total("signIns"), 0, "no call it cannot make");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_without_any_report_permission_names_it_and_marks_the_data_missing() {
+    let sim = sim(800, 3, |c| {
+        c.granted_roles
+            .retain(|r| r != "AuditLog.Read.All" && r != "UserAuthenticationMethod.Read.All")
     })
     .await;
     let client = client(&sim, |_| {});
@@ -288,17 +327,144 @@ async fn a_token_without_auditlog_names_it_and_marks_the_data_missing() {
         snap.coverage.gaps.get(&DataSet::SignIns),
         Some(&Gap::MissingPermission("AuditLog.Read.All".into()))
     );
-    // Nobody's methods are guessed: only admins (read in detail) have any.
-    assert!(snap.users.iter().all(|u| {
-        let admin = !u.roles.is_empty();
-        u.methods.is_some() == admin
-    }));
+    // Nobody's methods are guessed.
+    assert!(snap.users.iter().all(|u| u.methods.is_none()));
     assert!(snap.users.iter().all(|u| u.mfa_failures.is_none()));
     assert_eq!(
         sim.stats().total("userRegistrationDetails"),
         0,
         "no call it cannot make"
     );
+}
+
+fn licence_flaky(endpoint: &str, count: u32) -> Fault {
+    Fault::LicenceIntermittent {
+        endpoint: endpoint.into(),
+        count: Some(count),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_intermittent_licence_403_on_a_licensed_tenant_is_retried_not_a_fallback() {
+    // Only AuditLog.Read.All, no Directory.Read.All: Graph refuses the reports now and then.
+    let sim = sim(1200, 11, |c| {
+        c.faults = vec![
+            licence_flaky("userRegistrationDetails", 2),
+            licence_flaky("signIns", 3),
+        ]
+    })
+    .await;
+    let client = client(&sim, |_| {});
+    let opts = options();
+    let snap = run(&sim, &client, &opts).await.snapshot;
+    assert!(snap.is_complete(), "{:?}", snap.coverage);
+    assert!(!snap.coverage.licence_fallback, "a P2 tenant is not free");
+    assert!(
+        snap.coverage.has(DataSet::Registration),
+        "{:?}",
+        snap.coverage
+    );
+    assert!(snap.coverage.has(DataSet::SignIns), "{:?}", snap.coverage);
+    assert_matches_truth(&sim, &snap, &opts, false);
+    let stats = sim.stats();
+    assert_eq!(stats.count("userRegistrationDetails", 403), 2);
+    assert_eq!(stats.count("signIns", 403), 3);
+    let admins = sim
+        .ground_truth()
+        .users
+        .iter()
+        .filter(|u| u.is_admin)
+        .count() as u64;
+    assert_eq!(
+        stats.total("authenticationMethods"),
+        admins,
+        "detail for admins only: no per-user fallback"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_licensed_tenant_that_keeps_refusing_is_a_failed_sweep_not_a_fallback() {
+    // The subscriptions (readable with Directory.Read.All) say P2: a persistent refusal fails.
+    let sim = sim(600, 12, |c| {
+        c.granted_roles.push("Directory.Read.All".into());
+        c.faults = vec![Fault::Licence {
+            endpoint: "userRegistrationDetails".into(),
+        }];
+    })
+    .await;
+    let client = client(&sim, |_| {});
+    let snap = run(&sim, &client, &options()).await.snapshot;
+    assert!(!snap.is_complete(), "{:?}", snap.coverage);
+    assert!(!snap.coverage.licence_fallback);
+    match snap.coverage.gaps.get(&DataSet::Registration) {
+        Some(Gap::Failed { endpoint, reason }) => {
+            assert_eq!(endpoint, "userRegistrationDetails");
+            assert!(
+                reason.contains("P1/P2") && reason.contains("subscribedSkus"),
+                "{reason}"
+            );
+        }
+        other => panic!("expected a failed sweep, got {other:?}"),
+    }
+    let stats = sim.stats();
+    assert_eq!(stats.count("subscribedSkus", 200), 1);
+    assert_eq!(
+        stats.count("userRegistrationDetails", 403),
+        u64::from(mfa_auditor::collect::LICENCE_ATTEMPTS),
+        "retried, then believed only as a failure"
+    );
+
+    // Without the subscriptions, a report that answers is the evidence: sign-ins refusing is a failure.
+    let sim2 = common::sim(600, 12, Profile::Realistic, |c| {
+        c.faults = vec![Fault::Licence {
+            endpoint: "signIns".into(),
+        }];
+    })
+    .await;
+    let snap = run(&sim2, &client_for(&sim2), &options()).await.snapshot;
+    assert!(!snap.is_complete(), "{:?}", snap.coverage);
+    assert!(!snap.coverage.licence_fallback);
+    assert!(
+        matches!(snap.coverage.gaps.get(&DataSet::SignIns), Some(Gap::Failed { reason, .. }) if reason.contains("P1/P2")),
+        "{:?}",
+        snap.coverage.gaps
+    );
+    assert_eq!(
+        sim2.stats().total("subscribedSkus"),
+        0,
+        "not readable without the permission"
+    );
+}
+
+fn client_for(sim: &SimHandle) -> GraphClient {
+    client(sim, |_| {})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_free_tenant_is_known_from_its_subscriptions_without_retrying() {
+    let sim = sim(300, 13, |c| {
+        c.licence = Licence::Free;
+        c.granted_roles.push("Organization.Read.All".into());
+    })
+    .await;
+    let client = client(&sim, |_| {});
+    let opts = options();
+    let snap = run(&sim, &client, &opts).await.snapshot;
+    assert!(snap.is_complete(), "{:?}", snap.coverage);
+    assert!(snap.coverage.licence_fallback);
+    assert!(
+        matches!(snap.coverage.gaps.get(&DataSet::SignIns), Some(Gap::Unlicensed(why)) if why.contains("subscribedSkus")),
+        "{:?}",
+        snap.coverage.gaps
+    );
+    assert_matches_truth(&sim, &snap, &opts, true);
+    let stats = sim.stats();
+    assert_eq!(
+        stats.count("userRegistrationDetails", 403),
+        1,
+        "no retry against evidence"
+    );
+    assert_eq!(stats.count("signIns", 403), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

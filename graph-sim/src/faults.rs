@@ -8,6 +8,9 @@
 //! - `nextlink-loop:ENDPOINT:PAGE` — the nextLink after page PAGE (1-based) points back at page 1
 //! - `token-expiry:SECONDS` — tokens are issued for SECONDS only
 //! - `licence:ENDPOINT` — a 403 `Authentication_RequestFromNonPremiumTenantOrB2CTenant`
+//! - `licence-intermittent:ENDPOINT:COUNT` — the same 403 for the first COUNT requests only, as
+//!   real Graph answers a licensed tenant when the app lacks Directory.Read.All and the tenant's
+//!   licence is not cached (SupportArticles-docs `b2c-or-tenant-premium-license-sign-in-activities.md`)
 
 use serde::{Deserialize, Serialize};
 
@@ -47,6 +50,10 @@ pub enum Fault {
     Licence {
         endpoint: String,
     },
+    LicenceIntermittent {
+        endpoint: String,
+        count: Option<u32>,
+    },
 }
 
 impl Fault {
@@ -58,7 +65,8 @@ impl Fault {
             | Fault::Truncated { endpoint, .. }
             | Fault::Slow { endpoint, .. }
             | Fault::NextlinkLoop { endpoint, .. }
-            | Fault::Licence { endpoint } => Some(endpoint),
+            | Fault::Licence { endpoint }
+            | Fault::LicenceIntermittent { endpoint, .. } => Some(endpoint),
             Fault::TokenExpiry { .. } => None,
         }
     }
@@ -123,6 +131,10 @@ impl Fault {
             "licence" => Fault::Licence {
                 endpoint: endpoint()?,
             },
+            "licence-intermittent" => Fault::LicenceIntermittent {
+                endpoint: endpoint()?,
+                count: Some(count(2)?.unwrap_or(1)),
+            },
             other => return Err(format!("fault {spec:?}: unknown kind {other:?}")),
         };
         Ok(fault)
@@ -141,7 +153,8 @@ impl Armed {
             Fault::Status { count, .. }
             | Fault::Throttle { count, .. }
             | Fault::Malformed { count, .. }
-            | Fault::Truncated { count, .. } => *count,
+            | Fault::Truncated { count, .. }
+            | Fault::LicenceIntermittent { count, .. } => *count,
             _ => None,
         };
         Armed { fault, remaining }
@@ -178,6 +191,13 @@ mod tests {
         assert_eq!(
             Fault::parse("token-expiry:3"),
             Ok(Fault::TokenExpiry { seconds: 3 })
+        );
+        assert_eq!(
+            Fault::parse("licence-intermittent:signIns:3"),
+            Ok(Fault::LicenceIntermittent {
+                endpoint: "signIns".into(),
+                count: Some(3)
+            })
         );
         assert!(Fault::parse("status:users").is_err());
         assert!(Fault::parse("explode:users").is_err());

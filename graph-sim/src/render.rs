@@ -142,6 +142,7 @@ pub fn answer(ctx: &Ctx, label: &str, rest: &[&str]) -> Result<Value, Reply> {
             "isEnabled": ctx.tenant.policy.security_defaults,
         })),
         "conditionalAccessPolicies" => conditional_access(ctx),
+        "subscribedSkus" => Ok(subscribed_skus(ctx)),
         "roleAssignments" => role_assignments(ctx),
         "authenticationMethods" => {
             let user = ctx.user(rest[1])?;
@@ -413,6 +414,51 @@ fn conditional_access(ctx: &Ctx) -> Result<Value, Reply> {
             })
         },
     )
+}
+
+/// `GET /subscribedSkus` (docs-contrib `subscribedsku-list.md`): no paging, the tenant's SKUs
+/// with their service plans. Every tenant has Microsoft 365 Business Basic (no Entra ID P1/P2);
+/// a P1 tenant adds AAD_PREMIUM (plan AAD_PREMIUM), a P2 tenant AAD_PREMIUM_P2 (plans AAD_PREMIUM
+/// and AAD_PREMIUM_P2). Ids from Microsoft's licensing service-plan reference.
+fn subscribed_skus(ctx: &Ctx) -> Value {
+    let tenant = ctx.state.config.tenant_id.as_str();
+    let sku = |sku_id: &str, part: &str, plans: &[(&str, &str)]| {
+        let plans: Vec<Value> = plans
+            .iter()
+            .map(|(id, name)| json!({"servicePlanId": id, "servicePlanName": name, "provisioningStatus": "Success", "appliesTo": "User"}))
+            .collect();
+        json!({
+            "accountName": "Contoso", "accountId": tenant, "appliesTo": "User", "capabilityStatus": "Enabled",
+            "consumedUnits": ctx.tenant.users.len(), "id": format!("{tenant}_{sku_id}"),
+            "prepaidUnits": {"enabled": ctx.tenant.users.len() + 10, "lockedOut": 0, "suspended": 0, "warning": 0},
+            "servicePlans": plans, "skuId": sku_id, "skuPartNumber": part,
+            "subscriptionIds": [format!("5b0c6a1e-0000-4000-8000-{:012x}", part.len())],
+        })
+    };
+    const P1: (&str, &str) = ("41781fb2-bc02-4b7c-bd55-b576c07bb09d", "AAD_PREMIUM");
+    const P2: (&str, &str) = ("eec0eb4f-6444-4f95-aba0-50c24d67f998", "AAD_PREMIUM_P2");
+    let mut value = vec![sku(
+        "3b555118-da6a-4418-894f-7df1e2096870",
+        "O365_BUSINESS_ESSENTIALS",
+        &[(
+            "9aaf7827-d63c-4b61-89c3-182f06f82e5c",
+            "EXCHANGE_S_STANDARD",
+        )],
+    )];
+    match ctx.state.config.licence {
+        crate::Licence::Free => {}
+        crate::Licence::P1 => value.push(sku(
+            "078d2b04-f1bd-4111-bbd4-b4b1b354cef4",
+            "AAD_PREMIUM",
+            &[P1],
+        )),
+        crate::Licence::P2 => value.push(sku(
+            "84a661c4-e949-4bd2-a560-ed7766fcaf2b",
+            "AAD_PREMIUM_P2",
+            &[P1, P2],
+        )),
+    }
+    json!({"@odata.context": ctx.context("subscribedSkus"), "value": value})
 }
 
 fn role_assignments(ctx: &Ctx) -> Result<Value, Reply> {

@@ -80,14 +80,21 @@ const USERS_READ: &[&str] = &[
     "Directory.Read.All",
     "Directory.ReadWrite.All",
 ];
-const AUDIT: &[&str] = &["AuditLog.Read.All"];
+/// The registration report (docs-contrib
+/// `authenticationmethodsroot-list-userregistrationdetails-permissions.md`).
+const REGISTRATION: &[&str] = &["AuditLog.Read.All", "UserAuthenticationMethod.Read.All"];
+/// Sign-in logs (docs-contrib `signin-list-permissions.md`).
+const SIGN_INS: &[&str] = &["AuditLog.Read.All", "Directory.Read.All"];
 const POLICY_AM: &[&str] = &[
     "Policy.Read.AuthenticationMethod",
     "Policy.ReadWrite.AuthenticationMethod",
     "Policy.Read.All",
 ];
 const POLICY_SD: &[&str] = &["Policy.Read.All", "Policy.ReadWrite.SecurityDefaults"];
-const POLICY_CA: &[&str] = &["Policy.Read.All", "Policy.ReadWrite.ConditionalAccess"];
+/// Listing Conditional Access policies needs Policy.Read.All (docs-contrib
+/// `conditionalaccessroot-list-policies-permissions.md`); Policy.ReadWrite.ConditionalAccess
+/// alone writes but does not read.
+const POLICY_CA: &[&str] = &["Policy.Read.All"];
 const ROLES: &[&str] = &[
     "RoleManagement.Read.Directory",
     "RoleManagement.Read.All",
@@ -97,6 +104,13 @@ const ROLES: &[&str] = &[
 const UAM: &[&str] = &[
     "UserAuthenticationMethod.Read.All",
     "UserAuthenticationMethod.ReadWrite.All",
+];
+/// `GET /subscribedSkus` (docs-contrib `subscribedsku-list-permissions.md`).
+const ORGANIZATION: &[&str] = &[
+    "Organization.Read.All",
+    "Directory.Read.All",
+    "Directory.ReadWrite.All",
+    "Organization.ReadWrite.All",
 ];
 const PER_USER: &[&str] = &["Policy.Read.All", "Policy.ReadWrite.AuthenticationMethod"];
 const GROUPS: &[&str] = &[
@@ -116,9 +130,12 @@ fn route(version: &str, rest: &[&str]) -> Option<Route> {
     };
     match (version, rest) {
         ("v1.0" | "beta", ["users"]) => r("users", Class::Directory, USERS_READ, false),
-        ("v1.0" | "beta", ["reports", "authenticationMethods", "userRegistrationDetails"]) => {
-            r("userRegistrationDetails", Class::Reports, AUDIT, true)
-        }
+        ("v1.0" | "beta", ["reports", "authenticationMethods", "userRegistrationDetails"]) => r(
+            "userRegistrationDetails",
+            Class::Reports,
+            REGISTRATION,
+            true,
+        ),
         ("v1.0" | "beta", ["policies", "authenticationMethodsPolicy"]) => r(
             "authenticationMethodsPolicy",
             Class::Directory,
@@ -152,7 +169,10 @@ fn route(version: &str, rest: &[&str]) -> Option<Route> {
             PER_USER,
             false,
         ),
-        ("v1.0" | "beta", ["auditLogs", "signIns"]) => r("signIns", Class::Reports, AUDIT, true),
+        ("v1.0" | "beta", ["auditLogs", "signIns"]) => r("signIns", Class::Reports, SIGN_INS, true),
+        ("v1.0" | "beta", ["subscribedSkus"]) => {
+            r("subscribedSkus", Class::Directory, ORGANIZATION, false)
+        }
         (
             "v1.0" | "beta",
             ["groups", _, "transitiveMembers"]
@@ -310,7 +330,11 @@ impl State {
         let licence_fault = self
             .has_fault(&label, |f| matches!(f, Fault::Licence { .. }))
             .is_some();
-        if (route.premium && self.config.licence == Licence::Free) || licence_fault {
+        let licence_flaky = self
+            .fire(&label, |f| matches!(f, Fault::LicenceIntermittent { .. }))
+            .is_some();
+        if (route.premium && self.config.licence == Licence::Free) || licence_fault || licence_flaky
+        {
             return (
                 label,
                 graph_error(

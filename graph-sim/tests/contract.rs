@@ -289,3 +289,101 @@ async fn a_next_link_loop_points_back() {
         "page 2 links back to the start"
     );
 }
+
+#[tokio::test]
+async fn subscribed_skus_carry_the_entra_plans_of_the_licence_and_need_organization_read() {
+    let plans = |body: &Value| -> Vec<String> {
+        body["value"]
+            .as_array()
+            .expect("value")
+            .iter()
+            .flat_map(|s| s["servicePlans"].as_array().cloned().unwrap_or_default())
+            .filter_map(|p| p["servicePlanName"].as_str().map(String::from))
+            .collect()
+    };
+    for (licence, expected) in [
+        (Licence::Free, vec![]),
+        (Licence::P1, vec!["AAD_PREMIUM"]),
+        (Licence::P2, vec!["AAD_PREMIUM", "AAD_PREMIUM_P2"]),
+    ] {
+        let sim = start(5, |c| {
+            c.licence = licence;
+            c.granted_roles.push("Organization.Read.All".into());
+        })
+        .await;
+        let t = token(&sim).await;
+        let (status, _, body) = get(&sim, &t, "/v1.0/subscribedSkus").await;
+        assert_eq!(status, 200, "{body}");
+        let names = plans(&body);
+        let entra: Vec<&str> = names
+            .iter()
+            .map(String::as_str)
+            .filter(|n| n.starts_with("AAD_PREMIUM"))
+            .collect();
+        assert_eq!(entra, expected, "{licence:?}");
+        assert!(body.get("@odata.nextLink").is_none(), "no paging");
+    }
+    // The default grant (no Organization.Read.All / Directory.Read.All) cannot read it.
+    let sim = start(5, |_| {}).await;
+    let t = token(&sim).await;
+    let (status, _, body) = get(&sim, &t, "/v1.0/subscribedSkus").await;
+    assert_eq!(status, 403);
+    assert_eq!(body["error"]["code"], "Authorization_RequestDenied");
+}
+
+#[tokio::test]
+async fn an_intermittent_licence_fault_refuses_the_first_requests_only() {
+    let sim = start(5, |c| {
+        c.faults = vec![Fault::LicenceIntermittent {
+            endpoint: "signIns".into(),
+            count: Some(2),
+        }]
+    })
+    .await;
+    let t = token(&sim).await;
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let (status, _, body) = get(&sim, &t, "/v1.0/auditLogs/signIns").await;
+        if status == 403 {
+            assert_eq!(
+                body["error"]["code"],
+                "Authentication_RequestFromNonPremiumTenantOrB2CTenant"
+            );
+        }
+        statuses.push(status);
+    }
+    assert_eq!(statuses, vec![403, 403, 200]);
+}
+
+#[tokio::test]
+async fn route_permissions_follow_the_docs() {
+    // (granted, url, expected status): docs-contrib permission includes.
+    let cases: &[(&[&str], &str, u16)] = &[
+        (
+            &["UserAuthenticationMethod.Read.All"],
+            "/v1.0/reports/authenticationMethods/userRegistrationDetails",
+            200,
+        ),
+        (&["Directory.Read.All"], "/v1.0/auditLogs/signIns", 200),
+        (
+            &["Policy.ReadWrite.ConditionalAccess"],
+            "/beta/identity/conditionalAccess/policies",
+            403,
+        ),
+        (
+            &["Policy.Read.All"],
+            "/beta/identity/conditionalAccess/policies",
+            200,
+        ),
+        (&["Directory.Read.All"], "/v1.0/subscribedSkus", 200),
+    ];
+    for (granted, url, expected) in cases {
+        let sim = start(5, |c| {
+            c.granted_roles = granted.iter().map(|s| s.to_string()).collect()
+        })
+        .await;
+        let t = token(&sim).await;
+        let (status, _, body) = get(&sim, &t, url).await;
+        assert_eq!(status, *expected, "{granted:?} {url}: {body}");
+    }
+}

@@ -295,6 +295,42 @@ pub fn ca_policy(w: &wire::CaPolicy) -> CaPolicy {
     }
 }
 
+/// The Entra ID P1 and P2 service plans (id, name), as Maester's `Get-MtLicenseInformation`
+/// detects them; any SKU that carries one (Entra ID P1/P2, EMS, Microsoft 365 E3/E5, Business
+/// Premium…) licenses the tenant for the reports API.
+pub const PREMIUM_PLANS: &[(&str, &str)] = &[
+    ("41781fb2-bc02-4b7c-bd55-b576c07bb09d", "AAD_PREMIUM"),
+    ("eec0eb4f-6444-4f95-aba0-50c24d67f998", "AAD_PREMIUM_P2"),
+];
+
+/// Whether the tenant's subscriptions include Entra ID P1 or P2: a SKU that is active
+/// (`capabilityStatus` `Enabled`, or `Warning` during its grace period) with a P1/P2 service
+/// plan that is not disabled.
+pub fn has_premium(skus: &[wire::SubscribedSku]) -> bool {
+    skus.iter()
+        .filter(|s| {
+            s.capability_status.as_deref().is_some_and(|c| {
+                c.eq_ignore_ascii_case("Enabled") || c.eq_ignore_ascii_case("Warning")
+            })
+        })
+        .flat_map(|s| s.service_plans.iter())
+        .filter(|p| {
+            !p.provisioning_status
+                .as_deref()
+                .is_some_and(|st| st.eq_ignore_ascii_case("Disabled"))
+        })
+        .any(|p| {
+            PREMIUM_PLANS.iter().any(|(id, name)| {
+                p.service_plan_id
+                    .as_deref()
+                    .is_some_and(|v| v.eq_ignore_ascii_case(id))
+                    || p.service_plan_name
+                        .as_deref()
+                        .is_some_and(|v| v.eq_ignore_ascii_case(name))
+            })
+        })
+}
+
 /// Failed sign-ins counted per user id and per error code.
 pub fn count_failures(
     rows: &[wire::SignIn],
@@ -383,6 +419,30 @@ mod tests {
             unknown,
             vec!["#microsoft.graph.telepathyAuthenticationMethod".to_string()]
         );
+    }
+
+    #[test]
+    fn premium_is_an_active_sku_with_an_entra_p1_or_p2_plan() {
+        let skus = |json: &str| -> Vec<wire::SubscribedSku> {
+            parse::<wire::Page<wire::SubscribedSku>>(json).value
+        };
+        // docs-contrib's example: Office 365 E5 (no Entra plan in the shortened list) and a suspended CRM SKU.
+        assert!(!has_premium(&skus(
+            r#"{"value":[{"capabilityStatus":"Enabled","servicePlans":[{"servicePlanId":"8c098270-9dd4-4350-9b30-ba4703f3b36b","servicePlanName":"ADALLOM_S_O365","provisioningStatus":"Success"}],"skuPartNumber":"ENTERPRISEPREMIUM"}]}"#
+        )));
+        let e5 = r#"{"value":[{"capabilityStatus":"Enabled","servicePlans":[{"servicePlanId":"eec0eb4f-6444-4f95-aba0-50c24d67f998","servicePlanName":"AAD_PREMIUM_P2","provisioningStatus":"Success"}],"skuPartNumber":"SPE_E5"}]}"#;
+        assert!(has_premium(&skus(e5)));
+        assert!(has_premium(&skus(&e5.replace("Enabled", "Warning"))));
+        assert!(!has_premium(&skus(&e5.replace("Enabled", "Suspended"))));
+        assert!(!has_premium(&skus(&e5.replace("Success", "Disabled"))));
+        // Matched by id when the name differs, and by name when the id is absent.
+        assert!(has_premium(&skus(
+            r#"{"value":[{"capabilityStatus":"Enabled","servicePlans":[{"servicePlanName":"AAD_PREMIUM"}]}]}"#
+        )));
+        assert!(has_premium(&skus(
+            r#"{"value":[{"capabilityStatus":"Enabled","servicePlans":[{"servicePlanId":"41781FB2-BC02-4B7C-BD55-B576C07BB09D","servicePlanName":"X"}]}]}"#
+        )));
+        assert!(!has_premium(&[]));
     }
 
     #[test]

@@ -11,7 +11,10 @@ mod convert;
 mod sweeps;
 pub mod wire;
 
-pub use sweeps::{collect, collect_with_report, encode, CollectReport, SweepStat};
+pub use sweeps::{
+    collect, collect_with_report, encode, CollectReport, SweepStat, LICENCE_ATTEMPTS,
+    SUBSCRIBED_SKUS_PERMISSIONS,
+};
 
 use crate::snapshot::DataSet;
 
@@ -85,7 +88,8 @@ pub static PERMISSION_NEEDS: &[PermissionNeed] = &[
     },
     PermissionNeed {
         data_set: DataSet::Registration,
-        any_of: &["AuditLog.Read.All"],
+        // docs-contrib authenticationmethodsroot-list-userregistrationdetails-permissions.md
+        any_of: &["AuditLog.Read.All", "UserAuthenticationMethod.Read.All"],
         disables: "the registration report: every user's methods, admin flag and default method",
     },
     PermissionNeed {
@@ -104,7 +108,9 @@ pub static PERMISSION_NEEDS: &[PermissionNeed] = &[
     },
     PermissionNeed {
         data_set: DataSet::ConditionalAccess,
-        any_of: &["Policy.Read.All", "Policy.ReadWrite.ConditionalAccess"],
+        // Listing needs Policy.Read.All; Policy.ReadWrite.ConditionalAccess alone does not read
+        // (docs-contrib conditionalaccessroot-list-policies-permissions.md).
+        any_of: &["Policy.Read.All"],
         disables: "the Conditional Access check of no-mfa-enforcement",
     },
     PermissionNeed {
@@ -150,7 +156,8 @@ pub static PERMISSION_NEEDS: &[PermissionNeed] = &[
     },
     PermissionNeed {
         data_set: DataSet::SignIns,
-        any_of: &["AuditLog.Read.All"],
+        // docs-contrib signin-list-permissions.md
+        any_of: &["AuditLog.Read.All", "Directory.Read.All"],
         disables: "mfa-failures",
     },
 ];
@@ -168,6 +175,26 @@ impl CollectOptions {
             _ => true,
         }
     }
+}
+
+/// Why Directory.Read.All is recommended, when `granted` lacks it and these options read a
+/// premium report: without it Graph may answer a licensed tenant's registration report and
+/// sign-ins with an intermittent licence 403 (it cannot read the tenant's licence when not cached;
+/// SupportArticles-docs `b2c-or-tenant-premium-license-sign-in-activities.md`), and without it
+/// (or Organization.Read.All) `subscribedSkus` cannot confirm the licence.
+pub fn licence_advice(granted: &[String], options: &CollectOptions) -> Option<&'static str> {
+    let has = |p: &str| granted.iter().any(|g| g.eq_ignore_ascii_case(p));
+    let reads_reports = options.reads(DataSet::Registration) || options.reads(DataSet::SignIns);
+    if !reads_reports || has("Directory.Read.All") || has("Directory.ReadWrite.All") {
+        return None;
+    }
+    Some(
+        if sweeps::SUBSCRIBED_SKUS_PERMISSIONS.iter().any(|p| has(p)) {
+            "grant Directory.Read.All: without it Graph may refuse the registration report and sign-ins with an intermittent licence 403 (it cannot read the tenant's P1/P2 licence); each is retried, and a licensed tenant that keeps refusing fails the audit"
+        } else {
+            "grant Directory.Read.All: without it Graph may refuse the registration report and sign-ins with an intermittent licence 403 (it cannot read the tenant's P1/P2 licence), and mfa-auditor cannot read subscribedSkus to tell that from a tenant without P1/P2, so a persistent refusal is taken as no licence"
+        },
+    )
 }
 
 /// The data sets these options read that `granted` (the token's `roles` claim) cannot feed:
@@ -193,21 +220,56 @@ pub fn missing_permissions(
 mod tests {
     use super::*;
 
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
     #[test]
-    fn a_token_without_auditlog_misses_registration_and_sign_ins_only() {
-        let granted: Vec<String> = [
+    fn a_token_without_auditlog_misses_sign_ins_only_userauthenticationmethod_reads_the_report() {
+        let granted = strings(&[
             "User.Read.All",
             "Policy.Read.All",
             "RoleManagement.Read.Directory",
             "UserAuthenticationMethod.Read.All",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        ]);
         let missing = missing_permissions(&granted, &CollectOptions::default());
         let sets: Vec<DataSet> = missing.iter().map(|m| m.0).collect();
-        assert_eq!(sets, vec![DataSet::Registration, DataSet::SignIns]);
+        assert_eq!(sets, vec![DataSet::SignIns]);
         assert!(missing.iter().all(|m| m.1 == "AuditLog.Read.All"));
+        let granted = strings(&[
+            "User.Read.All",
+            "Policy.Read.All",
+            "RoleManagement.Read.Directory",
+        ]);
+        let sets: Vec<DataSet> = missing_permissions(&granted, &CollectOptions::default())
+            .iter()
+            .map(|m| m.0)
+            .collect();
+        assert!(sets.contains(&DataSet::Registration), "{sets:?}");
+    }
+
+    #[test]
+    fn conditional_access_needs_policy_read_all_not_the_write_permission() {
+        let granted = strings(&["User.Read.All", "Policy.ReadWrite.ConditionalAccess"]);
+        let missing = missing_permissions(&granted, &CollectOptions::default());
+        assert!(missing
+            .iter()
+            .any(|m| m.0 == DataSet::ConditionalAccess && m.1 == "Policy.Read.All"));
+    }
+
+    #[test]
+    fn directory_read_all_is_recommended_for_the_licence() {
+        let options = CollectOptions::default();
+        let base = strings(&["User.Read.All", "AuditLog.Read.All"]);
+        let advice = licence_advice(&base, &options).expect("advice without Directory.Read.All");
+        assert!(advice.contains("Directory.Read.All") && advice.contains("subscribedSkus"));
+        let mut with_org = base.clone();
+        with_org.push("Organization.Read.All".into());
+        let advice = licence_advice(&with_org, &options).expect("still advised");
+        assert!(!advice.contains("subscribedSkus"), "{advice}");
+        let mut with_dir = base;
+        with_dir.push("Directory.Read.All".into());
+        assert_eq!(licence_advice(&with_dir, &options), None);
     }
 
     #[test]

@@ -50,6 +50,20 @@ const REGISTRATION_URL: &str = "/v1.0/reports/authenticationMethods/userRegistra
 const POLICY_URL: &str = "/beta/policies/authenticationMethodsPolicy";
 const SECURITY_DEFAULTS_URL: &str = "/v1.0/policies/identitySecurityDefaultsEnforcementPolicy";
 const CA_URL: &str = "/v1.0/identity/conditionalAccess/policies";
+/// The tenant's subscriptions and their service plans: whether it holds Entra ID P1/P2.
+const SUBSCRIBED_SKUS_URL: &str = "/v1.0/subscribedSkus";
+/// Any one of these lets the app read `subscribedSkus` (docs-contrib `subscribedsku-list-permissions.md`).
+pub const SUBSCRIBED_SKUS_PERMISSIONS: &[&str] = &[
+    "Organization.Read.All",
+    "Directory.Read.All",
+    "Directory.ReadWrite.All",
+    "Organization.ReadWrite.All",
+];
+/// Reads of a premium endpoint while it answers the licence 403, before that answer is believed.
+/// Graph gives a licensed tenant this 403 intermittently when the app lacks Directory.Read.All and
+/// the tenant's licence is not cached (SupportArticles-docs
+/// `b2c-or-tenant-premium-license-sign-in-activities.md`).
+pub const LICENCE_ATTEMPTS: u32 = 5;
 
 fn roles_url() -> String {
     let ids: Vec<String> = ROLE_TABLE
@@ -104,6 +118,74 @@ fn gap_for(err: &GraphError, endpoint: &str) -> Gap {
             endpoint: endpoint.into(),
             reason: err.to_string(),
         }
+    }
+}
+
+/// Runs `read` again (up to [`LICENCE_ATTEMPTS`] in all, backing off from the client's
+/// `backoff_base`) while it fails with the licence 403, unless the tenant's subscriptions already
+/// say it has no P1/P2 (`premium == Some(false)`): then the first answer is the truth.
+async fn retry_licence<T, F, Fut>(
+    client: &GraphClient,
+    endpoint: &str,
+    premium: Option<bool>,
+    mut read: F,
+) -> Result<T, GraphError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, GraphError>>,
+{
+    let attempts = if premium == Some(false) {
+        1
+    } else {
+        LICENCE_ATTEMPTS
+    };
+    let mut attempt = 0u32;
+    loop {
+        match read().await {
+            Err(e) if e.is_licence_error() && attempt + 1 < attempts => {
+                let config = client.config();
+                let wait = config
+                    .backoff_base
+                    .saturating_mul(1u32 << attempt.min(16))
+                    .min(config.backoff_cap);
+                tracing::info!(
+                    endpoint,
+                    attempt = attempt + 1,
+                    wait_ms = wait.as_millis() as u64,
+                    "licence 403 (may be intermittent on a licensed tenant): retrying"
+                );
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The gap a premium endpoint's licence 403 leaves, once retried: `Failed` when the tenant is
+/// known to hold P1/P2 (its subscriptions say so, or another premium endpoint answered), so the
+/// audit is incomplete rather than quietly degraded; otherwise `Unlicensed` with the evidence.
+fn licence_gap(err: &GraphError, endpoint: &str, premium: Option<bool>, licensed: bool) -> Gap {
+    if licensed {
+        Gap::Failed {
+            endpoint: endpoint.into(),
+            reason: format!(
+                "{err} ({LICENCE_ATTEMPTS} attempts), yet the tenant holds Entra ID P1/P2{}: Graph cannot read the licence; grant Directory.Read.All",
+                if premium == Some(true) {
+                    " (subscribedSkus)"
+                } else {
+                    " (another report answered)"
+                }
+            ),
+        }
+    } else if premium == Some(false) {
+        Gap::Unlicensed(
+            "the tenant has no Entra ID P1/P2 licence (subscribedSkus lists no AAD_PREMIUM or AAD_PREMIUM_P2 plan)".into(),
+        )
+    } else {
+        Gap::Unlicensed(format!(
+            "the tenant has no Entra ID P1/P2 licence (Graph refused {LICENCE_ATTEMPTS} times; subscribedSkus unread: grant Directory.Read.All to confirm)"
+        ))
     }
 }
 
@@ -202,6 +284,43 @@ pub async fn collect_with_report(
     }
     let wants = |set: DataSet| !coverage.gaps.contains_key(&set);
 
+    // The tenant's licence, from its subscriptions: evidence that tells a real "no P1/P2" from
+    // the licence 403 Graph gives a licensed tenant while it cannot read the licence. `None`:
+    // not readable (no Organization.Read.All / Directory.Read.All) or not needed.
+    let can_read_skus = SUBSCRIBED_SKUS_PERMISSIONS
+        .iter()
+        .any(|p| granted.iter().any(|g| g.eq_ignore_ascii_case(p)));
+    let premium: Option<bool> =
+        if can_read_skus && (wants(DataSet::Registration) || wants(DataSet::SignIns)) {
+            let (skus, stat) = timed("licence", async {
+                let mut skus: Vec<wire::SubscribedSku> = Vec::new();
+                client
+                    .get_pages::<wire::SubscribedSku, _>(
+                        ThrottleClass::Directory,
+                        "subscribedSkus",
+                        SUBSCRIBED_SKUS_URL,
+                        |page| {
+                            skus.extend(page);
+                            Ok(())
+                        },
+                    )
+                    .await?;
+                let n = skus.len() as u64;
+                Ok((convert::has_premium(&skus), n))
+            })
+            .await;
+            sweeps.push(stat);
+            match skus {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    tracing::warn!("the tenant's licence could not be read: {e}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+
     // Phase one: the tenant-wide sweeps, concurrently.
     let users_fut = timed("users", async {
         if !wants(DataSet::Users) {
@@ -230,18 +349,22 @@ pub async fn collect_with_report(
         if !wants(DataSet::Registration) {
             return Ok((None, 0));
         }
-        let mut rows: Vec<Registration> = Vec::new();
-        client
-            .get_pages::<wire::RegistrationDetails, _>(
-                ThrottleClass::Reports,
-                "userRegistrationDetails",
-                REGISTRATION_URL,
-                |page| {
-                    rows.extend(page.iter().filter_map(convert::registration));
-                    Ok(())
-                },
-            )
-            .await?;
+        let rows = retry_licence(client, "userRegistrationDetails", premium, || async {
+            let mut rows: Vec<Registration> = Vec::new();
+            client
+                .get_pages::<wire::RegistrationDetails, _>(
+                    ThrottleClass::Reports,
+                    "userRegistrationDetails",
+                    REGISTRATION_URL,
+                    |page| {
+                        rows.extend(page.iter().filter_map(convert::registration));
+                        Ok(())
+                    },
+                )
+                .await?;
+            Ok(rows)
+        })
+        .await?;
         let n = rows.len() as u64;
         Ok((Some(rows), n))
     });
@@ -331,28 +454,32 @@ pub async fn collect_with_report(
         if !wants(DataSet::SignIns) {
             return Ok((None, 0));
         }
-        let mut per_user: HashMap<ObjectId, u32> = HashMap::new();
-        let mut per_code: BTreeMap<i32, u64> = BTreeMap::new();
-        let mut rows = 0u64;
-        for code in &options.mfa_failure_codes {
-            client
-                .get_pages::<wire::SignIn, _>(
-                    ThrottleClass::Reports,
-                    "signIns",
-                    &sign_ins_url(since, *code),
-                    |page| {
-                        rows += page.len() as u64;
-                        convert::count_failures(
-                            &page,
-                            &options.mfa_failure_codes,
-                            &mut per_user,
-                            &mut per_code,
-                        );
-                        Ok(())
-                    },
-                )
-                .await?;
-        }
+        let (per_user, per_code, rows) = retry_licence(client, "signIns", premium, || async {
+            let mut per_user: HashMap<ObjectId, u32> = HashMap::new();
+            let mut per_code: BTreeMap<i32, u64> = BTreeMap::new();
+            let mut rows = 0u64;
+            for code in &options.mfa_failure_codes {
+                client
+                    .get_pages::<wire::SignIn, _>(
+                        ThrottleClass::Reports,
+                        "signIns",
+                        &sign_ins_url(since, *code),
+                        |page| {
+                            rows += page.len() as u64;
+                            convert::count_failures(
+                                &page,
+                                &options.mfa_failure_codes,
+                                &mut per_user,
+                                &mut per_code,
+                            );
+                            Ok(())
+                        },
+                    )
+                    .await?;
+            }
+            Ok((per_user, per_code, rows))
+        })
+        .await?;
         Ok((Some((per_user, per_code)), rows))
     });
 
@@ -421,10 +548,15 @@ pub async fn collect_with_report(
     let mut unknown_by_user: HashMap<ObjectId, Vec<String>> = HashMap::new();
 
     let (registration, stat) = registration;
-    let licence_fallback = registration
-        .as_ref()
-        .err()
-        .is_some_and(GraphError::is_licence_error);
+    // Licensed for certain: the subscriptions say so, or one of the premium reports answered.
+    let licensed = premium == Some(true)
+        || matches!(registration, Ok(Some(_)))
+        || matches!(sign_ins.0, Ok(Some(_)));
+    let licence_fallback = !licensed
+        && registration
+            .as_ref()
+            .err()
+            .is_some_and(GraphError::is_licence_error);
     record(
         &mut coverage,
         &mut sweeps,
@@ -433,6 +565,12 @@ pub async fn collect_with_report(
         stat,
         registration.as_ref().err(),
     );
+    if let Some(e) = registration.as_ref().err().filter(|e| e.is_licence_error()) {
+        coverage.gaps.insert(
+            DataSet::Registration,
+            licence_gap(e, "userRegistrationDetails", premium, licensed),
+        );
+    }
     if let Some(rows) = registration.ok().flatten() {
         let mut orphans = 0u64;
         for r in rows {
@@ -527,6 +665,12 @@ pub async fn collect_with_report(
         stat,
         sign_ins.as_ref().err(),
     );
+    if let Some(e) = sign_ins.as_ref().err().filter(|e| e.is_licence_error()) {
+        coverage.gaps.insert(
+            DataSet::SignIns,
+            licence_gap(e, "signIns", premium, licensed),
+        );
+    }
     if let Some((per_user, per_code)) = sign_ins.ok().flatten() {
         for u in users.iter_mut() {
             u.mfa_failures = Some(per_user.get(&u.id).copied().unwrap_or(0));

@@ -473,3 +473,27 @@ pub struct TokenError {
     pub correlation_id: Option<String>,
     pub error_uri: Option<String>,
 }
+
+/// One service plan of a [`SubscribedSku`].
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ServicePlanInfo {
+    #[serde(deserialize_with = "lenient_string")]
+    pub service_plan_id: Option<String>,
+    #[serde(deserialize_with = "lenient_string")]
+    pub service_plan_name: Option<String>,
+    #[serde(deserialize_with = "lenient_string")]
+    pub provisioning_status: Option<String>,
+}
+
+/// `GET /v1.0/subscribedSkus` (docs-contrib `subscribedsku-list.md`): the tenant's subscriptions.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SubscribedSku {
+    #[serde(deserialize_with = "lenient_string")]
+    pub sku_part_number: Option<String>,
+    /// `Enabled`, `Warning` (grace period), `Suspended`, `Deleted`, `LockedOut`.
+    #[serde(deserialize_with = "lenient_string")]
+    pub capability_status: Option<String>,
+    pub service_plans: Vec<ServicePlanInfo>,
+}
