@@ -125,7 +125,12 @@ async fn check_config_reads_the_alerting_secrets_and_names_the_one_missing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_config_names_a_missing_permission_and_exits_1() {
-    let sim = sim(|c| c.granted_roles.retain(|r| r != "AuditLog.Read.All")).await;
+    // UserAuthenticationMethod.Read.All also grants the report: without both, it is missing.
+    let sim = sim(|c| {
+        c.granted_roles
+            .retain(|r| r != "AuditLog.Read.All" && r != "UserAuthenticationMethod.Read.All")
+    })
+    .await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config = write_config(
         dir.path(),
@@ -143,6 +148,10 @@ async fn check_config_names_a_missing_permission_and_exits_1() {
     );
     assert!(
         t.contains("sign-ins             MISSING: grant AuditLog.Read.All"),
+        "{t}"
+    );
+    assert!(
+        t.contains("licence              RECOMMENDED: grant Directory.Read.All"),
         "{t}"
     );
 }
