@@ -453,6 +453,18 @@ impl Metrics {
             )
             .set(f64::from(u8::from(on)));
         }
+        if let Some(by_role) = &p.role_service_principals {
+            let sps = gauge_vec!(
+                &r,
+                t,
+                "entra_role_service_principals",
+                "Service principals holding each tracked directory role tenant-wide (not users: outside the user rules).",
+                ["role"]
+            );
+            for (role, n) in by_role {
+                sps.with_label_values(&[role]).set(*n as f64);
+            }
+        }
         let failures = gauge_vec!(
             &r,
             t,

@@ -21,6 +21,8 @@ pub struct Summary {
     pub excepted: usize,
     pub skipped: usize,
     pub users_out_of_scope: BTreeMap<String, usize>,
+    /// Rules judged on part of their data (e.g. admins without PIM eligibility), and what was missing.
+    pub partial: Vec<Skipped>,
 }
 
 /// The tenant's posture figures of one audit (what the metrics publish).
@@ -43,6 +45,9 @@ pub struct Posture {
     pub mfa_failures_by_code: BTreeMap<i32, u64>,
     /// Tenant rules that were judged: true when they found nothing (excepted findings included).
     pub tenant_rules_passing: BTreeMap<&'static str, bool>,
+    /// Service principals holding each tracked role (by display name); `None` when roles were
+    /// not read.
+    pub role_service_principals: Option<BTreeMap<&'static str, u64>>,
 }
 
 /// One audit's result.
@@ -83,6 +88,7 @@ impl Report {
             excepted: excepted.len(),
             skipped: evaluation.skipped.len(),
             users_out_of_scope: evaluation.users_out_of_scope.clone(),
+            partial: evaluation.partial.clone(),
             ..Summary::default()
         };
         for f in &findings {
@@ -268,6 +274,12 @@ impl Report {
                 let _ = writeln!(out, "  {:<28}  {}", s.rule, s.reason);
             }
         }
+        if !self.summary.partial.is_empty() {
+            let _ = writeln!(out, "\njudged on part of their data:");
+            for s in &self.summary.partial {
+                let _ = writeln!(out, "  {:<28}  without {}", s.rule, s.reason);
+            }
+        }
         if !self.summary.users_out_of_scope.is_empty() {
             let parts: Vec<String> = self
                 .summary
@@ -338,6 +350,15 @@ fn posture(
         security_defaults_enabled: snapshot.security_defaults_enabled,
         mfa_failures_by_code: snapshot.mfa_failures_by_code.clone(),
         tenant_rules_passing,
+        role_service_principals: snapshot.coverage.has(crate::snapshot::DataSet::Roles).then(
+            || {
+                snapshot
+                    .role_service_principals
+                    .iter()
+                    .map(|(r, n)| (r.display_name(), u64::from(*n)))
+                    .collect()
+            },
+        ),
     }
 }
 

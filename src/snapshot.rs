@@ -570,6 +570,14 @@ impl RoleSet {
     pub fn can_reset_mfa(self) -> bool {
         self.iter().any(Role::can_reset_mfa)
     }
+    /// The roles in either set.
+    pub fn union(self, other: RoleSet) -> RoleSet {
+        RoleSet(self.0 | other.0)
+    }
+    /// The roles in `self` that are not in `other`.
+    pub fn minus(self, other: RoleSet) -> RoleSet {
+        RoleSet(self.0 & !other.0)
+    }
 }
 
 impl fmt::Debug for RoleSet {
@@ -648,7 +656,12 @@ pub struct User {
     pub unknown_methods: u8,
     /// `isAdmin` from the registration report.
     pub is_admin: bool,
+    /// Tracked roles held by an active tenant-wide assignment, directly or through a
+    /// role-assignable group.
     pub roles: RoleSet,
+    /// Tracked roles the user is eligible for through PIM (directly or through a group) and does
+    /// not hold actively; empty when eligibility was not read (see [`DataSet::RoleEligibility`]).
+    pub eligible_roles: RoleSet,
     pub system_preferred_mfa: Option<bool>,
     pub default_method: Option<DefaultMethod>,
     pub tap: Option<Box<Tap>>,
@@ -658,6 +671,11 @@ pub struct User {
 }
 
 impl User {
+    /// Every tracked role the user holds or can activate.
+    pub fn admin_roles(&self) -> RoleSet {
+        self.roles.union(self.eligible_roles)
+    }
+
     pub fn new(id: ObjectId, upn: &str) -> User {
         User {
             id,
@@ -671,6 +689,7 @@ impl User {
             unknown_methods: 0,
             is_admin: false,
             roles: RoleSet::default(),
+            eligible_roles: RoleSet::default(),
             system_preferred_mfa: None,
             default_method: None,
             tap: None,
@@ -766,6 +785,8 @@ pub enum DataSet {
     PerUserMfa,
     SignIns,
     Groups,
+    /// PIM eligibility for the tracked roles (`roleEligibilityScheduleInstances`, Entra ID P2).
+    RoleEligibility,
 }
 
 impl DataSet {
@@ -782,6 +803,7 @@ impl DataSet {
             DataSet::PerUserMfa => "per-user-mfa",
             DataSet::SignIns => "sign-ins",
             DataSet::Groups => "groups",
+            DataSet::RoleEligibility => "role-eligibility",
         }
     }
 }
@@ -835,6 +857,10 @@ pub struct Snapshot {
     pub mfa_failures_by_code: BTreeMap<i32, u64>,
     /// Transitive user members of the groups the scope names, by lower-case group id, sorted.
     pub groups: BTreeMap<String, Vec<ObjectId>>,
+    /// Service principals holding each tracked role tenant-wide (directly or through a
+    /// role-assignable group): not users, so outside the user rules, but counted. Empty when
+    /// roles were not read.
+    pub role_service_principals: BTreeMap<Role, u32>,
     pub coverage: Coverage,
 }
 

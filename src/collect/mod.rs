@@ -160,6 +160,17 @@ pub static PERMISSION_NEEDS: &[PermissionNeed] = &[
         any_of: &["AuditLog.Read.All", "Directory.Read.All"],
         disables: "mfa-failures",
     },
+    PermissionNeed {
+        data_set: DataSet::RoleEligibility,
+        any_of: &[
+            "RoleEligibilitySchedule.Read.Directory",
+            "RoleManagement.Read.Directory",
+            "RoleManagement.Read.All",
+            "RoleEligibilitySchedule.ReadWrite.Directory",
+            "RoleManagement.ReadWrite.Directory",
+        ],
+        disables: "PIM-eligible admins: the admin rules judge active role holders only",
+    },
 ];
 
 impl CollectOptions {
@@ -286,6 +297,9 @@ mod tests {
             ..Default::default()
         };
         let missing = missing_permissions(&granted, &options);
-        assert!(missing.is_empty(), "{missing:?}");
+        // Directory.Read.All does not grant PIM eligibility: that is the one left.
+        let sets: Vec<DataSet> = missing.iter().map(|m| m.0).collect();
+        assert_eq!(sets, vec![DataSet::RoleEligibility], "{missing:?}");
+        assert_eq!(missing[0].1, "RoleEligibilitySchedule.Read.Directory");
     }
 }

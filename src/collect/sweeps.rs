@@ -6,7 +6,7 @@
 //! break-glass accounts; everyone on a free tenant). Pages are converted as they arrive: the raw
 //! JSON of more than one page is never held.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -15,7 +15,7 @@ use super::convert::{self, Registration};
 use super::{missing_permissions, wire, CollectOptions, PerUserMfaScope};
 use crate::graph::{ApiVersion, BatchItem, GraphClient, GraphError, ThrottleClass};
 use crate::snapshot::{
-    Coverage, DataSet, Gap, MethodKind, ObjectId, Role, Snapshot, User, ROLE_TABLE,
+    Coverage, DataSet, Gap, MethodKind, ObjectId, Role, RoleSet, Snapshot, User, ROLE_TABLE,
 };
 
 /// How one sweep went.
@@ -74,6 +74,133 @@ fn roles_url() -> String {
         "/v1.0/roleManagement/directory/roleAssignments?$filter={}&$expand=principal",
         encode(&format!("roleDefinitionId in ({})", ids.join(",")))
     )
+}
+
+/// PIM eligibility (Entra ID P2). Its `roleDefinitionId` supports `$filter` with `eq`/`ne` only
+/// (no `in`), so the whole list is read (it is short) and filtered here.
+const ELIGIBILITY_URL: &str =
+    "/v1.0/roleManagement/directory/roleEligibilityScheduleInstances?$expand=principal";
+
+/// What `$expand=principal` says a role's principal is (`@odata.type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PrincipalKind {
+    User,
+    Group,
+    ServicePrincipal,
+    Other,
+}
+
+fn principal_kind(p: Option<&wire::Principal>) -> PrincipalKind {
+    // No principal or no type: the old shape; the join keeps it only if the id is a known user.
+    match p.and_then(|p| p.odata_type.as_deref()) {
+        None => PrincipalKind::User,
+        Some(t) if t.eq_ignore_ascii_case("#microsoft.graph.user") => PrincipalKind::User,
+        Some(t) if t.eq_ignore_ascii_case("#microsoft.graph.group") => PrincipalKind::Group,
+        Some(t) if t.eq_ignore_ascii_case("#microsoft.graph.servicePrincipal") => {
+            PrincipalKind::ServicePrincipal
+        }
+        Some(_) => PrincipalKind::Other,
+    }
+}
+
+/// Tracked roles by holder, as a roles or eligibility sweep finds them.
+#[derive(Debug, Default)]
+struct Held {
+    users: Vec<(ObjectId, Role)>,
+    /// Role-assignable groups (lower-case id) and the roles they hold: expanded to users.
+    groups: BTreeMap<String, RoleSet>,
+    service_principals: BTreeMap<Role, BTreeSet<ObjectId>>,
+}
+
+impl Held {
+    /// Notes one tenant-wide assignment (or eligibility) of `role` to a principal.
+    fn add(&mut self, kind: PrincipalKind, id: &str, role: Role) {
+        let Some(oid) = ObjectId::parse(id) else {
+            return;
+        };
+        match kind {
+            PrincipalKind::User => self.users.push((oid, role)),
+            PrincipalKind::Group => self
+                .groups
+                .entry(id.to_ascii_lowercase())
+                .or_default()
+                .insert(role),
+            PrincipalKind::ServicePrincipal => {
+                self.service_principals.entry(role).or_default().insert(oid);
+            }
+            PrincipalKind::Other => {
+                tracing::info!(
+                    principal = id,
+                    "a role is held by a principal of another type"
+                );
+            }
+        }
+    }
+
+    /// Gives each group's roles to its transitive members (users; service principals are
+    /// counted). Role-assignable groups cannot be nested today, but transitive is what Microsoft
+    /// recommends and costs nothing more. A group deleted since (404) holds nothing.
+    async fn expand_groups(&mut self, client: &GraphClient) -> Result<u64, GraphError> {
+        let mut rows = 0u64;
+        for (group, roles) in std::mem::take(&mut self.groups) {
+            let url = format!(
+                "/v1.0/groups/{}/transitiveMembers?$select=id&$top=999",
+                encode(&group)
+            );
+            let mut members: Vec<(PrincipalKind, ObjectId)> = Vec::new();
+            let read = client
+                .get_pages::<wire::DirectoryObject, _>(
+                    ThrottleClass::Directory,
+                    "roleGroupMembers",
+                    &url,
+                    |page| {
+                        members.extend(page.iter().filter_map(|m| {
+                            let id = m.id.as_deref().and_then(ObjectId::parse)?;
+                            Some((principal_kind(Some(m)), id))
+                        }));
+                        Ok(())
+                    },
+                )
+                .await;
+            match read {
+                Ok(()) => {}
+                Err(e) if e.status() == Some(404) => {
+                    tracing::info!(
+                        group,
+                        "a role-assignable group was deleted since its assignment was read"
+                    );
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+            rows += members.len() as u64;
+            members.sort_unstable_by_key(|m| m.1);
+            members.dedup_by_key(|m| m.1);
+            for (kind, id) in members {
+                for role in roles.iter() {
+                    match kind {
+                        PrincipalKind::User => self.users.push((id, role)),
+                        PrincipalKind::ServicePrincipal => {
+                            self.service_principals.entry(role).or_default().insert(id);
+                        }
+                        // A nested group's own members are already in the transitive list.
+                        PrincipalKind::Group | PrincipalKind::Other => {}
+                    }
+                }
+            }
+        }
+        Ok(rows)
+    }
+}
+
+/// Whether a failed eligibility read means "no Entra ID P2" rather than "failed": real Graph
+/// answers 400 `AadPremiumLicenseRequired` there.
+fn is_p2_licence_error(err: &GraphError) -> bool {
+    err.is_licence_error()
+        || matches!(err.status(), Some(400 | 403))
+            && err
+                .code()
+                .is_some_and(|c| c.eq_ignore_ascii_case("AadPremiumLicenseRequired"))
 }
 
 fn sign_ins_url(since: DateTime<Utc>, code: i32) -> String {
@@ -221,6 +348,7 @@ pub async fn collect_with_report(
         unknown_methods: BTreeMap::new(),
         mfa_failures_by_code: BTreeMap::new(),
         groups: BTreeMap::new(),
+        role_service_principals: BTreeMap::new(),
         coverage: Coverage::default(),
     };
 
@@ -244,6 +372,7 @@ pub async fn collect_with_report(
                 DataSet::MethodDetail,
                 DataSet::PerUserMfa,
                 DataSet::SignIns,
+                DataSet::RoleEligibility,
             ] {
                 coverage.gaps.insert(
                     set,
@@ -417,7 +546,7 @@ pub async fn collect_with_report(
         if !wants(DataSet::Roles) {
             return Ok((None, 0));
         }
-        let mut held: Vec<(ObjectId, Role)> = Vec::new();
+        let mut held = Held::default();
         client
             .get_pages::<wire::RoleAssignment, _>(
                 ThrottleClass::Directory,
@@ -425,28 +554,58 @@ pub async fn collect_with_report(
                 &roles_url(),
                 |page| {
                     for a in &page {
-                        // Only tenant-wide assignments of users count as holding the role.
+                        // Only tenant-wide assignments count as holding the role.
                         let tenant_wide = a.directory_scope_id.as_deref().is_none_or(|s| s == "/");
-                        let is_user = a
-                            .principal
-                            .as_ref()
-                            .and_then(|p| p.odata_type.as_deref())
-                            .is_none_or(|t| t.eq_ignore_ascii_case("#microsoft.graph.user"));
                         let role = a
                             .role_definition_id
                             .as_deref()
                             .and_then(Role::from_template_id);
-                        let id = a.principal_id.as_deref().and_then(ObjectId::parse);
-                        if let (true, true, Some(role), Some(id)) = (tenant_wide, is_user, role, id)
+                        if let (true, Some(role), Some(id)) =
+                            (tenant_wide, role, a.principal_id.as_deref())
                         {
-                            held.push((id, role));
+                            held.add(principal_kind(a.principal.as_ref()), id, role);
                         }
                     }
                     Ok(())
                 },
             )
             .await?;
-        let n = held.len() as u64;
+        let members = held.expand_groups(client).await?;
+        let n = held.users.len() as u64 + members;
+        Ok((Some(held), n))
+    });
+    let eligibility_fut = timed("role-eligibility", async {
+        if !wants(DataSet::RoleEligibility) {
+            return Ok((None, 0));
+        }
+        let mut held = Held::default();
+        client
+            .get_pages::<wire::RoleEligibilityInstance, _>(
+                ThrottleClass::Directory,
+                "roleEligibilityScheduleInstances",
+                ELIGIBILITY_URL,
+                |page| {
+                    for e in &page {
+                        let tenant_wide = e.directory_scope_id.as_deref().is_none_or(|s| s == "/");
+                        // Instances can be scheduled ahead or lapse: only current ones count.
+                        let current = e.start_date_time.is_none_or(|t| t <= audit_time)
+                            && e.end_date_time.is_none_or(|t| t > audit_time);
+                        let role = e
+                            .role_definition_id
+                            .as_deref()
+                            .and_then(Role::from_template_id);
+                        if let (true, true, Some(role), Some(id)) =
+                            (tenant_wide, current, role, e.principal_id.as_deref())
+                        {
+                            held.add(principal_kind(e.principal.as_ref()), id, role);
+                        }
+                    }
+                    Ok(())
+                },
+            )
+            .await?;
+        let members = held.expand_groups(client).await?;
+        let n = held.users.len() as u64 + members;
         Ok((Some(held), n))
     });
     let since = audit_time - options.sign_in_window;
@@ -517,13 +676,13 @@ pub async fn collect_with_report(
         Ok((Some(groups), rows))
     });
 
-    let (users, registration, policy, defaults, ca, roles, sign_ins, groups) = tokio::join!(
+    let (users, registration, policy, defaults, ca, (roles, eligibility), sign_ins, groups) = tokio::join!(
         users_fut,
         registration_fut,
         policy_fut,
         defaults_fut,
         ca_fut,
-        roles_fut,
+        async { tokio::join!(roles_fut, eligibility_fut) },
         sign_ins_fut,
         groups_fut
     );
@@ -641,9 +800,63 @@ pub async fn collect_with_report(
         stat,
         roles.as_ref().err(),
     );
-    for (id, role) in roles.ok().flatten().unwrap_or_default() {
-        if let Some(&i) = index.get(&id) {
-            users[i as usize].roles.insert(role);
+    if let Some(GraphError::Http {
+        endpoint,
+        status: 403,
+        ..
+    }) = roles.as_ref().err()
+    {
+        if endpoint == "roleGroupMembers" {
+            // Roles are held through groups whose members this token cannot read: who the admins
+            // are is unknown, so the admin rules are skipped rather than judged on part of them.
+            coverage.gaps.insert(
+                DataSet::Roles,
+                Gap::MissingPermission(
+                    "GroupMember.Read.All (to read the members of role-assignable groups that hold a role)".into(),
+                ),
+            );
+        }
+    }
+    if let Some(held) = roles.ok().flatten() {
+        for (id, role) in held.users {
+            if let Some(&i) = index.get(&id) {
+                users[i as usize].roles.insert(role);
+            }
+        }
+        snapshot.role_service_principals = ROLE_TABLE
+            .iter()
+            .map(|(role, _, _)| {
+                let n = held.service_principals.get(role).map_or(0, BTreeSet::len);
+                (*role, n.min(u32::MAX as usize) as u32)
+            })
+            .collect();
+    }
+    let (eligibility, stat) = eligibility;
+    record(
+        &mut coverage,
+        &mut sweeps,
+        DataSet::RoleEligibility,
+        "roleEligibilityScheduleInstances",
+        stat,
+        eligibility.as_ref().err(),
+    );
+    if eligibility.as_ref().err().is_some_and(is_p2_licence_error) {
+        coverage.gaps.insert(
+            DataSet::RoleEligibility,
+            Gap::Unlicensed(
+                "PIM eligibility needs Entra ID P2 (or Entra ID Governance): only active role assignments were judged".into(),
+            ),
+        );
+    }
+    if let Some(held) = eligibility.ok().flatten() {
+        for (id, role) in held.users {
+            if let Some(&i) = index.get(&id) {
+                users[i as usize].eligible_roles.insert(role);
+            }
+        }
+        for u in users.iter_mut() {
+            // An eligible role that is also held actively (activated, or assigned) is held.
+            u.eligible_roles = u.eligible_roles.minus(u.roles);
         }
     }
     let (groups, stat) = groups;
@@ -685,7 +898,7 @@ pub async fn collect_with_report(
         .iter()
         .map(|u| u.to_ascii_lowercase())
         .collect();
-    let is_admin = |u: &User| !u.roles.is_empty() || u.is_admin;
+    let is_admin = |u: &User| !u.admin_roles().is_empty() || u.is_admin;
     let detail_for: Vec<usize> = if !has_users {
         Vec::new()
     } else if licence_fallback && wants_detail(&coverage, true) {

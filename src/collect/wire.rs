@@ -377,6 +377,27 @@ pub struct RoleAssignment {
     pub principal: Option<Principal>,
 }
 
+/// `GET /roleManagement/directory/roleEligibilityScheduleInstances?$expand=principal` (PIM, P2):
+/// the shape of a role assignment, plus the instance's window.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RoleEligibilityInstance {
+    #[serde(deserialize_with = "lenient_string")]
+    pub principal_id: Option<String>,
+    #[serde(deserialize_with = "lenient_string")]
+    pub role_definition_id: Option<String>,
+    #[serde(deserialize_with = "lenient_string")]
+    pub directory_scope_id: Option<String>,
+    /// `Direct`, `Group` or `Inherited`.
+    #[serde(deserialize_with = "lenient_string")]
+    pub member_type: Option<String>,
+    #[serde(deserialize_with = "lenient_date")]
+    pub start_date_time: Option<DateTime<Utc>>,
+    #[serde(deserialize_with = "lenient_date")]
+    pub end_date_time: Option<DateTime<Utc>>,
+    pub principal: Option<Principal>,
+}
+
 /// `GET /directoryRoles/{id}/members` (REFERENCE §12, option A).
 pub type DirectoryObject = Principal;
 

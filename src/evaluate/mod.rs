@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use params::*;
-pub use rules::CATALOGUE;
+pub use rules::{CATALOGUE, JUDGED_WITHOUT};
 
 use crate::snapshot::{DataSet, Gap, ObjectId, Snapshot, User};
 
@@ -152,6 +152,8 @@ pub struct Evaluation {
     /// In-scope users having each method kind (by its name).
     pub users_with_method: BTreeMap<&'static str, u64>,
     pub users_out_of_scope: BTreeMap<String, usize>,
+    /// Rules judged on part of their data, and what they were judged without.
+    pub partial: Vec<Skipped>,
 }
 
 fn gap_reason(set: DataSet, gap: &Gap) -> String {
@@ -269,6 +271,14 @@ pub fn evaluate(
                 reason: gap_reason(set, gap),
             });
             continue;
+        }
+        for (_, set) in JUDGED_WITHOUT.iter().filter(|(id, _)| *id == rule.id) {
+            if let Some(gap) = snapshot.coverage.gaps.get(set) {
+                out.partial.push(Skipped {
+                    rule: rule.id,
+                    reason: gap_reason(*set, gap),
+                });
+            }
         }
         let severity = toggle.severity().unwrap_or(rule.severity);
         for hit in (rule.check)(&ctx) {

@@ -26,9 +26,36 @@ fn known<'a>(ctx: &'a Ctx) -> impl Iterator<Item = (&'a User, MethodSet)> + 'a {
     ctx.users.iter().filter_map(|u| u.methods.map(|m| (*u, m)))
 }
 
+/// Holds a tracked role, can activate one through PIM, or the report calls them an admin.
 fn is_privileged(u: &User) -> bool {
-    !u.roles.is_empty() || u.is_admin
+    !u.admin_roles().is_empty() || u.is_admin
 }
+
+/// The user's tracked roles in words: active ones, then the PIM-eligible ones marked so.
+fn role_names(u: &User) -> String {
+    let mut names: Vec<String> = u
+        .roles
+        .iter()
+        .map(|r| r.display_name().to_string())
+        .collect();
+    names.extend(
+        u.eligible_roles
+            .iter()
+            .map(|r| format!("{} (eligible)", r.display_name())),
+    );
+    if names.is_empty() {
+        "an admin role".to_string()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// Rules judged even when these data sets are missing, on what was read (the report says so).
+pub static JUDGED_WITHOUT: &[(&str, DataSet)] = &[
+    ("admin-not-phishing-resistant", DataSet::RoleEligibility),
+    ("too-few-recovery-admins", DataSet::RoleEligibility),
+    ("per-user-mfa-legacy", DataSet::RoleEligibility),
+];
 
 /// A usable TAP: usable now by Graph's word.
 fn usable_tap(u: &User) -> Option<&crate::snapshot::Tap> {
@@ -88,16 +115,11 @@ fn admin_not_phishing_resistant(ctx: &Ctx) -> Vec<Hit> {
     known(ctx)
         .filter(|(u, m)| is_privileged(u) && !m.has_phishing_resistant())
         .map(|(u, m)| {
-            let roles: Vec<&str> = u.roles.iter().map(|r| r.display_name()).collect();
-            let roles = if roles.is_empty() {
-                "an admin role".to_string()
-            } else {
-                roles.join(", ")
-            };
             Hit::user(
                 u,
                 format!(
-                    "holds {roles} without a phishing-resistant method (has: {})",
+                    "holds {} without a phishing-resistant method (has: {})",
+                    role_names(u),
                     names(m.mfa_capable())
                 ),
             )
@@ -433,20 +455,33 @@ fn no_mfa_enforcement(ctx: &Ctx) -> Vec<Hit> {
 
 fn too_few_recovery_admins(ctx: &Ctx) -> Vec<Hit> {
     let min = ctx.params.too_few_recovery_admins.min as usize;
-    let ready = ctx
+    // PIM-eligible admins count: they can activate the role to let a user back in. How many of
+    // the ready ones could only do so after activating is said.
+    let ready: Vec<&User> = ctx
         .snapshot
         .users
         .iter()
-        .filter(|u| u.account_enabled && u.roles.can_reset_mfa())
+        .filter(|u| u.account_enabled && u.admin_roles().can_reset_mfa())
         .filter(|u| u.methods.is_some_and(|m| m.mfa_families() >= 2))
-        .count();
-    if ready >= min {
-        vec![]
-    } else {
-        vec![Hit::tenant(format!(
-            "{ready} enabled admin(s) can reset MFA and issue a TAP while holding a backup method; at least {min} are needed"
-        ))]
+        .collect();
+    if ready.len() >= min {
+        return vec![];
     }
+    let only_eligible = ready.iter().filter(|u| !u.roles.can_reset_mfa()).count();
+    let mut detail = format!(
+        "{} enabled admin(s) can reset MFA and issue a TAP while holding a backup method",
+        ready.len()
+    );
+    if only_eligible > 0 {
+        detail.push_str(&format!(
+            " ({only_eligible} of them only after activating an eligible role in PIM)"
+        ));
+    }
+    detail.push_str(&format!("; at least {min} are needed"));
+    if !ctx.snapshot.coverage.has(DataSet::RoleEligibility) {
+        detail.push_str("; PIM eligibility was not read, so eligible admins are not counted");
+    }
+    vec![Hit::tenant(detail)]
 }
 
 fn break_glass_count(ctx: &Ctx) -> Vec<Hit> {

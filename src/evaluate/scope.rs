@@ -173,6 +173,7 @@ mod tests {
             unknown_methods: Default::default(),
             mfa_failures_by_code: Default::default(),
             groups: Default::default(),
+            role_service_principals: Default::default(),
             coverage: Default::default(),
         }
     }

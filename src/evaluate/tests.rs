@@ -104,6 +104,7 @@ fn snapshot(mut users: Vec<User>) -> Snapshot {
         unknown_methods: BTreeMap::new(),
         mfa_failures_by_code: BTreeMap::new(),
         groups: BTreeMap::new(),
+        role_service_principals: BTreeMap::new(),
         coverage: Coverage::default(),
     }
 }
