@@ -102,6 +102,8 @@ pub enum MethodKind {
     Password,
     TemporaryAccessPass,
     QrCodePin,
+    /// Certificate sign-in configured single-factor (`x509CertificateSingleFactor`): not MFA.
+    CertificateSingleFactor,
 }
 
 /// One row of the classification table.
@@ -300,10 +302,18 @@ pub static METHOD_TABLE: &[MethodInfo] = &[
         NotMfa,
         "QR code with PIN"
     ),
+    row!(
+        CertificateSingleFactor,
+        ["x509CertificateSingleFactor"],
+        false,
+        false,
+        NotMfa,
+        "certificate-based authentication, single-factor (not MFA)"
+    ),
 ];
 
 impl MethodKind {
-    pub const ALL: [MethodKind; 21] = [
+    pub const ALL: [MethodKind; 22] = [
         MethodKind::AuthenticatorPush,
         MethodKind::AuthenticatorPasswordless,
         MethodKind::SoftwareOtp,
@@ -325,6 +335,7 @@ impl MethodKind {
         MethodKind::Password,
         MethodKind::TemporaryAccessPass,
         MethodKind::QrCodePin,
+        MethodKind::CertificateSingleFactor,
     ];
 
     pub fn info(self) -> &'static MethodInfo {
@@ -656,6 +667,9 @@ pub struct User {
     pub unknown_methods: u8,
     /// `isAdmin` from the registration report.
     pub is_admin: bool,
+    /// `isMfaCapable` from the registration report: a strong method registered *and allowed by
+    /// the authentication-methods policy*; `None` when the report did not list the user.
+    pub mfa_capable: Option<bool>,
     /// Tracked roles held by an active tenant-wide assignment, directly or through a
     /// role-assignable group.
     pub roles: RoleSet,
@@ -688,6 +702,7 @@ impl User {
             methods: None,
             unknown_methods: 0,
             is_admin: false,
+            mfa_capable: None,
             roles: RoleSet::default(),
             eligible_roles: RoleSet::default(),
             system_preferred_mfa: None,

@@ -147,7 +147,7 @@ pub fn answer(ctx: &Ctx, label: &str, rest: &[&str]) -> Result<Value, Reply> {
         "authenticationMethods" => {
             let user = ctx.user(rest[1])?;
             Ok(
-                json!({"@odata.context": ctx.context(&format!("users('{}')/authentication/methods", user.id_string())), "value": method_objects(user)}),
+                json!({"@odata.context": ctx.context(&format!("users('{}')/authentication/methods", user.id_string())), "value": method_objects(user, ctx.version)}),
             )
         }
         "temporaryAccessPassMethods" => {
@@ -284,7 +284,7 @@ fn registration(ctx: &Ctx) -> Result<Value, Reply> {
             if let Some(x) = &u.unknown_method {
                 methods.push(Value::from(&**x));
             }
-            let mfa = (0..METHODS.len()).any(|i| u.has(i) && METHODS[i].mfa_capable);
+            let mfa = u.is_mfa_registered();
             let pwl = (0..METHODS.len()).any(|i| u.has(i) && METHODS[i].passwordless);
             let system_methods: Vec<&str> = if !mfa {
                 vec![]
@@ -306,7 +306,7 @@ fn registration(ctx: &Ctx) -> Result<Value, Reply> {
                 "isSsprEnabled": true,
                 "isSsprCapable": methods.len() >= 2,
                 "isMfaRegistered": mfa,
-                "isMfaCapable": mfa,
+                "isMfaCapable": u.is_mfa_capable(&ctx.tenant.policy),
                 "isPasswordlessCapable": pwl,
                 "lastUpdatedDateTime": now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
                 "methodsRegistered": methods,
@@ -531,7 +531,10 @@ fn tap_object(user: &SimUser, t: &crate::tenant::SimTap) -> Value {
            "lifetimeInMinutes": t.lifetime_minutes, "isUsableOnce": t.usable_once, "isUsable": t.usable, "methodUsabilityReason": t.reason})
 }
 
-fn method_objects(user: &SimUser) -> Vec<Value> {
+/// A user's method objects as `/{version}/users/{id}/authentication/methods` lists them: only the
+/// types of that API version (v1.0 has no hardware OATH type), and none for certificate sign-in
+/// or security questions (docs-contrib `api-reference/{v1.0,beta}/api/authentication-list-methods.md`).
+fn method_objects(user: &SimUser, version: &str) -> Vec<Value> {
     let mut out = vec![
         json!({"@odata.type": "#microsoft.graph.passwordAuthenticationMethod", "id": "28c10230-6103-485e-b985-444c60001490",
                               "password": null, "createdDateTime": user.created.map(date)}),
@@ -541,6 +544,9 @@ fn method_objects(user: &SimUser) -> Vec<Value> {
             continue;
         }
         let Some(t) = def.odata_type else { continue };
+        if version != "beta" && t == "hardwareOathAuthenticationMethod" {
+            continue;
+        }
         let id = method_id(user, n);
         let typ = format!("#microsoft.graph.{t}");
         let obj = match def.report_name {
@@ -566,6 +572,14 @@ fn method_objects(user: &SimUser) -> Vec<Value> {
             "passKeySynced" => {
                 json!({"@odata.type": typ, "id": id, "displayName": "iCloud Keychain",
                 "aaGuid": "fbfc3007-154e-4ecc-8c0b-6e020557d7bd", "model": "iCloud Keychain", "attestationLevel": "notAttested", "passkeyType": "synced"})
+            }
+            "passKeyDeviceBoundWindowsHello" => {
+                json!({"@odata.type": typ, "id": id, "displayName": "Windows Hello",
+                "aaGuid": "08987058-cadc-4b81-b6e1-30de50dcbe96", "model": "Windows Hello Hardware Authenticator", "attestationLevel": "notAttested", "passkeyType": "deviceBound", "attestationCertificates": []})
+            }
+            "hardwareOneTimePasscode" => {
+                // Beta only; its `device` is a navigation property, not inlined in the list.
+                json!({"@odata.type": typ, "id": id, "createdDateTime": null, "lastUsedDateTime": null})
             }
             "windowsHelloForBusiness" => {
                 json!({"@odata.type": typ, "id": id, "displayName": "LAPTOP-7Q2K", "keyStrength": "normal"})

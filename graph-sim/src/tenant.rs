@@ -126,7 +126,42 @@ pub static METHODS: &[MethodDef] = &[
         false,
         false
     ),
+    // Certificate sign-in has no authentication-method object in v1.0 or beta: only the report
+    // names it, multi-factor or single-factor as the CBA policy's binding makes it.
+    m!("x509CertificateMultiFactor", None, true, true),
+    m!("x509CertificateSingleFactor", None, false, false),
+    // A passkey in the Windows Hello container: a fido2 object with a Windows Hello AAGUID.
+    m!(
+        "passKeyDeviceBoundWindowsHello",
+        Some("fido2AuthenticationMethod"),
+        true,
+        true
+    ),
 ];
+
+/// The authentication-methods policy configurations that allow a method to be used (any one of
+/// them); empty when no configuration governs it (Windows Hello for Business, platform
+/// credentials, external providers are always allowed here).
+pub fn method_configs(report_name: &str) -> &'static [&'static str] {
+    match report_name {
+        "microsoftAuthenticatorPush" | "microsoftAuthenticatorPasswordless" => {
+            &["MicrosoftAuthenticator"]
+        }
+        "softwareOneTimePasscode" => &["SoftwareOath", "MicrosoftAuthenticator"],
+        "passKeyDeviceBoundAuthenticator"
+        | "fido2SecurityKey"
+        | "passKeyDeviceBound"
+        | "passKeySynced"
+        | "passKeyDeviceBoundWindowsHello" => &["Fido2"],
+        "mobilePhone" => &["Sms", "Voice"],
+        "alternateMobilePhone" | "officePhone" => &["Voice"],
+        "hardwareOneTimePasscode" => &["HardwareOath"],
+        "x509CertificateMultiFactor" | "x509CertificateSingleFactor" => &["X509Certificate"],
+        "email" => &["Email"],
+        "temporaryAccessPass" => &["TemporaryAccessPass"],
+        _ => &[],
+    }
+}
 
 pub fn method_index(name: &str) -> Option<usize> {
     METHODS
@@ -203,6 +238,31 @@ impl SimUser {
     }
     pub fn is_admin(&self) -> bool {
         !self.roles.is_empty()
+    }
+    /// `isMfaRegistered`: a strong (MFA-capable) method registered.
+    pub fn is_mfa_registered(&self) -> bool {
+        (0..METHODS.len()).any(|i| self.has(i) && METHODS[i].mfa_capable)
+    }
+    /// `isMfaCapable` as Graph computes it: a strong method registered *and allowed by the
+    /// authentication-methods policy* (every configuration here targets all users). Before the
+    /// migration completes the legacy MFA policy still allows the classic methods, so the
+    /// simulator counts every registered strong method then.
+    pub fn is_mfa_capable(&self, policy: &SimPolicy) -> bool {
+        if policy.migration_state != "migrationComplete" {
+            return self.is_mfa_registered();
+        }
+        (0..METHODS.len())
+            .filter(|i| self.has(*i) && METHODS[*i].mfa_capable)
+            .any(|i| {
+                let configs = method_configs(METHODS[i].report_name);
+                configs.is_empty()
+                    || configs.iter().any(|c| {
+                        policy
+                            .enabled_methods
+                            .iter()
+                            .any(|m| m.eq_ignore_ascii_case(c))
+                    })
+            })
     }
     pub fn per_user_mfa_str(&self) -> &'static str {
         match self.per_user_mfa {
@@ -413,6 +473,7 @@ impl Tenant {
                         methods,
                         unknown_methods: u.unknown_method.iter().map(|s| s.to_string()).collect(),
                         is_admin: u.is_admin(),
+                        mfa_capable: u.is_mfa_capable(&self.policy),
                         roles: u
                             .roles
                             .iter()
@@ -458,6 +519,9 @@ pub struct TruthUser {
     pub methods: Vec<String>,
     pub unknown_methods: Vec<String>,
     pub is_admin: bool,
+    /// `isMfaCapable` as the report renders it (computed from the policy; ignored on load).
+    #[serde(default)]
+    pub mfa_capable: bool,
     /// Role template ids held tenant-wide.
     pub roles: Vec<String>,
     pub system_preferred_mfa: bool,
@@ -547,6 +611,14 @@ fn method_mix(rng: &mut SmallRng, profile: Profile) -> &'static [&'static str] {
     const HW_PHONE: &[&str] = &["hardwareOneTimePasscode", "officePhone"];
     const MAC_KEY: &[&str] = &["macOsSecureEnclaveKey", "passKeyDeviceBound"];
     const EXTERNAL: &[&str] = &["externalAuthMethod", "mobilePhone"];
+    // Only a hardware token: locked out where the policy disables HardwareOath.
+    const HW_ONLY: &[&str] = &["hardwareOneTimePasscode"];
+    const CBA_APP: &[&str] = &["microsoftAuthenticatorPush", "x509CertificateMultiFactor"];
+    const CBA_SINGLE_PHONE: &[&str] = &["mobilePhone", "x509CertificateSingleFactor"];
+    const WH_PASSKEY_APP: &[&str] = &[
+        "microsoftAuthenticatorPush",
+        "passKeyDeviceBoundWindowsHello",
+    ];
     let r: f64 = rng.gen();
     if profile == Profile::Healthy {
         const HEALTHY: &[&[&str]] = &[
@@ -568,7 +640,11 @@ fn method_mix(rng: &mut SmallRng, profile: Profile) -> &'static [&'static str] {
         r if r < 0.18 => PHONE_ALT,
         r if r < 0.33 => APP_ONLY,
         r if r < 0.48 => APP_OTP,
-        r if r < 0.76 => APP_PHONE,
+        r if r < 0.73 => APP_PHONE,
+        r if r < 0.735 => HW_ONLY,
+        r if r < 0.745 => CBA_APP,
+        r if r < 0.75 => CBA_SINGLE_PHONE,
+        r if r < 0.76 => WH_PASSKEY_APP,
         r if r < 0.84 => APP_PHONE_SSPR,
         r if r < 0.88 => APP_KEY,
         r if r < 0.92 => WHFB_APP,

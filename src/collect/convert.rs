@@ -15,6 +15,15 @@ const AUTHENTICATOR_AAGUIDS: &[&str] = &[
     "de1e552d-db1d-4423-a619-566b625cdc84",
 ];
 
+/// AAGUIDs of Windows Hello as a passkey provider (hardware, VBS hardware, software TPM): a
+/// passkey kept in the computer's Windows Hello container, so it is lost with the computer
+/// (entra-docs `how-to-authentication-entra-passkeys-on-windows.md`).
+const WINDOWS_HELLO_AAGUIDS: &[&str] = &[
+    "08987058-cadc-4b81-b6e1-30de50dcbe96",
+    "9ddd1817-af5a-4672-a2b9-3e3dd95000a9",
+    "6028b017-b1d4-4c02-b4b3-afcdafc96bb2",
+];
+
 /// A `/users` row as a snapshot user; `None` when it has no usable id.
 pub fn user(w: &wire::User) -> Option<User> {
     let id = ObjectId::parse(w.id.as_deref()?)?;
@@ -39,6 +48,8 @@ pub struct Registration {
     pub methods: MethodSet,
     pub unknown: Vec<Box<str>>,
     pub is_admin: bool,
+    /// `isMfaCapable`: a strong method registered and allowed by the methods policy.
+    pub mfa_capable: Option<bool>,
     pub system_preferred: Option<bool>,
     pub default_method: Option<DefaultMethod>,
 }
@@ -58,6 +69,7 @@ pub fn registration(w: &wire::RegistrationDetails) -> Option<Registration> {
         methods,
         unknown,
         is_admin: w.is_admin.unwrap_or(false),
+        mfa_capable: w.is_mfa_capable,
         system_preferred: w.is_system_preferred_authentication_method_enabled,
         default_method: w
             .user_preferred_method_for_secondary_authentication
@@ -107,6 +119,12 @@ pub fn method_kind(m: &wire::AuthMethod) -> Result<MethodKind, String> {
                 .any(|a| a.eq_ignore_ascii_case(aaguid))
             {
                 MethodKind::PasskeyAuthenticator
+            } else if WINDOWS_HELLO_AAGUIDS
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(aaguid))
+            {
+                // The report names it passKeyDeviceBoundWindowsHello: the computer's family.
+                MethodKind::WindowsHello
             } else {
                 MethodKind::Fido2SecurityKey
             }
@@ -149,6 +167,34 @@ pub fn methods_from_detail(items: &[wire::AuthMethod]) -> (MethodSet, Option<Tap
         }
     }
     (set, tap, unknown)
+}
+
+/// The kind per-user detail shows for a kind the report names more finely: a method object does
+/// not tell Authenticator push from passwordless, a security key from another device-bound
+/// passkey, or a macOS secure-enclave key from a platform credential.
+fn detail_kind(k: MethodKind) -> MethodKind {
+    match k {
+        MethodKind::AuthenticatorPasswordless => MethodKind::AuthenticatorPush,
+        MethodKind::PasskeyDeviceBound => MethodKind::Fido2SecurityKey,
+        MethodKind::MacOsSecureEnclaveKey => MethodKind::PlatformCredential,
+        other => other,
+    }
+}
+
+/// A user's methods from the report and from per-user detail, merged: the report's set (which
+/// alone knows certificate sign-in and security questions) plus every detail kind the report
+/// does not already name, finely or coarsely (the report lags by hours; detail is fresh).
+pub fn merge_methods(report: Option<MethodSet>, detail: MethodSet) -> MethodSet {
+    let Some(report) = report else {
+        return detail;
+    };
+    let mut merged = report;
+    for k in detail.iter() {
+        if !report.iter().any(|r| detail_kind(r) == k) {
+            merged.insert(k);
+        }
+    }
+    merged
 }
 
 pub fn tap(m: &wire::AuthMethod) -> Tap {
@@ -379,6 +425,7 @@ mod tests {
         assert_eq!(r.methods.len(), 2);
         assert_eq!(r.unknown, vec![Box::<str>::from("quantumToken")]);
         assert!(r.is_admin);
+        assert_eq!(r.mfa_capable, None, "absent is unknown");
         assert_eq!(r.system_preferred, Some(false));
         assert_eq!(r.default_method, Some(DefaultMethod::Sms));
         let no_id: wire::RegistrationDetails = parse(r#"{"methodsRegistered":[]}"#);
@@ -443,6 +490,54 @@ mod tests {
             r#"{"value":[{"capabilityStatus":"Enabled","servicePlans":[{"servicePlanId":"41781FB2-BC02-4B7C-BD55-B576C07BB09D","servicePlanName":"X"}]}]}"#
         )));
         assert!(!has_premium(&[]));
+    }
+
+    #[test]
+    fn windows_hello_passkeys_are_the_computers_family_on_both_paths() {
+        let items: Vec<wire::AuthMethod> = parse(
+            r##"[{"@odata.type":"#microsoft.graph.fido2AuthenticationMethod","aaGuid":"08987058-CADC-4B81-B6E1-30DE50DCBE96","passkeyType":"deviceBound"},
+                {"@odata.type":"#microsoft.graph.fido2AuthenticationMethod","aaGuid":"9ddd1817-af5a-4672-a2b9-3e3dd95000a9"},
+                {"@odata.type":"#microsoft.graph.fido2AuthenticationMethod","aaGuid":"6028b017-b1d4-4c02-b4b3-afcdafc96bb2"}]"##,
+        );
+        for m in &items {
+            assert_eq!(method_kind(m), Ok(MethodKind::WindowsHello));
+        }
+        let from_report = MethodKind::from_report_name("passKeyDeviceBoundWindowsHello");
+        assert_eq!(from_report, Some(MethodKind::WindowsHello));
+        assert_eq!(
+            MethodKind::WindowsHello.family(),
+            crate::snapshot::RecoveryFamily::Computer
+        );
+    }
+
+    #[test]
+    fn detail_is_merged_with_the_report_never_replacing_it() {
+        use MethodKind::*;
+        let set = |k: &[MethodKind]| k.iter().copied().collect::<MethodSet>();
+        // Certificate sign-in and security questions have no method object: kept from the report.
+        let report = set(&[
+            Certificate,
+            SecurityQuestion,
+            AuthenticatorPasswordless,
+            PasskeyDeviceBound,
+        ]);
+        let detail = set(&[AuthenticatorPush, Fido2SecurityKey, HardwareOtp]);
+        assert_eq!(
+            merge_methods(Some(report), detail),
+            set(&[
+                Certificate,
+                SecurityQuestion,
+                AuthenticatorPasswordless,
+                PasskeyDeviceBound,
+                HardwareOtp
+            ]),
+            "coarse detail kinds the report names finely are not added twice; new ones are"
+        );
+        assert_eq!(merge_methods(None, detail), detail);
+        // Single-factor certificate sign-in is not MFA.
+        let single = MethodKind::from_report_name("x509CertificateSingleFactor").expect("known");
+        assert!(!single.is_mfa_capable());
+        assert_eq!(set(&[single]).mfa_families(), 0);
     }
 
     #[test]

@@ -740,6 +740,7 @@ pub async fn collect_with_report(
             let u = &mut users[i as usize];
             u.methods = Some(r.methods);
             u.is_admin = r.is_admin;
+            u.mfa_capable = r.mfa_capable;
             u.system_preferred_mfa = r.system_preferred;
             u.default_method = r.default_method;
             if !r.unknown.is_empty() {
@@ -951,10 +952,11 @@ pub async fn collect_with_report(
     let (detail, tap, per_user) = tokio::join!(
         timed(
             "method-detail",
+            // Beta: v1.0's list holds only v1.0 types (no hardware OATH token).
             batch::<wire::Page<wire::AuthMethod>>(
                 client,
                 "authenticationMethods",
-                ApiVersion::V1,
+                ApiVersion::Beta,
                 detail_items
             )
         ),
@@ -987,15 +989,22 @@ pub async fn collect_with_report(
         stat,
         detail.as_ref().err(),
     );
+    if detail.is_ok() && licence_fallback {
+        // Read although turned off: on a free tenant it is the only source of methods.
+        if let Some(Gap::Disabled) = coverage.gaps.get(&DataSet::MethodDetail) {
+            coverage.gaps.remove(&DataSet::MethodDetail);
+        }
+    }
     for (i, page) in detail.ok().unwrap_or_default() {
         let u = &mut users[i];
         let (set, tap, unknown) = convert::methods_from_detail(&page.value);
-        // Detail is fresher than the report, and covers the disabled users the report omits.
-        u.methods = Some(set);
+        // Merged with the report, never replacing it: the report alone knows certificate
+        // sign-in; detail is fresher and covers the disabled users the report omits.
+        u.methods = Some(convert::merge_methods(u.methods, set));
         u.tap = tap.map(Box::new);
-        if unknown.is_empty() {
-            unknown_by_user.remove(&u.id);
-        } else {
+        // An unknown type in detail is most likely the report's unknown string for the same
+        // method: count it once. The report's stay when detail has none (no object, like CBA).
+        if !unknown.is_empty() {
             unknown_by_user.insert(u.id, unknown);
         }
     }

@@ -168,6 +168,31 @@ fn gap_reason(set: DataSet, gap: &Gap) -> String {
     }
 }
 
+/// Why `rule` cannot be judged, if it cannot. On a free tenant (no registration report, every
+/// user's methods read per user instead) a rule that needs only the methods is judged from the
+/// per-user detail; one that needs more of the report (the default method) is skipped, saying so.
+fn blocking_gap(rule: &Rule, coverage: &crate::snapshot::Coverage) -> Option<String> {
+    let fallback = coverage.licence_fallback;
+    for set in rule.needs {
+        let Some(gap) = coverage.gaps.get(set) else {
+            continue;
+        };
+        if *set != DataSet::Registration || !fallback {
+            return Some(gap_reason(*set, gap));
+        }
+        if !rules::JUDGED_FROM_DETAIL.contains(&rule.id) {
+            return Some(format!(
+                "{} (this rule needs more of the registration report than each user's methods)",
+                gap_reason(*set, gap)
+            ));
+        }
+        if let Some(detail_gap) = coverage.gaps.get(&DataSet::MethodDetail) {
+            return Some(gap_reason(DataSet::MethodDetail, detail_gap));
+        }
+    }
+    None
+}
+
 /// Which users the user rules judge.
 pub trait Scope {
     /// `None` when the user is in scope; otherwise the reason it is not (counted, not forgotten).
@@ -261,14 +286,10 @@ pub fn evaluate(
             });
             continue;
         }
-        if let Some((set, gap)) = rule
-            .needs
-            .iter()
-            .find_map(|s| snapshot.coverage.gaps.get(s).map(|g| (*s, g)))
-        {
+        if let Some(reason) = blocking_gap(rule, &snapshot.coverage) {
             out.skipped.push(Skipped {
                 rule: rule.id,
-                reason: gap_reason(set, gap),
+                reason,
             });
             continue;
         }

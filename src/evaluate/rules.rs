@@ -496,6 +496,158 @@ fn break_glass_count(ctx: &Ctx) -> Vec<Hit> {
     }
 }
 
+/// The methods-policy configurations (`authenticationMethodConfigurations` ids) that allow a
+/// kind to be used, any one of them sufficing; empty when none governs it (Windows Hello for
+/// Business and platform credentials are Intune's, external providers have per-provider ids).
+fn policy_configs(k: MethodKind) -> &'static [&'static str] {
+    use MethodKind as K;
+    match k {
+        K::AuthenticatorPush | K::AuthenticatorPasswordless => &["MicrosoftAuthenticator"],
+        K::SoftwareOtp => &["SoftwareOath", "MicrosoftAuthenticator"],
+        K::PasskeyAuthenticator
+        | K::Fido2SecurityKey
+        | K::PasskeyDeviceBound
+        | K::PasskeySynced => &["Fido2"],
+        K::MobilePhone => &["Sms", "Voice"],
+        K::AlternateMobilePhone | K::OfficePhone => &["Voice"],
+        K::HardwareOtp => &["HardwareOath"],
+        K::Certificate | K::CertificateSingleFactor => &["X509Certificate"],
+        K::Email => &["Email"],
+        K::TemporaryAccessPass => &["TemporaryAccessPass"],
+        K::QrCodePin => &["QRCodePin"],
+        K::WindowsHello
+        | K::MacOsSecureEnclaveKey
+        | K::PlatformCredential
+        | K::ExternalMfa
+        | K::SecurityQuestion
+        | K::Password => &[],
+    }
+}
+
+/// Whether the methods policy lets one user use one kind.
+#[derive(Debug, PartialEq)]
+enum Allowed {
+    Yes,
+    /// Why not, per configuration (`HardwareOath is disabled`).
+    No(String),
+    /// It depends on membership of groups this audit does not read (or a missing configuration).
+    Unknown(String),
+}
+
+fn allowed(ctx: &Ctx, policy: &crate::snapshot::MethodsPolicy, u: &User, k: MethodKind) -> Allowed {
+    let configs = policy_configs(k);
+    if configs.is_empty() {
+        return Allowed::Yes;
+    }
+    let id = u.id.to_string();
+    // A target is all_users, a group id, or (rarely) the user's own id.
+    let hits = |target: &str| -> Option<bool> {
+        if target.eq_ignore_ascii_case("all_users") || target.eq_ignore_ascii_case(&id) {
+            Some(true)
+        } else {
+            ctx.snapshot.is_member(target, u.id)
+        }
+    };
+    let mut no = Vec::new();
+    let mut unknown = Vec::new();
+    for name in configs {
+        let Some(c) = policy
+            .methods
+            .iter()
+            .find(|c| c.id.eq_ignore_ascii_case(name))
+        else {
+            unknown.push(format!("{name} is not in the policy read"));
+            continue;
+        };
+        if !c.enabled {
+            no.push(format!("{name} is disabled"));
+            continue;
+        }
+        let excluded: Vec<Option<bool>> = c.exclude_targets.iter().map(|t| hits(t)).collect();
+        let included: Vec<Option<bool>> = c.include_targets.iter().map(|t| hits(t)).collect();
+        if excluded.contains(&Some(true)) {
+            no.push(format!("{name} excludes the user"));
+        } else if !included.contains(&Some(true)) && !included.contains(&None) {
+            no.push(format!("{name} does not target the user"));
+        } else if excluded.contains(&None) || !included.contains(&Some(true)) {
+            unknown.push(format!("{name} targets groups this audit does not read"));
+        } else {
+            return Allowed::Yes;
+        }
+    }
+    if unknown.is_empty() {
+        Allowed::No(no.join(", "))
+    } else {
+        unknown.extend(no);
+        Allowed::Unknown(unknown.join(", "))
+    }
+}
+
+fn method_not_allowed(ctx: &Ctx) -> Vec<Hit> {
+    let Some(policy) = &ctx.snapshot.methods_policy else {
+        return vec![];
+    };
+    // Until the migration completes, the legacy MFA policy can still allow what this one disables.
+    let legacy = policy.migration_state.as_ref() != "migrationComplete";
+    let mut hits = Vec::new();
+    for (u, m) in known(ctx) {
+        let mfa = m.mfa_capable();
+        if mfa.is_empty() {
+            continue;
+        }
+        let mut no = Vec::new();
+        let mut unknown = Vec::new();
+        let mut usable = false;
+        for k in mfa.iter() {
+            match allowed(ctx, policy, u, k) {
+                Allowed::Yes => usable = true,
+                Allowed::No(why) if !legacy => no.push(format!("{} ({why})", k.name())),
+                Allowed::No(why) => unknown.push(format!(
+                    "{} ({why}, but the legacy MFA policy still applies: policyMigrationState is {})",
+                    k.name(),
+                    policy.migration_state
+                )),
+                Allowed::Unknown(why) => unknown.push(format!("{} ({why})", k.name())),
+            }
+        }
+        if usable {
+            continue;
+        }
+        if unknown.is_empty() {
+            let mut detail = format!(
+                "registered MFA methods, none allowed by the authentication-methods policy: {}",
+                no.join("; ")
+            );
+            if u.mfa_capable == Some(true) {
+                detail.push_str(" (the registration report, hours behind, still says MFA-capable)");
+            }
+            hits.push(Hit::user(u, detail));
+        } else if u.mfa_capable == Some(false) {
+            let mut parts = no;
+            parts.extend(unknown);
+            hits.push(Hit::user(
+                u,
+                format!(
+                    "registered MFA methods, but the registration report's isMfaCapable is false (no method allowed by policy): {}",
+                    parts.join("; ")
+                ),
+            ));
+        }
+    }
+    hits
+}
+
+/// Rules whose need of the registration report is only each user's methods: on a free tenant
+/// (no report, methods read per user for everyone) they are judged from per-user detail.
+pub(super) const JUDGED_FROM_DETAIL: &[&str] = &[
+    "no-mfa-method",
+    "no-backup-method",
+    "phone-only",
+    "admin-not-phishing-resistant",
+    "too-few-recovery-admins",
+    "method-not-allowed",
+];
+
 use DataSet::*;
 
 pub static CATALOGUE: &[Rule] = &[
@@ -538,6 +690,16 @@ pub static CATALOGUE: &[Rule] = &[
         rationale: "Privileged accounts are phished first; push, OTP and SMS can all be relayed by an adversary in the middle. Only FIDO2 keys, passkeys, Windows Hello and certificates resist it.",
         remediation: "Register a FIDO2 security key or passkey for {upn} (a one-time TAP lets them do it: New-MgUserAuthenticationTemporaryAccessPassMethod -UserId {upn} -IsUsableOnce $true), then require the built-in 'Phishing-resistant MFA' authentication strength for admin roles in Conditional Access.",
         check: admin_not_phishing_resistant,
+    },
+    Rule {
+        id: "method-not-allowed",
+        title: "User's registered methods are not allowed by policy",
+        kind: RuleKind::User,
+        severity: Severity::High,
+        needs: &[Users, Registration, MethodsPolicy],
+        rationale: "The user has registered MFA methods but the authentication-methods policy allows none of them to this user (method disabled, user outside includeTargets or inside excludeTargets): registered is not usable, and at the next MFA prompt they are locked out. Cross-checked with the registration report's isMfaCapable where group membership is not read.",
+        remediation: "Enable a method {upn} has, or bring them into its targets: Update-MgPolicyAuthenticationMethodPolicyAuthenticationMethodConfiguration -AuthenticationMethodConfigurationId <id, e.g. HardwareOath> -BodyParameter @{'@odata.type'='#microsoft.graph.<type>AuthenticationMethodConfiguration'; state='enabled'} (PATCH /policies/authenticationMethodsPolicy/authenticationMethodConfigurations/{id}); or let them register an allowed method with a one-time TAP: New-MgUserAuthenticationTemporaryAccessPassMethod -UserId {upn} -IsUsableOnce $true.",
+        check: method_not_allowed,
     },
     Rule {
         id: "tap-long-lived",

@@ -1,6 +1,6 @@
 //! Every rule at its boundaries, on hand-built snapshots.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -131,10 +131,10 @@ fn flagged_with(s: &Snapshot, rule: &str, params: &RulesConfig) -> Vec<String> {
 #[test]
 fn catalogue_ids_are_unique_and_each_has_parameters() {
     let mut ids: Vec<&str> = CATALOGUE.iter().map(|r| r.id).collect();
-    assert_eq!(ids.len(), 22);
+    assert_eq!(ids.len(), 23);
     ids.sort();
     ids.dedup();
-    assert_eq!(ids.len(), 22, "duplicate rule id");
+    assert_eq!(ids.len(), 23, "duplicate rule id");
     let params = RulesConfig::default();
     for r in CATALOGUE {
         assert!(
@@ -546,4 +546,164 @@ fn disabled_users_are_out_of_scope_and_counted() {
     let e = run(&s, &RulesConfig::default(), &[]);
     assert_eq!(e.users_out_of_scope.get("disabled"), Some(&1));
     assert!(!e.findings.iter().any(|f| f.rule == "no-mfa-method"));
+}
+
+fn config(id: &str, enabled: bool, include: &[&str], exclude: &[&str]) -> MethodConfig {
+    MethodConfig {
+        id: id.into(),
+        enabled,
+        include_targets: include.iter().map(|s| (*s).into()).collect(),
+        exclude_targets: exclude.iter().map(|s| (*s).into()).collect(),
+    }
+}
+
+#[test]
+fn method_not_allowed_flags_users_whose_every_method_the_policy_disallows() {
+    const PILOT: &str = "9a0c0000-0000-4000-8000-000000000003";
+    const OTHER: &str = "9a0c0000-0000-4000-8000-000000000009";
+    let only_hw = user(1, &[HardwareOtp, Email]);
+    let hw_and_app = user(2, &[HardwareOtp, AuthenticatorPush]);
+    let key_excluded = user(3, &[Fido2SecurityKey]);
+    let key_in_pilot = user(4, &[Fido2SecurityKey]);
+    let cert = user(5, &[Certificate]);
+    let mut sms_unknown = user(6, &[MobilePhone]);
+    sms_unknown.mfa_capable = Some(false);
+    let mut sms_unknown_capable = user(7, &[MobilePhone]);
+    sms_unknown_capable.mfa_capable = Some(true);
+    let hello = user(8, &[WindowsHello]);
+    let nothing = user(9, &[Email]);
+    let mut s = snapshot(vec![
+        only_hw,
+        hw_and_app,
+        key_excluded,
+        key_in_pilot,
+        cert,
+        sms_unknown,
+        sms_unknown_capable,
+        hello,
+        nothing,
+    ]);
+    let policy = s.methods_policy.as_mut().expect("policy");
+    policy.methods = vec![
+        config("MicrosoftAuthenticator", true, &["all_users"], &[]),
+        config("HardwareOath", false, &["all_users"], &[]),
+        config("Fido2", true, &["all_users"], &[PILOT]),
+        config("X509Certificate", true, &[PILOT], &[]),
+        config("Sms", true, &[OTHER], &[]),
+        config("Voice", false, &["all_users"], &[]),
+    ];
+    // The pilot group is read (the scope names it); OTHER is not.
+    s.groups
+        .insert(PILOT.into(), vec![ObjectId(3), ObjectId(1000)]);
+    let e = run(&s, &RulesConfig::default(), &[]);
+    let hits: BTreeMap<String, String> = e
+        .findings
+        .iter()
+        .filter(|f| f.rule == "method-not-allowed")
+        .map(|f| {
+            (
+                f.user_principal_name.clone().unwrap_or_default(),
+                f.detail.clone(),
+            )
+        })
+        .collect();
+    let flagged: Vec<&str> = hits.keys().map(String::as_str).collect();
+    assert_eq!(
+        flagged,
+        vec![
+            "user1@contoso.com",
+            "user3@contoso.com",
+            "user5@contoso.com",
+            "user6@contoso.com"
+        ],
+        "{hits:#?}"
+    );
+    assert!(
+        hits["user1@contoso.com"].contains("hardwareOneTimePasscode (HardwareOath is disabled)")
+    );
+    assert!(hits["user3@contoso.com"].contains("Fido2 excludes the user"));
+    assert!(
+        !hits.contains_key("user4@contoso.com"),
+        "outside the excluded group"
+    );
+    assert!(hits["user5@contoso.com"].contains("X509Certificate does not target the user"));
+    assert!(
+        hits["user6@contoso.com"].contains("isMfaCapable is false")
+            && hits["user6@contoso.com"].contains("Sms targets groups this audit does not read")
+            && hits["user6@contoso.com"].contains("Voice is disabled"),
+        "{}",
+        hits["user6@contoso.com"]
+    );
+    let f = e
+        .findings
+        .iter()
+        .find(|f| f.rule == "method-not-allowed")
+        .expect("finding");
+    assert_eq!(f.severity, Severity::High);
+    assert!(f.remediation.contains("user1@contoso.com"));
+
+    // Before the migration completes, the legacy MFA policy may still allow them: only the
+    // report's isMfaCapable can say.
+    s.methods_policy.as_mut().expect("policy").migration_state = "preMigration".into();
+    assert_eq!(
+        flagged_with(&s, "method-not-allowed", &RulesConfig::default()),
+        vec!["user6@contoso.com"]
+    );
+}
+
+#[test]
+fn a_free_tenant_judges_the_method_rules_from_per_user_detail_and_skips_the_default_method() {
+    let mut s = snapshot(vec![user(1, &[MobilePhone]), user(2, &[Email])]);
+    s.coverage.licence_fallback = true;
+    s.coverage.gaps.insert(
+        DataSet::Registration,
+        Gap::Unlicensed("no Entra ID P1/P2: methods are read per user instead".into()),
+    );
+    let e = run(&s, &RulesConfig::default(), &[]);
+    let skipped: BTreeMap<&str, &str> = e
+        .skipped
+        .iter()
+        .map(|k| (k.rule, k.reason.as_str()))
+        .collect();
+    for rule in [
+        "no-mfa-method",
+        "no-backup-method",
+        "phone-only",
+        "admin-not-phishing-resistant",
+        "too-few-recovery-admins",
+        "method-not-allowed",
+    ] {
+        assert!(!skipped.contains_key(rule), "{rule} skipped: {skipped:?}");
+    }
+    assert!(
+        skipped
+            .get("weak-default-method")
+            .is_some_and(|r| r.contains("P1/P2") && r.contains("more of the registration report")),
+        "{skipped:?}"
+    );
+    let got: BTreeSet<(&str, String)> = e
+        .findings
+        .iter()
+        .filter_map(|f| f.user_principal_name.clone().map(|u| (f.rule, u)))
+        .collect();
+    for want in [
+        ("phone-only", "user1@contoso.com"),
+        ("no-backup-method", "user1@contoso.com"),
+        ("no-mfa-method", "user2@contoso.com"),
+    ] {
+        assert!(
+            got.contains(&(want.0, want.1.to_string())),
+            "{want:?} in {got:?}"
+        );
+    }
+
+    // Without the detail there is nothing to judge from: skipped with the detail's reason.
+    s.coverage.gaps.insert(
+        DataSet::MethodDetail,
+        Gap::MissingPermission("UserAuthenticationMethod.Read.All".into()),
+    );
+    let e = run(&s, &RulesConfig::default(), &[]);
+    assert!(e.skipped.iter().any(
+        |k| k.rule == "no-mfa-method" && k.reason.contains("UserAuthenticationMethod.Read.All")
+    ));
 }
