@@ -153,6 +153,11 @@ fn route(version: &str, rest: &[&str]) -> Option<Route> {
             false,
         ),
         ("v1.0" | "beta", ["auditLogs", "signIns"]) => r("signIns", Class::Reports, AUDIT, true),
+        // Audit logs are in every edition (entra-docs includes/licensing-monitoring-health.md);
+        // auditLogRoot is metered by the reports service (throttling-entra-logs-reports.md).
+        ("v1.0" | "beta", ["auditLogs", "directoryAudits"]) => {
+            r("directoryAudits", Class::Reports, AUDIT, false)
+        }
         (
             "v1.0" | "beta",
             ["groups", _, "transitiveMembers"]
@@ -337,6 +342,14 @@ impl State {
                     "UnknownError",
                     "The upstream service did not respond in time.",
                 ),
+                // The authentication-methods service answers its own 403s with `accessDenied`.
+                403 if matches!(
+                    label.as_str(),
+                    "authenticationMethods" | "temporaryAccessPassMethods"
+                ) =>
+                {
+                    graph_error(403, "accessDenied", "Request Authorization failed")
+                }
                 403 => graph_error(
                     403,
                     "Authorization_RequestDenied",
