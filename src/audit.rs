@@ -1,7 +1,7 @@
 //! One audit, start to finish: collect → evaluate → exceptions → report. The CLI's `audit` and
 //! (later) the daemon's scheduled runs both call [`run`].
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use crate::collect;
 use crate::config::Config;
@@ -11,14 +11,24 @@ use crate::report::Report;
 
 /// Audits the tenant once. Never fails: an incomplete collection gives an incomplete report.
 pub async fn run(config: &Config, client: &GraphClient) -> Report {
+    run_after(config, client, None).await
+}
+
+/// [`run`], knowing when the previous complete audit started (Temporary Access Passes issued
+/// since then are looked up in the directory audit log; without it, `tap_audit_window` back).
+pub async fn run_after(
+    config: &Config,
+    client: &GraphClient,
+    previous_audit: Option<DateTime<Utc>>,
+) -> Report {
     let started_at = Utc::now();
-    let snapshot = collect::collect(
-        client,
-        &config.collect_options(),
-        started_at,
-        &config.tenant.tenant_id,
-    )
-    .await;
+    // Every wait for Graph in this audit ends by its deadline (graph.audit_timeout_seconds).
+    let client = &client.with_deadline(config.audit_timeout());
+    let options = collect::CollectOptions {
+        previous_audit,
+        ..config.collect_options()
+    };
+    let snapshot = collect::collect(client, &options, started_at, &config.tenant.tenant_id).await;
     let mut evaluation = evaluate::evaluate(
         &snapshot,
         &config.rules,

@@ -162,6 +162,10 @@ pub struct GraphConfig {
     pub request_timeout_seconds: u64,
     /// Retries of one request on 429, 5xx or a network error (0–20).
     pub max_retries: u32,
+    /// An audit's deadline, in seconds from its start (1–86,400): a wait for Graph
+    /// (`Retry-After`, backoff, pacing) that would pass it fails that sweep at once, and the
+    /// audit is incomplete. Throttled per-user `$batch` items are retried until it.
+    pub audit_timeout_seconds: u64,
     /// Read Conditional Access policies.
     pub conditional_access: bool,
     /// Read failed MFA sign-ins.
@@ -186,6 +190,7 @@ impl Default for GraphConfig {
             max_concurrency: 8,
             request_timeout_seconds: 60,
             max_retries: 6,
+            audit_timeout_seconds: 3000,
             conditional_access: c.conditional_access,
             sign_ins: c.sign_ins,
             sign_in_window_hours: 24,
@@ -628,6 +633,11 @@ impl Config {
             "must be at most 20",
         )?;
         range(
+            "graph.audit_timeout_seconds",
+            (1..=86_400).contains(&g.audit_timeout_seconds),
+            "must be between 1 and 86400 (a day)",
+        )?;
+        range(
             "graph.sign_in_window_hours",
             (1..=720).contains(&g.sign_in_window_hours),
             "must be between 1 and 720 (30 days, the P1/P2 retention)",
@@ -873,6 +883,11 @@ impl Config {
         c
     }
 
+    /// An audit's deadline (`graph.audit_timeout_seconds`).
+    pub fn audit_timeout(&self) -> Duration {
+        Duration::from_secs(self.graph.audit_timeout_seconds)
+    }
+
     /// What a collection reads.
     pub fn collect_options(&self) -> CollectOptions {
         let g = &self.graph;
@@ -896,6 +911,7 @@ impl Config {
                 .chain(&self.scope.exclude_groups)
                 .cloned()
                 .collect(),
+            ..CollectOptions::default()
         }
     }
 

@@ -105,7 +105,14 @@ fn trigger(shared: &Arc<Shared>, tasks: &mut tokio::task::JoinSet<()>) {
         let client = shared.client();
         notify("STATUS=auditing");
         tracing::info!("audit started");
-        let report = crate::audit::run(&config, &client).await;
+        // Fresh TAPs are looked up in the directory audit log since the last complete audit.
+        let previous = shared
+            .store
+            .audits(&config.tenant.tenant_id, 50)
+            .ok()
+            .and_then(|runs| runs.into_iter().find(|r| r.complete))
+            .map(|r| r.started_at);
+        let report = crate::audit::run_after(&config, &client, previous).await;
         let requests: u64 = client.stats().requests_by_endpoint().values().sum();
         let tenant = config.tenant.tenant_id.clone();
         let publish = (|| -> anyhow::Result<()> {

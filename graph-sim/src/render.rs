@@ -162,6 +162,7 @@ pub fn answer(ctx: &Ctx, label: &str, rest: &[&str]) -> Result<Value, Reply> {
             Ok(json!({"perUserMfaState": user.per_user_mfa_str()}))
         }
         "signIns" => sign_ins(ctx),
+        "directoryAudits" => directory_audits(ctx),
         "groupMembers" => group_members(ctx, rest[1]),
         _ => Err(graph_error(
             404,
@@ -264,8 +265,11 @@ fn registration(ctx: &Ctx) -> Result<Value, Reply> {
         .enumerate()
         .filter(|(_, u)| u.enabled)
         .filter(|(_, u)| {
-            want.as_ref()
-                .is_none_or(|w| u.method_names().iter().any(|m| m.eq_ignore_ascii_case(w)))
+            want.as_ref().is_none_or(|w| {
+                u.report_method_names()
+                    .iter()
+                    .any(|m| m.eq_ignore_ascii_case(w))
+            })
         })
         .map(|(i, _)| i)
         .collect();
@@ -280,7 +284,11 @@ fn registration(ctx: &Ctx) -> Result<Value, Reply> {
         ctx.state.config.registration_page_size.max(1),
         |k| {
             let u = &users[rows[k]];
-            let mut methods: Vec<Value> = u.method_names().into_iter().map(Value::from).collect();
+            let mut methods: Vec<Value> = u
+                .report_method_names()
+                .into_iter()
+                .map(Value::from)
+                .collect();
             if let Some(x) = &u.unknown_method {
                 methods.push(Value::from(&**x));
             }
@@ -527,7 +535,7 @@ fn method_id(user: &SimUser, n: usize) -> String {
 
 fn tap_object(user: &SimUser, t: &crate::tenant::SimTap) -> Value {
     json!({"@odata.type": "#microsoft.graph.temporaryAccessPassAuthenticationMethod", "id": method_id(user, 99), "temporaryAccessPass": null,
-           "createdDateTime": date(t.start - chrono::Duration::minutes(5)), "startDateTime": date(t.start),
+           "createdDateTime": date(t.issued()), "startDateTime": date(t.start),
            "lifetimeInMinutes": t.lifetime_minutes, "isUsableOnce": t.usable_once, "isUsable": t.usable, "methodUsabilityReason": t.reason})
 }
 
@@ -713,6 +721,188 @@ fn group_members(ctx: &Ctx, key: &str) -> Result<Value, Reply> {
         |k| {
             let u = &users[group.members[k] as usize];
             json!({"@odata.type": "#microsoft.graph.user", "id": u.id_string(), "userPrincipalName": &*u.upn})
+        },
+    )
+}
+
+/// One directory-audit event of the simulated tenant.
+struct AuditEvent {
+    at: chrono::DateTime<chrono::Utc>,
+    activity: &'static str,
+    category: &'static str,
+    service: &'static str,
+    reason: &'static str,
+    operation: &'static str,
+    /// Index of the target user.
+    target: usize,
+}
+
+/// The tenant's directory audit log, newest first: an "Admin registered security info" event
+/// (loggedByService "Authentication Methods", category UserManagement, resultReason "Admin
+/// registered temporary access pass method for user") for every TAP when it was issued
+/// (entra-docs architecture/security-operations-privileged-accounts.md), and unrelated events
+/// around it (other methods registered by admins and by users, user updates).
+fn audit_events(t: &Tenant) -> Vec<AuditEvent> {
+    let mut out = Vec::new();
+    for (i, u) in t.users.iter().enumerate() {
+        if let Some(tap) = &u.tap {
+            out.push(AuditEvent {
+                at: tap.issued(),
+                activity: "Admin registered security info",
+                category: "UserManagement",
+                service: "Authentication Methods",
+                reason: "Admin registered temporary access pass method for user",
+                operation: "Add",
+                target: i,
+            });
+        }
+        let hours = chrono::Duration::minutes(((u.id % 7200) as i64) + 1);
+        if i % 29 == 3 {
+            out.push(AuditEvent {
+                at: t.now - hours,
+                activity: "Admin registered security info",
+                category: "UserManagement",
+                service: "Authentication Methods",
+                reason: "Admin registered phone method for user",
+                operation: "Add",
+                target: i,
+            });
+        }
+        if i % 31 == 5 {
+            out.push(AuditEvent {
+                at: t.now - hours,
+                activity: "User registered security info",
+                category: "UserManagement",
+                service: "Authentication Methods",
+                reason: "User registered Authenticator App with Notification and Code",
+                operation: "Add",
+                target: i,
+            });
+        }
+        if i % 17 == 2 {
+            out.push(AuditEvent {
+                at: t.now - hours,
+                activity: "Update user",
+                category: "UserManagement",
+                service: "Core Directory",
+                reason: "",
+                operation: "Update",
+                target: i,
+            });
+        }
+    }
+    out.sort_by_key(|e| std::cmp::Reverse(e.at));
+    out
+}
+
+/// `GET /auditLogs/directoryAudits`: `$filter` with `eq` on activityDisplayName, category,
+/// loggedByService, result, operationType, `ge`/`le`/`gt`/`lt` on activityDateTime and
+/// `startswith(activityDisplayName,'…')`, joined by `and` (directoryaudit-list.md); `$top`.
+fn directory_audits(ctx: &Ctx) -> Result<Value, Reply> {
+    type Check = Box<dyn Fn(&AuditEvent) -> bool>;
+    let mut checks: Vec<Check> = Vec::new();
+    if let Some(f) = ctx.param("$filter") {
+        for clause in f.split(" and ") {
+            let clause = clause.trim();
+            let bad = || unsupported(&format!("$filter clause '{clause}'"));
+            let quoted = |v: &str| {
+                v.strip_prefix('\'')
+                    .and_then(|v| v.strip_suffix('\''))
+                    .map(|v| v.replace("''", "'"))
+            };
+            if let Some(args) = clause
+                .strip_prefix("startswith(")
+                .and_then(|r| r.strip_suffix(')'))
+            {
+                let (field, value) = args.split_once(',').ok_or_else(bad)?;
+                let prefix = quoted(value.trim()).ok_or_else(bad)?;
+                if field.trim() != "activityDisplayName" {
+                    return Err(bad());
+                }
+                checks.push(Box::new(move |e| e.activity.starts_with(&prefix)));
+                continue;
+            }
+            let mut parts = clause.splitn(3, ' ');
+            let (Some(field), Some(op), Some(value)) = (parts.next(), parts.next(), parts.next())
+            else {
+                return Err(bad());
+            };
+            if field == "activityDateTime" {
+                let when = chrono::DateTime::parse_from_rfc3339(value.trim())
+                    .map(|d| d.with_timezone(&chrono::Utc))
+                    .map_err(|_| bad())?;
+                checks.push(match op {
+                    "ge" => Box::new(move |e| e.at >= when),
+                    "gt" => Box::new(move |e| e.at > when),
+                    "le" => Box::new(move |e| e.at <= when),
+                    "lt" => Box::new(move |e| e.at < when),
+                    _ => return Err(bad()),
+                });
+                continue;
+            }
+            if op != "eq" {
+                return Err(bad());
+            }
+            let want = quoted(value.trim()).ok_or_else(bad)?;
+            checks.push(match field {
+                "activityDisplayName" => Box::new(move |e| e.activity == want),
+                "category" => Box::new(move |e| e.category == want),
+                "loggedByService" => Box::new(move |e| e.service == want),
+                "result" => Box::new(move |_| want == "success"),
+                "operationType" => Box::new(move |e| e.operation == want),
+                _ => return Err(bad()),
+            });
+        }
+    }
+    let top = ctx
+        .param("$top")
+        .and_then(|t| t.parse::<usize>().ok())
+        .unwrap_or(100)
+        .clamp(1, 999);
+    let rows: Vec<AuditEvent> = audit_events(ctx.tenant)
+        .into_iter()
+        .filter(|e| checks.iter().all(|c| c(e)))
+        .collect();
+    let tenant = ctx.tenant;
+    let actor = tenant
+        .users
+        .iter()
+        .find(|u| u.is_admin())
+        .or(tenant.users.first());
+    page(
+        ctx,
+        "directoryAudits",
+        "auditLogs/directoryAudits",
+        "auditLogs/directoryAudits",
+        rows.len(),
+        top,
+        |k| {
+            let e = &rows[k];
+            let u = &tenant.users[e.target];
+            let correlation =
+                uuid::Uuid::from_u128(u.id.rotate_left(29) ^ e.at.timestamp() as u128);
+            json!({
+                "id": format!("UserManagement_{correlation}_{:08X}", k),
+                "category": e.category,
+                "correlationId": correlation.to_string(),
+                "result": "success",
+                "resultReason": e.reason,
+                "activityDisplayName": e.activity,
+                "activityDateTime": e.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                "loggedByService": e.service,
+                "operationType": e.operation,
+                "initiatedBy": {
+                    "app": null,
+                    "user": actor.map(|a| json!({"id": a.id_string(), "displayName": null,
+                        "userPrincipalName": &*a.upn, "ipAddress": "131.107.159.37", "userType": null,
+                        "homeTenantId": null, "homeTenantName": null})),
+                },
+                "targetResources": [{
+                    "id": u.id_string(), "displayName": null, "type": "User",
+                    "userPrincipalName": &*u.upn, "groupType": null, "modifiedProperties": [],
+                }],
+                "additionalDetails": [],
+            })
         },
     )
 }

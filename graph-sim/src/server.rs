@@ -85,6 +85,8 @@ const USERS_READ: &[&str] = &[
 const REGISTRATION: &[&str] = &["AuditLog.Read.All", "UserAuthenticationMethod.Read.All"];
 /// Sign-in logs (docs-contrib `signin-list-permissions.md`).
 const SIGN_INS: &[&str] = &["AuditLog.Read.All", "Directory.Read.All"];
+/// The directory audit log (docs-contrib `directoryaudit-list-permissions.md`).
+const AUDIT: &[&str] = &["AuditLog.Read.All"];
 const POLICY_AM: &[&str] = &[
     "Policy.Read.AuthenticationMethod",
     "Policy.ReadWrite.AuthenticationMethod",
@@ -172,6 +174,11 @@ fn route(version: &str, rest: &[&str]) -> Option<Route> {
         ("v1.0" | "beta", ["auditLogs", "signIns"]) => r("signIns", Class::Reports, SIGN_INS, true),
         ("v1.0" | "beta", ["subscribedSkus"]) => {
             r("subscribedSkus", Class::Directory, ORGANIZATION, false)
+        }
+        // Audit logs are in every edition (entra-docs includes/licensing-monitoring-health.md);
+        // auditLogRoot is metered by the reports service (throttling-entra-logs-reports.md).
+        ("v1.0" | "beta", ["auditLogs", "directoryAudits"]) => {
+            r("directoryAudits", Class::Reports, AUDIT, false)
         }
         (
             "v1.0" | "beta",
@@ -361,6 +368,14 @@ impl State {
                     "UnknownError",
                     "The upstream service did not respond in time.",
                 ),
+                // The authentication-methods service answers its own 403s with `accessDenied`.
+                403 if matches!(
+                    label.as_str(),
+                    "authenticationMethods" | "temporaryAccessPassMethods"
+                ) =>
+                {
+                    graph_error(403, "accessDenied", "Request Authorization failed")
+                }
                 403 => graph_error(
                     403,
                     "Authorization_RequestDenied",

@@ -191,6 +191,17 @@ pub struct SimTap {
     pub usable: bool,
     /// `methodUsabilityReason`: EnabledByPolicy, DisabledByPolicy, Expired, NotYetValid, OneTimeUsed.
     pub reason: String,
+    /// Issued after the registration report's snapshot: the report (which lags by hours) does
+    /// not list it yet; the directory audit log and the per-user endpoints do.
+    #[serde(default)]
+    pub fresh: bool,
+}
+
+impl SimTap {
+    /// When an admin issued it (the method's `createdDateTime` and its directory-audit event).
+    pub fn issued(&self) -> DateTime<Utc> {
+        self.start - Duration::minutes(5)
+    }
 }
 
 /// One simulated user.
@@ -222,6 +233,15 @@ impl SimUser {
     }
     pub fn has(&self, idx: usize) -> bool {
         self.methods & (1 << idx) != 0
+    }
+    /// `methodsRegistered` as the lagging registration report shows it: without a TAP issued
+    /// since its snapshot.
+    pub fn report_method_names(&self) -> Vec<&'static str> {
+        let mut names = self.method_names();
+        if self.tap.as_ref().is_some_and(|t| t.fresh) {
+            names.retain(|n| *n != "temporaryAccessPass");
+        }
+        names
     }
     pub fn method_names(&self) -> Vec<&'static str> {
         (0..METHODS.len())
@@ -822,6 +842,7 @@ pub fn generate_at(users: usize, seed: u64, profile: Profile, now: DateTime<Utc>
                 usable_once,
                 usable,
                 reason: reason.into(),
+                fresh: false,
             })
         });
         if tap.is_some() {
@@ -890,6 +911,7 @@ pub fn generate_at(users: usize, seed: u64, profile: Profile, now: DateTime<Utc>
         });
     }
     sign_ins.sort_by_key(|s| std::cmp::Reverse(s.created));
+    add_fresh_taps(&mut list, seed, now);
     let groups = generate_groups(&list, seed);
     let mut tenant = Tenant {
         groups,
@@ -902,6 +924,35 @@ pub fn generate_at(users: usize, seed: u64, profile: Profile, now: DateTime<Utc>
     };
     tenant.reindex();
     tenant
+}
+
+/// Issues TAPs in the last two hours to about 0.3 % of the enabled users without one (at least
+/// one): after the registration report's snapshot, so only the directory audit log and the
+/// per-user endpoints know of them. A separate RNG leaves the rest of the tenant unchanged.
+fn add_fresh_taps(list: &mut [SimUser], seed: u64, now: DateTime<Utc>) {
+    let mut rng = SmallRng::seed_from_u64(seed ^ 0x7a9f_7e5e);
+    let tap_bit = 1 << method_index("temporaryAccessPass").unwrap_or(0);
+    let mut issued = 0usize;
+    let candidates: Vec<usize> = (0..list.len())
+        .filter(|&i| list[i].enabled && !list[i].guest && list[i].tap.is_none())
+        .collect();
+    for (n, &i) in candidates.iter().enumerate() {
+        let last_chance = issued == 0 && n + 1 == candidates.len();
+        if !(last_chance || rng.gen::<f64>() < 0.003) {
+            continue;
+        }
+        let lifetime = *pick(&mut rng, &[60u32, 480, 1440, 43200]);
+        list[i].tap = Some(Box::new(SimTap {
+            start: now - Duration::minutes(rng.gen_range(6..120)),
+            lifetime_minutes: lifetime,
+            usable_once: rng.gen::<bool>(),
+            usable: true,
+            reason: "EnabledByPolicy".into(),
+            fresh: true,
+        }));
+        list[i].methods |= tap_bit;
+        issued += 1;
+    }
 }
 
 /// [`generate_at`] anchored at the current time.

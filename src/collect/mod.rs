@@ -46,7 +46,18 @@ pub struct CollectOptions {
     pub break_glass_upns: Vec<String>,
     /// Groups (object ids) whose transitive user members are read, for the scope.
     pub groups: Vec<String>,
+    /// When the previous complete audit started: Temporary Access Passes issued since then
+    /// (less [`TAP_AUDIT_OVERLAP`]) are found in the directory audit log. `None`: look back
+    /// `tap_audit_window`.
+    pub previous_audit: Option<chrono::DateTime<chrono::Utc>>,
+    /// How far back the directory audit log is read for new TAPs without a previous audit.
+    pub tap_audit_window: chrono::Duration,
 }
+
+/// The directory audit log is read from this long before the previous audit: the registration
+/// report lags by hours, so a TAP issued just before the previous audit may still be missing
+/// from the report now.
+pub const TAP_AUDIT_OVERLAP: chrono::Duration = chrono::Duration::hours(24);
 
 impl Default for CollectOptions {
     fn default() -> Self {
@@ -60,6 +71,8 @@ impl Default for CollectOptions {
             per_user_mfa: PerUserMfaScope::Admins,
             break_glass_upns: Vec::new(),
             groups: Vec::new(),
+            previous_audit: None,
+            tap_audit_window: chrono::Duration::days(7),
         }
     }
 }
@@ -171,6 +184,13 @@ pub static PERMISSION_NEEDS: &[PermissionNeed] = &[
         ],
         disables: "PIM-eligible admins: the admin rules judge active role holders only",
     },
+    // Temporary Access Passes issued since the registration report's snapshot are found in the
+    // directory audit log (docs-contrib directoryaudit-list-permissions.md).
+    PermissionNeed {
+        data_set: DataSet::TapDetail,
+        any_of: &["AuditLog.Read.All"],
+        disables: "per-user TAP rules: TAPs issued since the registration report are found in the directory audit log",
+    },
 ];
 
 impl CollectOptions {
@@ -245,7 +265,7 @@ mod tests {
         ]);
         let missing = missing_permissions(&granted, &CollectOptions::default());
         let sets: Vec<DataSet> = missing.iter().map(|m| m.0).collect();
-        assert_eq!(sets, vec![DataSet::SignIns]);
+        assert_eq!(sets, vec![DataSet::SignIns, DataSet::TapDetail]);
         assert!(missing.iter().all(|m| m.1 == "AuditLog.Read.All"));
         let granted = strings(&[
             "User.Read.All",

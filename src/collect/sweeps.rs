@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::convert::{self, Registration};
-use super::{missing_permissions, wire, CollectOptions, PerUserMfaScope};
+use super::{missing_permissions, wire, CollectOptions, PerUserMfaScope, PERMISSION_NEEDS};
 use crate::graph::{ApiVersion, BatchItem, GraphClient, GraphError, ThrottleClass};
 use crate::snapshot::{
     Coverage, DataSet, Gap, MethodKind, ObjectId, Role, RoleSet, Snapshot, User, ROLE_TABLE,
@@ -212,6 +212,63 @@ fn sign_ins_url(since: DateTime<Utc>, code: i32) -> String {
         "/v1.0/auditLogs/signIns?$filter={}&$top=1000",
         encode(&filter)
     )
+}
+
+/// What an admin issuing a Temporary Access Pass leaves in the directory audit log
+/// (entra-docs `docs/architecture/security-operations-privileged-accounts.md`: activity "Admin
+/// registered security info", status reason "Admin registered temporary access pass method for
+/// user", category UserManagement, service "Authentication Methods").
+const TAP_ISSUED_ACTIVITY: &str = "Admin registered security info";
+
+/// Directory audit events since `since` of the activity an issued TAP leaves. `$filter` with
+/// `eq` and `ge` is documented for directoryAudits (docs-contrib `directoryaudit-list.md`).
+fn directory_audits_url(since: DateTime<Utc>) -> String {
+    let filter = format!(
+        "activityDisplayName eq '{TAP_ISSUED_ACTIVITY}' and activityDateTime ge {}",
+        since.to_rfc3339_opts(SecondsFormat::Secs, true)
+    );
+    format!(
+        "/v1.0/auditLogs/directoryAudits?$filter={}",
+        encode(&filter)
+    )
+}
+
+/// The users a page of directory audit events says were issued a TAP: successful "Admin
+/// registered security info" events whose result reason names a temporary access pass; the
+/// target is the `User` resource (other methods registered by an admin are ignored).
+fn tap_issued_to(page: &[wire::DirectoryAudit]) -> Vec<ObjectId> {
+    page.iter()
+        .filter(|e| {
+            e.activity_display_name
+                .as_deref()
+                .is_some_and(|a| a.eq_ignore_ascii_case(TAP_ISSUED_ACTIVITY))
+                && e.result
+                    .as_deref()
+                    .is_none_or(|r| r.eq_ignore_ascii_case("success"))
+                && e.result_reason
+                    .as_deref()
+                    .is_some_and(|r| r.to_ascii_lowercase().contains("temporary access pass"))
+        })
+        .flat_map(|e| {
+            e.target_resources.iter().filter(|t| {
+                t.target_type
+                    .as_deref()
+                    .is_none_or(|k| k.eq_ignore_ascii_case("user"))
+            })
+        })
+        .filter_map(|t| t.id.as_deref().and_then(ObjectId::parse))
+        .collect()
+}
+
+/// Where the directory audit log is read from: the previous audit less the report's lag, or the
+/// configured window without one; never more than 30 days back (a TAP lives at most 30 days,
+/// and P1/P2 tenants keep 30 days of audit log).
+fn tap_audit_since(options: &CollectOptions, audit_time: DateTime<Utc>) -> DateTime<Utc> {
+    let since = match options.previous_audit {
+        Some(p) => p.min(audit_time) - super::TAP_AUDIT_OVERLAP,
+        None => audit_time - options.tap_audit_window,
+    };
+    since.max(audit_time - chrono::Duration::days(30))
 }
 
 /// Times a sweep and records its outcome.
@@ -913,13 +970,52 @@ pub async fn collect_with_report(
     } else {
         Vec::new()
     };
-    let tap_for: Vec<usize> = if has_users && coverage.has(DataSet::TapDetail) && !licence_fallback
-    {
+    let read_taps = has_users && coverage.has(DataSet::TapDetail) && !licence_fallback;
+    // The report lags by hours and may never list a TAP: the directory audit log names who was
+    // issued one since the previous audit.
+    let (fresh_taps, stat) = timed("directory-audits", async {
+        if !read_taps {
+            return Ok((Vec::new(), 0));
+        }
+        let mut issued: Vec<ObjectId> = Vec::new();
+        let mut rows = 0u64;
+        client
+            .get_pages::<wire::DirectoryAudit, _>(
+                ThrottleClass::Reports,
+                "directoryAudits",
+                &directory_audits_url(tap_audit_since(options, audit_time)),
+                |page| {
+                    rows += page.len() as u64;
+                    issued.extend(tap_issued_to(&page));
+                    Ok(())
+                },
+            )
+            .await?;
+        issued.sort_unstable();
+        issued.dedup();
+        Ok((issued, rows))
+    })
+    .await;
+    record(
+        &mut coverage,
+        &mut sweeps,
+        DataSet::TapDetail,
+        "directoryAudits",
+        stat,
+        fresh_taps.as_ref().err(),
+    );
+    let fresh_taps: Vec<u32> = fresh_taps
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|id| index.get(id).copied())
+        .collect();
+    let tap_for: Vec<usize> = if read_taps {
         (0..users.len())
             .filter(|&i| {
                 users[i]
                     .methods
                     .is_some_and(|m| m.contains(MethodKind::TemporaryAccessPass))
+                    || fresh_taps.contains(&(i as u32))
             })
             .filter(|i| !detail_for.contains(i))
             .collect()
@@ -949,6 +1045,7 @@ pub async fn collect_with_report(
     let tap_items = items(&tap_for, "temporaryAccessPassMethods");
     let per_user_items = items(&per_user_for, "requirements");
 
+    let denied = Denied::default();
     let (detail, tap, per_user) = tokio::join!(
         timed(
             "method-detail",
@@ -957,7 +1054,8 @@ pub async fn collect_with_report(
                 client,
                 "authenticationMethods",
                 ApiVersion::Beta,
-                detail_items
+                detail_items,
+                &denied
             )
         ),
         timed(
@@ -966,7 +1064,8 @@ pub async fn collect_with_report(
                 client,
                 "temporaryAccessPassMethods",
                 ApiVersion::V1,
-                tap_items
+                tap_items,
+                &denied
             )
         ),
         timed(
@@ -975,7 +1074,8 @@ pub async fn collect_with_report(
                 client,
                 "perUserMfaRequirements",
                 ApiVersion::Beta,
-                per_user_items
+                per_user_items,
+                &denied
             )
         ),
     );
@@ -1018,7 +1118,12 @@ pub async fn collect_with_report(
         tap.as_ref().err(),
     );
     for (i, page) in tap.ok().unwrap_or_default() {
-        users[i].tap = page.value.first().map(|m| Box::new(convert::tap(m)));
+        let u = &mut users[i];
+        u.tap = page.value.first().map(|m| Box::new(convert::tap(m)));
+        // A TAP issued since the report's snapshot is a method the user has now.
+        if let (true, Some(methods)) = (u.tap.is_some(), u.methods.as_mut()) {
+            methods.insert(MethodKind::TemporaryAccessPass);
+        }
     }
     let (per_user, stat) = per_user;
     record(
@@ -1031,6 +1136,11 @@ pub async fn collect_with_report(
     );
     for (i, req) in per_user.ok().unwrap_or_default() {
         users[i].per_user_mfa = Some(convert::per_user_mfa(req.per_user_mfa_state.as_deref()));
+    }
+
+    // Items Graph refused (403) leave their data set a named gap; the others' results are kept.
+    for (set, gap) in denied.into_gaps() {
+        coverage.gaps.entry(set).or_insert(gap);
     }
 
     for (id, names) in unknown_by_user {
@@ -1085,13 +1195,63 @@ fn wants_detail(coverage: &Coverage, fallback: bool) -> bool {
     }
 }
 
+/// Per-user items Graph refused with a 403, per sweep: `(endpoint, refused, total, first error)`.
+#[derive(Default)]
+struct Denied(std::sync::Mutex<Vec<(&'static str, usize, usize, GraphError)>>);
+
+impl Denied {
+    fn note(&self, endpoint: &'static str, refused: usize, total: usize, first: GraphError) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((endpoint, refused, total, first));
+    }
+
+    /// Each refused sweep's data set as missing permission, naming how many users were refused.
+    fn into_gaps(self) -> Vec<(DataSet, Gap)> {
+        let refused = self.0.into_inner().unwrap_or_else(|e| e.into_inner());
+        refused
+            .into_iter()
+            .map(|(endpoint, n, total, first)| {
+                let set = match endpoint {
+                    "temporaryAccessPassMethods" => DataSet::TapDetail,
+                    "perUserMfaRequirements" => DataSet::PerUserMfa,
+                    _ => DataSet::MethodDetail,
+                };
+                let permission = PERMISSION_NEEDS
+                    .iter()
+                    .find(|need| need.data_set == set)
+                    .and_then(|need| need.any_of.first())
+                    .copied()
+                    .unwrap_or("a permission");
+                let code = first.code().filter(|c| !c.is_empty()).unwrap_or("(no code)");
+                tracing::warn!(
+                    endpoint,
+                    refused = n,
+                    total,
+                    "Graph refused some users' data: {first}"
+                );
+                (
+                    set,
+                    Gap::MissingPermission(format!(
+                        "{permission} (Graph answered {endpoint} with HTTP 403 {code} for {n} of {total} users)"
+                    )),
+                )
+            })
+            .collect()
+    }
+}
+
 /// Runs a per-user `$batch` sweep; one item failing fails the sweep (naming how many and why),
-/// except a 404 (the user was deleted since the user sweep), which is skipped.
+/// except a 404 (the user was deleted since the user sweep), which is skipped, and a 403 (Graph
+/// refused that user's data: `accessDenied`), which is noted in `denied` while every other
+/// item's result is kept.
 async fn batch<T: serde::de::DeserializeOwned>(
     client: &GraphClient,
     endpoint: &'static str,
     version: ApiVersion,
     items: Vec<BatchItem>,
+    denied: &Denied,
 ) -> Result<(Vec<(usize, T)>, u64), GraphError> {
     if items.is_empty() {
         return Ok((Vec::new(), 0));
@@ -1103,6 +1263,8 @@ async fn batch<T: serde::de::DeserializeOwned>(
     let mut ok = Vec::with_capacity(results.len());
     let mut failed = 0usize;
     let mut first: Option<GraphError> = None;
+    let mut refused = 0usize;
+    let mut first_refused: Option<GraphError> = None;
     for (id, r) in results {
         match r {
             Ok(v) => {
@@ -1111,11 +1273,18 @@ async fn batch<T: serde::de::DeserializeOwned>(
                 }
             }
             Err(e) if e.status() == Some(404) => {}
+            Err(e) if e.status() == Some(403) && !e.is_licence_error() => {
+                refused += 1;
+                first_refused.get_or_insert(e);
+            }
             Err(e) => {
                 failed += 1;
                 first.get_or_insert(e);
             }
         }
+    }
+    if let Some(e) = first_refused {
+        denied.note(endpoint, refused, total, e);
     }
     match first {
         None => {

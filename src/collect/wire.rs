@@ -424,6 +424,38 @@ pub struct SignIn {
     pub status: Option<SignInStatus>,
 }
 
+/// One `targetResources` entry of a directory audit event.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AuditTarget {
+    #[serde(deserialize_with = "lenient_string")]
+    pub id: Option<String>,
+    /// `"User"`, `"Group"`, … (Graph's own example spells the key `Type`).
+    #[serde(rename = "type", alias = "Type", deserialize_with = "lenient_string")]
+    pub target_type: Option<String>,
+    #[serde(deserialize_with = "lenient_string")]
+    pub user_principal_name: Option<String>,
+}
+
+/// `GET /auditLogs/directoryAudits` (docs-contrib `api-reference/v1.0/resources/directoryaudit.md`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct DirectoryAudit {
+    #[serde(deserialize_with = "lenient_string")]
+    pub id: Option<String>,
+    #[serde(deserialize_with = "lenient_date")]
+    pub activity_date_time: Option<DateTime<Utc>>,
+    #[serde(deserialize_with = "lenient_string")]
+    pub activity_display_name: Option<String>,
+    #[serde(deserialize_with = "lenient_string")]
+    pub logged_by_service: Option<String>,
+    #[serde(deserialize_with = "lenient_string")]
+    pub result: Option<String>,
+    #[serde(deserialize_with = "lenient_string")]
+    pub result_reason: Option<String>,
+    pub target_resources: Vec<AuditTarget>,
+}
+
 /// Graph's error body (REFERENCE §3.3).
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]

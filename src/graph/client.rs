@@ -135,6 +135,15 @@ impl ClientConfig {
 #[derive(Clone)]
 pub struct GraphClient {
     inner: Arc<Inner>,
+    /// When set, no wait (Retry-After, backoff, pacing) may end after it: see [`GraphClient::with_deadline`].
+    deadline: Option<Deadline>,
+}
+
+/// An audit's deadline: the instant, and the budget it was set from (for the error message).
+#[derive(Clone, Copy, Debug)]
+struct Deadline {
+    at: Instant,
+    budget: Duration,
 }
 
 struct Inner {
@@ -265,6 +274,31 @@ impl GraphClient {
                 http,
                 tokens,
             }),
+            deadline: None,
+        })
+    }
+
+    /// A client sharing this one's tokens, pacers and counters whose requests must all be done
+    /// within `budget` from now (an audit's deadline). A wait that would end past it fails the
+    /// request at once with [`GraphError::Deadline`]; throttled `$batch` items are retried until
+    /// then rather than `max_retries` times.
+    pub fn with_deadline(&self, budget: Duration) -> GraphClient {
+        GraphClient {
+            inner: self.inner.clone(),
+            deadline: Some(Deadline {
+                at: Instant::now() + budget,
+                budget,
+            }),
+        }
+    }
+
+    /// The error for a wait of `wait` that would end past the deadline (`None`: it may wait).
+    fn past_deadline(&self, endpoint: &str, wait: Duration) -> Option<GraphError> {
+        let d = self.deadline?;
+        (Instant::now() + wait > d.at).then(|| GraphError::Deadline {
+            endpoint: endpoint.into(),
+            wait_seconds: wait.as_secs_f64(),
+            budget_seconds: d.budget.as_secs_f64(),
         })
     }
 
@@ -465,7 +499,8 @@ impl GraphClient {
             if retry.is_empty() {
                 break;
             }
-            if attempt >= cfg.max_retries {
+            // With an audit deadline, throttled items are retried until it; without, `max_retries` times.
+            if self.deadline.is_none() && attempt >= cfg.max_retries {
                 let attempts = attempt + 1;
                 results.extend(retry.into_iter().map(|i| {
                     (
@@ -479,6 +514,32 @@ impl GraphClient {
                 break;
             }
             let delay = wait.unwrap_or_else(|| backoff(attempt, cfg.backoff_base, cfg.backoff_cap));
+            if let Some(e) = self.past_deadline(endpoint, delay) {
+                tracing::warn!(
+                    endpoint,
+                    items = retry.len(),
+                    "throttled $batch items not retried: {e}"
+                );
+                let (wait_seconds, budget_seconds) = match e {
+                    GraphError::Deadline {
+                        wait_seconds,
+                        budget_seconds,
+                        ..
+                    } => (wait_seconds, budget_seconds),
+                    _ => (delay.as_secs_f64(), 0.0),
+                };
+                results.extend(retry.into_iter().map(|i| {
+                    (
+                        i.id,
+                        Err(GraphError::Deadline {
+                            endpoint: endpoint.into(),
+                            wait_seconds,
+                            budget_seconds,
+                        }),
+                    )
+                }));
+                break;
+            }
             tokio::time::sleep(delay).await;
             attempt += 1;
             pending = retry;
@@ -522,7 +583,20 @@ impl GraphClient {
         let mut attempt: u32 = 0;
         let mut refreshed = false;
         loop {
-            self.inner.pacer.acquire(class, cost).await;
+            if let Some(e) = self.past_deadline(endpoint, Duration::ZERO) {
+                return Err(e);
+            }
+            if let Err(wait) = self
+                .inner
+                .pacer
+                .acquire_before(class, cost, self.deadline.map(|d| d.at))
+                .await
+            {
+                // Graph paused the class (Retry-After) or the budget is spent until past the deadline.
+                return Err(self
+                    .past_deadline(endpoint, wait)
+                    .unwrap_or(GraphError::Cancelled));
+            }
             let outcome = self
                 .attempt(class, endpoint, &method, url, body, &mut refreshed)
                 .await;
@@ -541,6 +615,10 @@ impl GraphClient {
                     }
                     let delay = after
                         .unwrap_or_else(|| backoff(attempt, cfg.backoff_base, cfg.backoff_cap));
+                    if let Some(e) = self.past_deadline(endpoint, delay) {
+                        tracing::warn!(endpoint, delay_s = delay.as_secs_f64(), %error, "not retrying: {e}");
+                        return Err(e);
+                    }
                     tracing::debug!(endpoint, attempt, delay_ms = delay.as_millis() as u64, %error, "retrying");
                     tokio::time::sleep(delay).await;
                     attempt += 1;
@@ -682,6 +760,15 @@ fn rename_endpoint(e: &GraphError, endpoint: &str) -> GraphError {
         GraphError::Throttled { attempts, .. } => GraphError::Throttled {
             endpoint: endpoint.into(),
             attempts: *attempts,
+        },
+        GraphError::Deadline {
+            wait_seconds,
+            budget_seconds,
+            ..
+        } => GraphError::Deadline {
+            endpoint: endpoint.into(),
+            wait_seconds: *wait_seconds,
+            budget_seconds: *budget_seconds,
         },
         _ => GraphError::Transport {
             endpoint: endpoint.into(),

@@ -38,6 +38,16 @@ pub enum GraphError {
     /// Throttled and still throttled after every retry.
     #[error("{endpoint}: still throttled (HTTP 429) after {attempts} attempts")]
     Throttled { endpoint: String, attempts: u32 },
+    /// Waiting (for `Retry-After`, a backoff or the pacer) would pass the audit's deadline, so the
+    /// request was given up at once (`graph.audit_timeout_seconds`).
+    #[error("{endpoint}: gave up: the next try is {wait_seconds:.0} s away, past the audit deadline ({budget_seconds:.0} s after the start, graph.audit_timeout_seconds)")]
+    Deadline {
+        endpoint: String,
+        /// How long the client would have had to wait.
+        wait_seconds: f64,
+        /// The audit's whole budget.
+        budget_seconds: f64,
+    },
     /// Some items of a per-user `$batch` sweep failed for good.
     #[error("{endpoint}: {failed} of {total} users could not be read; first: {first}")]
     Items {

@@ -88,15 +88,35 @@ impl Pacer {
 
     /// Waits until `cost` units of `class` may be spent.
     pub async fn acquire(&self, class: ThrottleClass, cost: f64) {
+        // Without a deadline the wait is never refused.
+        let _ = self.acquire_before(class, cost, None).await;
+    }
+
+    /// Waits until `cost` units of `class` may be spent, unless that wait would end after
+    /// `deadline`: then nothing is spent and the wait is returned at once as the error.
+    pub async fn acquire_before(
+        &self,
+        class: ThrottleClass,
+        cost: f64,
+        deadline: Option<Instant>,
+    ) -> Result<(), Duration> {
         let wait = {
             let mut b = self.buckets[index(class)]
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            b.reserve(cost, Instant::now())
+            let now = Instant::now();
+            let wait = b.reserve(cost, now);
+            if deadline.is_some_and(|d| now + wait > d) {
+                // Give the reservation back: this request is not sent.
+                b.tokens += cost.min(b.capacity);
+                return Err(wait);
+            }
+            wait
         };
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
+        Ok(())
     }
 
     /// Graph throttled `class`: nobody of that class sends before `delay` has passed, and the

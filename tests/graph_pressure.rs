@@ -1,0 +1,177 @@
+//! End to end against graph-sim: Temporary Access Passes the registration report does not list
+//! yet are found in the directory audit log (A8); per-user reads under pressure — throttled
+//! `$batch` items retried until the audit's deadline, a 403 on one user kept to that user (A9);
+//! and an audit deadline that a `Retry-After: 3600` cannot hold up (B5).
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use graph_sim::{Fault, Profile, SimConfig, SimHandle};
+use mfa_auditor::collect::{collect_with_report, CollectOptions, CollectReport};
+use mfa_auditor::graph::GraphClient;
+use mfa_auditor::snapshot::{DataSet, Gap, MethodKind, ObjectId};
+
+mod common;
+
+async fn sim(users: usize, seed: u64, tweak: impl FnOnce(&mut SimConfig)) -> SimHandle {
+    common::sim(users, seed, Profile::Realistic, tweak).await
+}
+
+async fn run(sim: &SimHandle, client: &GraphClient, options: &CollectOptions) -> CollectReport {
+    collect_with_report(client, options, Utc::now(), sim.tenant_id()).await
+}
+
+fn sweep_items(report: &CollectReport, name: &str) -> (u64, Option<String>) {
+    let s = report
+        .sweeps
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no {name} sweep in {:?}", report.sweeps));
+    (s.items, s.error.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn taps_issued_since_the_report_are_found_in_the_directory_audit_log() {
+    let sim = sim(3000, 21, |_| {}).await;
+    let truth = sim.ground_truth();
+    let fresh: Vec<_> = truth
+        .users
+        .iter()
+        .filter(|u| u.tap.as_ref().is_some_and(|t| t.fresh))
+        .collect();
+    assert!(
+        !fresh.is_empty(),
+        "the tenant has TAPs the report lags behind"
+    );
+    // The previous audit ran an hour ago: the log is read from a day before it.
+    let options = CollectOptions {
+        previous_audit: Some(Utc::now() - chrono::Duration::hours(1)),
+        ..CollectOptions::default()
+    };
+    let client = common::client(&sim, |_| {});
+    let report = run(&sim, &client, &options).await;
+    let snap = &report.snapshot;
+    assert!(snap.is_complete(), "{:?}", snap.coverage);
+    assert!(snap.coverage.has(DataSet::TapDetail), "{:?}", snap.coverage);
+    for t in &fresh {
+        let id = ObjectId::parse(&t.id).expect("id");
+        let u = snap
+            .users
+            .iter()
+            .find(|u| u.id == id)
+            .expect("user collected");
+        let want = t.tap.as_ref().expect("tap");
+        let got = u
+            .tap
+            .as_deref()
+            .unwrap_or_else(|| panic!("{}: the TAP issued since the report was not read", t.upn));
+        assert_eq!(
+            (got.lifetime_minutes, got.usable_once, got.usable),
+            (want.lifetime_minutes, want.usable_once, want.usable),
+            "{}",
+            t.upn
+        );
+        assert!(
+            u.methods
+                .is_some_and(|m| m.contains(MethodKind::TemporaryAccessPass)),
+            "{}: a TAP read in detail is one of the user's methods",
+            t.upn
+        );
+    }
+    // Every TAP holder, listed by the report or not, and nobody else has one.
+    let holders = truth.users.iter().filter(|u| u.tap.is_some()).count();
+    assert_eq!(
+        snap.users.iter().filter(|u| u.tap.is_some()).count(),
+        holders
+    );
+    let (events, error) = sweep_items(&report, "directory-audits");
+    assert_eq!(error, None);
+    assert!(events >= fresh.len() as u64, "{events} audit events read");
+    // Only the filtered events were served: not the tenant's whole log.
+    assert_eq!(sim.stats().count("directoryAudits", 400), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_403_on_one_users_methods_is_a_named_gap_and_keeps_every_other_result() {
+    let sim = sim(2000, 23, |c| {
+        c.faults = vec![Fault::Status {
+            endpoint: "authenticationMethods".into(),
+            status: 403,
+            count: Some(1),
+            retry_after: None,
+        }]
+    })
+    .await;
+    let client = common::client(&sim, |_| {});
+    let report = run(&sim, &client, &CollectOptions::default()).await;
+    let snap = &report.snapshot;
+    let detail_users = snap
+        .users
+        .iter()
+        .filter(|u| !u.roles.is_empty() || u.is_admin)
+        .count() as u64;
+    assert!(detail_users > 2, "{detail_users} admins");
+    match snap.coverage.gaps.get(&DataSet::MethodDetail) {
+        Some(Gap::MissingPermission(what)) => {
+            assert!(
+                what.contains("UserAuthenticationMethod.Read.All")
+                    && what.contains("accessDenied")
+                    && what.contains(&format!("1 of {detail_users} users")),
+                "{what}"
+            );
+        }
+        other => panic!("method detail should be missing permission, got {other:?}"),
+    }
+    // Not a failure: the audit is complete, and every other admin's detail was kept.
+    assert!(snap.is_complete(), "{:?}", snap.coverage);
+    let (items, error) = sweep_items(&report, "method-detail");
+    assert_eq!(error, None);
+    assert_eq!(items, detail_users - 1);
+    assert_eq!(sim.stats().count("authenticationMethods", 403), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_batch_items_are_retried_until_the_audit_deadline_not_a_fixed_count() {
+    let sim = sim(2000, 25, |c| {
+        c.faults = vec![Fault::Throttle {
+            endpoint: "authenticationMethods".into(),
+            count: Some(40),
+            retry_after: Some(0.02),
+        }]
+    })
+    .await;
+    // One retry only: the throttled items outlast it, but not the audit's deadline.
+    let config = common::config(
+        &sim,
+        "[graph]\nmax_retries = 1\naudit_timeout_seconds = 120\n",
+    );
+    let report = common::audit(&sim, &config).await;
+    assert!(report.complete, "{:?}", report.incomplete_reasons);
+    assert_eq!(sim.stats().count("authenticationMethods", 429), 40);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_audit_facing_retry_after_3600_ends_incomplete_within_its_deadline() {
+    let sim = sim(1200, 27, |c| {
+        c.faults = vec![Fault::Throttle {
+            endpoint: "userRegistrationDetails".into(),
+            count: None,
+            retry_after: Some(3600.0),
+        }]
+    })
+    .await;
+    let config = common::config(&sim, "[graph]\naudit_timeout_seconds = 3\n");
+    let started = Instant::now();
+    let report = tokio::time::timeout(Duration::from_secs(120), common::audit(&sim, &config))
+        .await
+        .expect("the audit ends by its deadline, not after the hour Graph asked for");
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert!(!report.complete);
+    let reasons = report.incomplete_reasons.join("; ");
+    assert!(
+        reasons.contains("userRegistrationDetails")
+            && reasons.contains("audit deadline")
+            && reasons.contains("graph.audit_timeout_seconds"),
+        "{reasons}"
+    );
+}
