@@ -43,6 +43,10 @@ pub struct Posture {
     pub mfa_failures_by_code: BTreeMap<i32, u64>,
     /// Tenant rules that were judged: true when they found nothing (excepted findings included).
     pub tenant_rules_passing: BTreeMap<&'static str, bool>,
+    /// Data sets this audit could not read although they are normally read (a permission that
+    /// is missing now), with the reason: the figures drawn from them are not this audit's, so
+    /// the metrics carry the last ones known instead of publishing zeros.
+    pub unread: BTreeMap<&'static str, String>,
 }
 
 /// One audit's result.
@@ -338,6 +342,20 @@ fn posture(
         security_defaults_enabled: snapshot.security_defaults_enabled,
         mfa_failures_by_code: snapshot.mfa_failures_by_code.clone(),
         tenant_rules_passing,
+        unread: snapshot
+            .coverage
+            .gaps
+            .iter()
+            .filter_map(|(set, gap)| match gap {
+                Gap::MissingPermission(p) => {
+                    Some((set.as_str(), format!("needs the {p} permission")))
+                }
+                Gap::Failed { endpoint, reason } => {
+                    Some((set.as_str(), format!("{endpoint}: {reason}")))
+                }
+                _ => None,
+            })
+            .collect(),
     }
 }
 
