@@ -125,12 +125,32 @@ fn trigger(shared: &Arc<Shared>, tasks: &mut tokio::task::JoinSet<()>) {
                 .metrics
                 .observe_with(&report, &config.rules, &open, config.per_user_series());
             alerting.published(&open);
+            if report.complete {
+                if let Some(record) = shared.metrics.posture_record() {
+                    let json = serde_json::to_string(&*record)?;
+                    shared.store.save_posture(
+                        &tenant,
+                        changes.audit_id,
+                        record.finished_at,
+                        &json,
+                    )?;
+                }
+            }
             shared.store.prune(&tenant, config.storage.keep_audits)?;
+            if !report.skipped.is_empty() {
+                let rules: Vec<&str> = report.skipped.iter().map(|s| s.rule).collect();
+                tracing::warn!(
+                    kept_open = changes.kept,
+                    "rules skipped for lack of data, their findings kept as they were: {}",
+                    rules.join(", ")
+                );
+            }
             tracing::info!(
                 complete = report.complete,
                 findings = report.findings.len(),
                 new = changes.new.len(),
                 resolved = changes.resolved.len(),
+                skipped_rules = report.skipped.len(),
                 "audit recorded"
             );
             Ok(())
@@ -187,6 +207,40 @@ async fn reload(shared: &Shared) {
     }
 }
 
+/// Publishes the posture of the last complete audit kept in the store, so `/metrics` and
+/// `/readyz` tell the truth from the start, even while Graph fails.
+fn republish(shared: &Shared) {
+    let config = shared.config();
+    let tenant = &config.tenant.tenant_id;
+    let kept = match shared.store.posture(tenant) {
+        Ok(Some(kept)) => kept,
+        Ok(None) => return,
+        Err(e) => return tracing::error!("reading the last published posture: {e}"),
+    };
+    let record = match serde_json::from_str::<crate::metrics::PostureRecord>(&kept.record) {
+        Ok(r) => r,
+        Err(e) => {
+            return tracing::warn!(
+                "the posture kept from audit {} cannot be read ({e}); the next complete audit publishes one",
+                kept.audit_id
+            )
+        }
+    };
+    match shared.store.findings(tenant, false) {
+        Ok(open) => {
+            shared
+                .metrics
+                .restore(record, &config.rules, &open, config.per_user_series());
+            tracing::info!(
+                audit = kept.audit_id,
+                finished_at = %kept.finished_at,
+                "republished the posture of the last complete audit"
+            );
+        }
+        Err(e) => tracing::error!("reading the open findings to republish the posture: {e}"),
+    }
+}
+
 /// Hands the store's open findings to a freshly started alerting, so the alerts of the last
 /// complete audit stay active across a restart or a reload.
 fn seed_alerts(shared: &Shared, alerting: &Alerting, tenant: &str) {
@@ -204,10 +258,8 @@ pub async fn run(
     let config = Config::load(config_path)?;
     let client = build_client(&config)?;
     let state_path = config.state_path();
-    let store = Arc::new(
-        Store::open(&state_path)
-            .with_context(|| format!("opening the state at {}", state_path.display()))?,
-    );
+    // The store's errors name the file; the key says where it comes from.
+    let store = Arc::new(Store::open(&state_path).context("storage.path")?);
     let listen: std::net::SocketAddr = config.http.listen.parse().context("http.listen")?;
     let metrics = Metrics::new(&config.tenant.tenant_id);
     let alerting = Alerting::prepare(&config, store.clone(), metrics.alerting())?.start();
@@ -222,6 +274,7 @@ pub async fn run(
         skipped_runs: AtomicU64::new(0),
         config_path: config_path.to_path_buf(),
     });
+    republish(&shared);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;

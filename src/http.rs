@@ -89,19 +89,21 @@ async fn metrics(State(s): AppState) -> Response {
         .into_response()
 }
 
-/// Ready when a complete audit exists and is fresher than `[schedule] stale_after_seconds`.
+/// Ready when the posture of a complete audit is published and that audit (the last complete one
+/// in the store) is fresher than `[schedule] stale_after_seconds`.
 async fn readyz(State(s): AppState) -> Result<Response, ApiError> {
     let config = s.config();
-    let last = s
-        .store
-        .audits(&config.tenant.tenant_id, 1000)?
-        .into_iter()
-        .find(|r| r.complete);
+    let last = s.store.last_complete(&config.tenant.tenant_id)?;
     let max_age = config.schedule.stale_after_seconds as i64;
     Ok(match last {
         None => (
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: no complete audit yet\n",
+        )
+            .into_response(),
+        Some(_) if !s.metrics.has_posture() => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: no posture published on /metrics yet\n",
         )
             .into_response(),
         Some(run) => {
@@ -272,6 +274,36 @@ fn alerting_status(s: &Shared, config: &crate::config::Config) -> String {
     out
 }
 
+/// The rules the last complete audit could not judge, and why (their findings are kept as they
+/// were): from the store, so a restart shows them too.
+fn skipped_status(s: &Shared, config: &crate::config::Config) -> String {
+    let Ok(Some(run)) = s.store.last_complete(&config.tenant.tenant_id) else {
+        return String::new();
+    };
+    if run.skipped.is_empty() {
+        return format!(
+            "<p>Last complete audit: {}, every enabled rule judged.</p>",
+            run.finished_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
+    }
+    let mut out = format!(
+        "<p>Last complete audit: {}. <strong>{} rules skipped</strong> (not passed; their findings are kept as they were):</p><table><tr><th>rule</th><th>why</th></tr>",
+        run.finished_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        run.skipped.len()
+    );
+    for k in &run.skipped {
+        out.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td></tr>",
+            escape(&k.rule),
+            escape(&k.reason)
+        ));
+    }
+    out.push_str("</table>");
+    out
+}
+
 async fn status_page(State(s): AppState) -> Html<String> {
     let config = s.config();
     let mut body = format!(
@@ -297,6 +329,7 @@ async fn status_page(State(s): AppState) -> Html<String> {
             body.push_str("</table>");
         }
     }
+    body.push_str(&skipped_status(&s, &config));
     body.push_str(&alerting_status(&s, &config));
     body.push_str("<p><a href=\"/metrics\">/metrics</a> · <a href=\"/readyz\">/readyz</a> · <a href=\"/api/v1/findings\">/api/v1/findings</a> · <a href=\"/api/v1/audits\">/api/v1/audits</a></p>");
     Html(format!("<!doctype html><html><head><meta charset=\"utf-8\"><title>mfa-auditor</title></head><body>{body}</body></html>"))

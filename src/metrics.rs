@@ -5,12 +5,14 @@
 //! in whole: a scrape sees one audit's figures or the next one's, never a mix, and an incomplete
 //! audit changes only the daemon's own metrics (failure counter, freshness).
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use prometheus::{
     Encoder, Gauge, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
+use serde::{Deserialize, Serialize};
 
 use crate::evaluate::{RulesConfig, CATALOGUE};
 use crate::graph::GraphStats;
@@ -28,6 +30,188 @@ pub struct Metrics {
     last_attempt: Gauge,
     duration: Gauge,
     posture: RwLock<Arc<Registry>>,
+    record: RwLock<Option<Arc<PostureRecord>>>,
+}
+
+/// What the posture registry is built from: the figures of the last complete audit, where a rule
+/// it skipped or a data set it could not read keeps the figures last known (a skipped rule is not
+/// a passing one, and a permission lost for an hour must not read as a tenant gone clean). Kept
+/// in the state store as JSON, so a restart republishes it before Graph answers.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PostureRecord {
+    /// When the complete audit these figures come from finished.
+    pub finished_at: DateTime<Utc>,
+    pub users_in_scope: u64,
+    pub users_by_mfa_families: [u64; 4],
+    pub users_with_method: BTreeMap<String, u64>,
+    pub unknown_methods: BTreeMap<String, u64>,
+    pub tap_policy_enabled: Option<bool>,
+    pub tap_policy_usable_once: Option<bool>,
+    pub tap_policy_lifetime_minutes: BTreeMap<String, u32>,
+    pub tap_active: [u64; 2],
+    pub auth_methods_enabled: BTreeMap<String, bool>,
+    pub security_defaults_enabled: Option<bool>,
+    pub mfa_failures_by_code: BTreeMap<i32, u64>,
+    pub tenant_rules_passing: BTreeMap<String, bool>,
+    /// Open findings (not excepted) and excepted ones, by rule: only rules judged at least once.
+    pub findings_by_rule: BTreeMap<String, u64>,
+    pub excepted_by_rule: BTreeMap<String, u64>,
+    /// Open critical findings of users: (rule, user principal name).
+    pub critical_users: Vec<(String, String)>,
+    /// When each rule was last judged.
+    pub rule_judged_at: BTreeMap<String, DateTime<Utc>>,
+    /// Rules the audit skipped, with the reason: their series are the last known ones.
+    pub skipped_rules: BTreeMap<String, String>,
+    /// Data sets the audit could not read, with the reason: their figures are the last known ones.
+    pub carried: BTreeMap<String, String>,
+    /// Service principals holding each tracked role; `None` when roles were never read.
+    #[serde(default)]
+    pub role_service_principals: Option<BTreeMap<String, u64>>,
+}
+
+/// The figure groups each data set feeds, for carrying them when it is unread.
+const FROM_USERS: &str = "users";
+const FROM_METHODS: [&str; 3] = ["registration", "method-detail", "users"];
+
+impl PostureRecord {
+    /// The record of `report` (complete), with what it could not judge taken from `prev`.
+    pub fn of(report: &Report, prev: Option<&PostureRecord>) -> PostureRecord {
+        let p = &report.posture;
+        let skipped: BTreeMap<String, String> = report
+            .skipped
+            .iter()
+            .map(|s| (s.rule.to_string(), s.reason.clone()))
+            .collect();
+        let owned =
+            |m: &BTreeMap<&'static str, u64>| m.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        let mut rec = PostureRecord {
+            finished_at: report.finished_at,
+            users_in_scope: report.users_in_scope as u64,
+            users_by_mfa_families: p.users_by_mfa_families,
+            users_with_method: owned(&p.users_with_method),
+            unknown_methods: p.unknown_methods.clone(),
+            tap_policy_enabled: p.tap_policy_enabled,
+            tap_policy_usable_once: p.tap_policy_usable_once,
+            tap_policy_lifetime_minutes: p
+                .tap_policy_lifetime_minutes
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+            tap_active: p.tap_active,
+            auth_methods_enabled: p.auth_methods_enabled.clone(),
+            security_defaults_enabled: p.security_defaults_enabled,
+            mfa_failures_by_code: p.mfa_failures_by_code.clone(),
+            tenant_rules_passing: p
+                .tenant_rules_passing
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+            findings_by_rule: BTreeMap::new(),
+            excepted_by_rule: BTreeMap::new(),
+            critical_users: Vec::new(),
+            rule_judged_at: BTreeMap::new(),
+            skipped_rules: skipped.clone(),
+            carried: BTreeMap::new(),
+            role_service_principals: p
+                .role_service_principals
+                .as_ref()
+                .map(|m| m.iter().map(|(k, v)| (k.to_string(), *v)).collect()),
+        };
+        for rule in CATALOGUE.iter().filter(|r| !skipped.contains_key(r.id)) {
+            let n = report.findings.iter().filter(|f| f.rule == rule.id).count();
+            let x = report
+                .excepted
+                .iter()
+                .filter(|e| e.finding.rule == rule.id)
+                .count();
+            rec.findings_by_rule.insert(rule.id.into(), n as u64);
+            rec.excepted_by_rule.insert(rule.id.into(), x as u64);
+            rec.rule_judged_at
+                .insert(rule.id.into(), report.finished_at);
+        }
+        rec.critical_users = report
+            .findings
+            .iter()
+            .filter(|f| f.severity == crate::evaluate::Severity::Critical)
+            .filter_map(|f| {
+                let upn = f.user_principal_name.as_ref()?;
+                Some((f.rule.to_string(), upn.clone()))
+            })
+            .collect();
+        let Some(prev) = prev else {
+            return rec;
+        };
+        // A skipped rule keeps what it last found.
+        for rule in skipped.keys() {
+            for (from, to) in [
+                (&prev.findings_by_rule, &mut rec.findings_by_rule),
+                (&prev.excepted_by_rule, &mut rec.excepted_by_rule),
+            ] {
+                if let Some(n) = from.get(rule) {
+                    to.insert(rule.clone(), *n);
+                }
+            }
+            if let Some(ok) = prev.tenant_rules_passing.get(rule) {
+                rec.tenant_rules_passing.insert(rule.clone(), *ok);
+            }
+            if let Some(t) = prev.rule_judged_at.get(rule) {
+                rec.rule_judged_at.insert(rule.clone(), *t);
+            }
+            rec.critical_users.extend(
+                prev.critical_users
+                    .iter()
+                    .filter(|(r, _)| r == rule)
+                    .cloned(),
+            );
+        }
+        // An unread data set keeps the figures drawn from it.
+        for (set, why) in &p.unread {
+            let carried = match *set {
+                FROM_USERS => {
+                    rec.users_in_scope = prev.users_in_scope;
+                    true
+                }
+                _ => false,
+            };
+            let carried = carried
+                | match *set {
+                    s if FROM_METHODS.contains(&s) => {
+                        rec.users_by_mfa_families = prev.users_by_mfa_families;
+                        rec.users_with_method = prev.users_with_method.clone();
+                        rec.unknown_methods = prev.unknown_methods.clone();
+                        true
+                    }
+                    "methods-policy" => {
+                        rec.tap_policy_enabled = prev.tap_policy_enabled;
+                        rec.tap_policy_usable_once = prev.tap_policy_usable_once;
+                        rec.tap_policy_lifetime_minutes = prev.tap_policy_lifetime_minutes.clone();
+                        rec.auth_methods_enabled = prev.auth_methods_enabled.clone();
+                        true
+                    }
+                    "tap-detail" => {
+                        rec.tap_active = prev.tap_active;
+                        true
+                    }
+                    "security-defaults" => {
+                        rec.security_defaults_enabled = prev.security_defaults_enabled;
+                        true
+                    }
+                    "sign-ins" => {
+                        rec.mfa_failures_by_code = prev.mfa_failures_by_code.clone();
+                        true
+                    }
+                    "roles" => {
+                        rec.role_service_principals = prev.role_service_principals.clone();
+                        true
+                    }
+                    _ => false,
+                };
+            if carried {
+                rec.carried.insert(set.to_string(), why.clone());
+            }
+        }
+        rec
+    }
 }
 
 /// What the Alertmanager pusher and the webhook worker count; cheap to clone (shared counters).
@@ -208,7 +392,47 @@ impl Metrics {
             last_attempt,
             duration,
             posture: RwLock::new(Arc::new(Registry::new())),
+            record: RwLock::new(None),
         }
+    }
+
+    /// The posture now published (to keep in the state store), if any.
+    pub fn posture_record(&self) -> Option<Arc<PostureRecord>> {
+        self.record
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Whether a posture is published (after a complete audit, or restored from the store).
+    pub fn has_posture(&self) -> bool {
+        self.posture_record().is_some()
+    }
+
+    /// Publishes a posture kept in the state store (at start, before any audit), with the
+    /// store's open findings for their age.
+    pub fn restore(
+        &self,
+        record: PostureRecord,
+        rules: &RulesConfig,
+        open: &[StoredFinding],
+        per_user: Option<usize>,
+    ) {
+        self.last_success
+            .set(record.finished_at.timestamp_millis() as f64 / 1000.0);
+        self.publish(record, rules, open, per_user);
+    }
+
+    fn publish(
+        &self,
+        record: PostureRecord,
+        rules: &RulesConfig,
+        open: &[StoredFinding],
+        per_user: Option<usize>,
+    ) {
+        let fresh = Arc::new(self.posture_registry(&record, rules, open, per_user));
+        *self.posture.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        *self.record.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(record));
     }
 
     /// The alerting counters, for the Alertmanager pusher and the webhook worker.
@@ -247,23 +471,22 @@ impl Metrics {
             return;
         }
         self.audits.with_label_values(&["complete"]).inc();
-        let fresh = Arc::new(self.posture_registry(report, rules, open, per_user));
-        *self.posture.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        let record = PostureRecord::of(report, self.posture_record().as_deref());
+        self.publish(record, rules, open, per_user);
         self.last_success.set(finished);
     }
 
     fn posture_registry(
         &self,
-        report: &Report,
+        p: &PostureRecord,
         rules: &RulesConfig,
         open: &[StoredFinding],
         per_user: Option<usize>,
     ) -> Registry {
         let r = Registry::new();
         let t = self.tenant.as_str();
-        let p = &report.posture;
         gauge!(&r, t, "entra_users", "Users in scope of the user rules.")
-            .set(report.users_in_scope as f64);
+            .set(p.users_in_scope as f64);
         let families = gauge_vec!(
             &r,
             t,
@@ -287,6 +510,30 @@ impl Metrics {
             with_method
                 .with_label_values(&[kind.name()])
                 .set(p.users_with_method.get(kind.name()).copied().unwrap_or(0) as f64);
+        }
+        let skipped_rule = gauge_vec!(
+            &r,
+            t,
+            "entra_rule_skipped",
+            "1 when the last complete audit could not judge a rule (a permission or licence is missing; see /api/v1/audits): its series are the last known ones, not this audit's.",
+            ["rule"]
+        );
+        let judged_at = gauge_vec!(
+            &r,
+            t,
+            "entra_rule_last_judged_timestamp_seconds",
+            "When the rule was last judged (Unix time): older than the last audit when it was skipped since.",
+            ["rule"]
+        );
+        let carried = gauge_vec!(
+            &r,
+            t,
+            "entra_data_set_carried",
+            "1 when the last complete audit could not read a data set it normally reads: the figures drawn from it are the last known ones.",
+            ["data_set"]
+        );
+        for set in p.carried.keys() {
+            carried.with_label_values(&[set]).set(1.0);
         }
         let unknown = gauge_vec!(
             &r,
@@ -326,27 +573,34 @@ impl Metrics {
             "1 when a tenant rule found nothing, 0 when it did (rules not judged are absent).",
             ["rule"]
         );
-        let skipped: Vec<&str> = report.skipped.iter().map(|s| s.rule).collect();
         let now = Utc::now();
         for rule in CATALOGUE {
             let Some(toggle) = rules.toggle(rule.id) else {
                 continue;
             };
-            if !toggle.enabled() || skipped.contains(&rule.id) {
+            if !toggle.enabled() {
                 continue;
             }
+            skipped_rule
+                .with_label_values(&[rule.id])
+                .set(f64::from(u8::from(p.skipped_rules.contains_key(rule.id))));
+            // A rule never judged has no figures to show; one skipped since shows its last ones.
+            let (Some(n), Some(judged)) = (
+                p.findings_by_rule.get(rule.id),
+                p.rule_judged_at.get(rule.id),
+            ) else {
+                continue;
+            };
+            judged_at
+                .with_label_values(&[rule.id])
+                .set(judged.timestamp() as f64);
             let severity = toggle.severity().unwrap_or(rule.severity);
-            let n = report.findings.iter().filter(|f| f.rule == rule.id).count();
             findings
                 .with_label_values(&[rule.id, severity.as_str()])
-                .set(n as f64);
-            excepted.with_label_values(&[rule.id]).set(
-                report
-                    .excepted
-                    .iter()
-                    .filter(|e| e.finding.rule == rule.id)
-                    .count() as f64,
-            );
+                .set(*n as f64);
+            excepted
+                .with_label_values(&[rule.id])
+                .set(p.excepted_by_rule.get(rule.id).copied().unwrap_or(0) as f64);
             let first = open
                 .iter()
                 .filter(|f| f.rule == rule.id && !f.excepted)
@@ -364,18 +618,9 @@ impl Metrics {
                 "1 per user with an open critical finding (opt-in, capped).",
                 ["rule", "user"]
             );
-            let critical: Vec<_> = report
-                .findings
-                .iter()
-                .filter(|f| {
-                    f.severity == crate::evaluate::Severity::Critical
-                        && f.user_principal_name.is_some()
-                })
-                .collect();
-            for f in critical.iter().take(cap) {
-                series
-                    .with_label_values(&[f.rule, f.user_principal_name.as_deref().unwrap_or("")])
-                    .set(1.0);
+            let critical = &p.critical_users;
+            for (rule, upn) in critical.iter().take(cap) {
+                series.with_label_values(&[rule, upn]).set(1.0);
             }
             gauge!(
                 &r,

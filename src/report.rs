@@ -48,6 +48,10 @@ pub struct Posture {
     /// Service principals holding each tracked role (by display name); `None` when roles were
     /// not read.
     pub role_service_principals: Option<BTreeMap<&'static str, u64>>,
+    /// Data sets this audit could not read although they are normally read (a permission that
+    /// is missing now), with the reason: the figures drawn from them are not this audit's, so
+    /// the metrics carry the last ones known instead of publishing zeros.
+    pub unread: BTreeMap<&'static str, String>,
 }
 
 /// One audit's result.
@@ -359,6 +363,20 @@ fn posture(
                     .collect()
             },
         ),
+        unread: snapshot
+            .coverage
+            .gaps
+            .iter()
+            .filter_map(|(set, gap)| match gap {
+                Gap::MissingPermission(p) => {
+                    Some((set.as_str(), format!("needs the {p} permission")))
+                }
+                Gap::Failed { endpoint, reason } => {
+                    Some((set.as_str(), format!("{endpoint}: {reason}")))
+                }
+                _ => None,
+            })
+            .collect(),
     }
 }
 

@@ -15,7 +15,7 @@ use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::evaluate::Severity;
@@ -25,6 +25,11 @@ use crate::report::Report;
 pub enum StateError {
     #[error("state database {path}: {source}")]
     Open {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("state database {path} is not writable ({source}); the daemon records every audit there: check the file's and its directory's permissions, or set storage.path to a writable place")]
+    ReadOnly {
         path: String,
         source: rusqlite::Error,
     },
@@ -92,6 +97,65 @@ CREATE TABLE outbox (
 CREATE INDEX outbox_pending ON outbox (webhook, id);
 CREATE INDEX outbox_group ON outbox (webhook, audit_id, kind, rule, severity);
 "#,
+    // Event ids are what receivers deduplicate on: a plain rowid is reused once the outbox
+    // drains, so ids come from AUTOINCREMENT's sequence from now on. A store that recorded
+    // audits before may have given out any id up to the number of events it ever queued: the
+    // sequence then starts above any such id (the migration time in milliseconds, well below
+    // 2^53, so JSON receivers keep every digit).
+    r#"
+CREATE TABLE outbox_v3 (
+    id                   INTEGER PRIMARY KEY AUTOINCREMENT,
+    webhook              TEXT NOT NULL,
+    tenant               TEXT NOT NULL,
+    audit_id             INTEGER NOT NULL,
+    kind                 TEXT NOT NULL CHECK (kind IN ('new', 'resolved')),
+    rule                 TEXT NOT NULL,
+    subject              TEXT NOT NULL,
+    user_principal_name  TEXT,
+    severity             TEXT NOT NULL,
+    detail               TEXT NOT NULL,
+    remediation          TEXT NOT NULL,
+    first_seen           TEXT NOT NULL,
+    resolved_at          TEXT,
+    attempts             INTEGER NOT NULL DEFAULT 0,
+    last_error           TEXT
+);
+INSERT INTO outbox_v3 SELECT * FROM outbox;
+DROP TABLE outbox;
+ALTER TABLE outbox_v3 RENAME TO outbox;
+CREATE INDEX outbox_pending ON outbox (webhook, id);
+CREATE INDEX outbox_group ON outbox (webhook, audit_id, kind, rule, severity);
+DELETE FROM sqlite_sequence WHERE name IN ('outbox', 'outbox_v3');
+INSERT INTO sqlite_sequence (name, seq)
+    SELECT 'outbox', MAX(
+        COALESCE((SELECT MAX(id) FROM outbox), 0),
+        CASE WHEN EXISTS (SELECT 1 FROM audits) THEN CAST(strftime('%s', 'now') AS INTEGER) * 1000 ELSE 0 END);
+"#,
+    // Which rules an audit skipped and why (JSON), and the posture last published from a
+    // complete audit, so a restart republishes it before Graph answers.
+    r#"
+ALTER TABLE audits ADD COLUMN skipped TEXT NOT NULL DEFAULT '[]';
+CREATE TABLE posture (
+    tenant       TEXT PRIMARY KEY,
+    audit_id     INTEGER NOT NULL,
+    finished_at  TEXT NOT NULL,
+    record       TEXT NOT NULL
+);
+"#,
+    // A tenant rule may find several things (weak-methods-enabled: Sms and Voice): each is its
+    // own subject `tenant:<what>`, which the rules now give. Rows stored under the single
+    // subject `tenant` get theirs from their detail text, so they keep their first_seen.
+    r#"
+UPDATE findings SET subject = 'tenant:' || substr(detail, 1, instr(detail, ' ') - 1)
+    WHERE rule = 'weak-methods-enabled' AND subject = 'tenant' AND instr(detail, ' ') > 1;
+UPDATE findings SET subject = 'tenant:default'
+    WHERE rule = 'tap-policy-lifetime' AND subject = 'tenant' AND detail LIKE 'default TAP lifetime%';
+UPDATE findings SET subject = 'tenant:maximum'
+    WHERE rule = 'tap-policy-lifetime' AND subject = 'tenant' AND detail LIKE 'maximum TAP lifetime%';
+UPDATE findings SET subject = 'tenant:' || lower(substr(detail, 26, instr(detail, ' does not exist') - 26))
+    WHERE rule = 'break-glass-weak' AND subject = 'tenant'
+      AND detail LIKE 'emergency-access account % does not exist';
+"#,
 ];
 
 /// A finding as the store knows it.
@@ -123,6 +187,23 @@ pub struct AuditRun {
     pub findings: i64,
     pub excepted: i64,
     pub graph_requests: i64,
+    /// Rules the audit could not judge, and why: their findings stayed as they were.
+    pub skipped: Vec<SkippedRule>,
+}
+
+/// A rule an audit skipped for lack of data, and the reason.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedRule {
+    pub rule: String,
+    pub reason: String,
+}
+
+/// The posture last published from a complete audit (what `metrics` keeps, as JSON).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredPosture {
+    pub audit_id: i64,
+    pub finished_at: DateTime<Utc>,
+    pub record: String,
 }
 
 /// What a complete audit changed: the (rule, subject) of findings that are new (or back after
@@ -132,6 +213,8 @@ pub struct Changes {
     pub audit_id: i64,
     pub new: Vec<(String, String)>,
     pub resolved: Vec<(String, String)>,
+    /// Open findings of rules the audit skipped, kept open as they were.
+    pub kept: usize,
 }
 
 /// A webhook the outbox queues messages for: its name and the least severity it wants.
@@ -201,7 +284,9 @@ impl Store {
             path: name.clone(),
             source,
         })?;
-        Store::init(conn, &name)
+        let store = Store::init(conn, &name)?;
+        store.check_writable(&name)?;
+        Ok(store)
     }
 
     /// An in-memory store (tests, the demo).
@@ -209,7 +294,43 @@ impl Store {
         Store::init(Connection::open_in_memory()?, ":memory:")
     }
 
-    fn init(mut conn: Connection, name: &str) -> Result<Store, StateError> {
+    /// Fails now, naming the file, when the database cannot be written (a read-only file or
+    /// directory), rather than at the first audit: one real write, rolled back.
+    fn check_writable(&self, name: &str) -> Result<(), StateError> {
+        let read_only = |source| StateError::ReadOnly {
+            path: name.to_string(),
+            source,
+        };
+        let mut conn = self.conn();
+        if conn
+            .is_readonly(rusqlite::DatabaseName::Main)
+            .unwrap_or(false)
+        {
+            return Err(read_only(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_READONLY),
+                Some("opened read-only".into()),
+            )));
+        }
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(read_only)?;
+        tx.execute("DELETE FROM posture WHERE tenant = ''", [])
+            .map_err(read_only)?;
+        tx.rollback().map_err(read_only)
+    }
+
+    fn init(conn: Connection, name: &str) -> Result<Store, StateError> {
+        let at = |source| StateError::Open {
+            path: name.to_string(),
+            source,
+        };
+        Store::init_schema(conn, name).map_err(|e| match e {
+            StateError::Sql(source) => at(source),
+            other => other,
+        })
+    }
+
+    fn init_schema(mut conn: Connection, name: &str) -> Result<Store, StateError> {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -256,9 +377,21 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let reason = (!report.complete).then(|| report.incomplete_reasons.join("; "));
+        let skipped: Vec<SkippedRule> = report
+            .skipped
+            .iter()
+            .map(|s| SkippedRule {
+                rule: s.rule.to_string(),
+                reason: s.reason.clone(),
+            })
+            .collect();
+        let skipped_json = serde_json::to_string(&skipped).unwrap_or_else(|_| "[]".into());
+        let skipped_rules =
+            serde_json::to_string(&skipped.iter().map(|s| s.rule.as_str()).collect::<Vec<_>>())
+                .unwrap_or_else(|_| "[]".into());
         tx.execute(
-            "INSERT INTO audits (tenant, started_at, finished_at, result, reason, users_in_scope, findings, excepted, graph_requests)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO audits (tenant, started_at, finished_at, result, reason, users_in_scope, findings, excepted, graph_requests, skipped)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             params![
                 report.tenant,
                 ts(report.started_at),
@@ -269,6 +402,7 @@ impl Store {
                 report.findings.len() as i64,
                 report.excepted.len() as i64,
                 graph_requests as i64,
+                skipped_json,
             ],
         )?;
         let audit_id = tx.last_insert_rowid();
@@ -336,11 +470,20 @@ impl Store {
                     }
                 }
             }
+            // A rule skipped for lack of data did not look: its findings stay exactly as they
+            // were (open, first and last seen unchanged, no message).
+            changes.kept = tx.query_row(
+                "SELECT COUNT(*) FROM findings WHERE tenant = ?1 AND resolved_at IS NULL
+                 AND rule IN (SELECT value FROM json_each(?2))",
+                params![report.tenant, skipped_rules],
+                |r| r.get::<_, i64>(0),
+            )? as usize;
             let mut gone = tx.prepare(
                 "SELECT rule, subject, user_principal_name, severity, detail, remediation, excepted, first_seen
-                 FROM findings WHERE tenant = ?1 AND resolved_at IS NULL AND last_audit <> ?2",
+                 FROM findings WHERE tenant = ?1 AND resolved_at IS NULL AND last_audit <> ?2
+                 AND rule NOT IN (SELECT value FROM json_each(?3))",
             )?;
-            let rows = gone.query_map(params![report.tenant, audit_id], |r| {
+            let rows = gone.query_map(params![report.tenant, audit_id, skipped_rules], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,
@@ -378,8 +521,9 @@ impl Store {
             }
         }
         tx.execute(
-            "UPDATE findings SET resolved_at = ?1 WHERE tenant = ?2 AND resolved_at IS NULL AND last_audit <> ?3",
-            params![seen, report.tenant, audit_id],
+            "UPDATE findings SET resolved_at = ?1 WHERE tenant = ?2 AND resolved_at IS NULL AND last_audit <> ?3
+             AND rule NOT IN (SELECT value FROM json_each(?4))",
+            params![seen, report.tenant, audit_id, skipped_rules],
         )?;
         tx.commit()?;
         Ok(changes)
@@ -418,26 +562,81 @@ impl Store {
     pub fn audits(&self, tenant: &str, limit: usize) -> Result<Vec<AuditRun>, StateError> {
         let conn = self.conn();
         let mut q = conn.prepare(
-            "SELECT id, tenant, started_at, finished_at, result, reason, users_in_scope, findings, excepted, graph_requests
+            "SELECT id, tenant, started_at, finished_at, result, reason, users_in_scope, findings, excepted, graph_requests, skipped
              FROM audits WHERE tenant = ?1 ORDER BY id DESC LIMIT ?2",
         )?;
-        let rows = q.query_map(params![tenant, limit as i64], |r| {
-            Ok(AuditRun {
-                id: r.get(0)?,
-                tenant: r.get(1)?,
-                started_at: parse_ts(r.get(2)?)?,
-                finished_at: parse_ts(r.get(3)?)?,
-                complete: r.get::<_, String>(4)? == "complete",
-                reason: r.get(5)?,
-                users_in_scope: r.get(6)?,
-                findings: r.get(7)?,
-                excepted: r.get(8)?,
-                graph_requests: r.get(9)?,
-            })
-        })?;
+        let rows = q.query_map(params![tenant, limit as i64], audit_run)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The newest complete audit run of `tenant`, if any.
+    pub fn last_complete(&self, tenant: &str) -> Result<Option<AuditRun>, StateError> {
+        let conn = self.conn();
+        Ok(conn
+            .query_row(
+                "SELECT id, tenant, started_at, finished_at, result, reason, users_in_scope, findings, excepted, graph_requests, skipped
+                 FROM audits WHERE tenant = ?1 AND result = 'complete' ORDER BY id DESC LIMIT 1",
+                [tenant],
+                audit_run,
+            )
+            .optional()?)
+    }
+
+    /// Keeps the posture published from the complete audit `audit_id` (one per tenant).
+    pub fn save_posture(
+        &self,
+        tenant: &str,
+        audit_id: i64,
+        finished_at: DateTime<Utc>,
+        record: &str,
+    ) -> Result<(), StateError> {
+        self.conn().execute(
+            "INSERT INTO posture (tenant, audit_id, finished_at, record) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (tenant) DO UPDATE SET audit_id = excluded.audit_id,
+                finished_at = excluded.finished_at, record = excluded.record",
+            params![tenant, audit_id, ts(finished_at), record],
+        )?;
+        Ok(())
+    }
+
+    /// The posture last published for `tenant`, if any.
+    pub fn posture(&self, tenant: &str) -> Result<Option<StoredPosture>, StateError> {
+        let conn = self.conn();
+        Ok(conn
+            .query_row(
+                "SELECT audit_id, finished_at, record FROM posture WHERE tenant = ?1",
+                [tenant],
+                |r| {
+                    Ok(StoredPosture {
+                        audit_id: r.get(0)?,
+                        finished_at: parse_ts(r.get(1)?)?,
+                        record: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+}
+
+fn audit_run(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRun> {
+    Ok(AuditRun {
+        id: r.get(0)?,
+        tenant: r.get(1)?,
+        started_at: parse_ts(r.get(2)?)?,
+        finished_at: parse_ts(r.get(3)?)?,
+        complete: r.get::<_, String>(4)? == "complete",
+        reason: r.get(5)?,
+        users_in_scope: r.get(6)?,
+        findings: r.get(7)?,
+        excepted: r.get(8)?,
+        graph_requests: r.get(9)?,
+        skipped: serde_json::from_str(&r.get::<_, String>(10)?).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(10, rusqlite::types::Type::Text, Box::new(e))
+        })?,
+    })
+}
+
+impl Store {
     /// Keeps the newest `keep` audit runs of `tenant` (and every run a finding still points at);
     /// findings resolved before the oldest kept run are dropped. Returns the runs deleted.
     pub fn prune(&self, tenant: &str, keep: usize) -> Result<usize, StateError> {
@@ -762,7 +961,7 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(
-            err.contains("schema version 99, newer than this binary knows (2)"),
+            err.contains("schema version 99, newer than this binary knows (5)"),
             "{err}"
         );
     }
@@ -877,6 +1076,217 @@ mod tests {
             store.outbox_counts().expect("counts"),
             [("all".to_string(), 2)]
         );
+    }
+
+    fn skipping(mut r: Report, rule: &'static str) -> Report {
+        r.skipped.push(crate::evaluate::Skipped {
+            rule,
+            reason: "registration needs the AuditLog.Read.All permission".into(),
+        });
+        r
+    }
+
+    #[test]
+    fn a_skipped_rule_leaves_its_findings_exactly_as_they_were() {
+        let store = Store::in_memory().expect("store");
+        let subs = [Subscriber {
+            webhook: "all".into(),
+            min_severity: Severity::Info,
+        }];
+        let both = vec![
+            finding("phone-only", "ann"),
+            finding("no-mfa-method", "bob"),
+        ];
+        store
+            .record_with(
+                &report("2026-11-01T10:00:00Z", true, both.clone()),
+                1,
+                &subs,
+            )
+            .expect("record");
+        let before = store.findings("t1", false).expect("findings");
+        let queued = store.outbox_pending("all", 100).expect("pending");
+        store
+            .outbox_delivered(&queued.iter().map(|e| e.id).collect::<Vec<_>>())
+            .expect("delivered");
+        // no-mfa-method could not be judged: complete audit, but its finding is not resolved.
+        let c = store
+            .record_with(
+                &skipping(
+                    report(
+                        "2026-11-01T11:00:00Z",
+                        true,
+                        vec![finding("phone-only", "ann")],
+                    ),
+                    "no-mfa-method",
+                ),
+                1,
+                &subs,
+            )
+            .expect("record");
+        assert!(c.new.is_empty() && c.resolved.is_empty(), "{c:?}");
+        assert_eq!(c.kept, 1);
+        assert!(store
+            .outbox_pending("all", 100)
+            .expect("pending")
+            .is_empty());
+        let during = store.findings("t1", true).expect("findings");
+        let bob =
+            |v: &[StoredFinding]| v.iter().find(|f| f.subject == "bob").cloned().expect("bob");
+        assert_eq!(bob(&during), bob(&before), "first and last seen untouched");
+        let runs = store.audits("t1", 1).expect("audits");
+        assert_eq!(
+            runs[0].skipped,
+            [SkippedRule {
+                rule: "no-mfa-method".into(),
+                reason: "registration needs the AuditLog.Read.All permission".into()
+            }]
+        );
+        // Judged again and still there: no event, first_seen kept.
+        let c = store
+            .record_with(&report("2026-11-01T12:00:00Z", true, both), 1, &subs)
+            .expect("record");
+        assert!(c.new.is_empty() && c.resolved.is_empty(), "{c:?}");
+        assert!(store
+            .outbox_pending("all", 100)
+            .expect("pending")
+            .is_empty());
+        let after = bob(&store.findings("t1", false).expect("findings"));
+        assert_eq!(after.first_seen, bob(&before).first_seen);
+        assert_eq!(after.last_seen.to_rfc3339(), "2026-11-01T12:00:00+00:00");
+    }
+
+    #[test]
+    fn webhook_event_ids_are_never_reused_even_after_the_outbox_drains() {
+        let store = Store::in_memory().expect("store");
+        let subs = [Subscriber {
+            webhook: "all".into(),
+            min_severity: Severity::Info,
+        }];
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, who) in ["ann", "bob", "cy"].iter().enumerate() {
+            store
+                .record_with(
+                    &report(
+                        &format!("2026-11-01T1{i}:00:00Z"),
+                        true,
+                        vec![finding("phone-only", who)],
+                    ),
+                    1,
+                    &subs,
+                )
+                .expect("record");
+            let queued = store.outbox_pending("all", 100).expect("pending");
+            assert!(!queued.is_empty());
+            for e in &queued {
+                assert!(seen.insert(e.id), "event id {} given out twice", e.id);
+            }
+            store
+                .outbox_delivered(&queued.iter().map(|e| e.id).collect::<Vec<_>>())
+                .expect("delivered");
+        }
+    }
+
+    /// A store as version 2 of the schema left it: the rows of a tenant rule under one subject,
+    /// and an outbox that drained after giving out ids.
+    #[test]
+    fn an_old_store_migrates_its_tenant_subjects_and_its_outbox_sequence() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.db");
+        {
+            let mut conn = Connection::open(&path).expect("raw");
+            let tx = conn.transaction().expect("tx");
+            for sql in &MIGRATIONS[..2] {
+                tx.execute_batch(sql).expect("old schema");
+            }
+            tx.pragma_update(None, "user_version", 2).expect("version");
+            tx.execute_batch(
+                "INSERT INTO audits VALUES (1, 't1', '2026-11-01T10:00:00Z', '2026-11-01T10:00:00Z', 'complete', NULL, 1, 3, 0, 1);
+                 INSERT INTO findings VALUES ('t1', 'weak-methods-enabled', 'tenant', NULL, 'medium', 'Voice is enabled in the authentication-methods policy', 'r', 0, '2026-11-01T10:00:00Z', '2026-11-01T10:00:00Z', NULL, 1);
+                 INSERT INTO findings VALUES ('t1', 'tap-policy-lifetime', 'tenant', NULL, 'low', 'maximum TAP lifetime is 600 minutes (more than 480)', 'r', 0, '2026-11-01T10:00:00Z', '2026-11-01T10:00:00Z', NULL, 1);
+                 INSERT INTO findings VALUES ('t1', 'break-glass-weak', 'tenant', NULL, 'critical', 'emergency-access account glass9@contoso.com does not exist', 'r', 0, '2026-11-01T10:00:00Z', '2026-11-01T10:00:00Z', NULL, 1);
+                 INSERT INTO outbox (id, webhook, tenant, audit_id, kind, rule, subject, severity, detail, remediation, first_seen) VALUES (7, 'all', 't1', 1, 'new', 'r', 's', 'low', 'd', 'r', '2026-11-01T10:00:00Z');
+                 DELETE FROM outbox;",
+            )
+            .expect("old rows");
+            tx.commit().expect("commit");
+        }
+        let store = Store::open(&path).expect("migrates");
+        let subjects: Vec<String> = store
+            .findings("t1", false)
+            .expect("findings")
+            .into_iter()
+            .map(|f| format!("{}/{}", f.rule, f.subject))
+            .collect();
+        assert_eq!(
+            subjects,
+            [
+                "break-glass-weak/tenant:glass9@contoso.com",
+                "tap-policy-lifetime/tenant:maximum",
+                "weak-methods-enabled/tenant:Voice"
+            ]
+        );
+        let subs = [Subscriber {
+            webhook: "all".into(),
+            min_severity: Severity::Info,
+        }];
+        store
+            .record_with(
+                &report(
+                    "2026-11-02T10:00:00Z",
+                    true,
+                    vec![finding("phone-only", "ann")],
+                ),
+                1,
+                &subs,
+            )
+            .expect("record");
+        let ids: Vec<i64> = store
+            .outbox_pending("all", 100)
+            .expect("pending")
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        assert!(
+            ids.iter().all(|id| *id > 1_000_000_000_000),
+            "an upgraded store starts above any id the old rowids gave out: {ids:?}"
+        );
+    }
+
+    #[test]
+    fn a_read_only_database_is_refused_when_opened() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.db");
+        drop(Store::open(&path).expect("create"));
+        // SQLite opens what it cannot write read-only without a word: as a read-only mount
+        // (or a URI asking for one, which root cannot override) does.
+        let uri = std::path::PathBuf::from(format!("file:{}?mode=ro", path.display()));
+        let err = Store::open(&uri)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("is not writable") && err.contains("storage.path"),
+            "{err}"
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444)).expect("chmod");
+        if std::fs::OpenOptions::new().write(true).open(&path).is_ok() {
+            eprintln!("running as root: file modes do not stop us, the URI case above is the test");
+            return;
+        }
+        let err = Store::open(&path)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains(&format!(
+                "state database {} is not writable",
+                path.display()
+            )) && err.contains("storage.path"),
+            "{err}"
+        );
+        assert_eq!(err.matches("state database").count(), 1, "{err}");
     }
 
     #[test]

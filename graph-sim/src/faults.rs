@@ -11,6 +11,14 @@
 //! - `licence-intermittent:ENDPOINT:COUNT` — the same 403 for the first COUNT requests only, as
 //!   real Graph answers a licensed tenant when the app lacks Directory.Read.All and the tenant's
 //!   licence is not cached (SupportArticles-docs `b2c-or-tenant-premium-license-sign-in-activities.md`)
+//! - `revoke:PERMISSION` — an admin removed the application permission: tokens issued from now
+//!   on lack it in their `roles` claim (a token issued before keeps it until it expires, as in
+//!   Entra ID), so Graph answers 403 `Authorization_RequestDenied`
+//!
+//! The `$batch` envelope and the `token` endpoint are endpoints too, named explicitly (`*` does
+//! not reach them): `status`, `throttle`, `malformed`, `truncated` and `slow` fire there (the
+//! token endpoint answers in Entra ID's `AADSTS` error shape); `nextlink-loop` and `licence`
+//! cannot happen there and are refused.
 
 use serde::{Deserialize, Serialize};
 
@@ -54,7 +62,13 @@ pub enum Fault {
         endpoint: String,
         count: Option<u32>,
     },
+    Revoke {
+        permission: String,
+    },
 }
+
+/// Endpoints outside Graph's resource routes: reached only by faults that name them.
+pub const ENVELOPES: [&str; 2] = ["$batch", "token"];
 
 impl Fault {
     pub fn endpoint(&self) -> Option<&str> {
@@ -67,13 +81,33 @@ impl Fault {
             | Fault::NextlinkLoop { endpoint, .. }
             | Fault::Licence { endpoint }
             | Fault::LicenceIntermittent { endpoint, .. } => Some(endpoint),
-            Fault::TokenExpiry { .. } => None,
+            Fault::TokenExpiry { .. } | Fault::Revoke { .. } => None,
         }
     }
 
     pub fn applies_to(&self, label: &str) -> bool {
+        let envelope = ENVELOPES.iter().any(|e| e.eq_ignore_ascii_case(label));
         self.endpoint()
-            .is_some_and(|e| e == "*" || e.eq_ignore_ascii_case(label))
+            .is_some_and(|e| (e == "*" && !envelope) || e.eq_ignore_ascii_case(label))
+    }
+
+    /// Refuses a fault that could never fire where it is aimed.
+    pub fn check(&self) -> Result<(), String> {
+        let Some(endpoint) = self.endpoint() else {
+            return Ok(());
+        };
+        let Some(envelope) = ENVELOPES.iter().find(|e| e.eq_ignore_ascii_case(endpoint)) else {
+            return Ok(());
+        };
+        match self {
+            Fault::NextlinkLoop { .. } => Err(format!(
+                "fault nextlink-loop on {envelope}: {envelope} has no pages, so it would never fire"
+            )),
+            Fault::Licence { .. } | Fault::LicenceIntermittent { .. } => Err(format!(
+                "fault licence on {envelope}: Graph refuses an unlicensed tenant per resource, never on {envelope}; aim it at the resource (e.g. userRegistrationDetails)"
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Parses the CLI syntax above.
@@ -135,8 +169,16 @@ impl Fault {
                 endpoint: endpoint()?,
                 count: Some(count(2)?.unwrap_or(1)),
             },
+            "revoke" => Fault::Revoke {
+                permission: parts
+                    .get(1)
+                    .filter(|p| !p.is_empty())
+                    .map(|s| s.to_string())
+                    .ok_or_else(|| format!("fault {spec:?}: needs a permission"))?,
+            },
             other => return Err(format!("fault {spec:?}: unknown kind {other:?}")),
         };
+        fault.check().map_err(|e| format!("fault {spec:?}: {e}"))?;
         Ok(fault)
     }
 }
@@ -202,6 +244,27 @@ mod tests {
         assert!(Fault::parse("status:users").is_err());
         assert!(Fault::parse("explode:users").is_err());
         assert!(Fault::parse("status:users:abc").is_err());
+        assert_eq!(
+            Fault::parse("revoke:AuditLog.Read.All"),
+            Ok(Fault::Revoke {
+                permission: "AuditLog.Read.All".into()
+            })
+        );
+    }
+
+    #[test]
+    fn faults_that_could_never_fire_on_batch_or_token_are_refused() {
+        for spec in ["nextlink-loop:$batch:1", "licence:token", "licence:$batch"] {
+            let e = Fault::parse(spec).err().unwrap_or_default();
+            assert!(
+                e.contains("would never fire") || e.contains("never on"),
+                "{spec}: {e}"
+            );
+        }
+        assert!(Fault::parse("status:$batch:503:1").is_ok());
+        assert!(Fault::parse("throttle:token:1").is_ok());
+        let all = Fault::parse("status:*:500").expect("parses");
+        assert!(all.applies_to("users") && !all.applies_to("$batch") && !all.applies_to("token"));
     }
 
     #[test]

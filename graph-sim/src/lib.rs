@@ -193,7 +193,13 @@ impl SimHandle {
         self.state.reset_stats();
     }
     /// Replaces the injected faults.
+    ///
+    /// Panics on a fault that could never fire where it is aimed ([`Fault::check`]): a test
+    /// that sets one would prove nothing.
     pub fn set_faults(&self, faults: Vec<Fault>) {
+        if let Some(e) = faults.iter().find_map(|f| f.check().err()) {
+            panic!("graph-sim: {e}");
+        }
         self.state.set_faults(faults);
     }
     /// Changes one user (by object id); false if there is no such user.
@@ -232,6 +238,9 @@ impl Drop for SimHandle {
 pub async fn start(config: SimConfig, listen: SocketAddr) -> anyhow::Result<SimHandle> {
     if !listen.ip().is_loopback() {
         anyhow::bail!("graph-sim listens on loopback only, not {listen}");
+    }
+    if let Some(e) = config.faults.iter().find_map(|f| f.check().err()) {
+        anyhow::bail!("graph-sim: {e}");
     }
     let tenant = match &config.tenant {
         TenantSource::Generated {

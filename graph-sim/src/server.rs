@@ -251,6 +251,84 @@ impl State {
             .unwrap_or(self.config.token_lifetime.as_secs() as i64)
     }
 
+    /// A fault aimed at an envelope (`$batch`, `token`): waits if slow, and answers its status
+    /// or 429 in place of the real answer (Graph's error shape, or Entra ID's for `token`).
+    async fn envelope_fault(&self, label: &str) -> Option<Reply> {
+        if let Some(Fault::Slow { delay_ms, .. }) =
+            self.has_fault(label, |f| matches!(f, Fault::Slow { .. }))
+        {
+            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        }
+        let token = label == "token";
+        let fired = self.fire(label, |f| {
+            matches!(f, Fault::Status { .. } | Fault::Throttle { .. })
+        })?;
+        let (status, retry_after) = match fired {
+            Fault::Status {
+                status,
+                retry_after,
+                ..
+            } => (status, retry_after),
+            Fault::Throttle { retry_after, .. } => (
+                429,
+                Some(retry_after.unwrap_or(2.0 / self.config.time_scale.max(1e-9))),
+            ),
+            _ => return None,
+        };
+        let mut reply = match (token, status) {
+            // entra-docs reference-error-codes: 90024 RequestBudgetExceededError, 90033
+            // MsodsServiceUnavailable, 90023 InvalidRequest; OAuth's temporarily_unavailable.
+            (true, 429) => auth::aadsts(429, "temporarily_unavailable", 90024, "RequestBudgetExceededError: A transient error has occurred. Try again.").into_reply(),
+            (true, s) if s >= 500 => auth::aadsts(s, "temporarily_unavailable", 90033, "MsodsServiceUnavailable: The Microsoft Online Directory Service (MSODS) isn't available.").into_reply(),
+            (true, s) => auth::aadsts(s, "invalid_request", 90023, "InvalidRequest: The Authentication Service request isn't valid.").into_reply(),
+            (false, 429) => self.throttled(Class::Directory, Duration::ZERO),
+            (false, 503) => graph_error(503, "serviceNotAvailable", "The service is temporarily unavailable."),
+            (false, s) => graph_error(s, "generalException", "An unspecified error has occurred."),
+        };
+        if let Some(ra) = retry_after {
+            reply.headers.retain(|(h, _)| *h != "Retry-After");
+            reply.headers.push(("Retry-After", format!("{ra}")));
+        }
+        Some(reply)
+    }
+
+    /// A `malformed` or `truncated` fault aimed at `label` spoils a 200's body.
+    fn corrupt(&self, label: &str, reply: &mut Reply) {
+        if reply.status != 200 {
+            return;
+        }
+        if self
+            .fire(label, |f| matches!(f, Fault::Malformed { .. }))
+            .is_some()
+        {
+            reply.body = Body::Raw("<html><body>Service Unavailable</body></html>".into());
+        } else if self
+            .fire(label, |f| matches!(f, Fault::Truncated { .. }))
+            .is_some()
+        {
+            if let Body::Json(v) = &reply.body {
+                let text = v.to_string();
+                reply.body = Body::Raw(text[..text.len() / 2].to_string());
+            }
+        }
+    }
+
+    /// The application permissions a token issued now carries: the granted ones less those a
+    /// `revoke` fault removed.
+    fn roles_now(&self) -> Vec<String> {
+        let faults = self.faults.lock().unwrap_or_else(|e| e.into_inner());
+        self.config
+            .granted_roles
+            .iter()
+            .filter(|r| {
+                !faults.iter().any(|a| {
+                    matches!(&a.fault, Fault::Revoke { permission } if permission.eq_ignore_ascii_case(r))
+                })
+            })
+            .cloned()
+            .collect()
+    }
+
     /// Answers one Graph request (`path` starts with `/v1.0` or `/beta`).
     pub async fn dispatch(
         &self,
@@ -276,10 +354,12 @@ impl State {
                     ),
                 );
             }
-            return (
-                "$batch".into(),
-                Box::pin(self.batch(version, bearer, body)).await,
-            );
+            if let Some(reply) = self.envelope_fault("$batch").await {
+                return ("$batch".into(), reply);
+            }
+            let mut reply = Box::pin(self.batch(version, bearer, body)).await;
+            self.corrupt("$batch", &mut reply);
+            return ("$batch".into(), reply);
         }
         let Some(route) = route(version, rest) else {
             return (
@@ -635,7 +715,11 @@ async fn handle(
                 s.split_once(':')
                     .map(|(a, b)| (a.to_string(), b.to_string()))
             });
-        let roles = state.config.granted_roles.clone();
+        if let Some(reply) = state.envelope_fault("token").await {
+            state.record("token", reply.status);
+            return to_response(reply, None);
+        }
+        let roles = state.roles_now();
         let issuer = Issuer {
             tenant_id: &state.config.tenant_id,
             tenant_domain: "contoso.onmicrosoft.com",
@@ -656,7 +740,9 @@ async fn handle(
                 .unwrap_or_else(|e| e.into_inner())
                 .tokens_issued += 1;
         }
-        return to_response(Reply::json(status, body), None);
+        let mut reply = Reply::json(status, body);
+        state.corrupt("token", &mut reply);
+        return to_response(reply, None);
     }
     let bearer = headers
         .get("authorization")
@@ -688,7 +774,12 @@ fn control(state: &State, method: &Method, rest: &str, body: &[u8]) -> Response 
     match (method.as_str(), rest) {
         ("GET", "stats") => to_response(Reply::json(200, json!(state.stats())), None),
         ("GET", "ground-truth") => to_response(Reply::json(200, json!(state.ground_truth())), None),
-        ("POST", "faults") => match serde_json::from_slice::<Vec<Fault>>(body) {
+        ("POST", "faults") => match serde_json::from_slice::<Vec<Fault>>(body)
+            .map_err(|e| e.to_string())
+            .and_then(|f| {
+                f.iter().try_for_each(Fault::check)?;
+                Ok(f)
+            }) {
             Ok(faults) => {
                 state.set_faults(faults);
                 to_response(Reply::json(200, json!({"ok": true})), None)

@@ -387,3 +387,89 @@ async fn route_permissions_follow_the_docs() {
         assert_eq!(status, *expected, "{granted:?} {url}: {body}");
     }
 }
+
+#[tokio::test]
+async fn faults_aimed_at_batch_and_token_fire_and_revoke_removes_a_role_from_new_tokens() {
+    let sim = start(50, |_| {}).await;
+    let t = token(&sim).await;
+    sim.set_faults(vec![
+        Fault::Status {
+            endpoint: "$batch".into(),
+            status: 503,
+            count: Some(1),
+            retry_after: Some(1.0),
+        },
+        Fault::Throttle {
+            endpoint: "token".into(),
+            count: Some(1),
+            retry_after: Some(2.0),
+        },
+    ]);
+    let batch = json!({"requests": [{"id": "1", "method": "GET", "url": "/users?$select=id"}]});
+    let post = || async {
+        let r = reqwest::Client::new()
+            .post(format!("{}/v1.0/$batch", sim.base_url()))
+            .bearer_auth(&t)
+            .json(&batch)
+            .send()
+            .await
+            .expect("batch");
+        let retry = r
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        (
+            r.status().as_u16(),
+            retry,
+            r.json::<Value>().await.unwrap_or(Value::Null),
+        )
+    };
+    let (status, retry, body) = post().await;
+    assert_eq!((status, retry.as_deref()), (503, Some("1")), "{body}");
+    assert_eq!(body["error"]["code"], "serviceNotAvailable");
+    let (status, _, body) = post().await;
+    assert_eq!(status, 200, "the counted fault is spent: {body}");
+    let (status, body) = request_token(&sim, sim.client_secret()).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"], "temporarily_unavailable");
+    assert_eq!(body["error_codes"][0], 90024);
+    // A permission removed by an admin: tokens issued from now on lack it, Graph refuses.
+    sim.set_faults(vec![Fault::Revoke {
+        permission: "AuditLog.Read.All".into(),
+    }]);
+    let (status, _, _) = get(
+        &sim,
+        &t,
+        "/v1.0/reports/authenticationMethods/userRegistrationDetails",
+    )
+    .await;
+    assert_eq!(
+        status, 200,
+        "a token issued before keeps its roles until it expires"
+    );
+    let fresh = token(&sim).await;
+    let (status, _, body) = get(
+        &sim,
+        &fresh,
+        "/v1.0/reports/authenticationMethods/userRegistrationDetails",
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], "Authorization_RequestDenied");
+    let (status, _, _) = get(&sim, &fresh, "/v1.0/users?$select=id").await;
+    assert_eq!(status, 200, "only the revoked permission is gone");
+    // Faults that could never fire there are refused, over HTTP too.
+    let r = reqwest::Client::new()
+        .post(format!("{}/_sim/faults", sim.base_url()))
+        .json(&json!([{"kind": "licence", "endpoint": "$batch"}]))
+        .send()
+        .await
+        .expect("control");
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(r
+        .text()
+        .await
+        .unwrap_or_default()
+        .contains("never on $batch"));
+}

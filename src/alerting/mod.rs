@@ -289,7 +289,7 @@ pub fn rule_title(rule: &str) -> &'static str {
 
 /// A finding about one user (not the tenant).
 pub fn is_user_finding(f: &StoredFinding) -> bool {
-    f.subject != "tenant"
+    !crate::evaluate::is_tenant_subject(&f.subject)
 }
 
 /// The running alerting: the Alertmanager pusher and the webhook worker, if configured.

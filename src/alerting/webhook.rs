@@ -134,7 +134,7 @@ pub fn render(format: WebhookFormat, message: &Message, links: &Links) -> Value 
             .unwrap_or_else(|| e.subject.clone())
     };
     let link = |e: &OutboxEvent| {
-        if e.subject == "tenant" {
+        if crate::evaluate::is_tenant_subject(&e.subject) {
             links.rule(&e.rule)
         } else {
             links.user(&who(e))

@@ -91,6 +91,9 @@ pub struct Rule {
 pub struct Hit {
     pub user: Option<ObjectId>,
     pub detail: String,
+    /// For a tenant rule that may find several things: what this hit is about (its subject is
+    /// then `tenant:<key>`, stable from one audit to the next).
+    pub key: Option<String>,
 }
 
 impl Hit {
@@ -98,12 +101,23 @@ impl Hit {
         Hit {
             user: Some(u.id),
             detail: detail.into(),
+            key: None,
         }
     }
     pub fn tenant(detail: impl Into<String>) -> Hit {
         Hit {
             user: None,
             detail: detail.into(),
+            key: None,
+        }
+    }
+    /// A tenant finding about one of several things a rule checks (a method, a lifetime, an
+    /// account name): its subject is `tenant:<key>`.
+    pub fn tenant_about(key: impl Into<String>, detail: impl Into<String>) -> Hit {
+        Hit {
+            user: None,
+            detail: detail.into(),
+            key: Some(key.into()),
         }
     }
 }
@@ -119,6 +133,17 @@ pub struct Finding {
     pub user_principal_name: Option<String>,
     pub detail: String,
     pub remediation: String,
+}
+
+/// The subject of a tenant finding: `tenant`, or `tenant:<key>` when the rule may find several.
+pub const TENANT_SUBJECT: &str = "tenant";
+
+/// Whether a finding's subject is the tenant (not a user).
+pub fn is_tenant_subject(subject: &str) -> bool {
+    subject == TENANT_SUBJECT
+        || subject
+            .strip_prefix(TENANT_SUBJECT)
+            .is_some_and(|rest| rest.starts_with(':'))
 }
 
 /// A rule that could not be judged, and why.
@@ -307,9 +332,11 @@ pub fn evaluate(
             out.findings.push(Finding {
                 rule: rule.id,
                 severity,
-                subject: hit
-                    .user
-                    .map_or_else(|| "tenant".to_string(), |id| id.to_string()),
+                subject: match (hit.user, &hit.key) {
+                    (Some(id), _) => id.to_string(),
+                    (None, Some(key)) => format!("{TENANT_SUBJECT}:{key}"),
+                    (None, None) => TENANT_SUBJECT.to_string(),
+                },
                 user_id: hit.user.map(|id| id.to_string()),
                 user_principal_name: user.map(|u| u.upn.to_string()),
                 detail: hit.detail,

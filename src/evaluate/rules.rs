@@ -227,9 +227,10 @@ fn break_glass_weak(ctx: &Ctx) -> Vec<Hit> {
     let mut hits = Vec::new();
     for (upn, user) in ctx.break_glass {
         match user {
-            None => hits.push(Hit::tenant(format!(
-                "emergency-access account {upn} does not exist"
-            ))),
+            None => hits.push(Hit::tenant_about(
+                upn.clone(),
+                format!("emergency-access account {upn} does not exist"),
+            )),
             Some(u) if !u.account_enabled => {
                 hits.push(Hit::user(u, "emergency-access account is disabled"))
             }
@@ -288,19 +289,25 @@ fn tap_policy_lifetime(ctx: &Ctx) -> Vec<Hit> {
         .default_lifetime_minutes
         .filter(|d| *d > p.max_default_minutes)
     {
-        hits.push(Hit::tenant(format!(
-            "default TAP lifetime is {d} minutes (more than {})",
-            p.max_default_minutes
-        )));
+        hits.push(Hit::tenant_about(
+            "default",
+            format!(
+                "default TAP lifetime is {d} minutes (more than {})",
+                p.max_default_minutes
+            ),
+        ));
     }
     if let Some(m) = t
         .maximum_lifetime_minutes
         .filter(|m| *m > p.max_lifetime_minutes)
     {
-        hits.push(Hit::tenant(format!(
-            "maximum TAP lifetime is {m} minutes (more than {})",
-            p.max_lifetime_minutes
-        )));
+        hits.push(Hit::tenant_about(
+            "maximum",
+            format!(
+                "maximum TAP lifetime is {m} minutes (more than {})",
+                p.max_lifetime_minutes
+            ),
+        ));
     }
     hits
 }
@@ -345,10 +352,10 @@ fn weak_methods_enabled(ctx: &Ctx) -> Vec<Hit> {
         .iter()
         .filter(|m| m.enabled && weak.iter().any(|w| w.eq_ignore_ascii_case(&m.id)))
         .map(|m| {
-            Hit::tenant(format!(
-                "{} is enabled in the authentication-methods policy",
-                m.id
-            ))
+            Hit::tenant_about(
+                m.id.to_string(),
+                format!("{} is enabled in the authentication-methods policy", m.id),
+            )
         })
         .collect()
 }

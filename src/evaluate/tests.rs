@@ -352,7 +352,10 @@ fn break_glass_accounts_are_judged_only_by_their_own_rules() {
     assert_eq!(glass.len(), 3, "{glass:?}");
     assert!(glass[0].1.contains("no phishing-resistant method"));
     assert!(glass[1].1.contains("disabled"));
-    assert!(glass[2].0 == "tenant" && glass[2].1.contains("glass3@contoso.com does not exist"));
+    assert!(
+        glass[2].0 == "tenant:glass3@contoso.com"
+            && glass[2].1.contains("glass3@contoso.com does not exist")
+    );
     assert!(
         !e.findings.iter().any(|f| f.rule == "no-mfa-method"),
         "break-glass accounts are out of user rules"
@@ -379,7 +382,7 @@ fn tap_policy_rules() {
     assert_eq!(flagged(&s, "tap-policy-multi-use"), vec!["tenant"]);
     assert_eq!(
         flagged(&s, "tap-policy-lifetime"),
-        vec!["tenant"],
+        vec!["tenant:default"],
         "61 > 60, 480 is not > 480"
     );
     assert_eq!(flagged(&s, "tap-policy-scope"), vec!["tenant"]);
@@ -706,4 +709,41 @@ fn a_free_tenant_judges_the_method_rules_from_per_user_detail_and_skips_the_defa
     assert!(e.skipped.iter().any(
         |k| k.rule == "no-mfa-method" && k.reason.contains("UserAuthenticationMethod.Read.All")
     ));
+}
+
+#[test]
+fn each_thing_a_tenant_rule_finds_is_its_own_stable_subject() {
+    let mut s = snapshot(vec![]);
+    if let Some(p) = s.methods_policy.as_mut() {
+        for id in ["Sms", "Voice"] {
+            p.methods.retain(|m| m.id.as_ref() != id);
+            p.methods.push(MethodConfig {
+                id: id.into(),
+                enabled: true,
+                include_targets: vec!["all_users".into()],
+                exclude_targets: vec![],
+            });
+        }
+        if let Some(t) = p.tap.as_mut() {
+            t.default_lifetime_minutes = Some(120);
+            t.maximum_lifetime_minutes = Some(600);
+        }
+    }
+    let mut subjects = flagged(&s, "weak-methods-enabled");
+    subjects.sort();
+    assert_eq!(subjects, ["tenant:Sms", "tenant:Voice"]);
+    assert_eq!(
+        flagged(&s, "tap-policy-lifetime"),
+        ["tenant:default", "tenant:maximum"]
+    );
+    assert!(subjects.iter().all(|s| is_tenant_subject(s)));
+    assert!(!is_tenant_subject("tenantx") && is_tenant_subject("tenant"));
+    let missing = run(&s, &RulesConfig::default(), &["nobody@contoso.com"]);
+    let glass: Vec<&str> = missing
+        .findings
+        .iter()
+        .filter(|f| f.rule == "break-glass-weak")
+        .map(|f| f.subject.as_str())
+        .collect();
+    assert_eq!(glass, ["tenant:nobody@contoso.com"]);
 }
