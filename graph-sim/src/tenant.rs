@@ -1152,8 +1152,10 @@ impl Tenant {
     /// principal), a group eligible through PIM for Authentication Administrator, users eligible
     /// for Global Administrator and Privileged Authentication Administrator themselves, and
     /// service principals holding Global Administrator, Security Administrator and Global Reader.
-    /// The chosen users are enabled members who held no role before. Returns the ids of the
-    /// users it made admins.
+    /// The chosen users are enabled members (not `package_`/`Sync_` accounts) who held no role
+    /// before. Returns the ids of the users it made admins, in that order: the two Tier 0 group
+    /// members, the three Helpdesk group members, the eligible Global Administrator, the eligible
+    /// Privileged Authentication Administrator.
     pub fn add_privileged_access(&mut self, seed: u64) -> Vec<String> {
         let mut rng = SmallRng::seed_from_u64(seed ^ 0x0091_7a55);
         let mut candidates: Vec<u32> = self
@@ -1161,7 +1163,13 @@ impl Tenant {
             .iter()
             .enumerate()
             .filter(|(_, u)| {
-                u.enabled && !u.guest && u.roles.is_empty() && u.eligible_roles.is_empty()
+                // People, not the service-like accounts (package_, Sync_) or guests.
+                u.enabled
+                    && !u.guest
+                    && !u.upn.starts_with("package_")
+                    && !u.upn.starts_with("Sync_")
+                    && u.roles.is_empty()
+                    && u.eligible_roles.is_empty()
             })
             .map(|(i, _)| i as u32)
             .collect();
