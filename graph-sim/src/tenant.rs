@@ -1288,6 +1288,33 @@ mod tests {
     }
 
     #[test]
+    fn privileged_access_round_trips_and_its_truth_follows_groups() {
+        let mut t = generate(500, 9, Profile::Realistic);
+        let made = t.add_privileged_access(9);
+        assert_eq!(made.len(), 7);
+        let truth = t.ground_truth("P2");
+        let text = serde_json::to_string(&truth).expect("json");
+        let back: GroundTruth = serde_json::from_str(&text).expect("parse");
+        assert_eq!(
+            from_ground_truth(&back).expect("tenant").ground_truth("P2"),
+            truth
+        );
+        let ga = ROLES[GLOBAL_ADMIN as usize].to_string();
+        // Tier 0 members hold Global Administrator only through the group.
+        for id in &made[..2] {
+            let own = truth.users.iter().find(|u| &u.id == id).expect("user");
+            assert!(own.roles.is_empty());
+            assert_eq!(truth.active_roles(id), vec![ga.clone()]);
+        }
+        assert_eq!(
+            truth.eligible_roles(&made[2]),
+            vec![ROLES[AUTH_ADMIN as usize].to_string()]
+        );
+        assert_eq!(truth.eligible_roles(&made[5]), vec![ga.clone()]);
+        assert_eq!(truth.service_principals_by_role().get(&ga), Some(&2));
+    }
+
+    #[test]
     fn ground_truth_round_trips_through_json() {
         let t = generate(300, 5, Profile::WeakPolicy);
         let truth = t.ground_truth("P1");
