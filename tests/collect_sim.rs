@@ -747,4 +747,9 @@ async fn without_p2_or_permission_eligibility_is_a_named_gap_and_active_roles_st
             other => panic!("{set:?} should miss a group permission, got {other:?}"),
         }
     }
+    assert!(snap
+        .coverage
+        .missing_permissions
+        .iter()
+        .any(|(p, _)| p == "GroupMember.Read.All"));
 }

@@ -677,6 +677,10 @@ pub async fn collect_with_report(
             DataSet::Roles,
             Gap::MissingPermission(GROUP_MEMBERS_PERMISSION.into()),
         );
+        coverage.missing_permissions.push((
+            "GroupMember.Read.All".into(),
+            "the members of role-assignable groups that hold a role: admin rules and too-few-recovery-admins".into(),
+        ));
     }
     if let Some(held) = roles.ok().flatten() {
         for (id, role) in held.users {
