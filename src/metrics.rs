@@ -982,6 +982,38 @@ mod tests {
     }
 
     #[test]
+    fn role_service_principals_are_published_per_role_only_when_roles_were_read() {
+        let m = Metrics::new("t1");
+        m.observe(&report(true, 0), &RulesConfig::default(), &[]);
+        assert!(
+            !m.render(None).contains("entra_role_service_principals"),
+            "absent when roles were not read"
+        );
+        let mut r = report(true, 0);
+        r.posture.role_service_principals = Some(
+            [("Global Administrator", 2), ("Security Administrator", 0)]
+                .into_iter()
+                .collect(),
+        );
+        m.observe(&r, &RulesConfig::default(), &[]);
+        let text = m.render(None);
+        assert_eq!(
+            value(
+                &text,
+                "entra_role_service_principals{role=\"Global Administrator\",tenant=\"t1\"}"
+            ),
+            Some(2.0)
+        );
+        assert_eq!(
+            value(
+                &text,
+                "entra_role_service_principals{role=\"Security Administrator\",tenant=\"t1\"}"
+            ),
+            Some(0.0)
+        );
+    }
+
+    #[test]
     fn skipped_audits_are_counted() {
         let m = Metrics::new("t1");
         assert_eq!(

@@ -364,3 +364,97 @@ async fn group_scope_follows_transitive_membership_and_needs_its_permission() {
         report.skipped
     );
 }
+
+/// A tenant with admins through a role-assignable group and through PIM eligibility, where one
+/// of each has only Authenticator push; `licence` decides whether eligibility can be read.
+async fn privileged_sim(licence: graph_sim::Licence) -> (SimHandle, String, String) {
+    let mut tenant = graph_sim::generate_at(1200, 31, Profile::Realistic, Utc::now());
+    let admins = tenant.add_privileged_access(31);
+    let (through_group, eligible_paa) = (admins[0].clone(), admins[6].clone());
+    for id in [&through_group, &eligible_paa] {
+        let i = tenant.find(id).expect("admin exists");
+        tenant.users[i].set_methods(&["microsoftAuthenticatorPush".to_string()]);
+    }
+    let sim = common::sim(0, 0, Profile::Realistic, |c| {
+        c.tenant = TenantSource::Given(Box::new(tenant));
+        c.licence = licence;
+    })
+    .await;
+    let upn = |id: &str| {
+        sim.ground_truth()
+            .users
+            .iter()
+            .find(|t| t.id == id)
+            .map(|t| t.upn.clone())
+            .expect("upn")
+    };
+    let (a, b) = (upn(&through_group), upn(&eligible_paa));
+    (sim, a, b)
+}
+
+fn detail<'a>(report: &'a Report, rule: &str, upn: &str) -> Option<&'a str> {
+    report
+        .findings
+        .iter()
+        .find(|f| f.rule == rule && f.user_principal_name.as_deref() == Some(upn))
+        .map(|f| f.detail.as_str())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_through_groups_and_pim_eligibility_face_the_admin_rules() {
+    let (sim, through_group, eligible) = privileged_sim(graph_sim::Licence::P2).await;
+    let report = audit(&sim, &config(&sim, "")).await;
+    assert!(report.complete, "{:?}", report.incomplete_reasons);
+    let rule = "admin-not-phishing-resistant";
+    let d = detail(&report, rule, &through_group).unwrap_or_else(|| {
+        panic!("{through_group}, Global Administrator through a group, is flagged")
+    });
+    assert!(
+        d.contains("Global Administrator") && !d.contains("(eligible)"),
+        "{d}"
+    );
+    let d = detail(&report, rule, &eligible)
+        .unwrap_or_else(|| panic!("{eligible}, eligible in PIM, is flagged"));
+    assert!(
+        d.contains("Privileged Authentication Administrator (eligible)"),
+        "{d}"
+    );
+    assert!(
+        report.summary.partial.is_empty(),
+        "{:?}",
+        report.summary.partial
+    );
+    let sps = report
+        .posture
+        .role_service_principals
+        .as_ref()
+        .expect("roles were read");
+    assert_eq!(sps.get("Global Administrator"), Some(&2));
+    assert_eq!(sps.get("Security Administrator"), Some(&1));
+    assert!(
+        report
+            .findings
+            .iter()
+            .all(|f| !f.detail.contains("Contoso Provisioning")),
+        "service principals are not judged as users"
+    );
+
+    // Without P2 the eligible admin is not known: active ones are still judged, and the report
+    // says what the admin rules were judged without.
+    let (sim, through_group, eligible) = privileged_sim(graph_sim::Licence::P1).await;
+    let report = audit(&sim, &config(&sim, "")).await;
+    assert!(report.complete, "{:?}", report.incomplete_reasons);
+    assert!(detail(&report, rule, &through_group).is_some());
+    assert!(detail(&report, rule, &eligible).is_none());
+    let partial: Vec<&str> = report.summary.partial.iter().map(|p| p.rule).collect();
+    assert!(
+        partial.contains(&rule) && partial.contains(&"too-few-recovery-admins"),
+        "{partial:?}"
+    );
+    assert!(report
+        .summary
+        .partial
+        .iter()
+        .all(|p| p.reason.contains("role-eligibility") && p.reason.contains("P2")));
+    assert!(report.to_table().contains("judged on part of their data"));
+}

@@ -740,3 +740,182 @@ async fn a_token_expiring_inside_a_batch_is_refreshed_and_the_items_retried() {
         "one refresh for the refused batch"
     );
 }
+
+/// A generated tenant with role-assignable groups, PIM eligibility and role-holding service
+/// principals added (see `Tenant::add_privileged_access`); returns it and the users it made admins.
+fn privileged_tenant(users: usize, seed: u64) -> (graph_sim::Tenant, Vec<String>) {
+    let mut tenant = graph_sim::generate_at(users, seed, Profile::Realistic, Utc::now());
+    let admins = tenant.add_privileged_access(seed);
+    assert!(
+        admins.len() >= 6,
+        "the tenant has group and eligible admins"
+    );
+    (tenant, admins)
+}
+
+fn tracked(ids: &[String]) -> BTreeSet<String> {
+    ids.iter()
+        .filter(|r| mfa_auditor::snapshot::Role::from_template_id(r).is_some())
+        .map(|r| r.to_ascii_lowercase())
+        .collect()
+}
+
+fn role_ids(set: mfa_auditor::snapshot::RoleSet) -> BTreeSet<String> {
+    set.iter().map(|r| r.template_id().to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_through_groups_and_pim_eligibility_are_admins_and_service_principals_are_counted() {
+    let (tenant, made_admins) = privileged_tenant(1500, 23);
+    let sim = sim(0, 0, |c| {
+        c.tenant = graph_sim::TenantSource::Given(Box::new(tenant));
+    })
+    .await;
+    let client = client(&sim, |_| {});
+    let opts = options();
+    let snap = run(&sim, &client, &opts).await.snapshot;
+    assert!(snap.is_complete(), "{:?}", snap.coverage);
+    assert!(snap.coverage.gaps.is_empty(), "{:?}", snap.coverage.gaps);
+    let truth = sim.ground_truth();
+    let users = by_id(&snap);
+    for t in &truth.users {
+        let u = users[&t.id];
+        let ctx = format!("user {} {}", t.id, t.upn);
+        let active = tracked(&truth.active_roles(&t.id));
+        assert_eq!(
+            role_ids(u.roles),
+            active,
+            "{ctx}: active roles, groups included"
+        );
+        let eligible = tracked(&truth.eligible_roles(&t.id));
+        assert_eq!(
+            role_ids(u.eligible_roles),
+            eligible,
+            "{ctx}: PIM-eligible roles"
+        );
+        if !active.is_empty() || !eligible.is_empty() {
+            // Admins' methods and per-user MFA state are read in detail.
+            assert!(u.methods.is_some(), "{ctx}: methods read");
+            assert!(u.per_user_mfa.is_some(), "{ctx}: per-user MFA read");
+        }
+    }
+    for id in &made_admins {
+        let u = users[id];
+        assert!(
+            !u.admin_roles().is_empty(),
+            "{id} holds a role through a group or PIM"
+        );
+    }
+    let by_role = truth.service_principals_by_role();
+    for (role, _, _) in mfa_auditor::snapshot::ROLE_TABLE {
+        let want = by_role.get(role.template_id()).copied().unwrap_or(0) as u32;
+        assert_eq!(
+            snap.role_service_principals.get(role).copied(),
+            Some(want),
+            "{role:?}: service principals"
+        );
+    }
+    assert_eq!(
+        snap.role_service_principals[&mfa_auditor::snapshot::Role::GlobalAdministrator],
+        2,
+        "one direct, one through the group"
+    );
+    // No service principal became a user.
+    assert_eq!(snap.users.len(), truth.users.len());
+    assert_eq!(
+        sim.stats().count("roleEligibilityScheduleInstances", 200),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_p2_or_permission_eligibility_is_a_named_gap_and_active_roles_still_count() {
+    // P1: Graph answers 400 AadPremiumLicenseRequired; the audit stays complete.
+    let (tenant, _) = privileged_tenant(600, 29);
+    let sim_p1 = sim(0, 0, |c| {
+        c.tenant = graph_sim::TenantSource::Given(Box::new(tenant.clone()));
+        c.licence = Licence::P1;
+    })
+    .await;
+    let snap = run(&sim_p1, &client(&sim_p1, |_| {}), &options())
+        .await
+        .snapshot;
+    assert!(snap.is_complete(), "{:?}", snap.coverage);
+    match snap.coverage.gaps.get(&DataSet::RoleEligibility) {
+        Some(Gap::Unlicensed(why)) => assert!(why.contains("P2"), "{why}"),
+        other => panic!("eligibility should be unlicensed, got {other:?}"),
+    }
+    assert_eq!(
+        sim_p1
+            .stats()
+            .count("roleEligibilityScheduleInstances", 400),
+        1
+    );
+    assert!(snap.users.iter().all(|u| u.eligible_roles.is_empty()));
+    let truth = sim_p1.ground_truth();
+    let users = by_id(&snap);
+    for t in &truth.users {
+        assert_eq!(
+            role_ids(users[&t.id].roles),
+            tracked(&truth.active_roles(&t.id)),
+            "{}: active roles are read without P2",
+            t.upn
+        );
+    }
+
+    // A token without any role-management permission: eligibility names the least one.
+    let sim_perm = sim(0, 0, |c| {
+        c.tenant = graph_sim::TenantSource::Given(Box::new(tenant.clone()));
+        c.granted_roles = vec![
+            "User.Read.All".into(),
+            "AuditLog.Read.All".into(),
+            "Policy.Read.All".into(),
+            "UserAuthenticationMethod.Read.All".into(),
+            "GroupMember.Read.All".into(),
+            "Directory.Read.All".into(),
+        ];
+    })
+    .await;
+    let snap = run(&sim_perm, &client(&sim_perm, |_| {}), &options())
+        .await
+        .snapshot;
+    assert!(snap.is_complete(), "{:?}", snap.coverage);
+    assert_eq!(
+        snap.coverage.gaps.get(&DataSet::RoleEligibility),
+        Some(&Gap::MissingPermission(
+            "RoleEligibilitySchedule.Read.Directory".into()
+        ))
+    );
+    assert!(
+        !snap.coverage.gaps.contains_key(&DataSet::Roles),
+        "Directory.Read.All reads role assignments"
+    );
+    assert_eq!(
+        sim_perm.stats().total("roleEligibilityScheduleInstances"),
+        0
+    );
+
+    // Roles held through groups whose members the token cannot read: the admins are unknown.
+    let sim_groups = sim(0, 0, |c| {
+        c.tenant = graph_sim::TenantSource::Given(Box::new(tenant));
+        c.granted_roles.retain(|r| r != "GroupMember.Read.All");
+    })
+    .await;
+    let snap = run(&sim_groups, &client(&sim_groups, |_| {}), &options())
+        .await
+        .snapshot;
+    assert!(snap.is_complete(), "{:?}", snap.coverage);
+    for set in [DataSet::Roles, DataSet::RoleEligibility] {
+        match snap.coverage.gaps.get(&set) {
+            Some(Gap::MissingPermission(p)) => {
+                assert!(p.starts_with("GroupMember.Read.All"), "{set:?}: {p}")
+            }
+            other => panic!("{set:?} should miss a group permission, got {other:?}"),
+        }
+    }
+    assert!(snap
+        .coverage
+        .missing_permissions
+        .iter()
+        .any(|(p, _)| p == "GroupMember.Read.All"));
+}

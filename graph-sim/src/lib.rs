@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 pub use faults::Fault;
 pub use tenant::{
     generate, generate_at, GroundTruth, Profile, SimCaPolicy, SimPolicy, SimSignIn, SimTap,
-    SimUser, Tenant, TruthUser,
+    SimUser, Tenant, TruthServicePrincipal, TruthUser,
 };
 
 /// Which licence the simulated tenant has: the registration report, sign-in logs and
@@ -73,6 +73,7 @@ pub enum TenantSource {
 }
 
 /// Every permission the simulator knows, all read-only: the default grant.
+/// (`RoleManagement.Read.Directory` also grants PIM eligibility.)
 pub const ALL_READ_PERMISSIONS: &[&str] = &[
     "User.Read.All",
     "AuditLog.Read.All",

@@ -27,6 +27,10 @@ struct Args {
     /// realistic, healthy or weak-policy.
     #[arg(long, default_value = "realistic")]
     profile: Profile,
+    /// Add role-assignable groups holding roles, PIM-eligible admins and role-holding service
+    /// principals to the generated tenant (eligibility is served on P2 only).
+    #[arg(long)]
+    privileged_access: bool,
     /// Serve this ground-truth JSON instead of generating a tenant.
     #[arg(long)]
     tenant_json: Option<std::path::PathBuf>,
@@ -68,6 +72,11 @@ async fn main() -> anyhow::Result<()> {
     let mut config = SimConfig {
         tenant: match args.tenant_json {
             Some(path) => TenantSource::Json(path),
+            None if args.privileged_access => {
+                let mut tenant = graph_sim::generate(args.users, args.seed, args.profile);
+                tenant.add_privileged_access(args.seed);
+                TenantSource::Given(Box::new(tenant))
+            }
             None => TenantSource::Generated {
                 users: args.users,
                 seed: args.seed,

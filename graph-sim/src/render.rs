@@ -144,6 +144,7 @@ pub fn answer(ctx: &Ctx, label: &str, rest: &[&str]) -> Result<Value, Reply> {
         "conditionalAccessPolicies" => conditional_access(ctx),
         "subscribedSkus" => Ok(subscribed_skus(ctx)),
         "roleAssignments" => role_assignments(ctx),
+        "roleEligibilityScheduleInstances" => role_eligibility(ctx),
         "authenticationMethods" => {
             let user = ctx.user(rest[1])?;
             Ok(
@@ -163,7 +164,7 @@ pub fn answer(ctx: &Ctx, label: &str, rest: &[&str]) -> Result<Value, Reply> {
         }
         "signIns" => sign_ins(ctx),
         "directoryAudits" => directory_audits(ctx),
-        "groupMembers" => group_members(ctx, rest[1]),
+        "groupMembers" => group_members(ctx, rest[1], rest.len() == 4),
         _ => Err(graph_error(
             404,
             "Request_ResourceNotFound",
@@ -469,58 +470,195 @@ fn subscribed_skus(ctx: &Ctx) -> Value {
     json!({"@odata.context": ctx.context("subscribedSkus"), "value": value})
 }
 
-fn role_assignments(ctx: &Ctx) -> Result<Value, Reply> {
-    let wanted: Option<Vec<String>> = match ctx.param("$filter") {
-        None => None,
-        Some(f) => {
-            let f = f.trim();
-            let ids = if let Some(v) = f.strip_prefix("roleDefinitionId eq ") {
-                vec![v.trim().trim_matches('\'').to_string()]
-            } else if let Some(v) = f.strip_prefix("roleDefinitionId in ") {
-                let v = v
-                    .trim()
-                    .strip_prefix('(')
-                    .and_then(|v| v.strip_suffix(')'))
-                    .ok_or_else(|| unsupported("roleDefinitionId in (…)"))?;
-                v.split(',')
-                    .map(|s| s.trim().trim_matches('\'').to_string())
-                    .collect()
-            } else {
-                return Err(unsupported(
-                    "$filter on roleAssignments: roleDefinitionId eq '…' or in ('…')",
-                ));
-            };
-            Some(ids)
-        }
+/// Who holds a role (or is eligible for it): an index into the tenant's users, groups or service
+/// principals.
+#[derive(Clone, Copy)]
+enum Holder {
+    User(usize),
+    Group(usize),
+    ServicePrincipal(usize),
+}
+
+/// The `$filter` on `roleDefinitionId` the list endpoints take: `eq` always, `in` only where the
+/// docs say so (roleAssignments: `eq`, `in`; the PIM instances: `eq`, `ne`).
+fn role_filter(ctx: &Ctx, what: &str, allow_in: bool) -> Result<Option<Vec<String>>, Reply> {
+    let Some(f) = ctx.param("$filter") else {
+        return Ok(None);
     };
-    let expand = ctx.param("$expand").is_some_and(|e| e == "principal");
-    let mut rows: Vec<(usize, &str)> = Vec::new();
-    for (i, u) in ctx.tenant.users.iter().enumerate() {
-        for r in &u.roles {
+    let f = f.trim();
+    if let Some(v) = f.strip_prefix("roleDefinitionId eq ") {
+        return Ok(Some(vec![v.trim().trim_matches('\'').to_string()]));
+    }
+    if let (true, Some(v)) = (allow_in, f.strip_prefix("roleDefinitionId in ")) {
+        let v = v
+            .trim()
+            .strip_prefix('(')
+            .and_then(|v| v.strip_suffix(')'))
+            .ok_or_else(|| unsupported("roleDefinitionId in (…)"))?;
+        return Ok(Some(
+            v.split(',')
+                .map(|s| s.trim().trim_matches('\'').to_string())
+                .collect(),
+        ));
+    }
+    Err(unsupported(&format!(
+        "$filter on {what}: roleDefinitionId eq '…'{}",
+        if allow_in { " or in ('…')" } else { "" }
+    )))
+}
+
+/// Every (holder, role) pair, users first, as `pick` chooses the role lists.
+fn holders<'a>(
+    tenant: &'a Tenant,
+    wanted: &Option<Vec<String>>,
+    user_roles: impl Fn(&'a SimUser) -> &'a [u8],
+    group_roles: impl Fn(&'a crate::tenant::SimGroup) -> &'a [u8],
+    sp_roles: impl Fn(&'a crate::tenant::SimServicePrincipal) -> &'a [u8],
+) -> Vec<(Holder, &'static str)> {
+    let keep = |role: &str| {
+        wanted
+            .as_ref()
+            .is_none_or(|w| w.iter().any(|x| x.eq_ignore_ascii_case(role)))
+    };
+    let mut rows = Vec::new();
+    for (i, u) in tenant.users.iter().enumerate() {
+        for r in user_roles(u) {
             let role = ROLES[*r as usize];
-            if wanted
-                .as_ref()
-                .is_none_or(|w| w.iter().any(|x| x.eq_ignore_ascii_case(role)))
-            {
-                rows.push((i, role));
+            if keep(role) {
+                rows.push((Holder::User(i), role));
             }
         }
     }
-    let users = &ctx.tenant.users;
+    for (i, g) in tenant.groups.iter().enumerate() {
+        for r in group_roles(g) {
+            let role = ROLES[*r as usize];
+            if keep(role) {
+                rows.push((Holder::Group(i), role));
+            }
+        }
+    }
+    for (i, sp) in tenant.service_principals.iter().enumerate() {
+        for r in sp_roles(sp) {
+            let role = ROLES[*r as usize];
+            if keep(role) {
+                rows.push((Holder::ServicePrincipal(i), role));
+            }
+        }
+    }
+    rows
+}
+
+/// The id and the `$expand=principal` object of a holder (`@odata.type` tells them apart).
+fn principal(tenant: &Tenant, h: Holder) -> (String, Value) {
+    match h {
+        Holder::User(i) => {
+            let u = &tenant.users[i];
+            (
+                u.id_string(),
+                json!({"@odata.type": "#microsoft.graph.user", "id": u.id_string(), "userPrincipalName": &*u.upn,
+                       "displayName": &*u.display_name, "accountEnabled": u.enabled, "userType": if u.guest { "Guest" } else { "Member" }}),
+            )
+        }
+        Holder::Group(i) => {
+            let g = &tenant.groups[i];
+            (
+                g.id_string(),
+                json!({"@odata.type": "#microsoft.graph.group", "id": g.id_string(), "displayName": g.display_name,
+                       "isAssignableToRole": g.role_assignable, "securityEnabled": true, "mailEnabled": false, "groupTypes": []}),
+            )
+        }
+        Holder::ServicePrincipal(i) => {
+            let sp = &tenant.service_principals[i];
+            (
+                sp.id_string(),
+                json!({"@odata.type": "#microsoft.graph.servicePrincipal", "id": sp.id_string(), "displayName": sp.display_name,
+                       "appId": uuid::Uuid::from_u128(sp.id.rotate_left(29)).hyphenated().to_string(),
+                       "servicePrincipalType": "Application", "accountEnabled": true}),
+            )
+        }
+    }
+}
+
+fn role_assignments(ctx: &Ctx) -> Result<Value, Reply> {
+    let wanted = role_filter(ctx, "roleAssignments", true)?;
+    let expand = ctx.param("$expand").is_some_and(|e| e == "principal");
+    let tenant = ctx.tenant;
+    let rows = holders(
+        tenant,
+        &wanted,
+        |u| &u.roles,
+        |g| if g.role_assignable { &g.roles } else { &[] },
+        |sp| &sp.roles,
+    );
     page(
         ctx,
         "roleAssignments",
         "roleManagement/directory/roleAssignments",
-        "roleManagement/directory/roleAssignments",
+        if expand {
+            "roleManagement/directory/roleAssignments(principal())"
+        } else {
+            "roleManagement/directory/roleAssignments"
+        },
         rows.len(),
         100,
         |k| {
-            let (i, role) = rows[k];
-            let u = &users[i];
-            let mut o = json!({"id": format!("{}-{}", role, u.id_string()), "principalId": u.id_string(), "directoryScopeId": "/", "roleDefinitionId": role});
+            let (h, role) = rows[k];
+            let (id, p) = principal(tenant, h);
+            let mut o = json!({"id": format!("{}-{}", role, id), "principalId": id, "directoryScopeId": "/", "roleDefinitionId": role});
             if expand {
-                o["principal"] = json!({"@odata.type": "#microsoft.graph.user", "id": u.id_string(), "userPrincipalName": &*u.upn,
-                                     "displayName": &*u.display_name, "accountEnabled": u.enabled});
+                o["principal"] = p;
+            }
+            o
+        },
+    )
+}
+
+/// PIM eligibility instances (P2 only: the licence answer is the server's).
+fn role_eligibility(ctx: &Ctx) -> Result<Value, Reply> {
+    let wanted = role_filter(ctx, "roleEligibilityScheduleInstances", false)?;
+    let expand = ctx.param("$expand").is_some_and(|e| e == "principal");
+    let tenant = ctx.tenant;
+    let rows = holders(
+        tenant,
+        &wanted,
+        |u| &u.eligible_roles,
+        |g| {
+            if g.role_assignable {
+                &g.eligible_roles
+            } else {
+                &[]
+            }
+        },
+        |_| &[],
+    );
+    let start = date(tenant.now - chrono::Duration::days(90));
+    page(
+        ctx,
+        "roleEligibilityScheduleInstances",
+        "roleManagement/directory/roleEligibilityScheduleInstances",
+        if expand {
+            "roleManagement/directory/roleEligibilityScheduleInstances(principal())"
+        } else {
+            "roleManagement/directory/roleEligibilityScheduleInstances"
+        },
+        rows.len(),
+        100,
+        |k| {
+            let (h, role) = rows[k];
+            let (id, p) = principal(tenant, h);
+            let schedule = uuid::Uuid::from_u128(
+                uuid::Uuid::parse_str(&id)
+                    .map_or(0, |u| u.as_u128())
+                    .rotate_left(7)
+                    ^ k as u128,
+            )
+            .hyphenated()
+            .to_string();
+            let mut o = json!({"id": format!("{}-{}-e", role, id), "principalId": id, "roleDefinitionId": role,
+                               "directoryScopeId": "/", "appScopeId": null, "startDateTime": start, "endDateTime": null,
+                               "memberType": "Direct", "roleEligibilityScheduleId": schedule});
+            if expand {
+                o["principal"] = p;
             }
             o
         },
@@ -697,7 +835,9 @@ fn sign_ins(ctx: &Ctx) -> Result<Value, Reply> {
     )
 }
 
-fn group_members(ctx: &Ctx, key: &str) -> Result<Value, Reply> {
+/// `transitiveMembers` (every member, each with its `@odata.type`) or its `microsoft.graph.user`
+/// cast (users only).
+fn group_members(ctx: &Ctx, key: &str, users_only: bool) -> Result<Value, Reply> {
     let group = ctx.tenant.group(key).ok_or_else(|| {
         graph_error(404, "Request_ResourceNotFound", &format!("Resource '{key}' does not exist or one of its queried reference-property objects are not present."))
     })?;
@@ -707,20 +847,39 @@ fn group_members(ctx: &Ctx, key: &str) -> Result<Value, Reply> {
         .unwrap_or(100)
         .clamp(1, 999);
     let users = &ctx.tenant.users;
-    let path = format!(
-        "groups/{}/transitiveMembers/microsoft.graph.user",
-        group.id_string()
-    );
+    let sps = &ctx.tenant.service_principals;
+    let (path, context, total) = if users_only {
+        (
+            format!(
+                "groups/{}/transitiveMembers/microsoft.graph.user",
+                group.id_string()
+            ),
+            "users",
+            group.members.len(),
+        )
+    } else {
+        (
+            format!("groups/{}/transitiveMembers", group.id_string()),
+            "directoryObjects",
+            group.members.len() + group.service_principals.len(),
+        )
+    };
     page(
         ctx,
         "groupMembers",
         &path,
-        "users",
-        group.members.len(),
+        context,
+        total,
         top,
-        |k| {
-            let u = &users[group.members[k] as usize];
-            json!({"@odata.type": "#microsoft.graph.user", "id": u.id_string(), "userPrincipalName": &*u.upn})
+        |k| match group.members.get(k) {
+            Some(i) => {
+                let u = &users[*i as usize];
+                json!({"@odata.type": "#microsoft.graph.user", "id": u.id_string(), "userPrincipalName": &*u.upn})
+            }
+            None => {
+                let sp = &sps[group.service_principals[k - group.members.len()] as usize];
+                json!({"@odata.type": "#microsoft.graph.servicePrincipal", "id": sp.id_string(), "displayName": sp.display_name})
+            }
         },
     )
 }

@@ -103,6 +103,14 @@ const ROLES: &[&str] = &[
     "RoleManagement.ReadWrite.Directory",
     "Directory.Read.All",
 ];
+/// PIM eligibility (`roleEligibilityScheduleInstances`), least privileged first.
+const ROLE_ELIGIBILITY: &[&str] = &[
+    "RoleEligibilitySchedule.Read.Directory",
+    "RoleManagement.Read.Directory",
+    "RoleManagement.Read.All",
+    "RoleEligibilitySchedule.ReadWrite.Directory",
+    "RoleManagement.ReadWrite.Directory",
+];
 const UAM: &[&str] = &[
     "UserAuthenticationMethod.Read.All",
     "UserAuthenticationMethod.ReadWrite.All",
@@ -158,6 +166,14 @@ fn route(version: &str, rest: &[&str]) -> Option<Route> {
         ),
         ("v1.0" | "beta", ["roleManagement", "directory", "roleAssignments"]) => {
             r("roleAssignments", Class::Directory, ROLES, false)
+        }
+        ("v1.0" | "beta", ["roleManagement", "directory", "roleEligibilityScheduleInstances"]) => {
+            r(
+                "roleEligibilityScheduleInstances",
+                Class::Directory,
+                ROLE_ELIGIBILITY,
+                false,
+            )
         }
         ("v1.0" | "beta", ["users", _, "authentication", "methods"]) => {
             r("authenticationMethods", Class::AuthMethods, UAM, false)
@@ -428,6 +444,18 @@ impl State {
                     403,
                     "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
                     "Neither tenant is B2C or tenant doesn't have premium license",
+                ),
+            );
+        }
+        // PIM needs P2 (or ID Governance); without it Graph answers 400, not the reports' 403
+        // (maester365/maester#1421).
+        if route.label == "roleEligibilityScheduleInstances" && self.config.licence != Licence::P2 {
+            return (
+                label,
+                graph_error(
+                    400,
+                    "AadPremiumLicenseRequired",
+                    "The tenant needs to have Microsoft Entra ID P2 or Microsoft Entra ID Governance license.",
                 ),
             );
         }

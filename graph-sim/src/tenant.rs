@@ -218,8 +218,10 @@ pub struct SimUser {
     pub methods: u32,
     /// A method string no real tenant has, to test leniency.
     pub unknown_method: Option<Box<str>>,
-    /// Indexes into [`ROLES`].
+    /// Indexes into [`ROLES`]: active tenant-wide assignments to the user itself.
     pub roles: Vec<u8>,
+    /// Indexes into [`ROLES`]: PIM eligibility of the user itself (served on P2 tenants only).
+    pub eligible_roles: Vec<u8>,
     pub system_preferred: bool,
     pub default_method: &'static str,
     pub tap: Option<Box<SimTap>>,
@@ -372,16 +374,41 @@ pub struct Tenant {
     pub policy: SimPolicy,
     /// Security groups with their (transitive) user members, as indexes into `users`.
     pub groups: Vec<SimGroup>,
+    /// Service principals (only those that matter here: holders of roles or group members).
+    pub service_principals: Vec<SimServicePrincipal>,
     /// When the tenant was made: sign-ins and TAPs are relative to it.
     pub now: DateTime<Utc>,
 }
 
-/// A group and its transitive user members.
-#[derive(Clone, Debug, PartialEq)]
+/// A group and its transitive user members; a role-assignable group may hold roles (actively or
+/// eligibly) that its members then hold, and have service principals among its members.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct SimGroup {
     pub id: u128,
     pub display_name: String,
     pub members: Vec<u32>,
+    pub role_assignable: bool,
+    /// Indexes into [`ROLES`]: active tenant-wide assignments to the group.
+    pub roles: Vec<u8>,
+    /// Indexes into [`ROLES`]: PIM eligibility of the group.
+    pub eligible_roles: Vec<u8>,
+    /// Indexes into `Tenant::service_principals`.
+    pub service_principals: Vec<u32>,
+}
+
+/// An application's service principal, possibly holding directory roles.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimServicePrincipal {
+    pub id: u128,
+    pub display_name: String,
+    /// Indexes into [`ROLES`]: active tenant-wide assignments.
+    pub roles: Vec<u8>,
+}
+
+impl SimServicePrincipal {
+    pub fn id_string(&self) -> String {
+        uuid::Uuid::from_u128(self.id).hyphenated().to_string()
+    }
 }
 
 impl SimGroup {
@@ -390,12 +417,29 @@ impl SimGroup {
     }
 }
 
-/// A group in the ground truth: its id, name and member user ids.
+/// A group in the ground truth: its id, name and member user ids, and for a role-assignable
+/// group the role template ids it holds (actively and eligibly) and its service-principal members.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TruthGroup {
     pub id: String,
     pub display_name: String,
     pub members: Vec<String>,
+    #[serde(default)]
+    pub role_assignable: bool,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    #[serde(default)]
+    pub eligible_roles: Vec<String>,
+    #[serde(default)]
+    pub service_principals: Vec<String>,
+}
+
+/// A service principal in the ground truth, with the role template ids it holds directly.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TruthServicePrincipal {
+    pub id: String,
+    pub display_name: String,
+    pub roles: Vec<String>,
 }
 
 /// Three groups over the users: most staff, a contractors slice, and a small pilot.
@@ -423,16 +467,19 @@ fn generate_groups(users: &[SimUser], seed: u64) -> Vec<SimGroup> {
             id: id(1),
             display_name: "All Staff".into(),
             members: staff,
+            ..SimGroup::default()
         },
         SimGroup {
             id: id(2),
             display_name: "Contractors".into(),
             members: contractors,
+            ..SimGroup::default()
         },
         SimGroup {
             id: id(3),
             display_name: "MFA Pilot".into(),
             members: pilot,
+            ..SimGroup::default()
         },
     ]
 }
@@ -499,6 +546,11 @@ impl Tenant {
                             .iter()
                             .map(|r| ROLES[*r as usize].to_string())
                             .collect(),
+                        eligible_roles: u
+                            .eligible_roles
+                            .iter()
+                            .map(|r| ROLES[*r as usize].to_string())
+                            .collect(),
                         system_preferred_mfa: u.system_preferred,
                         default_method: u.default_method.to_string(),
                         tap: u.tap.as_deref().cloned(),
@@ -519,6 +571,23 @@ impl Tenant {
                         .iter()
                         .map(|i| self.users[*i as usize].id_string())
                         .collect(),
+                    role_assignable: g.role_assignable,
+                    roles: role_ids(&g.roles),
+                    eligible_roles: role_ids(&g.eligible_roles),
+                    service_principals: g
+                        .service_principals
+                        .iter()
+                        .map(|i| self.service_principals[*i as usize].id_string())
+                        .collect(),
+                })
+                .collect(),
+            service_principals: self
+                .service_principals
+                .iter()
+                .map(|sp| TruthServicePrincipal {
+                    id: sp.id_string(),
+                    display_name: sp.display_name.clone(),
+                    roles: role_ids(&sp.roles),
                 })
                 .collect(),
             now: self.now,
@@ -542,8 +611,13 @@ pub struct TruthUser {
     /// `isMfaCapable` as the report renders it (computed from the policy; ignored on load).
     #[serde(default)]
     pub mfa_capable: bool,
-    /// Role template ids held tenant-wide.
+    /// Role template ids assigned to the user itself tenant-wide (not through a group: see
+    /// [`GroundTruth::active_roles`]).
     pub roles: Vec<String>,
+    /// Role template ids the user itself is eligible for through PIM (see
+    /// [`GroundTruth::eligible_roles`]).
+    #[serde(default)]
+    pub eligible_roles: Vec<String>,
     pub system_preferred_mfa: bool,
     pub default_method: String,
     pub tap: Option<SimTap>,
@@ -559,7 +633,86 @@ pub struct GroundTruth {
     pub policy: SimPolicy,
     #[serde(default)]
     pub groups: Vec<TruthGroup>,
+    #[serde(default)]
+    pub service_principals: Vec<TruthServicePrincipal>,
     pub now: DateTime<Utc>,
+}
+
+fn role_ids(roles: &[u8]) -> Vec<String> {
+    roles
+        .iter()
+        .map(|r| ROLES[*r as usize].to_string())
+        .collect()
+}
+
+impl GroundTruth {
+    /// Role template ids the user holds actively: its own assignments and those of the
+    /// role-assignable groups it is a (transitive) member of. Sorted, once each.
+    pub fn active_roles(&self, user_id: &str) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .users
+            .iter()
+            .filter(|u| u.id.eq_ignore_ascii_case(user_id))
+            .flat_map(|u| u.roles.iter().cloned())
+            .chain(
+                self.groups
+                    .iter()
+                    .filter(|g| {
+                        g.role_assignable
+                            && g.members.iter().any(|m| m.eq_ignore_ascii_case(user_id))
+                    })
+                    .flat_map(|g| g.roles.iter().cloned()),
+            )
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Role template ids the user can activate through PIM (its own eligibility and its groups'),
+    /// leaving out those it already holds actively. Sorted, once each. Only a P2 tenant serves them.
+    pub fn eligible_roles(&self, user_id: &str) -> Vec<String> {
+        let active = self.active_roles(user_id);
+        let mut out: Vec<String> = self
+            .users
+            .iter()
+            .filter(|u| u.id.eq_ignore_ascii_case(user_id))
+            .flat_map(|u| u.eligible_roles.iter().cloned())
+            .chain(
+                self.groups
+                    .iter()
+                    .filter(|g| {
+                        g.role_assignable
+                            && g.members.iter().any(|m| m.eq_ignore_ascii_case(user_id))
+                    })
+                    .flat_map(|g| g.eligible_roles.iter().cloned()),
+            )
+            .filter(|r| !active.contains(r))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// How many distinct service principals hold each role template id actively, directly or
+    /// through a role-assignable group.
+    pub fn service_principals_by_role(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut by_role: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+            Default::default();
+        for sp in &self.service_principals {
+            for r in &sp.roles {
+                by_role.entry(r.clone()).or_default().insert(sp.id.clone());
+            }
+        }
+        for g in self.groups.iter().filter(|g| g.role_assignable) {
+            for r in &g.roles {
+                for sp in &g.service_principals {
+                    by_role.entry(r.clone()).or_default().insert(sp.clone());
+                }
+            }
+        }
+        by_role.into_iter().map(|(r, s)| (r, s.len())).collect()
+    }
 }
 
 fn pick<'a, T>(rng: &mut SmallRng, items: &'a [T]) -> &'a T {
@@ -904,6 +1057,7 @@ pub fn generate_at(users: usize, seed: u64, profile: Profile, now: DateTime<Utc>
             methods,
             unknown_method,
             roles,
+            eligible_roles: Vec::new(),
             system_preferred: profile != Profile::WeakPolicy && rng.gen::<f64>() < 0.85,
             default_method,
             tap,
@@ -915,6 +1069,7 @@ pub fn generate_at(users: usize, seed: u64, profile: Profile, now: DateTime<Utc>
     let groups = generate_groups(&list, seed);
     let mut tenant = Tenant {
         groups,
+        service_principals: Vec::new(),
         domain,
         users: list,
         by_id: HashMap::new(),
@@ -985,6 +1140,9 @@ pub fn from_ground_truth(truth: &GroundTruth) -> Result<Tenant, String> {
             })
             .collect::<Option<Vec<u8>>>()
             .ok_or_else(|| format!("users[{n}].roles: a role the simulator does not know"))?;
+        let eligible_roles = role_indexes(&u.eligible_roles).ok_or_else(|| {
+            format!("users[{n}].eligible_roles: a role the simulator does not know")
+        })?;
         let default_method: &'static str = [
             "push",
             "oath",
@@ -1014,6 +1172,7 @@ pub fn from_ground_truth(truth: &GroundTruth) -> Result<Tenant, String> {
             methods,
             unknown_method: u.unknown_methods.first().map(|s| s.as_str().into()),
             roles,
+            eligible_roles,
             system_preferred: u.system_preferred_mfa,
             default_method,
             tap: u.tap.clone().map(Box::new),
@@ -1031,9 +1190,23 @@ pub fn from_ground_truth(truth: &GroundTruth) -> Result<Tenant, String> {
         sign_ins: truth.sign_ins.clone(),
         policy: truth.policy.clone(),
         groups: Vec::new(),
+        service_principals: Vec::new(),
         now: truth.now,
     };
     tenant.reindex();
+    for (n, sp) in truth.service_principals.iter().enumerate() {
+        let id = uuid::Uuid::parse_str(&sp.id)
+            .map_err(|e| format!("service_principals[{n}].id {:?}: {e}", sp.id))?
+            .as_u128();
+        let roles = role_indexes(&sp.roles).ok_or_else(|| {
+            format!("service_principals[{n}].roles: a role the simulator does not know")
+        })?;
+        tenant.service_principals.push(SimServicePrincipal {
+            id,
+            display_name: sp.display_name.clone(),
+            roles,
+        });
+    }
     for (n, g) in truth.groups.iter().enumerate() {
         let id = uuid::Uuid::parse_str(&g.id)
             .map_err(|e| format!("groups[{n}].id {:?}: {e}", g.id))?
@@ -1048,13 +1221,147 @@ pub fn from_ground_truth(truth: &GroundTruth) -> Result<Tenant, String> {
                     .ok_or_else(|| format!("groups[{n}].members: no user {m}"))
             })
             .collect::<Result<Vec<u32>, String>>()?;
+        let roles = role_indexes(&g.roles)
+            .ok_or_else(|| format!("groups[{n}].roles: a role the simulator does not know"))?;
+        let eligible_roles = role_indexes(&g.eligible_roles).ok_or_else(|| {
+            format!("groups[{n}].eligible_roles: a role the simulator does not know")
+        })?;
+        let service_principals = g
+            .service_principals
+            .iter()
+            .map(|m| {
+                let id = uuid::Uuid::parse_str(m).ok().map(|u| u.as_u128());
+                tenant
+                    .service_principals
+                    .iter()
+                    .position(|sp| Some(sp.id) == id)
+                    .map(|i| i as u32)
+                    .ok_or_else(|| {
+                        format!("groups[{n}].service_principals: no service principal {m}")
+                    })
+            })
+            .collect::<Result<Vec<u32>, String>>()?;
         tenant.groups.push(SimGroup {
             id,
             display_name: g.display_name.clone(),
             members,
+            role_assignable: g.role_assignable,
+            roles,
+            eligible_roles,
+            service_principals,
         });
     }
     Ok(tenant)
+}
+
+/// Role template ids as indexes into [`ROLES`]; `None` if one is unknown.
+fn role_indexes(ids: &[String]) -> Option<Vec<u8>> {
+    ids.iter()
+        .map(|r| {
+            ROLES
+                .iter()
+                .position(|x| x.eq_ignore_ascii_case(r))
+                .map(|p| p as u8)
+        })
+        .collect()
+}
+
+/// Indexes into [`ROLES`] by name, for [`Tenant::add_privileged_access`].
+const GLOBAL_ADMIN: u8 = 0;
+const PRIVILEGED_AUTH_ADMIN: u8 = 1;
+const AUTH_ADMIN: u8 = 2;
+const SECURITY_ADMIN: u8 = 3;
+const GLOBAL_READER: u8 = 8;
+
+impl Tenant {
+    /// Adds what real tenants have beside directly assigned admins, deterministically from
+    /// `seed`: a role-assignable group holding Global Administrator (two members and a service
+    /// principal), a group eligible through PIM for Authentication Administrator, users eligible
+    /// for Global Administrator and Privileged Authentication Administrator themselves, and
+    /// service principals holding Global Administrator, Security Administrator and Global Reader.
+    /// The chosen users are enabled members (not `package_`/`Sync_` accounts) who held no role
+    /// before. Returns the ids of the users it made admins, in that order: the two Tier 0 group
+    /// members, the three Helpdesk group members, the eligible Global Administrator, the eligible
+    /// Privileged Authentication Administrator.
+    pub fn add_privileged_access(&mut self, seed: u64) -> Vec<String> {
+        let mut rng = SmallRng::seed_from_u64(seed ^ 0x0091_7a55);
+        let mut candidates: Vec<u32> = self
+            .users
+            .iter()
+            .enumerate()
+            .filter(|(_, u)| {
+                // People, not the service-like accounts (package_, Sync_) or guests.
+                u.enabled
+                    && !u.guest
+                    && !u.upn.starts_with("package_")
+                    && !u.upn.starts_with("Sync_")
+                    && u.roles.is_empty()
+                    && u.eligible_roles.is_empty()
+            })
+            .map(|(i, _)| i as u32)
+            .collect();
+        let mut take = |rng: &mut SmallRng| -> Option<u32> {
+            (!candidates.is_empty())
+                .then(|| candidates.swap_remove(rng.gen_range(0..candidates.len())))
+        };
+        let tier0: Vec<u32> = (0..2).filter_map(|_| take(&mut rng)).collect();
+        let helpdesk: Vec<u32> = (0..3).filter_map(|_| take(&mut rng)).collect();
+        let eligible_ga = take(&mut rng);
+        let eligible_paa = take(&mut rng);
+        let sp_id = |n: u128| 0x5e7f_0000_0000_4000_8000_0000_0000_0000u128 | n;
+        let first_sp = self.service_principals.len() as u32;
+        self.service_principals.extend([
+            SimServicePrincipal {
+                id: sp_id(1),
+                display_name: "Contoso Provisioning".into(),
+                roles: vec![GLOBAL_ADMIN],
+            },
+            SimServicePrincipal {
+                id: sp_id(2),
+                display_name: "SIEM Connector".into(),
+                roles: vec![SECURITY_ADMIN, GLOBAL_READER],
+            },
+            SimServicePrincipal {
+                id: sp_id(3),
+                display_name: "Break-fix Automation".into(),
+                roles: vec![],
+            },
+        ]);
+        let group_id = |n: u128| 0x9a0c_0000_0000_4000_8000_0000_0000_1000u128 | n;
+        self.groups.push(SimGroup {
+            id: group_id(1),
+            display_name: "Tier 0 Admins".into(),
+            members: tier0.clone(),
+            role_assignable: true,
+            roles: vec![GLOBAL_ADMIN],
+            eligible_roles: vec![],
+            service_principals: vec![first_sp + 2],
+        });
+        self.groups.push(SimGroup {
+            id: group_id(2),
+            display_name: "Helpdesk (PIM)".into(),
+            members: helpdesk.clone(),
+            role_assignable: true,
+            roles: vec![],
+            eligible_roles: vec![AUTH_ADMIN],
+            service_principals: vec![],
+        });
+        if let Some(i) = eligible_ga {
+            self.users[i as usize].eligible_roles.push(GLOBAL_ADMIN);
+        }
+        if let Some(i) = eligible_paa {
+            self.users[i as usize]
+                .eligible_roles
+                .push(PRIVILEGED_AUTH_ADMIN);
+        }
+        tier0
+            .iter()
+            .chain(&helpdesk)
+            .chain(eligible_ga.iter())
+            .chain(eligible_paa.iter())
+            .map(|i| self.users[*i as usize].id_string())
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -1105,6 +1412,33 @@ mod tests {
             .filter(|m| **m != "temporaryAccessPass")
             .count()
             >= 2));
+    }
+
+    #[test]
+    fn privileged_access_round_trips_and_its_truth_follows_groups() {
+        let mut t = generate(500, 9, Profile::Realistic);
+        let made = t.add_privileged_access(9);
+        assert_eq!(made.len(), 7);
+        let truth = t.ground_truth("P2");
+        let text = serde_json::to_string(&truth).expect("json");
+        let back: GroundTruth = serde_json::from_str(&text).expect("parse");
+        assert_eq!(
+            from_ground_truth(&back).expect("tenant").ground_truth("P2"),
+            truth
+        );
+        let ga = ROLES[GLOBAL_ADMIN as usize].to_string();
+        // Tier 0 members hold Global Administrator only through the group.
+        for id in &made[..2] {
+            let own = truth.users.iter().find(|u| &u.id == id).expect("user");
+            assert!(own.roles.is_empty());
+            assert_eq!(truth.active_roles(id), vec![ga.clone()]);
+        }
+        assert_eq!(
+            truth.eligible_roles(&made[2]),
+            vec![ROLES[AUTH_ADMIN as usize].to_string()]
+        );
+        assert_eq!(truth.eligible_roles(&made[5]), vec![ga.clone()]);
+        assert_eq!(truth.service_principals_by_role().get(&ga), Some(&2));
     }
 
     #[test]

@@ -473,3 +473,90 @@ async fn faults_aimed_at_batch_and_token_fire_and_revoke_removes_a_role_from_new
         .unwrap_or_default()
         .contains("never on $batch"));
 }
+
+#[tokio::test]
+async fn role_principals_are_typed_and_pim_eligibility_needs_p2() {
+    let mut tenant = graph_sim::generate(300, 3, Profile::Realistic);
+    tenant.add_privileged_access(3);
+    let sim = start(0, |c| {
+        c.tenant = TenantSource::Given(Box::new(tenant.clone()))
+    })
+    .await;
+    let t = token(&sim).await;
+    let (status, _, v) = get(
+        &sim,
+        &t,
+        "/v1.0/roleManagement/directory/roleAssignments?$filter=roleDefinitionId%20eq%20%2762e90394-69f5-4237-9190-012177145e10%27&$expand=principal",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let types: HashSet<String> = v["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .filter_map(|a| a["principal"]["@odata.type"].as_str().map(str::to_owned))
+        .collect();
+    for want in [
+        "#microsoft.graph.user",
+        "#microsoft.graph.group",
+        "#microsoft.graph.servicePrincipal",
+    ] {
+        assert!(types.contains(want), "{want} in {types:?}");
+    }
+    let group = v["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .find(|a| a["principal"]["@odata.type"] == "#microsoft.graph.group")
+        .and_then(|a| a["principalId"].as_str())
+        .expect("a group holds Global Administrator")
+        .to_string();
+    let (status, _, members) = get(
+        &sim,
+        &t,
+        &format!("/v1.0/groups/{group}/transitiveMembers?$select=id&$top=999"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let kinds: Vec<&str> = members["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .filter_map(|m| m["@odata.type"].as_str())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "#microsoft.graph.user",
+            "#microsoft.graph.user",
+            "#microsoft.graph.servicePrincipal"
+        ]
+    );
+
+    let url = "/v1.0/roleManagement/directory/roleEligibilityScheduleInstances?$expand=principal";
+    let (status, _, v) = get(&sim, &t, url).await;
+    assert_eq!(status, 200);
+    assert_eq!(v["value"].as_array().map(Vec::len), Some(3), "{v}");
+    assert!(v["value"][0]["startDateTime"].is_string() && v["value"][0]["memberType"] == "Direct");
+    // Only eq/ne on roleDefinitionId, as documented.
+    let (status, _, v) = get(
+        &sim,
+        &t,
+        "/v1.0/roleManagement/directory/roleEligibilityScheduleInstances?$filter=roleDefinitionId%20in%20(%27x%27)",
+    )
+    .await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (400, Some("Request_UnsupportedQuery"))
+    );
+
+    let p1 = start(0, |c| {
+        c.tenant = TenantSource::Given(Box::new(tenant));
+        c.licence = Licence::P1;
+    })
+    .await;
+    let t = token(&p1).await;
+    let (status, _, v) = get(&p1, &t, url).await;
+    assert_eq!(status, 400);
+    assert_eq!(v["error"]["code"], "AadPremiumLicenseRequired");
+}

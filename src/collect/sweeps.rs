@@ -203,6 +203,14 @@ fn is_p2_licence_error(err: &GraphError) -> bool {
                 .is_some_and(|c| c.eq_ignore_ascii_case("AadPremiumLicenseRequired"))
 }
 
+const GROUP_MEMBERS_PERMISSION: &str =
+    "GroupMember.Read.All (to read the members of role-assignable groups that hold a role)";
+
+/// A 403 on the members of a role-assignable group: the token can read roles but not groups.
+fn group_members_refused(err: &GraphError) -> bool {
+    matches!(err, GraphError::Http { endpoint, status: 403, .. } if endpoint == "roleGroupMembers")
+}
+
 fn sign_ins_url(since: DateTime<Utc>, code: i32) -> String {
     let filter = format!(
         "createdDateTime ge {} and status/errorCode eq {code}",
@@ -858,22 +866,17 @@ pub async fn collect_with_report(
         stat,
         roles.as_ref().err(),
     );
-    if let Some(GraphError::Http {
-        endpoint,
-        status: 403,
-        ..
-    }) = roles.as_ref().err()
-    {
-        if endpoint == "roleGroupMembers" {
-            // Roles are held through groups whose members this token cannot read: who the admins
-            // are is unknown, so the admin rules are skipped rather than judged on part of them.
-            coverage.gaps.insert(
-                DataSet::Roles,
-                Gap::MissingPermission(
-                    "GroupMember.Read.All (to read the members of role-assignable groups that hold a role)".into(),
-                ),
-            );
-        }
+    if roles.as_ref().err().is_some_and(group_members_refused) {
+        // Roles are held through groups whose members this token cannot read: who the admins
+        // are is unknown, so the admin rules are skipped rather than judged on part of them.
+        coverage.gaps.insert(
+            DataSet::Roles,
+            Gap::MissingPermission(GROUP_MEMBERS_PERMISSION.into()),
+        );
+        coverage.missing_permissions.push((
+            "GroupMember.Read.All".into(),
+            "the members of role-assignable groups that hold a role: admin rules and too-few-recovery-admins".into(),
+        ));
     }
     if let Some(held) = roles.ok().flatten() {
         for (id, role) in held.users {
@@ -898,6 +901,16 @@ pub async fn collect_with_report(
         stat,
         eligibility.as_ref().err(),
     );
+    if eligibility
+        .as_ref()
+        .err()
+        .is_some_and(group_members_refused)
+    {
+        coverage.gaps.insert(
+            DataSet::RoleEligibility,
+            Gap::MissingPermission(GROUP_MEMBERS_PERMISSION.into()),
+        );
+    }
     if eligibility.as_ref().err().is_some_and(is_p2_licence_error) {
         coverage.gaps.insert(
             DataSet::RoleEligibility,

@@ -6,7 +6,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::*;
 use crate::snapshot::{
-    AuthenticatorFeatures, CaPolicy, Coverage, DefaultMethod, FeatureState, MethodConfig,
+    AuthenticatorFeatures, CaPolicy, Coverage, DefaultMethod, FeatureState, Gap, MethodConfig,
     MethodKind, MethodSet, MethodsPolicy, ObjectId, PerUserMfa, Role, Tap, TapPolicy, User,
 };
 
@@ -487,6 +487,97 @@ fn recovery_admins_must_be_enabled_and_have_a_backup() {
     global.roles.insert(Role::GlobalAdministrator);
     s.users.push(global);
     assert!(flagged(&s, "too-few-recovery-admins").is_empty());
+}
+
+#[test]
+fn eligible_recovery_admins_count_and_are_named_so() {
+    let mut s = snapshot(vec![]);
+    // One of the two standing recovery admins loses their backup: one is left.
+    s.users[1].methods = Some([AuthenticatorPush].into_iter().collect());
+    assert_eq!(flagged(&s, "too-few-recovery-admins"), vec!["tenant"]);
+    // A user eligible in PIM for Authentication Administrator can activate it to let users back in.
+    let mut eligible = user(7, &[AuthenticatorPush, MobilePhone]);
+    eligible
+        .eligible_roles
+        .insert(Role::AuthenticationAdministrator);
+    s.users.push(eligible.clone());
+    assert!(flagged(&s, "too-few-recovery-admins").is_empty());
+    // With a third needed, the finding says how many of the ready ones are only eligible.
+    let mut params = RulesConfig::default();
+    params.too_few_recovery_admins.min = 3;
+    let e = run_with(&s, &params);
+    let f = e
+        .findings
+        .iter()
+        .find(|f| f.rule == "too-few-recovery-admins")
+        .expect("finding");
+    assert!(
+        f.detail.starts_with("2 enabled admin(s)")
+            && f.detail.contains("1 of them only after activating"),
+        "{}",
+        f.detail
+    );
+    assert!(e.partial.is_empty(), "{:?}", e.partial);
+    // Eligibility not read: active admins are judged, and the finding and evaluation say so.
+    s.users.retain(|u| u.id != eligible.id);
+    s.coverage.gaps.insert(
+        DataSet::RoleEligibility,
+        Gap::Unlicensed("PIM eligibility needs Entra ID P2".into()),
+    );
+    let e = run_with(&s, &RulesConfig::default());
+    let f = e
+        .findings
+        .iter()
+        .find(|f| f.rule == "too-few-recovery-admins")
+        .expect("still judged");
+    assert!(
+        f.detail.contains("PIM eligibility was not read"),
+        "{}",
+        f.detail
+    );
+    let partial: Vec<&str> = e.partial.iter().map(|p| p.rule).collect();
+    assert!(
+        partial.contains(&"too-few-recovery-admins")
+            && partial.contains(&"admin-not-phishing-resistant"),
+        "{partial:?}"
+    );
+    assert!(e
+        .skipped
+        .iter()
+        .all(|k| k.rule != "too-few-recovery-admins"));
+}
+
+#[test]
+fn eligible_admins_face_the_admin_rule_marked_eligible() {
+    let mut both = user(1, &[AuthenticatorPush, MobilePhone]);
+    both.roles.insert(Role::SecurityAdministrator);
+    both.eligible_roles.insert(Role::GlobalAdministrator);
+    let mut strong = user(2, &[Fido2SecurityKey]);
+    strong.eligible_roles.insert(Role::GlobalAdministrator);
+    let s = snapshot(vec![both, strong]);
+    let e = run_with(&s, &RulesConfig::default());
+    let hits: Vec<&Finding> = e
+        .findings
+        .iter()
+        .filter(|f| f.rule == "admin-not-phishing-resistant")
+        .collect();
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert_eq!(
+        hits[0].user_principal_name.as_deref(),
+        Some("user1@contoso.com")
+    );
+    assert!(
+        hits[0]
+            .detail
+            .starts_with("holds Security Administrator, Global Administrator (eligible) without"),
+        "{}",
+        hits[0].detail
+    );
+}
+
+fn run_with(s: &Snapshot, params: &RulesConfig) -> Evaluation {
+    let glass: Vec<String> = vec![];
+    evaluate(s, params, &AllEnabled, &glass, now())
 }
 
 #[test]
