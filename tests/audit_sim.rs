@@ -478,7 +478,7 @@ async fn a_free_tenant_gets_the_same_user_findings_as_a_licensed_one() {
     }
     assert!(la.len() > 500, "{} findings compared", la.len());
     // Few users differ, and those do for the reason named above: the free audit sees detail only.
-    let expected_free = expected_free_user_findings(&truth, b.started_at, |t| in_default_scope(t));
+    let expected_free = expected_free_user_findings(&truth, b.started_at, in_default_scope);
     assert_eq!(
         user_findings(&b)
             .into_iter()
