@@ -545,3 +545,42 @@ fn expected_free_user_findings(
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn break_glass_accounts_keep_certificates_and_hardware_tokens() {
+    let sim = sim(600, 25).await;
+    let truth = sim.ground_truth();
+    let plain: Vec<&TruthUser> = truth
+        .users
+        .iter()
+        .filter(|t| t.account_enabled && t.roles.is_empty() && in_default_scope(t))
+        .take(2)
+        .collect();
+    // One signs in with a certificate (the report alone names it) and a hardware token (beta
+    // detail alone lists it); the other has only a phone.
+    let methods: [&[&str]; 2] = [
+        &["x509CertificateMultiFactor", "hardwareOneTimePasscode"],
+        &["mobilePhone"],
+    ];
+    for (t, names) in plain.iter().zip(methods) {
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        assert!(sim.update_user(&t.id, |u| {
+            u.set_methods(&names);
+            u.roles = vec![0];
+            u.tap = None;
+        }));
+    }
+    let extra = format!(
+        "[break_glass]\naccounts = [\"{}\", \"{}\"]\n",
+        plain[0].upn, plain[1].upn
+    );
+    let report = audit(&sim, &config(&sim, &extra)).await;
+    assert!(report.complete, "{:?}", report.incomplete_reasons);
+    let weak: Vec<&str> = report
+        .findings
+        .iter()
+        .filter(|f| f.rule == "break-glass-weak")
+        .filter_map(|f| f.user_principal_name.as_deref())
+        .collect();
+    assert_eq!(weak, vec![plain[1].upn.as_str()], "{:?}", report.findings);
+}
