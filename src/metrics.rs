@@ -888,6 +888,14 @@ mod tests {
         assert_eq!(
             value(
                 &first,
+                "entra_mfa_findings{rule=\"method-not-allowed\",severity=\"high\",tenant=\"t1\"}"
+            ),
+            Some(0.0),
+            "every judged rule has its series, the alerts' too"
+        );
+        assert_eq!(
+            value(
+                &first,
                 "entra_users_with_method{method=\"mobilePhone\",tenant=\"t1\"}"
             ),
             Some(9.0)

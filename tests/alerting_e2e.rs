@@ -535,6 +535,7 @@ async fn end_to_end(profile: Profile, seed: u64) {
             "admin-not-phishing-resistant",
             "EntraAdminsNotPhishingResistant",
         ),
+        ("method-not-allowed", "EntraUsersLockedOutByMethodsPolicy"),
         ("tap-policy-disabled", "EntraTapPolicyDisabled"),
         ("tap-policy-multi-use", "EntraTapPolicyMultiUse"),
         ("no-mfa-enforcement", "EntraNoMfaEnforcement"),

@@ -24,13 +24,23 @@ const PHONE: [MethodKind; 3] = [
     MethodKind::OfficePhone,
 ];
 
-/// The methods the collector can know for a user (detail for admins cannot tell some kinds apart).
-fn methods(t: &TruthUser, read_in_detail: bool) -> MethodSet {
+/// The methods the collector can know for a user: all of them with the report (per-user detail
+/// is merged into it); on a free tenant only what per-user detail shows, which cannot tell some
+/// kinds apart and has no object for security questions or certificate sign-in.
+fn methods(t: &TruthUser, detail_only: bool) -> MethodSet {
     t.methods
         .iter()
         .filter_map(|m| MethodKind::from_report_name(m))
-        .filter(|k| !(read_in_detail && *k == MethodKind::SecurityQuestion))
-        .map(|k| match (read_in_detail, k) {
+        .filter(|k| {
+            !(detail_only
+                && matches!(
+                    k,
+                    MethodKind::SecurityQuestion
+                        | MethodKind::Certificate
+                        | MethodKind::CertificateSingleFactor
+                ))
+        })
+        .map(|k| match (detail_only, k) {
             (true, MethodKind::AuthenticatorPasswordless) => MethodKind::AuthenticatorPush,
             (true, MethodKind::PasskeyDeviceBound) => MethodKind::Fido2SecurityKey,
             (true, MethodKind::MacOsSecureEnclaveKey) => MethodKind::PlatformCredential,
@@ -66,8 +76,12 @@ fn expected_user_findings(
     };
     for t in truth.users.iter().filter(|t| scope(t)) {
         let admin = !tracked_roles(t).is_empty() || t.is_admin;
-        let m = methods(t, admin);
+        let m = methods(t, false);
         let mfa = m.mfa_capable();
+        // The simulator's policy targets all users, so isMfaCapable is the policy's verdict.
+        if !mfa.is_empty() && !t.mfa_capable {
+            add("method-not-allowed", t);
+        }
         let old_enough = t
             .created
             .is_none_or(|c| now - c >= chrono::Duration::days(14));
@@ -148,6 +162,7 @@ async fn audit_findings_are_exactly_what_the_ground_truth_implies() {
         "phone-only",
         "admin-not-phishing-resistant",
         "weak-default-method",
+        "method-not-allowed",
     ] {
         assert!(
             got.iter().any(|(r, _)| r == rule),
@@ -203,7 +218,7 @@ async fn audit_findings_are_exactly_what_the_ground_truth_implies() {
         .users
         .iter()
         .filter(|t| t.account_enabled && tracked_roles(t).iter().any(|r| r.can_reset_mfa()))
-        .filter(|t| methods(t, true).mfa_families() >= 2)
+        .filter(|t| methods(t, false).mfa_families() >= 2)
         .count();
     assert_eq!(
         rules.contains("too-few-recovery-admins"),
@@ -457,4 +472,209 @@ async fn admins_through_groups_and_pim_eligibility_face_the_admin_rules() {
         .iter()
         .all(|p| p.reason.contains("role-eligibility") && p.reason.contains("P2")));
     assert!(report.to_table().contains("judged on part of their data"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_free_tenant_gets_the_same_user_findings_as_a_licensed_one() {
+    let licensed = sim(3000, 24).await;
+    let free = common::sim(3000, 24, Profile::Realistic, |c| {
+        c.licence = graph_sim::Licence::Free
+    })
+    .await;
+    let a = audit(&licensed, &config(&licensed, "")).await;
+    let b = audit(&free, &config(&free, "")).await;
+    assert!(
+        a.complete && b.complete,
+        "{:?} {:?}",
+        a.incomplete_reasons,
+        b.incomplete_reasons
+    );
+    let truth = licensed.ground_truth();
+    let same = |t: &GroundTruth| -> Vec<(String, Vec<String>, Vec<String>)> {
+        t.users
+            .iter()
+            .map(|u| (u.upn.clone(), u.methods.clone(), u.roles.clone()))
+            .collect()
+    };
+    assert!(
+        same(&truth) == same(&free.ground_truth()),
+        "same seed, same users"
+    );
+
+    // What only the registration report (default method) or the sign-in logs can judge is
+    // skipped on the free tenant, and says why.
+    let skipped = |r: &Report, rule: &str| {
+        r.skipped
+            .iter()
+            .find(|s| s.rule == rule)
+            .map(|s| s.reason.clone())
+    };
+    let reason = skipped(&b, "weak-default-method").expect("skipped without the report");
+    assert!(reason.contains("P1/P2"), "{reason}");
+    assert!(skipped(&b, "mfa-failures").is_some());
+    for rule in [
+        "no-mfa-method",
+        "no-backup-method",
+        "phone-only",
+        "admin-not-phishing-resistant",
+        "too-few-recovery-admins",
+        "method-not-allowed",
+    ] {
+        assert_eq!(skipped(&b, rule), None, "{rule} is judged on a free tenant");
+        assert_eq!(skipped(&a, rule), None);
+    }
+
+    // The same users, the same findings, except where only the report can know: certificate
+    // sign-in (no per-user object) and the isAdmin flag of a role the auditor does not track.
+    let report_only = |t: &TruthUser| {
+        t.methods.iter().any(|m| m.starts_with("x509Certificate"))
+            || (t.is_admin && tracked_roles(t).is_empty())
+    };
+    let differing: BTreeSet<&str> = truth
+        .users
+        .iter()
+        .filter(|t| report_only(t))
+        .map(|t| t.upn.as_str())
+        .collect();
+    assert!(
+        !differing.is_empty() && differing.len() * 20 < truth.users.len(),
+        "{} of {} users are left out of the comparison",
+        differing.len(),
+        truth.users.len()
+    );
+    let judged = |r: &Report| -> BTreeSet<(String, String)> {
+        user_findings(r)
+            .into_iter()
+            .filter(|(rule, upn)| {
+                !["weak-default-method", "mfa-failures"].contains(&rule.as_str())
+                    && !differing.contains(upn.as_str())
+            })
+            .collect()
+    };
+    let (la, fb) = (judged(&a), judged(&b));
+    let missing: Vec<_> = la.difference(&fb).collect();
+    let extra: Vec<_> = fb.difference(&la).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "missing on the free tenant {missing:#?}\nextra {extra:#?}"
+    );
+    for rule in [
+        "no-mfa-method",
+        "no-backup-method",
+        "phone-only",
+        "admin-not-phishing-resistant",
+        "method-not-allowed",
+    ] {
+        assert!(
+            fb.iter().any(|(r, _)| r == rule),
+            "the free tenant exercises {rule}"
+        );
+    }
+    assert!(la.len() > 500, "{} findings compared", la.len());
+    // Few users differ, and those do for the reason named above: the free audit sees detail only.
+    let expected_free = expected_free_user_findings(&truth, b.started_at, in_default_scope);
+    assert_eq!(
+        user_findings(&b)
+            .into_iter()
+            .filter(|(rule, _)| rule != "mfa-failures" && rule != "weak-default-method")
+            .collect::<BTreeSet<_>>(),
+        expected_free
+    );
+    let tenant = |r: &Report| -> BTreeSet<&str> {
+        r.findings
+            .iter()
+            .filter(|f| f.subject == "tenant" && f.rule == "too-few-recovery-admins")
+            .map(|f| f.rule)
+            .collect()
+    };
+    assert_eq!(tenant(&a), tenant(&b));
+}
+
+/// The user findings a free tenant's audit must arrive at: from what per-user detail shows,
+/// without the report's isAdmin flag, default method or sign-ins.
+fn expected_free_user_findings(
+    truth: &GroundTruth,
+    now: DateTime<Utc>,
+    scope: impl Fn(&TruthUser) -> bool,
+) -> BTreeSet<(String, String)> {
+    let mut out = BTreeSet::new();
+    for t in truth.users.iter().filter(|t| scope(t)) {
+        let mut add = |rule: &str| {
+            out.insert((rule.to_string(), t.upn.clone()));
+        };
+        let admin = !tracked_roles(t).is_empty();
+        let m = methods(t, true);
+        let mfa = m.mfa_capable();
+        let old_enough = t
+            .created
+            .is_none_or(|c| now - c >= chrono::Duration::days(14));
+        if mfa.is_empty() && old_enough {
+            add("no-mfa-method");
+        }
+        if !mfa.is_empty() && mfa.mfa_families() < 2 {
+            add("no-backup-method");
+        }
+        if !mfa.is_empty() && mfa.iter().all(|k| PHONE.contains(&k)) {
+            add("phone-only");
+        }
+        if admin && !m.has_phishing_resistant() {
+            add("admin-not-phishing-resistant");
+        }
+        // Every policy configuration targets all users and the simulator's policy never allows
+        // certificate sign-in, so the policy's verdict on what detail shows is isMfaCapable.
+        if !mfa.is_empty() && !t.mfa_capable {
+            add("method-not-allowed");
+        }
+        if let Some(tap) = t.tap.as_ref().filter(|tap| tap.usable) {
+            if tap.lifetime_minutes > 480 {
+                add("tap-long-lived");
+            }
+            if !tap.usable_once {
+                add("tap-multi-use");
+            }
+        }
+        if admin && (t.per_user_mfa == "enabled" || t.per_user_mfa == "enforced") {
+            add("per-user-mfa-legacy");
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn break_glass_accounts_keep_certificates_and_hardware_tokens() {
+    let sim = sim(600, 25).await;
+    let truth = sim.ground_truth();
+    let plain: Vec<&TruthUser> = truth
+        .users
+        .iter()
+        .filter(|t| t.account_enabled && t.roles.is_empty() && in_default_scope(t))
+        .take(2)
+        .collect();
+    // One signs in with a certificate (the report alone names it) and a hardware token (beta
+    // detail alone lists it); the other has only a phone.
+    let methods: [&[&str]; 2] = [
+        &["x509CertificateMultiFactor", "hardwareOneTimePasscode"],
+        &["mobilePhone"],
+    ];
+    for (t, names) in plain.iter().zip(methods) {
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        assert!(sim.update_user(&t.id, |u| {
+            u.set_methods(&names);
+            u.roles = vec![0];
+            u.tap = None;
+        }));
+    }
+    let extra = format!(
+        "[break_glass]\naccounts = [\"{}\", \"{}\"]\n",
+        plain[0].upn, plain[1].upn
+    );
+    let report = audit(&sim, &config(&sim, &extra)).await;
+    assert!(report.complete, "{:?}", report.incomplete_reasons);
+    let weak: Vec<&str> = report
+        .findings
+        .iter()
+        .filter(|f| f.rule == "break-glass-weak")
+        .filter_map(|f| f.user_principal_name.as_deref())
+        .collect();
+    assert_eq!(weak, vec![plain[1].upn.as_str()], "{:?}", report.findings);
 }

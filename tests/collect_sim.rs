@@ -43,12 +43,20 @@ fn truth_methods(names: &[String]) -> MethodSet {
         .collect()
 }
 
-/// What per-user detail can tell apart: Graph's v1.0 method objects do not distinguish
+/// What per-user detail alone can tell apart: Graph's (beta) method objects do not distinguish
 /// Authenticator push from passwordless, a security key from another device-bound passkey, or a
-/// macOS key from a platform credential, and security questions have no object at all.
+/// macOS key from a platform credential, and security questions and certificate sign-in have no
+/// object at all (only the registration report names them).
 fn detail_view(set: MethodSet) -> MethodSet {
     set.iter()
-        .filter(|k| *k != MethodKind::SecurityQuestion)
+        .filter(|k| {
+            !matches!(
+                k,
+                MethodKind::SecurityQuestion
+                    | MethodKind::Certificate
+                    | MethodKind::CertificateSingleFactor
+            )
+        })
         .map(|k| match k {
             MethodKind::AuthenticatorPasswordless => MethodKind::AuthenticatorPush,
             MethodKind::PasskeyDeviceBound => MethodKind::Fido2SecurityKey,
@@ -108,8 +116,12 @@ fn assert_matches_truth(
         let expected = truth_methods(&t.methods);
         let detail_read = fallback || admin;
         match u.methods {
-            Some(got) if detail_read => {
+            // Detail merged with the report gives every method; detail alone, what it can show.
+            Some(got) if fallback => {
                 assert_eq!(got, detail_view(expected), "{ctx}: methods from detail")
+            }
+            Some(got) if detail_read => {
+                assert_eq!(got, expected, "{ctx}: methods from the report and detail")
             }
             Some(got) => assert_eq!(got, expected, "{ctx}: methods from the report"),
             None => assert!(
@@ -128,6 +140,7 @@ fn assert_matches_truth(
         );
         if !fallback && t.account_enabled {
             assert_eq!(u.is_admin, t.is_admin, "{ctx}: isAdmin");
+            assert_eq!(u.mfa_capable, Some(t.mfa_capable), "{ctx}: isMfaCapable");
             assert_eq!(
                 u.system_preferred_mfa,
                 Some(t.system_preferred_mfa),
@@ -260,6 +273,70 @@ async fn a_free_tenant_falls_back_to_per_user_detail() {
         "one detail read per user"
     );
     assert_eq!(stats.throttled(), 0, "{stats:?}");
+}
+
+/// Gives three enabled admins methods only beta detail or only the report can show: a hardware
+/// token with certificate sign-in, a Windows Hello passkey, single-factor certificate sign-in
+/// with a phone. Returns their ids.
+fn equip_admins(sim: &SimHandle) -> Vec<String> {
+    let truth = sim.ground_truth();
+    let admins: Vec<String> = truth
+        .users
+        .iter()
+        .filter(|t| t.account_enabled && !t.roles.is_empty())
+        .map(|t| t.id.clone())
+        .take(3)
+        .collect();
+    assert_eq!(admins.len(), 3, "the tenant has admins");
+    let sets: [&[&str]; 3] = [
+        &["hardwareOneTimePasscode", "x509CertificateMultiFactor"],
+        &["passKeyDeviceBoundWindowsHello"],
+        &["mobilePhone", "x509CertificateSingleFactor"],
+    ];
+    for (id, names) in admins.iter().zip(sets) {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        assert!(sim.update_user(id, |u| {
+            u.set_methods(&names);
+            u.tap = None;
+            u.unknown_method = None;
+        }));
+    }
+    admins
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_keep_hardware_tokens_certificates_and_windows_hello_passkeys() {
+    use MethodKind::*;
+    let set = |k: &[MethodKind]| k.iter().copied().collect::<MethodSet>();
+    for licence in [Licence::P2, Licence::Free] {
+        let sim = sim(1200, 9, |c| c.licence = licence).await;
+        let admins = equip_admins(&sim);
+        let client = client(&sim, |_| {});
+        let opts = options();
+        let report = run(&sim, &client, &opts).await;
+        let snap = &report.snapshot;
+        assert!(snap.is_complete(), "{:?}", snap.coverage);
+        let fallback = licence == Licence::Free;
+        assert_matches_truth(&sim, snap, &opts, fallback);
+        let users = by_id(snap);
+        let methods = |n: usize| users[&admins[n]].methods.expect("read");
+        if fallback {
+            // Detail alone: the hardware token (beta) and the passkey, but no certificate.
+            assert_eq!(methods(0), set(&[HardwareOtp]));
+            assert_eq!(methods(2), set(&[MobilePhone]));
+        } else {
+            assert_eq!(methods(0), set(&[HardwareOtp, Certificate]));
+            assert_eq!(methods(2), set(&[MobilePhone, CertificateSingleFactor]));
+            assert!(methods(0).has_phishing_resistant());
+            assert_eq!(methods(2).mfa_families(), 1, "single-factor CBA is not MFA");
+        }
+        assert_eq!(methods(1), set(&[WindowsHello]));
+        assert_eq!(methods(1).mfa_families(), 1);
+        assert!(
+            sim.stats().count("authenticationMethods", 200) > 0,
+            "detail was read"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

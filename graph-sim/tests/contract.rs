@@ -129,6 +129,102 @@ async fn the_registration_report_omits_disabled_users() {
 }
 
 #[tokio::test]
+async fn method_lists_hold_only_their_versions_types_and_the_report_knows_policy() {
+    let sim = start(50, |_| {}).await;
+    let id = sim.ground_truth().users[0].id.clone();
+    let names: Vec<String> = [
+        "hardwareOneTimePasscode",
+        "x509CertificateMultiFactor",
+        "passKeyDeviceBoundWindowsHello",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    assert!(sim.update_user(&id, |u| {
+        u.set_methods(&names);
+        u.enabled = true;
+        u.tap = None;
+        u.unknown_method = None;
+    }));
+    let t = token(&sim).await;
+    let types = |body: &Value| -> Vec<(String, String)> {
+        body["value"]
+            .as_array()
+            .expect("value")
+            .iter()
+            .map(|m| {
+                (
+                    m["@odata.type"].as_str().unwrap_or("").to_string(),
+                    m["aaGuid"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    };
+    let hello = (
+        "#microsoft.graph.fido2AuthenticationMethod".to_string(),
+        "08987058-cadc-4b81-b6e1-30de50dcbe96".to_string(),
+    );
+    let hardware = (
+        "#microsoft.graph.hardwareOathAuthenticationMethod".to_string(),
+        String::new(),
+    );
+    let password = (
+        "#microsoft.graph.passwordAuthenticationMethod".to_string(),
+        String::new(),
+    );
+    let (status, _, v1) = get(
+        &sim,
+        &t,
+        &format!("/v1.0/users/{id}/authentication/methods"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        types(&v1),
+        vec![password.clone(), hello.clone()],
+        "v1.0 has no hardware OATH type, and CBA has no object"
+    );
+    let (status, _, beta) = get(
+        &sim,
+        &t,
+        &format!("/beta/users/{id}/authentication/methods"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(types(&beta), vec![password, hardware, hello]);
+
+    // isMfaCapable: registered and allowed by the policy. The realistic policy disables
+    // HardwareOath and X509Certificate but enables Fido2, so the passkey keeps the user capable;
+    // without it, nothing registered is allowed.
+    let row = |body: &Value| -> Value {
+        body["value"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .find(|r| r["id"] == id.as_str())
+            .cloned()
+            .expect("row")
+    };
+    let report = "/v1.0/reports/authenticationMethods/userRegistrationDetails";
+    let r = row(&get(&sim, &t, report).await.2);
+    assert_eq!(
+        (r["isMfaRegistered"].clone(), r["isMfaCapable"].clone()),
+        (json!(true), json!(true))
+    );
+    let names: Vec<String> = names[..2].to_vec();
+    assert!(sim.update_user(&id, |u| u.set_methods(&names)));
+    let r = row(&get(&sim, &t, report).await.2);
+    assert_eq!(
+        (r["isMfaRegistered"].clone(), r["isMfaCapable"].clone()),
+        (json!(true), json!(false))
+    );
+    assert_eq!(
+        r["methodsRegistered"],
+        json!(["hardwareOneTimePasscode", "x509CertificateMultiFactor"])
+    );
+}
+
+#[tokio::test]
 async fn the_reports_bucket_throttles_the_sixth_request_with_retry_after() {
     let sim = start(100, |_| {}).await;
     let t = token(&sim).await;
