@@ -941,6 +941,52 @@ mod tests {
     use super::*;
 
     #[test]
+    fn tap_issuance_is_read_from_the_directory_audit_log() {
+        let since = DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z")
+            .map(|d| d.with_timezone(&Utc))
+            .expect("date");
+        assert_eq!(
+            directory_audits_url(since),
+            "/v1.0/auditLogs/directoryAudits?$filter=activityDisplayName%20eq%20%27Admin%20registered%20security%20info%27%20and%20activityDateTime%20ge%202026-11-23T10%3A00%3A00Z"
+        );
+        // Graph's documented example spells the target's type key `Type`; a phone method
+        // registered by an admin, or a failed attempt, is not a TAP.
+        let page: Vec<wire::DirectoryAudit> = serde_json::from_str(
+            r#"[
+              {"activityDisplayName": "Admin registered security info", "result": "success",
+               "resultReason": "Admin registered temporary access pass method for user",
+               "loggedByService": "Authentication Methods", "category": "UserManagement",
+               "targetResources": [{"id": "1f0e98f5-3161-4c6b-9b50-d488572f2bb7", "Type": "User", "modifiedProperties": []}]},
+              {"activityDisplayName": "Admin registered security info", "result": "success",
+               "resultReason": "Admin registered phone method for user",
+               "targetResources": [{"id": "2f0e98f5-3161-4c6b-9b50-d488572f2bb7", "type": "User"}]},
+              {"activityDisplayName": "Admin registered security info", "result": "failure",
+               "resultReason": "Admin registered temporary access pass method for user",
+               "targetResources": [{"id": "3f0e98f5-3161-4c6b-9b50-d488572f2bb7", "type": "User"}]},
+              {"activityDisplayName": "Admin registered security info", "result": "success",
+               "resultReason": "Admin registered temporary access pass method for user",
+               "targetResources": [{"id": "not-a-guid", "type": "User"}, {"id": "4f0e98f5-3161-4c6b-9b50-d488572f2bb7", "type": "Group"}]}
+            ]"#,
+        )
+        .expect("events parse");
+        assert_eq!(
+            tap_issued_to(&page),
+            vec![ObjectId::parse("1f0e98f5-3161-4c6b-9b50-d488572f2bb7").expect("id")]
+        );
+        // From a day before the previous audit, at most 30 days back; else the window.
+        let now = since + chrono::Duration::days(40);
+        let mut o = CollectOptions {
+            previous_audit: Some(now - chrono::Duration::hours(1)),
+            ..CollectOptions::default()
+        };
+        assert_eq!(tap_audit_since(&o, now), now - chrono::Duration::hours(25));
+        o.previous_audit = Some(since);
+        assert_eq!(tap_audit_since(&o, now), now - chrono::Duration::days(30));
+        o.previous_audit = None;
+        assert_eq!(tap_audit_since(&o, now), now - chrono::Duration::days(7));
+    }
+
+    #[test]
     fn filters_are_percent_encoded() {
         let since = DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z")
             .map(|d| d.with_timezone(&Utc))
