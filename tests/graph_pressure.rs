@@ -175,3 +175,38 @@ async fn an_audit_facing_retry_after_3600_ends_incomplete_within_its_deadline() 
         "{reasons}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_records_an_audit_held_by_retry_after_3600_as_incomplete_by_its_deadline() {
+    use common::daemon::{get, wait_for, write_config, Daemon};
+    let sim = sim(1200, 29, |c| {
+        c.faults = vec![Fault::Throttle {
+            endpoint: "userRegistrationDetails".into(),
+            count: None,
+            retry_after: Some(3600.0),
+        }]
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.toml");
+    write_config(&config, &sim, &dir.path().join("state.db"), 0, "");
+    let text = std::fs::read_to_string(&config).expect("config");
+    let text = text.replacen("[graph]\n", "[graph]\naudit_timeout_seconds = 3\n", 1);
+    std::fs::write(&config, text).expect("config");
+    let daemon = Daemon::start(&config, sim.client_secret());
+    let url = format!("{}/api/v1/audits", daemon.base);
+    // Two audits recorded (the schedule runs every 2 s), each incomplete and naming the deadline:
+    // the hour Graph asked for holds up neither.
+    let mut runs = serde_json::Value::Null;
+    wait_for("two audits recorded", 60, async || {
+        let (status, body) = get(&url).await;
+        runs = serde_json::from_str(&body).unwrap_or_default();
+        status == 200 && runs["audits"].as_array().is_some_and(|a| a.len() >= 2)
+    })
+    .await;
+    for run in runs["audits"].as_array().into_iter().flatten() {
+        assert_eq!(run["complete"], false, "{run}");
+        let reason = run["reason"].as_str().unwrap_or_default();
+        assert!(reason.contains("audit deadline"), "{reason}");
+    }
+}
