@@ -210,3 +210,26 @@ async fn the_daemon_records_an_audit_held_by_retry_after_3600_as_incomplete_by_i
         assert!(reason.contains("audit deadline"), "{reason}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_licence_refusal_of_the_audit_log_is_a_failure_not_a_free_tenant() {
+    let sim = sim(1200, 31, |c| {
+        c.faults = vec![Fault::Licence {
+            endpoint: "directoryAudits".into(),
+        }]
+    })
+    .await;
+    let client = common::client(&sim, |_| {});
+    let snap = run(&sim, &client, &CollectOptions::default())
+        .await
+        .snapshot;
+    assert!(!snap.is_complete(), "{:?}", snap.coverage);
+    assert!(!snap.coverage.licence_fallback);
+    match snap.coverage.gaps.get(&DataSet::TapDetail) {
+        Some(Gap::Failed { endpoint, reason }) => {
+            assert_eq!(endpoint, "directoryAudits");
+            assert!(reason.contains("every Entra ID edition"), "{reason}");
+        }
+        other => panic!("TAP detail should have failed, got {other:?}"),
+    }
+}

@@ -638,14 +638,31 @@ pub async fn collect_with_report(
         Ok((issued, rows))
     })
     .await;
-    record(
-        &mut coverage,
-        &mut sweeps,
-        DataSet::TapDetail,
-        "directoryAudits",
-        stat,
-        fresh_taps.as_ref().err(),
-    );
+    match fresh_taps.as_ref().err() {
+        // Audit logs are in every edition (entra-docs includes/licensing-monitoring-health.md):
+        // a licence refusal here is Graph's intermittent one, never "no P1/P2".
+        Some(e) if e.is_licence_error() => {
+            tracing::warn!(sweep = stat.name, "sweep did not complete: {e}");
+            coverage.gaps.insert(
+                DataSet::TapDetail,
+                Gap::Failed {
+                    endpoint: "directoryAudits".into(),
+                    reason: format!(
+                        "{e} (audit logs are in every Entra ID edition: not a missing licence)"
+                    ),
+                },
+            );
+            sweeps.push(stat);
+        }
+        err => record(
+            &mut coverage,
+            &mut sweeps,
+            DataSet::TapDetail,
+            "directoryAudits",
+            stat,
+            err,
+        ),
+    }
     let fresh_taps: Vec<u32> = fresh_taps
         .unwrap_or_default()
         .iter()
