@@ -233,3 +233,37 @@ async fn a_licence_refusal_of_the_audit_log_is_a_failure_not_a_free_tenant() {
         other => panic!("TAP detail should have failed, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_user_reads_at_five_per_10s_are_retried_through_or_paced_by_the_configured_budget() {
+    // Graph's limits page, read literally, puts authenticationMethod at 5 requests / 10 s.
+    let sim = sim(3000, 33, |c| c.auth_methods_per_10s = 5.0).await;
+    let per_user = [
+        "authenticationMethods",
+        "temporaryAccessPassMethods",
+        "perUserMfaRequirements",
+    ];
+    let throttled = |sim: &SimHandle| -> u64 {
+        let stats = sim.stats();
+        per_user.iter().map(|e| stats.count(e, 429)).sum()
+    };
+    // The default budget bounces off that limit: items are retried until the deadline, far past
+    // max_retries, and the audit is complete.
+    let config = common::config(
+        &sim,
+        "[graph]\nmax_retries = 1\naudit_timeout_seconds = 300\n",
+    );
+    let report = common::audit(&sim, &config).await;
+    assert!(report.complete, "{:?}", report.incomplete_reasons);
+    assert!(throttled(&sim) > 0, "the default budget is above 5 / 10 s");
+    // Configured at 5 / 10 s, the client paces itself below it: no 429 at all.
+    sim.reset_stats();
+    let config = common::config(
+        &sim,
+        "[graph]\nmax_retries = 1\n[graph.pacing]\nauth_methods_per_10s = 5.0\n",
+    );
+    let report = common::audit(&sim, &config).await;
+    assert!(report.complete, "{:?}", report.incomplete_reasons);
+    assert_eq!(throttled(&sim), 0);
+    assert!(sim.stats().total("authenticationMethods") > 0);
+}

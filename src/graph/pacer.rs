@@ -119,6 +119,15 @@ impl Pacer {
         Ok(())
     }
 
+    /// The most `class` may spend at once (its bucket's capacity): a `$batch` of more items than
+    /// this is throttled item by item whatever the pacing.
+    pub fn burst(&self, class: ThrottleClass) -> f64 {
+        self.buckets[index(class)]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .capacity
+    }
+
     /// Graph throttled `class`: nobody of that class sends before `delay` has passed, and the
     /// bucket restarts empty.
     pub fn pause(&self, class: ThrottleClass, delay: Duration) {
