@@ -1102,6 +1102,21 @@ client_secret_env = "MFA_SECRET"
     }
 
     #[test]
+    fn the_audit_deadline_is_range_checked_and_defaults_below_an_hour() {
+        let c = parse(GOOD).expect("good");
+        assert_eq!(c.audit_timeout(), Duration::from_secs(3000));
+        for bad in ["0", "86401"] {
+            let e = error(&format!("{GOOD}\n[graph]\naudit_timeout_seconds = {bad}\n"));
+            assert_eq!(
+                e,
+                "config.toml:8:1: graph.audit_timeout_seconds: must be between 1 and 86400 (a day)"
+            );
+        }
+        let c = parse(&format!("{GOOD}\n[graph]\naudit_timeout_seconds = 600\n")).expect("ok");
+        assert_eq!(c.audit_timeout(), Duration::from_secs(600));
+    }
+
+    #[test]
     fn wrong_types_and_variants_name_the_key_and_line() {
         let e = error(&format!("{GOOD}\n[graph]\nmax_concurrency = \"eight\"\n"));
         assert!(

@@ -155,7 +155,14 @@ fn assert_matches_truth(
                 t.usability_reason.to_string(),
             )
         });
-        let want_tap = if u.methods.is_some() {
+        // A TAP is known from the report (users it lists) or, when issued within the window,
+        // from the directory audit log (disabled users too).
+        let tap_logged = t.tap.as_ref().is_some_and(|tap| {
+            options.tap_detail
+                && !fallback
+                && tap.issued() >= snap.taken_at - options.tap_audit_window
+        });
+        let want_tap = if u.methods.is_some() || tap_logged {
             t.tap.as_ref().map(|t| {
                 (
                     t.lifetime_minutes,

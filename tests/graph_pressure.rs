@@ -175,3 +175,95 @@ async fn an_audit_facing_retry_after_3600_ends_incomplete_within_its_deadline() 
         "{reasons}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_records_an_audit_held_by_retry_after_3600_as_incomplete_by_its_deadline() {
+    use common::daemon::{get, wait_for, write_config, Daemon};
+    let sim = sim(1200, 29, |c| {
+        c.faults = vec![Fault::Throttle {
+            endpoint: "userRegistrationDetails".into(),
+            count: None,
+            retry_after: Some(3600.0),
+        }]
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.toml");
+    write_config(&config, &sim, &dir.path().join("state.db"), 0, "");
+    let text = std::fs::read_to_string(&config).expect("config");
+    let text = text.replacen("[graph]\n", "[graph]\naudit_timeout_seconds = 3\n", 1);
+    std::fs::write(&config, text).expect("config");
+    let daemon = Daemon::start(&config, sim.client_secret());
+    let url = format!("{}/api/v1/audits", daemon.base);
+    // Two audits recorded (the schedule runs every 2 s), each incomplete and naming the deadline:
+    // the hour Graph asked for holds up neither.
+    let mut runs = serde_json::Value::Null;
+    wait_for("two audits recorded", 60, async || {
+        let (status, body) = get(&url).await;
+        runs = serde_json::from_str(&body).unwrap_or_default();
+        status == 200 && runs["audits"].as_array().is_some_and(|a| a.len() >= 2)
+    })
+    .await;
+    for run in runs["audits"].as_array().into_iter().flatten() {
+        assert_eq!(run["complete"], false, "{run}");
+        let reason = run["reason"].as_str().unwrap_or_default();
+        assert!(reason.contains("audit deadline"), "{reason}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_licence_refusal_of_the_audit_log_is_a_failure_not_a_free_tenant() {
+    let sim = sim(1200, 31, |c| {
+        c.faults = vec![Fault::Licence {
+            endpoint: "directoryAudits".into(),
+        }]
+    })
+    .await;
+    let client = common::client(&sim, |_| {});
+    let snap = run(&sim, &client, &CollectOptions::default())
+        .await
+        .snapshot;
+    assert!(!snap.is_complete(), "{:?}", snap.coverage);
+    assert!(!snap.coverage.licence_fallback);
+    match snap.coverage.gaps.get(&DataSet::TapDetail) {
+        Some(Gap::Failed { endpoint, reason }) => {
+            assert_eq!(endpoint, "directoryAudits");
+            assert!(reason.contains("every Entra ID edition"), "{reason}");
+        }
+        other => panic!("TAP detail should have failed, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_user_reads_at_five_per_10s_are_retried_through_or_paced_by_the_configured_budget() {
+    // Graph's limits page, read literally, puts authenticationMethod at 5 requests / 10 s.
+    let sim = sim(3000, 33, |c| c.auth_methods_per_10s = 5.0).await;
+    let per_user = [
+        "authenticationMethods",
+        "temporaryAccessPassMethods",
+        "perUserMfaRequirements",
+    ];
+    let throttled = |sim: &SimHandle| -> u64 {
+        let stats = sim.stats();
+        per_user.iter().map(|e| stats.count(e, 429)).sum()
+    };
+    // The default budget bounces off that limit: items are retried until the deadline, far past
+    // max_retries, and the audit is complete.
+    let config = common::config(
+        &sim,
+        "[graph]\nmax_retries = 1\naudit_timeout_seconds = 300\n",
+    );
+    let report = common::audit(&sim, &config).await;
+    assert!(report.complete, "{:?}", report.incomplete_reasons);
+    assert!(throttled(&sim) > 0, "the default budget is above 5 / 10 s");
+    // Configured at 5 / 10 s, the client paces itself below it: no 429 at all.
+    sim.reset_stats();
+    let config = common::config(
+        &sim,
+        "[graph]\nmax_retries = 1\n[graph.pacing]\nauth_methods_per_10s = 5.0\n",
+    );
+    let report = common::audit(&sim, &config).await;
+    assert!(report.complete, "{:?}", report.incomplete_reasons);
+    assert_eq!(throttled(&sim), 0);
+    assert!(sim.stats().total("authenticationMethods") > 0);
+}

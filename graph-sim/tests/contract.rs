@@ -656,3 +656,79 @@ async fn role_principals_are_typed_and_pim_eligibility_needs_p2() {
     assert_eq!(status, 400);
     assert_eq!(v["error"]["code"], "AadPremiumLicenseRequired");
 }
+
+#[tokio::test]
+async fn directory_audits_filter_like_graph_and_list_every_tap_issued() {
+    let sim = start(1500, |_| {}).await;
+    let t = token(&sim).await;
+    let truth = sim.ground_truth();
+    // Every TAP an admin issued, fresh or not, within the window.
+    let since = truth.now - chrono::Duration::days(7);
+    let filter = format!(
+        "activityDisplayName%20eq%20%27Admin%20registered%20security%20info%27%20and%20activityDateTime%20ge%20{}",
+        since.format("%Y-%m-%dT%H:%M:%SZ")
+    );
+    let mut url = format!("/v1.0/auditLogs/directoryAudits?$filter={filter}&$top=50");
+    let mut taps: HashSet<String> = HashSet::new();
+    let mut last: Option<String> = None;
+    loop {
+        let (status, _, body) = get(&sim, &t, &url).await;
+        assert_eq!(status, 200, "{body}");
+        for e in body["value"].as_array().expect("value") {
+            assert_eq!(e["activityDisplayName"], "Admin registered security info");
+            assert_eq!(e["loggedByService"], "Authentication Methods");
+            assert_eq!(e["category"], "UserManagement");
+            let at = e["activityDateTime"].as_str().expect("time").to_string();
+            assert!(last.as_ref().is_none_or(|l| *l >= at), "newest first");
+            last = Some(at);
+            if e["resultReason"] == "Admin registered temporary access pass method for user" {
+                let target = &e["targetResources"][0];
+                assert_eq!(target["type"], "User");
+                taps.insert(target["id"].as_str().expect("id").to_string());
+            }
+        }
+        match body["@odata.nextLink"].as_str() {
+            Some(next) => url = next.to_string(),
+            None => break,
+        }
+    }
+    let want: HashSet<String> = truth
+        .users
+        .iter()
+        .filter(|u| u.tap.as_ref().is_some_and(|tap| tap.issued() >= since))
+        .map(|u| u.id.clone())
+        .collect();
+    assert!(truth
+        .users
+        .iter()
+        .any(|u| u.tap.as_ref().is_some_and(|t| t.fresh)));
+    assert_eq!(taps, want);
+    // A fresh TAP is not in the lagging report yet.
+    let fresh = truth
+        .users
+        .iter()
+        .find(|u| u.account_enabled && u.tap.as_ref().is_some_and(|t| t.fresh))
+        .expect("a fresh TAP");
+    let (_, _, report) = get(
+        &sim,
+        &t,
+        "/v1.0/reports/authenticationMethods/userRegistrationDetails?$filter=methodsRegistered/any(m:m%20eq%20%27temporaryAccessPass%27)",
+    )
+    .await;
+    let listed: HashSet<&str> = report["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    assert!(!listed.contains(fresh.id.as_str()));
+    // Forms Graph does not document are refused like Graph refuses them.
+    let (status, _, body) = get(
+        &sim,
+        &t,
+        "/v1.0/auditLogs/directoryAudits?$filter=resultReason%20eq%20%27x%27",
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "Request_UnsupportedQuery");
+}

@@ -1009,14 +1009,31 @@ pub async fn collect_with_report(
         Ok((issued, rows))
     })
     .await;
-    record(
-        &mut coverage,
-        &mut sweeps,
-        DataSet::TapDetail,
-        "directoryAudits",
-        stat,
-        fresh_taps.as_ref().err(),
-    );
+    match fresh_taps.as_ref().err() {
+        // Audit logs are in every edition (entra-docs includes/licensing-monitoring-health.md):
+        // a licence refusal here is Graph's intermittent one, never "no P1/P2".
+        Some(e) if e.is_licence_error() => {
+            tracing::warn!(sweep = stat.name, "sweep did not complete: {e}");
+            coverage.gaps.insert(
+                DataSet::TapDetail,
+                Gap::Failed {
+                    endpoint: "directoryAudits".into(),
+                    reason: format!(
+                        "{e} (audit logs are in every Entra ID edition: not a missing licence)"
+                    ),
+                },
+            );
+            sweeps.push(stat);
+        }
+        err => record(
+            &mut coverage,
+            &mut sweeps,
+            DataSet::TapDetail,
+            "directoryAudits",
+            stat,
+            err,
+        ),
+    }
     let fresh_taps: Vec<u32> = fresh_taps
         .unwrap_or_default()
         .iter()
@@ -1318,6 +1335,52 @@ async fn batch<T: serde::de::DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tap_issuance_is_read_from_the_directory_audit_log() {
+        let since = DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z")
+            .map(|d| d.with_timezone(&Utc))
+            .expect("date");
+        assert_eq!(
+            directory_audits_url(since),
+            "/v1.0/auditLogs/directoryAudits?$filter=activityDisplayName%20eq%20%27Admin%20registered%20security%20info%27%20and%20activityDateTime%20ge%202026-11-23T10%3A00%3A00Z"
+        );
+        // Graph's documented example spells the target's type key `Type`; a phone method
+        // registered by an admin, or a failed attempt, is not a TAP.
+        let page: Vec<wire::DirectoryAudit> = serde_json::from_str(
+            r#"[
+              {"activityDisplayName": "Admin registered security info", "result": "success",
+               "resultReason": "Admin registered temporary access pass method for user",
+               "loggedByService": "Authentication Methods", "category": "UserManagement",
+               "targetResources": [{"id": "1f0e98f5-3161-4c6b-9b50-d488572f2bb7", "Type": "User", "modifiedProperties": []}]},
+              {"activityDisplayName": "Admin registered security info", "result": "success",
+               "resultReason": "Admin registered phone method for user",
+               "targetResources": [{"id": "2f0e98f5-3161-4c6b-9b50-d488572f2bb7", "type": "User"}]},
+              {"activityDisplayName": "Admin registered security info", "result": "failure",
+               "resultReason": "Admin registered temporary access pass method for user",
+               "targetResources": [{"id": "3f0e98f5-3161-4c6b-9b50-d488572f2bb7", "type": "User"}]},
+              {"activityDisplayName": "Admin registered security info", "result": "success",
+               "resultReason": "Admin registered temporary access pass method for user",
+               "targetResources": [{"id": "not-a-guid", "type": "User"}, {"id": "4f0e98f5-3161-4c6b-9b50-d488572f2bb7", "type": "Group"}]}
+            ]"#,
+        )
+        .expect("events parse");
+        assert_eq!(
+            tap_issued_to(&page),
+            vec![ObjectId::parse("1f0e98f5-3161-4c6b-9b50-d488572f2bb7").expect("id")]
+        );
+        // From a day before the previous audit, at most 30 days back; else the window.
+        let now = since + chrono::Duration::days(40);
+        let mut o = CollectOptions {
+            previous_audit: Some(now - chrono::Duration::hours(1)),
+            ..CollectOptions::default()
+        };
+        assert_eq!(tap_audit_since(&o, now), now - chrono::Duration::hours(25));
+        o.previous_audit = Some(since);
+        assert_eq!(tap_audit_since(&o, now), now - chrono::Duration::days(30));
+        o.previous_audit = None;
+        assert_eq!(tap_audit_since(&o, now), now - chrono::Duration::days(7));
+    }
 
     #[test]
     fn filters_are_percent_encoded() {

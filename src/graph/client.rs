@@ -380,7 +380,10 @@ impl GraphClient {
         items: Vec<BatchItem>,
     ) -> Vec<(String, Result<T, GraphError>)> {
         use futures::stream::StreamExt;
-        let chunks: Vec<Vec<BatchItem>> = items.chunks(20).map(|c| c.to_vec()).collect();
+        // Graph meters each item on its own: a batch larger than the class's budget burst would
+        // be throttled item by item, so batches are no larger than it (≤ 20, Graph's maximum).
+        let per_batch = (self.inner.pacer.burst(class).floor() as usize).clamp(1, 20);
+        let chunks: Vec<Vec<BatchItem>> = items.chunks(per_batch).map(|c| c.to_vec()).collect();
         let parallel = self.inner.config.max_concurrency.max(1);
         futures::stream::iter(chunks)
             .map(|chunk| self.batch_chunk::<T>(class, endpoint, version, chunk))

@@ -40,7 +40,7 @@ pub enum GraphError {
     Throttled { endpoint: String, attempts: u32 },
     /// Waiting (for `Retry-After`, a backoff or the pacer) would pass the audit's deadline, so the
     /// request was given up at once (`graph.audit_timeout_seconds`).
-    #[error("{endpoint}: gave up: the next try is {wait_seconds:.0} s away, past the audit deadline ({budget_seconds:.0} s after the start, graph.audit_timeout_seconds)")]
+    #[error("{endpoint}: gave up at the audit deadline ({budget_seconds:.0} s after the audit's start, graph.audit_timeout_seconds): the next try would have waited {wait_seconds:.0} s")]
     Deadline {
         endpoint: String,
         /// How long the client would have had to wait.

@@ -12,8 +12,11 @@
 //! - `client.get_pages::<T, F>(ThrottleClass, endpoint_label, first_url, on_page).await`: follows
 //!   `@odata.nextLink` verbatim (loop guard), calling `on_page(Vec<T>)` for each page's `value`.
 //! - `client.batch_get::<T>(ThrottleClass, endpoint_label, ApiVersion, Vec<BatchItem>).await`:
-//!   `$batch` in chunks of ≤ 20, per-item retry of 429/503/504 after that item's Retry-After;
-//!   returns one result per item, keyed by the item's id.
+//!   `$batch` in chunks of ≤ 20, per-item retry of 429/503/504 after that item's Retry-After
+//!   (until the deadline when one is set, else `max_retries` times); returns one result per item,
+//!   keyed by the item's id.
+//! - `client.with_deadline(Duration) -> GraphClient`: a clone (same tokens, pacers, counters) whose
+//!   waits may not end past now + budget; such a wait fails at once with `GraphError::Deadline`.
 //! - `client.stats()`: request counters by (endpoint label, status) for the metrics.
 
 pub mod auth;

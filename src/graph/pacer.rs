@@ -119,6 +119,15 @@ impl Pacer {
         Ok(())
     }
 
+    /// The most `class` may spend at once (its bucket's capacity): a `$batch` of more items than
+    /// this is throttled item by item whatever the pacing.
+    pub fn burst(&self, class: ThrottleClass) -> f64 {
+        self.buckets[index(class)]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .capacity
+    }
+
     /// Graph throttled `class`: nobody of that class sends before `delay` has passed, and the
     /// bucket restarts empty.
     pub fn pause(&self, class: ThrottleClass, delay: Duration) {
@@ -216,6 +225,52 @@ mod tests {
         let start = Instant::now();
         pacer.acquire(ThrottleClass::Directory, 1.0).await;
         assert!(start.elapsed() < Duration::from_millis(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_past_the_deadline_is_refused_at_once_and_spends_nothing() {
+        let pacer = Pacer::new(&Pacing {
+            reports_per_10s: 5.0,
+            headroom: 1.0,
+            ..Pacing::default()
+        });
+        // Graph said Retry-After: 3600 for the reports class.
+        pacer.pause(ThrottleClass::Reports, Duration::from_secs(3600));
+        let start = Instant::now();
+        let deadline = Some(start + Duration::from_secs(60));
+        let refused = pacer
+            .acquire_before(ThrottleClass::Reports, 1.0, deadline)
+            .await;
+        let wait = refused.expect_err("an hour's wait passes a one-minute deadline");
+        assert!(wait > Duration::from_secs(3500), "{wait:?}");
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        // A wait that ends before the deadline is taken.
+        let pacer = Pacer::new(&Pacing {
+            reports_per_10s: 5.0,
+            headroom: 1.0,
+            ..Pacing::default()
+        });
+        for _ in 0..5 {
+            pacer.acquire(ThrottleClass::Reports, 1.0).await;
+        }
+        assert!(pacer
+            .acquire_before(ThrottleClass::Reports, 1.0, deadline)
+            .await
+            .is_ok());
+        assert!(start.elapsed() >= Duration::from_secs(2));
+        // Refused reservations are given back: after a refusal the next request waits no longer.
+        let tight = Some(Instant::now() + Duration::from_millis(500));
+        assert!(pacer
+            .acquire_before(ThrottleClass::Reports, 1.0, tight)
+            .await
+            .is_err());
+        let before = Instant::now();
+        pacer.acquire(ThrottleClass::Reports, 1.0).await;
+        assert!(
+            before.elapsed() <= Duration::from_secs(2),
+            "{:?}",
+            before.elapsed()
+        );
     }
 
     #[test]
