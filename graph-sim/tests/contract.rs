@@ -387,3 +387,34 @@ async fn route_permissions_follow_the_docs() {
         assert_eq!(status, *expected, "{granted:?} {url}: {body}");
     }
 }
+
+#[tokio::test]
+async fn v1_omits_conditional_access_policies_that_use_beta_features() {
+    let sim = start(5, |c| c.time_scale = 100.0).await;
+    sim.update_policy(|p| p.conditional_access[0].beta_only = true);
+    let t = token(&sim).await;
+    let ids = |body: &Value| -> Vec<String> {
+        body["value"]
+            .as_array()
+            .expect("value")
+            .iter()
+            .filter_map(|p| p["id"].as_str().map(String::from))
+            .collect()
+    };
+    let (status, _, v1) = get(&sim, &t, "/v1.0/identity/conditionalAccess/policies").await;
+    assert_eq!(status, 200);
+    let (status, _, beta) = get(&sim, &t, "/beta/identity/conditionalAccess/policies").await;
+    assert_eq!(status, 200);
+    let hidden = sim.ground_truth().policy.conditional_access[0].id.clone();
+    assert!(!ids(&v1).contains(&hidden), "{v1}");
+    assert!(ids(&beta).contains(&hidden), "{beta}");
+    assert_eq!(ids(&beta).len(), ids(&v1).len() + 1);
+    let p = beta["value"]
+        .as_array()
+        .and_then(|v| v.iter().find(|p| p["id"] == hidden.as_str()))
+        .expect("listed on beta");
+    assert_eq!(
+        p["sessionControls"]["continuousAccessEvaluation"]["mode"],
+        "strictEnforcement"
+    );
+}

@@ -49,7 +49,9 @@ const REGISTRATION_URL: &str = "/v1.0/reports/authenticationMethods/userRegistra
 /// Beta: only it carries `systemCredentialPreferences` (system-preferred MFA); the rest is v1.0's shape.
 const POLICY_URL: &str = "/beta/policies/authenticationMethodsPolicy";
 const SECURITY_DEFAULTS_URL: &str = "/v1.0/policies/identitySecurityDefaultsEnforcementPolicy";
-const CA_URL: &str = "/v1.0/identity/conditionalAccess/policies";
+/// Beta: v1.0 silently omits policies that use beta-only features (microsoft/EntraExporter#35);
+/// Maester and Zero Trust Assessment read beta too.
+const CA_URL: &str = "/beta/identity/conditionalAccess/policies";
 /// The tenant's subscriptions and their service plans: whether it holds Entra ID P1/P2.
 const SUBSCRIBED_SKUS_URL: &str = "/v1.0/subscribedSkus";
 /// Any one of these lets the app read `subscribedSkus` (docs-contrib `subscribedsku-list-permissions.md`).
