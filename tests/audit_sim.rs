@@ -503,3 +503,62 @@ async fn a_narrowed_mfa_policy_does_not_count_and_the_finding_names_what_it_leav
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_exclusion_is_fine_only_when_it_holds_nothing_but_break_glass_accounts() {
+    let mut tenant = graph_sim::generate(300, 33, Profile::Realistic);
+    let glass = tenant
+        .users
+        .iter()
+        .position(|u| u.enabled && !u.is_admin())
+        .expect("a user") as u32;
+    let other = tenant
+        .users
+        .iter()
+        .enumerate()
+        .position(|(i, u)| u.enabled && i as u32 != glass)
+        .expect("another user") as u32;
+    let emergency: u128 = 0x0b7a3c1e_0000_4000_8000_0000000000e1;
+    let executives: u128 = 0x0b7a3c1e_0000_4000_8000_0000000000e2;
+    tenant.groups.push(graph_sim::tenant::SimGroup {
+        id: emergency,
+        display_name: "Emergency access".into(),
+        members: vec![glass],
+    });
+    tenant.groups.push(graph_sim::tenant::SimGroup {
+        id: executives,
+        display_name: "Executives".into(),
+        members: vec![glass, other],
+    });
+    let sim = common::sim(0, 0, Profile::Realistic, |c| {
+        c.tenant = TenantSource::Given(Box::new(tenant))
+    })
+    .await;
+    let truth = sim.ground_truth();
+    let group_id = |name: &str| {
+        truth
+            .groups
+            .iter()
+            .find(|g| g.display_name == name)
+            .expect("group")
+            .id
+            .clone()
+    };
+    let glass_upn = truth.users[glass as usize].upn.clone();
+    let extra = format!("[break_glass]\naccounts = [\"{glass_upn}\"]\n");
+    for (group, expect_finding) in [("Emergency access", false), ("Executives", true)] {
+        let id = group_id(group);
+        sim.update_policy(|p| {
+            p.conditional_access
+                .retain(|c| c.display_name == "Require MFA for all users");
+            p.conditional_access[0].conditions.exclude_groups = vec![id.clone()];
+        });
+        let report = audit(&sim, &config(&sim, &extra)).await;
+        assert!(report.complete, "{:?}", report.incomplete_reasons);
+        let got = enforcement_finding(&report);
+        assert_eq!(got.is_some(), expect_finding, "{group}: {got:?}");
+        if let Some(detail) = got {
+            assert!(detail.contains(&format!("excludes group {id}")), "{detail}");
+        }
+    }
+}

@@ -658,6 +658,7 @@ pub async fn collect_with_report(
         groups.as_ref().err(),
     );
     snapshot.groups = groups.ok().flatten().unwrap_or_default();
+    ca_excluded_groups(client, &granted, &mut snapshot, &mut sweeps).await;
     let (sign_ins, stat) = sign_ins;
     record(
         &mut coverage,
@@ -838,6 +839,83 @@ pub async fn collect_with_report(
         tracing::warn!("collection incomplete: {}", failed.join("; "));
     }
     CollectReport { snapshot, sweeps }
+}
+
+/// Reads the transitive user members of the groups that enabled all-users MFA policies exclude
+/// (when the token may read groups), into `snapshot.groups`: a group holding only the break-glass
+/// accounts is no gap in MFA enforcement. A group that cannot be read stays unread, and the rule
+/// names it as an exclusion: that costs a finding, never a false pass.
+async fn ca_excluded_groups(
+    client: &GraphClient,
+    granted: &[String],
+    snapshot: &mut Snapshot,
+    sweeps: &mut Vec<SweepStat>,
+) {
+    let may_read = super::PERMISSION_NEEDS
+        .iter()
+        .filter(|n| n.data_set == DataSet::Groups)
+        .flat_map(|n| n.any_of.iter())
+        .any(|p| granted.iter().any(|g| g.eq_ignore_ascii_case(p)));
+    let wanted: std::collections::BTreeSet<String> = snapshot
+        .conditional_access
+        .iter()
+        .flatten()
+        .filter(|p| {
+            p.state.as_ref() == "enabled"
+                && p.requires_mfa
+                && p.include_users
+                    .iter()
+                    .any(|u| u.eq_ignore_ascii_case("All"))
+        })
+        .flat_map(|p| p.exclude_groups.iter())
+        .map(|g| g.to_ascii_lowercase())
+        .filter(|g| !snapshot.groups.contains_key(g))
+        .collect();
+    if !may_read || wanted.is_empty() {
+        return;
+    }
+    let (read, stat) = timed("ca-excluded-groups", async {
+        let mut read: Vec<(String, Vec<ObjectId>)> = Vec::new();
+        for group in &wanted {
+            let url = format!(
+                "/v1.0/groups/{}/transitiveMembers/microsoft.graph.user?$select=id&$top=999",
+                encode(group)
+            );
+            let mut members: Vec<ObjectId> = Vec::new();
+            let result = client
+                .get_pages::<wire::DirectoryObject, _>(
+                    ThrottleClass::Directory,
+                    "groupMembers",
+                    &url,
+                    |page| {
+                        members.extend(
+                            page.iter()
+                                .filter_map(|m| m.id.as_deref().and_then(ObjectId::parse)),
+                        );
+                        Ok(())
+                    },
+                )
+                .await;
+            match result {
+                Ok(()) => {
+                    members.sort_unstable();
+                    members.dedup();
+                    read.push((group.clone(), members));
+                }
+                Err(e) => tracing::warn!(
+                    group = group.as_str(),
+                    "a group a Conditional Access MFA policy excludes could not be read: {e}"
+                ),
+            }
+        }
+        let n = read.len() as u64;
+        Ok((read, n))
+    })
+    .await;
+    sweeps.push(stat);
+    for (group, members) in read.unwrap_or_default() {
+        snapshot.groups.insert(group, members);
+    }
 }
 
 /// Notes a sweep's outcome: its timing, and the gap its error leaves.
