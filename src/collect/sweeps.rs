@@ -169,10 +169,15 @@ where
 /// audit is incomplete rather than quietly degraded; otherwise `Unlicensed` with the evidence.
 fn licence_gap(err: &GraphError, endpoint: &str, premium: Option<bool>, licensed: bool) -> Gap {
     if licensed {
+        let attempts = if premium == Some(false) {
+            1
+        } else {
+            LICENCE_ATTEMPTS
+        };
         Gap::Failed {
             endpoint: endpoint.into(),
             reason: format!(
-                "{err} ({LICENCE_ATTEMPTS} attempts), yet the tenant holds Entra ID P1/P2{}: Graph cannot read the licence; grant Directory.Read.All",
+                "{err} ({attempts} attempt(s)), yet the tenant holds Entra ID P1/P2{}: Graph cannot read the licence; grant Directory.Read.All",
                 if premium == Some(true) {
                     " (subscribedSkus)"
                 } else {
