@@ -1060,6 +1060,39 @@ mod tests {
     }
 
     #[test]
+    fn generated_conditional_access_includes_narrowed_mfa_policies() {
+        let mfa_for_all = |c: &SimCaPolicy| {
+            c.state == "enabled"
+                && c.built_in_controls.iter().any(|b| b == "mfa")
+                && c.include_users.iter().any(|u| u == "All")
+        };
+        let realistic = generate(50, 1, Profile::Realistic)
+            .policy
+            .conditional_access;
+        assert_eq!(
+            realistic
+                .iter()
+                .filter(|c| c.enforces_mfa_for_everyone(&[]))
+                .count(),
+            1
+        );
+        assert!(realistic
+            .iter()
+            .any(|c| mfa_for_all(c) && c.conditions.narrows() && c.conditions.exclude_guests));
+        let weak = generate(50, 1, Profile::WeakPolicy)
+            .policy
+            .conditional_access;
+        assert!(weak.iter().all(|c| !c.enforces_mfa_for_everyone(&[])));
+        assert!(weak
+            .iter()
+            .any(|c| mfa_for_all(c) && c.conditions.narrows()));
+        let mut excluded = realistic[0].clone();
+        excluded.exclude_users = vec!["glass".into()];
+        assert!(excluded.enforces_mfa_for_everyone(&["glass".into()]));
+        assert!(!excluded.enforces_mfa_for_everyone(&[]));
+    }
+
+    #[test]
     fn realistic_profile_has_the_promised_spread() {
         let t = generate(20_000, 1, Profile::Realistic);
         let n = t.users.len() as f64;
