@@ -11,6 +11,8 @@
 //! - `licence-intermittent:ENDPOINT:COUNT` — the same 403 for the first COUNT requests only, as
 //!   real Graph answers a licensed tenant when the app lacks Directory.Read.All and the tenant's
 //!   licence is not cached (SupportArticles-docs `b2c-or-tenant-premium-license-sign-in-activities.md`)
+//! - `licence-random:ENDPOINT:PERCENT:SEED` — the same 403 for PERCENT % of requests, drawn from a
+//!   seeded generator (deterministic for a given request order)
 
 use serde::{Deserialize, Serialize};
 
@@ -54,6 +56,11 @@ pub enum Fault {
         endpoint: String,
         count: Option<u32>,
     },
+    LicenceRandom {
+        endpoint: String,
+        percent: u8,
+        seed: u64,
+    },
 }
 
 impl Fault {
@@ -66,7 +73,8 @@ impl Fault {
             | Fault::Slow { endpoint, .. }
             | Fault::NextlinkLoop { endpoint, .. }
             | Fault::Licence { endpoint }
-            | Fault::LicenceIntermittent { endpoint, .. } => Some(endpoint),
+            | Fault::LicenceIntermittent { endpoint, .. }
+            | Fault::LicenceRandom { endpoint, .. } => Some(endpoint),
             Fault::TokenExpiry { .. } => None,
         }
     }
@@ -135,16 +143,22 @@ impl Fault {
                 endpoint: endpoint()?,
                 count: Some(count(2)?.unwrap_or(1)),
             },
+            "licence-random" => Fault::LicenceRandom {
+                endpoint: endpoint()?,
+                percent: num(2, "percent")?.unwrap_or(30).min(100) as u8,
+                seed: num(3, "seed")?.unwrap_or(1),
+            },
             other => return Err(format!("fault {spec:?}: unknown kind {other:?}")),
         };
         Ok(fault)
     }
 }
 
-/// A fault with how many more times it fires.
+/// A fault with how many more times it fires (and, for a random one, its generator).
 pub struct Armed {
     pub fault: Fault,
     remaining: Option<u32>,
+    rng: Option<rand::rngs::SmallRng>,
 }
 
 impl Armed {
@@ -157,11 +171,24 @@ impl Armed {
             | Fault::LicenceIntermittent { count, .. } => *count,
             _ => None,
         };
-        Armed { fault, remaining }
+        let rng = match &fault {
+            Fault::LicenceRandom { seed, .. } => Some(
+                <rand::rngs::SmallRng as rand::SeedableRng>::seed_from_u64(*seed),
+            ),
+            _ => None,
+        };
+        Armed {
+            fault,
+            remaining,
+            rng,
+        }
     }
 
     /// Whether it fires now (and spends one shot if counted).
     pub fn fire(&mut self) -> bool {
+        if let (Fault::LicenceRandom { percent, .. }, Some(rng)) = (&self.fault, &mut self.rng) {
+            return rand::Rng::gen_range(rng, 0u8..100) < *percent;
+        }
         match &mut self.remaining {
             None => true,
             Some(0) => false,

@@ -123,7 +123,7 @@ fn gap_for(err: &GraphError, endpoint: &str) -> Gap {
     }
 }
 
-/// Runs `read` again (up to [`LICENCE_ATTEMPTS`] in all, backing off from the client's
+/// Runs `read` (one page request) again (up to [`LICENCE_ATTEMPTS`] in all, backing off from the client's
 /// `backoff_base`) while it fails with the licence 403, unless the tenant's subscriptions already
 /// say it has no P1/P2 (`premium == Some(false)`): then the first answer is the truth.
 async fn retry_licence<T, F, Fut>(
@@ -161,6 +161,41 @@ where
             }
             other => return other,
         }
+    }
+}
+
+/// Every page of a premium report (Reports throttle class), each page read through
+/// [`retry_licence`]: an intermittent licence 403 costs a retry of that page, not of the sweep.
+/// Follows `@odata.nextLink` verbatim, with the client's loop guard.
+async fn report_pages<T, F>(
+    client: &GraphClient,
+    endpoint: &'static str,
+    first_url: &str,
+    premium: Option<bool>,
+    mut on_page: F,
+) -> Result<(), GraphError>
+where
+    T: serde::de::DeserializeOwned,
+    F: FnMut(Vec<T>),
+{
+    let mut url = first_url.to_string();
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
+    loop {
+        let page: wire::Page<T> = retry_licence(client, endpoint, premium, || {
+            client.get_json::<wire::Page<T>>(ThrottleClass::Reports, endpoint, &url)
+        })
+        .await?;
+        on_page(page.value);
+        let Some(next) = page.next_link else {
+            return Ok(());
+        };
+        if next == url || !seen.insert(next.clone()) {
+            return Err(GraphError::NextLinkLoop {
+                endpoint: endpoint.into(),
+                url: next,
+            });
+        }
+        url = next;
     }
 }
 
@@ -356,21 +391,14 @@ pub async fn collect_with_report(
         if !wants(DataSet::Registration) {
             return Ok((None, 0));
         }
-        let rows = retry_licence(client, "userRegistrationDetails", premium, || async {
-            let mut rows: Vec<Registration> = Vec::new();
-            client
-                .get_pages::<wire::RegistrationDetails, _>(
-                    ThrottleClass::Reports,
-                    "userRegistrationDetails",
-                    REGISTRATION_URL,
-                    |page| {
-                        rows.extend(page.iter().filter_map(convert::registration));
-                        Ok(())
-                    },
-                )
-                .await?;
-            Ok(rows)
-        })
+        let mut rows: Vec<Registration> = Vec::new();
+        report_pages::<wire::RegistrationDetails, _>(
+            client,
+            "userRegistrationDetails",
+            REGISTRATION_URL,
+            premium,
+            |page| rows.extend(page.iter().filter_map(convert::registration)),
+        )
         .await?;
         let n = rows.len() as u64;
         Ok((Some(rows), n))
@@ -461,32 +489,27 @@ pub async fn collect_with_report(
         if !wants(DataSet::SignIns) {
             return Ok((None, 0));
         }
-        let (per_user, per_code, rows) = retry_licence(client, "signIns", premium, || async {
-            let mut per_user: HashMap<ObjectId, u32> = HashMap::new();
-            let mut per_code: BTreeMap<i32, u64> = BTreeMap::new();
-            let mut rows = 0u64;
-            for code in &options.mfa_failure_codes {
-                client
-                    .get_pages::<wire::SignIn, _>(
-                        ThrottleClass::Reports,
-                        "signIns",
-                        &sign_ins_url(since, *code),
-                        |page| {
-                            rows += page.len() as u64;
-                            convert::count_failures(
-                                &page,
-                                &options.mfa_failure_codes,
-                                &mut per_user,
-                                &mut per_code,
-                            );
-                            Ok(())
-                        },
-                    )
-                    .await?;
-            }
-            Ok((per_user, per_code, rows))
-        })
-        .await?;
+        let mut per_user: HashMap<ObjectId, u32> = HashMap::new();
+        let mut per_code: BTreeMap<i32, u64> = BTreeMap::new();
+        let mut rows = 0u64;
+        for code in &options.mfa_failure_codes {
+            report_pages::<wire::SignIn, _>(
+                client,
+                "signIns",
+                &sign_ins_url(since, *code),
+                premium,
+                |page| {
+                    rows += page.len() as u64;
+                    convert::count_failures(
+                        &page,
+                        &options.mfa_failure_codes,
+                        &mut per_user,
+                        &mut per_code,
+                    );
+                },
+            )
+            .await?;
+        }
         Ok((Some((per_user, per_code)), rows))
     });
 
