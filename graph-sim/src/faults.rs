@@ -232,6 +232,27 @@ mod tests {
     }
 
     #[test]
+    fn random_licence_faults_fire_at_their_rate_and_repeat_for_a_seed() {
+        let fault = Fault::parse("licence-random:signIns:25:9").expect("parses");
+        assert_eq!(
+            fault,
+            Fault::LicenceRandom {
+                endpoint: "signIns".into(),
+                percent: 25,
+                seed: 9
+            }
+        );
+        let draws = |f: &Fault| -> Vec<bool> {
+            let mut a = Armed::new(f.clone());
+            (0..2000).map(|_| a.fire()).collect()
+        };
+        let first = draws(&fault);
+        assert_eq!(first, draws(&fault), "deterministic for a seed");
+        let fired = first.iter().filter(|f| **f).count();
+        assert!((400..600).contains(&fired), "{fired} of 2000 at 25 %");
+    }
+
+    #[test]
     fn counted_faults_run_out() {
         let mut a = Armed::new(Fault::Malformed {
             endpoint: "*".into(),
