@@ -784,6 +784,13 @@ pub struct CaPolicy {
     pub requires_mfa: bool,
     /// `grantControls.operator` is `OR` and other controls could satisfy the grant instead.
     pub mfa_is_optional: bool,
+    /// Applications excluded (`excludeApplications`).
+    pub exclude_applications: Vec<Box<str>>,
+    /// `excludeGuestsOrExternalUsers` is set, or `excludeUsers` holds `GuestsOrExternalUsers`.
+    pub excludes_guests: bool,
+    /// The conditions that narrow when it applies, in words ("sign-in risk high", "locations
+    /// except AllTrusted", "client apps browser", …); empty when it applies to every sign-in.
+    pub narrowing: Vec<Box<str>>,
 }
 
 /// A data set of the snapshot: what was read, and if not, why not.

@@ -678,3 +678,203 @@ async fn break_glass_accounts_keep_certificates_and_hardware_tokens() {
         .collect();
     assert_eq!(weak, vec![plain[1].upn.as_str()], "{:?}", report.findings);
 }
+
+/// The tenant's `no-mfa-enforcement` finding detail, if any.
+fn enforcement_finding(report: &Report) -> Option<String> {
+    report
+        .findings
+        .iter()
+        .find(|f| f.rule == "no-mfa-enforcement")
+        .map(|f| f.detail.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mfa_for_all_policy_that_only_beta_lists_still_counts() {
+    let sim = sim(300, 31).await;
+    // The tenant's one MFA-for-all policy uses a beta-only feature: v1.0 omits it.
+    sim.update_policy(|p| {
+        p.conditional_access
+            .retain(|c| c.display_name != "Require MFA for risky sign-ins");
+        for c in &mut p.conditional_access {
+            if c.display_name == "Require MFA for all users" {
+                c.beta_only = true;
+            }
+        }
+    });
+    let truth = sim.ground_truth();
+    assert!(truth
+        .policy
+        .conditional_access
+        .iter()
+        .any(|c| c.beta_only && c.enforces_mfa_for_everyone(&[])));
+    let report = audit(&sim, &config(&sim, "")).await;
+    assert!(report.complete, "{:?}", report.incomplete_reasons);
+    assert_eq!(enforcement_finding(&report), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_narrowed_mfa_policy_does_not_count_and_the_finding_names_what_it_leaves_out() {
+    let sim = sim(300, 32).await;
+    let truth = sim.ground_truth();
+    let member = truth
+        .users
+        .iter()
+        .find(|u| u.account_enabled && !u.is_admin && u.user_type == "Member")
+        .expect("a member");
+    let glass = truth
+        .users
+        .iter()
+        .find(|u| u.account_enabled && u.id != member.id)
+        .expect("another user");
+    let base = truth
+        .policy
+        .conditional_access
+        .iter()
+        .find(|c| c.display_name == "Require MFA for all users")
+        .expect("the realistic tenant's MFA policy")
+        .clone();
+    let glass_config = format!("[break_glass]\naccounts = [\"{}\"]\n", glass.upn);
+    // (how the policy is narrowed, what the finding must name)
+    type Tweak = Box<dyn Fn(&mut graph_sim::SimCaPolicy)>;
+    let cases: Vec<(Tweak, Option<String>)> = vec![
+        (
+            Box::new(|p| p.conditions.sign_in_risk_levels = vec!["high".into()]),
+            Some("applies only to sign-in risk high".into()),
+        ),
+        (
+            Box::new(|p| p.conditions.user_risk_levels = vec!["high".into()]),
+            Some("applies only to user risk high".into()),
+        ),
+        (
+            Box::new(|p| {
+                p.conditions.include_locations = vec!["All".into()];
+                p.conditions.exclude_locations = vec!["AllTrusted".into()];
+            }),
+            Some("applies only to locations except AllTrusted".into()),
+        ),
+        (
+            Box::new(|p| p.conditions.include_platforms = vec!["android".into(), "iOS".into()]),
+            Some("applies only to platforms android, iOS".into()),
+        ),
+        (
+            Box::new(|p| p.conditions.client_app_types = vec!["browser".into()]),
+            Some("applies only to client apps browser".into()),
+        ),
+        (
+            Box::new(|p| {
+                p.conditions.device_filter =
+                    Some(("exclude".into(), "device.trustType -eq \"ServerAD\"".into()))
+            }),
+            Some("applies only to a device filter (exclude".into()),
+        ),
+        (
+            Box::new(|p| p.conditions.transfer_methods = Some("deviceCodeFlow".into())),
+            Some("applies only to authentication flows deviceCodeFlow".into()),
+        ),
+        (
+            Box::new(|p| p.conditions.exclude_guests = true),
+            Some("excludes guests and external users".into()),
+        ),
+        (
+            Box::new(|p| {
+                p.conditions.exclude_groups = vec!["0b7a3c1e-0000-4000-8000-0000000000aa".into()]
+            }),
+            Some("excludes group 0b7a3c1e-0000-4000-8000-0000000000aa".into()),
+        ),
+        (
+            {
+                let id = member.id.clone();
+                Box::new(move |p| p.exclude_users = vec![id.clone()])
+            },
+            Some(format!("excludes user {}", member.upn)),
+        ),
+        (
+            {
+                let id = glass.id.clone();
+                Box::new(move |p| p.exclude_users = vec![id.clone()])
+            },
+            None,
+        ),
+    ];
+    for (tweak, expected) in cases {
+        let mut policy = base.clone();
+        tweak(&mut policy);
+        let p2 = policy.clone();
+        sim.update_policy(move |p| p.conditional_access = vec![p2]);
+        let report = audit(&sim, &config(&sim, &glass_config)).await;
+        assert!(report.complete, "{:?}", report.incomplete_reasons);
+        // The truth says whether the policy covers everyone; the finding agrees and names the gap.
+        let covers = policy.enforces_mfa_for_everyone(std::slice::from_ref(&glass.id));
+        let got = enforcement_finding(&report);
+        assert_eq!(got.is_none(), covers, "{policy:?}: {got:?}");
+        match (expected, got) {
+            (Some(phrase), Some(detail)) => assert!(
+                detail.contains(&format!("'Require MFA for all users' {phrase}")),
+                "{detail}"
+            ),
+            (None, None) => {}
+            (e, g) => panic!("expected {e:?}, got {g:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_exclusion_is_fine_only_when_it_holds_nothing_but_break_glass_accounts() {
+    let mut tenant = graph_sim::generate(300, 33, Profile::Realistic);
+    let glass = tenant
+        .users
+        .iter()
+        .position(|u| u.enabled && !u.is_admin())
+        .expect("a user") as u32;
+    let other = tenant
+        .users
+        .iter()
+        .enumerate()
+        .position(|(i, u)| u.enabled && i as u32 != glass)
+        .expect("another user") as u32;
+    let emergency: u128 = 0x0b7a3c1e_0000_4000_8000_0000000000e1;
+    let executives: u128 = 0x0b7a3c1e_0000_4000_8000_0000000000e2;
+    tenant.groups.push(graph_sim::tenant::SimGroup {
+        id: emergency,
+        display_name: "Emergency access".into(),
+        members: vec![glass],
+        ..Default::default()
+    });
+    tenant.groups.push(graph_sim::tenant::SimGroup {
+        id: executives,
+        display_name: "Executives".into(),
+        members: vec![glass, other],
+        ..Default::default()
+    });
+    let sim = common::sim(0, 0, Profile::Realistic, |c| {
+        c.tenant = TenantSource::Given(Box::new(tenant))
+    })
+    .await;
+    let truth = sim.ground_truth();
+    let group_id = |name: &str| {
+        truth
+            .groups
+            .iter()
+            .find(|g| g.display_name == name)
+            .expect("group")
+            .id
+            .clone()
+    };
+    let glass_upn = truth.users[glass as usize].upn.clone();
+    let extra = format!("[break_glass]\naccounts = [\"{glass_upn}\"]\n");
+    for (group, expect_finding) in [("Emergency access", false), ("Executives", true)] {
+        let id = group_id(group);
+        sim.update_policy(|p| {
+            p.conditional_access
+                .retain(|c| c.display_name == "Require MFA for all users");
+            p.conditional_access[0].conditions.exclude_groups = vec![id.clone()];
+        });
+        let report = audit(&sim, &config(&sim, &extra)).await;
+        assert!(report.complete, "{:?}", report.incomplete_reasons);
+        let got = enforcement_finding(&report);
+        assert_eq!(got.is_some(), expect_finding, "{group}: {got:?}");
+        if let Some(detail) = got {
+            assert!(detail.contains(&format!("excludes group {id}")), "{detail}");
+        }
+    }
+}

@@ -467,6 +467,41 @@ async fn an_intermittent_licence_403_on_a_licensed_tenant_is_retried_not_a_fallb
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_licence_403s_across_many_pages_cost_a_page_retry_not_the_sweep() {
+    // 1,500 users at 100 a page: 15 pages, a fifth of all requests refused at random.
+    let sim = sim(1500, 14, |c| {
+        c.registration_page_size = 100;
+        c.faults = vec![Fault::LicenceRandom {
+            endpoint: "userRegistrationDetails".into(),
+            percent: 20,
+            seed: 5,
+        }];
+    })
+    .await;
+    let client = client(&sim, |_| {});
+    let opts = options();
+    let snap = run(&sim, &client, &opts).await.snapshot;
+    assert!(snap.is_complete(), "{:?}", snap.coverage);
+    assert!(!snap.coverage.licence_fallback);
+    assert_matches_truth(&sim, &snap, &opts, false);
+    let stats = sim.stats();
+    let refused = stats.count("userRegistrationDetails", 403);
+    let pages = stats.count("userRegistrationDetails", 200);
+    assert!(refused > 0, "the fault fired");
+    let listed = sim
+        .ground_truth()
+        .users
+        .iter()
+        .filter(|u| u.account_enabled)
+        .count() as u64;
+    assert_eq!(
+        pages,
+        listed.div_ceil(100),
+        "each page read once: a refusal retries its page only"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_licensed_tenant_that_keeps_refusing_is_a_failed_sweep_not_a_fallback() {
     // The subscriptions (readable with Directory.Read.All) say P2: a persistent refusal fails.
     let sim = sim(600, 12, |c| {

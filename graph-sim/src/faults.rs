@@ -19,6 +19,8 @@
 //! not reach them): `status`, `throttle`, `malformed`, `truncated` and `slow` fire there (the
 //! token endpoint answers in Entra ID's `AADSTS` error shape); `nextlink-loop` and `licence`
 //! cannot happen there and are refused.
+//! - `licence-random:ENDPOINT:PERCENT:SEED` — the same 403 for PERCENT % of requests, drawn from a
+//!   seeded generator (deterministic for a given request order)
 
 use serde::{Deserialize, Serialize};
 
@@ -65,6 +67,11 @@ pub enum Fault {
     Revoke {
         permission: String,
     },
+    LicenceRandom {
+        endpoint: String,
+        percent: u8,
+        seed: u64,
+    },
 }
 
 /// Endpoints outside Graph's resource routes: reached only by faults that name them.
@@ -80,7 +87,8 @@ impl Fault {
             | Fault::Slow { endpoint, .. }
             | Fault::NextlinkLoop { endpoint, .. }
             | Fault::Licence { endpoint }
-            | Fault::LicenceIntermittent { endpoint, .. } => Some(endpoint),
+            | Fault::LicenceIntermittent { endpoint, .. }
+            | Fault::LicenceRandom { endpoint, .. } => Some(endpoint),
             Fault::TokenExpiry { .. } | Fault::Revoke { .. } => None,
         }
     }
@@ -176,6 +184,11 @@ impl Fault {
                     .map(|s| s.to_string())
                     .ok_or_else(|| format!("fault {spec:?}: needs a permission"))?,
             },
+            "licence-random" => Fault::LicenceRandom {
+                endpoint: endpoint()?,
+                percent: num(2, "percent")?.unwrap_or(30).min(100) as u8,
+                seed: num(3, "seed")?.unwrap_or(1),
+            },
             other => return Err(format!("fault {spec:?}: unknown kind {other:?}")),
         };
         fault.check().map_err(|e| format!("fault {spec:?}: {e}"))?;
@@ -183,10 +196,11 @@ impl Fault {
     }
 }
 
-/// A fault with how many more times it fires.
+/// A fault with how many more times it fires (and, for a random one, its generator).
 pub struct Armed {
     pub fault: Fault,
     remaining: Option<u32>,
+    rng: Option<rand::rngs::SmallRng>,
 }
 
 impl Armed {
@@ -199,11 +213,24 @@ impl Armed {
             | Fault::LicenceIntermittent { count, .. } => *count,
             _ => None,
         };
-        Armed { fault, remaining }
+        let rng = match &fault {
+            Fault::LicenceRandom { seed, .. } => Some(
+                <rand::rngs::SmallRng as rand::SeedableRng>::seed_from_u64(*seed),
+            ),
+            _ => None,
+        };
+        Armed {
+            fault,
+            remaining,
+            rng,
+        }
     }
 
     /// Whether it fires now (and spends one shot if counted).
     pub fn fire(&mut self) -> bool {
+        if let (Fault::LicenceRandom { percent, .. }, Some(rng)) = (&self.fault, &mut self.rng) {
+            return rand::Rng::gen_range(rng, 0u8..100) < *percent;
+        }
         match &mut self.remaining {
             None => true,
             Some(0) => false,
@@ -265,6 +292,27 @@ mod tests {
         assert!(Fault::parse("throttle:token:1").is_ok());
         let all = Fault::parse("status:*:500").expect("parses");
         assert!(all.applies_to("users") && !all.applies_to("$batch") && !all.applies_to("token"));
+    }
+
+    #[test]
+    fn random_licence_faults_fire_at_their_rate_and_repeat_for_a_seed() {
+        let fault = Fault::parse("licence-random:signIns:25:9").expect("parses");
+        assert_eq!(
+            fault,
+            Fault::LicenceRandom {
+                endpoint: "signIns".into(),
+                percent: 25,
+                seed: 9
+            }
+        );
+        let draws = |f: &Fault| -> Vec<bool> {
+            let mut a = Armed::new(f.clone());
+            (0..2000).map(|_| a.fire()).collect()
+        };
+        let first = draws(&fault);
+        assert_eq!(first, draws(&fault), "deterministic for a seed");
+        let fired = first.iter().filter(|f| **f).count();
+        assert!((400..600).contains(&fired), "{fired} of 2000 at 25 %");
     }
 
     #[test]

@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize};
 
 pub use faults::Fault;
 pub use tenant::{
-    generate, generate_at, GroundTruth, Profile, SimCaPolicy, SimPolicy, SimSignIn, SimTap,
-    SimUser, Tenant, TruthServicePrincipal, TruthUser,
+    generate, generate_at, GroundTruth, Profile, SimCaConditions, SimCaPolicy, SimPolicy,
+    SimSignIn, SimTap, SimUser, Tenant, TruthServicePrincipal, TruthUser,
 };
 
 /// Which licence the simulated tenant has: the registration report, sign-in logs and

@@ -47,7 +47,7 @@ struct Args {
     #[arg(long)]
     deny_permission: Vec<String>,
     /// Inject a fault (repeatable): status:EP:CODE[:N], throttle:EP[:N], malformed:EP[:N], truncated:EP[:N],
-    /// slow:EP:MS, nextlink-loop:EP:PAGE, token-expiry:SECS, licence:EP, licence-intermittent:EP:N. EP is an endpoint label or '*'.
+    /// slow:EP:MS, nextlink-loop:EP:PAGE, token-expiry:SECS, licence:EP, licence-intermittent:EP:N, licence-random:EP:PERCENT:SEED. EP is an endpoint label or '*'.
     #[arg(long, value_parser = Fault::parse)]
     fault: Vec<Fault>,
     /// Extra latency on every response, in milliseconds.

@@ -393,12 +393,20 @@ fn methods_policy(ctx: &Ctx) -> Value {
 }
 
 fn conditional_access(ctx: &Ctx) -> Result<Value, Reply> {
-    let policies = &ctx.tenant.policy.conditional_access;
+    // v1.0 silently omits policies that use beta-only features; beta lists them all.
+    let policies: Vec<&crate::tenant::SimCaPolicy> = ctx
+        .tenant
+        .policy
+        .conditional_access
+        .iter()
+        .filter(|p| ctx.version == "beta" || !p.beta_only)
+        .collect();
     let top = ctx
         .param("$top")
         .and_then(|t| t.parse::<usize>().ok())
         .unwrap_or(100)
         .max(1);
+    let version = ctx.version;
     page(
         ctx,
         "conditionalAccessPolicies",
@@ -407,19 +415,60 @@ fn conditional_access(ctx: &Ctx) -> Result<Value, Reply> {
         policies.len(),
         top,
         |i| {
-            let p = &policies[i];
+            let p = policies[i];
+            let c = &p.conditions;
+            let or_null = |v: Value, set: bool| if set { v } else { Value::Null };
+            let client_apps: Vec<&str> = if c.client_app_types.is_empty() {
+                vec!["all"]
+            } else {
+                c.client_app_types.iter().map(String::as_str).collect()
+            };
+            let locations = or_null(
+                json!({"includeLocations": c.include_locations, "excludeLocations": c.exclude_locations}),
+                !c.include_locations.is_empty() || !c.exclude_locations.is_empty(),
+            );
+            let platforms = or_null(
+                json!({"includePlatforms": c.include_platforms, "excludePlatforms": c.exclude_platforms}),
+                !c.include_platforms.is_empty() || !c.exclude_platforms.is_empty(),
+            );
+            let devices = match &c.device_filter {
+                Some((mode, rule)) => {
+                    json!({"includeDevices": [], "excludeDevices": [], "deviceFilter": {"mode": mode, "rule": rule}})
+                }
+                None => Value::Null,
+            };
+            let flows = match &c.transfer_methods {
+                Some(t) => json!({"transferMethods": t}),
+                None => Value::Null,
+            };
+            let guests = or_null(
+                json!({"guestOrExternalUserTypes": "internalGuest,b2bCollaborationGuest,b2bCollaborationMember,b2bDirectConnectUser,otherExternalUser,serviceProvider",
+                       "externalTenants": {"@odata.type": "#microsoft.graph.conditionalAccessAllExternalTenants", "membershipKind": "all"}}),
+                c.exclude_guests,
+            );
+            let session = if p.beta_only {
+                json!({"disableResilienceDefaults": null, "applicationEnforcedRestrictions": null, "cloudAppSecurity": null,
+                       "persistentBrowser": null, "signInFrequency": null,
+                       "continuousAccessEvaluation": {"mode": "strictEnforcement"}})
+            } else {
+                Value::Null
+            };
+            let conditions = json!({
+                "userRiskLevels": c.user_risk_levels, "signInRiskLevels": c.sign_in_risk_levels, "clientAppTypes": client_apps,
+                "servicePrincipalRiskLevels": [], "insiderRiskLevels": c.insider_risk_levels,
+                "platforms": platforms, "locations": locations, "devices": devices, "clientApplications": null,
+                "authenticationFlows": flows,
+                "applications": {"includeApplications": ["All"], "excludeApplications": c.exclude_applications, "includeUserActions": [], "includeAuthenticationContextClassReferences": [], "applicationFilter": null},
+                "users": {"includeUsers": p.include_users, "excludeUsers": p.exclude_users, "includeGroups": [], "excludeGroups": c.exclude_groups,
+                          "includeRoles": p.include_roles, "excludeRoles": c.exclude_roles, "includeGuestsOrExternalUsers": null, "excludeGuestsOrExternalUsers": guests}
+            });
             json!({
                 "id": p.id, "templateId": null, "displayName": p.display_name,
-                "createdDateTime": "2024-03-01T10:00:00.0000000Z", "modifiedDateTime": null, "state": p.state, "sessionControls": null,
-                "conditions": {
-                    "userRiskLevels": [], "signInRiskLevels": [], "clientAppTypes": ["all"], "platforms": null, "locations": null,
-                    "devices": null, "clientApplications": null,
-                    "applications": {"includeApplications": ["All"], "excludeApplications": [], "includeUserActions": [], "includeAuthenticationContextClassReferences": []},
-                    "users": {"includeUsers": p.include_users, "excludeUsers": p.exclude_users, "includeGroups": [], "excludeGroups": [],
-                              "includeRoles": p.include_roles, "excludeRoles": [], "includeGuestsOrExternalUsers": null, "excludeGuestsOrExternalUsers": null}
-                },
-                "grantControls": {"operator": p.operator, "builtInControls": p.built_in_controls, "customAuthenticationFactors": [], "termsOfUse": [], "authenticationStrength": null},
-                "grantControls@odata.context": "https://graph.microsoft.com/v1.0/$metadata#identity/conditionalAccess/policies('x')/grantControls/authenticationStrength/$entity",
+                "createdDateTime": "2024-03-01T10:00:00.0000000Z", "modifiedDateTime": null, "state": p.state, "sessionControls": session,
+                "conditions": conditions,
+                "grantControls": {"operator": p.operator, "builtInControls": p.built_in_controls, "customAuthenticationFactors": [], "termsOfUse": [],
+                                  "authenticationStrength@odata.context": format!("https://graph.microsoft.com/{version}/$metadata#identity/conditionalAccess/policies('{}')/grantControls/authenticationStrength/$entity", p.id),
+                                  "authenticationStrength": null},
             })
         },
     )

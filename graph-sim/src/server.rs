@@ -434,7 +434,12 @@ impl State {
             .has_fault(&label, |f| matches!(f, Fault::Licence { .. }))
             .is_some();
         let licence_flaky = self
-            .fire(&label, |f| matches!(f, Fault::LicenceIntermittent { .. }))
+            .fire(&label, |f| {
+                matches!(
+                    f,
+                    Fault::LicenceIntermittent { .. } | Fault::LicenceRandom { .. }
+                )
+            })
             .is_some();
         if (route.premium && self.config.licence == Licence::Free) || licence_fault || licence_flaky
         {

@@ -313,6 +313,78 @@ pub struct SimCaPolicy {
     pub include_roles: Vec<String>,
     pub built_in_controls: Vec<String>,
     pub operator: String,
+    /// Exclusions and narrowing conditions (absent in older ground-truth JSON: none).
+    #[serde(default)]
+    pub conditions: SimCaConditions,
+    /// Uses a beta-only feature (a continuous-access-evaluation session control): v1.0's list
+    /// omits the policy, as real Graph does (microsoft/EntraExporter#35,
+    /// nicolonsky/ConditionalAccessDocumentation#11); beta lists it.
+    #[serde(default)]
+    pub beta_only: bool,
+}
+
+/// What narrows a Conditional Access policy beyond its included users and apps (REFERENCE §9.2
+/// `conditions`). Empty: it applies to every sign-in of its users.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SimCaConditions {
+    pub exclude_groups: Vec<String>,
+    pub exclude_roles: Vec<String>,
+    pub exclude_applications: Vec<String>,
+    /// `excludeGuestsOrExternalUsers` set (every guest and external user type).
+    pub exclude_guests: bool,
+    pub user_risk_levels: Vec<String>,
+    pub sign_in_risk_levels: Vec<String>,
+    /// Empty: `["all"]`.
+    pub client_app_types: Vec<String>,
+    pub include_locations: Vec<String>,
+    pub exclude_locations: Vec<String>,
+    pub include_platforms: Vec<String>,
+    pub exclude_platforms: Vec<String>,
+    /// `devices.deviceFilter` (mode, rule).
+    pub device_filter: Option<(String, String)>,
+    /// `authenticationFlows.transferMethods`, e.g. `deviceCodeFlow`.
+    pub transfer_methods: Option<String>,
+    /// `insiderRiskLevels`, e.g. `elevated`.
+    pub insider_risk_levels: Option<String>,
+}
+
+impl SimCaConditions {
+    /// Whether any condition narrows when the policy applies (exclusions aside).
+    pub fn narrows(&self) -> bool {
+        !self.user_risk_levels.is_empty()
+            || !self.sign_in_risk_levels.is_empty()
+            || self.client_app_types.iter().any(|c| c != "all")
+            || !self.include_locations.is_empty()
+            || !self.exclude_locations.is_empty()
+            || !self.include_platforms.is_empty()
+            || !self.exclude_platforms.is_empty()
+            || self.device_filter.is_some()
+            || self.transfer_methods.is_some()
+            || self.insider_risk_levels.is_some()
+    }
+}
+
+impl SimCaPolicy {
+    /// The truth of "this policy enforces MFA for everyone": enabled, MFA required (not one of
+    /// several OR'ed controls), all users and all apps, no narrowing condition, and no exclusion
+    /// but the users in `allowed_exclusions` (the break-glass accounts' object ids).
+    pub fn enforces_mfa_for_everyone(&self, allowed_exclusions: &[String]) -> bool {
+        let c = &self.conditions;
+        self.state == "enabled"
+            && self.built_in_controls.iter().any(|b| b == "mfa")
+            && (self.operator == "AND" || self.built_in_controls.len() == 1)
+            && self.include_users.iter().any(|u| u == "All")
+            && self
+                .exclude_users
+                .iter()
+                .all(|u| allowed_exclusions.iter().any(|a| a.eq_ignore_ascii_case(u)))
+            && c.exclude_groups.is_empty()
+            && c.exclude_roles.is_empty()
+            && c.exclude_applications.is_empty()
+            && !c.exclude_guests
+            && !c.narrows()
+    }
 }
 
 /// The tenant's authentication-methods policy (TAP configuration inside), security defaults and
@@ -871,16 +943,36 @@ fn default_policy(profile: Profile) -> SimPolicy {
         location_information: if weak { "disabled" } else { "enabled" }.into(),
         security_defaults: false,
         conditional_access: if weak {
-            vec![SimCaPolicy {
-                id: "1f3d2c1e-0000-4000-8000-00000000ca01".into(),
-                display_name: "Require MFA for admins (report-only)".into(),
-                state: "enabledForReportingButNotEnforced".into(),
-                include_users: vec![],
-                exclude_users: vec![],
-                include_roles: vec![ROLES[0].into()],
-                built_in_controls: vec!["mfa".into()],
-                operator: "OR".into(),
-            }]
+            vec![
+                SimCaPolicy {
+                    id: "1f3d2c1e-0000-4000-8000-00000000ca01".into(),
+                    display_name: "Require MFA for admins (report-only)".into(),
+                    state: "enabledForReportingButNotEnforced".into(),
+                    include_users: vec![],
+                    exclude_users: vec![],
+                    include_roles: vec![ROLES[0].into()],
+                    built_in_controls: vec!["mfa".into()],
+                    operator: "OR".into(),
+                    conditions: SimCaConditions::default(),
+                    beta_only: false,
+                },
+                SimCaPolicy {
+                    id: "1f3d2c1e-0000-4000-8000-00000000ca04".into(),
+                    display_name: "Require MFA off the office network".into(),
+                    state: "enabled".into(),
+                    include_users: vec!["All".into()],
+                    exclude_users: vec![],
+                    include_roles: vec![],
+                    built_in_controls: vec!["mfa".into()],
+                    operator: "OR".into(),
+                    conditions: SimCaConditions {
+                        include_locations: vec!["All".into()],
+                        exclude_locations: vec!["AllTrusted".into()],
+                        ..SimCaConditions::default()
+                    },
+                    beta_only: false,
+                },
+            ]
         } else {
             vec![
                 SimCaPolicy {
@@ -892,6 +984,8 @@ fn default_policy(profile: Profile) -> SimPolicy {
                     include_roles: vec![],
                     built_in_controls: vec!["mfa".into()],
                     operator: "OR".into(),
+                    conditions: SimCaConditions::default(),
+                    beta_only: false,
                 },
                 SimCaPolicy {
                     id: "1f3d2c1e-0000-4000-8000-00000000ca02".into(),
@@ -902,6 +996,27 @@ fn default_policy(profile: Profile) -> SimPolicy {
                     include_roles: vec![],
                     built_in_controls: vec!["block".into()],
                     operator: "OR".into(),
+                    conditions: SimCaConditions {
+                        client_app_types: vec!["exchangeActiveSync".into(), "other".into()],
+                        ..SimCaConditions::default()
+                    },
+                    beta_only: false,
+                },
+                SimCaPolicy {
+                    id: "1f3d2c1e-0000-4000-8000-00000000ca03".into(),
+                    display_name: "Require MFA for risky sign-ins".into(),
+                    state: "enabled".into(),
+                    include_users: vec!["All".into()],
+                    exclude_users: vec![],
+                    include_roles: vec![],
+                    built_in_controls: vec!["mfa".into()],
+                    operator: "OR".into(),
+                    conditions: SimCaConditions {
+                        sign_in_risk_levels: vec!["medium".into(), "high".into()],
+                        exclude_guests: true,
+                        ..SimCaConditions::default()
+                    },
+                    beta_only: false,
                 },
             ]
         },
@@ -1376,6 +1491,39 @@ mod tests {
         assert_eq!(a.ground_truth("P2"), b.ground_truth("P2"));
         let c = generate_at(2000, 8, Profile::Realistic, now);
         assert_ne!(a.ground_truth("P2").users, c.ground_truth("P2").users);
+    }
+
+    #[test]
+    fn generated_conditional_access_includes_narrowed_mfa_policies() {
+        let mfa_for_all = |c: &SimCaPolicy| {
+            c.state == "enabled"
+                && c.built_in_controls.iter().any(|b| b == "mfa")
+                && c.include_users.iter().any(|u| u == "All")
+        };
+        let realistic = generate(50, 1, Profile::Realistic)
+            .policy
+            .conditional_access;
+        assert_eq!(
+            realistic
+                .iter()
+                .filter(|c| c.enforces_mfa_for_everyone(&[]))
+                .count(),
+            1
+        );
+        assert!(realistic
+            .iter()
+            .any(|c| mfa_for_all(c) && c.conditions.narrows() && c.conditions.exclude_guests));
+        let weak = generate(50, 1, Profile::WeakPolicy)
+            .policy
+            .conditional_access;
+        assert!(weak.iter().all(|c| !c.enforces_mfa_for_everyone(&[])));
+        assert!(weak
+            .iter()
+            .any(|c| mfa_for_all(c) && c.conditions.narrows()));
+        let mut excluded = realistic[0].clone();
+        excluded.exclude_users = vec!["glass".into()];
+        assert!(excluded.enforces_mfa_for_everyone(&["glass".into()]));
+        assert!(!excluded.enforces_mfa_for_everyone(&[]));
     }
 
     #[test]

@@ -732,3 +732,36 @@ async fn directory_audits_filter_like_graph_and_list_every_tap_issued() {
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["code"], "Request_UnsupportedQuery");
 }
+
+#[tokio::test]
+async fn v1_omits_conditional_access_policies_that_use_beta_features() {
+    let sim = start(5, |c| c.time_scale = 100.0).await;
+    sim.update_policy(|p| p.conditional_access[0].beta_only = true);
+    let t = token(&sim).await;
+    let ids = |body: &Value| -> Vec<String> {
+        body["value"]
+            .as_array()
+            .expect("value")
+            .iter()
+            .filter_map(|p| p["id"].as_str().map(String::from))
+            .collect()
+    };
+    let (status, _, v1) = get(&sim, &t, "/v1.0/identity/conditionalAccess/policies").await;
+    assert_eq!(status, 200);
+    // Conditional Access allows 1 request/s per tenant (here 100 times faster): wait for the bucket.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let (status, _, beta) = get(&sim, &t, "/beta/identity/conditionalAccess/policies").await;
+    assert_eq!(status, 200);
+    let hidden = sim.ground_truth().policy.conditional_access[0].id.clone();
+    assert!(!ids(&v1).contains(&hidden), "{v1}");
+    assert!(ids(&beta).contains(&hidden), "{beta}");
+    assert_eq!(ids(&beta).len(), ids(&v1).len() + 1);
+    let p = beta["value"]
+        .as_array()
+        .and_then(|v| v.iter().find(|p| p["id"] == hidden.as_str()))
+        .expect("listed on beta");
+    assert_eq!(
+        p["sessionControls"]["continuousAccessEvaluation"]["mode"],
+        "strictEnforcement"
+    );
+}

@@ -338,7 +338,131 @@ pub fn ca_policy(w: &wire::CaPolicy) -> CaPolicy {
         include_applications: boxed(apps.map(|a| &a.include_applications)),
         requires_mfa,
         mfa_is_optional: requires_mfa && or && others > 0,
+        exclude_applications: boxed(apps.map(|a| &a.exclude_applications)),
+        excludes_guests: users.is_some_and(|u| {
+            u.exclude_guests_or_external_users
+                .as_ref()
+                .and_then(|g| g.get("guestOrExternalUserTypes"))
+                .and_then(|t| t.as_str())
+                .is_some_and(|t| !t.is_empty() && !t.eq_ignore_ascii_case("none"))
+                || u.exclude_users
+                    .iter()
+                    .any(|x| x.eq_ignore_ascii_case("GuestsOrExternalUsers"))
+        }),
+        narrowing: w.conditions.as_ref().map(ca_narrowing).unwrap_or_default(),
     }
+}
+
+/// The conditions that make a policy apply to some sign-ins only, in words (REFERENCE §9.2).
+fn ca_narrowing(c: &wire::CaConditions) -> Vec<Box<str>> {
+    let mut out: Vec<String> = Vec::new();
+    let levels = |what: &str, v: &[String], out: &mut Vec<String>| {
+        let v: Vec<&str> = v
+            .iter()
+            .map(String::as_str)
+            .filter(|l| !l.eq_ignore_ascii_case("none"))
+            .collect();
+        if !v.is_empty() {
+            out.push(format!("{what} {}", v.join("/")));
+        }
+    };
+    levels("user risk", &c.user_risk_levels, &mut out);
+    levels("sign-in risk", &c.sign_in_risk_levels, &mut out);
+    levels(
+        "service-principal risk",
+        &c.service_principal_risk_levels,
+        &mut out,
+    );
+    if let Some(l) = c.insider_risk_levels.as_deref().filter(|l| {
+        !l.is_empty()
+            && !l.eq_ignore_ascii_case("none")
+            && !l.eq_ignore_ascii_case("unknownFutureValue")
+    }) {
+        out.push(format!("insider risk {l}"));
+    }
+    if !c.client_app_types.is_empty()
+        && !c
+            .client_app_types
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case("all"))
+    {
+        out.push(format!("client apps {}", c.client_app_types.join(", ")));
+    }
+    let any_all = |v: &[String]| v.iter().any(|x| x.eq_ignore_ascii_case("all"));
+    if let Some(p) = &c.platforms {
+        if !p.include_platforms.is_empty() && !any_all(&p.include_platforms) {
+            out.push(format!("platforms {}", p.include_platforms.join(", ")));
+        }
+        if !p.exclude_platforms.is_empty() {
+            out.push(format!(
+                "platforms except {}",
+                p.exclude_platforms.join(", ")
+            ));
+        }
+    }
+    if let Some(l) = &c.locations {
+        if !l.include_locations.is_empty() && !any_all(&l.include_locations) {
+            out.push(format!("locations {}", l.include_locations.join(", ")));
+        }
+        if !l.exclude_locations.is_empty() {
+            out.push(format!(
+                "locations except {}",
+                l.exclude_locations.join(", ")
+            ));
+        }
+    }
+    if let Some(d) = &c.devices {
+        if let Some(f) = d
+            .device_filter
+            .as_ref()
+            .filter(|f| f.rule.as_deref().is_some_and(|r| !r.is_empty()))
+        {
+            out.push(format!(
+                "a device filter ({} {})",
+                f.mode.as_deref().unwrap_or("include"),
+                f.rule.as_deref().unwrap_or("")
+            ));
+        }
+        if !d.include_devices.is_empty() && !any_all(&d.include_devices)
+            || !d.exclude_devices.is_empty()
+        {
+            out.push("device states".into());
+        }
+    }
+    if c.device_states.as_ref().is_some_and(|v| !v.is_null()) {
+        out.push("device states".into());
+    }
+    if let Some(t) = c
+        .authentication_flows
+        .as_ref()
+        .and_then(|f| f.transfer_methods.as_deref())
+        .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("none"))
+    {
+        out.push(format!("authentication flows {t}"));
+    }
+    // Targets service principals (or agents) instead of users: any include list or filter set.
+    let targets_workloads = c
+        .client_applications
+        .as_ref()
+        .and_then(|v| v.as_object())
+        .is_some_and(|o| {
+            o.iter().any(|(k, v)| {
+                (k.starts_with("include") && v.as_array().is_some_and(|a| !a.is_empty()))
+                    || (k.ends_with("Filter") && !v.is_null())
+            })
+        });
+    if targets_workloads {
+        out.push("workload identities".into());
+    }
+    if c.applications
+        .as_ref()
+        .and_then(|a| a.application_filter.as_ref())
+        .is_some_and(|f| !f.is_null())
+    {
+        out.push("an application filter".into());
+    }
+    out.dedup();
+    out.into_iter().map(String::into_boxed_str).collect()
 }
 
 /// The Entra ID P1 and P2 service plans (id, name), as Maester's `Get-MtLicenseInformation`
@@ -564,6 +688,53 @@ mod tests {
             r#"{"grantControls":{"builtInControls":["block"],"authenticationStrength":null}}"#,
         );
         assert!(!ca_policy(&none).requires_mfa);
+    }
+
+    #[test]
+    fn ca_conditions_that_narrow_a_policy_are_named() {
+        // docs-contrib beta conditionalaccessroot-list-policies.md, CA001 and CA008 (shortened).
+        let plain: wire::CaPolicy = parse(
+            r#"{"conditions":{"userRiskLevels":[],"signInRiskLevels":[],"clientAppTypes":["all"],"servicePrincipalRiskLevels":[],"insiderRiskLevels":null,"platforms":null,"locations":null,"devices":null,"clientApplications":null,
+                "applications":{"includeApplications":["All"],"excludeApplications":[],"applicationFilter":null},
+                "users":{"includeUsers":["All"],"excludeUsers":[],"includeGuestsOrExternalUsers":null,"excludeGuestsOrExternalUsers":null}},
+                "grantControls":{"operator":"OR","builtInControls":["mfa"]}}"#,
+        );
+        let p = ca_policy(&plain);
+        assert!(p.narrowing.is_empty() && !p.excludes_guests && p.exclude_applications.is_empty());
+        let narrowed: wire::CaPolicy = parse(
+            r#"{"conditions":{"userRiskLevels":["high"],"signInRiskLevels":["medium","high"],"clientAppTypes":["browser","mobileAppsAndDesktopClients"],"insiderRiskLevels":"elevated",
+                "platforms":{"includePlatforms":["all"],"excludePlatforms":["linux"]},
+                "locations":{"includeLocations":["All"],"excludeLocations":["AllTrusted"]},
+                "devices":{"deviceFilter":{"mode":"exclude","rule":"device.isCompliant -eq True"}},
+                "authenticationFlows":{"transferMethods":"deviceCodeFlow"},
+                "applications":{"includeApplications":["All"],"excludeApplications":["00000002-0000-0ff1-ce00-000000000000"]},
+                "users":{"includeUsers":["All"],"excludeGuestsOrExternalUsers":{"guestOrExternalUserTypes":"internalGuest,b2bCollaborationGuest","externalTenants":{"membershipKind":"all"}}}},
+                "grantControls":{"operator":"OR","builtInControls":["mfa"]}}"#,
+        );
+        let p = ca_policy(&narrowed);
+        let n: Vec<&str> = p.narrowing.iter().map(|s| s.as_ref()).collect();
+        assert_eq!(
+            n,
+            vec![
+                "user risk high",
+                "sign-in risk medium/high",
+                "insider risk elevated",
+                "client apps browser, mobileAppsAndDesktopClients",
+                "platforms except linux",
+                "locations except AllTrusted",
+                "a device filter (exclude device.isCompliant -eq True)",
+                "authentication flows deviceCodeFlow",
+            ]
+        );
+        assert!(p.excludes_guests);
+        assert_eq!(p.exclude_applications.len(), 1);
+        let workloads: wire::CaPolicy = parse(
+            r#"{"conditions":{"clientApplications":{"includeServicePrincipals":["ServicePrincipalsInMyTenant"],"excludeServicePrincipals":[]}}}"#,
+        );
+        assert_eq!(
+            ca_policy(&workloads).narrowing,
+            vec![Box::<str>::from("workload identities")]
+        );
     }
 
     #[test]

@@ -49,7 +49,9 @@ const REGISTRATION_URL: &str = "/v1.0/reports/authenticationMethods/userRegistra
 /// Beta: only it carries `systemCredentialPreferences` (system-preferred MFA); the rest is v1.0's shape.
 const POLICY_URL: &str = "/beta/policies/authenticationMethodsPolicy";
 const SECURITY_DEFAULTS_URL: &str = "/v1.0/policies/identitySecurityDefaultsEnforcementPolicy";
-const CA_URL: &str = "/v1.0/identity/conditionalAccess/policies";
+/// Beta: v1.0 silently omits policies that use beta-only features (microsoft/EntraExporter#35);
+/// Maester and Zero Trust Assessment read beta too.
+const CA_URL: &str = "/beta/identity/conditionalAccess/policies";
 /// The tenant's subscriptions and their service plans: whether it holds Entra ID P1/P2.
 const SUBSCRIBED_SKUS_URL: &str = "/v1.0/subscribedSkus";
 /// Any one of these lets the app read `subscribedSkus` (docs-contrib `subscribedsku-list-permissions.md`).
@@ -313,7 +315,7 @@ fn gap_for(err: &GraphError, endpoint: &str) -> Gap {
     }
 }
 
-/// Runs `read` again (up to [`LICENCE_ATTEMPTS`] in all, backing off from the client's
+/// Runs `read` (one page request) again (up to [`LICENCE_ATTEMPTS`] in all, backing off from the client's
 /// `backoff_base`) while it fails with the licence 403, unless the tenant's subscriptions already
 /// say it has no P1/P2 (`premium == Some(false)`): then the first answer is the truth.
 async fn retry_licence<T, F, Fut>(
@@ -354,15 +356,55 @@ where
     }
 }
 
+/// Every page of a premium report (Reports throttle class), each page read through
+/// [`retry_licence`]: an intermittent licence 403 costs a retry of that page, not of the sweep.
+/// Follows `@odata.nextLink` verbatim, with the client's loop guard.
+async fn report_pages<T, F>(
+    client: &GraphClient,
+    endpoint: &'static str,
+    first_url: &str,
+    premium: Option<bool>,
+    mut on_page: F,
+) -> Result<(), GraphError>
+where
+    T: serde::de::DeserializeOwned,
+    F: FnMut(Vec<T>),
+{
+    let mut url = first_url.to_string();
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
+    loop {
+        let page: wire::Page<T> = retry_licence(client, endpoint, premium, || {
+            client.get_json::<wire::Page<T>>(ThrottleClass::Reports, endpoint, &url)
+        })
+        .await?;
+        on_page(page.value);
+        let Some(next) = page.next_link else {
+            return Ok(());
+        };
+        if next == url || !seen.insert(next.clone()) {
+            return Err(GraphError::NextLinkLoop {
+                endpoint: endpoint.into(),
+                url: next,
+            });
+        }
+        url = next;
+    }
+}
+
 /// The gap a premium endpoint's licence 403 leaves, once retried: `Failed` when the tenant is
 /// known to hold P1/P2 (its subscriptions say so, or another premium endpoint answered), so the
 /// audit is incomplete rather than quietly degraded; otherwise `Unlicensed` with the evidence.
 fn licence_gap(err: &GraphError, endpoint: &str, premium: Option<bool>, licensed: bool) -> Gap {
     if licensed {
+        let attempts = if premium == Some(false) {
+            1
+        } else {
+            LICENCE_ATTEMPTS
+        };
         Gap::Failed {
             endpoint: endpoint.into(),
             reason: format!(
-                "{err} ({LICENCE_ATTEMPTS} attempts), yet the tenant holds Entra ID P1/P2{}: Graph cannot read the licence; grant Directory.Read.All",
+                "{err} ({attempts} attempt(s)), yet the tenant holds Entra ID P1/P2{}: Graph cannot read the licence; grant Directory.Read.All",
                 if premium == Some(true) {
                     " (subscribedSkus)"
                 } else {
@@ -543,21 +585,14 @@ pub async fn collect_with_report(
         if !wants(DataSet::Registration) {
             return Ok((None, 0));
         }
-        let rows = retry_licence(client, "userRegistrationDetails", premium, || async {
-            let mut rows: Vec<Registration> = Vec::new();
-            client
-                .get_pages::<wire::RegistrationDetails, _>(
-                    ThrottleClass::Reports,
-                    "userRegistrationDetails",
-                    REGISTRATION_URL,
-                    |page| {
-                        rows.extend(page.iter().filter_map(convert::registration));
-                        Ok(())
-                    },
-                )
-                .await?;
-            Ok(rows)
-        })
+        let mut rows: Vec<Registration> = Vec::new();
+        report_pages::<wire::RegistrationDetails, _>(
+            client,
+            "userRegistrationDetails",
+            REGISTRATION_URL,
+            premium,
+            |page| rows.extend(page.iter().filter_map(convert::registration)),
+        )
         .await?;
         let n = rows.len() as u64;
         Ok((Some(rows), n))
@@ -678,32 +713,27 @@ pub async fn collect_with_report(
         if !wants(DataSet::SignIns) {
             return Ok((None, 0));
         }
-        let (per_user, per_code, rows) = retry_licence(client, "signIns", premium, || async {
-            let mut per_user: HashMap<ObjectId, u32> = HashMap::new();
-            let mut per_code: BTreeMap<i32, u64> = BTreeMap::new();
-            let mut rows = 0u64;
-            for code in &options.mfa_failure_codes {
-                client
-                    .get_pages::<wire::SignIn, _>(
-                        ThrottleClass::Reports,
-                        "signIns",
-                        &sign_ins_url(since, *code),
-                        |page| {
-                            rows += page.len() as u64;
-                            convert::count_failures(
-                                &page,
-                                &options.mfa_failure_codes,
-                                &mut per_user,
-                                &mut per_code,
-                            );
-                            Ok(())
-                        },
-                    )
-                    .await?;
-            }
-            Ok((per_user, per_code, rows))
-        })
-        .await?;
+        let mut per_user: HashMap<ObjectId, u32> = HashMap::new();
+        let mut per_code: BTreeMap<i32, u64> = BTreeMap::new();
+        let mut rows = 0u64;
+        for code in &options.mfa_failure_codes {
+            report_pages::<wire::SignIn, _>(
+                client,
+                "signIns",
+                &sign_ins_url(since, *code),
+                premium,
+                |page| {
+                    rows += page.len() as u64;
+                    convert::count_failures(
+                        &page,
+                        &options.mfa_failure_codes,
+                        &mut per_user,
+                        &mut per_code,
+                    );
+                },
+            )
+            .await?;
+        }
         Ok((Some((per_user, per_code)), rows))
     });
 
@@ -940,6 +970,7 @@ pub async fn collect_with_report(
         groups.as_ref().err(),
     );
     snapshot.groups = groups.ok().flatten().unwrap_or_default();
+    ca_excluded_groups(client, &granted, &mut snapshot, &mut sweeps).await;
     let (sign_ins, stat) = sign_ins;
     record(
         &mut coverage,
@@ -1198,6 +1229,83 @@ pub async fn collect_with_report(
         tracing::warn!("collection incomplete: {}", failed.join("; "));
     }
     CollectReport { snapshot, sweeps }
+}
+
+/// Reads the transitive user members of the groups that enabled all-users MFA policies exclude
+/// (when the token may read groups), into `snapshot.groups`: a group holding only the break-glass
+/// accounts is no gap in MFA enforcement. A group that cannot be read stays unread, and the rule
+/// names it as an exclusion: that costs a finding, never a false pass.
+async fn ca_excluded_groups(
+    client: &GraphClient,
+    granted: &[String],
+    snapshot: &mut Snapshot,
+    sweeps: &mut Vec<SweepStat>,
+) {
+    let may_read = super::PERMISSION_NEEDS
+        .iter()
+        .filter(|n| n.data_set == DataSet::Groups)
+        .flat_map(|n| n.any_of.iter())
+        .any(|p| granted.iter().any(|g| g.eq_ignore_ascii_case(p)));
+    let wanted: std::collections::BTreeSet<String> = snapshot
+        .conditional_access
+        .iter()
+        .flatten()
+        .filter(|p| {
+            p.state.as_ref() == "enabled"
+                && p.requires_mfa
+                && p.include_users
+                    .iter()
+                    .any(|u| u.eq_ignore_ascii_case("All"))
+        })
+        .flat_map(|p| p.exclude_groups.iter())
+        .map(|g| g.to_ascii_lowercase())
+        .filter(|g| !snapshot.groups.contains_key(g))
+        .collect();
+    if !may_read || wanted.is_empty() {
+        return;
+    }
+    let (read, stat) = timed("ca-excluded-groups", async {
+        let mut read: Vec<(String, Vec<ObjectId>)> = Vec::new();
+        for group in &wanted {
+            let url = format!(
+                "/v1.0/groups/{}/transitiveMembers/microsoft.graph.user?$select=id&$top=999",
+                encode(group)
+            );
+            let mut members: Vec<ObjectId> = Vec::new();
+            let result = client
+                .get_pages::<wire::DirectoryObject, _>(
+                    ThrottleClass::Directory,
+                    "groupMembers",
+                    &url,
+                    |page| {
+                        members.extend(
+                            page.iter()
+                                .filter_map(|m| m.id.as_deref().and_then(ObjectId::parse)),
+                        );
+                        Ok(())
+                    },
+                )
+                .await;
+            match result {
+                Ok(()) => {
+                    members.sort_unstable();
+                    members.dedup();
+                    read.push((group.clone(), members));
+                }
+                Err(e) => tracing::warn!(
+                    group = group.as_str(),
+                    "a group a Conditional Access MFA policy excludes could not be read: {e}"
+                ),
+            }
+        }
+        let n = read.len() as u64;
+        Ok((read, n))
+    })
+    .await;
+    sweeps.push(stat);
+    for (group, members) in read.unwrap_or_default() {
+        snapshot.groups.insert(group, members);
+    }
 }
 
 /// Notes a sweep's outcome: its timing, and the gap its error leaves.

@@ -285,6 +285,8 @@ pub struct CaUsers {
     pub include_roles: Vec<String>,
     #[serde(deserialize_with = "lenient_strings")]
     pub exclude_roles: Vec<String>,
+    /// `null`, or a conditionalAccessGuestsOrExternalUsers object: some guests are excluded.
+    pub exclude_guests_or_external_users: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -294,6 +296,56 @@ pub struct CaApplications {
     pub include_applications: Vec<String>,
     #[serde(deserialize_with = "lenient_strings")]
     pub exclude_applications: Vec<String>,
+    /// `null`, or a filter on application attributes: applies to some apps only.
+    pub application_filter: Option<serde_json::Value>,
+}
+
+/// `conditions.platforms` / `conditions.locations`: include and exclude lists.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CaPlatforms {
+    #[serde(deserialize_with = "lenient_strings")]
+    pub include_platforms: Vec<String>,
+    #[serde(deserialize_with = "lenient_strings")]
+    pub exclude_platforms: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CaLocations {
+    #[serde(deserialize_with = "lenient_strings")]
+    pub include_locations: Vec<String>,
+    #[serde(deserialize_with = "lenient_strings")]
+    pub exclude_locations: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CaFilter {
+    #[serde(deserialize_with = "lenient_string")]
+    pub mode: Option<String>,
+    #[serde(deserialize_with = "lenient_string")]
+    pub rule: Option<String>,
+}
+
+/// `conditions.devices`: a device filter (and the deprecated include/exclude device states).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CaDevices {
+    pub device_filter: Option<CaFilter>,
+    #[serde(deserialize_with = "lenient_strings")]
+    pub include_devices: Vec<String>,
+    #[serde(deserialize_with = "lenient_strings")]
+    pub exclude_devices: Vec<String>,
+}
+
+/// `conditions.authenticationFlows`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CaAuthenticationFlows {
+    /// Flags: `none`, `deviceCodeFlow`, `authenticationTransfer`.
+    #[serde(deserialize_with = "lenient_string")]
+    pub transfer_methods: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -303,6 +355,23 @@ pub struct CaConditions {
     pub applications: Option<CaApplications>,
     #[serde(deserialize_with = "lenient_strings")]
     pub client_app_types: Vec<String>,
+    #[serde(deserialize_with = "lenient_strings")]
+    pub user_risk_levels: Vec<String>,
+    #[serde(deserialize_with = "lenient_strings")]
+    pub sign_in_risk_levels: Vec<String>,
+    #[serde(deserialize_with = "lenient_strings")]
+    pub service_principal_risk_levels: Vec<String>,
+    /// A flags string (`minor`, `moderate`, `elevated`) or `null`.
+    #[serde(deserialize_with = "lenient_string")]
+    pub insider_risk_levels: Option<String>,
+    pub platforms: Option<CaPlatforms>,
+    pub locations: Option<CaLocations>,
+    pub devices: Option<CaDevices>,
+    pub authentication_flows: Option<CaAuthenticationFlows>,
+    /// Workload identities (service principals) the policy targets instead of users.
+    pub client_applications: Option<serde_json::Value>,
+    /// Beta, deprecated: device states.
+    pub device_states: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -4,7 +4,9 @@
 use chrono::Duration;
 
 use super::{Ctx, Hit, Rule, RuleKind, Severity};
-use crate::snapshot::{DataSet, FeatureState, MethodKind, MethodSet, PerUserMfa, User};
+use crate::snapshot::{
+    CaPolicy, DataSet, FeatureState, MethodKind, MethodSet, ObjectId, PerUserMfa, User, ROLE_TABLE,
+};
 
 const PHONE: [MethodKind; 3] = [
     MethodKind::MobilePhone,
@@ -436,28 +438,121 @@ fn no_mfa_enforcement(ctx: &Ctx) -> Vec<Hit> {
     if ctx.snapshot.security_defaults_enabled == Some(true) {
         return vec![];
     }
-    let enforced = ctx
+    // Enabled policies that require MFA (not as one OR'ed choice) of all users for all apps;
+    // report-only and disabled ones enforce nothing.
+    let candidates: Vec<&CaPolicy> = ctx
         .snapshot
         .conditional_access
-        .as_ref()
-        .is_some_and(|policies| {
-            policies.iter().any(|p| {
-                p.state.as_ref() == "enabled"
-                    && p.requires_mfa
-                    && !p.mfa_is_optional
-                    && p.include_users
-                        .iter()
-                        .any(|u| u.eq_ignore_ascii_case("All"))
-                    && p.include_applications
-                        .iter()
-                        .any(|a| a.eq_ignore_ascii_case("All"))
-            })
-        });
-    if enforced {
-        vec![]
-    } else {
-        vec![Hit::tenant("security defaults are off and no enabled Conditional Access policy requires MFA for all users and all apps")]
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .filter(|p| {
+            p.state.as_ref() == "enabled"
+                && p.requires_mfa
+                && !p.mfa_is_optional
+                && p.include_users
+                    .iter()
+                    .any(|u| u.eq_ignore_ascii_case("All"))
+                && p.include_applications
+                    .iter()
+                    .any(|a| a.eq_ignore_ascii_case("All"))
+        })
+        .collect();
+    // Each one counts only if it applies unconditionally and leaves out nobody but the
+    // break-glass accounts; otherwise say what it leaves out.
+    let mut gaps: Vec<String> = Vec::new();
+    for p in &candidates {
+        let left_out = ca_left_out(ctx, p);
+        if left_out.is_empty() {
+            return vec![];
+        }
+        gaps.push(format!("'{}' {}", p.display_name, left_out.join(" and ")));
     }
+    let base = "security defaults are off and no enabled Conditional Access policy requires MFA for all users and all apps";
+    if gaps.is_empty() {
+        vec![Hit::tenant(base)]
+    } else {
+        vec![Hit::tenant(format!(
+            "{base} unconditionally: {}",
+            gaps.join("; ")
+        ))]
+    }
+}
+
+/// What an all-users, all-apps MFA policy leaves out, in words: exclusions beyond the
+/// break-glass accounts, and the conditions that narrow it. Empty: it covers everyone.
+fn ca_left_out(ctx: &Ctx, p: &CaPolicy) -> Vec<String> {
+    let glass: Vec<ObjectId> = ctx
+        .break_glass
+        .iter()
+        .filter_map(|(_, u)| u.map(|u| u.id))
+        .collect();
+    let mut out: Vec<String> = Vec::new();
+    let users: Vec<String> = p
+        .exclude_users
+        .iter()
+        .filter(|x| !x.eq_ignore_ascii_case("GuestsOrExternalUsers"))
+        .filter_map(|x| match ObjectId::parse(x) {
+            // An id that is no user (deleted since) leaves nobody out.
+            Some(id) if glass.contains(&id) => None,
+            Some(id) => ctx.snapshot.user(id).map(|u| u.upn.to_string()),
+            None => Some(x.to_string()),
+        })
+        .collect();
+    let list = |what: &str, v: &[String]| {
+        format!(
+            "excludes {what}{} {}",
+            if v.len() == 1 { "" } else { "s" },
+            v.join(", ")
+        )
+    };
+    if !users.is_empty() {
+        out.push(list("user", &users));
+    }
+    let groups: Vec<String> = p
+        .exclude_groups
+        .iter()
+        .filter(|g| {
+            // A group read for the scope whose members are all break-glass accounts is fine.
+            ctx.snapshot
+                .groups
+                .get(&g.to_ascii_lowercase())
+                .is_none_or(|members| !members.iter().all(|m| glass.contains(m)))
+        })
+        .map(|g| g.to_string())
+        .collect();
+    if !groups.is_empty() {
+        out.push(list("group", &groups));
+    }
+    let roles: Vec<String> = p
+        .exclude_roles
+        .iter()
+        .map(|r| {
+            ROLE_TABLE
+                .iter()
+                .find(|(_, id, _)| id.eq_ignore_ascii_case(r))
+                .map_or_else(|| r.to_string(), |(_, _, name)| name.to_string())
+        })
+        .collect();
+    if !roles.is_empty() {
+        out.push(list("role", &roles));
+    }
+    if p.excludes_guests {
+        out.push("excludes guests and external users".into());
+    }
+    let apps: Vec<String> = p
+        .exclude_applications
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    if !apps.is_empty() {
+        out.push(list("application", &apps));
+    }
+    if !p.narrowing.is_empty() {
+        let n: Vec<&str> = p.narrowing.iter().map(|n| n.as_ref()).collect();
+        out.push(format!("applies only to {}", n.join(", ")));
+    }
+    out
 }
 
 fn too_few_recovery_admins(ctx: &Ctx) -> Vec<Hit> {
@@ -864,7 +959,7 @@ pub static CATALOGUE: &[Rule] = &[
         kind: RuleKind::Tenant,
         severity: Severity::Critical,
         needs: &[SecurityDefaults, ConditionalAccess],
-        rationale: "Registered methods protect nobody unless sign-ins require them: with security defaults off, an enabled Conditional Access policy must require MFA for all users and apps.",
+        rationale: "Registered methods protect nobody unless sign-ins require them: with security defaults off, an enabled Conditional Access policy must require MFA for all users and apps unconditionally: no risk, location, platform, device, client-app or authentication-flow condition, and no exclusion but the break-glass accounts.",
         remediation: "Create a Conditional Access policy: New-MgIdentityConditionalAccessPolicy with users All (excluding the break-glass accounts), applications All, grantControls builtInControls ['mfa'], state enabled (POST /identity/conditionalAccess/policies).",
         check: no_mfa_enforcement,
     },

@@ -77,6 +77,9 @@ fn mfa_for_all() -> CaPolicy {
         include_applications: vec!["All".into()],
         requires_mfa: true,
         mfa_is_optional: false,
+        exclude_applications: vec![],
+        excludes_guests: false,
+        narrowing: vec![],
     }
 }
 
@@ -467,6 +470,61 @@ fn no_mfa_enforcement_needs_security_defaults_or_a_strict_ca_policy() {
     assert_eq!(flagged(&s, "no-mfa-enforcement"), vec!["tenant"]);
     s.security_defaults_enabled = Some(true);
     assert!(flagged(&s, "no-mfa-enforcement").is_empty());
+}
+
+#[test]
+fn an_mfa_policy_counts_only_unconditionally_and_the_finding_names_what_it_leaves_out() {
+    let mut s = snapshot(vec![]);
+    let detail = |s: &Snapshot, glass: &[String]| -> Option<String> {
+        let glass: Vec<&str> = glass.iter().map(String::as_str).collect();
+        run(s, &RulesConfig::default(), &glass)
+            .findings
+            .into_iter()
+            .find(|f| f.rule == "no-mfa-enforcement")
+            .map(|f| f.detail)
+    };
+    // An admin of the fixture, excluded: only fine while configured as break-glass.
+    let admin = s.users[0].clone();
+    let excluded = CaPolicy {
+        exclude_users: vec![admin.id.to_string().into_boxed_str()],
+        ..mfa_for_all()
+    };
+    s.conditional_access = Some(vec![excluded.clone()]);
+    let d = detail(&s, &[]).expect("an excluded admin is left out");
+    assert!(
+        d.contains(&format!("'MFA for all' excludes user {}", admin.upn)),
+        "{d}"
+    );
+    assert_eq!(
+        detail(&s, &[admin.upn.to_uppercase()]),
+        None,
+        "break-glass may be excluded"
+    );
+    // Every narrowing condition and exclusion is named.
+    let narrowed = CaPolicy {
+        exclude_groups: vec!["g-1".into()],
+        narrowing: vec!["sign-in risk high".into()],
+        ..mfa_for_all()
+    };
+    s.conditional_access = Some(vec![narrowed]);
+    let d = detail(&s, &[]).expect("narrowed");
+    assert!(
+        d.ends_with("'MFA for all' excludes group g-1 and applies only to sign-in risk high"),
+        "{d}"
+    );
+    let guests = CaPolicy {
+        excludes_guests: true,
+        exclude_roles: vec!["62e90394-69f5-4237-9190-012177145e10".into()],
+        ..mfa_for_all()
+    };
+    s.conditional_access = Some(vec![guests, mfa_for_all()]);
+    assert_eq!(detail(&s, &[]), None, "one unconditional policy is enough");
+    s.conditional_access.as_mut().map(|v| v.pop());
+    let d = detail(&s, &[]).expect("guests and a role left out");
+    assert!(
+        d.contains("excludes role Global Administrator and excludes guests and external users"),
+        "{d}"
+    );
 }
 
 #[test]
