@@ -115,7 +115,10 @@ fn s(v: &Value, key: &str) -> String {
 /// (rule, user, severity) of the open per-user findings, as Alertmanager should hold them.
 fn expected_alerts(open: &[Value]) -> BTreeSet<(String, String, String)> {
     open.iter()
-        .filter(|f| s(f, "subject") != "tenant" && f["excepted"] != Value::Bool(true))
+        .filter(|f| {
+            !mfa_auditor::evaluate::is_tenant_subject(&s(f, "subject"))
+                && f["excepted"] != Value::Bool(true)
+        })
         .map(|f| (s(f, "rule"), s(f, "user_principal_name"), s(f, "severity")))
         .collect()
 }
