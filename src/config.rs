@@ -932,8 +932,13 @@ impl Config {
         };
         let read = |key: &str, p: &Path| -> Result<String, ConfigError> {
             let path = credential_path(p, credentials_dir);
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| fail(key, format!("cannot read {}: {e}", path.display())))?;
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::InvalidData {
+                    fail(key, format!("{} is not text, so not PEM (a DER file? `openssl x509 -inform der -in FILE -out FILE.pem` converts a certificate)", path.display()))
+                } else {
+                    fail(key, format!("cannot read {}: {e}", path.display()))
+                }
+            })?;
             warn_if_readable_by_others(&path);
             Ok(text)
         };
@@ -953,6 +958,40 @@ impl Config {
         if let (Some(c), Some(k)) = (&t.certificate_file, &t.private_key_file) {
             let certificate_pem = read("tenant.certificate_file", c)?;
             let key = read("tenant.private_key_file", k)?;
+            // Checked here, where the key and the file are known (the client only sees text).
+            for (name, p, text, wanted) in [
+                (
+                    "tenant.certificate_file",
+                    c,
+                    &certificate_pem,
+                    "CERTIFICATE",
+                ),
+                ("tenant.private_key_file", k, &key, "PRIVATE KEY"),
+            ] {
+                let path = credential_path(p, credentials_dir);
+                match pem::parse(text.as_bytes()) {
+                    Ok(block) if block.tag().ends_with(wanted) => {}
+                    Ok(block) => {
+                        return Err(fail(
+                            name,
+                            format!(
+                                "{} holds a PEM {:?}, not a {wanted}",
+                                path.display(),
+                                block.tag()
+                            ),
+                        ))
+                    }
+                    Err(e) => {
+                        return Err(fail(
+                            name,
+                            format!(
+                                "{} is not PEM (-----BEGIN {wanted}-----): {e}",
+                                path.display()
+                            ),
+                        ))
+                    }
+                }
+            }
             return Ok(Credential::Certificate {
                 certificate_pem,
                 private_key_pem: Secret::new(key),
@@ -976,7 +1015,13 @@ fn rule_param_ranges(r: &crate::evaluate::RulesConfig) -> Result<(), (String, St
     // entra-docs howto-authentication-temporary-access-pass.md: lifetimes are 10 – 43,200 minutes.
     const TAP_MINUTES: std::ops::RangeInclusive<u32> = 10..=43_200;
     let checks: [(&str, &str, u32, std::ops::RangeInclusive<u32>, &str); 8] = [
-        ("no-mfa-method", "grace_days", r.no_mfa_method.grace_days, 0..=3650, "days"),
+        (
+            "no-mfa-method",
+            "grace_days",
+            r.no_mfa_method.grace_days,
+            0..=3650,
+            "days",
+        ),
         (
             "no-backup-method",
             "min_families",
@@ -991,7 +1036,13 @@ fn rule_param_ranges(r: &crate::evaluate::RulesConfig) -> Result<(), (String, St
             TAP_MINUTES,
             "minutes (a TAP lives 10 – 43,200 minutes)",
         ),
-        ("mfa-failures", "threshold", r.mfa_failures.threshold, 1..=u32::MAX, "failed sign-ins"),
+        (
+            "mfa-failures",
+            "threshold",
+            r.mfa_failures.threshold,
+            1..=u32::MAX,
+            "failed sign-ins",
+        ),
         (
             "tap-policy-lifetime",
             "max_default_minutes",
@@ -1222,6 +1273,61 @@ client_secret_env = "MFA_SECRET"
         );
         assert!(
             error(&half).contains("tenant.certificate_file: a certificate credential needs both")
+        );
+    }
+
+    #[test]
+    fn a_certificate_or_key_that_is_not_pem_names_its_key_and_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = GOOD.replace(
+            "client_secret_env = \"MFA_SECRET\"",
+            "certificate_file = \"c.pem\"\nprivate_key_file = \"k.pem\"",
+        );
+        let config = parse(&text).expect("valid");
+        std::fs::write(dir.path().join("c.pem"), [0x30u8, 0x82, 0x01, 0x0a]).expect("der");
+        std::fs::write(
+            dir.path().join("k.pem"),
+            "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIFBAW4dCJc4=\n-----END PRIVATE KEY-----\n",
+        )
+        .expect("key");
+        let e = config
+            .credential_with(Some(dir.path()), &|_| None)
+            .expect_err("DER is not PEM")
+            .to_string();
+        assert!(
+            e.contains("tenant.certificate_file")
+                && e.contains(&format!(
+                    "{} is not text, so not PEM",
+                    dir.path().join("c.pem").display()
+                )),
+            "{e}"
+        );
+        std::fs::write(dir.path().join("c.pem"), "MIIBCgKCAQEA\n").expect("base64 alone");
+        let e = config
+            .credential_with(Some(dir.path()), &|_| None)
+            .expect_err("no PEM armour")
+            .to_string();
+        assert!(
+            e.contains("tenant.certificate_file")
+                && e.contains(&format!(
+                    "{} is not PEM",
+                    dir.path().join("c.pem").display()
+                )),
+            "{e}"
+        );
+        std::fs::write(
+            dir.path().join("c.pem"),
+            "-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n",
+        )
+        .expect("cert");
+        std::fs::write(dir.path().join("k.pem"), "not a key").expect("key");
+        let e = config
+            .credential_with(Some(dir.path()), &|_| None)
+            .expect_err("not a key")
+            .to_string();
+        assert!(
+            e.contains("tenant.private_key_file") && e.contains("k.pem is not PEM"),
+            "{e}"
         );
     }
 
@@ -1460,7 +1566,10 @@ client_secret_env = "MFA_SECRET"
             e.starts_with("config.toml:8:1: schedule.cron: \"0 0 0 30 2 *\" never fires"),
             "{e}"
         );
-        assert!(parse(&format!("{GOOD}\n[schedule]\ncron = \"0 0 0 29 2 *\"\n")).is_ok(), "29 February comes");
+        assert!(
+            parse(&format!("{GOOD}\n[schedule]\ncron = \"0 0 0 29 2 *\"\n")).is_ok(),
+            "29 February comes"
+        );
     }
 
     #[test]
@@ -1468,18 +1577,37 @@ client_secret_env = "MFA_SECRET"
         for (table, key, value, says) in [
             ("no-backup-method", "min_families", "0", "between 1 and 10"),
             ("mfa-failures", "threshold", "0", "at least 1"),
-            ("tap-long-lived", "max_lifetime_minutes", "5", "between 10 and 43200"),
-            ("tap-policy-lifetime", "max_lifetime_minutes", "50000", "between 10 and 43200"),
+            (
+                "tap-long-lived",
+                "max_lifetime_minutes",
+                "5",
+                "between 10 and 43200",
+            ),
+            (
+                "tap-policy-lifetime",
+                "max_lifetime_minutes",
+                "50000",
+                "between 10 and 43200",
+            ),
             ("too-few-recovery-admins", "min", "0", "at least 1"),
             ("break-glass-count", "expected", "0", "at least 1"),
-            ("tap-policy-scope", "groups", "[\"admins\"]", "not a group object id"),
+            (
+                "tap-policy-scope",
+                "groups",
+                "[\"admins\"]",
+                "not a group object id",
+            ),
         ] {
             let e = error(&format!("{GOOD}\n[rules.{table}]\n{key} = {value}\n"));
             assert!(
-                e.starts_with(&format!("config.toml:8:1: rules.{table}.{key}: ")) && e.contains(says),
+                e.starts_with(&format!("config.toml:8:1: rules.{table}.{key}: "))
+                    && e.contains(says),
                 "{table}.{key} = {value}: {e}"
             );
         }
-        assert!(parse(&format!("{GOOD}\n[rules.no-backup-method]\nmin_families = 3\n")).is_ok());
+        assert!(parse(&format!(
+            "{GOOD}\n[rules.no-backup-method]\nmin_families = 3\n"
+        ))
+        .is_ok());
     }
 }

@@ -249,7 +249,7 @@ fn alerting_status(s: &Shared, config: &crate::config::Config) -> String {
         let pushes = |r: &str| m.alertmanager_pushes.with_label_values(&[r]).get();
         out.push_str(&format!(
             " Alertmanager <code>{}</code>: {} alerts in the last successful push ({} pushes, {} failed).",
-            escape(&am.url),
+            escape(&crate::alerting::redact_url(&am.url)),
             m.alertmanager_alerts.get(),
             pushes("success"),
             pushes("failure")

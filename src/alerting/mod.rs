@@ -136,14 +136,36 @@ fn receiver_url(text: &str, secret_over_http: bool) -> Result<Url, String> {
     }
 }
 
+/// `url` with any userinfo (`user:password@`) replaced by `***`, for messages and pages; an
+/// unparsable URL loses whatever stands where userinfo would.
+pub fn redact_url(text: &str) -> String {
+    if let Ok(mut url) = Url::parse(text) {
+        if url.username().is_empty() && url.password().is_none() {
+            return text.to_string();
+        }
+        if url.set_password(None).is_ok() && url.set_username("***").is_ok() {
+            return url.to_string();
+        }
+    }
+    let (scheme, rest) = text.split_once("://").unwrap_or(("", text));
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) if scheme.is_empty() => format!("***@{}", &rest[at + 1..]),
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => text.to_string(),
+    }
+}
+
 impl AlertingConfig {
     /// Checks what can be checked without reading secrets; errors are (key path, message).
     pub fn validate(&self) -> Result<(), (String, String)> {
         if let Some(am) = &self.alertmanager {
             let key = |k: &str| format!("alerting.alertmanager.{k}");
-            let has_auth = am.basic_auth_username.is_some() || am.bearer_token_file.is_some();
+            let userinfo = redact_url(&am.url) != am.url;
+            let has_auth =
+                am.basic_auth_username.is_some() || am.bearer_token_file.is_some() || userinfo;
             receiver_url(&am.url, has_auth)
-                .map_err(|m| (key("url"), format!("{:?} {m}", am.url)))?;
+                .map_err(|m| (key("url"), format!("{:?} {m}", redact_url(&am.url))))?;
             if !(1..=3600).contains(&am.resend_interval_seconds) {
                 return Err((
                     key("resend_interval_seconds"),
@@ -541,6 +563,26 @@ mod tests {
         assert_eq!(key, "alerting.alertmanager.basic_auth_password_file");
         let (key, _) = check("[alertmanager]\nurl = \"ftp://am\"\n").unwrap_err();
         assert_eq!(key, "alerting.alertmanager.url");
+        for url in [
+            "ftp://ops:hunter2@am",
+            "http://ops:hunter2@am.example:9093/",
+        ] {
+            let (key, msg) = check(&format!("[alertmanager]\nurl = \"{url}\"\n")).unwrap_err();
+            assert_eq!(key, "alerting.alertmanager.url");
+            assert!(
+                !msg.contains("hunter2") && !msg.contains("ops:") && msg.contains("***@am"),
+                "userinfo is a credential: {msg}"
+            );
+        }
+        assert_eq!(
+            redact_url("https://ops:hunter2@am.example/"),
+            "https://***@am.example/"
+        );
+        assert_eq!(
+            redact_url("https://am.example:9093"),
+            "https://am.example:9093"
+        );
+        assert_eq!(redact_url("not a url ops:pw@host/x"), "***@host/x");
         let (key, _) = check("[alertmanager]\nurl = \"https://am\"\nresend_interval_seconds = 0\n")
             .unwrap_err();
         assert_eq!(key, "alerting.alertmanager.resend_interval_seconds");

@@ -128,7 +128,11 @@ mod tests {
         let all = [exception("weak-methods-enabled", "tenant", "2027-01-01")];
         let (open, excepted) = apply(vec![tenant("Sms"), tenant("Voice")], &all, now);
         assert_eq!((open.len(), excepted.len()), (0, 2));
-        let one = [exception("weak-methods-enabled", "tenant:Sms", "2027-01-01")];
+        let one = [exception(
+            "weak-methods-enabled",
+            "tenant:Sms",
+            "2027-01-01",
+        )];
         let (open, excepted) = apply(vec![tenant("Sms"), tenant("Voice")], &one, now);
         assert_eq!(open[0].subject, "tenant:Voice");
         assert_eq!(excepted[0].finding.subject, "tenant:Sms");
