@@ -136,6 +136,27 @@ fn receiver_url(text: &str, secret_over_http: bool) -> Result<Url, String> {
     }
 }
 
+/// A request error as one line with its causes (`error sending request: … : Connection refused`,
+/// or that it timed out), and never the URL (a webhook's URL may be its secret).
+pub fn request_error(e: reqwest::Error) -> String {
+    let timed_out = e.is_timeout();
+    let e = e.without_url();
+    let mut out = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    if timed_out && !out.to_ascii_lowercase().contains("timed out") {
+        out.push_str(" (timed out)");
+    }
+    out
+}
+
 /// `url` with any userinfo (`user:password@`) replaced by `***`, for messages and pages; an
 /// unparsable URL loses whatever stands where userinfo would.
 pub fn redact_url(text: &str) -> String {
@@ -542,6 +563,41 @@ mod tests {
     fn check(toml_text: &str) -> Result<(), (String, String)> {
         let c: AlertingConfig = toml::from_str(toml_text).expect("parses");
         c.validate()
+    }
+
+    #[tokio::test]
+    async fn request_errors_keep_their_cause() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = closed.local_addr().expect("addr").port();
+        drop(closed);
+        let http = reqwest::Client::new();
+        let refused = http
+            .post(format!("http://127.0.0.1:{port}/T0/s3cr3t"))
+            .send()
+            .await
+            .expect_err("nothing listens");
+        let text = request_error(refused);
+        assert!(
+            text.to_ascii_lowercase().contains("connection refused"),
+            "{text}"
+        );
+        assert!(!text.contains("s3cr3t"), "{text}");
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = silent.local_addr().expect("addr");
+        let _held = tokio::spawn(async move {
+            let _conn = silent.accept().await;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        });
+        let slow = http
+            .post(format!("http://{addr}/hook"))
+            .timeout(Duration::from_millis(200))
+            .send()
+            .await
+            .expect_err("never answers");
+        let text = request_error(slow);
+        assert!(text.contains("timed out"), "{text}");
     }
 
     #[test]
