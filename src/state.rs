@@ -8,7 +8,10 @@
 //!
 //! The same transaction queues each new and each resolved finding in the **outbox**, once per
 //! webhook that wants it: a message is queued if and only if its audit is recorded, and stays
-//! queued until delivered, so a restart neither re-sends nor loses one.
+//! queued until delivered, so none is lost (delivery is at least once; event ids are never reused).
+//!
+//! A rule a complete audit skipped for lack of data did not look: its findings stay exactly as
+//! they were (open, first and last seen, no message).
 
 use std::path::Path;
 use std::sync::Mutex;

@@ -9,8 +9,8 @@
 //!   once; a daemon that stops lets its alerts expire on their own.
 //! - [`webhook`] delivers the state store's outbox: one message per new and per resolved finding
 //!   (above `batch_above` an audit: batches for machines, one summary for people), queued in
-//!   the transaction that recorded the audit and removed only once delivered, so a restart
-//!   neither re-sends nor loses one.
+//!   the transaction that recorded the audit and removed only once delivered, so none is lost
+//!   (at least once: a crash after a receiver's 2xx re-sends; ids are unique, deduplicate on them).
 //!
 //! Receiver URLs and credentials are [`Secret`]s: no log line or error shows them.
 
