@@ -560,6 +560,13 @@ async fn end_to_end(profile: Profile, seed: u64) {
     {
         want.insert("MfaAuditorUnknownMethods");
     }
+    // And a rule skipped for lack of data, if the simulated tenant's setup skips one.
+    if m.lines()
+        .filter(|l| l.starts_with("entra_rule_skipped{"))
+        .any(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) == Some(1.0))
+    {
+        want.insert("MfaAuditorRuleSkipped");
+    }
     let want: BTreeSet<String> = want.into_iter().map(str::to_owned).collect();
     let mut firing = BTreeSet::new();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
