@@ -24,26 +24,34 @@ use thiserror::Error;
 use crate::evaluate::Severity;
 use crate::report::Report;
 
+/// The SQLite error is part of each message, not a separate `source`: a chain printer (`{:#}`)
+/// would otherwise say it twice.
 #[derive(Debug, Error)]
 pub enum StateError {
-    #[error("state database {path}: {source}")]
+    #[error("state database {path}: {cause}")]
     Open {
         path: String,
-        source: rusqlite::Error,
+        cause: rusqlite::Error,
     },
-    #[error("state database {path} is not writable ({source}); the daemon records every audit there: check the file's and its directory's permissions, or set storage.path to a writable place")]
+    #[error("state database {path} is not writable ({cause}); the daemon records every audit there: check the file's and its directory's permissions, or set storage.path to a writable place")]
     ReadOnly {
         path: String,
-        source: rusqlite::Error,
+        cause: rusqlite::Error,
     },
     #[error("state database: {0}")]
-    Sql(#[from] rusqlite::Error),
+    Sql(rusqlite::Error),
     #[error("state database {path} has schema version {found}, newer than this binary knows ({known}); refusing to touch it")]
     TooNew {
         path: String,
         found: i64,
         known: i64,
     },
+}
+
+impl From<rusqlite::Error> for StateError {
+    fn from(e: rusqlite::Error) -> StateError {
+        StateError::Sql(e)
+    }
 }
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
@@ -283,9 +291,9 @@ impl Store {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Store, StateError> {
         let name = path.display().to_string();
-        let conn = Connection::open(path).map_err(|source| StateError::Open {
+        let conn = Connection::open(path).map_err(|cause| StateError::Open {
             path: name.clone(),
-            source,
+            cause,
         })?;
         let store = Store::init(conn, &name)?;
         store.check_writable(&name)?;
@@ -300,9 +308,9 @@ impl Store {
     /// Fails now, naming the file, when the database cannot be written (a read-only file or
     /// directory), rather than at the first audit: one real write, rolled back.
     fn check_writable(&self, name: &str) -> Result<(), StateError> {
-        let read_only = |source| StateError::ReadOnly {
+        let read_only = |cause| StateError::ReadOnly {
             path: name.to_string(),
-            source,
+            cause,
         };
         let mut conn = self.conn();
         if conn
@@ -323,12 +331,20 @@ impl Store {
     }
 
     fn init(conn: Connection, name: &str) -> Result<Store, StateError> {
-        let at = |source| StateError::Open {
+        let at = |cause| StateError::Open {
             path: name.to_string(),
-            source,
+            cause,
         };
         Store::init_schema(conn, name).map_err(|e| match e {
-            StateError::Sql(source) => at(source),
+            StateError::Sql(cause)
+                if cause.sqlite_error_code() == Some(rusqlite::ErrorCode::ReadOnly) =>
+            {
+                StateError::ReadOnly {
+                    path: name.to_string(),
+                    cause,
+                }
+            }
+            StateError::Sql(cause) => at(cause),
             other => other,
         })
     }
@@ -1261,6 +1277,22 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("state.db");
+        // A file that is not yet a database (the schema cannot be written) and one that is.
+        std::fs::write(&path, "").expect("empty file");
+        let uri = std::path::PathBuf::from(format!("file:{}?mode=ro", path.display()));
+        let err = Store::open(&uri)
+            .err()
+            .map(|e| format!("{:#}", anyhow::Error::from(e)))
+            .unwrap_or_default();
+        assert!(
+            err.contains("is not writable") && err.contains("storage.path"),
+            "{err}"
+        );
+        assert_eq!(
+            err.matches("readonly database").count(),
+            1,
+            "the cause is said once, even by a chain printer: {err}"
+        );
         drop(Store::open(&path).expect("create"));
         // SQLite opens what it cannot write read-only without a word: as a read-only mount
         // (or a URI asking for one, which root cannot override) does.
