@@ -311,7 +311,7 @@ async fn status_page(State(s): AppState) -> Html<String> {
         escape(&config.tenant.tenant_id)
     );
     match s.last_report() {
-        None => body.push_str("<p>No audit has finished yet.</p>"),
+        None => body.push_str("<p>No audit has finished since the daemon started.</p>"),
         Some(r) => {
             body.push_str(&format!(
                 "<p>Last audit: {} — {} — {} users in scope, {} open findings, {} excepted, {} rules skipped.</p>",

@@ -400,6 +400,8 @@ fn carried_posture(metrics: &str) -> Vec<String> {
 async fn a_rule_skipped_for_lack_of_data_resolves_nothing_sends_nothing_and_keeps_its_series() {
     let sim = common::sim(600, 44, Profile::Realistic, |_| {}).await;
     let (got, receiver) = receivers().await;
+    // Userinfo in the Alertmanager URL is a credential: never on the status page.
+    let with_userinfo = receiver.replace("http://", "http://ops:hunter2@");
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("config.toml");
     let state = dir.path().join("state.db");
@@ -409,7 +411,7 @@ async fn a_rule_skipped_for_lack_of_data_resolves_nothing_sends_nothing_and_keep
         &state,
         0,
         &format!(
-            "\n[alerting.alertmanager]\nurl = \"{receiver}\"\nresend_interval_seconds = 1\n\n\
+            "\n[alerting.alertmanager]\nurl = \"{with_userinfo}\"\nresend_interval_seconds = 1\n\n\
              [[alerting.webhook]]\nname = \"hook\"\nurl = \"{receiver}/hook\"\n"
         ),
     );
@@ -515,6 +517,10 @@ async fn a_rule_skipped_for_lack_of_data_resolves_nothing_sends_nothing_and_keep
             let page = get(&format!("{base}/")).await.1;
             assert!(
                 page.contains("rules skipped") && page.contains("no-mfa-method"),
+                "{what}: {page}"
+            );
+            assert!(
+                !page.contains("hunter2") && page.contains("http://***@127.0.0.1"),
                 "{what}: {page}"
             );
         } else {
