@@ -288,10 +288,11 @@ fn skipped_status(s: &Shared, config: &crate::config::Config) -> String {
         );
     }
     let mut out = format!(
-        "<p>Last complete audit: {}. <strong>{} rules skipped</strong> (not passed; their findings are kept as they were):</p><table><tr><th>rule</th><th>why</th></tr>",
+        "<p>Last complete audit: {}. <strong>{} rules skipped</strong> (not passed; their {} open findings are kept as they were):</p><table><tr><th>rule</th><th>why</th></tr>",
         run.finished_at
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        run.skipped.len()
+        run.skipped.len(),
+        run.kept_open
     );
     for k in &run.skipped {
         out.push_str(&format!(

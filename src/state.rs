@@ -146,6 +146,7 @@ INSERT INTO sqlite_sequence (name, seq)
     // complete audit, so a restart republishes it before Graph answers.
     r#"
 ALTER TABLE audits ADD COLUMN skipped TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE audits ADD COLUMN kept_open INTEGER NOT NULL DEFAULT 0;
 CREATE TABLE posture (
     tenant       TEXT PRIMARY KEY,
     audit_id     INTEGER NOT NULL,
@@ -200,6 +201,8 @@ pub struct AuditRun {
     pub graph_requests: i64,
     /// Rules the audit could not judge, and why: their findings stayed as they were.
     pub skipped: Vec<SkippedRule>,
+    /// Open findings of those rules, kept open as they were (not in `findings`).
+    pub kept_open: i64,
 }
 
 /// A rule an audit skipped for lack of data, and the reason.
@@ -497,6 +500,10 @@ impl Store {
                 params![report.tenant, skipped_rules],
                 |r| r.get::<_, i64>(0),
             )? as usize;
+            tx.execute(
+                "UPDATE audits SET kept_open = ?1 WHERE id = ?2",
+                params![changes.kept as i64, audit_id],
+            )?;
             let mut gone = tx.prepare(
                 "SELECT rule, subject, user_principal_name, severity, detail, remediation, excepted, first_seen
                  FROM findings WHERE tenant = ?1 AND resolved_at IS NULL AND last_audit <> ?2
@@ -581,7 +588,7 @@ impl Store {
     pub fn audits(&self, tenant: &str, limit: usize) -> Result<Vec<AuditRun>, StateError> {
         let conn = self.conn();
         let mut q = conn.prepare(
-            "SELECT id, tenant, started_at, finished_at, result, reason, users_in_scope, findings, excepted, graph_requests, skipped
+            "SELECT id, tenant, started_at, finished_at, result, reason, users_in_scope, findings, excepted, graph_requests, skipped, kept_open
              FROM audits WHERE tenant = ?1 ORDER BY id DESC LIMIT ?2",
         )?;
         let rows = q.query_map(params![tenant, limit as i64], audit_run)?;
@@ -593,7 +600,7 @@ impl Store {
         let conn = self.conn();
         Ok(conn
             .query_row(
-                "SELECT id, tenant, started_at, finished_at, result, reason, users_in_scope, findings, excepted, graph_requests, skipped
+                "SELECT id, tenant, started_at, finished_at, result, reason, users_in_scope, findings, excepted, graph_requests, skipped, kept_open
                  FROM audits WHERE tenant = ?1 AND result = 'complete' ORDER BY id DESC LIMIT 1",
                 [tenant],
                 audit_run,
@@ -652,6 +659,7 @@ fn audit_run(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRun> {
         skipped: serde_json::from_str(&r.get::<_, String>(10)?).map_err(|e| {
             rusqlite::Error::FromSqlConversionFailure(10, rusqlite::types::Type::Text, Box::new(e))
         })?,
+        kept_open: r.get(11)?,
     })
 }
 
@@ -1145,6 +1153,7 @@ mod tests {
             .expect("record");
         assert!(c.new.is_empty() && c.resolved.is_empty(), "{c:?}");
         assert_eq!(c.kept, 1);
+        assert_eq!(store.audits("t1", 1).expect("audits")[0].kept_open, 1);
         assert!(store
             .outbox_pending("all", 100)
             .expect("pending")

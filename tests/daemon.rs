@@ -514,6 +514,12 @@ async fn a_rule_skipped_for_lack_of_data_resolves_nothing_sends_nothing_and_keep
                 "{what}: the audit says why: {}",
                 runs[0]["skipped"]
             );
+            let kept = open.keys().filter(|(r, _)| skipped.contains(r)).count();
+            assert_eq!(
+                runs[0]["kept_open"].as_u64(),
+                Some(kept as u64),
+                "{what}: the run counts the findings it kept open"
+            );
             let page = get(&format!("{base}/")).await.1;
             assert!(
                 page.contains("rules skipped") && page.contains("no-mfa-method"),
