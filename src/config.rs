@@ -699,12 +699,24 @@ impl Config {
                 ));
             }
         }
-        if let Err(e) = self.schedule.cron.parse::<cron::Schedule>() {
-            return Err(at(
+        match self.schedule.cron.parse::<cron::Schedule>() {
+            Err(e) => return Err(at(
                 "schedule.cron",
                 format!("{:?} is not a cron expression with a seconds field (sec min hour day month weekday): {e}", self.schedule.cron),
-            ));
+            )),
+            // A date that never comes (30 February) parses, and the daemon would wait forever.
+            Ok(s) if s.upcoming(chrono::Utc).next().is_none() => {
+                return Err(at(
+                    "schedule.cron",
+                    format!(
+                        "{:?} never fires: no date matches it (a day the month never has?)",
+                        self.schedule.cron
+                    ),
+                ))
+            }
+            Ok(_) => {}
         }
+        rule_param_ranges(&self.rules).map_err(|(key, message)| at(&key, message))?;
         if self.schedule.stale_after_seconds == 0 {
             return Err(at(
                 "schedule.stale_after_seconds",
@@ -936,8 +948,13 @@ impl Config {
         };
         let read = |key: &str, p: &Path| -> Result<String, ConfigError> {
             let path = credential_path(p, credentials_dir);
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| fail(key, format!("cannot read {}: {e}", path.display())))?;
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::InvalidData {
+                    fail(key, format!("{} is not text, so not PEM (a DER file? `openssl x509 -inform der -in FILE -out FILE.pem` converts a certificate)", path.display()))
+                } else {
+                    fail(key, format!("cannot read {}: {e}", path.display()))
+                }
+            })?;
             warn_if_readable_by_others(&path);
             Ok(text)
         };
@@ -957,6 +974,40 @@ impl Config {
         if let (Some(c), Some(k)) = (&t.certificate_file, &t.private_key_file) {
             let certificate_pem = read("tenant.certificate_file", c)?;
             let key = read("tenant.private_key_file", k)?;
+            // Checked here, where the key and the file are known (the client only sees text).
+            for (name, p, text, wanted) in [
+                (
+                    "tenant.certificate_file",
+                    c,
+                    &certificate_pem,
+                    "CERTIFICATE",
+                ),
+                ("tenant.private_key_file", k, &key, "PRIVATE KEY"),
+            ] {
+                let path = credential_path(p, credentials_dir);
+                match pem::parse(text.as_bytes()) {
+                    Ok(block) if block.tag().ends_with(wanted) => {}
+                    Ok(block) => {
+                        return Err(fail(
+                            name,
+                            format!(
+                                "{} holds a PEM {:?}, not a {wanted}",
+                                path.display(),
+                                block.tag()
+                            ),
+                        ))
+                    }
+                    Err(e) => {
+                        return Err(fail(
+                            name,
+                            format!(
+                                "{} is not PEM (-----BEGIN {wanted}-----): {e}",
+                                path.display()
+                            ),
+                        ))
+                    }
+                }
+            }
             return Ok(Credential::Certificate {
                 certificate_pem,
                 private_key_pem: Secret::new(key),
@@ -972,6 +1023,97 @@ fn credential_path(p: &Path, credentials_dir: Option<&Path>) -> PathBuf {
         Some(dir) if p.is_relative() => dir.join(p),
         _ => p.to_path_buf(),
     }
+}
+
+/// Rule parameters outside what can mean anything (`min_families = 0` flags nobody, a TAP
+/// lifetime outside Entra ID's 10 – 43,200 minutes can never be set): (key path, message).
+fn rule_param_ranges(r: &crate::evaluate::RulesConfig) -> Result<(), (String, String)> {
+    // entra-docs howto-authentication-temporary-access-pass.md: lifetimes are 10 – 43,200 minutes.
+    const TAP_MINUTES: std::ops::RangeInclusive<u32> = 10..=43_200;
+    let checks: [(&str, &str, u32, std::ops::RangeInclusive<u32>, &str); 8] = [
+        (
+            "no-mfa-method",
+            "grace_days",
+            r.no_mfa_method.grace_days,
+            0..=3650,
+            "days",
+        ),
+        (
+            "no-backup-method",
+            "min_families",
+            r.no_backup_method.min_families,
+            1..=10,
+            "recovery families (there are 10)",
+        ),
+        (
+            "tap-long-lived",
+            "max_lifetime_minutes",
+            r.tap_long_lived.max_lifetime_minutes,
+            TAP_MINUTES,
+            "minutes (a TAP lives 10 – 43,200 minutes)",
+        ),
+        (
+            "mfa-failures",
+            "threshold",
+            r.mfa_failures.threshold,
+            1..=u32::MAX,
+            "failed sign-ins",
+        ),
+        (
+            "tap-policy-lifetime",
+            "max_default_minutes",
+            r.tap_policy_lifetime.max_default_minutes,
+            TAP_MINUTES,
+            "minutes (a TAP lives 10 – 43,200 minutes)",
+        ),
+        (
+            "tap-policy-lifetime",
+            "max_lifetime_minutes",
+            r.tap_policy_lifetime.max_lifetime_minutes,
+            TAP_MINUTES,
+            "minutes (a TAP lives 10 – 43,200 minutes)",
+        ),
+        (
+            "too-few-recovery-admins",
+            "min",
+            r.too_few_recovery_admins.min,
+            1..=u32::MAX,
+            "admins",
+        ),
+        (
+            "break-glass-count",
+            "expected",
+            r.break_glass_count.expected,
+            1..=u32::MAX,
+            "accounts (Microsoft recommends two; turn the rule off instead of expecting none)",
+        ),
+    ];
+    for (rule, param, value, range, unit) in checks {
+        if !range.contains(&value) {
+            let bounds = if *range.end() == u32::MAX {
+                format!("at least {}", range.start())
+            } else {
+                format!("between {} and {}", range.start(), range.end())
+            };
+            return Err((
+                format!("rules.{rule}.{param}"),
+                format!("{value} is out of range: must be {bounds} {unit}"),
+            ));
+        }
+    }
+    if let Some((i, g)) = r
+        .tap_policy_scope
+        .groups
+        .iter()
+        .enumerate()
+        .find(|(_, g)| !is_guid(g))
+    {
+        return Err((
+            "rules.tap-policy-scope.groups".into(),
+            format!("entry {} ({g:?}) is not a group object id (a GUID)", i + 1),
+        ));
+    }
+    Ok(())
 }
 
 /// Reads a one-line secret file (a client secret, a password, a webhook URL): one trailing
@@ -1162,6 +1304,61 @@ client_secret_env = "MFA_SECRET"
         );
         assert!(
             error(&half).contains("tenant.certificate_file: a certificate credential needs both")
+        );
+    }
+
+    #[test]
+    fn a_certificate_or_key_that_is_not_pem_names_its_key_and_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = GOOD.replace(
+            "client_secret_env = \"MFA_SECRET\"",
+            "certificate_file = \"c.pem\"\nprivate_key_file = \"k.pem\"",
+        );
+        let config = parse(&text).expect("valid");
+        std::fs::write(dir.path().join("c.pem"), [0x30u8, 0x82, 0x01, 0x0a]).expect("der");
+        std::fs::write(
+            dir.path().join("k.pem"),
+            "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIFBAW4dCJc4=\n-----END PRIVATE KEY-----\n",
+        )
+        .expect("key");
+        let e = config
+            .credential_with(Some(dir.path()), &|_| None)
+            .expect_err("DER is not PEM")
+            .to_string();
+        assert!(
+            e.contains("tenant.certificate_file")
+                && e.contains(&format!(
+                    "{} is not text, so not PEM",
+                    dir.path().join("c.pem").display()
+                )),
+            "{e}"
+        );
+        std::fs::write(dir.path().join("c.pem"), "MIIBCgKCAQEA\n").expect("base64 alone");
+        let e = config
+            .credential_with(Some(dir.path()), &|_| None)
+            .expect_err("no PEM armour")
+            .to_string();
+        assert!(
+            e.contains("tenant.certificate_file")
+                && e.contains(&format!(
+                    "{} is not PEM",
+                    dir.path().join("c.pem").display()
+                )),
+            "{e}"
+        );
+        std::fs::write(
+            dir.path().join("c.pem"),
+            "-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n",
+        )
+        .expect("cert");
+        std::fs::write(dir.path().join("k.pem"), "not a key").expect("key");
+        let e = config
+            .credential_with(Some(dir.path()), &|_| None)
+            .expect_err("not a key")
+            .to_string();
+        assert!(
+            e.contains("tenant.private_key_file") && e.contains("k.pem is not PEM"),
+            "{e}"
         );
     }
 
@@ -1391,5 +1588,57 @@ client_secret_env = "MFA_SECRET"
             "every documented rule default is the code's"
         );
         assert!(full.exceptions.is_empty());
+    }
+
+    #[test]
+    fn a_cron_that_never_fires_is_refused_naming_the_key_and_line() {
+        let e = error(&format!("{GOOD}\n[schedule]\ncron = \"0 0 0 30 2 *\"\n"));
+        assert!(
+            e.starts_with("config.toml:8:1: schedule.cron: \"0 0 0 30 2 *\" never fires"),
+            "{e}"
+        );
+        assert!(
+            parse(&format!("{GOOD}\n[schedule]\ncron = \"0 0 0 29 2 *\"\n")).is_ok(),
+            "29 February comes"
+        );
+    }
+
+    #[test]
+    fn rule_parameters_out_of_range_are_refused_naming_the_key_and_line() {
+        for (table, key, value, says) in [
+            ("no-backup-method", "min_families", "0", "between 1 and 10"),
+            ("mfa-failures", "threshold", "0", "at least 1"),
+            (
+                "tap-long-lived",
+                "max_lifetime_minutes",
+                "5",
+                "between 10 and 43200",
+            ),
+            (
+                "tap-policy-lifetime",
+                "max_lifetime_minutes",
+                "50000",
+                "between 10 and 43200",
+            ),
+            ("too-few-recovery-admins", "min", "0", "at least 1"),
+            ("break-glass-count", "expected", "0", "at least 1"),
+            (
+                "tap-policy-scope",
+                "groups",
+                "[\"admins\"]",
+                "not a group object id",
+            ),
+        ] {
+            let e = error(&format!("{GOOD}\n[rules.{table}]\n{key} = {value}\n"));
+            assert!(
+                e.starts_with(&format!("config.toml:8:1: rules.{table}.{key}: "))
+                    && e.contains(says),
+                "{table}.{key} = {value}: {e}"
+            );
+        }
+        assert!(parse(&format!(
+            "{GOOD}\n[rules.no-backup-method]\nmin_families = 3\n"
+        ))
+        .is_ok());
     }
 }

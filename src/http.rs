@@ -249,7 +249,7 @@ fn alerting_status(s: &Shared, config: &crate::config::Config) -> String {
         let pushes = |r: &str| m.alertmanager_pushes.with_label_values(&[r]).get();
         out.push_str(&format!(
             " Alertmanager <code>{}</code>: {} alerts in the last successful push ({} pushes, {} failed).",
-            escape(&am.url),
+            escape(&crate::alerting::redact_url(&am.url)),
             m.alertmanager_alerts.get(),
             pushes("success"),
             pushes("failure")
@@ -288,10 +288,11 @@ fn skipped_status(s: &Shared, config: &crate::config::Config) -> String {
         );
     }
     let mut out = format!(
-        "<p>Last complete audit: {}. <strong>{} rules skipped</strong> (not passed; their findings are kept as they were):</p><table><tr><th>rule</th><th>why</th></tr>",
+        "<p>Last complete audit: {}. <strong>{} rules skipped</strong> (not passed; their {} open findings are kept as they were):</p><table><tr><th>rule</th><th>why</th></tr>",
         run.finished_at
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        run.skipped.len()
+        run.skipped.len(),
+        run.kept_open
     );
     for k in &run.skipped {
         out.push_str(&format!(
@@ -311,7 +312,7 @@ async fn status_page(State(s): AppState) -> Html<String> {
         escape(&config.tenant.tenant_id)
     );
     match s.last_report() {
-        None => body.push_str("<p>No audit has finished yet.</p>"),
+        None => body.push_str("<p>No audit has finished since the daemon started.</p>"),
         Some(r) => {
             body.push_str(&format!(
                 "<p>Last audit: {} — {} — {} users in scope, {} open findings, {} excepted, {} rules skipped.</p>",

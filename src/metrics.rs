@@ -944,6 +944,78 @@ mod tests {
     }
 
     #[test]
+    fn a_skipped_rule_and_an_unread_data_set_keep_their_last_series_marked() {
+        let m = Metrics::new("t1");
+        m.observe(&report(true, 4), &RulesConfig::default(), &[]);
+        let first = m.render(None);
+        // The report could not be read: phone-only skipped, the method figures not this audit's.
+        let mut lost = report(true, 0);
+        lost.skipped.push(crate::evaluate::Skipped {
+            rule: "phone-only",
+            reason: "registration needs the AuditLog.Read.All permission".into(),
+        });
+        lost.posture.users_by_mfa_families = [0, 0, 0, 0];
+        lost.posture.users_with_method.clear();
+        lost.posture.unread.insert(
+            "registration",
+            "needs the AuditLog.Read.All permission".into(),
+        );
+        m.observe(&lost, &RulesConfig::default(), &[]);
+        let second = m.render(None);
+        for series in [
+            "entra_mfa_findings{rule=\"phone-only\",severity=\"medium\",tenant=\"t1\"}",
+            "entra_users_by_mfa_families{families=\"3+\",tenant=\"t1\"}",
+            "entra_users_with_method{method=\"mobilePhone\",tenant=\"t1\"}",
+        ] {
+            assert_eq!(value(&second, series), value(&first, series), "{series}");
+            assert!(value(&second, series).is_some_and(|v| v > 0.0), "{series}");
+        }
+        assert_eq!(
+            value(
+                &second,
+                "entra_rule_skipped{rule=\"phone-only\",tenant=\"t1\"}"
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(
+                &second,
+                "entra_rule_skipped{rule=\"no-mfa-method\",tenant=\"t1\"}"
+            ),
+            Some(0.0)
+        );
+        assert_eq!(
+            value(
+                &second,
+                "entra_data_set_carried{data_set=\"registration\",tenant=\"t1\"}"
+            ),
+            Some(1.0)
+        );
+        let judged = |t: &str, rule: &str| {
+            value(
+                t,
+                &format!(
+                    "entra_rule_last_judged_timestamp_seconds{{rule=\"{rule}\",tenant=\"t1\"}}"
+                ),
+            )
+        };
+        assert_eq!(judged(&second, "phone-only"), judged(&first, "phone-only"));
+        // The record survives a restart through JSON.
+        let record = m.posture_record().expect("published");
+        let json = serde_json::to_string(&*record).expect("json");
+        let back: PostureRecord = serde_json::from_str(&json).expect("parses");
+        let restarted = Metrics::new("t1");
+        restarted.restore(back, &RulesConfig::default(), &[], None);
+        let posture = |t: &str| {
+            t.lines()
+                .filter(|l| l.starts_with("entra_"))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(posture(&restarted.render(None)), posture(&second));
+    }
+
+    #[test]
     fn per_user_series_are_opt_in_critical_only_and_capped() {
         let mut r = report(true, 0);
         for (i, sev) in [

@@ -8,7 +8,10 @@
 //!
 //! The same transaction queues each new and each resolved finding in the **outbox**, once per
 //! webhook that wants it: a message is queued if and only if its audit is recorded, and stays
-//! queued until delivered, so a restart neither re-sends nor loses one.
+//! queued until delivered, so none is lost (delivery is at least once; event ids are never reused).
+//!
+//! A rule a complete audit skipped for lack of data did not look: its findings stay exactly as
+//! they were (open, first and last seen, no message).
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -21,26 +24,34 @@ use thiserror::Error;
 use crate::evaluate::Severity;
 use crate::report::Report;
 
+/// The SQLite error is part of each message, not a separate `source`: a chain printer (`{:#}`)
+/// would otherwise say it twice.
 #[derive(Debug, Error)]
 pub enum StateError {
-    #[error("state database {path}: {source}")]
+    #[error("state database {path}: {cause}")]
     Open {
         path: String,
-        source: rusqlite::Error,
+        cause: rusqlite::Error,
     },
-    #[error("state database {path} is not writable ({source}); the daemon records every audit there: check the file's and its directory's permissions, or set storage.path to a writable place")]
+    #[error("state database {path} is not writable ({cause}); the daemon records every audit there: check the file's and its directory's permissions, or set storage.path to a writable place")]
     ReadOnly {
         path: String,
-        source: rusqlite::Error,
+        cause: rusqlite::Error,
     },
     #[error("state database: {0}")]
-    Sql(#[from] rusqlite::Error),
+    Sql(rusqlite::Error),
     #[error("state database {path} has schema version {found}, newer than this binary knows ({known}); refusing to touch it")]
     TooNew {
         path: String,
         found: i64,
         known: i64,
     },
+}
+
+impl From<rusqlite::Error> for StateError {
+    fn from(e: rusqlite::Error) -> StateError {
+        StateError::Sql(e)
+    }
 }
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
@@ -135,6 +146,7 @@ INSERT INTO sqlite_sequence (name, seq)
     // complete audit, so a restart republishes it before Graph answers.
     r#"
 ALTER TABLE audits ADD COLUMN skipped TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE audits ADD COLUMN kept_open INTEGER NOT NULL DEFAULT 0;
 CREATE TABLE posture (
     tenant       TEXT PRIMARY KEY,
     audit_id     INTEGER NOT NULL,
@@ -189,6 +201,8 @@ pub struct AuditRun {
     pub graph_requests: i64,
     /// Rules the audit could not judge, and why: their findings stayed as they were.
     pub skipped: Vec<SkippedRule>,
+    /// Open findings of those rules, kept open as they were (not in `findings`).
+    pub kept_open: i64,
 }
 
 /// A rule an audit skipped for lack of data, and the reason.
@@ -280,9 +294,9 @@ impl Store {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Store, StateError> {
         let name = path.display().to_string();
-        let conn = Connection::open(path).map_err(|source| StateError::Open {
+        let conn = Connection::open(path).map_err(|cause| StateError::Open {
             path: name.clone(),
-            source,
+            cause,
         })?;
         let store = Store::init(conn, &name)?;
         store.check_writable(&name)?;
@@ -297,9 +311,9 @@ impl Store {
     /// Fails now, naming the file, when the database cannot be written (a read-only file or
     /// directory), rather than at the first audit: one real write, rolled back.
     fn check_writable(&self, name: &str) -> Result<(), StateError> {
-        let read_only = |source| StateError::ReadOnly {
+        let read_only = |cause| StateError::ReadOnly {
             path: name.to_string(),
-            source,
+            cause,
         };
         let mut conn = self.conn();
         if conn
@@ -320,12 +334,20 @@ impl Store {
     }
 
     fn init(conn: Connection, name: &str) -> Result<Store, StateError> {
-        let at = |source| StateError::Open {
+        let at = |cause| StateError::Open {
             path: name.to_string(),
-            source,
+            cause,
         };
         Store::init_schema(conn, name).map_err(|e| match e {
-            StateError::Sql(source) => at(source),
+            StateError::Sql(cause)
+                if cause.sqlite_error_code() == Some(rusqlite::ErrorCode::ReadOnly) =>
+            {
+                StateError::ReadOnly {
+                    path: name.to_string(),
+                    cause,
+                }
+            }
+            StateError::Sql(cause) => at(cause),
             other => other,
         })
     }
@@ -478,6 +500,10 @@ impl Store {
                 params![report.tenant, skipped_rules],
                 |r| r.get::<_, i64>(0),
             )? as usize;
+            tx.execute(
+                "UPDATE audits SET kept_open = ?1 WHERE id = ?2",
+                params![changes.kept as i64, audit_id],
+            )?;
             let mut gone = tx.prepare(
                 "SELECT rule, subject, user_principal_name, severity, detail, remediation, excepted, first_seen
                  FROM findings WHERE tenant = ?1 AND resolved_at IS NULL AND last_audit <> ?2
@@ -562,7 +588,7 @@ impl Store {
     pub fn audits(&self, tenant: &str, limit: usize) -> Result<Vec<AuditRun>, StateError> {
         let conn = self.conn();
         let mut q = conn.prepare(
-            "SELECT id, tenant, started_at, finished_at, result, reason, users_in_scope, findings, excepted, graph_requests, skipped
+            "SELECT id, tenant, started_at, finished_at, result, reason, users_in_scope, findings, excepted, graph_requests, skipped, kept_open
              FROM audits WHERE tenant = ?1 ORDER BY id DESC LIMIT ?2",
         )?;
         let rows = q.query_map(params![tenant, limit as i64], audit_run)?;
@@ -574,7 +600,7 @@ impl Store {
         let conn = self.conn();
         Ok(conn
             .query_row(
-                "SELECT id, tenant, started_at, finished_at, result, reason, users_in_scope, findings, excepted, graph_requests, skipped
+                "SELECT id, tenant, started_at, finished_at, result, reason, users_in_scope, findings, excepted, graph_requests, skipped, kept_open
                  FROM audits WHERE tenant = ?1 AND result = 'complete' ORDER BY id DESC LIMIT 1",
                 [tenant],
                 audit_run,
@@ -633,6 +659,7 @@ fn audit_run(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRun> {
         skipped: serde_json::from_str(&r.get::<_, String>(10)?).map_err(|e| {
             rusqlite::Error::FromSqlConversionFailure(10, rusqlite::types::Type::Text, Box::new(e))
         })?,
+        kept_open: r.get(11)?,
     })
 }
 
@@ -1126,6 +1153,7 @@ mod tests {
             .expect("record");
         assert!(c.new.is_empty() && c.resolved.is_empty(), "{c:?}");
         assert_eq!(c.kept, 1);
+        assert_eq!(store.audits("t1", 1).expect("audits")[0].kept_open, 1);
         assert!(store
             .outbox_pending("all", 100)
             .expect("pending")
@@ -1258,6 +1286,22 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("state.db");
+        // A file that is not yet a database (the schema cannot be written) and one that is.
+        std::fs::write(&path, "").expect("empty file");
+        let uri = std::path::PathBuf::from(format!("file:{}?mode=ro", path.display()));
+        let err = Store::open(&uri)
+            .err()
+            .map(|e| format!("{:#}", anyhow::Error::from(e)))
+            .unwrap_or_default();
+        assert!(
+            err.contains("is not writable") && err.contains("storage.path"),
+            "{err}"
+        );
+        assert_eq!(
+            err.matches("readonly database").count(),
+            1,
+            "the cause is said once, even by a chain printer: {err}"
+        );
         drop(Store::open(&path).expect("create"));
         // SQLite opens what it cannot write read-only without a word: as a read-only mount
         // (or a URI asking for one, which root cannot override) does.

@@ -103,6 +103,7 @@ impl WebConfig {
 }
 
 fn acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor, String> {
+    let key_file = key;
     let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
     let certs = rustls_pemfile::certs(&mut read(cert)?.as_slice())
         .collect::<Result<Vec<_>, _>>()
@@ -119,7 +120,13 @@ fn acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor, String
         .map_err(|e| e.to_string())?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| format!("certificate and key do not fit together: {e}"))?;
+        .map_err(|e| {
+            format!(
+                "tls_server_config: certificate {} and key {} do not fit together: {e}",
+                cert.display(),
+                key_file.display()
+            )
+        })?;
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 

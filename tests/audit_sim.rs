@@ -178,7 +178,7 @@ async fn audit_findings_are_exactly_what_the_ground_truth_implies() {
     let tenant: BTreeSet<(&str, &str)> = report
         .findings
         .iter()
-        .filter(|f| f.subject == "tenant")
+        .filter(|f| mfa_auditor::evaluate::is_tenant_subject(&f.subject))
         .map(|f| (f.rule, f.detail.as_str()))
         .collect();
     let rules: BTreeSet<&str> = tenant.iter().map(|(r, _)| *r).collect();
@@ -361,7 +361,10 @@ async fn group_scope_follows_transitive_membership_and_needs_its_permission() {
     .expect("sim");
     let report = audit(&denied, &config(&denied, &extra)).await;
     assert!(
-        report.findings.iter().all(|f| f.subject == "tenant"),
+        report
+            .findings
+            .iter()
+            .all(|f| mfa_auditor::evaluate::is_tenant_subject(&f.subject)),
         "no user finding without a known scope"
     );
     let skipped: Vec<&str> = report.skipped.iter().map(|s| s.rule).collect();

@@ -254,3 +254,393 @@ async fn tls_and_basic_auth_come_from_web_yml() {
         "plain HTTP gets no answer"
     );
 }
+
+/// What the fake Alertmanager and the webhook receiver got.
+#[derive(Default)]
+struct Received {
+    /// Every push to `/api/v2/alerts`, in order.
+    pushes: std::sync::Mutex<Vec<serde_json::Value>>,
+    /// Every (event, rule, subject) the webhook heard of.
+    events: std::sync::Mutex<Vec<(String, String, String)>>,
+}
+
+impl Received {
+    fn events(&self) -> Vec<(String, String, String)> {
+        self.events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+    /// (rule, user) of the alerts the last push holds active (ending in the future).
+    fn active_alerts(&self) -> std::collections::BTreeSet<(String, String)> {
+        let pushes = self.pushes.lock().unwrap_or_else(|e| e.into_inner());
+        let now = chrono::Utc::now();
+        pushes
+            .last()
+            .and_then(|p| p.as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter(|a| {
+                a["endsAt"]
+                    .as_str()
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .is_some_and(|t| t > now)
+            })
+            .map(|a| {
+                let l = |k: &str| a["labels"][k].as_str().unwrap_or("").to_string();
+                (l("rule"), l("user"))
+            })
+            .collect()
+    }
+    fn push_count(&self) -> usize {
+        self.pushes.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+/// A fake Alertmanager (`/api/v2/alerts`) and a generic webhook receiver (`/hook`) on loopback.
+async fn receivers() -> (std::sync::Arc<Received>, String) {
+    use axum::routing::post;
+    let got = std::sync::Arc::new(Received::default());
+    let (am, hook) = (got.clone(), got.clone());
+    let app = axum::Router::new()
+        .route(
+            "/api/v2/alerts",
+            post(
+                move |axum::Json(v): axum::Json<serde_json::Value>| async move {
+                    am.pushes.lock().unwrap_or_else(|e| e.into_inner()).push(v);
+                    "ok"
+                },
+            ),
+        )
+        .route(
+            "/hook",
+            post(
+                move |axum::Json(v): axum::Json<serde_json::Value>| async move {
+                    let event = v["event"].as_str().unwrap_or("").to_string();
+                    let mut events = hook.events.lock().unwrap_or_else(|e| e.into_inner());
+                    for f in v["findings"].as_array().cloned().unwrap_or_default() {
+                        events.push((
+                            event.clone(),
+                            f["rule"].as_str().unwrap_or("").to_string(),
+                            f["subject"].as_str().unwrap_or("").to_string(),
+                        ));
+                    }
+                    "ok"
+                },
+            ),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (got, format!("http://{addr}"))
+}
+
+/// Every open finding: (rule, subject) → (first_seen, last_seen).
+async fn open_findings(
+    base: &str,
+) -> std::collections::BTreeMap<(String, String), (String, String)> {
+    let mut out = std::collections::BTreeMap::new();
+    for page in 1.. {
+        let (status, body) = get(&format!(
+            "{base}/api/v1/findings?state=open&page_size=1000&page={page}"
+        ))
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        let items = v["items"].as_array().cloned().unwrap_or_default();
+        for f in &items {
+            let s = |k: &str| f[k].as_str().unwrap_or("").to_string();
+            out.insert((s("rule"), s("subject")), (s("first_seen"), s("last_seen")));
+        }
+        if items.len() < 1000 {
+            break;
+        }
+    }
+    out
+}
+
+/// The newest audit runs, newest first.
+async fn audit_runs(base: &str) -> Vec<serde_json::Value> {
+    let (_, body) = get(&format!("{base}/api/v1/audits?limit=5")).await;
+    serde_json::from_str::<serde_json::Value>(&body).unwrap_or_default()["audits"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The rules an audit run skipped.
+fn skipped_rules(run: &serde_json::Value) -> Vec<String> {
+    run["skipped"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|s| s["rule"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// The posture series that must not move while a rule is skipped (the rule-state gauges say
+/// what is carried and are checked on their own).
+fn carried_posture(metrics: &str) -> Vec<String> {
+    posture(metrics)
+        .into_iter()
+        .filter(|l| {
+            !l.starts_with("entra_rule_skipped")
+                && !l.starts_with("entra_rule_last_judged_timestamp_seconds")
+                && !l.starts_with("entra_data_set_carried")
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_skipped_for_lack_of_data_resolves_nothing_sends_nothing_and_keeps_its_series() {
+    let sim = common::sim(600, 44, Profile::Realistic, |_| {}).await;
+    let (got, receiver) = receivers().await;
+    // Userinfo in the Alertmanager URL is a credential: never on the status page.
+    let with_userinfo = receiver.replace("http://", "http://ops:hunter2@");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.toml");
+    let state = dir.path().join("state.db");
+    write_config(
+        &config,
+        &sim,
+        &state,
+        0,
+        &format!(
+            "\n[alerting.alertmanager]\nurl = \"{with_userinfo}\"\nresend_interval_seconds = 1\n\n\
+             [[alerting.webhook]]\nname = \"hook\"\nurl = \"{receiver}/hook\"\n"
+        ),
+    );
+    // Short-lived tokens, so a permission removed by an admin reaches the daemon's next token.
+    let expiry = Fault::TokenExpiry { seconds: 4 };
+    sim.set_faults(vec![expiry.clone()]);
+    let daemon = Daemon::start(&config, sim.client_secret());
+    let base = daemon.base.clone();
+    wait_for("/readyz", 40, async || {
+        get(&format!("{base}/readyz")).await.0 == 200
+    })
+    .await;
+    let tenant = sim.tenant_id().to_string();
+    let pending =
+        format!("mfa_auditor_webhook_pending_events{{tenant=\"{tenant}\",webhook=\"hook\"}}");
+    wait_for("the first audit's messages delivered", 40, async || {
+        value(&get(&format!("{base}/metrics")).await.1, &pending) == Some(0.0)
+            && !got.events().is_empty()
+    })
+    .await;
+    let open = open_findings(&base).await;
+    let events = got.events();
+    let new_rules: std::collections::BTreeSet<&str> =
+        events.iter().map(|(_, r, _)| r.as_str()).collect();
+    assert!(
+        new_rules.contains("no-mfa-method") && new_rules.contains("no-backup-method"),
+        "the tenant has findings of the report's rules: {new_rules:?}"
+    );
+    let baseline_skipped = skipped_rules(&audit_runs(&base).await[0]);
+    let metrics = carried_posture(&get(&format!("{base}/metrics")).await.1);
+    let families = format!("entra_users_by_mfa_families{{families=\"0\",tenant=\"{tenant}\"}}");
+    assert!(
+        metrics.iter().any(|l| l.starts_with(&families)),
+        "{metrics:?}"
+    );
+    wait_for("Alertmanager holds the per-user findings", 20, async || {
+        !got.active_alerts().is_empty()
+    })
+    .await;
+    let alerts = got.active_alerts();
+
+    // Each way of losing the report, then the fault cleared: nothing moves.
+    let registration = "userRegistrationDetails".to_string();
+    let phases = [
+        (
+            "a 403 Authorization_RequestDenied on the report",
+            vec![
+                expiry.clone(),
+                Fault::Status {
+                    endpoint: registration.clone(),
+                    status: 403,
+                    count: None,
+                    retry_after: None,
+                },
+            ],
+            true,
+        ),
+        (
+            "AuditLog.Read.All removed from the application",
+            vec![
+                expiry.clone(),
+                Fault::Revoke {
+                    permission: "AuditLog.Read.All".into(),
+                },
+            ],
+            true,
+        ),
+        ("the fault cleared", vec![expiry.clone()], false),
+    ];
+    for (what, faults, skips) in phases {
+        let before = audit_runs(&base).await[0]["id"].as_i64().unwrap_or(0);
+        sim.set_faults(faults);
+        // Two complete audits after the change, both as expected (a token issued before a
+        // permission is removed still carries it: the audits in between are normal ones).
+        wait_for(what, 60, async || {
+            let runs = audit_runs(&base).await;
+            runs.len() >= 2
+                && runs[..2].iter().all(|r| {
+                    r["id"].as_i64().unwrap_or(0) > before
+                        && r["complete"] == true
+                        && skipped_rules(r).contains(&"no-mfa-method".to_string()) == skips
+                })
+        })
+        .await;
+        wait_for("the outbox to drain", 20, async || {
+            value(&get(&format!("{base}/metrics")).await.1, &pending) == Some(0.0)
+        })
+        .await;
+        let runs = audit_runs(&base).await;
+        if skips {
+            let skipped = skipped_rules(&runs[0]);
+            assert!(
+                skipped.contains(&"no-backup-method".to_string()),
+                "{what}: {skipped:?}"
+            );
+            assert!(
+                runs[0]["skipped"][0]["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("permission")),
+                "{what}: the audit says why: {}",
+                runs[0]["skipped"]
+            );
+            let kept = open.keys().filter(|(r, _)| skipped.contains(r)).count();
+            assert_eq!(
+                runs[0]["kept_open"].as_u64(),
+                Some(kept as u64),
+                "{what}: the run counts the findings it kept open"
+            );
+            let page = get(&format!("{base}/")).await.1;
+            assert!(
+                page.contains("rules skipped") && page.contains("no-mfa-method"),
+                "{what}: {page}"
+            );
+            assert!(
+                !page.contains("hunter2") && page.contains("http://***@127.0.0.1"),
+                "{what}: {page}"
+            );
+        } else {
+            assert_eq!(skipped_rules(&runs[0]), baseline_skipped, "{what}");
+        }
+        let now_open = open_findings(&base).await;
+        assert_eq!(
+            now_open.keys().collect::<Vec<_>>(),
+            open.keys().collect::<Vec<_>>(),
+            "{what}: the same findings are open"
+        );
+        for (key, (first_seen, last_seen)) in &now_open {
+            assert_eq!(first_seen, &open[key].0, "{what}: first_seen of {key:?}");
+            if skips && key.0 == "no-mfa-method" {
+                let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).ok();
+                let first_skipping = runs[1]["started_at"].as_str().unwrap_or("");
+                assert!(
+                    at(last_seen) < at(first_skipping),
+                    "{what}: a skipped rule saw nothing, yet {key:?} was last seen at {last_seen} (skipping since {first_skipping})"
+                );
+            }
+        }
+        let later = got.events();
+        assert_eq!(
+            later.get(events.len()..).unwrap_or_default(),
+            &[],
+            "{what}: no webhook message"
+        );
+        let text = get(&format!("{base}/metrics")).await.1;
+        assert_eq!(
+            carried_posture(&text),
+            metrics,
+            "{what}: the posture series"
+        );
+        assert_eq!(
+            value(
+                &text,
+                &format!("entra_rule_skipped{{rule=\"no-mfa-method\",tenant=\"{tenant}\"}}")
+            ),
+            Some(f64::from(u8::from(skips))),
+            "{what}"
+        );
+        let pushes = got.push_count();
+        wait_for("another Alertmanager push", 10, async || {
+            got.push_count() > pushes
+        })
+        .await;
+        assert_eq!(
+            got.active_alerts(),
+            alerts,
+            "{what}: the alerts keep firing"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_with_graph_failing_republishes_the_last_complete_posture_and_judges_its_age() {
+    let sim = common::sim(300, 45, Profile::Realistic, |_| {}).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.toml");
+    let state = dir.path().join("state.db");
+    write_config(&config, &sim, &state, 0, "");
+    let tenant = sim.tenant_id().to_string();
+    let last_success =
+        format!("mfa_auditor_audit_last_success_timestamp_seconds{{tenant=\"{tenant}\"}}");
+    let (complete, success) = {
+        let daemon = Daemon::start(&config, sim.client_secret());
+        let base = daemon.base.clone();
+        wait_for("/readyz", 30, async || {
+            get(&format!("{base}/readyz")).await.0 == 200
+        })
+        .await;
+        // Stopped between audits, so the posture read is the one kept.
+        sim.set_faults(vec![Fault::Status {
+            endpoint: "users".into(),
+            status: 500,
+            count: None,
+            retry_after: None,
+        }]);
+        let incomplete =
+            format!("mfa_auditor_audits_total{{result=\"incomplete\",tenant=\"{tenant}\"}}");
+        wait_for("a failed audit", 20, async || {
+            value(&get(&format!("{base}/metrics")).await.1, &incomplete).is_some_and(|n| n >= 1.0)
+        })
+        .await;
+        let text = get(&format!("{base}/metrics")).await.1;
+        (carried_posture(&text), value(&text, &last_success))
+    };
+    assert!(
+        complete.iter().any(|l| l.starts_with("entra_users{")),
+        "{complete:?}"
+    );
+    // Older than stale_after_seconds (4) by the time the daemon is back.
+    std::thread::sleep(Duration::from_secs(5));
+    let daemon = Daemon::start(&config, sim.client_secret());
+    let base = daemon.base.clone();
+    let text = get(&format!("{base}/metrics")).await.1;
+    assert_eq!(
+        carried_posture(&text),
+        complete,
+        "the posture of the last complete audit, from the first scrape"
+    );
+    assert_eq!(value(&text, &last_success), success);
+    let (status, body) = get(&format!("{base}/readyz")).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.starts_with("stale: the last complete audit finished"),
+        "{body}"
+    );
+    assert!(
+        daemon
+            .log()
+            .contains("republished the posture of the last complete audit"),
+        "{}",
+        daemon.log()
+    );
+}

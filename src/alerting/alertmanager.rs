@@ -224,14 +224,14 @@ impl Pusher {
                 Auth::Basic { user, password } => req.basic_auth(user, Some(password.expose())),
                 Auth::Bearer(token) => req.bearer_auth(token.expose()),
             };
-            let resp = req.send().await.map_err(|e| e.without_url().to_string())?;
+            let resp = req.send().await.map_err(super::request_error)?;
             let status = resp.status();
             if !status.is_success() {
                 let text = resp.text().await.unwrap_or_default();
                 let text: String = text.chars().take(300).collect();
                 return Err(format!(
                     "{} answered HTTP {status}: {}",
-                    self.endpoint,
+                    super::redact_url(self.endpoint.as_str()),
                     text.trim()
                 ));
             }

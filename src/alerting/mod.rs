@@ -9,8 +9,8 @@
 //!   once; a daemon that stops lets its alerts expire on their own.
 //! - [`webhook`] delivers the state store's outbox: one message per new and per resolved finding
 //!   (above `batch_above` an audit: batches for machines, one summary for people), queued in
-//!   the transaction that recorded the audit and removed only once delivered, so a restart
-//!   neither re-sends nor loses one.
+//!   the transaction that recorded the audit and removed only once delivered, so none is lost
+//!   (at least once: a crash after a receiver's 2xx re-sends; ids are unique, deduplicate on them).
 //!
 //! Receiver URLs and credentials are [`Secret`]s: no log line or error shows them.
 
@@ -136,14 +136,57 @@ fn receiver_url(text: &str, secret_over_http: bool) -> Result<Url, String> {
     }
 }
 
+/// A request error as one line with its causes (`error sending request: … : Connection refused`,
+/// or that it timed out), and never the URL (a webhook's URL may be its secret).
+pub fn request_error(e: reqwest::Error) -> String {
+    let timed_out = e.is_timeout();
+    let e = e.without_url();
+    let mut out = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    if timed_out && !out.to_ascii_lowercase().contains("timed out") {
+        out.push_str(" (timed out)");
+    }
+    out
+}
+
+/// `url` with any userinfo (`user:password@`) replaced by `***`, for messages and pages; an
+/// unparsable URL loses whatever stands where userinfo would.
+pub fn redact_url(text: &str) -> String {
+    if let Ok(mut url) = Url::parse(text) {
+        if url.username().is_empty() && url.password().is_none() {
+            return text.to_string();
+        }
+        if url.set_password(None).is_ok() && url.set_username("***").is_ok() {
+            return url.to_string();
+        }
+    }
+    let (scheme, rest) = text.split_once("://").unwrap_or(("", text));
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) if scheme.is_empty() => format!("***@{}", &rest[at + 1..]),
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => text.to_string(),
+    }
+}
+
 impl AlertingConfig {
     /// Checks what can be checked without reading secrets; errors are (key path, message).
     pub fn validate(&self) -> Result<(), (String, String)> {
         if let Some(am) = &self.alertmanager {
             let key = |k: &str| format!("alerting.alertmanager.{k}");
-            let has_auth = am.basic_auth_username.is_some() || am.bearer_token_file.is_some();
+            let userinfo = redact_url(&am.url) != am.url;
+            let has_auth =
+                am.basic_auth_username.is_some() || am.bearer_token_file.is_some() || userinfo;
             receiver_url(&am.url, has_auth)
-                .map_err(|m| (key("url"), format!("{:?} {m}", am.url)))?;
+                .map_err(|m| (key("url"), format!("{:?} {m}", redact_url(&am.url))))?;
             if !(1..=3600).contains(&am.resend_interval_seconds) {
                 return Err((
                     key("resend_interval_seconds"),
@@ -522,6 +565,41 @@ mod tests {
         c.validate()
     }
 
+    #[tokio::test]
+    async fn request_errors_keep_their_cause() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = closed.local_addr().expect("addr").port();
+        drop(closed);
+        let http = reqwest::Client::new();
+        let refused = http
+            .post(format!("http://127.0.0.1:{port}/T0/s3cr3t"))
+            .send()
+            .await
+            .expect_err("nothing listens");
+        let text = request_error(refused);
+        assert!(
+            text.to_ascii_lowercase().contains("connection refused"),
+            "{text}"
+        );
+        assert!(!text.contains("s3cr3t"), "{text}");
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = silent.local_addr().expect("addr");
+        let _held = tokio::spawn(async move {
+            let _conn = silent.accept().await;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        });
+        let slow = http
+            .post(format!("http://{addr}/hook"))
+            .timeout(Duration::from_millis(200))
+            .send()
+            .await
+            .expect_err("never answers");
+        let text = request_error(slow);
+        assert!(text.contains("timed out"), "{text}");
+    }
+
     #[test]
     fn receivers_are_checked_with_their_key() {
         assert_eq!(
@@ -541,6 +619,26 @@ mod tests {
         assert_eq!(key, "alerting.alertmanager.basic_auth_password_file");
         let (key, _) = check("[alertmanager]\nurl = \"ftp://am\"\n").unwrap_err();
         assert_eq!(key, "alerting.alertmanager.url");
+        for url in [
+            "ftp://ops:hunter2@am",
+            "http://ops:hunter2@am.example:9093/",
+        ] {
+            let (key, msg) = check(&format!("[alertmanager]\nurl = \"{url}\"\n")).unwrap_err();
+            assert_eq!(key, "alerting.alertmanager.url");
+            assert!(
+                !msg.contains("hunter2") && !msg.contains("ops:") && msg.contains("***@am"),
+                "userinfo is a credential: {msg}"
+            );
+        }
+        assert_eq!(
+            redact_url("https://ops:hunter2@am.example/"),
+            "https://***@am.example/"
+        );
+        assert_eq!(
+            redact_url("https://am.example:9093"),
+            "https://am.example:9093"
+        );
+        assert_eq!(redact_url("not a url ops:pw@host/x"), "***@host/x");
         let (key, _) = check("[alertmanager]\nurl = \"https://am\"\nresend_interval_seconds = 0\n")
             .unwrap_err();
         assert_eq!(key, "alerting.alertmanager.resend_interval_seconds");

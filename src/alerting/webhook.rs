@@ -444,7 +444,7 @@ async fn send(http: &reqwest::Client, sink: &Sink, body: &Value) -> Result<(), F
         .send()
         .await
         .map_err(|e| Failed {
-            reason: e.without_url().to_string(),
+            reason: super::request_error(e),
             retry_after: None,
         })?;
     let status = resp.status();

@@ -43,6 +43,9 @@ impl Exception {
     fn matches(&self, f: &Finding) -> bool {
         f.rule == self.rule
             && (f.subject.eq_ignore_ascii_case(&self.subject)
+                // `tenant` accepts every tenant finding of the rule (`tenant:Sms` just one).
+                || (self.subject.eq_ignore_ascii_case(super::TENANT_SUBJECT)
+                    && super::is_tenant_subject(&f.subject))
                 || f.user_principal_name
                     .as_deref()
                     .is_some_and(|u| u.eq_ignore_ascii_case(&self.subject)))
@@ -108,6 +111,31 @@ mod tests {
             reason: "accepted".into(),
             expires: expires.parse().expect("date"),
         }
+    }
+
+    #[test]
+    fn a_tenant_exception_covers_every_tenant_finding_of_its_rule_a_keyed_one_only_its_own() {
+        let now: DateTime<Utc> = "2026-11-24T12:00:00Z".parse().expect("time");
+        let tenant = |key: &str| Finding {
+            rule: "weak-methods-enabled",
+            severity: Severity::Medium,
+            subject: format!("tenant:{key}"),
+            user_id: None,
+            user_principal_name: None,
+            detail: "d".into(),
+            remediation: "r".into(),
+        };
+        let all = [exception("weak-methods-enabled", "tenant", "2027-01-01")];
+        let (open, excepted) = apply(vec![tenant("Sms"), tenant("Voice")], &all, now);
+        assert_eq!((open.len(), excepted.len()), (0, 2));
+        let one = [exception(
+            "weak-methods-enabled",
+            "tenant:Sms",
+            "2027-01-01",
+        )];
+        let (open, excepted) = apply(vec![tenant("Sms"), tenant("Voice")], &one, now);
+        assert_eq!(open[0].subject, "tenant:Voice");
+        assert_eq!(excepted[0].finding.subject, "tenant:Sms");
     }
 
     #[test]
