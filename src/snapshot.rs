@@ -809,6 +809,9 @@ pub enum DataSet {
     Groups,
     /// PIM eligibility for the tracked roles (`roleEligibilityScheduleInstances`, Entra ID P2).
     RoleEligibility,
+    /// The directory audit log's Temporary Access Pass issuances since the previous audit: the
+    /// passes the registration report does not list yet.
+    DirectoryAudit,
 }
 
 impl DataSet {
@@ -826,6 +829,7 @@ impl DataSet {
             DataSet::SignIns => "sign-ins",
             DataSet::Groups => "groups",
             DataSet::RoleEligibility => "role-eligibility",
+            DataSet::DirectoryAudit => "directory-audit",
         }
     }
 }

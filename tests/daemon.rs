@@ -470,11 +470,15 @@ async fn a_rule_skipped_for_lack_of_data_resolves_nothing_sends_nothing_and_keep
             true,
         ),
         (
-            "AuditLog.Read.All removed from the application",
+            // Either permission reads the report (docs-contrib): both go.
+            "AuditLog.Read.All and UserAuthenticationMethod.Read.All removed from the application",
             vec![
                 expiry.clone(),
                 Fault::Revoke {
                     permission: "AuditLog.Read.All".into(),
+                },
+                Fault::Revoke {
+                    permission: "UserAuthenticationMethod.Read.All".into(),
                 },
             ],
             true,

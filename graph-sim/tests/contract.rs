@@ -531,9 +531,15 @@ async fn faults_aimed_at_batch_and_token_fire_and_revoke_removes_a_role_from_new
     assert_eq!(body["error"], "temporarily_unavailable");
     assert_eq!(body["error_codes"][0], 90024);
     // A permission removed by an admin: tokens issued from now on lack it, Graph refuses.
-    sim.set_faults(vec![Fault::Revoke {
-        permission: "AuditLog.Read.All".into(),
-    }]);
+    // Either permission reads the report (docs-contrib): both go.
+    sim.set_faults(vec![
+        Fault::Revoke {
+            permission: "AuditLog.Read.All".into(),
+        },
+        Fault::Revoke {
+            permission: "UserAuthenticationMethod.Read.All".into(),
+        },
+    ]);
     let (status, _, _) = get(
         &sim,
         &t,

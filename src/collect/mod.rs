@@ -187,9 +187,9 @@ pub static PERMISSION_NEEDS: &[PermissionNeed] = &[
     // Temporary Access Passes issued since the registration report's snapshot are found in the
     // directory audit log (docs-contrib directoryaudit-list-permissions.md).
     PermissionNeed {
-        data_set: DataSet::TapDetail,
+        data_set: DataSet::DirectoryAudit,
         any_of: &["AuditLog.Read.All"],
-        disables: "per-user TAP rules: TAPs issued since the registration report are found in the directory audit log",
+        disables: "TAPs issued since the registration report's snapshot (the TAP rules judge only the passes the report lists)",
     },
 ];
 
@@ -199,7 +199,7 @@ impl CollectOptions {
         match set {
             DataSet::ConditionalAccess => self.conditional_access,
             DataSet::SignIns => self.sign_ins,
-            DataSet::TapDetail => self.tap_detail,
+            DataSet::TapDetail | DataSet::DirectoryAudit => self.tap_detail,
             DataSet::MethodDetail => self.admin_method_detail || !self.break_glass_upns.is_empty(),
             DataSet::PerUserMfa => self.per_user_mfa != PerUserMfaScope::Off,
             DataSet::Groups => !self.groups.is_empty(),
@@ -265,7 +265,7 @@ mod tests {
         ]);
         let missing = missing_permissions(&granted, &CollectOptions::default());
         let sets: Vec<DataSet> = missing.iter().map(|m| m.0).collect();
-        assert_eq!(sets, vec![DataSet::SignIns, DataSet::TapDetail]);
+        assert_eq!(sets, vec![DataSet::SignIns, DataSet::DirectoryAudit]);
         assert!(missing.iter().all(|m| m.1 == "AuditLog.Read.All"));
         let granted = strings(&[
             "User.Read.All",

@@ -480,6 +480,7 @@ pub async fn collect_with_report(
                 DataSet::PerUserMfa,
                 DataSet::SignIns,
                 DataSet::RoleEligibility,
+                DataSet::DirectoryAudit,
             ] {
                 coverage.gaps.insert(
                     set,
@@ -510,6 +511,7 @@ pub async fn collect_with_report(
         DataSet::ConditionalAccess,
         DataSet::SignIns,
         DataSet::TapDetail,
+        DataSet::DirectoryAudit,
         DataSet::MethodDetail,
         DataSet::PerUserMfa,
     ] {
@@ -1018,7 +1020,7 @@ pub async fn collect_with_report(
     // The report lags by hours and may never list a TAP: the directory audit log names who was
     // issued one since the previous audit.
     let (fresh_taps, stat) = timed("directory-audits", async {
-        if !read_taps {
+        if !read_taps || !coverage.has(DataSet::DirectoryAudit) {
             return Ok((Vec::new(), 0));
         }
         let mut issued: Vec<ObjectId> = Vec::new();
@@ -1046,7 +1048,7 @@ pub async fn collect_with_report(
         Some(e) if e.is_licence_error() => {
             tracing::warn!(sweep = stat.name, "sweep did not complete: {e}");
             coverage.gaps.insert(
-                DataSet::TapDetail,
+                DataSet::DirectoryAudit,
                 Gap::Failed {
                     endpoint: "directoryAudits".into(),
                     reason: format!(
@@ -1059,7 +1061,7 @@ pub async fn collect_with_report(
         err => record(
             &mut coverage,
             &mut sweeps,
-            DataSet::TapDetail,
+            DataSet::DirectoryAudit,
             "directoryAudits",
             stat,
             err,

@@ -57,6 +57,8 @@ pub static JUDGED_WITHOUT: &[(&str, DataSet)] = &[
     ("admin-not-phishing-resistant", DataSet::RoleEligibility),
     ("too-few-recovery-admins", DataSet::RoleEligibility),
     ("per-user-mfa-legacy", DataSet::RoleEligibility),
+    ("tap-long-lived", DataSet::DirectoryAudit),
+    ("tap-multi-use", DataSet::DirectoryAudit),
 ];
 
 /// A usable TAP: usable now by Graph's word.

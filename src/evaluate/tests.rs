@@ -266,6 +266,25 @@ fn tap_rules_look_at_usable_passes_only() {
 }
 
 #[test]
+fn without_the_directory_audit_log_tap_rules_judge_the_reported_passes_and_say_so() {
+    let mut s = snapshot(vec![with_tap(4, 60, false, true)]);
+    s.coverage.gaps.insert(
+        DataSet::DirectoryAudit,
+        Gap::MissingPermission("AuditLog.Read.All".into()),
+    );
+    let e = run(&s, &RulesConfig::default(), &[]);
+    assert!(e.findings.iter().any(|f| f.rule == "tap-multi-use"
+        && f.user_principal_name.as_deref() == Some("user4@contoso.com")));
+    assert!(!e.skipped.iter().any(|k| k.rule.starts_with("tap-")));
+    let partial: Vec<&str> = e.partial.iter().map(|p| p.rule).collect();
+    assert_eq!(partial, vec!["tap-long-lived", "tap-multi-use"]);
+    assert!(e
+        .partial
+        .iter()
+        .all(|p| p.reason.contains("AuditLog.Read.All")));
+}
+
+#[test]
 fn mfa_failures_fire_at_the_threshold() {
     let mut four = user(1, &[AuthenticatorPush, MobilePhone]);
     four.mfa_failures = Some(4);
