@@ -225,12 +225,12 @@ async fn a_licence_refusal_of_the_audit_log_is_a_failure_not_a_free_tenant() {
         .snapshot;
     assert!(!snap.is_complete(), "{:?}", snap.coverage);
     assert!(!snap.coverage.licence_fallback);
-    match snap.coverage.gaps.get(&DataSet::TapDetail) {
+    match snap.coverage.gaps.get(&DataSet::DirectoryAudit) {
         Some(Gap::Failed { endpoint, reason }) => {
             assert_eq!(endpoint, "directoryAudits");
             assert!(reason.contains("every Entra ID edition"), "{reason}");
         }
-        other => panic!("TAP detail should have failed, got {other:?}"),
+        other => panic!("the directory audit log should have failed, got {other:?}"),
     }
 }
 
