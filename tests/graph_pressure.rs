@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use graph_sim::{Fault, Profile, SimConfig, SimHandle};
 use mfa_auditor::collect::{collect_with_report, CollectOptions, CollectReport};
-use mfa_auditor::graph::GraphClient;
+use mfa_auditor::graph::{ClientConfig, Credential, GraphClient};
+use mfa_auditor::secret::Secret;
 use mfa_auditor::snapshot::{DataSet, Gap, MethodKind, ObjectId};
 
 mod common;
@@ -266,4 +267,38 @@ async fn per_user_reads_at_five_per_10s_are_retried_through_or_paced_by_the_conf
     assert!(report.complete, "{:?}", report.incomplete_reasons);
     assert_eq!(throttled(&sim), 0);
     assert!(sim.stats().total("authenticationMethods") > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_licence_retry_never_waits_past_the_audit_deadline() {
+    // A licensed tenant refusing the report for a while: the retries back off, but a backoff that
+    // would end past the deadline fails the sweep at once, naming the deadline.
+    let sim = sim(600, 35, |c| {
+        c.faults = vec![Fault::LicenceIntermittent {
+            endpoint: "userRegistrationDetails".into(),
+            count: Some(4),
+        }]
+    })
+    .await;
+    let base = url::Url::parse(&sim.base_url()).expect("base url");
+    let mut config = ClientConfig::new(base.clone(), base, sim.tenant_id(), sim.client_id());
+    config.pacing = config.pacing.scaled(common::SCALE);
+    config.backoff_base = Duration::from_secs(30);
+    config.backoff_cap = Duration::from_secs(60);
+    let client = GraphClient::new(config, Credential::Secret(Secret::new(sim.client_secret())))
+        .expect("client")
+        .with_deadline(Duration::from_secs(3));
+    let started = Instant::now();
+    let report = run(&sim, &client, &CollectOptions::default()).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the 30 s backoff was not slept"
+    );
+    match report.snapshot.coverage.gaps.get(&DataSet::Registration) {
+        Some(Gap::Failed { reason, .. }) => {
+            assert!(reason.contains("audit deadline"), "{reason}")
+        }
+        other => panic!("the report should have failed by the deadline, got {other:?}"),
+    }
+    assert!(!report.snapshot.coverage.licence_fallback);
 }

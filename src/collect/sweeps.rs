@@ -348,7 +348,7 @@ where
                     wait_ms = wait.as_millis() as u64,
                     "licence 403 (may be intermittent on a licensed tenant): retrying"
                 );
-                tokio::time::sleep(wait).await;
+                client.wait_before_retry(endpoint, wait).await?;
                 attempt += 1;
             }
             other => return other,

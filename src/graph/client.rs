@@ -292,6 +292,21 @@ impl GraphClient {
         }
     }
 
+    /// Waits `wait` before a retry the caller decides on (a licence 403 that may be
+    /// intermittent), unless that would end past the audit's deadline: then it fails at once with
+    /// [`GraphError::Deadline`], as the client's own retries do.
+    pub async fn wait_before_retry(
+        &self,
+        endpoint: &str,
+        wait: Duration,
+    ) -> Result<(), GraphError> {
+        if let Some(e) = self.past_deadline(endpoint, wait) {
+            return Err(e);
+        }
+        tokio::time::sleep(wait).await;
+        Ok(())
+    }
+
     /// The error for a wait of `wait` that would end past the deadline (`None`: it may wait).
     fn past_deadline(&self, endpoint: &str, wait: Duration) -> Option<GraphError> {
         let d = self.deadline?;
