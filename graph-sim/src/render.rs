@@ -13,6 +13,8 @@ pub struct Ctx<'a> {
     pub version: &'a str,
     pub params: &'a [(String, String)],
     pub state: &'a State,
+    /// The request carried `ConsistencyLevel: eventual`.
+    pub eventual: bool,
 }
 
 impl Ctx<'_> {
@@ -895,6 +897,13 @@ fn group_members(ctx: &Ctx, key: &str, users_only: bool) -> Result<Value, Reply>
         .and_then(|t| t.parse::<usize>().ok())
         .unwrap_or(100)
         .clamp(1, 999);
+    // An OData cast on transitive members is an advanced query (docs-contrib
+    // `concepts/aad-advanced-queries.md`): without the header and `$count=true` Graph refuses it.
+    if users_only && !(ctx.eventual && ctx.param("$count") == Some("true")) {
+        return Err(unsupported(
+            "an OData cast on transitiveMembers needs ConsistencyLevel: eventual and $count=true",
+        ));
+    }
     let users = &ctx.tenant.users;
     let sps = &ctx.tenant.service_principals;
     let (path, context, total) = if users_only {

@@ -352,6 +352,8 @@ impl State {
         path: &str,
         query: &str,
         bearer: Option<&str>,
+        // The request carried `ConsistencyLevel: eventual` (advanced directory queries need it).
+        eventual: bool,
         body: &[u8],
     ) -> (String, Reply) {
         let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -538,6 +540,7 @@ impl State {
                 version,
                 params: &params,
                 state: self,
+                eventual,
             };
             match render::answer(&ctx, route.label, rest) {
                 Ok(body) => Reply::json(200, body),
@@ -651,7 +654,16 @@ impl State {
             } else {
                 let (p, q) = url.split_once('?').unwrap_or((url, ""));
                 let m = Method::from_bytes(method.as_bytes()).unwrap_or(Method::GET);
-                self.dispatch(&m, &format!("/{version}{p}"), q, bearer, b"")
+                let eventual = r
+                    .get("headers")
+                    .and_then(Value::as_object)
+                    .and_then(|h| {
+                        h.iter()
+                            .find(|(k, _)| k.eq_ignore_ascii_case("ConsistencyLevel"))
+                    })
+                    .and_then(|(_, v)| v.as_str())
+                    .is_some_and(|v| v.eq_ignore_ascii_case("eventual"));
+                self.dispatch(&m, &format!("/{version}{p}"), q, bearer, eventual, b"")
                     .await
             };
             self.record(&label, reply.status);
@@ -782,8 +794,12 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::to_owned);
+    let eventual = headers
+        .get("consistencylevel")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("eventual"));
     let (label, reply) = state
-        .dispatch(&method, &path, &query, bearer.as_deref(), &body)
+        .dispatch(&method, &path, &query, bearer.as_deref(), eventual, &body)
         .await;
     if label != "$batch" || reply.status != 200 {
         state.record(&label, reply.status);

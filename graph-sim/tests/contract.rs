@@ -634,6 +634,22 @@ async fn role_principals_are_typed_and_pim_eligibility_needs_p2() {
             "#microsoft.graph.servicePrincipal"
         ]
     );
+    // The user cast is an advanced query: refused without ConsistencyLevel and $count=true.
+    let cast =
+        format!("/v1.0/groups/{group}/transitiveMembers/microsoft.graph.user?$select=id&$top=999");
+    let (status, _, body) = get(&sim, &t, &cast).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "Request_UnsupportedQuery");
+    let r = reqwest::Client::new()
+        .get(format!("{}{cast}&$count=true", sim.base_url()))
+        .bearer_auth(&t)
+        .header("ConsistencyLevel", "eventual")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status().as_u16(), 200);
+    let users: Value = r.json().await.expect("json");
+    assert_eq!(users["value"].as_array().map(Vec::len), Some(2));
 
     let url = "/v1.0/roleManagement/directory/roleEligibilityScheduleInstances?$expand=principal";
     let (status, _, v) = get(&sim, &t, url).await;

@@ -105,6 +105,48 @@ fn principal_kind(p: Option<&wire::Principal>) -> PrincipalKind {
     }
 }
 
+/// A group's transitive members, each with what `@odata.type` says it is, sorted by id and
+/// deduplicated. Read without the `microsoft.graph.user` OData cast: the docs require
+/// `ConsistencyLevel: eventual` and `$count=true` with a cast (docs-contrib
+/// `group-list-transitivemembers.md`), and the type is in every member anyway.
+async fn transitive_members(
+    client: &GraphClient,
+    label: &'static str,
+    group: &str,
+) -> Result<Vec<(PrincipalKind, ObjectId)>, GraphError> {
+    let url = format!(
+        "/v1.0/groups/{}/transitiveMembers?$select=id&$top=999",
+        encode(group)
+    );
+    let mut members: Vec<(PrincipalKind, ObjectId)> = Vec::new();
+    client
+        .get_pages::<wire::DirectoryObject, _>(ThrottleClass::Directory, label, &url, |page| {
+            members.extend(page.iter().filter_map(|m| {
+                let id = m.id.as_deref().and_then(ObjectId::parse)?;
+                Some((principal_kind(Some(m)), id))
+            }));
+            Ok(())
+        })
+        .await?;
+    members.sort_unstable_by_key(|m| m.1);
+    members.dedup_by_key(|m| m.1);
+    Ok(members)
+}
+
+/// A group's transitive user members, sorted by id (see [`transitive_members`]).
+async fn transitive_user_members(
+    client: &GraphClient,
+    label: &'static str,
+    group: &str,
+) -> Result<Vec<ObjectId>, GraphError> {
+    Ok(transitive_members(client, label, group)
+        .await?
+        .into_iter()
+        .filter(|(kind, _)| *kind == PrincipalKind::User)
+        .map(|(_, id)| id)
+        .collect())
+}
+
 /// Tracked roles by holder, as a roles or eligibility sweep finds them.
 #[derive(Debug, Default)]
 struct Held {
@@ -145,27 +187,8 @@ impl Held {
     async fn expand_groups(&mut self, client: &GraphClient) -> Result<u64, GraphError> {
         let mut rows = 0u64;
         for (group, roles) in std::mem::take(&mut self.groups) {
-            let url = format!(
-                "/v1.0/groups/{}/transitiveMembers?$select=id&$top=999",
-                encode(&group)
-            );
-            let mut members: Vec<(PrincipalKind, ObjectId)> = Vec::new();
-            let read = client
-                .get_pages::<wire::DirectoryObject, _>(
-                    ThrottleClass::Directory,
-                    "roleGroupMembers",
-                    &url,
-                    |page| {
-                        members.extend(page.iter().filter_map(|m| {
-                            let id = m.id.as_deref().and_then(ObjectId::parse)?;
-                            Some((principal_kind(Some(m)), id))
-                        }));
-                        Ok(())
-                    },
-                )
-                .await;
-            match read {
-                Ok(()) => {}
+            let members = match transitive_members(client, "roleGroupMembers", &group).await {
+                Ok(members) => members,
                 Err(e) if e.status() == Some(404) => {
                     tracing::info!(
                         group,
@@ -174,10 +197,8 @@ impl Held {
                     continue;
                 }
                 Err(e) => return Err(e),
-            }
+            };
             rows += members.len() as u64;
-            members.sort_unstable_by_key(|m| m.1);
-            members.dedup_by_key(|m| m.1);
             for (kind, id) in members {
                 for role in roles.iter() {
                     match kind {
@@ -746,28 +767,8 @@ pub async fn collect_with_report(
         let mut groups: BTreeMap<String, Vec<ObjectId>> = BTreeMap::new();
         let mut rows = 0u64;
         for group in &options.groups {
-            let mut members: Vec<ObjectId> = Vec::new();
-            let url = format!(
-                "/v1.0/groups/{}/transitiveMembers/microsoft.graph.user?$select=id&$top=999",
-                encode(group)
-            );
-            client
-                .get_pages::<wire::DirectoryObject, _>(
-                    ThrottleClass::Directory,
-                    "groupMembers",
-                    &url,
-                    |page| {
-                        members.extend(
-                            page.iter()
-                                .filter_map(|m| m.id.as_deref().and_then(ObjectId::parse)),
-                        );
-                        Ok(())
-                    },
-                )
-                .await?;
+            let members = transitive_user_members(client, "groupMembers", group).await?;
             rows += members.len() as u64;
-            members.sort_unstable();
-            members.dedup();
             groups.insert(group.to_ascii_lowercase(), members);
         }
         Ok((Some(groups), rows))
@@ -1269,31 +1270,9 @@ async fn ca_excluded_groups(
     let (read, stat) = timed("ca-excluded-groups", async {
         let mut read: Vec<(String, Vec<ObjectId>)> = Vec::new();
         for group in &wanted {
-            let url = format!(
-                "/v1.0/groups/{}/transitiveMembers/microsoft.graph.user?$select=id&$top=999",
-                encode(group)
-            );
-            let mut members: Vec<ObjectId> = Vec::new();
-            let result = client
-                .get_pages::<wire::DirectoryObject, _>(
-                    ThrottleClass::Directory,
-                    "groupMembers",
-                    &url,
-                    |page| {
-                        members.extend(
-                            page.iter()
-                                .filter_map(|m| m.id.as_deref().and_then(ObjectId::parse)),
-                        );
-                        Ok(())
-                    },
-                )
-                .await;
+            let result = transitive_user_members(client, "groupMembers", group).await;
             match result {
-                Ok(()) => {
-                    members.sort_unstable();
-                    members.dedup();
-                    read.push((group.clone(), members));
-                }
+                Ok(members) => read.push((group.clone(), members)),
                 Err(e) => tracing::warn!(
                     group = group.as_str(),
                     "a group a Conditional Access MFA policy excludes could not be read: {e}"
