@@ -302,3 +302,40 @@ async fn a_licence_retry_never_waits_past_the_audit_deadline() {
     }
     assert!(!report.snapshot.coverage.licence_fallback);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_per_user_item_that_keeps_failing_is_not_retried_until_the_deadline() {
+    // Throttled items are retried until the deadline; a server that keeps answering 503 is not
+    // throttling: after `max_retries` rounds the sweep fails, long before an hour's deadline.
+    let sim = sim(600, 37, |c| {
+        c.faults = vec![Fault::Status {
+            endpoint: "authenticationMethods".into(),
+            status: 503,
+            count: None,
+            retry_after: None,
+        }]
+    })
+    .await;
+    let client =
+        common::client(&sim, |c| c.max_retries = 2).with_deadline(Duration::from_secs(3600));
+    let report = tokio::time::timeout(
+        Duration::from_secs(120),
+        run(&sim, &client, &CollectOptions::default()),
+    )
+    .await
+    .expect("the sweep gives up after its retries, not at the deadline");
+    assert!(!report.snapshot.is_complete());
+    assert!(matches!(
+        report.snapshot.coverage.gaps.get(&DataSet::MethodDetail),
+        Some(Gap::Failed { .. })
+    ));
+    let tries = sim.stats().total("authenticationMethods");
+    let admins = report
+        .snapshot
+        .users
+        .iter()
+        .filter(|u| !u.roles.is_empty() || u.is_admin)
+        .count() as u64;
+    assert!(admins > 0);
+    assert!(tries <= admins * 3, "{tries} tries for {admins} users");
+}

@@ -429,6 +429,7 @@ impl GraphClient {
         let mut pending = chunk;
         let mut attempt: u32 = 0;
         let mut refreshed = false;
+        let mut server_error_rounds: u32 = 0;
         while !pending.is_empty() {
             let sent_at = std::time::Instant::now();
             let body = serde_json::json!({
@@ -465,6 +466,7 @@ impl GraphClient {
             let mut retry: Vec<BatchItem> = Vec::new();
             let mut needs_refresh = false;
             let mut wait: Option<Duration> = None;
+            let mut server_error = false;
             for item in pending {
                 let Some(resp) = by_id.remove(&item.id.to_ascii_lowercase()) else {
                     retry.push(item);
@@ -505,6 +507,7 @@ impl GraphClient {
                                 .pacer
                                 .pause(class, after.unwrap_or(cfg.backoff_base));
                         }
+                        server_error |= matches!(resp.status, 503 | 504);
                         retry.push(item);
                     }
                     status => results.push((item.id, Err(http_error(endpoint, status, body)))),
@@ -517,8 +520,13 @@ impl GraphClient {
             if retry.is_empty() {
                 break;
             }
-            // With an audit deadline, throttled items are retried until it; without, `max_retries` times.
-            if self.deadline.is_none() && attempt >= cfg.max_retries {
+            // With an audit deadline, throttled items are retried until it; without, `max_retries`
+            // times. A server that keeps failing (503/504) is retried `max_retries` rounds at most,
+            // deadline or not: one broken user must not hold the audit until its deadline.
+            server_error_rounds += u32::from(server_error);
+            if (self.deadline.is_none() && attempt >= cfg.max_retries)
+                || server_error_rounds > cfg.max_retries
+            {
                 let attempts = attempt + 1;
                 results.extend(retry.into_iter().map(|i| {
                     (
