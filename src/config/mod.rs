@@ -1,0 +1,249 @@
+//! Configuration: `config.toml` → a validated [`Config`].
+//!
+//! The structs are the documentation: every key has a doc comment and its default lives in one
+//! `default_*` function. Unknown keys are errors, and every error names the file, the line and
+//! column, and the key path (`config.toml:7:1: tenant.cloud: …`), whether serde found it (wrong
+//! type, unknown key) or validation did (http to a remote host, two credentials, …).
+//!
+//! Secrets never live in the file: `client_secret_file` (systemd `LoadCredential=`, resolved
+//! against `$CREDENTIALS_DIRECTORY`), `client_secret_env`, or a certificate and its key file.
+//! They are read by [`Config::credential`] into [`Secret`](crate::secret::Secret)s and never
+//! logged.
+//!
+//! Here: [`Config`], its entry points (`load`, `parse`) and what it gives the rest of the crate.
+//! `sections.rs` holds the section structs and their defaults, `locate.rs` the error type and
+//! where an error is in the file, `validate.rs` the checks beyond types, `secrets.rs` reading the
+//! credential.
+
+mod locate;
+mod secrets;
+mod sections;
+mod validate;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use url::Url;
+
+use crate::alerting::AlertingConfig;
+use crate::collect::{CollectOptions, PerUserMfaScope};
+use crate::evaluate::exceptions::{Exception, ExceptionConfig};
+use crate::evaluate::scope::{ScopeConfig, UserScope};
+use crate::evaluate::RulesConfig;
+use crate::graph::{ClientConfig, Pacing};
+use locate::{deserialize_error, Locator};
+
+pub use locate::ConfigError;
+pub(crate) use secrets::read_secret_file;
+pub use sections::{
+    BreakGlassConfig, Cloud, GraphConfig, HttpConfig, MetricsConfig, PacingConfig,
+    PerUserMfaSetting, ScheduleConfig, StorageConfig, TenantConfig,
+};
+pub(crate) use validate::is_loopback;
+
+/// The whole configuration file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub tenant: TenantConfig,
+    #[serde(default)]
+    pub graph: GraphConfig,
+    #[serde(default)]
+    pub break_glass: BreakGlassConfig,
+    /// Which users the user rules judge.
+    #[serde(default)]
+    pub scope: ScopeConfig,
+    /// `[rules.<id>]`: each rule's `enabled`, `severity` and parameters.
+    #[serde(default)]
+    pub rules: RulesConfig,
+    /// `[[exceptions]]`: accepted findings, each with a reason and an expiry date.
+    #[serde(default)]
+    pub exceptions: Vec<ExceptionConfig>,
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    /// `[alerting]`: Alertmanager and webhooks.
+    #[serde(default)]
+    pub alerting: AlertingConfig,
+    /// Resolved by validation.
+    #[serde(skip)]
+    endpoints: Option<Endpoints>,
+    #[serde(skip)]
+    resolved: Option<Resolved>,
+}
+
+/// What validation compiles once.
+#[derive(Clone, Debug)]
+struct Resolved {
+    scope: UserScope,
+    exceptions: Vec<Exception>,
+}
+
+#[derive(Clone, Debug)]
+struct Endpoints {
+    graph: Url,
+    login: Url,
+    scope: String,
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            origin: origin.clone(),
+            position: None,
+            key: String::new(),
+            message: format!("cannot read the file: {e}"),
+        })?;
+        Config::parse(&text, &origin)
+    }
+
+    /// Parses and validates configuration text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let err = |position, key: String, message: String| ConfigError {
+            origin: origin.to_string(),
+            position,
+            key,
+            message,
+        };
+        let de = toml::Deserializer::new(text);
+        let mut config: Config =
+            serde_path_to_error::deserialize(de).map_err(|e| deserialize_error(e, text, origin))?;
+        let locate = Locator::new(text);
+        let at = |key: &str, message: String| err(locate.position(key), key.to_string(), message);
+        config.endpoints = Some(config.validate(&at)?);
+        config.resolved = Some(config.resolve(&at)?);
+        Ok(config)
+    }
+
+    /// The cap on per-user series, or `None` when they are off.
+    pub fn per_user_series(&self) -> Option<usize> {
+        self.metrics
+            .per_user_series
+            .then(|| self.metrics.per_user_max.unwrap_or(500))
+    }
+
+    /// The base of links to this daemon's API: `[http] external_url`, or `http://` + `listen`.
+    pub fn external_url(&self) -> Url {
+        let text = self
+            .http
+            .external_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}/", self.http.listen));
+        Url::parse(&text).unwrap_or_else(|_| unreachable!("validated in Config::parse"))
+    }
+
+    /// The schedule, parsed.
+    pub fn cron(&self) -> cron::Schedule {
+        // Validated in `parse`; the default is a valid expression.
+        self.schedule
+            .cron
+            .parse()
+            .unwrap_or_else(|_| unreachable!("validated in Config::parse"))
+    }
+
+    /// The state database path, resolved against `$STATE_DIRECTORY` when relative.
+    pub fn state_path(&self) -> PathBuf {
+        match std::env::var_os("STATE_DIRECTORY") {
+            Some(dir) if self.storage.path.is_relative() => {
+                PathBuf::from(dir).join(&self.storage.path)
+            }
+            _ => self.storage.path.clone(),
+        }
+    }
+
+    /// The compiled `[scope]`.
+    pub fn user_scope(&self) -> &UserScope {
+        &self.resolved().scope
+    }
+
+    /// The validated `[[exceptions]]`.
+    pub fn exception_list(&self) -> &[Exception] {
+        &self.resolved().exceptions
+    }
+
+    fn resolved(&self) -> &Resolved {
+        self.resolved
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("Config is only built by Config::parse"))
+    }
+
+    fn endpoints(&self) -> &Endpoints {
+        // Only `parse` builds a Config, and it always resolves the endpoints.
+        self.endpoints
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("Config is only built by Config::parse"))
+    }
+
+    /// The Graph base URL in use.
+    pub fn graph_url(&self) -> &Url {
+        &self.endpoints().graph
+    }
+
+    /// The Graph client's settings.
+    pub fn client_config(&self) -> ClientConfig {
+        let e = self.endpoints();
+        let g = &self.graph;
+        let mut c = ClientConfig::new(
+            e.graph.clone(),
+            e.login.clone(),
+            &self.tenant.tenant_id,
+            &self.tenant.client_id,
+        );
+        c.scope = e.scope.clone();
+        c.max_concurrency = g.max_concurrency;
+        c.request_timeout = Duration::from_secs(g.request_timeout_seconds);
+        c.max_retries = g.max_retries;
+        c.pacing = Pacing {
+            directory_ru_per_10s: g.pacing.directory_ru_per_10s,
+            reports_per_10s: g.pacing.reports_per_10s,
+            conditional_access_per_s: g.pacing.conditional_access_per_second,
+            auth_methods_per_10s: g.pacing.auth_methods_per_10s,
+            headroom: g.pacing.headroom,
+            time_scale: 1.0,
+        };
+        c
+    }
+
+    /// An audit's deadline (`graph.audit_timeout_seconds`).
+    pub fn audit_timeout(&self) -> Duration {
+        Duration::from_secs(self.graph.audit_timeout_seconds)
+    }
+
+    /// What a collection reads.
+    pub fn collect_options(&self) -> CollectOptions {
+        let g = &self.graph;
+        CollectOptions {
+            conditional_access: g.conditional_access,
+            sign_ins: g.sign_ins,
+            sign_in_window: chrono::Duration::hours(i64::from(g.sign_in_window_hours)),
+            mfa_failure_codes: g.mfa_failure_codes.clone(),
+            tap_detail: g.tap_detail,
+            admin_method_detail: g.admin_method_detail,
+            per_user_mfa: match g.per_user_mfa {
+                PerUserMfaSetting::Off => PerUserMfaScope::Off,
+                PerUserMfaSetting::Admins => PerUserMfaScope::Admins,
+                PerUserMfaSetting::All => PerUserMfaScope::All,
+            },
+            break_glass_upns: self.break_glass.accounts.clone(),
+            groups: self
+                .scope
+                .include_groups
+                .iter()
+                .chain(&self.scope.exclude_groups)
+                .cloned()
+                .collect(),
+            ..CollectOptions::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

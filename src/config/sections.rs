@@ -1,0 +1,251 @@
+//! The sections of `config.toml` that are the configuration's own: `[tenant]` (and its cloud),
+//! `[graph]` and `[graph.pacing]`, `[break_glass]`, `[schedule]`, `[storage]`, `[http]` and
+//! `[metrics]`. One struct each; every key has a doc comment, and every default is in the
+//! struct's `Default`. (`[scope]`, `[rules.<id>]` and `[[exceptions]]` belong to `evaluate`,
+//! `[alerting]` to `alerting`.)
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::collect::CollectOptions;
+use crate::graph::Pacing;
+
+/// The national clouds (REFERENCE §2), or `custom` base URLs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Cloud {
+    #[default]
+    Global,
+    Usgov,
+    UsgovDod,
+    China,
+    Custom,
+}
+
+impl Cloud {
+    /// (login host, Graph host) of a national cloud.
+    pub(super) fn hosts(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Cloud::Global => Some((
+                "https://login.microsoftonline.com",
+                "https://graph.microsoft.com",
+            )),
+            Cloud::Usgov => Some((
+                "https://login.microsoftonline.us",
+                "https://graph.microsoft.us",
+            )),
+            Cloud::UsgovDod => Some((
+                "https://login.microsoftonline.us",
+                "https://dod-graph.microsoft.us",
+            )),
+            Cloud::China => Some((
+                "https://login.partner.microsoftonline.cn",
+                "https://microsoftgraph.chinacloudapi.cn",
+            )),
+            Cloud::Custom => None,
+        }
+    }
+}
+
+/// `[tenant]`: which tenant, which cloud, which app, and where its credential is.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// The tenant: its GUID or a verified domain (`contoso.onmicrosoft.com`).
+    pub tenant_id: String,
+    /// `global`, `usgov` (GCC High), `usgov-dod`, `china`, or `custom` with `graph_url` and `login_url`.
+    #[serde(default)]
+    pub cloud: Cloud,
+    /// Graph base URL, `custom` only (plain `http` only for loopback hosts).
+    pub graph_url: Option<String>,
+    /// Login (token) base URL, `custom` only (plain `http` only for loopback hosts).
+    pub login_url: Option<String>,
+    /// The app registration's application (client) id.
+    pub client_id: String,
+    /// File holding the client secret; relative paths resolve against `$CREDENTIALS_DIRECTORY`.
+    pub client_secret_file: Option<PathBuf>,
+    /// Environment variable holding the client secret.
+    pub client_secret_env: Option<String>,
+    /// PEM certificate registered on the app (certificate credential).
+    pub certificate_file: Option<PathBuf>,
+    /// PEM private key of that certificate.
+    pub private_key_file: Option<PathBuf>,
+}
+
+/// `[graph.pacing]`: the client-side budget per throttle class (REFERENCE §3.6).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PacingConfig {
+    /// Directory resource units per 10 s (users, roles, policies).
+    pub directory_ru_per_10s: f64,
+    /// Reports requests per 10 s (registration report, sign-ins).
+    pub reports_per_10s: f64,
+    /// Conditional Access requests per second.
+    pub conditional_access_per_second: f64,
+    /// Per-user authentication-method requests per 10 s.
+    pub auth_methods_per_10s: f64,
+    /// Share of each budget mfa-auditor uses, in (0, 1]; the rest is left to other apps.
+    pub headroom: f64,
+}
+
+impl Default for PacingConfig {
+    fn default() -> Self {
+        let p = Pacing::default();
+        PacingConfig {
+            directory_ru_per_10s: p.directory_ru_per_10s,
+            reports_per_10s: p.reports_per_10s,
+            conditional_access_per_second: p.conditional_access_per_s,
+            auth_methods_per_10s: p.auth_methods_per_10s,
+            headroom: p.headroom,
+        }
+    }
+}
+
+/// Which users get their legacy per-user MFA state read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PerUserMfaSetting {
+    Off,
+    #[default]
+    Admins,
+    All,
+}
+
+/// `[graph]`: how Graph is read.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GraphConfig {
+    /// Requests in flight at once, 1–64.
+    pub max_concurrency: usize,
+    /// Timeout of one request, in seconds (1–600).
+    pub request_timeout_seconds: u64,
+    /// Retries of one request on 429, 5xx or a network error (0–20).
+    pub max_retries: u32,
+    /// An audit's deadline, in seconds from its start (1–86,400): a wait for Graph
+    /// (`Retry-After`, backoff, pacing) that would pass it fails that sweep at once, and the
+    /// audit is incomplete. Throttled per-user `$batch` items are retried until it.
+    pub audit_timeout_seconds: u64,
+    /// Read Conditional Access policies.
+    pub conditional_access: bool,
+    /// Read failed MFA sign-ins.
+    pub sign_ins: bool,
+    /// How far back failed MFA sign-ins are read, in hours (1–720).
+    pub sign_in_window_hours: u32,
+    /// Sign-in error codes that count as a failed MFA (500121: strong authentication failed).
+    pub mfa_failure_codes: Vec<i32>,
+    /// Read TAP detail for users holding a Temporary Access Pass.
+    pub tap_detail: bool,
+    /// Read the full method list of admins (fresher than the report).
+    pub admin_method_detail: bool,
+    /// Per-user MFA state (beta API): `off`, `admins` or `all`.
+    pub per_user_mfa: PerUserMfaSetting,
+    pub pacing: PacingConfig,
+}
+
+impl Default for GraphConfig {
+    fn default() -> Self {
+        let c = CollectOptions::default();
+        GraphConfig {
+            max_concurrency: 8,
+            request_timeout_seconds: 60,
+            max_retries: 6,
+            audit_timeout_seconds: 3000,
+            conditional_access: c.conditional_access,
+            sign_ins: c.sign_ins,
+            sign_in_window_hours: 24,
+            mfa_failure_codes: c.mfa_failure_codes,
+            tap_detail: c.tap_detail,
+            admin_method_detail: c.admin_method_detail,
+            per_user_mfa: PerUserMfaSetting::Admins,
+            pacing: PacingConfig::default(),
+        }
+    }
+}
+
+/// `[break_glass]`: emergency-access accounts.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakGlassConfig {
+    /// Their user principal names; their methods are always read in detail.
+    pub accounts: Vec<String>,
+}
+
+/// `[schedule]`: when the daemon audits.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScheduleConfig {
+    /// Cron expression with a seconds field: `sec min hour day-of-month month day-of-week`.
+    pub cron: String,
+    /// Audit once at start, before the first scheduled time.
+    pub run_at_start: bool,
+    /// `/readyz` fails when the last complete audit is older than this many seconds.
+    pub stale_after_seconds: u64,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        ScheduleConfig {
+            cron: "0 0 * * * *".into(),
+            run_at_start: true,
+            stale_after_seconds: 7200,
+        }
+    }
+}
+
+/// `[storage]`: the state database.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// SQLite file; a relative path resolves against `$STATE_DIRECTORY` (systemd `StateDirectory=`)
+    /// or, without it, the working directory.
+    pub path: PathBuf,
+    /// Audit runs kept (older ones, and findings resolved before them, are pruned).
+    pub keep_audits: usize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            path: PathBuf::from("state.db"),
+            keep_audits: 2000,
+        }
+    }
+}
+
+/// `[http]`: the metrics and API listener.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// Largest page of `/api/v1/findings`.
+    pub max_page_size: usize,
+    /// A Prometheus-style `web.yml` with `tls_server_config` and `basic_auth_users`.
+    pub web_config_file: Option<PathBuf>,
+    /// How people reach this daemon (behind a proxy, by name): the base of every link in alerts
+    /// and webhook messages. Default: `http://` + `listen`.
+    pub external_url: Option<String>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: "127.0.0.1:9717".into(),
+            max_page_size: 1000,
+            web_config_file: None,
+            external_url: None,
+        }
+    }
+}
+
+/// `[metrics]`: what `/metrics` publishes beyond the tenant's figures.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Publish one series per user with a critical finding (`entra_mfa_finding_user`). User names
+    /// in labels are personal data and cardinality: off unless asked for.
+    pub per_user_series: bool,
+    /// At most this many per-user series; the rest are counted in `entra_mfa_finding_user_dropped`.
+    pub per_user_max: Option<usize>,
+}

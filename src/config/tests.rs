@@ -1,0 +1,362 @@
+//! `Config::parse` end to end: each validation error names its key and line, and the sample
+//! `config.toml` is valid and documents the code's defaults. Also the fixtures (`GOOD`, `parse`,
+//! `error`) the other modules' tests share.
+
+use super::*;
+
+pub(super) const GOOD: &str = r#"
+[tenant]
+tenant_id = "contoso.onmicrosoft.com"
+client_id = "5a1e3c9d-7b2f-4e6a-8c0d-2f4b6d8e0a1c"
+client_secret_env = "MFA_SECRET"
+"#;
+
+pub(super) fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, "config.toml")
+}
+
+pub(super) fn error(text: &str) -> String {
+    parse(text).expect_err("should be refused").to_string()
+}
+
+#[test]
+fn each_cloud_has_its_endpoints_and_scope() {
+    for (cloud, graph, login) in [
+        (
+            "global",
+            "https://graph.microsoft.com/",
+            "https://login.microsoftonline.com/",
+        ),
+        (
+            "usgov",
+            "https://graph.microsoft.us/",
+            "https://login.microsoftonline.us/",
+        ),
+        (
+            "usgov-dod",
+            "https://dod-graph.microsoft.us/",
+            "https://login.microsoftonline.us/",
+        ),
+        (
+            "china",
+            "https://microsoftgraph.chinacloudapi.cn/",
+            "https://login.partner.microsoftonline.cn/",
+        ),
+    ] {
+        let text = GOOD.replace("[tenant]", &format!("[tenant]\ncloud = \"{cloud}\""));
+        let c = parse(&text).expect("valid").client_config();
+        assert_eq!(c.graph_base.as_str(), graph);
+        assert_eq!(c.login_base.as_str(), login);
+        assert_eq!(c.scope, format!("{}/.default", graph.trim_end_matches('/')));
+    }
+}
+
+#[test]
+fn custom_cloud_allows_http_only_on_loopback() {
+    let custom = |g: &str| {
+        GOOD.replace("[tenant]", &format!("[tenant]\ncloud = \"custom\"\ngraph_url = \"{g}\"\nlogin_url = \"http://127.0.0.1:9\""))
+    };
+    assert!(parse(&custom("http://127.0.0.1:8089")).is_ok());
+    assert!(parse(&custom("http://localhost:8089")).is_ok());
+    assert!(parse(&custom("https://graph.contoso.example")).is_ok());
+    let e = error(&custom("http://graph.contoso.example"));
+    assert_eq!(e, "config.toml:4:1: tenant.graph_url: plain http is allowed only for loopback hosts, not \"http://graph.contoso.example\"; use https");
+    let e = error(&GOOD.replace("[tenant]", "[tenant]\ncloud = \"custom\""));
+    assert!(
+        e.contains("tenant.cloud: cloud = \"custom\" needs login_url"),
+        "{e}"
+    );
+    let e = error(&GOOD.replace("[tenant]", "[tenant]\ngraph_url = \"https://x.example\""));
+    assert!(
+        e.starts_with("config.toml:3:1: tenant.graph_url: only for cloud = \"custom\""),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_audit_deadline_is_range_checked_and_defaults_below_an_hour() {
+    let c = parse(GOOD).expect("good");
+    assert_eq!(c.audit_timeout(), Duration::from_secs(3000));
+    for bad in ["0", "86401"] {
+        let e = error(&format!("{GOOD}\n[graph]\naudit_timeout_seconds = {bad}\n"));
+        assert_eq!(
+            e,
+            "config.toml:8:1: graph.audit_timeout_seconds: must be between 1 and 86400 (a day)"
+        );
+    }
+    let c = parse(&format!("{GOOD}\n[graph]\naudit_timeout_seconds = 600\n")).expect("ok");
+    assert_eq!(c.audit_timeout(), Duration::from_secs(600));
+}
+
+#[test]
+fn ranges_are_checked() {
+    let e = error(&format!("{GOOD}\n[graph]\nmax_concurrency = 0\n"));
+    assert_eq!(
+        e,
+        "config.toml:8:1: graph.max_concurrency: must be between 1 and 64"
+    );
+    let e = error(&format!("{GOOD}\n[graph.pacing]\nheadroom = 1.5\n"));
+    assert_eq!(
+        e,
+        "config.toml:8:1: graph.pacing.headroom: must be in (0, 1]"
+    );
+}
+
+#[test]
+fn exactly_one_credential() {
+    let none = GOOD.replace("client_secret_env = \"MFA_SECRET\"\n", "");
+    assert!(
+        error(&none).contains("tenant: no credential"),
+        "{}",
+        error(&none)
+    );
+    let two = format!("{GOOD}client_secret_file = \"secret\"\n");
+    assert!(error(&two).contains("tenant.client_secret_env: more than one credential"));
+    let half = GOOD.replace(
+        "client_secret_env = \"MFA_SECRET\"",
+        "certificate_file = \"c.pem\"",
+    );
+    assert!(error(&half).contains("tenant.certificate_file: a certificate credential needs both"));
+}
+
+#[test]
+fn rules_scope_and_exceptions_are_checked_with_their_line() {
+    let e = error(&format!(
+        "{GOOD}\n[rules.no-bakup-method]\nmin_families = 3\n"
+    ));
+    assert!(
+        e.starts_with(
+            "config.toml:7:8: rules.no-bakup-method: unknown key (did you mean no-backup-method?)"
+        ),
+        "{e}"
+    );
+    let e = error(&format!(
+        "{GOOD}\n[rules.no-backup-method]\nmin_families = \"two\"\n"
+    ));
+    assert!(
+        e.starts_with("config.toml:8:16: rules.no-backup-method.min_families: invalid type"),
+        "{e}"
+    );
+    let e = error(&format!(
+        "{GOOD}\n[scope]\nexclude_upn_patterns = [\"^svc-\", \"(oops\"]\n"
+    ));
+    assert!(
+        e.starts_with(
+            "config.toml:8:1: scope.exclude_upn_patterns: pattern 2 is not a valid regex"
+        ),
+        "{e}"
+    );
+    let exception = |body: &str| {
+        format!("{GOOD}\n[[exceptions]]\nrule = \"no-backup-method\"\nuser = \"ann@contoso.com\"\nreason = \"travel phone\"\nexpires = 2026-12-31\n\n[[exceptions]]\n{body}\n")
+    };
+    let ok = parse(&exception(
+        "rule = \"phone-only\"\nuser = \"bob@contoso.com\"\nreason = \"r\"\nexpires = 2027-01-01",
+    ))
+    .expect("valid");
+    assert_eq!(ok.exception_list().len(), 2);
+    assert_eq!(ok.exception_list()[1].expires.to_string(), "2027-01-01");
+    let e = error(&exception(
+        "rule = \"phone-only\"\nuser = \"bob@contoso.com\"\nreason = \"r\"",
+    ));
+    assert!(
+        e.starts_with("config.toml:13:1: exceptions[1]: missing field `expires`"),
+        "{e}"
+    );
+    let e = error(&exception(
+        "rule = \"phone-olny\"\nuser = \"bob@contoso.com\"\nreason = \"r\"\nexpires = 2027-01-01",
+    ));
+    assert!(e.starts_with("config.toml:14:1: exceptions[1].rule: \"phone-olny\" is not a rule id (did you mean phone-only?)"), "{e}");
+    let e = error(&exception("rule = \"phone-only\"\nuser = \"bob@contoso.com\"\nreason = \"r\"\nexpires = 2027-01-01T10:00:00Z"));
+    assert!(
+        e.starts_with(
+            "config.toml:17:1: exceptions[1].expires: 2027-01-01T10:00:00Z is not a plain date"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn scope_groups_must_be_object_ids_and_are_read_by_collect() {
+    let e = error(&format!(
+        "{GOOD}\n[scope]\ninclude_groups = [\"All Staff\"]\n"
+    ));
+    assert_eq!(e, "config.toml:8:1: scope.include_groups: entry 1 (\"All Staff\") is not a group object id (a GUID)");
+    let text = format!(
+        "{GOOD}\n[scope]\ninclude_groups = [\"9a0c0000-0000-4000-8000-000000000001\"]\nexclude_groups = [\"9a0c0000-0000-4000-8000-000000000003\"]\n"
+    );
+    let options = parse(&text).expect("valid").collect_options();
+    assert_eq!(
+        options.groups,
+        vec![
+            "9a0c0000-0000-4000-8000-000000000001",
+            "9a0c0000-0000-4000-8000-000000000003"
+        ]
+    );
+}
+
+#[test]
+fn schedule_http_and_storage_are_checked() {
+    let e = error(&format!("{GOOD}\n[schedule]\ncron = \"0 * * * *\"\n"));
+    assert!(e.starts_with("config.toml:8:1: schedule.cron: \"0 * * * *\" is not a cron expression with a seconds field"), "{e}");
+    let e = error(&format!("{GOOD}\n[http]\nlisten = \"localhost\"\n"));
+    assert!(
+        e.starts_with("config.toml:8:1: http.listen: \"localhost\" is not an address:port"),
+        "{e}"
+    );
+    let c = parse(&format!("{GOOD}\n[schedule]\ncron = \"*/5 * * * * *\"\n")).expect("valid");
+    let now = chrono::Utc::now();
+    let next: Vec<_> = c.cron().after(&now).take(2).collect();
+    assert_eq!((next[1] - next[0]).num_seconds(), 5);
+}
+
+#[test]
+fn the_sample_alerting_blocks_parse_to_the_codes_defaults() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml"))
+        .expect("sample");
+    let start = text
+        .find("# Per-user alerts")
+        .expect("the alerting section");
+    let end = text
+        .find("# Accepted findings")
+        .expect("the exceptions section");
+    let block: String = text[start..end]
+        .lines()
+        .filter_map(|l| l.strip_prefix("## "))
+        .map(|l| l.split("  #").next().unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let c = parse(&format!("{GOOD}\n{block}\n")).unwrap_or_else(|e| panic!("{e}\n{block}"));
+    let am = c.alerting.alertmanager.expect("alertmanager");
+    let defaults: crate::alerting::AlertmanagerConfig =
+        toml::from_str(&format!("url = {:?}", am.url)).expect("defaults");
+    assert_eq!(
+        (
+            am.min_severity,
+            am.resend_interval_seconds,
+            am.timeout_seconds,
+            am.max_alerts
+        ),
+        (
+            defaults.min_severity,
+            defaults.resend_interval_seconds,
+            defaults.timeout_seconds,
+            defaults.max_alerts
+        )
+    );
+    let w = &c.alerting.webhook[0];
+    let defaults: crate::alerting::WebhookConfig =
+        toml::from_str("name = \"x\"\nurl_env = \"X\"").expect("defaults");
+    assert_eq!(
+        (w.batch_above, w.timeout_seconds),
+        (defaults.batch_above, defaults.timeout_seconds)
+    );
+    assert_eq!(w.format, crate::alerting::WebhookFormat::Slack);
+}
+
+#[test]
+fn alerting_errors_name_the_key_and_line() {
+    let e = error(&format!(
+        "{GOOD}\n[[alerting.webhook]]\nname = \"a\"\nformat = \"discord\"\nurl_env = \"X\"\n"
+    ));
+    assert!(
+        e.starts_with("config.toml:9:10: alerting.webhook[0].format: "),
+        "{e}"
+    );
+    let e = error(&format!(
+        "{GOOD}\n[[alerting.webhook]]\nname = \"a\"\nurl_env = \"X\"\n\n[[alerting.webhook]]\nname = \"a\"\nurl_env = \"Y\"\n"
+    ));
+    assert!(
+        e.starts_with("config.toml:12:1: alerting.webhook[1].name: \"a\" names two webhooks"),
+        "{e}"
+    );
+    let e = error(&format!("{GOOD}\n[http]\nexternal_url = \"mfa.example\"\n"));
+    assert!(e.starts_with("config.toml:8:1: http.external_url: "), "{e}");
+}
+
+#[test]
+fn the_sample_config_is_valid_and_its_defaults_match_the_code() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml"))
+        .expect("sample");
+    let config = parse(&text).expect("the sample config validates");
+    assert_eq!(config.graph, GraphConfig::default());
+    assert_eq!(config.client_config().pacing, Pacing::default());
+    // Every commented default in the sample, uncommented, still parses to the defaults.
+    let uncommented: String = text
+        .lines()
+        .map(|l| match l.strip_prefix("# ") {
+            Some(rest)
+                if rest.contains(" = ")
+                    && !rest.starts_with("client_secret_env")
+                    && !rest.starts_with("certificate_file")
+                    && !rest.starts_with("private_key_file")
+                    && !rest.starts_with("graph_url")
+                    && !rest.starts_with("login_url") =>
+            {
+                rest
+            }
+            _ => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let full = parse(&uncommented).unwrap_or_else(|e| panic!("uncommented sample: {e}"));
+    assert_eq!(full.graph, GraphConfig::default());
+    assert_eq!(full.break_glass, BreakGlassConfig::default());
+    assert_eq!(full.scope, ScopeConfig::default());
+    assert_eq!(
+        full.rules,
+        RulesConfig::default(),
+        "every documented rule default is the code's"
+    );
+    assert!(full.exceptions.is_empty());
+}
+
+#[test]
+fn a_cron_that_never_fires_is_refused_naming_the_key_and_line() {
+    let e = error(&format!("{GOOD}\n[schedule]\ncron = \"0 0 0 30 2 *\"\n"));
+    assert!(
+        e.starts_with("config.toml:8:1: schedule.cron: \"0 0 0 30 2 *\" never fires"),
+        "{e}"
+    );
+    assert!(
+        parse(&format!("{GOOD}\n[schedule]\ncron = \"0 0 0 29 2 *\"\n")).is_ok(),
+        "29 February comes"
+    );
+}
+
+#[test]
+fn rule_parameters_out_of_range_are_refused_naming_the_key_and_line() {
+    for (table, key, value, says) in [
+        ("no-backup-method", "min_families", "0", "between 1 and 10"),
+        ("mfa-failures", "threshold", "0", "at least 1"),
+        (
+            "tap-long-lived",
+            "max_lifetime_minutes",
+            "5",
+            "between 10 and 43200",
+        ),
+        (
+            "tap-policy-lifetime",
+            "max_lifetime_minutes",
+            "50000",
+            "between 10 and 43200",
+        ),
+        ("too-few-recovery-admins", "min", "0", "at least 1"),
+        ("break-glass-count", "expected", "0", "at least 1"),
+        (
+            "tap-policy-scope",
+            "groups",
+            "[\"admins\"]",
+            "not a group object id",
+        ),
+    ] {
+        let e = error(&format!("{GOOD}\n[rules.{table}]\n{key} = {value}\n"));
+        assert!(
+            e.starts_with(&format!("config.toml:8:1: rules.{table}.{key}: ")) && e.contains(says),
+            "{table}.{key} = {value}: {e}"
+        );
+    }
+    assert!(parse(&format!(
+        "{GOOD}\n[rules.no-backup-method]\nmin_families = 3\n"
+    ))
+    .is_ok());
+}

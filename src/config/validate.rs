@@ -1,0 +1,427 @@
+//! What serde cannot check: the meaning of the values. The tenant and app ids, the cloud's
+//! endpoints (plain http only to loopback), exactly one credential, the ranges of `[graph]`,
+//! break-glass names, scope patterns and groups, the cron schedule (it must fire), the ranges of
+//! the rules' parameters, `[http]`, `[storage]`, `[alerting]` and each exception. Every error
+//! names its key, and `at` finds its line.
+
+use std::net::IpAddr;
+
+use url::Url;
+
+use super::locate::did_you_mean;
+use super::{Config, ConfigError, Endpoints, Resolved};
+use crate::evaluate::exceptions::Exception;
+use crate::evaluate::scope::UserScope;
+use crate::evaluate::CATALOGUE;
+
+/// Whether a URL names this machine (localhost, 127.0.0.0/8, ::1).
+pub(crate) fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+fn is_guid(s: &str) -> bool {
+    uuid::Uuid::parse_str(s).is_ok() && s.len() == 36
+}
+
+impl Config {
+    pub(super) fn validate(
+        &self,
+        at: &dyn Fn(&str, String) -> ConfigError,
+    ) -> Result<Endpoints, ConfigError> {
+        let t = &self.tenant;
+        if t.tenant_id.trim().is_empty()
+            || t.tenant_id.contains(char::is_whitespace)
+            || (!is_guid(&t.tenant_id) && !t.tenant_id.contains('.'))
+        {
+            return Err(at(
+                "tenant.tenant_id",
+                format!("{:?} is neither a GUID nor a domain name", t.tenant_id),
+            ));
+        }
+        if !is_guid(&t.client_id) {
+            return Err(at(
+                "tenant.client_id",
+                format!("{:?} is not a GUID (the app's application id)", t.client_id),
+            ));
+        }
+        let url = |key: &str, value: &Option<String>| -> Result<Url, ConfigError> {
+            let value = value
+                .as_deref()
+                .ok_or_else(|| at("tenant.cloud", format!("cloud = \"custom\" needs {key}")))?;
+            let full = format!("tenant.{key}");
+            let u =
+                Url::parse(value).map_err(|e| at(&full, format!("{value:?} is not a URL: {e}")))?;
+            match u.scheme() {
+                "https" => {}
+                "http" if is_loopback(&u) => {}
+                "http" => {
+                    return Err(at(
+                        &full,
+                        format!(
+                        "plain http is allowed only for loopback hosts, not {value:?}; use https"
+                    ),
+                    ))
+                }
+                other => return Err(at(&full, format!("scheme {other:?} is not http(s)"))),
+            }
+            if u.query().is_some() || u.fragment().is_some() {
+                return Err(at(&full, "a base URL takes no query or fragment".into()));
+            }
+            Ok(u)
+        };
+        let (login, graph) = match t.cloud.hosts() {
+            Some((login, graph)) => {
+                for (key, value) in [("graph_url", &t.graph_url), ("login_url", &t.login_url)] {
+                    if value.is_some() {
+                        return Err(at(
+                            &format!("tenant.{key}"),
+                            format!(
+                                "only for cloud = \"custom\"; cloud {:?} has fixed endpoints",
+                                t.cloud
+                            ),
+                        ));
+                    }
+                }
+                (Url::parse(login), Url::parse(graph))
+            }
+            None => (
+                Ok(url("login_url", &t.login_url)?),
+                Ok(url("graph_url", &t.graph_url)?),
+            ),
+        };
+        let (Ok(login), Ok(graph)) = (login, graph) else {
+            return Err(at("tenant.cloud", "internal: bad cloud URL".into()));
+        };
+        let sources = [
+            t.client_secret_file.is_some(),
+            t.client_secret_env.is_some(),
+            t.certificate_file.is_some() || t.private_key_file.is_some(),
+        ];
+        match sources.iter().filter(|s| **s).count() {
+            0 => {
+                return Err(at(
+                    "tenant",
+                    "no credential: set client_secret_file, client_secret_env, or certificate_file with private_key_file".into(),
+                ))
+            }
+            1 => {}
+            _ => {
+                let key = if t.client_secret_env.is_some() { "tenant.client_secret_env" } else { "tenant.certificate_file" };
+                return Err(at(key, "more than one credential is set; keep exactly one".into()));
+            }
+        }
+        if t.certificate_file.is_some() != t.private_key_file.is_some() {
+            let key = if t.certificate_file.is_some() {
+                "tenant.certificate_file"
+            } else {
+                "tenant.private_key_file"
+            };
+            return Err(at(
+                key,
+                "a certificate credential needs both certificate_file and private_key_file".into(),
+            ));
+        }
+        if let Some(name) = &t.client_secret_env {
+            if name.is_empty() || name.contains('=') || name.contains('\0') {
+                return Err(at(
+                    "tenant.client_secret_env",
+                    format!("{name:?} is not an environment variable name"),
+                ));
+            }
+        }
+        let g = &self.graph;
+        let range = |key: &str, ok: bool, what: &str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(at(key, what.to_string()))
+            }
+        };
+        range(
+            "graph.max_concurrency",
+            (1..=64).contains(&g.max_concurrency),
+            "must be between 1 and 64",
+        )?;
+        range(
+            "graph.request_timeout_seconds",
+            (1..=600).contains(&g.request_timeout_seconds),
+            "must be between 1 and 600",
+        )?;
+        range(
+            "graph.max_retries",
+            g.max_retries <= 20,
+            "must be at most 20",
+        )?;
+        range(
+            "graph.audit_timeout_seconds",
+            (1..=86_400).contains(&g.audit_timeout_seconds),
+            "must be between 1 and 86400 (a day)",
+        )?;
+        range(
+            "graph.sign_in_window_hours",
+            (1..=720).contains(&g.sign_in_window_hours),
+            "must be between 1 and 720 (30 days, the P1/P2 retention)",
+        )?;
+        range(
+            "graph.mfa_failure_codes",
+            !(g.sign_ins && g.mfa_failure_codes.is_empty()),
+            "must list at least one code while sign_ins = true",
+        )?;
+        let p = &g.pacing;
+        for (key, v) in [
+            ("graph.pacing.directory_ru_per_10s", p.directory_ru_per_10s),
+            ("graph.pacing.reports_per_10s", p.reports_per_10s),
+            (
+                "graph.pacing.conditional_access_per_second",
+                p.conditional_access_per_second,
+            ),
+            ("graph.pacing.auth_methods_per_10s", p.auth_methods_per_10s),
+        ] {
+            range(key, v.is_finite() && v > 0.0, "must be a positive number")?;
+        }
+        range(
+            "graph.pacing.headroom",
+            p.headroom > 0.0 && p.headroom <= 1.0,
+            "must be in (0, 1]",
+        )?;
+        for (i, upn) in self.break_glass.accounts.iter().enumerate() {
+            if !upn.contains('@') {
+                return Err(at(
+                    "break_glass.accounts",
+                    format!("entry {} ({upn:?}) is not a user principal name", i + 1),
+                ));
+            }
+        }
+        let scope = format!("{}/.default", graph.as_str().trim_end_matches('/'));
+        Ok(Endpoints {
+            graph,
+            login,
+            scope,
+        })
+    }
+
+    /// Compiles the scope and checks the exceptions.
+    pub(super) fn resolve(
+        &self,
+        at: &dyn Fn(&str, String) -> ConfigError,
+    ) -> Result<Resolved, ConfigError> {
+        let scope = UserScope::new(&self.scope).map_err(|(key, i, e)| {
+            at(
+                &format!("scope.{key}"),
+                format!("pattern {} is not a valid regex: {e}", i + 1),
+            )
+        })?;
+        for (key, list) in [
+            ("scope.include_groups", &self.scope.include_groups),
+            ("scope.exclude_groups", &self.scope.exclude_groups),
+        ] {
+            if let Some((i, g)) = list.iter().enumerate().find(|(_, g)| !is_guid(g)) {
+                return Err(at(
+                    key,
+                    format!("entry {} ({g:?}) is not a group object id (a GUID)", i + 1),
+                ));
+            }
+        }
+        match self.schedule.cron.parse::<cron::Schedule>() {
+            Err(e) => return Err(at(
+                "schedule.cron",
+                format!("{:?} is not a cron expression with a seconds field (sec min hour day month weekday): {e}", self.schedule.cron),
+            )),
+            // A date that never comes (30 February) parses, and the daemon would wait forever.
+            Ok(s) if s.upcoming(chrono::Utc).next().is_none() => {
+                return Err(at(
+                    "schedule.cron",
+                    format!(
+                        "{:?} never fires: no date matches it (a day the month never has?)",
+                        self.schedule.cron
+                    ),
+                ))
+            }
+            Ok(_) => {}
+        }
+        rule_param_ranges(&self.rules).map_err(|(key, message)| at(&key, message))?;
+        if self.schedule.stale_after_seconds == 0 {
+            return Err(at(
+                "schedule.stale_after_seconds",
+                "must be at least 1".into(),
+            ));
+        }
+        if self.http.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(at(
+                "http.listen",
+                format!(
+                    "{:?} is not an address:port such as 127.0.0.1:9717",
+                    self.http.listen
+                ),
+            ));
+        }
+        if !(1..=100_000).contains(&self.http.max_page_size) {
+            return Err(at(
+                "http.max_page_size",
+                "must be between 1 and 100000".into(),
+            ));
+        }
+        if let Some(u) = &self.http.external_url {
+            match Url::parse(u) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {}
+                _ => {
+                    return Err(at(
+                        "http.external_url",
+                        format!(
+                            "{u:?} is not an http(s) URL such as https://mfa-auditor.example.com/"
+                        ),
+                    ))
+                }
+            }
+        }
+        self.alerting
+            .validate()
+            .map_err(|(key, message)| at(&key, message))?;
+        if self.storage.keep_audits == 0 {
+            return Err(at("storage.keep_audits", "must be at least 1".into()));
+        }
+        let mut exceptions = Vec::with_capacity(self.exceptions.len());
+        for (i, e) in self.exceptions.iter().enumerate() {
+            let key = |k: &str| format!("exceptions[{i}].{k}");
+            if !CATALOGUE.iter().any(|r| r.id == e.rule) {
+                let ids: Vec<&str> = CATALOGUE.iter().map(|r| r.id).collect();
+                let hint = did_you_mean(&e.rule, &ids)
+                    .map(|s| format!(" (did you mean {s}?)"))
+                    .unwrap_or_default();
+                return Err(at(
+                    &key("rule"),
+                    format!(
+                        "{:?} is not a rule id{hint}; `mfa-auditor rules` lists them",
+                        e.rule
+                    ),
+                ));
+            }
+            if e.user.trim().is_empty() {
+                return Err(at(
+                    &key("user"),
+                    "names no user (a UPN, an object id, or \"tenant\")".into(),
+                ));
+            }
+            if e.reason.trim().is_empty() {
+                return Err(at(&key("reason"), "an exception needs a reason".into()));
+            }
+            let expires = match (e.expires.date, e.expires.time) {
+                (Some(d), None) => chrono::NaiveDate::from_ymd_opt(
+                    i32::from(d.year),
+                    u32::from(d.month),
+                    u32::from(d.day),
+                ),
+                _ => None,
+            }
+            .ok_or_else(|| {
+                at(
+                    &key("expires"),
+                    format!("{} is not a plain date like 2026-12-31", e.expires),
+                )
+            })?;
+            exceptions.push(Exception {
+                rule: e.rule.clone(),
+                subject: e.user.trim().to_string(),
+                reason: e.reason.clone(),
+                expires,
+            });
+        }
+        Ok(Resolved { scope, exceptions })
+    }
+}
+
+/// Rule parameters outside what can mean anything (`min_families = 0` flags nobody, a TAP
+/// lifetime outside Entra ID's 10 – 43,200 minutes can never be set): (key path, message).
+fn rule_param_ranges(r: &crate::evaluate::RulesConfig) -> Result<(), (String, String)> {
+    // entra-docs howto-authentication-temporary-access-pass.md: lifetimes are 10 – 43,200 minutes.
+    const TAP_MINUTES: std::ops::RangeInclusive<u32> = 10..=43_200;
+    let checks: [(&str, &str, u32, std::ops::RangeInclusive<u32>, &str); 8] = [
+        (
+            "no-mfa-method",
+            "grace_days",
+            r.no_mfa_method.grace_days,
+            0..=3650,
+            "days",
+        ),
+        (
+            "no-backup-method",
+            "min_families",
+            r.no_backup_method.min_families,
+            1..=10,
+            "recovery families (there are 10)",
+        ),
+        (
+            "tap-long-lived",
+            "max_lifetime_minutes",
+            r.tap_long_lived.max_lifetime_minutes,
+            TAP_MINUTES,
+            "minutes (a TAP lives 10 – 43,200 minutes)",
+        ),
+        (
+            "mfa-failures",
+            "threshold",
+            r.mfa_failures.threshold,
+            1..=u32::MAX,
+            "failed sign-ins",
+        ),
+        (
+            "tap-policy-lifetime",
+            "max_default_minutes",
+            r.tap_policy_lifetime.max_default_minutes,
+            TAP_MINUTES,
+            "minutes (a TAP lives 10 – 43,200 minutes)",
+        ),
+        (
+            "tap-policy-lifetime",
+            "max_lifetime_minutes",
+            r.tap_policy_lifetime.max_lifetime_minutes,
+            TAP_MINUTES,
+            "minutes (a TAP lives 10 – 43,200 minutes)",
+        ),
+        (
+            "too-few-recovery-admins",
+            "min",
+            r.too_few_recovery_admins.min,
+            1..=u32::MAX,
+            "admins",
+        ),
+        (
+            "break-glass-count",
+            "expected",
+            r.break_glass_count.expected,
+            1..=u32::MAX,
+            "accounts (Microsoft recommends two; turn the rule off instead of expecting none)",
+        ),
+    ];
+    for (rule, param, value, range, unit) in checks {
+        if !range.contains(&value) {
+            let bounds = if *range.end() == u32::MAX {
+                format!("at least {}", range.start())
+            } else {
+                format!("between {} and {}", range.start(), range.end())
+            };
+            return Err((
+                format!("rules.{rule}.{param}"),
+                format!("{value} is out of range: must be {bounds} {unit}"),
+            ));
+        }
+    }
+    if let Some((i, g)) = r
+        .tap_policy_scope
+        .groups
+        .iter()
+        .enumerate()
+        .find(|(_, g)| !is_guid(g))
+    {
+        return Err((
+            "rules.tap-policy-scope.groups".into(),
+            format!("entry {} ({g:?}) is not a group object id (a GUID)", i + 1),
+        ));
+    }
+    Ok(())
+}
