@@ -28,7 +28,26 @@ pub async fn run_after(
         previous_audit,
         ..config.collect_options()
     };
-    let snapshot = collect::collect(client, &options, started_at, &config.tenant.tenant_id).await;
+    // The client bounds every wait; this bounds the rest (a Graph that answers, slowly, page
+    // after page). Past it the audit is incomplete and nothing it read is used.
+    let budget = config.audit_timeout();
+    let tenant = &config.tenant.tenant_id;
+    let snapshot = match tokio::time::timeout(
+        budget,
+        collect::collect(client, &options, started_at, tenant),
+    )
+    .await
+    {
+        Ok(snapshot) => snapshot,
+        Err(_) => {
+            let reason = format!(
+                "the audit deadline passed ({} s, graph.audit_timeout_seconds) before the tenant was read",
+                budget.as_secs()
+            );
+            tracing::warn!("{reason}");
+            collect::nothing_read(tenant, started_at, "audit", &reason)
+        }
+    };
     let mut evaluation = evaluate::evaluate(
         &snapshot,
         &config.rules,

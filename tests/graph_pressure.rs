@@ -339,3 +339,32 @@ async fn a_per_user_item_that_keeps_failing_is_not_retried_until_the_deadline() 
     assert!(admins > 0);
     assert!(tries <= admins * 3, "{tries} tries for {admins} users");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graph_that_answers_slowly_page_after_page_ends_by_the_audit_deadline() {
+    // No single wait passes the deadline here: every page simply takes a second. The audit is
+    // bounded all the same, and what it read by then is not used.
+    let sim = sim(4000, 39, |c| {
+        c.faults = vec![Fault::Slow {
+            endpoint: "users".into(),
+            delay_ms: 1000,
+        }]
+    })
+    .await;
+    let config = common::config(&sim, "[graph]\naudit_timeout_seconds = 2\n");
+    let started = Instant::now();
+    let report = common::audit(&sim, &config).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!report.complete);
+    assert!(
+        report.findings.iter().all(|f| f.user_id.is_none()),
+        "no user is judged on a half-read tenant: {:?}",
+        report.findings
+    );
+    let reasons = report.incomplete_reasons.join("; ");
+    assert!(reasons.contains("graph.audit_timeout_seconds"), "{reasons}");
+}

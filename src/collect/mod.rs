@@ -12,7 +12,7 @@ mod sweeps;
 pub mod wire;
 
 pub use sweeps::{
-    collect, collect_with_report, encode, CollectReport, SweepStat, LICENCE_ATTEMPTS,
+    collect, collect_with_report, encode, nothing_read, CollectReport, SweepStat, LICENCE_ATTEMPTS,
     SUBSCRIBED_SKUS_PERMISSIONS,
 };
 

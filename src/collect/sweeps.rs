@@ -444,6 +444,56 @@ fn licence_gap(err: &GraphError, endpoint: &str, premium: Option<bool>, licensed
     }
 }
 
+fn empty_snapshot(tenant_id: &str, audit_time: DateTime<Utc>) -> Snapshot {
+    Snapshot {
+        tenant_id: tenant_id.to_string(),
+        taken_at: audit_time,
+        users: Vec::new(),
+        methods_policy: None,
+        security_defaults_enabled: None,
+        conditional_access: None,
+        unknown_methods: BTreeMap::new(),
+        mfa_failures_by_code: BTreeMap::new(),
+        groups: BTreeMap::new(),
+        role_service_principals: BTreeMap::new(),
+        coverage: Coverage::default(),
+    }
+}
+
+/// A snapshot of which nothing could be read (no token, or the audit's deadline passed): every
+/// data set failed with `reason`, so no rule judges an empty tenant and the audit is incomplete.
+pub fn nothing_read(
+    tenant_id: &str,
+    audit_time: DateTime<Utc>,
+    endpoint: &str,
+    reason: &str,
+) -> Snapshot {
+    let mut snapshot = empty_snapshot(tenant_id, audit_time);
+    for set in [
+        DataSet::Users,
+        DataSet::Registration,
+        DataSet::MethodsPolicy,
+        DataSet::SecurityDefaults,
+        DataSet::ConditionalAccess,
+        DataSet::Roles,
+        DataSet::TapDetail,
+        DataSet::MethodDetail,
+        DataSet::PerUserMfa,
+        DataSet::SignIns,
+        DataSet::RoleEligibility,
+        DataSet::DirectoryAudit,
+    ] {
+        snapshot.coverage.gaps.insert(
+            set,
+            Gap::Failed {
+                endpoint: endpoint.into(),
+                reason: reason.into(),
+            },
+        );
+    }
+    snapshot
+}
+
 /// Reads the whole tenant. See [`collect_with_report`].
 pub async fn collect(
     client: &GraphClient,
@@ -466,19 +516,7 @@ pub async fn collect_with_report(
 ) -> CollectReport {
     let mut coverage = Coverage::default();
     let mut sweeps = Vec::new();
-    let mut snapshot = Snapshot {
-        tenant_id: tenant_id.to_string(),
-        taken_at: audit_time,
-        users: Vec::new(),
-        methods_policy: None,
-        security_defaults_enabled: None,
-        conditional_access: None,
-        unknown_methods: BTreeMap::new(),
-        mfa_failures_by_code: BTreeMap::new(),
-        groups: BTreeMap::new(),
-        role_service_principals: BTreeMap::new(),
-        coverage: Coverage::default(),
-    };
+    let mut snapshot = empty_snapshot(tenant_id, audit_time);
 
     let (granted, stat) = timed("token", async {
         client.granted_roles().await.map(|r| (r, 1))
@@ -489,29 +527,7 @@ pub async fn collect_with_report(
         Ok(g) => g,
         Err(e) => {
             // Without a token nothing was read: every data set failed, so no rule judges an empty tenant.
-            for set in [
-                DataSet::Users,
-                DataSet::Registration,
-                DataSet::MethodsPolicy,
-                DataSet::SecurityDefaults,
-                DataSet::ConditionalAccess,
-                DataSet::Roles,
-                DataSet::TapDetail,
-                DataSet::MethodDetail,
-                DataSet::PerUserMfa,
-                DataSet::SignIns,
-                DataSet::RoleEligibility,
-                DataSet::DirectoryAudit,
-            ] {
-                coverage.gaps.insert(
-                    set,
-                    Gap::Failed {
-                        endpoint: "token".into(),
-                        reason: e.to_string(),
-                    },
-                );
-            }
-            snapshot.coverage = coverage;
+            let snapshot = nothing_read(tenant_id, audit_time, "token", &e.to_string());
             return CollectReport { snapshot, sweeps };
         }
     };
