@@ -423,14 +423,28 @@ impl State {
             .iter()
             .any(|p| roles.iter().any(|r| r.eq_ignore_ascii_case(p)))
         {
-            return (
-                label,
+            // The directory refuses with Authorization_RequestDenied; the reports and audit-log
+            // service names the permission it wanted (docs/graph.md, Permissions).
+            let reply = if matches!(
+                route.label,
+                "userRegistrationDetails" | "signIns" | "directoryAudits"
+            ) {
+                graph_error(
+                    403,
+                    "Authentication_MSGraphPermissionMissing",
+                    &format!(
+                        "Calling principal does not have required MSGraph permissions {}",
+                        route.any_of.first().copied().unwrap_or("AuditLog.Read.All")
+                    ),
+                )
+            } else {
                 graph_error(
                     403,
                     "Authorization_RequestDenied",
                     "Insufficient privileges to complete the operation.",
-                ),
-            );
+                )
+            };
+            return (label, reply);
         }
         let licence_fault = self
             .has_fault(&label, |f| matches!(f, Fault::Licence { .. }))

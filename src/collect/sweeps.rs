@@ -323,10 +323,21 @@ async fn timed<T, F: std::future::Future<Output = Result<(T, u64), GraphError>>>
 }
 
 /// Whether a failed sweep's error means "not licensed" rather than "failed".
+/// A 403 that says the application lacks a permission: the directory says
+/// `Authorization_RequestDenied`; the reports and audit-log service says
+/// `Authentication_MSGraphPermissionMissing` and names the permission.
+fn is_permission_refusal(err: &GraphError) -> bool {
+    err.status() == Some(403)
+        && err.code().is_some_and(|c| {
+            c.eq_ignore_ascii_case("Authorization_RequestDenied")
+                || c.eq_ignore_ascii_case("Authentication_MSGraphPermissionMissing")
+        })
+}
+
 fn gap_for(err: &GraphError, endpoint: &str) -> Gap {
     if err.is_licence_error() {
         Gap::Unlicensed("the tenant has no Entra ID P1/P2 licence".into())
-    } else if err.status() == Some(403) && err.code() == Some("Authorization_RequestDenied") {
+    } else if is_permission_refusal(err) {
         Gap::MissingPermission(format!("{endpoint}: {err}"))
     } else {
         Gap::Failed {
@@ -1042,18 +1053,18 @@ pub async fn collect_with_report(
         }
         let mut issued: Vec<ObjectId> = Vec::new();
         let mut rows = 0u64;
-        client
-            .get_pages::<wire::DirectoryAudit, _>(
-                ThrottleClass::Reports,
-                "directoryAudits",
-                &directory_audits_url(tap_audit_since(options, audit_time)),
-                |page| {
-                    rows += page.len() as u64;
-                    issued.extend(tap_issued_to(&page));
-                    Ok(())
-                },
-            )
-            .await?;
+        // Audit logs are in every edition: a licence 403 here is the intermittent kind, retried.
+        report_pages::<wire::DirectoryAudit, _>(
+            client,
+            "directoryAudits",
+            &directory_audits_url(tap_audit_since(options, audit_time)),
+            None,
+            |page| {
+                rows += page.len() as u64;
+                issued.extend(tap_issued_to(&page));
+            },
+        )
+        .await?;
         issued.sort_unstable();
         issued.dedup();
         Ok((issued, rows))
@@ -1440,6 +1451,35 @@ async fn batch<T: serde::de::DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_permission_is_named_whichever_service_refuses() {
+        let refused = |code: &str| GraphError::Http {
+            endpoint: "userRegistrationDetails".into(),
+            status: 403,
+            code: code.into(),
+            message:
+                "Calling principal does not have required MSGraph permissions AuditLog.Read.All"
+                    .into(),
+            request_id: None,
+        };
+        for code in [
+            "Authorization_RequestDenied",
+            "Authentication_MSGraphPermissionMissing",
+        ] {
+            assert!(
+                matches!(
+                    gap_for(&refused(code), "userRegistrationDetails"),
+                    Gap::MissingPermission(_)
+                ),
+                "{code}"
+            );
+        }
+        assert!(matches!(
+            gap_for(&refused("UnknownError"), "userRegistrationDetails"),
+            Gap::Failed { .. }
+        ));
+    }
 
     #[test]
     fn tap_issuance_is_read_from_the_directory_audit_log() {
