@@ -368,3 +368,36 @@ async fn a_graph_that_answers_slowly_page_after_page_ends_by_the_audit_deadline(
     let reasons = report.incomplete_reasons.join("; ");
     assert!(reasons.contains("graph.audit_timeout_seconds"), "{reasons}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_directory_audit_log_leaves_the_tap_rules_on_the_reported_passes() {
+    // The docs list AuditLog.Read.All *and* Directory.Read.All for the log; a tenant that refuses
+    // it (403 Authentication_MSGraphPermissionMissing) costs the fresh passes, not the audit.
+    let sim = sim(1200, 41, |c| {
+        c.faults = vec![Fault::Status {
+            endpoint: "directoryAudits".into(),
+            status: 403,
+            count: None,
+            retry_after: None,
+        }]
+    })
+    .await;
+    let client = common::client(&sim, |_| {});
+    let snap = run(&sim, &client, &CollectOptions::default())
+        .await
+        .snapshot;
+    assert!(snap.is_complete(), "{:?}", snap.coverage);
+    assert!(
+        matches!(
+            snap.coverage.gaps.get(&DataSet::DirectoryAudit),
+            Some(Gap::MissingPermission(why)) if why.contains("Authentication_MSGraphPermissionMissing")
+        ),
+        "{:?}",
+        snap.coverage
+    );
+    assert!(snap.coverage.has(DataSet::TapDetail));
+    assert!(
+        snap.users.iter().any(|u| u.tap.is_some()),
+        "the passes the report lists are still read"
+    );
+}

@@ -505,6 +505,18 @@ impl State {
                 {
                     graph_error(403, "accessDenied", "Request Authorization failed")
                 }
+                // The reports and audit-log service names the permission it wanted.
+                403 if matches!(
+                    label.as_str(),
+                    "userRegistrationDetails" | "signIns" | "directoryAudits"
+                ) =>
+                {
+                    graph_error(
+                        403,
+                        "Authentication_MSGraphPermissionMissing",
+                        "Calling principal does not have required MSGraph permissions AuditLog.Read.All, Directory.Read.All",
+                    )
+                }
                 403 => graph_error(
                     403,
                     "Authorization_RequestDenied",

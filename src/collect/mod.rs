@@ -186,17 +186,14 @@ pub static PERMISSION_NEEDS: &[PermissionNeed] = &[
     },
     // Temporary Access Passes issued since the registration report's snapshot are found in the
     // directory audit log (docs-contrib directoryaudit-list-permissions.md).
-    // The directory audit log needs AuditLog.Read.All *and* Directory.Read.All (docs-contrib
-    // directoryaudit-list-permissions.md): two rows, each of which must be met.
+    // docs-contrib directoryaudit-list-permissions.md lists AuditLog.Read.All *and*
+    // Directory.Read.All; the client asks for the first and, should Graph refuse for the second,
+    // the 403 leaves this data set a named gap (TAP rules judged on the report's passes), never a
+    // failed audit. README recommends Directory.Read.All.
     PermissionNeed {
         data_set: DataSet::DirectoryAudit,
         any_of: &["AuditLog.Read.All"],
         disables: "TAPs issued since the registration report's snapshot (the TAP rules judge only the passes the report lists)",
-    },
-    PermissionNeed {
-        data_set: DataSet::DirectoryAudit,
-        any_of: &["Directory.Read.All", "Directory.ReadWrite.All"],
-        disables: "TAPs issued since the registration report's snapshot (the directory audit log needs Directory.Read.All besides AuditLog.Read.All)",
     },
 ];
 
