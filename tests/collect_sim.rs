@@ -574,6 +574,36 @@ async fn a_licensed_tenant_that_keeps_refusing_is_a_failed_sweep_not_a_fallback(
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pim_answering_is_evidence_of_p2_when_both_reports_keep_refusing() {
+    // No subscriptions to read, both premium reports refusing: PIM eligibility (Entra ID P2)
+    // answered, so the tenant is licensed and the refusal is a failure, not the free fallback.
+    let sim = common::sim(600, 14, Profile::Realistic, |c| {
+        c.faults = vec![
+            Fault::Licence {
+                endpoint: "userRegistrationDetails".into(),
+            },
+            Fault::Licence {
+                endpoint: "signIns".into(),
+            },
+        ];
+    })
+    .await;
+    let snap = run(&sim, &client_for(&sim), &options()).await.snapshot;
+    assert!(
+        snap.coverage.has(DataSet::RoleEligibility),
+        "{:?}",
+        snap.coverage
+    );
+    assert!(!snap.coverage.licence_fallback, "{:?}", snap.coverage);
+    assert!(!snap.is_complete());
+    assert!(
+        matches!(snap.coverage.gaps.get(&DataSet::Registration), Some(Gap::Failed { reason, .. }) if reason.contains("another premium endpoint answered")),
+        "{:?}",
+        snap.coverage.gaps
+    );
+}
+
 fn client_for(sim: &SimHandle) -> GraphClient {
     client(sim, |_| {})
 }

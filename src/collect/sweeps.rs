@@ -440,7 +440,7 @@ fn licence_gap(err: &GraphError, endpoint: &str, premium: Option<bool>, licensed
                 if premium == Some(true) {
                     " (subscribedSkus)"
                 } else {
-                    " (another report answered)"
+                    " (another premium endpoint answered)"
                 }
             ),
         }
@@ -832,10 +832,12 @@ pub async fn collect_with_report(
     let mut unknown_by_user: HashMap<ObjectId, Vec<String>> = HashMap::new();
 
     let (registration, stat) = registration;
-    // Licensed for certain: the subscriptions say so, or one of the premium reports answered.
+    // Licensed for certain: the subscriptions say so, one of the premium reports answered, or PIM
+    // answered (it needs Entra ID P2, which includes P1).
     let licensed = premium == Some(true)
         || matches!(registration, Ok(Some(_)))
-        || matches!(sign_ins.0, Ok(Some(_)));
+        || matches!(sign_ins.0, Ok(Some(_)))
+        || matches!(eligibility.0, Ok(Some(_)));
     let licence_fallback = !licensed
         && registration
             .as_ref()
