@@ -558,7 +558,15 @@ async fn faults_aimed_at_batch_and_token_fire_and_revoke_removes_a_role_from_new
     )
     .await;
     assert_eq!(status, 403, "{body}");
-    assert_eq!(body["error"]["code"], "Authorization_RequestDenied");
+    // The reports service names the permission it wanted; the directory would say
+    // Authorization_RequestDenied.
+    assert_eq!(
+        body["error"]["code"],
+        "Authentication_MSGraphPermissionMissing"
+    );
+    assert!(body["error"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("AuditLog.Read.All")));
     let (status, _, _) = get(&sim, &fresh, "/v1.0/users?$select=id").await;
     assert_eq!(status, 200, "only the revoked permission is gone");
     // Faults that could never fire there are refused, over HTTP too.
