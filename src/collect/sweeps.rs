@@ -259,7 +259,7 @@ fn directory_audits_url(since: DateTime<Utc>) -> String {
         since.to_rfc3339_opts(SecondsFormat::Secs, true)
     );
     format!(
-        "/v1.0/auditLogs/directoryAudits?$filter={}",
+        "/v1.0/auditLogs/directoryAudits?$filter={}&$top=999",
         encode(&filter)
     )
 }
@@ -801,7 +801,42 @@ pub async fn collect_with_report(
         Ok((Some(groups), rows))
     });
 
-    let (users, registration, policy, defaults, ca, (roles, eligibility), sign_ins, groups) = tokio::join!(
+    // The report lags by hours and may never list a TAP: the directory audit log names who was
+    // issued one since the previous audit. Read beside the report (it depends on nothing read
+    // here); used only where TAP detail is read by holder, i.e. not on a free tenant.
+    let fresh_taps_fut = timed("directory-audits", async {
+        if !wants(DataSet::TapDetail) || !wants(DataSet::DirectoryAudit) {
+            return Ok((Vec::new(), 0));
+        }
+        let mut issued: Vec<ObjectId> = Vec::new();
+        let mut rows = 0u64;
+        // Audit logs are in every edition: a licence 403 here is the intermittent kind, retried.
+        report_pages::<wire::DirectoryAudit, _>(
+            client,
+            "directoryAudits",
+            &directory_audits_url(tap_audit_since(options, audit_time)),
+            None,
+            |page| {
+                rows += page.len() as u64;
+                issued.extend(tap_issued_to(&page));
+            },
+        )
+        .await?;
+        issued.sort_unstable();
+        issued.dedup();
+        Ok((issued, rows))
+    });
+
+    let (
+        users,
+        registration,
+        policy,
+        defaults,
+        ca,
+        (roles, eligibility),
+        sign_ins,
+        (groups, fresh_taps),
+    ) = tokio::join!(
         users_fut,
         registration_fut,
         policy_fut,
@@ -809,7 +844,7 @@ pub async fn collect_with_report(
         ca_fut,
         async { tokio::join!(roles_fut, eligibility_fut) },
         sign_ins_fut,
-        groups_fut
+        async { tokio::join!(groups_fut, fresh_taps_fut) }
     );
 
     let (users, stat) = users;
@@ -1047,32 +1082,8 @@ pub async fn collect_with_report(
         Vec::new()
     };
     let read_taps = has_users && coverage.has(DataSet::TapDetail) && !licence_fallback;
-    // The report lags by hours and may never list a TAP: the directory audit log names who was
-    // issued one since the previous audit.
-    let (fresh_taps, stat) = timed("directory-audits", async {
-        if !read_taps || !coverage.has(DataSet::DirectoryAudit) {
-            return Ok((Vec::new(), 0));
-        }
-        let mut issued: Vec<ObjectId> = Vec::new();
-        let mut rows = 0u64;
-        // Audit logs are in every edition: a licence 403 here is the intermittent kind, retried.
-        report_pages::<wire::DirectoryAudit, _>(
-            client,
-            "directoryAudits",
-            &directory_audits_url(tap_audit_since(options, audit_time)),
-            None,
-            |page| {
-                rows += page.len() as u64;
-                issued.extend(tap_issued_to(&page));
-            },
-        )
-        .await?;
-        issued.sort_unstable();
-        issued.dedup();
-        Ok((issued, rows))
-    })
-    .await;
-    match fresh_taps.as_ref().err() {
+    let (fresh_taps, stat) = fresh_taps;
+    match fresh_taps.as_ref().err().filter(|_| read_taps) {
         // Audit logs are in every edition (entra-docs includes/licensing-monitoring-health.md):
         // a licence refusal here is Graph's intermittent one, never "no P1/P2".
         Some(e) if e.is_licence_error() => {
@@ -1098,6 +1109,8 @@ pub async fn collect_with_report(
         ),
     }
     let fresh_taps: Vec<u32> = fresh_taps
+        .ok()
+        .filter(|_| read_taps)
         .unwrap_or_default()
         .iter()
         .filter_map(|id| index.get(id).copied())
@@ -1490,7 +1503,7 @@ mod tests {
             .expect("date");
         assert_eq!(
             directory_audits_url(since),
-            "/v1.0/auditLogs/directoryAudits?$filter=activityDisplayName%20eq%20%27Admin%20registered%20security%20info%27%20and%20activityDateTime%20ge%202026-11-23T10%3A00%3A00Z"
+            "/v1.0/auditLogs/directoryAudits?$filter=activityDisplayName%20eq%20%27Admin%20registered%20security%20info%27%20and%20activityDateTime%20ge%202026-11-23T10%3A00%3A00Z&$top=999"
         );
         // Graph's documented example spells the target's type key `Type`; a phone method
         // registered by an admin, or a failed attempt, is not a TAP.
