@@ -718,14 +718,19 @@ fn role_ids(roles: &[u8]) -> Vec<String> {
 }
 
 impl GroundTruth {
-    /// Role template ids the user holds actively: its own assignments and those of the
-    /// role-assignable groups it is a (transitive) member of. Sorted, once each.
-    pub fn active_roles(&self, user_id: &str) -> Vec<String> {
+    /// Role template ids the user has one way (`own` of its own, `via_group` of each role-assignable
+    /// group it is a transitive member of), sorted, once each.
+    fn roles_of(
+        &self,
+        user_id: &str,
+        own: impl Fn(&TruthUser) -> &[String],
+        via_group: impl Fn(&TruthGroup) -> &[String],
+    ) -> Vec<String> {
         let mut out: Vec<String> = self
             .users
             .iter()
             .filter(|u| u.id.eq_ignore_ascii_case(user_id))
-            .flat_map(|u| u.roles.iter().cloned())
+            .flat_map(|u| own(u).iter().cloned())
             .chain(
                 self.groups
                     .iter()
@@ -733,7 +738,7 @@ impl GroundTruth {
                         g.role_assignable
                             && g.members.iter().any(|m| m.eq_ignore_ascii_case(user_id))
                     })
-                    .flat_map(|g| g.roles.iter().cloned()),
+                    .flat_map(|g| via_group(g).iter().cloned()),
             )
             .collect();
         out.sort();
@@ -741,28 +746,18 @@ impl GroundTruth {
         out
     }
 
+    /// Role template ids the user holds actively: its own assignments and those of the
+    /// role-assignable groups it is a (transitive) member of. Sorted, once each.
+    pub fn active_roles(&self, user_id: &str) -> Vec<String> {
+        self.roles_of(user_id, |u| &u.roles, |g| &g.roles)
+    }
+
     /// Role template ids the user can activate through PIM (its own eligibility and its groups'),
     /// leaving out those it already holds actively. Sorted, once each. Only a P2 tenant serves them.
     pub fn eligible_roles(&self, user_id: &str) -> Vec<String> {
         let active = self.active_roles(user_id);
-        let mut out: Vec<String> = self
-            .users
-            .iter()
-            .filter(|u| u.id.eq_ignore_ascii_case(user_id))
-            .flat_map(|u| u.eligible_roles.iter().cloned())
-            .chain(
-                self.groups
-                    .iter()
-                    .filter(|g| {
-                        g.role_assignable
-                            && g.members.iter().any(|m| m.eq_ignore_ascii_case(user_id))
-                    })
-                    .flat_map(|g| g.eligible_roles.iter().cloned()),
-            )
-            .filter(|r| !active.contains(r))
-            .collect();
-        out.sort();
-        out.dedup();
+        let mut out = self.roles_of(user_id, |u| &u.eligible_roles, |g| &g.eligible_roles);
+        out.retain(|r| !active.contains(r));
         out
     }
 
