@@ -1,0 +1,117 @@
+//! Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
+
+/// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
+pub(super) const MIGRATIONS: &[&str] = &[
+    r#"
+CREATE TABLE audits (
+    id              INTEGER PRIMARY KEY,
+    tenant          TEXT NOT NULL,
+    started_at      TEXT NOT NULL,
+    finished_at     TEXT NOT NULL,
+    result          TEXT NOT NULL CHECK (result IN ('complete', 'incomplete')),
+    reason          TEXT,
+    users_in_scope  INTEGER NOT NULL,
+    findings        INTEGER NOT NULL,
+    excepted        INTEGER NOT NULL,
+    graph_requests  INTEGER NOT NULL
+);
+CREATE INDEX audits_tenant_time ON audits (tenant, started_at);
+CREATE TABLE findings (
+    tenant               TEXT NOT NULL,
+    rule                 TEXT NOT NULL,
+    subject              TEXT NOT NULL,
+    user_principal_name  TEXT,
+    severity             TEXT NOT NULL,
+    detail               TEXT NOT NULL,
+    remediation          TEXT NOT NULL,
+    excepted             INTEGER NOT NULL DEFAULT 0,
+    first_seen           TEXT NOT NULL,
+    last_seen            TEXT NOT NULL,
+    resolved_at          TEXT,
+    last_audit           INTEGER NOT NULL REFERENCES audits (id),
+    PRIMARY KEY (tenant, rule, subject)
+);
+CREATE INDEX findings_open ON findings (tenant, resolved_at);
+"#,
+    r#"
+CREATE TABLE outbox (
+    id                   INTEGER PRIMARY KEY,
+    webhook              TEXT NOT NULL,
+    tenant               TEXT NOT NULL,
+    audit_id             INTEGER NOT NULL,
+    kind                 TEXT NOT NULL CHECK (kind IN ('new', 'resolved')),
+    rule                 TEXT NOT NULL,
+    subject              TEXT NOT NULL,
+    user_principal_name  TEXT,
+    severity             TEXT NOT NULL,
+    detail               TEXT NOT NULL,
+    remediation          TEXT NOT NULL,
+    first_seen           TEXT NOT NULL,
+    resolved_at          TEXT,
+    attempts             INTEGER NOT NULL DEFAULT 0,
+    last_error           TEXT
+);
+CREATE INDEX outbox_pending ON outbox (webhook, id);
+CREATE INDEX outbox_group ON outbox (webhook, audit_id, kind, rule, severity);
+"#,
+    // Event ids are what receivers deduplicate on: a plain rowid is reused once the outbox
+    // drains, so ids come from AUTOINCREMENT's sequence from now on. A store that recorded
+    // audits before may have given out any id up to the number of events it ever queued: the
+    // sequence then starts above any such id (the migration time in milliseconds, well below
+    // 2^53, so JSON receivers keep every digit).
+    r#"
+CREATE TABLE outbox_v3 (
+    id                   INTEGER PRIMARY KEY AUTOINCREMENT,
+    webhook              TEXT NOT NULL,
+    tenant               TEXT NOT NULL,
+    audit_id             INTEGER NOT NULL,
+    kind                 TEXT NOT NULL CHECK (kind IN ('new', 'resolved')),
+    rule                 TEXT NOT NULL,
+    subject              TEXT NOT NULL,
+    user_principal_name  TEXT,
+    severity             TEXT NOT NULL,
+    detail               TEXT NOT NULL,
+    remediation          TEXT NOT NULL,
+    first_seen           TEXT NOT NULL,
+    resolved_at          TEXT,
+    attempts             INTEGER NOT NULL DEFAULT 0,
+    last_error           TEXT
+);
+INSERT INTO outbox_v3 SELECT * FROM outbox;
+DROP TABLE outbox;
+ALTER TABLE outbox_v3 RENAME TO outbox;
+CREATE INDEX outbox_pending ON outbox (webhook, id);
+CREATE INDEX outbox_group ON outbox (webhook, audit_id, kind, rule, severity);
+DELETE FROM sqlite_sequence WHERE name IN ('outbox', 'outbox_v3');
+INSERT INTO sqlite_sequence (name, seq)
+    SELECT 'outbox', MAX(
+        COALESCE((SELECT MAX(id) FROM outbox), 0),
+        CASE WHEN EXISTS (SELECT 1 FROM audits) THEN CAST(strftime('%s', 'now') AS INTEGER) * 1000 ELSE 0 END);
+"#,
+    // Which rules an audit skipped and why (JSON), and the posture last published from a
+    // complete audit, so a restart republishes it before Graph answers.
+    r#"
+ALTER TABLE audits ADD COLUMN skipped TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE audits ADD COLUMN kept_open INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE posture (
+    tenant       TEXT PRIMARY KEY,
+    audit_id     INTEGER NOT NULL,
+    finished_at  TEXT NOT NULL,
+    record       TEXT NOT NULL
+);
+"#,
+    // A tenant rule may find several things (weak-methods-enabled: Sms and Voice): each is its
+    // own subject `tenant:<what>`, which the rules now give. Rows stored under the single
+    // subject `tenant` get theirs from their detail text, so they keep their first_seen.
+    r#"
+UPDATE findings SET subject = 'tenant:' || substr(detail, 1, instr(detail, ' ') - 1)
+    WHERE rule = 'weak-methods-enabled' AND subject = 'tenant' AND instr(detail, ' ') > 1;
+UPDATE findings SET subject = 'tenant:default'
+    WHERE rule = 'tap-policy-lifetime' AND subject = 'tenant' AND detail LIKE 'default TAP lifetime%';
+UPDATE findings SET subject = 'tenant:maximum'
+    WHERE rule = 'tap-policy-lifetime' AND subject = 'tenant' AND detail LIKE 'maximum TAP lifetime%';
+UPDATE findings SET subject = 'tenant:' || lower(substr(detail, 26, instr(detail, ' does not exist') - 26))
+    WHERE rule = 'break-glass-weak' AND subject = 'tenant'
+      AND detail LIKE 'emergency-access account % does not exist';
+"#,
+];
