@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::Utc;
@@ -14,10 +14,11 @@ use tokio::sync::watch;
 
 use crate::alerting::Alerting;
 use crate::config::Config;
+use crate::evaluate::exceptions::Judged;
 use crate::graph::GraphClient;
 use crate::metrics::Metrics;
 use crate::report::Report;
-use crate::state::Store;
+use crate::state::{RunHead, Store};
 
 /// What the HTTP handlers and the scheduler share.
 pub struct Shared {
@@ -28,6 +29,8 @@ pub struct Shared {
     pub alerting: RwLock<Arc<Alerting>>,
     pub last_report: RwLock<Option<Arc<Report>>>,
     pub running: AtomicBool,
+    /// Set on SIGTERM: an audit being recorded rolls back instead of holding the stop.
+    pub stopping: AtomicBool,
     pub skipped_runs: AtomicU64,
     config_path: PathBuf,
 }
@@ -108,71 +111,119 @@ fn trigger(shared: &Arc<Shared>, tasks: &mut tokio::task::JoinSet<()>) {
         // Fresh TAPs are looked up in the directory audit log since the last complete audit.
         let previous = shared
             .store
-            .audits(&config.tenant.tenant_id, 50)
+            .last_complete(&config.tenant.tenant_id)
             .ok()
-            .and_then(|runs| runs.into_iter().find(|r| r.complete))
+            .flatten()
             .map(|r| r.started_at);
-        let report = crate::audit::run_after(&config, &client, previous).await;
+        let reading = Instant::now();
+        let read = crate::audit::read_tenant(&config, &client, previous).await;
+        shared.metrics.audit_phase("read", reading.elapsed());
         let requests: u64 = client.stats().requests_by_endpoint().values().sum();
-        let tenant = config.tenant.tenant_id.clone();
-        let publish = (|| -> anyhow::Result<()> {
-            let alerting = shared.alerting();
-            let changes = shared
-                .store
-                .record_with(&report, requests, alerting.subscribers())?;
-            let open = shared.store.findings(&tenant, false)?;
-            shared
-                .metrics
-                .observe_with(&report, &config.rules, &open, config.per_user_series());
-            alerting.published(&open);
-            if report.complete {
-                if let Some(record) = shared.metrics.posture_record() {
-                    let json = serde_json::to_string(&*record)?;
-                    shared.store.save_posture(
-                        &tenant,
-                        changes.audit_id,
-                        record.finished_at,
-                        &json,
-                    )?;
+        // Judging, recording and publishing are CPU and SQLite work: off the async threads, so
+        // HTTP answers while a million users' findings are written.
+        let worker = shared.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            record_and_publish(&worker, &config, read, requests)
+        })
+        .await;
+        match done {
+            Ok(Ok(report)) => {
+                if report.complete {
+                    notify(&format!(
+                        "STATUS=last audit complete: {} findings",
+                        report.open_count()
+                    ));
+                } else {
+                    tracing::warn!("audit incomplete: {}", report.incomplete_reasons.join("; "));
+                    notify("STATUS=last audit INCOMPLETE");
                 }
+                *shared
+                    .last_report
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(report));
             }
-            shared.store.prune(&tenant, config.storage.keep_audits)?;
-            if !report.skipped.is_empty() {
-                let rules: Vec<&str> = report.skipped.iter().map(|s| s.rule).collect();
-                tracing::warn!(
-                    kept_open = changes.kept,
-                    "rules skipped for lack of data, their findings kept as they were: {}",
-                    rules.join(", ")
-                );
-            }
-            tracing::info!(
-                complete = report.complete,
-                findings = report.findings.len(),
-                new = changes.new.len(),
-                resolved = changes.resolved.len(),
-                skipped_rules = report.skipped.len(),
-                "audit recorded"
-            );
-            Ok(())
-        })();
-        if let Err(e) = publish {
-            tracing::error!("recording the audit failed: {e:#}");
+            Ok(Err(e)) => tracing::error!("recording the audit failed: {e:#}"),
+            Err(e) => tracing::error!("recording the audit failed: {e}"),
         }
-        if report.complete {
-            notify(&format!(
-                "STATUS=last audit complete: {} findings",
-                report.findings.len()
-            ));
-        } else {
-            tracing::warn!("audit incomplete: {}", report.incomplete_reasons.join("; "));
-            notify("STATUS=last audit INCOMPLETE");
-        }
-        *shared
-            .last_report
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(report));
         shared.running.store(false, Ordering::SeqCst);
     });
+}
+
+/// Judges what an audit read, streaming its findings into the store (one transaction), then
+/// publishes: metrics, alerting, the posture kept for restarts, pruning. Blocks.
+fn record_and_publish(
+    shared: &Shared,
+    config: &Config,
+    read: crate::audit::Read,
+    requests: u64,
+) -> anyhow::Result<Report> {
+    let alerting = shared.alerting();
+    let tenant = config.tenant.tenant_id.as_str();
+    let head = RunHead {
+        tenant,
+        started_at: read.started_at,
+        complete: read.snapshot.is_complete(),
+        graph_requests: requests,
+    };
+    let recording = Instant::now();
+    let critical_cap = config.per_user_series().unwrap_or(0);
+    let (report, changes) =
+        shared.store.record_audit(
+            &head,
+            alerting.subscribers(),
+            &mut |sink| {
+                let report = crate::audit::judge_into(config, &read, critical_cap, &mut |judged| {
+                    match &judged {
+                        Judged::Open(f) => sink(f, false),
+                        Judged::Excepted(e) => sink(&e.finding, true),
+                    }
+                });
+                // Stopping: roll the audit back rather than hold SIGTERM for the commit.
+                if shared.stopping.load(Ordering::SeqCst) {
+                    return Err(crate::state::StateError::Stopped);
+                }
+                Ok(report)
+            },
+            &mut |_, _| Ok(()),
+        )?;
+    drop(read);
+    shared.metrics.audit_phase("record", recording.elapsed());
+    let publishing = Instant::now();
+    let oldest = shared.store.oldest_open_by_rule(tenant)?;
+    shared
+        .metrics
+        .observe_with(&report, &config.rules, &oldest, config.per_user_series());
+    alerting.published();
+    if report.complete {
+        if let Some(record) = shared.metrics.posture_record() {
+            let json = serde_json::to_string(&*record)?;
+            shared
+                .store
+                .save_posture(tenant, changes.audit_id, record.finished_at, &json)?;
+        }
+    }
+    shared.store.prune(tenant, config.storage.keep_audits)?;
+    shared.metrics.audit_phase("publish", publishing.elapsed());
+    if !report.skipped.is_empty() {
+        let rules: Vec<&str> = report.skipped.iter().map(|s| s.rule).collect();
+        tracing::warn!(
+            kept_open = changes.kept,
+            "rules skipped for lack of data, their findings kept as they were: {}",
+            rules.join(", ")
+        );
+    }
+    tracing::info!(
+        complete = report.complete,
+        findings = report.open_count(),
+        new = changes.new,
+        resolved = changes.resolved,
+        rows_written = changes.written,
+        skipped_rules = report.skipped.len(),
+        record_seconds = recording.elapsed().as_secs_f64() - publishing.elapsed().as_secs_f64(),
+        publish_seconds = publishing.elapsed().as_secs_f64(),
+        "audit recorded"
+    );
+    Ok(report)
 }
 
 /// How long a webhook delivery in flight may take to finish when alerting stops or reloads.
@@ -193,7 +244,7 @@ async fn reload(shared: &Shared) {
             // The old webhook worker stops before the new one starts, so no message goes twice.
             shared.alerting().shutdown(ALERTING_GRACE).await;
             let alerting = Arc::new(alerting.start());
-            seed_alerts(shared, &alerting, &config.tenant.tenant_id);
+            seed_alerts(&alerting);
             *shared.alerting.write().unwrap_or_else(|e| e.into_inner()) = alerting;
             *shared.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
             *shared.client.write().unwrap_or_else(|e| e.into_inner()) = client;
@@ -226,28 +277,25 @@ fn republish(shared: &Shared) {
             )
         }
     };
-    match shared.store.findings(tenant, false) {
-        Ok(open) => {
+    match shared.store.oldest_open_by_rule(tenant) {
+        Ok(oldest) => {
             shared
                 .metrics
-                .restore(record, &config.rules, &open, config.per_user_series());
+                .restore(record, &config.rules, &oldest, config.per_user_series());
             tracing::info!(
                 audit = kept.audit_id,
                 finished_at = %kept.finished_at,
                 "republished the posture of the last complete audit"
             );
         }
-        Err(e) => tracing::error!("reading the open findings to republish the posture: {e}"),
+        Err(e) => tracing::error!("reading the open findings' ages to republish the posture: {e}"),
     }
 }
 
-/// Hands the store's open findings to a freshly started alerting, so the alerts of the last
+/// Has a freshly started alerting read the store's open findings, so the alerts of the last
 /// complete audit stay active across a restart or a reload.
-fn seed_alerts(shared: &Shared, alerting: &Alerting, tenant: &str) {
-    match shared.store.findings(tenant, false) {
-        Ok(open) => alerting.published(&open),
-        Err(e) => tracing::error!("reading the open findings for alerting: {e}"),
-    }
+fn seed_alerts(alerting: &Alerting) {
+    alerting.published();
 }
 
 /// Runs the daemon until SIGTERM or SIGINT. `ready` receives the bound HTTP address.
@@ -271,6 +319,7 @@ pub async fn run(
         store,
         last_report: RwLock::new(None),
         running: AtomicBool::new(false),
+        stopping: AtomicBool::new(false),
         skipped_runs: AtomicU64::new(0),
         config_path: config_path.to_path_buf(),
     });
@@ -310,11 +359,7 @@ pub async fn run(
     }
     notify("READY=1\nSTATUS=started");
 
-    seed_alerts(
-        &shared,
-        &shared.alerting(),
-        &shared.config().tenant.tenant_id,
-    );
+    seed_alerts(&shared.alerting());
     let mut tasks = tokio::task::JoinSet::new();
     if shared.config().schedule.run_at_start {
         trigger(&shared, &mut tasks);
@@ -348,6 +393,7 @@ pub async fn run(
     }
     notify("STOPPING=1\nSTATUS=stopping");
     tracing::info!("stopping: cancelling any audit in flight");
+    shared.stopping.store(true, Ordering::SeqCst);
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
     shared.alerting().shutdown(ALERTING_GRACE).await;

@@ -17,7 +17,6 @@ use serde::{Deserialize, Serialize};
 use crate::evaluate::{RulesConfig, CATALOGUE};
 use crate::graph::GraphStats;
 use crate::report::Report;
-use crate::state::StoredFinding;
 
 /// The daemon's metrics and the current posture.
 pub struct Metrics {
@@ -29,6 +28,7 @@ pub struct Metrics {
     last_success: Gauge,
     last_attempt: Gauge,
     duration: Gauge,
+    phases: GaugeVec,
     posture: RwLock<Arc<Registry>>,
     record: RwLock<Option<Arc<PostureRecord>>>,
 }
@@ -56,8 +56,11 @@ pub struct PostureRecord {
     /// Open findings (not excepted) and excepted ones, by rule: only rules judged at least once.
     pub findings_by_rule: BTreeMap<String, u64>,
     pub excepted_by_rule: BTreeMap<String, u64>,
-    /// Open critical findings of users: (rule, user principal name).
+    /// Open critical findings of users: (rule, user principal name), at most the per-user cap.
     pub critical_users: Vec<(String, String)>,
+    /// Open critical findings of users by rule (all of them, beyond the cap).
+    #[serde(default)]
+    pub critical_by_rule: BTreeMap<String, u64>,
     /// When each rule was last judged.
     pub rule_judged_at: BTreeMap<String, DateTime<Utc>>,
     /// Rules the audit skipped, with the reason: their series are the last known ones.
@@ -109,6 +112,7 @@ impl PostureRecord {
             findings_by_rule: BTreeMap::new(),
             excepted_by_rule: BTreeMap::new(),
             critical_users: Vec::new(),
+            critical_by_rule: BTreeMap::new(),
             rule_judged_at: BTreeMap::new(),
             skipped_rules: skipped.clone(),
             carried: BTreeMap::new(),
@@ -117,26 +121,23 @@ impl PostureRecord {
                 .as_ref()
                 .map(|m| m.iter().map(|(k, v)| (k.to_string(), *v)).collect()),
         };
+        let sum = &report.summary;
         for rule in CATALOGUE.iter().filter(|r| !skipped.contains_key(r.id)) {
-            let n = report.findings.iter().filter(|f| f.rule == rule.id).count();
-            let x = report
-                .excepted
-                .iter()
-                .filter(|e| e.finding.rule == rule.id)
-                .count();
+            let n = sum.by_rule.get(rule.id).copied().unwrap_or(0);
+            let x = sum.excepted_by_rule.get(rule.id).copied().unwrap_or(0);
             rec.findings_by_rule.insert(rule.id.into(), n as u64);
             rec.excepted_by_rule.insert(rule.id.into(), x as u64);
+            rec.critical_by_rule.insert(
+                rule.id.into(),
+                sum.critical_by_rule.get(rule.id).copied().unwrap_or(0) as u64,
+            );
             rec.rule_judged_at
                 .insert(rule.id.into(), report.finished_at);
         }
-        rec.critical_users = report
-            .findings
+        rec.critical_users = sum
+            .critical_users
             .iter()
-            .filter(|f| f.severity == crate::evaluate::Severity::Critical)
-            .filter_map(|f| {
-                let upn = f.user_principal_name.as_ref()?;
-                Some((f.rule.to_string(), upn.clone()))
-            })
+            .map(|(rule, upn)| (rule.to_string(), upn.clone()))
             .collect();
         let Some(prev) = prev else {
             return rec;
@@ -146,6 +147,7 @@ impl PostureRecord {
             for (from, to) in [
                 (&prev.findings_by_rule, &mut rec.findings_by_rule),
                 (&prev.excepted_by_rule, &mut rec.excepted_by_rule),
+                (&prev.critical_by_rule, &mut rec.critical_by_rule),
             ] {
                 if let Some(n) = from.get(rule) {
                     to.insert(rule.clone(), *n);
@@ -368,6 +370,13 @@ impl Metrics {
             "mfa_auditor_audit_duration_seconds",
             "How long the last audit took."
         );
+        let phases = gauge_vec!(
+            &daemon,
+            tenant,
+            "mfa_auditor_audit_phase_seconds",
+            "How long each phase of the last audit took: read (Graph), record (rules judged and the findings written to the store, one transaction), publish (metrics and alerting).",
+            ["phase"]
+        );
         let build = register(
             &daemon,
             IntGaugeVec::new(
@@ -391,6 +400,7 @@ impl Metrics {
             last_success,
             last_attempt,
             duration,
+            phases,
             posture: RwLock::new(Arc::new(Registry::new())),
             record: RwLock::new(None),
         }
@@ -404,33 +414,40 @@ impl Metrics {
             .clone()
     }
 
+    /// How long a phase of the last audit took (`read`, `record`, `publish`).
+    pub fn audit_phase(&self, phase: &str, took: std::time::Duration) {
+        self.phases
+            .with_label_values(&[phase])
+            .set(took.as_secs_f64());
+    }
+
     /// Whether a posture is published (after a complete audit, or restored from the store).
     pub fn has_posture(&self) -> bool {
         self.posture_record().is_some()
     }
 
     /// Publishes a posture kept in the state store (at start, before any audit), with the
-    /// store's open findings for their age.
+    /// age of each rule's oldest open finding.
     pub fn restore(
         &self,
         record: PostureRecord,
         rules: &RulesConfig,
-        open: &[StoredFinding],
+        oldest_open: &BTreeMap<String, DateTime<Utc>>,
         per_user: Option<usize>,
     ) {
         self.last_success
             .set(record.finished_at.timestamp_millis() as f64 / 1000.0);
-        self.publish(record, rules, open, per_user);
+        self.publish(record, rules, oldest_open, per_user);
     }
 
     fn publish(
         &self,
         record: PostureRecord,
         rules: &RulesConfig,
-        open: &[StoredFinding],
+        oldest_open: &BTreeMap<String, DateTime<Utc>>,
         per_user: Option<usize>,
     ) {
-        let fresh = Arc::new(self.posture_registry(&record, rules, open, per_user));
+        let fresh = Arc::new(self.posture_registry(&record, rules, oldest_open, per_user));
         *self.posture.write().unwrap_or_else(|e| e.into_inner()) = fresh;
         *self.record.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(record));
     }
@@ -446,9 +463,14 @@ impl Metrics {
     }
 
     /// Takes in one audit: always the daemon's own figures; the posture only when it is complete.
-    /// `open` is the store's open findings (for their age).
-    pub fn observe(&self, report: &Report, rules: &RulesConfig, open: &[StoredFinding]) {
-        self.observe_with(report, rules, open, None)
+    /// `oldest_open` is when the store's oldest open finding of each rule was first seen (for its age).
+    pub fn observe(
+        &self,
+        report: &Report,
+        rules: &RulesConfig,
+        oldest_open: &BTreeMap<String, DateTime<Utc>>,
+    ) {
+        self.observe_with(report, rules, oldest_open, None)
     }
 
     /// [`Metrics::observe`], with per-user series for critical findings capped at `per_user`.
@@ -456,7 +478,7 @@ impl Metrics {
         &self,
         report: &Report,
         rules: &RulesConfig,
-        open: &[StoredFinding],
+        oldest_open: &BTreeMap<String, DateTime<Utc>>,
         per_user: Option<usize>,
     ) {
         let finished = report.finished_at.timestamp_millis() as f64 / 1000.0;
@@ -472,7 +494,7 @@ impl Metrics {
         }
         self.audits.with_label_values(&["complete"]).inc();
         let record = PostureRecord::of(report, self.posture_record().as_deref());
-        self.publish(record, rules, open, per_user);
+        self.publish(record, rules, oldest_open, per_user);
         self.last_success.set(finished);
     }
 
@@ -480,7 +502,7 @@ impl Metrics {
         &self,
         p: &PostureRecord,
         rules: &RulesConfig,
-        open: &[StoredFinding],
+        oldest_open: &BTreeMap<String, DateTime<Utc>>,
         per_user: Option<usize>,
     ) -> Registry {
         let r = Registry::new();
@@ -601,14 +623,10 @@ impl Metrics {
             excepted
                 .with_label_values(&[rule.id])
                 .set(p.excepted_by_rule.get(rule.id).copied().unwrap_or(0) as f64);
-            let first = open
-                .iter()
-                .filter(|f| f.rule == rule.id && !f.excepted)
-                .map(|f| f.first_seen)
-                .min();
+            let first = oldest_open.get(rule.id);
             oldest
                 .with_label_values(&[rule.id])
-                .set(first.map_or(0.0, |f| (now - f).num_seconds().max(0) as f64));
+                .set(first.map_or(0.0, |f| (now - *f).num_seconds().max(0) as f64));
         }
         if let Some(cap) = per_user {
             let series = gauge_vec!(
@@ -628,7 +646,13 @@ impl Metrics {
                 "entra_mfa_finding_user_dropped",
                 "Critical user findings left out of entra_mfa_finding_user by the cap."
             )
-            .set(critical.len().saturating_sub(cap) as f64);
+            .set(
+                p.critical_by_rule
+                    .values()
+                    .sum::<u64>()
+                    .max(critical.len() as u64)
+                    .saturating_sub(critical.len().min(cap) as u64) as f64,
+            );
         }
         for (rule, ok) in &p.tenant_rules_passing {
             passing
@@ -841,6 +865,17 @@ mod tests {
         }
     }
 
+    /// The report with its counts taken from its findings, as an audit tallies them.
+    fn tallied(r: &Report) -> Report {
+        let mut tally = crate::report::Tally::new(usize::MAX);
+        r.findings.iter().for_each(|f| tally.open(f));
+        r.excepted.iter().for_each(|e| tally.excepted(&e.finding));
+        Report {
+            summary: tally.into_summary(),
+            ..r.clone()
+        }
+    }
+
     fn value(text: &str, series: &str) -> Option<f64> {
         text.lines()
             .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
@@ -861,7 +896,11 @@ mod tests {
             !before.contains("entra_users"),
             "no posture before the first complete audit"
         );
-        m.observe(&report(true, 4), &RulesConfig::default(), &[]);
+        m.observe(
+            &tallied(&report(true, 4)),
+            &RulesConfig::default(),
+            &BTreeMap::new(),
+        );
         let first = m.render(None);
         assert_eq!(value(&first, "entra_users{tenant=\"t1\"}"), Some(16.0));
         assert_eq!(
@@ -908,7 +947,11 @@ mod tests {
             Some(1.0)
         );
         // An incomplete audit: posture untouched, the failure counted.
-        m.observe(&report(false, 0), &RulesConfig::default(), &[]);
+        m.observe(
+            &tallied(&report(false, 0)),
+            &RulesConfig::default(),
+            &BTreeMap::new(),
+        );
         let second = m.render(None);
         let posture = |t: &str| {
             t.lines()
@@ -946,7 +989,11 @@ mod tests {
     #[test]
     fn a_skipped_rule_and_an_unread_data_set_keep_their_last_series_marked() {
         let m = Metrics::new("t1");
-        m.observe(&report(true, 4), &RulesConfig::default(), &[]);
+        m.observe(
+            &tallied(&report(true, 4)),
+            &RulesConfig::default(),
+            &BTreeMap::new(),
+        );
         let first = m.render(None);
         // The report could not be read: phone-only skipped, the method figures not this audit's.
         let mut lost = report(true, 0);
@@ -960,7 +1007,7 @@ mod tests {
             "registration",
             "needs the AuditLog.Read.All permission".into(),
         );
-        m.observe(&lost, &RulesConfig::default(), &[]);
+        m.observe(&tallied(&lost), &RulesConfig::default(), &BTreeMap::new());
         let second = m.render(None);
         for series in [
             "entra_mfa_findings{rule=\"phone-only\",severity=\"medium\",tenant=\"t1\"}",
@@ -1005,7 +1052,7 @@ mod tests {
         let json = serde_json::to_string(&*record).expect("json");
         let back: PostureRecord = serde_json::from_str(&json).expect("parses");
         let restarted = Metrics::new("t1");
-        restarted.restore(back, &RulesConfig::default(), &[], None);
+        restarted.restore(back, &RulesConfig::default(), &BTreeMap::new(), None);
         let posture = |t: &str| {
             t.lines()
                 .filter(|l| l.starts_with("entra_"))
@@ -1038,12 +1085,17 @@ mod tests {
             });
         }
         let m = Metrics::new("t1");
-        m.observe(&r, &RulesConfig::default(), &[]);
+        m.observe(&tallied(&r), &RulesConfig::default(), &BTreeMap::new());
         assert!(
             !m.render(None).contains("entra_mfa_finding_user"),
             "off by default"
         );
-        m.observe_with(&r, &RulesConfig::default(), &[], Some(2));
+        m.observe_with(
+            &tallied(&r),
+            &RulesConfig::default(),
+            &BTreeMap::new(),
+            Some(2),
+        );
         let text = m.render(None);
         assert_eq!(
             text.lines()
@@ -1064,7 +1116,11 @@ mod tests {
     #[test]
     fn role_service_principals_are_published_per_role_only_when_roles_were_read() {
         let m = Metrics::new("t1");
-        m.observe(&report(true, 0), &RulesConfig::default(), &[]);
+        m.observe(
+            &tallied(&report(true, 0)),
+            &RulesConfig::default(),
+            &BTreeMap::new(),
+        );
         assert!(
             !m.render(None).contains("entra_role_service_principals"),
             "absent when roles were not read"
@@ -1075,7 +1131,7 @@ mod tests {
                 .into_iter()
                 .collect(),
         );
-        m.observe(&r, &RulesConfig::default(), &[]);
+        m.observe(&tallied(&r), &RulesConfig::default(), &BTreeMap::new());
         let text = m.render(None);
         assert_eq!(
             value(

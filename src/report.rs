@@ -23,6 +23,63 @@ pub struct Summary {
     pub users_out_of_scope: BTreeMap<String, usize>,
     /// Rules judged on part of their data (e.g. admins without PIM eligibility), and what was missing.
     pub partial: Vec<Skipped>,
+    /// Excepted findings by rule.
+    #[serde(skip)]
+    pub excepted_by_rule: BTreeMap<&'static str, usize>,
+    /// Open critical findings of users, by rule.
+    #[serde(skip)]
+    pub critical_by_rule: BTreeMap<&'static str, usize>,
+    /// Open critical findings of users as (rule, user principal name): at most the cap the
+    /// audit was tallied with (the opt-in per-user series).
+    #[serde(skip)]
+    pub critical_users: Vec<(&'static str, String)>,
+}
+
+/// What an audit's findings add up to, gathered one finding at a time, so an audit whose findings
+/// go straight to the store (the daemon) still reports its counts.
+#[derive(Debug)]
+pub struct Tally {
+    summary: Summary,
+    critical_cap: usize,
+}
+
+impl Tally {
+    /// Keeps at most `critical_cap` (rule, user) pairs of open critical user findings.
+    pub fn new(critical_cap: usize) -> Tally {
+        Tally {
+            summary: Summary::default(),
+            critical_cap,
+        }
+    }
+
+    pub fn open(&mut self, f: &Finding) {
+        let s = &mut self.summary;
+        *s.by_severity.entry(f.severity).or_default() += 1;
+        *s.by_rule.entry(f.rule).or_default() += 1;
+        if f.severity == Severity::Critical {
+            if let Some(upn) = &f.user_principal_name {
+                *s.critical_by_rule.entry(f.rule).or_default() += 1;
+                if s.critical_users.len() < self.critical_cap {
+                    s.critical_users.push((f.rule, upn.clone()));
+                }
+            }
+        }
+    }
+
+    pub fn excepted(&mut self, f: &Finding) {
+        self.summary.excepted += 1;
+        *self.summary.excepted_by_rule.entry(f.rule).or_default() += 1;
+    }
+
+    /// The counts (scope, skipped and partial rules are the evaluation's: see [`Report::from_tally`]).
+    pub fn into_summary(self) -> Summary {
+        self.summary
+    }
+
+    /// Open findings counted so far.
+    pub fn open_count(&self) -> usize {
+        self.summary.by_severity.values().sum()
+    }
 }
 
 /// The tenant's posture figures of one audit (what the metrics publish).
@@ -88,17 +145,30 @@ impl Report {
                 .then(a.rule.cmp(b.rule))
                 .then(a.subject.cmp(&b.subject))
         });
-        let mut summary = Summary {
-            excepted: excepted.len(),
+        let mut tally = Tally::new(usize::MAX);
+        findings.iter().for_each(|f| tally.open(f));
+        excepted.iter().for_each(|e| tally.excepted(&e.finding));
+        let mut report = Report::from_tally(snapshot, started_at, finished_at, evaluation, tally);
+        report.findings = findings;
+        report.excepted = excepted;
+        report
+    }
+
+    /// A report of counts only: its findings went elsewhere as they were judged (the daemon
+    /// streams them to the store) and `findings` and `excepted` are empty.
+    pub fn from_tally(
+        snapshot: &Snapshot,
+        started_at: DateTime<Utc>,
+        finished_at: DateTime<Utc>,
+        evaluation: crate::evaluate::Evaluation,
+        tally: Tally,
+    ) -> Report {
+        let summary = Summary {
             skipped: evaluation.skipped.len(),
             users_out_of_scope: evaluation.users_out_of_scope.clone(),
             partial: evaluation.partial.clone(),
-            ..Summary::default()
+            ..tally.summary
         };
-        for f in &findings {
-            *summary.by_severity.entry(f.severity).or_default() += 1;
-            *summary.by_rule.entry(f.rule).or_default() += 1;
-        }
         let incomplete_reasons = snapshot
             .coverage
             .gaps
@@ -110,7 +180,7 @@ impl Report {
                 _ => None,
             })
             .collect();
-        let posture = posture(snapshot, &evaluation, &findings, &excepted);
+        let posture = posture(snapshot, &evaluation, &summary);
         Report {
             posture,
             tenant: snapshot.tenant_id.clone(),
@@ -118,17 +188,39 @@ impl Report {
             started_at,
             finished_at,
             users_in_scope: evaluation.users_in_scope,
-            findings,
-            excepted,
+            findings: Vec::new(),
+            excepted: Vec::new(),
             skipped: evaluation.skipped,
             incomplete_reasons,
             summary,
         }
     }
 
+    /// The report without its findings (counts, posture, what was skipped).
+    pub fn counts_only(&self) -> Report {
+        Report {
+            tenant: self.tenant.clone(),
+            complete: self.complete,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            users_in_scope: self.users_in_scope,
+            findings: Vec::new(),
+            excepted: Vec::new(),
+            skipped: self.skipped.clone(),
+            incomplete_reasons: self.incomplete_reasons.clone(),
+            summary: self.summary.clone(),
+            posture: self.posture.clone(),
+        }
+    }
+
+    /// Open findings (not excepted).
+    pub fn open_count(&self) -> usize {
+        self.summary.by_severity.values().sum()
+    }
+
     /// The highest severity among the open findings.
     pub fn worst(&self) -> Option<Severity> {
-        self.findings.iter().map(|f| f.severity).max()
+        self.summary.by_severity.keys().next_back().copied()
     }
 
     pub fn to_json(&self) -> String {
@@ -300,8 +392,7 @@ impl Report {
 fn posture(
     snapshot: &Snapshot,
     evaluation: &crate::evaluate::Evaluation,
-    findings: &[Finding],
-    excepted: &[Excepted],
+    summary: &Summary,
 ) -> Posture {
     let policy = snapshot.methods_policy.as_ref();
     let tap = policy.and_then(|p| p.tap.as_ref());
@@ -327,9 +418,8 @@ fn posture(
         tap_active[usize::from(t.usable_once)] += 1;
     }
     let skipped: Vec<&str> = evaluation.skipped.iter().map(|s| s.rule).collect();
-    let fired = |id: &str| {
-        findings.iter().any(|f| f.rule == id) || excepted.iter().any(|e| e.finding.rule == id)
-    };
+    let fired =
+        |id: &str| summary.by_rule.contains_key(id) || summary.excepted_by_rule.contains_key(id);
     let tenant_rules_passing = CATALOGUE
         .iter()
         .filter(|r| r.kind == RuleKind::Tenant && !skipped.contains(&r.id))

@@ -44,8 +44,8 @@ async fn metrics_of_a_real_audit_pass_promtool_check_metrics() {
         &report,
         &config.rules,
         &store
-            .findings(&config.tenant.tenant_id, false)
-            .expect("findings"),
+            .oldest_open_by_rule(&config.tenant.tenant_id)
+            .expect("oldest open findings"),
     );
     let text = metrics.render(Some(client.stats()));
     assert!(text.contains("entra_users_by_mfa_families{"), "{text}");

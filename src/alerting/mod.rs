@@ -352,6 +352,7 @@ struct Settings {
     links: Links,
     tenant: String,
     subscribers: Vec<Subscriber>,
+    store: Arc<Store>,
 }
 
 /// The receivers of a configuration with their secrets read, not yet started: a reload
@@ -462,6 +463,7 @@ impl Alerting {
                 links,
                 tenant: config.tenant.tenant_id.clone(),
                 subscribers: a.subscribers(),
+                store: store.clone(),
             },
             pusher,
             worker,
@@ -512,22 +514,35 @@ impl Alerting {
         &self.settings.subscribers
     }
 
-    /// Hands over the store's open findings after an audit was recorded (or at start): the
-    /// alerts to hold, and a nudge to the webhook worker. Returns at once.
-    pub fn published(&self, open: &[StoredFinding]) {
+    /// After an audit was recorded (or at start): reads from the store the alerts to hold (at
+    /// most `max_alerts`, the most severe and oldest first; the store sorts, nothing else is
+    /// read) and nudges the webhook worker. Blocks on the store: call it off the async threads.
+    pub fn published(&self) {
         if let Some(tx) = &self.desired {
             let s = &self.settings;
-            let (alerts, dropped) =
-                alertmanager::alerts_for(open, &s.tenant, s.alert_filter, s.max_alerts, &s.links);
-            if dropped > 0 {
-                tracing::warn!(
-                    dropped,
-                    kept = alerts.len(),
-                    "more open findings than [alerting.alertmanager] max_alerts; the least severe are not pushed"
-                );
+            match s.store.alertable(&s.tenant, s.alert_filter, s.max_alerts) {
+                Ok((open, total)) => {
+                    let (alerts, _) = alertmanager::alerts_for(
+                        &open,
+                        &s.tenant,
+                        s.alert_filter,
+                        s.max_alerts,
+                        &s.links,
+                    );
+                    let dropped = total.saturating_sub(alerts.len());
+                    if dropped > 0 {
+                        tracing::warn!(
+                            dropped,
+                            kept = alerts.len(),
+                            "more open findings than [alerting.alertmanager] max_alerts; the least severe are not pushed"
+                        );
+                    }
+                    s.metrics.alertmanager_alerts_dropped.set(dropped as i64);
+                    tx.send_replace(Arc::new(alerts));
+                }
+                // The alerts held stay as they were: better stale than none.
+                Err(e) => tracing::error!("reading the open findings for Alertmanager: {e}"),
             }
-            s.metrics.alertmanager_alerts_dropped.set(dropped as i64);
-            tx.send_replace(Arc::new(alerts));
         }
         self.wake.notify_one();
     }

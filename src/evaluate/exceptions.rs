@@ -57,6 +57,33 @@ impl Exception {
     }
 }
 
+/// One finding after the exceptions: still open (with a note when its exception expired), or
+/// accepted by a live exception.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Judged {
+    Open(Finding),
+    Excepted(Excepted),
+}
+
+/// Applies the exceptions to one finding.
+pub fn judge(mut f: Finding, exceptions: &[Exception], now: DateTime<Utc>) -> Judged {
+    match exceptions.iter().find(|e| e.matches(&f)) {
+        Some(e) if e.live(now) => Judged::Excepted(Excepted {
+            finding: f,
+            exception_reason: e.reason.clone(),
+            exception_expires: e.expires,
+        }),
+        Some(e) => {
+            f.detail = format!(
+                "{} (exception expired on {}: {})",
+                f.detail, e.expires, e.reason
+            );
+            Judged::Open(f)
+        }
+        None => Judged::Open(f),
+    }
+}
+
 /// Splits findings into (open, excepted); findings under an expired exception stay open with a note.
 pub fn apply(
     findings: Vec<Finding>,
@@ -65,23 +92,10 @@ pub fn apply(
 ) -> (Vec<Finding>, Vec<Excepted>) {
     let mut open = Vec::with_capacity(findings.len());
     let mut excepted = Vec::new();
-    for mut f in findings {
-        match exceptions.iter().find(|e| e.matches(&f)) {
-            Some(e) if e.live(now) => {
-                excepted.push(Excepted {
-                    finding: f,
-                    exception_reason: e.reason.clone(),
-                    exception_expires: e.expires,
-                });
-            }
-            Some(e) => {
-                f.detail = format!(
-                    "{} (exception expired on {}: {})",
-                    f.detail, e.expires, e.reason
-                );
-                open.push(f);
-            }
-            None => open.push(f),
+    for f in findings {
+        match judge(f, exceptions, now) {
+            Judged::Open(f) => open.push(f),
+            Judged::Excepted(e) => excepted.push(e),
         }
     }
     (open, excepted)

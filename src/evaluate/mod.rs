@@ -245,6 +245,24 @@ pub fn evaluate(
     break_glass: &[String],
     now: DateTime<Utc>,
 ) -> Evaluation {
+    let mut findings = Vec::new();
+    let mut out = evaluate_into(snapshot, params, scope, break_glass, now, &mut |f| {
+        findings.push(f)
+    });
+    out.findings = findings;
+    out
+}
+
+/// [`evaluate`], handing each finding to `sink` as its rule is judged instead of collecting them
+/// (the returned evaluation's `findings` is empty): a million users' findings need not be held.
+pub fn evaluate_into(
+    snapshot: &Snapshot,
+    params: &RulesConfig,
+    scope: &dyn Scope,
+    break_glass: &[String],
+    now: DateTime<Utc>,
+    sink: &mut dyn FnMut(Finding),
+) -> Evaluation {
     let glass: Vec<String> = break_glass.iter().map(|u| u.to_ascii_lowercase()).collect();
     let mut out = Evaluation::default();
     let mut users: Vec<&User> = Vec::with_capacity(snapshot.users.len());
@@ -286,7 +304,13 @@ pub fn evaluate(
         break_glass: &glass_users,
         now,
     };
-    let by_id: BTreeMap<ObjectId, &User> = snapshot.users.iter().map(|u| (u.id, u)).collect();
+    // Collect sorts the users by id; a snapshot built otherwise (tests) gets an index.
+    let by_id: Option<BTreeMap<ObjectId, &User>> = (!snapshot.users.is_sorted_by_key(|u| u.id))
+        .then(|| snapshot.users.iter().map(|u| (u.id, u)).collect());
+    let find = |id: ObjectId| match &by_id {
+        Some(map) => map.get(&id).copied(),
+        None => snapshot.user(id),
+    };
     // Without the groups it names, the scope is unknown: user rules cannot be judged.
     let scope_gap = snapshot
         .coverage
@@ -328,8 +352,8 @@ pub fn evaluate(
         }
         let severity = toggle.severity().unwrap_or(rule.severity);
         for hit in (rule.check)(&ctx) {
-            let user = hit.user.and_then(|id| by_id.get(&id).copied());
-            out.findings.push(Finding {
+            let user = hit.user.and_then(find);
+            sink(Finding {
                 rule: rule.id,
                 severity,
                 subject: match (hit.user, &hit.key) {

@@ -114,4 +114,21 @@ UPDATE findings SET subject = 'tenant:' || lower(substr(detail, 26, instr(detail
     WHERE rule = 'break-glass-weak' AND subject = 'tenant'
       AND detail LIKE 'emergency-access account % does not exist';
 "#,
+    // Recording writes only what changed (issue: a million users): each row's digest of what a
+    // reader sees, and when each rule was last judged (an open finding's last seen). Open rows
+    // of older stores get their rule's time from their own last seen; digest 0 rewrites them once.
+    r#"
+ALTER TABLE findings ADD COLUMN digest INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE rule_judged (
+    tenant     TEXT NOT NULL,
+    rule       TEXT NOT NULL,
+    audit_id   INTEGER NOT NULL,
+    judged_at  TEXT NOT NULL,
+    PRIMARY KEY (tenant, rule)
+) WITHOUT ROWID;
+INSERT INTO rule_judged (tenant, rule, audit_id, judged_at)
+    SELECT tenant, rule, MAX(last_audit), MAX(last_seen) FROM findings
+    WHERE resolved_at IS NULL GROUP BY tenant, rule;
+CREATE INDEX findings_open_rule ON findings (tenant, rule, excepted, first_seen) WHERE resolved_at IS NULL;
+"#,
 ];

@@ -40,6 +40,10 @@ pub enum StateError {
     },
     #[error("state database: {0}")]
     Sql(rusqlite::Error),
+    #[error("state database: {0}")]
+    Invariant(String),
+    #[error("the daemon is stopping: the audit was rolled back, not recorded")]
+    Stopped,
     #[error("state database {path} has schema version {found}, newer than this binary knows ({known}); refusing to touch it")]
     TooNew {
         path: String,
@@ -58,6 +62,7 @@ mod migrations;
 mod outbox;
 mod query;
 mod record;
+pub use record::{AlsoInTransaction, RunHead};
 #[cfg(test)]
 mod tests;
 
@@ -113,13 +118,14 @@ pub struct StoredPosture {
     pub record: String,
 }
 
-/// What a complete audit changed: the (rule, subject) of findings that are new (or back after
-/// being resolved) and of findings resolved by it.
+/// What a complete audit changed: findings new (or back after being resolved), resolved, and
+/// rows written in all (an open finding that did not change is not written).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Changes {
     pub audit_id: i64,
-    pub new: Vec<(String, String)>,
-    pub resolved: Vec<(String, String)>,
+    pub new: usize,
+    pub resolved: usize,
+    pub written: usize,
     /// Open findings of rules the audit skipped, kept open as they were.
     pub kept: usize,
 }
@@ -165,6 +171,22 @@ pub struct OutboxEvent {
     pub first_seen: DateTime<Utc>,
     pub resolved_at: Option<DateTime<Utc>>,
     pub attempts: i64,
+}
+
+/// A finding's remediation: the catalogue's for its rule, filled in for the user, unless the row
+/// stored its own (rows written before remediations were taken from the catalogue).
+pub(crate) fn remediation_or_catalogue(rule: &str, upn: Option<&str>, stored: String) -> String {
+    if !stored.is_empty() {
+        return stored;
+    }
+    crate::evaluate::CATALOGUE
+        .iter()
+        .find(|r| r.id == rule)
+        .map(|r| match upn {
+            Some(upn) => r.remediation.replace("{upn}", upn),
+            None => r.remediation.to_string(),
+        })
+        .unwrap_or_default()
 }
 
 pub struct Store {

@@ -5,7 +5,8 @@ use rusqlite::{params, OptionalExtension};
 use super::*;
 
 impl Store {
-    /// Keeps the newest `keep` audit runs of `tenant` (and every run a finding still points at);
+    /// Keeps the newest `keep` audit runs of `tenant` (and every run that last wrote a finding
+    /// still kept: a finding that never changed points at the run that first found it);
     /// findings resolved before the oldest kept run are dropped. Returns the runs deleted.
     pub fn prune(&self, tenant: &str, keep: usize) -> Result<usize, StateError> {
         let mut conn = self.conn();

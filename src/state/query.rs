@@ -5,6 +5,36 @@ use rusqlite::{params, OptionalExtension};
 
 use super::*;
 
+/// The columns [`stored_finding`] reads, from [`FINDING_FROM`]. An open finding was last seen
+/// when its rule was last judged; a resolved one keeps its own.
+pub(crate) const FINDING_COLUMNS: &str = "f.tenant, f.rule, f.subject, f.user_principal_name, f.severity, f.detail, f.remediation, f.excepted, f.first_seen,
+    CASE WHEN f.resolved_at IS NULL THEN COALESCE(j.judged_at, f.last_seen) ELSE f.last_seen END, f.resolved_at";
+pub(crate) const FINDING_FROM: &str = "FROM findings f
+    LEFT JOIN rule_judged j ON j.tenant = f.tenant AND j.rule = f.rule";
+/// A severity's rank (`Severity as i64`), in SQL.
+pub(crate) const SEVERITY_RANK: &str = "(CASE f.severity WHEN 'critical' THEN 4 WHEN 'high' THEN 3
+    WHEN 'medium' THEN 2 WHEN 'low' THEN 1 ELSE 0 END)";
+
+/// A row of [`FINDING_COLUMNS`].
+pub(crate) fn stored_finding(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredFinding> {
+    let rule: String = r.get(1)?;
+    let upn: Option<String> = r.get(3)?;
+    let remediation = remediation_or_catalogue(&rule, upn.as_deref(), r.get(6)?);
+    Ok(StoredFinding {
+        tenant: r.get(0)?,
+        rule,
+        subject: r.get(2)?,
+        user_principal_name: upn,
+        severity: r.get(4)?,
+        detail: r.get(5)?,
+        remediation,
+        excepted: r.get(7)?,
+        first_seen: parse_ts(r.get(8)?)?,
+        last_seen: parse_ts(r.get(9)?)?,
+        resolved_at: r.get::<_, Option<String>>(10)?.map(parse_ts).transpose()?,
+    })
+}
+
 impl Store {
     /// Findings of `tenant`: open ones only, or all.
     pub fn findings(
@@ -13,25 +43,60 @@ impl Store {
         include_resolved: bool,
     ) -> Result<Vec<StoredFinding>, StateError> {
         let conn = self.conn();
+        let mut q = conn.prepare(&format!(
+            "SELECT {FINDING_COLUMNS} {FINDING_FROM}
+             WHERE f.tenant = ?1 AND (?2 OR f.resolved_at IS NULL) ORDER BY f.rule, f.subject"
+        ))?;
+        let rows = q.query_map(params![tenant, include_resolved], stored_finding)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// What Alertmanager is sent: open user findings, not excepted, at `min` or above, the
+    /// most severe and then the oldest first, at most `max`; and how many there are in all.
+    pub fn alertable(
+        &self,
+        tenant: &str,
+        min: Severity,
+        max: usize,
+    ) -> Result<(Vec<StoredFinding>, usize), StateError> {
+        let conn = self.conn();
+        let filter = format!(
+            "WHERE f.tenant = ?1 AND f.resolved_at IS NULL AND f.excepted = 0
+             AND f.subject <> 'tenant' AND f.subject NOT LIKE 'tenant:%'
+             AND {SEVERITY_RANK} >= ?2"
+        );
+        let rank = min as i64;
+        let mut q = conn.prepare(&format!(
+            "SELECT {FINDING_COLUMNS} {FINDING_FROM} {filter}
+             ORDER BY {SEVERITY_RANK} DESC, f.first_seen, f.rule, f.subject LIMIT ?3"
+        ))?;
+        let rows: Vec<StoredFinding> = q
+            .query_map(params![tenant, rank, max as i64], stored_finding)?
+            .collect::<Result<_, _>>()?;
+        // Counted only when the cap was reached.
+        let total = if rows.len() < max {
+            rows.len()
+        } else {
+            conn.query_row(
+                &format!("SELECT COUNT(*) {FINDING_FROM} {filter}"),
+                params![tenant, rank],
+                |r| r.get::<_, i64>(0),
+            )? as usize
+        };
+        Ok((rows, total))
+    }
+
+    /// When the oldest open finding (not excepted) of each rule was first seen.
+    pub fn oldest_open_by_rule(
+        &self,
+        tenant: &str,
+    ) -> Result<std::collections::BTreeMap<String, DateTime<Utc>>, StateError> {
+        let conn = self.conn();
         let mut q = conn.prepare(
-            "SELECT tenant, rule, subject, user_principal_name, severity, detail, remediation, excepted, first_seen, last_seen, resolved_at
-             FROM findings WHERE tenant = ?1 AND (?2 OR resolved_at IS NULL) ORDER BY rule, subject",
+            "SELECT rule, MIN(first_seen) FROM findings INDEXED BY findings_open_rule
+             WHERE tenant = ?1 AND resolved_at IS NULL AND excepted = 0 GROUP BY rule",
         )?;
-        let rows = q.query_map(params![tenant, include_resolved], |r| {
-            Ok(StoredFinding {
-                tenant: r.get(0)?,
-                rule: r.get(1)?,
-                subject: r.get(2)?,
-                user_principal_name: r.get(3)?,
-                severity: r.get(4)?,
-                detail: r.get(5)?,
-                remediation: r.get(6)?,
-                excepted: r.get(7)?,
-                first_seen: parse_ts(r.get(8)?)?,
-                last_seen: parse_ts(r.get(9)?)?,
-                resolved_at: r.get::<_, Option<String>>(10)?.map(parse_ts).transpose()?,
-            })
-        })?;
+        let rows = q.query_map([tenant], |r| Ok((r.get(0)?, parse_ts(r.get(1)?)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

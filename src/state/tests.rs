@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::evaluate::{Finding, Severity};
 use crate::report::Summary;
@@ -36,8 +35,71 @@ fn report(at: &str, complete: bool, findings: Vec<Finding>) -> Report {
     }
 }
 
-fn keys(v: &[(String, String)]) -> Vec<String> {
-    v.iter().map(|(r, s)| format!("{r}/{s}")).collect()
+#[test]
+fn only_what_changed_is_written() {
+    let store = Store::in_memory().expect("store");
+    let both = || {
+        vec![
+            finding("phone-only", "ann"),
+            finding("no-mfa-method", "bob"),
+        ]
+    };
+    let first = store
+        .record(&report("2026-11-01T10:00:00Z", true, both()), 1)
+        .expect("record");
+    assert_eq!(first.written, 2);
+    let same = store
+        .record(&report("2026-11-01T11:00:00Z", true, both()), 1)
+        .expect("record");
+    assert_eq!((same.new, same.resolved, same.written), (0, 0, 0));
+    let mut changed = both();
+    changed[1].detail = "now with more detail".into();
+    let again = store
+        .record(&report("2026-11-01T12:00:00Z", true, changed), 1)
+        .expect("record");
+    assert_eq!((again.new, again.resolved, again.written), (0, 0, 1));
+    let open = store.findings("t1", false).expect("findings");
+    let bob = open.iter().find(|f| f.subject == "bob").expect("bob");
+    assert_eq!(bob.detail, "now with more detail");
+    // Unwritten rows still read as seen by the last audit, first seen as they were.
+    for f in &open {
+        assert_eq!(f.last_seen.to_rfc3339(), "2026-11-01T12:00:00+00:00");
+        assert_eq!(f.first_seen.to_rfc3339(), "2026-11-01T10:00:00+00:00");
+    }
+}
+
+#[test]
+fn findings_must_come_grouped_by_rule() {
+    let store = Store::in_memory().expect("store");
+    let head = RunHead {
+        tenant: "t1",
+        started_at: "2026-11-01T10:00:00Z".parse().expect("time"),
+        complete: true,
+        graph_requests: 1,
+    };
+    let r = report("2026-11-01T10:00:00Z", true, vec![]);
+    let (a, b, a2) = (
+        finding("phone-only", "ann"),
+        finding("no-mfa-method", "bob"),
+        finding("phone-only", "cy"),
+    );
+    let err = store
+        .record_audit(
+            &head,
+            &[],
+            &mut |sink| {
+                sink(&a, false);
+                sink(&b, false);
+                sink(&a2, false);
+                Ok(r.counts_only())
+            },
+            &mut |_, _| Ok(()),
+        )
+        .expect_err("split rule");
+    assert!(err.to_string().contains("phone-only"), "{err}");
+    // Rolled back whole: nothing recorded, not even the run.
+    assert!(store.findings("t1", true).expect("findings").is_empty());
+    assert!(store.audits("t1", 10).expect("audits").is_empty());
 }
 
 #[test]
@@ -56,7 +118,7 @@ fn findings_keep_their_first_seen_and_resolve_when_gone() {
             5,
         )
         .expect("record");
-    assert_eq!(keys(&c1.new), ["phone-only/ann", "no-mfa-method/bob"]);
+    assert_eq!((c1.new, c1.resolved), (2, 0));
     let c2 = store
         .record(
             &report(
@@ -67,8 +129,9 @@ fn findings_keep_their_first_seen_and_resolve_when_gone() {
             5,
         )
         .expect("record");
-    assert!(c2.new.is_empty());
-    assert_eq!(keys(&c2.resolved), ["no-mfa-method/bob"]);
+    assert_eq!((c2.new, c2.resolved), (0, 1));
+    // Ann did not change: only Bob's row was written (resolved).
+    assert_eq!(c2.written, 1);
     let open = store.findings("t1", false).expect("findings");
     assert_eq!(open.len(), 1);
     assert_eq!(open[0].first_seen.to_rfc3339(), "2026-11-01T10:00:00+00:00");
@@ -79,6 +142,8 @@ fn findings_keep_their_first_seen_and_resolve_when_gone() {
         bob.resolved_at.map(|t| t.to_rfc3339()),
         Some("2026-11-01T11:00:00+00:00".into())
     );
+    // Last seen by the audit before the one that found it gone.
+    assert_eq!(bob.last_seen.to_rfc3339(), "2026-11-01T10:00:00+00:00");
     // Back again: new, with a fresh first_seen.
     let c3 = store
         .record(
@@ -93,7 +158,7 @@ fn findings_keep_their_first_seen_and_resolve_when_gone() {
             5,
         )
         .expect("record");
-    assert_eq!(keys(&c3.new), ["no-mfa-method/bob"]);
+    assert_eq!((c3.new, c3.resolved), (1, 0));
     let bob = store
         .findings("t1", false)
         .expect("findings")
@@ -122,7 +187,7 @@ fn an_incomplete_audit_changes_no_finding() {
     let c = store
         .record(&report("2026-11-01T11:00:00Z", false, vec![]), 2)
         .expect("record");
-    assert!(c.new.is_empty() && c.resolved.is_empty());
+    assert!(c.new == 0 && c.resolved == 0);
     let open = store.findings("t1", false).expect("findings");
     assert_eq!(open.len(), 1, "a half-read tenant resolves nothing");
     assert_eq!(open[0].last_seen.to_rfc3339(), "2026-11-01T10:00:00+00:00");
@@ -160,7 +225,7 @@ fn state_survives_a_restart_and_refuses_a_newer_schema() {
             5,
         )
         .expect("record");
-    assert!(c.new.is_empty(), "known after a restart");
+    assert_eq!(c.new, 0, "known after a restart");
     assert_eq!(
         store.findings("t1", false).expect("findings")[0]
             .first_seen
@@ -176,7 +241,10 @@ fn state_survives_a_restart_and_refuses_a_newer_schema() {
         .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(
-        err.contains("schema version 99, newer than this binary knows (5)"),
+        err.contains(&format!(
+            "schema version 99, newer than this binary knows ({})",
+            MIGRATIONS.len()
+        )),
         "{err}"
     );
 }
@@ -339,7 +407,7 @@ fn a_skipped_rule_leaves_its_findings_exactly_as_they_were() {
             &subs,
         )
         .expect("record");
-    assert!(c.new.is_empty() && c.resolved.is_empty(), "{c:?}");
+    assert!(c.new == 0 && c.resolved == 0, "{c:?}");
     assert_eq!(c.kept, 1);
     assert_eq!(store.audits("t1", 1).expect("audits")[0].kept_open, 1);
     assert!(store
@@ -361,7 +429,7 @@ fn a_skipped_rule_leaves_its_findings_exactly_as_they_were() {
     let c = store
         .record_with(&report("2026-11-01T12:00:00Z", true, both), 1, &subs)
         .expect("record");
-    assert!(c.new.is_empty() && c.resolved.is_empty(), "{c:?}");
+    assert!(c.new == 0 && c.resolved == 0, "{c:?}");
     assert!(store
         .outbox_pending("all", 100)
         .expect("pending")
@@ -549,8 +617,15 @@ fn prune_keeps_recent_runs_and_open_findings() {
             .expect("r");
     }
     let deleted = store.prune("t1", 2).expect("prune");
-    assert_eq!(deleted, 4);
-    assert_eq!(store.audits("t1", 100).expect("audits").len(), 2);
+    // Ann's row was last written by the first run (she never changed): that run stays.
+    assert_eq!(deleted, 3);
+    let kept: Vec<i64> = store
+        .audits("t1", 100)
+        .expect("audits")
+        .iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(kept, [6, 5, 1]);
     let all = store.findings("t1", true).expect("findings");
     assert_eq!(all.len(), 1, "bob was resolved before the oldest kept run");
     assert_eq!(all[0].first_seen.to_rfc3339(), "2026-11-01T00:00:00+00:00");
