@@ -499,7 +499,7 @@ async fn deep_page(client: &reqwest::Client, api: &str, filter: &str) -> (String
     let mut seen = 100_u64;
     let started = Instant::now();
     while target.is_none_or(|t| seen < t) && started.elapsed() < Duration::from_secs(90) {
-        let url = format!("{api}?page_size=1000&cursor={cursor}{filter}");
+        let url = format!("{api}?page_size=1000&cursor={}{filter}", encode(&cursor));
         let (_, status, body) = timed_get(client, &url).await;
         assert_eq!(status, 200, "GET {url}: {body:.300}");
         let page = json_of(&url, &body);
@@ -513,10 +513,15 @@ async fn deep_page(client: &reqwest::Client, api: &str, filter: &str) -> (String
         cursor = next.to_owned();
     }
     (
-        format!("{api}?page_size=100&cursor={cursor}{filter}"),
+        format!("{api}?page_size=100&cursor={}{filter}", encode(&cursor)),
         total.unwrap_or(seen),
         format!("cursor after {seen} findings"),
     )
+}
+
+/// `s` as a query value.
+fn encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 fn config_text(sim: &Sim, state: &Path, cron: &str) -> String {
