@@ -620,7 +620,11 @@ async fn bench(users: usize) -> Row {
         let (_, _, text) = timed_get(&http, &format!("{base}/metrics")).await;
         // Recording (rules judged into the store) and publishing (metrics, alerting).
         let publish = metric(&text, "mfa_auditor_audit_phase_seconds", "phase=\"record\"")
-            .zip(metric(&text, "mfa_auditor_audit_phase_seconds", "phase=\"publish\""))
+            .zip(metric(
+                &text,
+                "mfa_auditor_audit_phase_seconds",
+                "phase=\"publish\"",
+            ))
             .map(|(record, publish)| record + publish);
         after.push((rss, hwm, publish));
         if n == 3 {

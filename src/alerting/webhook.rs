@@ -22,7 +22,7 @@ use url::Url;
 use super::{rule_title, Links, WebhookConfig, WebhookFormat};
 use crate::metrics::AlertingMetrics;
 use crate::secret::Secret;
-use crate::state::{EventKind, OutboxEvent, Store};
+use crate::state::{off_async, EventKind, OutboxEvent, Store};
 
 /// Findings in one batched generic message at most.
 pub const PER_BATCH: usize = 100;
@@ -330,7 +330,7 @@ impl Worker {
                     next_retry = Some(next_retry.map_or(at, |n| n.min(at)));
                 }
             }
-            self.count_pending();
+            self.count_pending().await;
             let until = next_retry.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 _ = wake.notified() => {}
@@ -340,8 +340,8 @@ impl Worker {
         }
     }
 
-    fn count_pending(&self) {
-        match self.store.outbox_counts() {
+    async fn count_pending(&self) {
+        match off_async(&self.store, |s| s.outbox_counts()).await {
             Ok(counts) => {
                 for sink in &self.sinks {
                     let n = counts
@@ -366,14 +366,21 @@ impl Worker {
             Some(Instant::now() + BACKOFF_FIRST)
         };
         loop {
-            let events = match self.store.outbox_pending(&name, 1000) {
-                Ok(e) => e,
-                Err(e) => return outbox(e),
-            };
+            let pending = name.clone();
+            let events =
+                match off_async(&self.store, move |s| s.outbox_pending(&pending, 1000)).await {
+                    Ok(e) => e,
+                    Err(e) => return outbox(e),
+                };
             let run = leading_group(&events);
             // An empty queue: drained, nothing to retry.
             let first = run.first()?;
-            let by_rule = match self.store.outbox_group(&name, first.audit_id, first.kind) {
+            let (pending, audit_id, kind) = (name.clone(), first.audit_id, first.kind);
+            let by_rule = match off_async(&self.store, move |s| {
+                s.outbox_group(&pending, audit_id, kind)
+            })
+            .await
+            {
                 Ok(g) => g,
                 Err(e) => return outbox(e),
             };
@@ -399,11 +406,18 @@ impl Worker {
                     sink.backoff = BACKOFF_FIRST;
                     sink.retry_at = None;
                     let removed = match message {
-                        Message::Findings(_) => self.store.outbox_delivered(&ids),
-                        Message::Summary { .. } => self
-                            .store
-                            .outbox_delivered_group(&name, first.audit_id, first.kind)
-                            .map(|_| ()),
+                        Message::Findings(_) => {
+                            off_async(&self.store, move |s| s.outbox_delivered(&ids)).await
+                        }
+                        Message::Summary { .. } => {
+                            let (pending, audit_id, kind) =
+                                (name.clone(), first.audit_id, first.kind);
+                            off_async(&self.store, move |s| {
+                                s.outbox_delivered_group(&pending, audit_id, kind)
+                                    .map(|_| ())
+                            })
+                            .await
+                        }
                     };
                     if let Err(e) = removed {
                         return outbox(e);
@@ -420,7 +434,7 @@ impl Worker {
                 sink.retry_at = Some(at);
                 sink.backoff = (sink.backoff * 2).min(BACKOFF_CAP);
                 let e = e.reason;
-                if let Err(e) = self.store.outbox_failed(&ids, &e) {
+                if let Err(e) = off_async(&self.store, move |s| s.outbox_failed(&ids, &e)).await {
                     tracing::error!(webhook = %name, "outbox: {e}");
                 }
                 return Some(at);

@@ -189,6 +189,19 @@ pub(crate) fn remediation_or_catalogue(rule: &str, upn: Option<&str>, stored: St
         .unwrap_or_default()
 }
 
+/// Runs `f` on the store from async code, on the blocking pool: an audit being recorded holds
+/// the writer for seconds, and the async threads must go on serving HTTP meanwhile.
+pub async fn off_async<T, F>(store: &std::sync::Arc<Store>, f: F) -> Result<T, StateError>
+where
+    T: Send + 'static,
+    F: FnOnce(&Store) -> Result<T, StateError> + Send + 'static,
+{
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .unwrap_or_else(|e| Err(StateError::Invariant(format!("store task: {e}"))))
+}
+
 pub struct Store {
     conn: Mutex<Connection>,
 }
