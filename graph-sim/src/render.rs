@@ -1,6 +1,8 @@
 //! Graph's JSON shapes for each endpoint, with paging (`$top`, opaque `$skiptoken`, absolute
 //! `@odata.nextLink`), `$select` on users, and the `$filter` forms the auditor sends.
 
+use std::sync::Arc;
+
 use serde_json::{json, Map, Value};
 
 use crate::faults::Fault;
@@ -29,6 +31,61 @@ impl Ctx<'_> {
             "https://graph.microsoft.com/{}/$metadata#{what}",
             self.version
         )
+    }
+}
+
+/// Filtered row lists kept per query: a collection asks for the same few.
+const MEMO_QUERIES: usize = 8;
+
+/// Rendering work that depends only on the tenant (and the query), computed once per tenant
+/// generation: without it every page of a paged list rescanned the whole tenant, and at
+/// 1,000,000 users the simulator, not Graph's budget, set the pace of a collection.
+#[derive(Default)]
+pub struct Memo {
+    generation: u64,
+    /// The registration report's rows (indexes into `users`) by `$filter`.
+    registration: Vec<(Option<String>, Arc<Vec<u32>>)>,
+    /// The directory audit log, newest first.
+    audit_log: Option<Arc<Vec<AuditEvent>>>,
+    /// Rows of the audit log (indexes into it) by `$filter`.
+    audits: Vec<(Option<String>, Arc<Vec<u32>>)>,
+    /// Sign-in rows (indexes into `sign_ins`) by `$filter`.
+    sign_ins: Vec<(Option<String>, Arc<Vec<u32>>)>,
+}
+
+impl Memo {
+    /// Forgets everything if the tenant changed since it was filled.
+    fn at(&mut self, generation: u64) -> &mut Memo {
+        if self.generation != generation {
+            *self = Memo {
+                generation,
+                ..Memo::default()
+            };
+        }
+        self
+    }
+}
+
+/// The rows kept under `key`, or `build`'s (kept for next time, the oldest forgotten).
+fn memoised(
+    list: &mut Vec<(Option<String>, Arc<Vec<u32>>)>,
+    key: Option<&str>,
+    build: impl FnOnce() -> Result<Vec<u32>, Reply>,
+) -> Result<Arc<Vec<u32>>, Reply> {
+    if let Some((_, rows)) = list.iter().find(|(k, _)| k.as_deref() == key) {
+        return Ok(rows.clone());
+    }
+    let rows = Arc::new(build()?);
+    if list.len() >= MEMO_QUERIES {
+        list.remove(0);
+    }
+    list.push((key.map(str::to_owned), rows.clone()));
+    Ok(rows)
+}
+
+impl Ctx<'_> {
+    fn memo(&self) -> std::sync::MutexGuard<'_, Memo> {
+        self.state.memo.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -261,21 +318,27 @@ fn registration(ctx: &Ctx) -> Result<Value, Reply> {
         }
     };
     // Like Graph: "This method doesn't work for disabled users."
-    let rows: Vec<usize> = ctx
-        .tenant
-        .users
-        .iter()
-        .enumerate()
-        .filter(|(_, u)| u.enabled)
-        .filter(|(_, u)| {
-            want.as_ref().is_none_or(|w| {
-                u.report_method_names()
-                    .iter()
-                    .any(|m| m.eq_ignore_ascii_case(w))
-            })
-        })
-        .map(|(i, _)| i)
-        .collect();
+    let rows = {
+        let mut memo = ctx.memo();
+        let memo = memo.at(ctx.state.generation());
+        memoised(&mut memo.registration, want.as_deref(), || {
+            Ok(ctx
+                .tenant
+                .users
+                .iter()
+                .enumerate()
+                .filter(|(_, u)| u.enabled)
+                .filter(|(_, u)| {
+                    want.as_ref().is_none_or(|w| {
+                        u.report_method_names()
+                            .iter()
+                            .any(|m| m.eq_ignore_ascii_case(w))
+                    })
+                })
+                .map(|(i, _)| i as u32)
+                .collect())
+        })?
+    };
     let users = &ctx.tenant.users;
     let now = ctx.tenant.now;
     page(
@@ -286,7 +349,7 @@ fn registration(ctx: &Ctx) -> Result<Value, Reply> {
         rows.len(),
         ctx.state.config.registration_page_size.max(1),
         |k| {
-            let u = &users[rows[k]];
+            let u = &users[rows[k] as usize];
             let mut methods: Vec<Value> = u
                 .report_method_names()
                 .into_iter()
@@ -835,18 +898,28 @@ fn sign_ins(ctx: &Ctx) -> Result<Value, Reply> {
         .and_then(|t| t.parse::<usize>().ok())
         .unwrap_or(1000)
         .clamp(1, 1000);
-    let rows: Vec<&crate::tenant::SimSignIn> = ctx
-        .tenant
-        .sign_ins
-        .iter()
-        .filter(|s| since.is_none_or(|t| s.created >= t) && until.is_none_or(|t| s.created <= t))
-        .filter(|s| {
-            code.is_none_or(|c| s.error_code == c)
-                && user
-                    .as_ref()
-                    .is_none_or(|u| u.eq_ignore_ascii_case(&s.user_id))
-        })
-        .collect();
+    let rows = {
+        let mut memo = ctx.memo();
+        let memo = memo.at(ctx.state.generation());
+        memoised(&mut memo.sign_ins, ctx.param("$filter"), || {
+            Ok(ctx
+                .tenant
+                .sign_ins
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| {
+                    since.is_none_or(|t| s.created >= t) && until.is_none_or(|t| s.created <= t)
+                })
+                .filter(|(_, s)| {
+                    code.is_none_or(|c| s.error_code == c)
+                        && user
+                            .as_ref()
+                            .is_none_or(|u| u.eq_ignore_ascii_case(&s.user_id))
+                })
+                .map(|(i, _)| i as u32)
+                .collect())
+        })?
+    };
     let tenant = ctx.tenant;
     page(
         ctx,
@@ -856,7 +929,7 @@ fn sign_ins(ctx: &Ctx) -> Result<Value, Reply> {
         rows.len(),
         top,
         |k| {
-            let s = rows[k];
+            let s = &tenant.sign_ins[rows[k] as usize];
             let u = tenant.find(&s.user_id).map(|i| &tenant.users[i]);
             let (reason, details) = match s.error_code {
                 500121 => (
@@ -943,7 +1016,7 @@ fn group_members(ctx: &Ctx, key: &str, users_only: bool) -> Result<Value, Reply>
 }
 
 /// One directory-audit event of the simulated tenant.
-struct AuditEvent {
+pub struct AuditEvent {
     at: chrono::DateTime<chrono::Utc>,
     activity: &'static str,
     category: &'static str,
@@ -1076,10 +1149,23 @@ fn directory_audits(ctx: &Ctx) -> Result<Value, Reply> {
         .and_then(|t| t.parse::<usize>().ok())
         .unwrap_or(100)
         .clamp(1, 999);
-    let rows: Vec<AuditEvent> = audit_events(ctx.tenant)
-        .into_iter()
-        .filter(|e| checks.iter().all(|c| c(e)))
-        .collect();
+    let (log, rows) = {
+        let mut memo = ctx.memo();
+        let memo = memo.at(ctx.state.generation());
+        let log = memo
+            .audit_log
+            .get_or_insert_with(|| Arc::new(audit_events(ctx.tenant)))
+            .clone();
+        let rows = memoised(&mut memo.audits, ctx.param("$filter"), || {
+            Ok(log
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| checks.iter().all(|c| c(e)))
+                .map(|(i, _)| i as u32)
+                .collect())
+        })?;
+        (log, rows)
+    };
     let tenant = ctx.tenant;
     let actor = tenant
         .users
@@ -1094,7 +1180,7 @@ fn directory_audits(ctx: &Ctx) -> Result<Value, Reply> {
         rows.len(),
         top,
         |k| {
-            let e = &rows[k];
+            let e = &log[rows[k] as usize];
             let u = &tenant.users[e.target];
             let correlation =
                 uuid::Uuid::from_u128(u.id.rotate_left(29) ^ e.at.timestamp() as u128);
