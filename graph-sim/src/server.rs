@@ -48,8 +48,22 @@ pub struct Reply {
 
 pub enum Body {
     Json(Value),
+    /// JSON already written out (paged lists: their rows are serialised straight from the
+    /// tenant rather than built as `Value`s first).
+    Text(String),
     /// Bytes that are deliberately not valid JSON (faults).
     Raw(String),
+}
+
+impl Body {
+    /// The JSON text of a well-formed body (a fault may cut it short).
+    fn text(&self) -> Option<String> {
+        match self {
+            Body::Json(v) => Some(v.to_string()),
+            Body::Text(s) => Some(s.clone()),
+            Body::Raw(_) => None,
+        }
+    }
 }
 
 impl Reply {
@@ -340,8 +354,7 @@ impl State {
             .fire(label, |f| matches!(f, Fault::Truncated { .. }))
             .is_some()
         {
-            if let Body::Json(v) = &reply.body {
-                let text = v.to_string();
+            if let Some(text) = reply.body.text() {
                 reply.body = Body::Raw(text[..text.len() / 2].to_string());
             }
         }
@@ -587,7 +600,11 @@ impl State {
                 eventual,
             };
             match render::answer(&ctx, route.label, rest) {
-                Ok(body) => Reply::json(200, body),
+                Ok(body) => Reply {
+                    status: 200,
+                    headers: Vec::new(),
+                    body,
+                },
                 Err(reply) => reply,
             }
         };
@@ -612,8 +629,7 @@ impl State {
                 .fire(&label, |f| matches!(f, Fault::Truncated { .. }))
                 .is_some()
             {
-                if let Body::Json(v) = &reply.body {
-                    let text = v.to_string();
+                if let Some(text) = reply.body.text() {
                     reply.body = Body::Raw(text[..text.len() / 2].to_string());
                 }
             }
@@ -722,6 +738,7 @@ impl State {
                     .collect();
             let body = match reply.body {
                 Body::Json(v) => v,
+                Body::Text(s) => serde_json::from_str(&s).unwrap_or(Value::String(s)),
                 Body::Raw(s) => Value::String(s),
             };
             responses
@@ -740,7 +757,7 @@ fn to_response(reply: Reply, client_request_id: Option<&str>) -> Response {
     // `to_vec` writes straight into the buffer; `to_string` goes through `fmt` and costs more.
     let body: Vec<u8> = match reply.body {
         Body::Json(v) => serde_json::to_vec(&v).unwrap_or_default(),
-        Body::Raw(s) => s.into_bytes(),
+        Body::Text(s) | Body::Raw(s) => s.into_bytes(),
     };
     let mut resp = (status, body).into_response();
     let h = resp.headers_mut();
