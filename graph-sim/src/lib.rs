@@ -205,7 +205,7 @@ impl SimHandle {
     }
     /// Changes one user (by object id); false if there is no such user.
     pub fn update_user(&self, id: &str, f: impl FnOnce(&mut SimUser)) -> bool {
-        let mut t = self.state.tenant.write().unwrap_or_else(|e| e.into_inner());
+        let mut t = self.state.tenant_mut();
         match t.find(id) {
             Some(i) => {
                 f(&mut t.users[i]);
@@ -216,7 +216,7 @@ impl SimHandle {
     }
     /// Changes the tenant's policy.
     pub fn update_policy(&self, f: impl FnOnce(&mut SimPolicy)) {
-        let mut t = self.state.tenant.write().unwrap_or_else(|e| e.into_inner());
+        let mut t = self.state.tenant_mut();
         f(&mut t.policy);
     }
     pub async fn shutdown(mut self) {
@@ -282,6 +282,8 @@ pub async fn start(config: SimConfig, listen: SocketAddr) -> anyhow::Result<SimH
         ),
         buckets: Mutex::new(buckets),
         tenant: RwLock::new(tenant),
+        generation: std::sync::atomic::AtomicU64::new(0),
+        memo: Mutex::new(render::Memo::default()),
         stats: Mutex::new(Stats::default()),
         key: rand::random::<[u8; 32]>(),
         cert,

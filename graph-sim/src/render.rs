@@ -1,10 +1,13 @@
 //! Graph's JSON shapes for each endpoint, with paging (`$top`, opaque `$skiptoken`, absolute
 //! `@odata.nextLink`), `$select` on users, and the `$filter` forms the auditor sends.
 
-use serde_json::{json, Map, Value};
+use std::sync::Arc;
+
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::{json, Value};
 
 use crate::faults::Fault;
-use crate::server::{graph_error, Reply, State};
+use crate::server::{graph_error, Body, Reply, State};
 use crate::tenant::{SimUser, Tenant, METHODS, ROLES};
 
 pub struct Ctx<'a> {
@@ -32,6 +35,61 @@ impl Ctx<'_> {
     }
 }
 
+/// Filtered row lists kept per query: a collection asks for the same few.
+const MEMO_QUERIES: usize = 8;
+
+/// Rendering work that depends only on the tenant (and the query), computed once per tenant
+/// generation: without it every page of a paged list rescanned the whole tenant, and at
+/// 1,000,000 users the simulator, not Graph's budget, set the pace of a collection.
+#[derive(Default)]
+pub struct Memo {
+    generation: u64,
+    /// The registration report's rows (indexes into `users`) by `$filter`.
+    registration: Vec<(Option<String>, Arc<Vec<u32>>)>,
+    /// The directory audit log, newest first.
+    audit_log: Option<Arc<Vec<AuditEvent>>>,
+    /// Rows of the audit log (indexes into it) by `$filter`.
+    audits: Vec<(Option<String>, Arc<Vec<u32>>)>,
+    /// Sign-in rows (indexes into `sign_ins`) by `$filter`.
+    sign_ins: Vec<(Option<String>, Arc<Vec<u32>>)>,
+}
+
+impl Memo {
+    /// Forgets everything if the tenant changed since it was filled.
+    fn at(&mut self, generation: u64) -> &mut Memo {
+        if self.generation != generation {
+            *self = Memo {
+                generation,
+                ..Memo::default()
+            };
+        }
+        self
+    }
+}
+
+/// The rows kept under `key`, or `build`'s (kept for next time, the oldest forgotten).
+fn memoised(
+    list: &mut Vec<(Option<String>, Arc<Vec<u32>>)>,
+    key: Option<&str>,
+    build: impl FnOnce() -> Result<Vec<u32>, Reply>,
+) -> Result<Arc<Vec<u32>>, Reply> {
+    if let Some((_, rows)) = list.iter().find(|(k, _)| k.as_deref() == key) {
+        return Ok(rows.clone());
+    }
+    let rows = Arc::new(build()?);
+    if list.len() >= MEMO_QUERIES {
+        list.remove(0);
+    }
+    list.push((key.map(str::to_owned), rows.clone()));
+    Ok(rows)
+}
+
+impl Ctx<'_> {
+    fn memo(&self) -> std::sync::MutexGuard<'_, Memo> {
+        self.state.memo.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 fn unsupported(what: &str) -> Reply {
     graph_error(
         400,
@@ -51,26 +109,39 @@ fn parse_skiptoken(t: &str) -> Option<usize> {
         .map(|o| o ^ 0x5eed_5eed)
 }
 
+/// A page as Graph writes it (the keys in the order a `Value` object would have them).
+#[derive(serde::Serialize)]
+struct PageOut<T> {
+    #[serde(rename = "@odata.context")]
+    context: String,
+    #[serde(rename = "@odata.nextLink", skip_serializing_if = "Option::is_none")]
+    next_link: Option<String>,
+    value: Vec<T>,
+}
+
 /// One page of `items` (already filtered) with the nextLink, honouring the nextLink-loop fault.
-fn page(
+/// Rows are serialised straight to the body's text.
+fn page<T: Serialize>(
     ctx: &Ctx,
     label: &str,
     path: &str,
     context: &str,
     total: usize,
     page_size: usize,
-    render: impl Fn(usize) -> Value,
-) -> Result<Value, Reply> {
+    render: impl Fn(usize) -> T,
+) -> Result<Body, Reply> {
     let offset = match ctx.param("$skiptoken") {
         Some(t) => parse_skiptoken(t)
             .ok_or_else(|| graph_error(400, "Request_BadRequest", "The skip token is invalid."))?,
         None => 0,
     };
     let end = (offset + page_size).min(total);
-    let value: Vec<Value> = (offset.min(end)..end).map(render).collect();
-    let mut out = Map::new();
-    out.insert("@odata.context".into(), Value::from(ctx.context(context)));
-    out.insert("value".into(), Value::Array(value));
+    let value: Vec<T> = (offset.min(end)..end).map(render).collect();
+    let mut out = PageOut {
+        context: ctx.context(context),
+        next_link: None,
+        value,
+    };
     if end < total {
         let page_no = offset / page_size.max(1) + 1;
         let loops = ctx
@@ -95,17 +166,20 @@ fn page(
         if !q.is_empty() {
             q.push('&');
         }
-        out.insert(
-            "@odata.nextLink".into(),
-            Value::from(format!(
-                "{}/{}/{path}?{q}$skiptoken={}",
-                ctx.base,
-                ctx.version,
-                skiptoken(next_offset)
-            )),
-        );
+        out.next_link = Some(format!(
+            "{}/{}/{path}?{q}$skiptoken={}",
+            ctx.base,
+            ctx.version,
+            skiptoken(next_offset)
+        ));
     }
-    Ok(Value::Object(out))
+    serde_json::to_string(&out).map(Body::Text).map_err(|e| {
+        graph_error(
+            500,
+            "generalException",
+            &format!("graph-sim could not write a page of {label}: {e}"),
+        )
+    })
 }
 
 impl Ctx<'_> {
@@ -131,38 +205,40 @@ fn date(d: chrono::DateTime<chrono::Utc>) -> String {
     d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-pub fn answer(ctx: &Ctx, label: &str, rest: &[&str]) -> Result<Value, Reply> {
+pub fn answer(ctx: &Ctx, label: &str, rest: &[&str]) -> Result<Body, Reply> {
     match label {
         "users" => users(ctx),
         "userRegistrationDetails" => registration(ctx),
-        "authenticationMethodsPolicy" => Ok(methods_policy(ctx)),
-        "identitySecurityDefaultsEnforcementPolicy" => Ok(json!({
+        "authenticationMethodsPolicy" => Ok(Body::Json(methods_policy(ctx))),
+        "identitySecurityDefaultsEnforcementPolicy" => Ok(Body::Json(json!({
             "@odata.context": ctx.context("policies/identitySecurityDefaultsEnforcementPolicy/$entity"),
             "id": "00000000-0000-0000-0000-000000000005",
             "displayName": "Security Defaults",
             "description": "Security defaults is a set of basic identity security mechanisms recommended by Microsoft.",
             "isEnabled": ctx.tenant.policy.security_defaults,
-        })),
+        }))),
         "conditionalAccessPolicies" => conditional_access(ctx),
-        "subscribedSkus" => Ok(subscribed_skus(ctx)),
+        "subscribedSkus" => Ok(Body::Json(subscribed_skus(ctx))),
         "roleAssignments" => role_assignments(ctx),
         "roleEligibilityScheduleInstances" => role_eligibility(ctx),
         "authenticationMethods" => {
             let user = ctx.user(rest[1])?;
-            Ok(
+            Ok(Body::Json(
                 json!({"@odata.context": ctx.context(&format!("users('{}')/authentication/methods", user.id_string())), "value": method_objects(user, ctx.version)}),
-            )
+            ))
         }
         "temporaryAccessPassMethods" => {
             let user = ctx.user(rest[1])?;
             let value: Vec<Value> = user.tap.iter().map(|t| tap_object(user, t)).collect();
-            Ok(
+            Ok(Body::Json(
                 json!({"@odata.context": ctx.context(&format!("users('{}')/authentication/temporaryAccessPassMethods", user.id_string())), "value": value}),
-            )
+            ))
         }
         "perUserMfaRequirements" => {
             let user = ctx.user(rest[1])?;
-            Ok(json!({"perUserMfaState": user.per_user_mfa_str()}))
+            Ok(Body::Json(
+                json!({"perUserMfaState": user.per_user_mfa_str()}),
+            ))
         }
         "signIns" => sign_ins(ctx),
         "directoryAudits" => directory_audits(ctx),
@@ -175,7 +251,7 @@ pub fn answer(ctx: &Ctx, label: &str, rest: &[&str]) -> Result<Value, Reply> {
     }
 }
 
-fn users(ctx: &Ctx) -> Result<Value, Reply> {
+fn users(ctx: &Ctx) -> Result<Body, Reply> {
     if ctx.param("$filter").is_some() || ctx.param("$search").is_some() {
         return Err(unsupported(
             "the simulator's /users takes $select and $top only",
@@ -215,39 +291,55 @@ fn users(ctx: &Ctx) -> Result<Value, Reply> {
             .collect(),
         None => DEFAULT.iter().map(|s| s.to_string()).collect(),
     };
+    // A `Value` object's order: sorted, `id` always there, each field once.
+    let mut fields: Vec<&str> = select.iter().map(String::as_str).collect();
+    fields.push("id");
+    fields.sort_unstable();
+    fields.dedup();
     let users = &ctx.tenant.users;
     page(ctx, "users", "users", "users", users.len(), top, |i| {
-        let u = &users[i];
-        let mut o = Map::new();
-        o.insert("id".into(), Value::from(u.id_string()));
-        for f in &select {
-            let v = match f.as_str() {
-                "id" => continue,
-                "userPrincipalName" => Value::from(&*u.upn),
-                "displayName" => Value::from(&*u.display_name),
-                "accountEnabled" => Value::from(u.enabled),
-                "userType" => Value::from(if u.guest { "Guest" } else { "Member" }),
-                "createdDateTime" => u.created.map(date).map(Value::from).unwrap_or(Value::Null),
-                "onPremisesSyncEnabled" => {
-                    if u.synced {
-                        Value::from(true)
-                    } else {
-                        Value::Null
-                    }
-                }
-                "mail" => Value::from(u.upn.replace("#EXT#", "")),
-                "givenName" => Value::from(u.display_name.split(' ').next().unwrap_or("")),
-                "surname" => Value::from(u.display_name.split(' ').nth(1).unwrap_or("")),
-                "businessPhones" => json!([]),
-                _ => Value::Null,
-            };
-            o.insert(f.clone(), v);
+        UserRow {
+            user: &users[i],
+            fields: &fields,
         }
-        Value::Object(o)
     })
 }
 
-fn registration(ctx: &Ctx) -> Result<Value, Reply> {
+/// A user with the `$select`ed fields (sorted, deduplicated, with `id`); an unknown field is null.
+struct UserRow<'a> {
+    user: &'a SimUser,
+    fields: &'a [&'a str],
+}
+
+impl Serialize for UserRow<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let u = self.user;
+        let mut map = s.serialize_map(Some(self.fields.len()))?;
+        for f in self.fields {
+            match *f {
+                "id" => map.serialize_entry(f, &u.id_string())?,
+                "userPrincipalName" => map.serialize_entry(f, &*u.upn)?,
+                "displayName" => map.serialize_entry(f, &*u.display_name)?,
+                "accountEnabled" => map.serialize_entry(f, &u.enabled)?,
+                "userType" => map.serialize_entry(f, if u.guest { "Guest" } else { "Member" })?,
+                "createdDateTime" => map.serialize_entry(f, &u.created.map(date))?,
+                "onPremisesSyncEnabled" => map.serialize_entry(f, &u.synced.then_some(true))?,
+                "mail" => map.serialize_entry(f, &u.upn.replace("#EXT#", ""))?,
+                "givenName" => {
+                    map.serialize_entry(f, u.display_name.split(' ').next().unwrap_or(""))?
+                }
+                "surname" => {
+                    map.serialize_entry(f, u.display_name.split(' ').nth(1).unwrap_or(""))?
+                }
+                "businessPhones" => map.serialize_entry(f, &[] as &[&str])?,
+                _ => map.serialize_entry(f, &())?,
+            }
+        }
+        map.end()
+    }
+}
+
+fn registration(ctx: &Ctx) -> Result<Body, Reply> {
     let want: Option<String> = match ctx.param("$filter") {
         None => None,
         Some(f) => {
@@ -261,23 +353,32 @@ fn registration(ctx: &Ctx) -> Result<Value, Reply> {
         }
     };
     // Like Graph: "This method doesn't work for disabled users."
-    let rows: Vec<usize> = ctx
-        .tenant
-        .users
-        .iter()
-        .enumerate()
-        .filter(|(_, u)| u.enabled)
-        .filter(|(_, u)| {
-            want.as_ref().is_none_or(|w| {
-                u.report_method_names()
-                    .iter()
-                    .any(|m| m.eq_ignore_ascii_case(w))
-            })
-        })
-        .map(|(i, _)| i)
-        .collect();
+    let rows = {
+        let mut memo = ctx.memo();
+        let memo = memo.at(ctx.state.generation());
+        memoised(&mut memo.registration, want.as_deref(), || {
+            Ok(ctx
+                .tenant
+                .users
+                .iter()
+                .enumerate()
+                .filter(|(_, u)| u.enabled)
+                .filter(|(_, u)| {
+                    want.as_ref().is_none_or(|w| {
+                        u.report_method_names()
+                            .iter()
+                            .any(|m| m.eq_ignore_ascii_case(w))
+                    })
+                })
+                .map(|(i, _)| i as u32)
+                .collect())
+        })?
+    };
     let users = &ctx.tenant.users;
-    let now = ctx.tenant.now;
+    let updated = ctx
+        .tenant
+        .now
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     page(
         ctx,
         "userRegistrationDetails",
@@ -286,49 +387,71 @@ fn registration(ctx: &Ctx) -> Result<Value, Reply> {
         rows.len(),
         ctx.state.config.registration_page_size.max(1),
         |k| {
-            let u = &users[rows[k]];
-            let mut methods: Vec<Value> = u
-                .report_method_names()
-                .into_iter()
-                .map(Value::from)
-                .collect();
+            let u = &users[rows[k] as usize];
+            let mut methods = u.report_method_names();
             if let Some(x) = &u.unknown_method {
-                methods.push(Value::from(&**x));
+                methods.push(&**x);
             }
             let mfa = u.is_mfa_registered();
-            let pwl = (0..METHODS.len()).any(|i| u.has(i) && METHODS[i].passwordless);
-            let system_methods: Vec<&str> = if !mfa {
-                vec![]
+            let system_methods: &[&str] = if !mfa {
+                &[]
             } else if u.has(0) || u.has(1) {
-                vec!["push"]
+                &["push"]
             } else if u.has(2) {
-                vec!["oath"]
+                &["oath"]
             } else if u.has(4) {
-                vec!["sms"]
+                &["sms"]
             } else {
-                vec![]
+                &[]
             };
-            json!({
-                "id": u.id_string(),
-                "userPrincipalName": &*u.upn,
-                "userDisplayName": &*u.display_name,
-                "isAdmin": u.is_admin(),
-                "isSsprRegistered": methods.len() >= 2,
-                "isSsprEnabled": true,
-                "isSsprCapable": methods.len() >= 2,
-                "isMfaRegistered": mfa,
-                "isMfaCapable": u.is_mfa_capable(&ctx.tenant.policy),
-                "isPasswordlessCapable": pwl,
-                "lastUpdatedDateTime": now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-                "methodsRegistered": methods,
-                "isSystemPreferredAuthenticationMethodEnabled": u.system_preferred,
-                "systemPreferredAuthenticationMethods": system_methods,
+            RegistrationRow {
+                id: u.id_string(),
+                is_admin: u.is_admin(),
+                is_mfa_capable: u.is_mfa_capable(&ctx.tenant.policy),
+                is_mfa_registered: mfa,
+                is_passwordless_capable: (0..METHODS.len())
+                    .any(|i| u.has(i) && METHODS[i].passwordless),
+                is_sspr_capable: methods.len() >= 2,
+                is_sspr_enabled: true,
+                is_sspr_registered: methods.len() >= 2,
+                is_system_preferred_authentication_method_enabled: u.system_preferred,
+                last_updated_date_time: &updated,
+                methods_registered: methods,
+                system_preferred_authentication_methods: system_methods,
+                user_display_name: &u.display_name,
                 // Graph returns "" where the user has no preference (REFERENCE §13).
-                "userPreferredMethodForSecondaryAuthentication": if u.default_method == "none" { "" } else { u.default_method },
-                "userType": if u.guest { "guest" } else { "member" },
-            })
+                user_preferred_method_for_secondary_authentication: if u.default_method == "none" {
+                    ""
+                } else {
+                    u.default_method
+                },
+                user_principal_name: &u.upn,
+                user_type: if u.guest { "guest" } else { "member" },
+            }
         },
     )
+}
+
+/// A row of the registration report, its fields in the order a `Value` object sorts them.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RegistrationRow<'a> {
+    id: String,
+    is_admin: bool,
+    is_mfa_capable: bool,
+    is_mfa_registered: bool,
+    is_passwordless_capable: bool,
+    is_sspr_capable: bool,
+    is_sspr_enabled: bool,
+    is_sspr_registered: bool,
+    is_system_preferred_authentication_method_enabled: bool,
+    last_updated_date_time: &'a str,
+    methods_registered: Vec<&'a str>,
+    system_preferred_authentication_methods: &'a [&'a str],
+    user_display_name: &'a str,
+    user_preferred_method_for_secondary_authentication: &'a str,
+    user_principal_name: &'a str,
+    user_type: &'a str,
 }
 
 fn target(id: &str) -> Value {
@@ -394,7 +517,7 @@ fn methods_policy(ctx: &Ctx) -> Value {
     out
 }
 
-fn conditional_access(ctx: &Ctx) -> Result<Value, Reply> {
+fn conditional_access(ctx: &Ctx) -> Result<Body, Reply> {
     // v1.0 silently omits policies that use beta-only features; beta lists them all.
     let policies: Vec<&crate::tenant::SimCaPolicy> = ctx
         .tenant
@@ -630,7 +753,7 @@ fn principal(tenant: &Tenant, h: Holder) -> (String, Value) {
     }
 }
 
-fn role_assignments(ctx: &Ctx) -> Result<Value, Reply> {
+fn role_assignments(ctx: &Ctx) -> Result<Body, Reply> {
     let wanted = role_filter(ctx, "roleAssignments", true)?;
     let expand = ctx.param("$expand").is_some_and(|e| e == "principal");
     let tenant = ctx.tenant;
@@ -665,7 +788,7 @@ fn role_assignments(ctx: &Ctx) -> Result<Value, Reply> {
 }
 
 /// PIM eligibility instances (P2 only: the licence answer is the server's).
-fn role_eligibility(ctx: &Ctx) -> Result<Value, Reply> {
+fn role_eligibility(ctx: &Ctx) -> Result<Body, Reply> {
     let wanted = role_filter(ctx, "roleEligibilityScheduleInstances", false)?;
     let expand = ctx.param("$expand").is_some_and(|e| e == "principal");
     let tenant = ctx.tenant;
@@ -804,7 +927,7 @@ fn method_objects(user: &SimUser, version: &str) -> Vec<Value> {
     out
 }
 
-fn sign_ins(ctx: &Ctx) -> Result<Value, Reply> {
+fn sign_ins(ctx: &Ctx) -> Result<Body, Reply> {
     let mut since: Option<chrono::DateTime<chrono::Utc>> = None;
     let mut until: Option<chrono::DateTime<chrono::Utc>> = None;
     let mut code: Option<i32> = None;
@@ -835,18 +958,28 @@ fn sign_ins(ctx: &Ctx) -> Result<Value, Reply> {
         .and_then(|t| t.parse::<usize>().ok())
         .unwrap_or(1000)
         .clamp(1, 1000);
-    let rows: Vec<&crate::tenant::SimSignIn> = ctx
-        .tenant
-        .sign_ins
-        .iter()
-        .filter(|s| since.is_none_or(|t| s.created >= t) && until.is_none_or(|t| s.created <= t))
-        .filter(|s| {
-            code.is_none_or(|c| s.error_code == c)
-                && user
-                    .as_ref()
-                    .is_none_or(|u| u.eq_ignore_ascii_case(&s.user_id))
-        })
-        .collect();
+    let rows = {
+        let mut memo = ctx.memo();
+        let memo = memo.at(ctx.state.generation());
+        memoised(&mut memo.sign_ins, ctx.param("$filter"), || {
+            Ok(ctx
+                .tenant
+                .sign_ins
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| {
+                    since.is_none_or(|t| s.created >= t) && until.is_none_or(|t| s.created <= t)
+                })
+                .filter(|(_, s)| {
+                    code.is_none_or(|c| s.error_code == c)
+                        && user
+                            .as_ref()
+                            .is_none_or(|u| u.eq_ignore_ascii_case(&s.user_id))
+                })
+                .map(|(i, _)| i as u32)
+                .collect())
+        })?
+    };
     let tenant = ctx.tenant;
     page(
         ctx,
@@ -856,7 +989,7 @@ fn sign_ins(ctx: &Ctx) -> Result<Value, Reply> {
         rows.len(),
         top,
         |k| {
-            let s = rows[k];
+            let s = &tenant.sign_ins[rows[k] as usize];
             let u = tenant.find(&s.user_id).map(|i| &tenant.users[i]);
             let (reason, details) = match s.error_code {
                 500121 => (
@@ -888,7 +1021,7 @@ fn sign_ins(ctx: &Ctx) -> Result<Value, Reply> {
 
 /// `transitiveMembers` (every member, each with its `@odata.type`) or its `microsoft.graph.user`
 /// cast (users only).
-fn group_members(ctx: &Ctx, key: &str, users_only: bool) -> Result<Value, Reply> {
+fn group_members(ctx: &Ctx, key: &str, users_only: bool) -> Result<Body, Reply> {
     let group = ctx.tenant.group(key).ok_or_else(|| {
         graph_error(404, "Request_ResourceNotFound", &format!("Resource '{key}' does not exist or one of its queried reference-property objects are not present."))
     })?;
@@ -943,7 +1076,7 @@ fn group_members(ctx: &Ctx, key: &str, users_only: bool) -> Result<Value, Reply>
 }
 
 /// One directory-audit event of the simulated tenant.
-struct AuditEvent {
+pub struct AuditEvent {
     at: chrono::DateTime<chrono::Utc>,
     activity: &'static str,
     category: &'static str,
@@ -1015,7 +1148,7 @@ fn audit_events(t: &Tenant) -> Vec<AuditEvent> {
 /// `GET /auditLogs/directoryAudits`: `$filter` with `eq` on activityDisplayName, category,
 /// loggedByService, result, operationType, `ge`/`le`/`gt`/`lt` on activityDateTime and
 /// `startswith(activityDisplayName,'…')`, joined by `and` (directoryaudit-list.md); `$top`.
-fn directory_audits(ctx: &Ctx) -> Result<Value, Reply> {
+fn directory_audits(ctx: &Ctx) -> Result<Body, Reply> {
     type Check = Box<dyn Fn(&AuditEvent) -> bool>;
     let mut checks: Vec<Check> = Vec::new();
     if let Some(f) = ctx.param("$filter") {
@@ -1076,10 +1209,23 @@ fn directory_audits(ctx: &Ctx) -> Result<Value, Reply> {
         .and_then(|t| t.parse::<usize>().ok())
         .unwrap_or(100)
         .clamp(1, 999);
-    let rows: Vec<AuditEvent> = audit_events(ctx.tenant)
-        .into_iter()
-        .filter(|e| checks.iter().all(|c| c(e)))
-        .collect();
+    let (log, rows) = {
+        let mut memo = ctx.memo();
+        let memo = memo.at(ctx.state.generation());
+        let log = memo
+            .audit_log
+            .get_or_insert_with(|| Arc::new(audit_events(ctx.tenant)))
+            .clone();
+        let rows = memoised(&mut memo.audits, ctx.param("$filter"), || {
+            Ok(log
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| checks.iter().all(|c| c(e)))
+                .map(|(i, _)| i as u32)
+                .collect())
+        })?;
+        (log, rows)
+    };
     let tenant = ctx.tenant;
     let actor = tenant
         .users
@@ -1094,7 +1240,7 @@ fn directory_audits(ctx: &Ctx) -> Result<Value, Reply> {
         rows.len(),
         top,
         |k| {
-            let e = &rows[k];
+            let e = &log[rows[k] as usize];
             let u = &tenant.users[e.target];
             let correlation =
                 uuid::Uuid::from_u128(u.id.rotate_left(29) ^ e.at.timestamp() as u128);

@@ -3,7 +3,8 @@
 //! the injected faults and the throttle bucket, then renders the answer.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockWriteGuard};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -23,7 +24,14 @@ use crate::{GroundTruth, Licence, SimConfig, Stats};
 pub struct State {
     pub config: SimConfig,
     pub base_url: String,
+    /// Change it through [`State::tenant_mut`] only: that moves `generation`, which keeps
+    /// `memo` honest.
     pub tenant: RwLock<Tenant>,
+    /// Bumped on every write to `tenant` (under its write lock).
+    pub generation: AtomicU64,
+    /// What rendering derived from the tenant at one generation (filtered row lists, the
+    /// directory audit log), so a page costs its own rows, not a scan of the tenant.
+    pub memo: Mutex<render::Memo>,
     pub buckets: Mutex<Buckets>,
     pub faults: Mutex<Vec<Armed>>,
     pub stats: Mutex<Stats>,
@@ -40,8 +48,22 @@ pub struct Reply {
 
 pub enum Body {
     Json(Value),
+    /// JSON already written out (paged lists: their rows are serialised straight from the
+    /// tenant rather than built as `Value`s first).
+    Text(String),
     /// Bytes that are deliberately not valid JSON (faults).
     Raw(String),
+}
+
+impl Body {
+    /// The JSON text of a well-formed body (a fault may cut it short).
+    fn text(&self) -> Option<String> {
+        match self {
+            Body::Json(v) => Some(v.to_string()),
+            Body::Text(s) => Some(s.clone()),
+            Body::Raw(_) => None,
+        }
+    }
 }
 
 impl Reply {
@@ -212,6 +234,16 @@ pub fn parse_query(query: &str) -> Vec<(String, String)> {
 }
 
 impl State {
+    /// The tenant, for writing: every change invalidates what rendering memoised.
+    pub fn tenant_mut(&self) -> RwLockWriteGuard<'_, Tenant> {
+        let guard = self.tenant.write().unwrap_or_else(|e| e.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        guard
+    }
+    /// The tenant's generation; stable while a read guard on `tenant` is held.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
     pub fn ground_truth(&self) -> GroundTruth {
         self.tenant
             .read()
@@ -322,8 +354,7 @@ impl State {
             .fire(label, |f| matches!(f, Fault::Truncated { .. }))
             .is_some()
         {
-            if let Body::Json(v) = &reply.body {
-                let text = v.to_string();
+            if let Some(text) = reply.body.text() {
                 reply.body = Body::Raw(text[..text.len() / 2].to_string());
             }
         }
@@ -569,7 +600,11 @@ impl State {
                 eventual,
             };
             match render::answer(&ctx, route.label, rest) {
-                Ok(body) => Reply::json(200, body),
+                Ok(body) => Reply {
+                    status: 200,
+                    headers: Vec::new(),
+                    body,
+                },
                 Err(reply) => reply,
             }
         };
@@ -594,8 +629,7 @@ impl State {
                 .fire(&label, |f| matches!(f, Fault::Truncated { .. }))
                 .is_some()
             {
-                if let Body::Json(v) = &reply.body {
-                    let text = v.to_string();
+                if let Some(text) = reply.body.text() {
                     reply.body = Body::Raw(text[..text.len() / 2].to_string());
                 }
             }
@@ -704,6 +738,7 @@ impl State {
                     .collect();
             let body = match reply.body {
                 Body::Json(v) => v,
+                Body::Text(s) => serde_json::from_str(&s).unwrap_or(Value::String(s)),
                 Body::Raw(s) => Value::String(s),
             };
             responses
@@ -719,9 +754,10 @@ pub fn router(state: Arc<State>) -> Router {
 
 fn to_response(reply: Reply, client_request_id: Option<&str>) -> Response {
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let body = match reply.body {
-        Body::Json(v) => v.to_string(),
-        Body::Raw(s) => s,
+    // `to_vec` writes straight into the buffer; `to_string` goes through `fmt` and costs more.
+    let body: Vec<u8> = match reply.body {
+        Body::Json(v) => serde_json::to_vec(&v).unwrap_or_default(),
+        Body::Text(s) | Body::Raw(s) => s.into_bytes(),
     };
     let mut resp = (status, body).into_response();
     let h = resp.headers_mut();
@@ -869,7 +905,7 @@ fn control(state: &State, method: &Method, rest: &str, body: &[u8]) -> Response 
             let Ok(patch) = serde_json::from_slice::<Value>(body) else {
                 return to_response(graph_error(400, "BadRequest", "body is not JSON"), None);
             };
-            let mut t = state.tenant.write().unwrap_or_else(|e| e.into_inner());
+            let mut t = state.tenant_mut();
             let Some(i) = t.find(id) else {
                 return to_response(
                     graph_error(404, "Request_ResourceNotFound", "no such user"),

@@ -128,6 +128,79 @@ async fn the_registration_report_omits_disabled_users() {
     assert!(body["@odata.nextLink"].is_string());
 }
 
+/// The ids a list answers, every page followed.
+async fn ids(sim: &SimHandle, token: &str, url: &str) -> Vec<String> {
+    let mut url = url.to_string();
+    let mut out = Vec::new();
+    loop {
+        let (status, _, body) = get(sim, token, &url).await;
+        assert_eq!(status, 200, "{url}: {body}");
+        for row in body["value"].as_array().expect("value") {
+            let id = row["targetResources"][0]["id"]
+                .as_str()
+                .or(row["id"].as_str())
+                .expect("id");
+            out.push(id.to_string());
+        }
+        match body["@odata.nextLink"].as_str() {
+            Some(next) => url = next.to_string(),
+            None => return out,
+        }
+    }
+}
+
+#[tokio::test]
+async fn what_the_reports_answer_follows_changes_to_the_tenant() {
+    // The simulator keeps the report's rows and the audit log between requests: a change to
+    // the tenant must show in the very next answer, filtered or not.
+    let sim = start(40, |c| {
+        c.registration_page_size = 15;
+        // Many report reads in a row: the reports bucket (5 / 10 s) refills at once.
+        c.time_scale = 1e6;
+    })
+    .await;
+    let t = token(&sim).await;
+    let report = "/v1.0/reports/authenticationMethods/userRegistrationDetails";
+    let fido = "/v1.0/reports/authenticationMethods/userRegistrationDetails?$filter=methodsRegistered/any(m:m%20eq%20'fido2SecurityKey')";
+    let audits = "/v1.0/auditLogs/directoryAudits?$filter=activityDisplayName%20eq%20'Admin%20registered%20security%20info'";
+    let before = ids(&sim, &t, report).await;
+    let with_fido = ids(&sim, &t, fido).await;
+    let logged = ids(&sim, &t, audits).await;
+    let truth = sim.ground_truth();
+    let user = truth
+        .users
+        .iter()
+        .find(|u| u.account_enabled && !with_fido.contains(&u.id) && !logged.contains(&u.id))
+        .expect("an enabled user without a security key or an audit event");
+    assert!(before.contains(&user.id));
+
+    assert!(sim.update_user(&user.id, |u| {
+        u.set_methods(&["fido2SecurityKey".to_string()]);
+        u.tap = Some(Box::new(graph_sim::SimTap {
+            start: chrono::Utc::now(),
+            lifetime_minutes: 60,
+            usable_once: false,
+            usable: true,
+            reason: "EnabledByPolicy".into(),
+            fresh: false,
+        }));
+    }));
+    let mut expected = with_fido.clone();
+    expected.push(user.id.clone());
+    let mut now_fido = ids(&sim, &t, fido).await;
+    expected.sort();
+    now_fido.sort();
+    assert_eq!(now_fido, expected);
+    let now_logged = ids(&sim, &t, audits).await;
+    assert_eq!(now_logged.len(), logged.len() + 1);
+    assert!(now_logged.contains(&user.id));
+
+    assert!(sim.update_user(&user.id, |u| u.enabled = false));
+    let after = ids(&sim, &t, report).await;
+    assert_eq!(after.len(), before.len() - 1);
+    assert!(!after.contains(&user.id));
+}
+
 #[tokio::test]
 async fn method_lists_hold_only_their_versions_types_and_the_report_knows_policy() {
     let sim = start(50, |_| {}).await;
