@@ -50,6 +50,9 @@ pub struct WebConfig {
 /// How long a successful verification is remembered, and how many at most.
 const CACHE_TTL: Duration = Duration::from_secs(60);
 const CACHE_MAX: usize = 1024;
+/// How long an expired success still earns its re-verification the renewal lane (a permit of
+/// its own, so a flood of wrong passwords does not queue a known client for seconds).
+const RENEWAL_WINDOW: Duration = Duration::from_secs(3600);
 /// bcrypt verifications at once, each on a blocking thread: a flood of wrong passwords queues
 /// here rather than taking every blocking thread (or an async worker).
 const VERIFY_CONCURRENCY: usize = 2;
@@ -62,6 +65,9 @@ struct Verifier {
     key: [u8; 32],
     cache: Mutex<HashMap<[u8; 32], Instant>>,
     permits: tokio::sync::Semaphore,
+    /// For re-verifying a success whose cache entry expired: only a password that was right
+    /// before gets here.
+    renewals: tokio::sync::Semaphore,
     /// A hash of a random password at the highest cost of the configured users.
     dummy: String,
     /// bcrypt verifications run (what the tests count).
@@ -87,6 +93,7 @@ impl Verifier {
             key: rand::random(),
             cache: Mutex::new(HashMap::new()),
             permits: tokio::sync::Semaphore::new(VERIFY_CONCURRENCY),
+            renewals: tokio::sync::Semaphore::new(1),
             dummy,
             verifications: AtomicU64::new(0),
         }
@@ -101,15 +108,23 @@ impl Verifier {
         h.finalize().into()
     }
 
-    fn cached(&self, key: &[u8; 32]) -> bool {
+    fn seen(&self, key: &[u8; 32]) -> Seen {
         let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        cache.get(key).is_some_and(|at| at.elapsed() < CACHE_TTL)
+        match cache.get(key).map(Instant::elapsed) {
+            Some(age) if age < CACHE_TTL => Seen::Fresh,
+            Some(age) if age < RENEWAL_WINDOW => Seen::Expired,
+            _ => Seen::No,
+        }
+    }
+
+    fn cached(&self, key: &[u8; 32]) -> bool {
+        matches!(self.seen(key), Seen::Fresh)
     }
 
     fn remember(&self, key: [u8; 32]) {
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= CACHE_MAX {
-            cache.retain(|_, at| at.elapsed() < CACHE_TTL);
+            cache.retain(|_, at| at.elapsed() < RENEWAL_WINDOW);
             if cache.len() >= CACHE_MAX {
                 cache.clear();
             }
@@ -121,10 +136,16 @@ impl Verifier {
     /// checked against the dummy hash all the same, and refused).
     async fn verify(&self, user: &str, password: &str, hash: Option<&str>) -> bool {
         let key = self.cache_key(user, password);
-        if hash.is_some() && self.cached(&key) {
-            return true;
-        }
-        let Ok(_permit) = self.permits.acquire().await else {
+        let seen = match hash {
+            Some(_) => self.seen(&key),
+            None => Seen::No,
+        };
+        let lane = match seen {
+            Seen::Fresh => return true,
+            Seen::Expired => &self.renewals,
+            Seen::No => &self.permits,
+        };
+        let Ok(_permit) = lane.acquire().await else {
             return false;
         };
         let known = hash.is_some();
@@ -140,6 +161,15 @@ impl Verifier {
         }
         ok
     }
+}
+
+/// What the cache knows of a user and password.
+enum Seen {
+    /// Verified less than `CACHE_TTL` ago.
+    Fresh,
+    /// Verified before, within `RENEWAL_WINDOW`: verified again, in the renewal lane.
+    Expired,
+    No,
 }
 
 /// The cost of a bcrypt hash (`$2y$10$...` → 10).
@@ -345,6 +375,39 @@ mod tests {
             cache.keys().all(|k| !k.windows(6).any(|w| w == b"s3cret")),
             "the cache keeps a hash, never the password"
         );
+    }
+
+    #[tokio::test]
+    async fn an_expired_success_is_verified_again_past_a_queue_of_wrong_passwords() {
+        let hash = bcrypt::hash("s3cret", 4).expect("hash");
+        let users = BTreeMap::from([("prometheus".to_string(), hash.clone())]);
+        let v = Verifier::new(&users);
+        assert!(v.verify("prometheus", "s3cret", Some(&hash)).await);
+        let key = v.cache_key("prometheus", "s3cret");
+        let expired = Instant::now().checked_sub(CACHE_TTL + Duration::from_secs(1));
+        if let Some(at) = expired {
+            v.cache.lock().expect("cache").insert(key, at);
+        }
+        assert!(!v.cached(&key));
+        // Every ordinary permit is taken, as by a flood of wrong passwords.
+        let flood = v.permits.acquire_many(VERIFY_CONCURRENCY as u32).await;
+        let renewed = tokio::time::timeout(
+            Duration::from_secs(60),
+            v.verify("prometheus", "s3cret", Some(&hash)),
+        )
+        .await;
+        assert_eq!(renewed, Ok(true), "renewed in its own lane");
+        assert!(v.cached(&key), "and fresh again");
+        let stranger = tokio::time::timeout(
+            Duration::from_millis(200),
+            v.verify("prometheus", "other", Some(&hash)),
+        )
+        .await;
+        assert!(
+            stranger.is_err(),
+            "a password never right waits for the ordinary lane"
+        );
+        drop(flood);
     }
 
     #[test]
