@@ -117,6 +117,7 @@ impl Verifier {
         }
     }
 
+    #[cfg(test)]
     fn cached(&self, key: &[u8; 32]) -> bool {
         matches!(self.seen(key), Seen::Fresh)
     }
