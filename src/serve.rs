@@ -58,7 +58,7 @@ impl Limits {
 /// How often a repeated problem (accept errors, connections shed) is logged at most.
 const LOG_EVERY: Duration = Duration::from_secs(10);
 /// How long the accept loop waits for an evicted connection to give back its slot.
-const EVICTION_WAIT: Duration = Duration::from_millis(500);
+const EVICTION_WAIT: Duration = Duration::from_secs(1);
 /// Backoff after an accept error that is not about one connection (EMFILE, ENFILE, ENOBUFS...).
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(50);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
