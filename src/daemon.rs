@@ -329,7 +329,6 @@ pub async fn run(
         .with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut server_stop = stop_rx.clone();
     let web = match &shared.config().http.web_config_file {
         Some(path) => crate::web_config::WebConfig::load(path)
             .map_err(|e| anyhow::anyhow!("http.web_config_file: {e}"))?,
@@ -337,22 +336,15 @@ pub async fn run(
     };
     let tls = web.tls.clone();
     let app = crate::http::router(shared.clone(), web);
-    let server = tokio::spawn(async move {
-        match tls {
-            Some(acceptor) => serve_tls(listener, acceptor, app, server_stop).await,
-            None => {
-                let stopped = async move {
-                    let _ = server_stop.wait_for(|s| *s).await;
-                };
-                if let Err(e) = axum::serve(listener, app)
-                    .with_graceful_shutdown(stopped)
-                    .await
-                {
-                    tracing::error!("HTTP server: {e}");
-                }
-            }
-        }
-    });
+    let limits = crate::serve::Limits::from_config(&shared.config().http);
+    let server = tokio::spawn(crate::serve::serve(
+        listener,
+        tls,
+        app,
+        limits,
+        shared.metrics.http(),
+        stop_rx.clone(),
+    ));
     tracing::info!(%addr, "listening");
     if let Some(tx) = ready {
         let _ = tx.send(addr);
@@ -394,43 +386,12 @@ pub async fn run(
     notify("STOPPING=1\nSTATUS=stopping");
     tracing::info!("stopping: cancelling any audit in flight");
     shared.stopping.store(true, Ordering::SeqCst);
+    // The listener stops accepting at once and drains while the rest stops.
+    let _ = stop_tx.send(true);
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
     shared.alerting().shutdown(ALERTING_GRACE).await;
-    let _ = stop_tx.send(true);
     let _ = server.await;
     drop(stop_rx);
     Ok(())
-}
-
-/// Serves `app` over TLS until `stop` turns true; a handshake gets 10 s.
-async fn serve_tls(
-    listener: tokio::net::TcpListener,
-    acceptor: tokio_rustls::TlsAcceptor,
-    app: axum::Router,
-    mut stop: watch::Receiver<bool>,
-) {
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((tcp, peer)) = accepted else { continue };
-                let (acceptor, app) = (acceptor.clone(), app.clone());
-                tokio::spawn(async move {
-                    let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                        Ok(Ok(tls)) => tls,
-                        Ok(Err(e)) => return tracing::debug!(%peer, "TLS handshake failed: {e}"),
-                        Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
-                    };
-                    let service = hyper_util::service::TowerToHyperService::new(app);
-                    let served = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
-                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
-                        .await;
-                    if let Err(e) = served {
-                        tracing::debug!(%peer, "HTTPS connection: {e}");
-                    }
-                });
-            }
-            _ = stop.wait_for(|s| *s) => break,
-        }
-    }
 }

@@ -20,6 +20,7 @@ use crate::evaluate::Severity;
 type AppState = State<Arc<Shared>>;
 
 pub fn router(shared: Arc<Shared>, web: crate::web_config::WebConfig) -> Router {
+    let request_timeout = Duration::from_secs(shared.config().http.request_timeout_seconds);
     Router::new()
         .route("/", get(status_page))
         .route("/metrics", get(metrics))
@@ -35,7 +36,7 @@ pub fn router(shared: Arc<Shared>, web: crate::web_config::WebConfig) -> Router 
         .layer(tower_http::limit::RequestBodyLimitLayer::new(16 * 1024))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(30),
+            request_timeout,
         ))
         .with_state(shared)
 }

@@ -14,6 +14,7 @@ pub mod http;
 pub mod metrics;
 pub mod report;
 pub mod secret;
+pub mod serve;
 pub mod snapshot;
 pub mod state;
 pub mod web_config;

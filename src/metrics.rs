@@ -23,6 +23,7 @@ pub struct Metrics {
     tenant: String,
     daemon: Registry,
     alerting: AlertingMetrics,
+    http: HttpMetrics,
     audits: IntCounterVec,
     skipped: prometheus::IntCounter,
     last_success: Gauge,
@@ -310,6 +311,51 @@ impl AlertingMetrics {
     }
 }
 
+/// What the HTTP listener counts; cheap to clone (shared counters).
+#[derive(Clone)]
+pub struct HttpMetrics {
+    /// `mfa_auditor_http_connections`: connections open now.
+    pub connections: prometheus::IntGauge,
+    /// `mfa_auditor_http_connections_shed_total{action}`: at the connection cap, an idle
+    /// connection closed for a new one (`evicted`) or the new one closed (`refused`).
+    pub shed: IntCounterVec,
+    /// `mfa_auditor_http_accept_errors_total`: accept failures (out of file descriptors...).
+    pub accept_errors: prometheus::IntCounter,
+}
+
+impl HttpMetrics {
+    fn new(registry: &Registry, tenant: &str) -> HttpMetrics {
+        let shed = metric!(
+            IntCounterVec,
+            registry,
+            tenant,
+            "mfa_auditor_http_connections_shed_total",
+            "Connections closed at the connection cap: an idle one for a newcomer (evicted) or the newcomer (refused).",
+            ["action"]
+        );
+        for action in ["evicted", "refused"] {
+            shed.with_label_values(&[action]);
+        }
+        HttpMetrics {
+            connections: metric!(
+                prometheus::IntGauge,
+                registry,
+                tenant,
+                "mfa_auditor_http_connections",
+                "HTTP connections open."
+            ),
+            shed,
+            accept_errors: metric!(
+                prometheus::IntCounter,
+                registry,
+                tenant,
+                "mfa_auditor_http_accept_errors_total",
+                "Failures to accept an HTTP connection (such as running out of file descriptors)."
+            ),
+        }
+    }
+}
+
 macro_rules! gauge_vec {
     ($reg:expr, $tenant:expr, $name:literal, $help:literal, [$($label:literal),*]) => {
         register($reg, GaugeVec::new(opts($name, $help, $tenant), &[$($label),*]).unwrap_or_else(|e| unreachable!("{e}")))
@@ -391,10 +437,12 @@ impl Metrics {
         );
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         let alerting = AlertingMetrics::new(&daemon, tenant);
+        let http = HttpMetrics::new(&daemon, tenant);
         Metrics {
             tenant: tenant.into(),
             daemon,
             alerting,
+            http,
             audits,
             skipped,
             last_success,
@@ -455,6 +503,11 @@ impl Metrics {
     /// The alerting counters, for the Alertmanager pusher and the webhook worker.
     pub fn alerting(&self) -> AlertingMetrics {
         self.alerting.clone()
+    }
+
+    /// The HTTP listener's counters.
+    pub fn http(&self) -> HttpMetrics {
+        self.http.clone()
     }
 
     /// Counts a scheduled audit skipped because one was still running.

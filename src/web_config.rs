@@ -9,9 +9,11 @@
 //!   prometheus: $2y$10$...     # bcrypt hashes, as htpasswd -B makes them
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::Request;
 use axum::http::{header, StatusCode};
@@ -19,6 +21,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,6 +44,146 @@ struct TlsFile {
 pub struct WebConfig {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     users: Arc<BTreeMap<String, String>>,
+    verifier: Arc<Verifier>,
+}
+
+/// How long a successful verification is remembered, and how many at most.
+const CACHE_TTL: Duration = Duration::from_secs(60);
+const CACHE_MAX: usize = 1024;
+/// How long an expired success still earns its re-verification the renewal lane (a permit of
+/// its own, so a flood of wrong passwords does not queue a known client for seconds).
+const RENEWAL_WINDOW: Duration = Duration::from_secs(3600);
+/// bcrypt verifications at once, each on a blocking thread: a flood of wrong passwords queues
+/// here rather than taking every blocking thread (or an async worker).
+const VERIFY_CONCURRENCY: usize = 2;
+
+/// Checks passwords with bcrypt off the async threads, a few at a time, and remembers the
+/// successes for `CACHE_TTL` under a keyed SHA-256 of user and password (never the password).
+/// An unknown user is checked against a dummy hash of the same cost, so it costs the same.
+struct Verifier {
+    /// The random key of the cache's hashes (so the cache cannot be brute-forced offline).
+    key: [u8; 32],
+    cache: Mutex<HashMap<[u8; 32], Instant>>,
+    permits: tokio::sync::Semaphore,
+    /// For re-verifying a success whose cache entry expired: only a password that was right
+    /// before gets here.
+    renewals: tokio::sync::Semaphore,
+    /// A hash of a random password at the highest cost of the configured users.
+    dummy: String,
+    /// bcrypt verifications run (what the tests count).
+    verifications: AtomicU64,
+}
+
+impl Default for Verifier {
+    fn default() -> Verifier {
+        Verifier::new(&BTreeMap::new())
+    }
+}
+
+impl Verifier {
+    fn new(users: &BTreeMap<String, String>) -> Verifier {
+        let cost = users.values().filter_map(|h| cost_of(h)).max();
+        let dummy = cost
+            .and_then(|cost| {
+                let password: [u8; 16] = rand::random();
+                bcrypt::hash(password, cost).ok()
+            })
+            .unwrap_or_default();
+        Verifier {
+            key: rand::random(),
+            cache: Mutex::new(HashMap::new()),
+            permits: tokio::sync::Semaphore::new(VERIFY_CONCURRENCY),
+            renewals: tokio::sync::Semaphore::new(1),
+            dummy,
+            verifications: AtomicU64::new(0),
+        }
+    }
+
+    fn cache_key(&self, user: &str, password: &str) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(self.key);
+        h.update((user.len() as u64).to_be_bytes());
+        h.update(user.as_bytes());
+        h.update(password.as_bytes());
+        h.finalize().into()
+    }
+
+    fn seen(&self, key: &[u8; 32]) -> Seen {
+        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        match cache.get(key).map(Instant::elapsed) {
+            Some(age) if age < CACHE_TTL => Seen::Fresh,
+            Some(age) if age < RENEWAL_WINDOW => Seen::Expired,
+            _ => Seen::No,
+        }
+    }
+
+    #[cfg(test)]
+    fn cached(&self, key: &[u8; 32]) -> bool {
+        matches!(self.seen(key), Seen::Fresh)
+    }
+
+    fn remember(&self, key: [u8; 32]) {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= CACHE_MAX {
+            cache.retain(|_, at| at.elapsed() < RENEWAL_WINDOW);
+            if cache.len() >= CACHE_MAX {
+                cache.clear();
+            }
+        }
+        cache.insert(key, Instant::now());
+    }
+
+    /// Whether `password` is `user`'s, where `hash` is the user's hash (`None`: an unknown user,
+    /// checked against the dummy hash all the same, and refused).
+    async fn verify(&self, user: &str, password: &str, hash: Option<&str>) -> bool {
+        let key = self.cache_key(user, password);
+        let seen = match hash {
+            Some(_) => self.seen(&key),
+            None => Seen::No,
+        };
+        let lane = match seen {
+            Seen::Fresh => return true,
+            Seen::Expired => &self.renewals,
+            Seen::No => &self.permits,
+        };
+        let Ok(_permit) = lane.acquire().await else {
+            return false;
+        };
+        let known = hash.is_some();
+        let hash = hash.unwrap_or(&self.dummy).to_string();
+        let password = password.to_string();
+        self.verifications.fetch_add(1, Ordering::Relaxed);
+        let ok = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash))
+            .await
+            .is_ok_and(|r| r.unwrap_or(false));
+        let ok = ok && known;
+        if ok {
+            self.remember(key);
+        }
+        ok
+    }
+}
+
+/// What the cache knows of a user and password.
+enum Seen {
+    /// Verified less than `CACHE_TTL` ago.
+    Fresh,
+    /// Verified before, within `RENEWAL_WINDOW`: verified again, in the renewal lane.
+    Expired,
+    No,
+}
+
+/// The cost of a bcrypt hash (`$2y$10$...` → 10).
+fn cost_of(hash: &str) -> Option<u32> {
+    hash.split('$').nth(2)?.parse().ok()
+}
+
+/// Compares without stopping at the first difference (the length still shows).
+fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl std::fmt::Debug for WebConfig {
@@ -74,6 +217,7 @@ impl WebConfig {
         };
         Ok(WebConfig {
             tls,
+            verifier: Arc::new(Verifier::new(&file.basic_auth_users)),
             users: Arc::new(file.basic_auth_users),
         })
     }
@@ -82,8 +226,10 @@ impl WebConfig {
         !self.users.is_empty()
     }
 
-    /// Whether an `Authorization` header value carries a configured user's password.
-    pub fn authorized(&self, authorization: Option<&str>) -> bool {
+    /// Whether an `Authorization` header value carries a configured user's password. A known
+    /// user with a wrong password and an unknown user cost one bcrypt verification each, run on
+    /// a blocking thread; a success is remembered for a minute.
+    pub async fn authorized(&self, authorization: Option<&str>) -> bool {
         let Some(encoded) = authorization.and_then(|v| v.strip_prefix("Basic ")) else {
             return false;
         };
@@ -96,9 +242,19 @@ impl WebConfig {
         let Some((user, password)) = pair.split_once(':') else {
             return false;
         };
-        self.users
-            .get(user)
-            .is_some_and(|hash| bcrypt::verify(password, hash).unwrap_or(false))
+        // Every configured name is compared, none stopping early.
+        let mut hash = None;
+        for (name, h) in self.users.iter() {
+            if same(name.as_bytes(), user.as_bytes()) {
+                hash = Some(h.as_str());
+            }
+        }
+        self.verifier.verify(user, password, hash).await
+    }
+
+    /// bcrypt verifications run so far.
+    pub fn verifications(&self) -> u64 {
+        self.verifier.verifications.load(Ordering::Relaxed)
     }
 }
 
@@ -143,7 +299,7 @@ pub async fn basic_auth(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    if web.authorized(header) {
+    if web.authorized(header).await {
         return next.run(request).await;
     }
     (
@@ -158,22 +314,120 @@ pub async fn basic_auth(
 mod tests {
     use super::*;
 
-    #[test]
-    fn basic_auth_checks_bcrypt_hashes() {
+    #[tokio::test]
+    async fn basic_auth_checks_bcrypt_hashes() {
         let dir = tempfile::tempdir().expect("tempdir");
         let hash = bcrypt::hash("s3cret", 4).expect("hash");
         let path = dir.path().join("web.yml");
         std::fs::write(&path, format!("basic_auth_users:\n  prometheus: {hash}\n")).expect("write");
         let web = WebConfig::load(&path).expect("valid");
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-        assert!(web.authorized(Some(&format!("Basic {}", b64("prometheus:s3cret")))));
-        assert!(!web.authorized(Some(&format!("Basic {}", b64("prometheus:wrong")))));
-        assert!(!web.authorized(Some(&format!("Basic {}", b64("mallory:s3cret")))));
-        assert!(!web.authorized(None));
+        let auth = |pair: &str| format!("Basic {}", b64(pair));
+        assert!(web.authorized(Some(&auth("prometheus:s3cret"))).await);
+        assert!(!web.authorized(Some(&auth("prometheus:wrong"))).await);
+        assert!(!web.authorized(Some(&auth("mallory:s3cret"))).await);
+        assert!(!web.authorized(Some(&auth("prometheu:s3cret"))).await);
+        assert!(!web.authorized(None).await);
         assert!(
             !format!("{web:?}").contains(&hash),
             "hashes stay out of Debug"
         );
+    }
+
+    #[tokio::test]
+    async fn unknown_users_cost_a_verification_and_successes_are_remembered() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hash = bcrypt::hash("s3cret", 5).expect("hash");
+        let path = dir.path().join("web.yml");
+        std::fs::write(&path, format!("basic_auth_users:\n  prometheus: {hash}\n")).expect("write");
+        let web = WebConfig::load(&path).expect("valid");
+        assert_eq!(
+            cost_of(&web.verifier.dummy),
+            Some(5),
+            "the dummy has the users' cost"
+        );
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let auth = |pair: &str| format!("Basic {}", b64(pair));
+        let mut runs = web.verifications();
+        for refused in [
+            "mallory:s3cret",
+            "prometheus:wrong",
+            "mallory:wrong",
+            "prometheus:wrong",
+        ] {
+            assert!(!web.authorized(Some(&auth(refused))).await, "{refused}");
+            runs += 1;
+            assert_eq!(
+                web.verifications(),
+                runs,
+                "{refused}: one bcrypt verification, not cached"
+            );
+        }
+        assert!(web.authorized(Some(&auth("prometheus:s3cret"))).await);
+        assert!(web.authorized(Some(&auth("prometheus:s3cret"))).await);
+        assert_eq!(
+            web.verifications(),
+            runs + 1,
+            "the second success comes from the cache"
+        );
+        let cache = web.verifier.cache.lock().expect("cache");
+        assert_eq!(cache.len(), 1);
+        assert!(
+            cache.keys().all(|k| !k.windows(6).any(|w| w == b"s3cret")),
+            "the cache keeps a hash, never the password"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_expired_success_is_verified_again_past_a_queue_of_wrong_passwords() {
+        let hash = bcrypt::hash("s3cret", 4).expect("hash");
+        let users = BTreeMap::from([("prometheus".to_string(), hash.clone())]);
+        let v = Verifier::new(&users);
+        assert!(v.verify("prometheus", "s3cret", Some(&hash)).await);
+        let key = v.cache_key("prometheus", "s3cret");
+        let expired = Instant::now().checked_sub(CACHE_TTL + Duration::from_secs(1));
+        if let Some(at) = expired {
+            v.cache.lock().expect("cache").insert(key, at);
+        }
+        assert!(!v.cached(&key));
+        // Every ordinary permit is taken, as by a flood of wrong passwords.
+        let flood = v.permits.acquire_many(VERIFY_CONCURRENCY as u32).await;
+        let renewed = tokio::time::timeout(
+            Duration::from_secs(60),
+            v.verify("prometheus", "s3cret", Some(&hash)),
+        )
+        .await;
+        assert_eq!(renewed, Ok(true), "renewed in its own lane");
+        assert!(v.cached(&key), "and fresh again");
+        let stranger = tokio::time::timeout(
+            Duration::from_millis(200),
+            v.verify("prometheus", "other", Some(&hash)),
+        )
+        .await;
+        assert!(
+            stranger.is_err(),
+            "a password never right waits for the ordinary lane"
+        );
+        drop(flood);
+    }
+
+    #[test]
+    fn a_full_cache_forgets_rather_than_grows() {
+        let v = Verifier::default();
+        for i in 0..(CACHE_MAX * 2) {
+            v.remember(v.cache_key("u", &i.to_string()));
+        }
+        assert!(v.cache.lock().expect("cache").len() <= CACHE_MAX);
+        assert!(v.cached(&v.cache_key("u", &(CACHE_MAX * 2 - 1).to_string())));
+    }
+
+    #[test]
+    fn names_compare_whole() {
+        assert!(same(b"prometheus", b"prometheus"));
+        assert!(!same(b"prometheus", b"prometheuz"));
+        assert!(!same(b"prometheus", b"prometheu"));
+        assert_eq!(cost_of("$2y$10$abcdefghijklmnopqrstuv"), Some(10));
+        assert_eq!(cost_of("plaintext"), None);
     }
 
     #[test]

@@ -226,6 +226,21 @@ pub struct HttpConfig {
     /// How people reach this daemon (behind a proxy, by name): the base of every link in alerts
     /// and webhook messages. Default: `http://` + `listen`.
     pub external_url: Option<String>,
+    /// How long a client has to send a request's headers (and to finish a TLS handshake); also
+    /// how long a kept-alive connection may wait for its next request.
+    pub header_read_timeout_seconds: u64,
+    /// How long one request may take in its handler before it is answered 408.
+    pub request_timeout_seconds: u64,
+    /// A connection on which no byte moves for this long is closed (a client that stopped
+    /// reading its response). Longer than `request_timeout_seconds`.
+    pub idle_timeout_seconds: u64,
+    /// Connections open at once. Over it, the connection idle the longest (no request in
+    /// flight) is closed for the new one; when every one is busy, the new one is closed.
+    /// Keep it well under the process's file limit (`LimitNOFILE=` in the unit).
+    pub max_connections: usize,
+    /// On SIGTERM, how long requests in flight may take to finish before every connection is
+    /// dropped.
+    pub shutdown_grace_seconds: u64,
 }
 
 impl Default for HttpConfig {
@@ -235,6 +250,11 @@ impl Default for HttpConfig {
             max_page_size: 1000,
             web_config_file: None,
             external_url: None,
+            header_read_timeout_seconds: 10,
+            request_timeout_seconds: 30,
+            idle_timeout_seconds: 60,
+            max_connections: 256,
+            shutdown_grace_seconds: 5,
         }
     }
 }

@@ -203,6 +203,27 @@ fn schedule_http_and_storage_are_checked() {
         e.starts_with("config.toml:8:1: http.listen: \"localhost\" is not an address:port"),
         "{e}"
     );
+    for (text, message) in [
+        (
+            "header_read_timeout_seconds = 0",
+            "http.header_read_timeout_seconds: must be between 1 and 3600",
+        ),
+        (
+            "request_timeout_seconds = 60",
+            "http.idle_timeout_seconds: must be longer than http.request_timeout_seconds (60 s)",
+        ),
+        (
+            "max_connections = 0",
+            "http.max_connections: must be between 1 and 100000",
+        ),
+        (
+            "shutdown_grace_seconds = 40",
+            "http.shutdown_grace_seconds: must be at most 25",
+        ),
+    ] {
+        let e = error(&format!("{GOOD}\n[http]\n{text}\n"));
+        assert!(e.contains(message), "{text}: {e}");
+    }
     let c = parse(&format!("{GOOD}\n[schedule]\ncron = \"*/5 * * * * *\"\n")).expect("valid");
     let now = chrono::Utc::now();
     let next: Vec<_> = c.cron().after(&now).take(2).collect();

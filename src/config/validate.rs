@@ -266,6 +266,44 @@ impl Config {
                 "must be between 1 and 100000".into(),
             ));
         }
+        let h = &self.http;
+        for (key, value, max) in [
+            (
+                "header_read_timeout_seconds",
+                h.header_read_timeout_seconds,
+                3600,
+            ),
+            ("request_timeout_seconds", h.request_timeout_seconds, 3600),
+            ("idle_timeout_seconds", h.idle_timeout_seconds, 7200),
+        ] {
+            if !(1..=max).contains(&value) {
+                return Err(at(
+                    &format!("http.{key}"),
+                    format!("must be between 1 and {max}"),
+                ));
+            }
+        }
+        if h.idle_timeout_seconds <= h.request_timeout_seconds {
+            return Err(at(
+                "http.idle_timeout_seconds",
+                format!(
+                    "must be longer than http.request_timeout_seconds ({} s), or a slow handler's connection is closed as idle",
+                    h.request_timeout_seconds
+                ),
+            ));
+        }
+        if !(1..=100_000).contains(&h.max_connections) {
+            return Err(at(
+                "http.max_connections",
+                "must be between 1 and 100000 (and under the process's file limit)".into(),
+            ));
+        }
+        if h.shutdown_grace_seconds > 25 {
+            return Err(at(
+                "http.shutdown_grace_seconds",
+                "must be at most 25 (the unit's TimeoutStopSec is 30 s)".into(),
+            ));
+        }
         if let Some(u) = &self.http.external_url {
             match Url::parse(u) {
                 Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {}
