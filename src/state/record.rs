@@ -175,6 +175,7 @@ impl Store {
              AND rule NOT IN (SELECT value FROM json_each(?4))",
             params![seen, report.tenant, audit_id, skipped_rules],
         )?;
+        refresh_counts_tx(&tx, &report.tenant)?;
         tx.commit()?;
         Ok(changes)
     }
