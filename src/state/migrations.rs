@@ -128,7 +128,6 @@ CREATE INDEX findings_resolved_by_rule ON findings (tenant, rule, subject) WHERE
 CREATE INDEX findings_resolved_by_severity ON findings (tenant, severity, rule, subject) WHERE resolved_at IS NOT NULL;
 CREATE INDEX findings_by_severity ON findings (tenant, severity, rule, subject);
 CREATE INDEX findings_by_upn ON findings (tenant, user_principal_name COLLATE NOCASE);
-CREATE INDEX findings_by_subject ON findings (tenant, subject);
 CREATE TABLE finding_counts (
     tenant    TEXT NOT NULL,
     rule      TEXT NOT NULL,

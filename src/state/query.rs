@@ -304,7 +304,8 @@ fn filter_terms(tenant: &str, filter: &FindingFilter) -> (Vec<&'static str>, Arg
 }
 
 /// `SELECT <what> FROM findings WHERE <filter and extra terms>`: one indexed range, or with a
-/// user the union of their findings by UPN (case-insensitive) and by object id.
+/// user the union of their findings by UPN (case-insensitive) and by object id (a primary-key
+/// lookup under each rule the kept counts know: no index on the subject alone to write).
 fn select(
     what: &str,
     tenant: &str,
@@ -331,8 +332,9 @@ fn select(
             "SELECT {what} FROM findings INDEXED BY findings_by_upn
                 WHERE user_principal_name = :user COLLATE NOCASE AND {terms}
              UNION
-             SELECT {what} FROM findings INDEXED BY findings_by_subject
-                WHERE subject = :user_id AND {terms}"
+             SELECT {what} FROM findings INDEXED BY sqlite_autoindex_findings_1
+                WHERE rule IN (SELECT rule FROM finding_counts WHERE tenant = :tenant)
+                AND subject = :user_id AND {terms}"
         ),
         args,
     )
