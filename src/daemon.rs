@@ -27,7 +27,7 @@ pub struct Shared {
     pub store: Arc<Store>,
     pub metrics: Metrics,
     pub alerting: RwLock<Arc<Alerting>>,
-    pub last_report: RwLock<Option<Arc<Report>>>,
+    pub last_audit: RwLock<Option<Arc<AuditSummary>>>,
     pub running: AtomicBool,
     /// Set on SIGTERM: an audit being recorded rolls back instead of holding the stop.
     pub stopping: AtomicBool,
@@ -54,11 +54,55 @@ impl Shared {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
-    pub fn last_report(&self) -> Option<Arc<Report>> {
-        self.last_report
+    pub fn last_audit(&self) -> Option<Arc<AuditSummary>> {
+        self.last_audit
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+}
+
+/// What the status page shows of the last audit: counts and reasons, never its findings (a
+/// report of a large tenant is hundreds of MB; this is a few hundred bytes per rule).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuditSummary {
+    pub finished_at: chrono::DateTime<Utc>,
+    pub complete: bool,
+    pub users_in_scope: usize,
+    pub open: usize,
+    pub excepted: usize,
+    /// Open findings by rule.
+    pub by_rule: Vec<(String, usize)>,
+    /// Rules the audit could not judge, and why.
+    pub skipped: Vec<crate::state::SkippedRule>,
+    pub incomplete_reasons: Vec<String>,
+}
+
+impl AuditSummary {
+    /// Reads only the report's summary, skipped rules, reasons and scalar fields.
+    pub fn of(report: &Report) -> AuditSummary {
+        AuditSummary {
+            finished_at: report.finished_at,
+            complete: report.complete,
+            users_in_scope: report.users_in_scope,
+            open: report.summary.by_severity.values().sum(),
+            excepted: report.summary.excepted,
+            by_rule: report
+                .summary
+                .by_rule
+                .iter()
+                .map(|(rule, n)| (rule.to_string(), *n))
+                .collect(),
+            skipped: report
+                .skipped
+                .iter()
+                .map(|s| crate::state::SkippedRule {
+                    rule: s.rule.to_string(),
+                    reason: s.reason.clone(),
+                })
+                .collect(),
+            incomplete_reasons: report.incomplete_reasons.clone(),
+        }
     }
 }
 
@@ -137,10 +181,8 @@ fn trigger(shared: &Arc<Shared>, tasks: &mut tokio::task::JoinSet<()>) {
                     tracing::warn!("audit incomplete: {}", report.incomplete_reasons.join("; "));
                     notify("STATUS=last audit INCOMPLETE");
                 }
-                *shared
-                    .last_report
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(report));
+                *shared.last_audit.write().unwrap_or_else(|e| e.into_inner()) =
+                    Some(Arc::new(AuditSummary::of(&report)));
             }
             Ok(Err(e)) => tracing::error!("recording the audit failed: {e:#}"),
             Err(e) => tracing::error!("recording the audit failed: {e}"),
@@ -317,7 +359,7 @@ pub async fn run(
         config: RwLock::new(Arc::new(config)),
         client: RwLock::new(client),
         store,
-        last_report: RwLock::new(None),
+        last_audit: RwLock::new(None),
         running: AtomicBool::new(false),
         stopping: AtomicBool::new(false),
         skipped_runs: AtomicU64::new(0),

@@ -16,6 +16,7 @@ use serde_json::json;
 
 use crate::daemon::Shared;
 use crate::evaluate::Severity;
+use crate::state::{Cursor, FindingFilter, StateFilter};
 
 type AppState = State<Arc<Shared>>;
 
@@ -78,6 +79,18 @@ fn bad_request(parameter: &str, message: String) -> ApiError {
     }
 }
 
+/// Runs `f` (which reads the store) on tokio's blocking pool: a query never holds an async worker
+/// thread, so `/healthz` and `/metrics` answer while an audit is recorded.
+async fn blocking<T: Send + 'static>(
+    s: &Arc<Shared>,
+    f: impl FnOnce(&Shared) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let s = s.clone();
+    tokio::task::spawn_blocking(move || f(&s))
+        .await
+        .map_err(|e| ApiError::Internal(format!("a state store query did not finish: {e}")))?
+}
+
 async fn metrics(State(s): AppState) -> Response {
     let client = s.client();
     (
@@ -94,7 +107,8 @@ async fn metrics(State(s): AppState) -> Response {
 /// in the store) is fresher than `[schedule] stale_after_seconds`.
 async fn readyz(State(s): AppState) -> Result<Response, ApiError> {
     let config = s.config();
-    let last = s.store.last_complete(&config.tenant.tenant_id)?;
+    let tenant = config.tenant.tenant_id.clone();
+    let last = blocking(&s, move |s| Ok(s.store.last_complete(&tenant)?)).await?;
     let max_age = config.schedule.stale_after_seconds as i64;
     Ok(match last {
         None => (
@@ -136,12 +150,22 @@ where
         .transpose()
 }
 
-/// `GET /api/v1/findings?rule=&severity=&user=&state=open|resolved|all&page=1&page_size=100`.
+/// `GET /api/v1/findings?rule=&severity=&user=&state=open|resolved|all&page_size=100&cursor=`
+/// (or `page=N`, slower for deep pages): one page in (rule, subject) order, its `total`, and
+/// `next_cursor` / `next` for the following page (null on the last).
 async fn findings(
     State(s): AppState,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    const KNOWN: [&str; 6] = ["rule", "severity", "user", "state", "page", "page_size"];
+    const KNOWN: [&str; 7] = [
+        "rule",
+        "severity",
+        "user",
+        "state",
+        "page",
+        "page_size",
+        "cursor",
+    ];
     if let Some(k) = q.keys().find(|k| !KNOWN.contains(&k.as_str())) {
         return Err(bad_request(
             k,
@@ -149,15 +173,34 @@ async fn findings(
         ));
     }
     let config = s.config();
-    let state = q.get("state").map(String::as_str).unwrap_or("open");
-    if !["open", "resolved", "all"].contains(&state) {
+    let state = match q.get("state").map(String::as_str).unwrap_or("open") {
+        "open" => StateFilter::Open,
+        "resolved" => StateFilter::Resolved,
+        "all" => StateFilter::All,
+        other => {
+            return Err(bad_request(
+                "state",
+                format!("{other:?} is not open, resolved or all"),
+            ))
+        }
+    };
+    let filter = FindingFilter {
+        state,
+        rule: q.get("rule").cloned(),
+        severity: parse::<Severity>(&q, "severity")?,
+        user: q.get("user").cloned(),
+    };
+    let page = parse::<usize>(&q, "page")?;
+    let cursor = q
+        .get("cursor")
+        .map(|c| Cursor::decode(c).map_err(|e| bad_request("cursor", e)))
+        .transpose()?;
+    if cursor.is_some() && page.is_some() {
         return Err(bad_request(
-            "state",
-            format!("{state:?} is not open, resolved or all"),
+            "cursor",
+            "give cursor or page, not both (cursor is the faster)".into(),
         ));
     }
-    let severity = parse::<Severity>(&q, "severity")?;
-    let page = parse::<usize>(&q, "page")?.unwrap_or(1).max(1);
     let max = config.http.max_page_size;
     let page_size = match parse::<usize>(&q, "page_size")? {
         Some(n) if n == 0 || n > max => {
@@ -168,51 +211,52 @@ async fn findings(
         }
         other => other.unwrap_or(100.min(max)),
     };
-    let all = s
-        .store
-        .findings(&config.tenant.tenant_id, state != "open")?;
-    let user = q.get("user").map(|u| u.to_ascii_lowercase());
-    let items: Vec<_> = all
-        .into_iter()
-        .filter(|f| state != "resolved" || f.resolved_at.is_some())
-        .filter(|f| q.get("rule").is_none_or(|r| &f.rule == r))
-        .filter(|f| severity.is_none_or(|sev| f.severity == sev.as_str()))
-        .filter(|f| {
-            user.as_ref().is_none_or(|u| {
-                f.subject == *u
-                    || f.user_principal_name
-                        .as_ref()
-                        .is_some_and(|p| p.to_ascii_lowercase() == *u)
-            })
+    let tenant = config.tenant.tenant_id.clone();
+    let query = filter.clone();
+    let result = blocking(&s, move |s| {
+        Ok(match (&cursor, page) {
+            (Some(c), _) => s.store.findings_page(&tenant, &query, Some(c), page_size)?,
+            (None, Some(n)) => {
+                let offset = (n.max(1) - 1).saturating_mul(page_size);
+                s.store
+                    .findings_page_at(&tenant, &query, offset, page_size)?
+            }
+            (None, None) => s.store.findings_page(&tenant, &query, None, page_size)?,
         })
-        .collect();
-    let total = items.len();
-    let page_items: Vec<_> = items
-        .into_iter()
-        .skip((page - 1).saturating_mul(page_size))
-        .take(page_size)
-        .collect();
-    Ok(
-        Json(json!({"total": total, "page": page, "page_size": page_size, "items": page_items}))
-            .into_response(),
-    )
+    })
+    .await?;
+    let next = result.next_cursor.as_ref().map(|c| {
+        let mut link = url::form_urlencoded::Serializer::new(String::new());
+        for key in ["state", "rule", "severity", "user"] {
+            if let Some(v) = q.get(key) {
+                link.append_pair(key, v);
+            }
+        }
+        link.append_pair("page_size", &page_size.to_string());
+        link.append_pair("cursor", c);
+        format!("/api/v1/findings?{}", link.finish())
+    });
+    let page = match (&q.get("cursor"), page) {
+        (Some(_), _) => None,
+        (None, n) => Some(n.unwrap_or(1).max(1)),
+    };
+    Ok(Json(json!({
+        "total": result.total,
+        "page": page,
+        "page_size": page_size,
+        "items": result.items,
+        "next_cursor": result.next_cursor,
+        "next": next,
+    }))
+    .into_response())
 }
 
-/// `GET /api/v1/users/{upn}`: every finding (open and resolved) of one user.
+/// `GET /api/v1/users/{upn}`: every finding (open and resolved) of one user, by user principal
+/// name (case-insensitive) or object id.
 async fn user(State(s): AppState, Path(upn): Path<String>) -> Result<Response, ApiError> {
-    let config = s.config();
-    let key = upn.to_ascii_lowercase();
-    let mine: Vec<_> = s
-        .store
-        .findings(&config.tenant.tenant_id, true)?
-        .into_iter()
-        .filter(|f| {
-            f.subject == key
-                || f.user_principal_name
-                    .as_ref()
-                    .is_some_and(|p| p.to_ascii_lowercase() == key)
-        })
-        .collect();
+    let tenant = s.config().tenant.tenant_id.clone();
+    let who = upn.clone();
+    let mine = blocking(&s, move |s| Ok(s.store.user_findings(&tenant, &who)?)).await?;
     if mine.is_empty() {
         let body = json!({"error": {"message": format!("no finding has ever concerned {upn}")}});
         return Ok((StatusCode::NOT_FOUND, Json(body)).into_response());
@@ -226,7 +270,8 @@ async fn audits(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let limit = parse::<usize>(&q, "limit")?.unwrap_or(50).clamp(1, 1000);
-    let runs = s.store.audits(&s.config().tenant.tenant_id, limit)?;
+    let tenant = s.config().tenant.tenant_id.clone();
+    let runs = blocking(&s, move |s| Ok(s.store.audits(&tenant, limit)?)).await?;
     let skipped = s.skipped_runs.load(std::sync::atomic::Ordering::Relaxed);
     Ok(Json(json!({"audits": runs, "skipped_runs": skipped})).into_response())
 }
@@ -306,13 +351,18 @@ fn skipped_status(s: &Shared, config: &crate::config::Config) -> String {
     out
 }
 
-async fn status_page(State(s): AppState) -> Html<String> {
+/// The status page; built off the async threads, as it reads the store.
+async fn status_page(State(s): AppState) -> Result<Html<String>, ApiError> {
+    blocking(&s, |s| Ok(Html(status_body(s)))).await
+}
+
+fn status_body(s: &Shared) -> String {
     let config = s.config();
     let mut body = format!(
         "<h1>mfa-auditor</h1><p>tenant <code>{}</code></p>",
         escape(&config.tenant.tenant_id)
     );
-    match s.last_report() {
+    match s.last_audit() {
         None => body.push_str("<p>No audit has finished since the daemon started.</p>"),
         Some(r) => {
             body.push_str(&format!(
@@ -320,19 +370,26 @@ async fn status_page(State(s): AppState) -> Html<String> {
                 r.finished_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 if r.complete { "complete" } else { "<strong>INCOMPLETE</strong>" },
                 r.users_in_scope,
-                r.findings.len(),
-                r.excepted.len(),
+                r.open,
+                r.excepted,
                 r.skipped.len()
             ));
+            if !r.incomplete_reasons.is_empty() {
+                body.push_str(&format!(
+                    "<p>Why incomplete: {}</p>",
+                    escape(&r.incomplete_reasons.join("; "))
+                ));
+            }
             body.push_str("<table><tr><th>rule</th><th>open findings</th></tr>");
-            for (rule, n) in &r.summary.by_rule {
+            for (rule, n) in &r.by_rule {
+                let rule = escape(rule);
                 body.push_str(&format!("<tr><td><a href=\"/api/v1/findings?rule={rule}\">{rule}</a></td><td>{n}</td></tr>"));
             }
             body.push_str("</table>");
         }
     }
-    body.push_str(&skipped_status(&s, &config));
-    body.push_str(&alerting_status(&s, &config));
+    body.push_str(&skipped_status(s, &config));
+    body.push_str(&alerting_status(s, &config));
     body.push_str("<p><a href=\"/metrics\">/metrics</a> · <a href=\"/readyz\">/readyz</a> · <a href=\"/api/v1/findings\">/api/v1/findings</a> · <a href=\"/api/v1/audits\">/api/v1/audits</a></p>");
-    Html(format!("<!doctype html><html><head><meta charset=\"utf-8\"><title>mfa-auditor</title></head><body>{body}</body></html>"))
+    format!("<!doctype html><html><head><meta charset=\"utf-8\"><title>mfa-auditor</title></head><body>{body}</body></html>")
 }

@@ -80,6 +80,53 @@ async fn the_daemon_publishes_complete_audits_only_and_survives_faults_reloads_a
     let first_seen_before = serde_json::from_str::<serde_json::Value>(&body).expect("JSON")
         ["findings"][0]["first_seen"]
         .clone();
+    // The same user by another case of the UPN.
+    let (status, body) = get(&format!(
+        "{base}/api/v1/users/{}",
+        first_upn.to_ascii_uppercase()
+    ))
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    // Cursors walk every finding once, in (rule, subject) order, as `page=N` does, and the
+    // totals agree with what was walked.
+    for filter in [
+        "state=all",
+        "state=open&severity=medium",
+        "rule=no-backup-method",
+    ] {
+        let (walked, total) = walk(&base, &format!("/api/v1/findings?{filter}&page_size=7")).await;
+        assert!(walked.len() > 7, "{filter}: {walked:?}");
+        assert_eq!(walked.len() as u64, total, "{filter}");
+        let mut sorted = walked.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(walked, sorted, "{filter}: each once, in order");
+        let mut by_page = vec![];
+        for page in 1.. {
+            let (status, body) = get(&format!(
+                "{base}/api/v1/findings?{filter}&page_size=50&page={page}"
+            ))
+            .await;
+            assert_eq!(status, 200, "{body}");
+            let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+            let items = v["items"].as_array().cloned().unwrap_or_default();
+            by_page.extend(items.iter().map(key));
+            if items.len() < 50 {
+                break;
+            }
+        }
+        assert_eq!(walked, by_page, "{filter}: cursor and page agree");
+    }
+    for bad in [
+        "cursor=bm90IGEgY3Vyc29y",
+        "cursor=%25%25",
+        "cursor=WyJhIiwiYiJd&page=2",
+    ] {
+        let (status, body) = get(&format!("{base}/api/v1/findings?{bad}")).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(body.contains("\"parameter\":\"cursor\""), "{bad}: {body}");
+    }
 
     // A failing sweep: posture stays exactly as it was, the failure counter rises, /readyz goes stale.
     sim.set_faults(vec![Fault::Status {
@@ -345,31 +392,52 @@ async fn receivers() -> (std::sync::Arc<Received>, String) {
     (got, format!("http://{addr}"))
 }
 
-/// Every open finding: (rule, subject) → (first_seen, last_seen).
+fn key(f: &serde_json::Value) -> (String, String) {
+    let s = |k: &str| f[k].as_str().unwrap_or("").to_string();
+    (s("rule"), s("subject"))
+}
+
+/// Follows `next` from `path` to the last page: every (rule, subject) walked, and the total the
+/// pages gave.
+async fn walk(base: &str, path: &str) -> (Vec<(String, String)>, u64) {
+    let mut out = vec![];
+    let mut next = Some(path.to_string());
+    let mut total = 0;
+    while let Some(path) = next {
+        let (status, body) = get(&format!("{base}{path}")).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        out.extend(v["items"].as_array().into_iter().flatten().map(key));
+        total = v["total"].as_u64().expect("total");
+        next = v["next"].as_str().map(str::to_owned);
+        assert_eq!(
+            next.is_some(),
+            v["next_cursor"].is_string(),
+            "{path}: next and next_cursor go together"
+        );
+    }
+    (out, total)
+}
+
+/// Every open finding: (rule, subject) → (first_seen, last_seen), walked with cursors.
 async fn open_findings(
     base: &str,
 ) -> std::collections::BTreeMap<(String, String), (String, String)> {
     let mut out = std::collections::BTreeMap::new();
-    for page in 1.. {
-        let (status, body) = get(&format!(
-            "{base}/api/v1/findings?state=open&page_size=1000&page={page}"
-        ))
-        .await;
+    let mut next = Some("/api/v1/findings?state=open&page_size=1000".to_string());
+    while let Some(path) = next {
+        let (status, body) = get(&format!("{base}{path}")).await;
         assert_eq!(status, 200, "{body}");
         let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
-        let items = v["items"].as_array().cloned().unwrap_or_default();
-        for f in &items {
+        for f in v["items"].as_array().into_iter().flatten() {
             let s = |k: &str| f[k].as_str().unwrap_or("").to_string();
-            out.insert((s("rule"), s("subject")), (s("first_seen"), s("last_seen")));
+            out.insert(key(f), (s("first_seen"), s("last_seen")));
         }
-        if items.len() < 1000 {
-            break;
-        }
+        next = v["next"].as_str().map(str::to_owned);
     }
     out
 }
 
-/// The newest audit runs, newest first.
 async fn audit_runs(base: &str) -> Vec<serde_json::Value> {
     let (_, body) = get(&format!("{base}/api/v1/audits?limit=5")).await;
     serde_json::from_str::<serde_json::Value>(&body).unwrap_or_default()["audits"]

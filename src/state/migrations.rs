@@ -131,4 +131,31 @@ INSERT INTO rule_judged (tenant, rule, audit_id, judged_at)
     WHERE resolved_at IS NULL GROUP BY tenant, rule;
 CREATE INDEX findings_open_rule ON findings (tenant, rule, excepted, first_seen) WHERE resolved_at IS NULL;
 "#,
+    // Keyset paging of the findings API: every filter (state, rule, severity, user) is a range
+    // of an index in (rule, subject) order, not a scan of the tenant's findings. The open and
+    // the resolved findings each get partial indexes; `findings_open (tenant, resolved_at)` is
+    // replaced by the open one (same range for `resolved_at IS NULL`, one index less to write).
+    // Open and resolved counts by (rule, severity, excepted) are kept per audit
+    // (`refresh_counts_tx`), so a page never counts the whole tenant.
+    r#"
+DROP INDEX IF EXISTS findings_open;
+CREATE INDEX findings_open_by_rule ON findings (tenant, rule, subject) WHERE resolved_at IS NULL;
+CREATE INDEX findings_open_by_severity ON findings (tenant, severity, rule, subject) WHERE resolved_at IS NULL;
+CREATE INDEX findings_resolved_by_rule ON findings (tenant, rule, subject) WHERE resolved_at IS NOT NULL;
+CREATE INDEX findings_resolved_by_severity ON findings (tenant, severity, rule, subject) WHERE resolved_at IS NOT NULL;
+CREATE INDEX findings_by_severity ON findings (tenant, severity, rule, subject);
+CREATE INDEX findings_by_upn ON findings (tenant, user_principal_name COLLATE NOCASE);
+CREATE TABLE finding_counts (
+    tenant    TEXT NOT NULL,
+    rule      TEXT NOT NULL,
+    severity  TEXT NOT NULL,
+    excepted  INTEGER NOT NULL,
+    open      INTEGER NOT NULL,
+    resolved  INTEGER NOT NULL,
+    PRIMARY KEY (tenant, rule, severity, excepted)
+);
+INSERT INTO finding_counts (tenant, rule, severity, excepted, open, resolved)
+    SELECT tenant, rule, severity, excepted, SUM(resolved_at IS NULL), SUM(resolved_at IS NOT NULL)
+    FROM findings GROUP BY tenant, rule, severity, excepted;
+"#,
 ];

@@ -60,6 +60,8 @@ impl From<rusqlite::Error> for StateError {
 
 mod migrations;
 mod outbox;
+#[cfg(test)]
+mod paging_tests;
 mod query;
 mod record;
 pub use record::{AlsoInTransaction, RunHead};
@@ -67,6 +69,7 @@ pub use record::{AlsoInTransaction, RunHead};
 mod tests;
 
 use migrations::MIGRATIONS;
+pub(crate) use query::refresh_counts_tx;
 
 /// A finding as the store knows it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -82,6 +85,80 @@ pub struct StoredFinding {
     pub first_seen: DateTime<Utc>,
     pub last_seen: DateTime<Utc>,
     pub resolved_at: Option<DateTime<Utc>>,
+}
+
+/// Which findings a page holds, by state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StateFilter {
+    #[default]
+    Open,
+    Resolved,
+    All,
+}
+
+/// What the findings API selects: every field narrows (none: every open finding).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FindingFilter {
+    pub state: StateFilter,
+    pub rule: Option<String>,
+    pub severity: Option<Severity>,
+    /// A user principal name (case-insensitive) or object id.
+    pub user: Option<String>,
+}
+
+/// Where a page of findings starts: after the finding with this (rule, subject). Clients see it
+/// only encoded ([`Cursor::encode`]), as an opaque token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cursor {
+    pub rule: String,
+    pub subject: String,
+}
+
+impl Cursor {
+    /// base64url (no padding) of the JSON `[rule, subject]`.
+    pub fn encode(&self) -> String {
+        use base64::Engine;
+        let json = serde_json::json!([self.rule, self.subject]).to_string();
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+    }
+
+    /// Reads a token made by [`Cursor::encode`]; the error says what is wrong with it.
+    pub fn decode(token: &str) -> Result<Cursor, String> {
+        use base64::Engine;
+        if token.len() > 4096 {
+            return Err(format!(
+                "{} characters; a cursor is far shorter",
+                token.len()
+            ));
+        }
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token.trim_end_matches('='))
+            .map_err(|e| format!("not a cursor this API gave out (not base64url: {e})"))?;
+        let (rule, subject): (String, String) = serde_json::from_slice(&bytes).map_err(|_| {
+            "not a cursor this API gave out (pass next_cursor back unchanged)".to_string()
+        })?;
+        Ok(Cursor { rule, subject })
+    }
+}
+
+/// One page of findings.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Page {
+    pub items: Vec<StoredFinding>,
+    /// Where the next page starts; `None` on the last page.
+    pub next_cursor: Option<String>,
+    /// Findings the filter selects in all (every page).
+    pub total: u64,
+}
+
+/// Open and resolved findings of one (rule, severity, excepted), as the last audit left them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FindingCount {
+    pub rule: String,
+    pub severity: String,
+    pub excepted: bool,
+    pub open: i64,
+    pub resolved: i64,
 }
 
 /// One recorded audit run.
@@ -202,8 +279,108 @@ where
         .unwrap_or_else(|e| Err(StateError::Invariant(format!("store task: {e}"))))
 }
 
+/// The store: one writer connection (recording, the outbox) and, for a database file, a small
+/// pool of read-only connections for queries. In WAL mode a reader never waits for the writer:
+/// it reads the last committed state while an audit is being recorded.
 pub struct Store {
     conn: Mutex<Connection>,
+    readers: Option<Readers>,
+}
+
+/// How many read-only connections a file store keeps (HTTP handlers and the publisher share them).
+const READERS: usize = 4;
+
+/// A bounded pool of read-only connections to the database file, opened as they are first needed.
+struct Readers {
+    path: std::path::PathBuf,
+    pool: Mutex<Pool>,
+    returned: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct Pool {
+    idle: Vec<Connection>,
+    /// Connections opened so far (idle or lent), at most [`READERS`].
+    opened: usize,
+}
+
+/// A connection to read from: one of the pool's, or the writer's for an in-memory store.
+enum Reader<'a> {
+    Writer(std::sync::MutexGuard<'a, Connection>),
+    Pooled(&'a Readers, Option<Connection>),
+}
+
+impl std::ops::Deref for Reader<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        match self {
+            Reader::Writer(c) => c,
+            Reader::Pooled(_, c) => c.as_ref().expect("a lent connection is held until drop"),
+        }
+    }
+}
+
+impl std::ops::DerefMut for Reader<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        match self {
+            Reader::Writer(c) => c,
+            Reader::Pooled(_, c) => c.as_mut().expect("a lent connection is held until drop"),
+        }
+    }
+}
+
+impl Drop for Reader<'_> {
+    fn drop(&mut self) {
+        if let Reader::Pooled(readers, conn) = self {
+            if let Some(conn) = conn.take() {
+                readers.lock().idle.push(conn);
+                readers.returned.notify_one();
+            }
+        }
+    }
+}
+
+impl Readers {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pool> {
+        self.pool.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get(&self) -> Result<Reader<'_>, StateError> {
+        let mut pool = self.lock();
+        loop {
+            if let Some(conn) = pool.idle.pop() {
+                return Ok(Reader::Pooled(self, Some(conn)));
+            }
+            if pool.opened < READERS {
+                pool.opened += 1;
+                drop(pool);
+                return match self.open() {
+                    Ok(conn) => Ok(Reader::Pooled(self, Some(conn))),
+                    Err(e) => {
+                        self.lock().opened -= 1;
+                        Err(e)
+                    }
+                };
+            }
+            pool = self.returned.wait(pool).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn open(&self) -> Result<Connection, StateError> {
+        use rusqlite::OpenFlags;
+        let at = |cause| StateError::Open {
+            path: self.path.display().to_string(),
+            cause,
+        };
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(at)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(at)?;
+        Ok(conn)
+    }
 }
 
 fn ts(t: DateTime<Utc>) -> String {
@@ -226,12 +403,19 @@ impl Store {
             path: name.clone(),
             cause,
         })?;
-        let store = Store::init(conn, &name)?;
+        let mut store = Store::init(conn, &name)?;
         store.check_writable(&name)?;
+        store.readers = Some(Readers {
+            path: path.to_path_buf(),
+            pool: Mutex::new(Pool::default()),
+            returned: std::sync::Condvar::new(),
+        });
         Ok(store)
     }
 
-    /// An in-memory store (tests, the demo).
+    /// An in-memory store (tests, the demo). It reads through its one connection: a private
+    /// memory database cannot be opened twice, and a shared-cache one locks tables rather than
+    /// keeping WAL snapshots, so its readers would wait for the writer all the same.
     pub fn in_memory() -> Result<Store, StateError> {
         Store::init(Connection::open_in_memory()?, ":memory:")
     }
@@ -302,10 +486,21 @@ impl Store {
         tx.commit()?;
         Ok(Store {
             conn: Mutex::new(conn),
+            readers: None,
         })
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A connection for queries: a pooled read-only one (it sees the last committed state and
+    /// never waits for a recording in progress), or the writer's for an in-memory store.
+    /// It blocks while every pooled connection is lent: call it off the async threads.
+    fn reader(&self) -> Result<Reader<'_>, StateError> {
+        match &self.readers {
+            Some(pool) => pool.get(),
+            None => Ok(Reader::Writer(self.conn())),
+        }
     }
 }

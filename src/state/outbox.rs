@@ -21,10 +21,13 @@ impl Store {
         let Some((oldest_kept, oldest_time)) = cutoff else {
             return Ok(0);
         };
-        tx.execute(
+        let forgotten = tx.execute(
             "DELETE FROM findings WHERE tenant = ?1 AND resolved_at IS NOT NULL AND resolved_at < ?2",
             params![tenant, oldest_time],
         )?;
+        if forgotten > 0 {
+            refresh_counts_tx(&tx, tenant)?;
+        }
         let deleted = tx.execute(
             "DELETE FROM audits WHERE tenant = ?1 AND id < ?2 AND id NOT IN (SELECT last_audit FROM findings)",
             params![tenant, oldest_kept],
@@ -133,7 +136,7 @@ impl Store {
 
     /// Undelivered events by webhook.
     pub fn outbox_counts(&self) -> Result<Vec<(String, i64)>, StateError> {
-        let conn = self.conn();
+        let conn = self.reader()?;
         let mut q =
             conn.prepare("SELECT webhook, COUNT(*) FROM outbox GROUP BY webhook ORDER BY webhook")?;
         let rows = q.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;

@@ -63,6 +63,8 @@ struct Writer<'t, 'a> {
     open: HashMap<u128, (i64, i64)>,
     /// Rules whose findings have all come.
     done: BTreeSet<&'static str>,
+    /// Rules with a finding written (new, changed or resolved): their counts are redone.
+    changed: BTreeSet<String>,
     load: Statement<'t>,
     update: Statement<'t>,
     upsert: Statement<'t>,
@@ -89,6 +91,7 @@ impl<'t, 'a> Writer<'t, 'a> {
             current: None,
             open: HashMap::new(),
             done: BTreeSet::new(),
+            changed: BTreeSet::new(),
             load: tx.prepare(
                 "SELECT rowid, subject, digest FROM findings
                  WHERE tenant = ?1 AND rule = ?2 AND resolved_at IS NULL",
@@ -153,6 +156,7 @@ impl<'t, 'a> Writer<'t, 'a> {
                     rowid
                 ])?;
                 self.changes.written += 1;
+                self.changed.insert(f.rule.to_string());
             }
             None => {
                 self.upsert.execute(params![
@@ -169,6 +173,7 @@ impl<'t, 'a> Writer<'t, 'a> {
                 ])?;
                 self.changes.written += 1;
                 self.changes.new += 1;
+                self.changed.insert(f.rule.to_string());
                 if !excepted {
                     for s in self.subscribers {
                         if f.severity >= s.min_severity {
@@ -271,6 +276,7 @@ impl<'t, 'a> Writer<'t, 'a> {
             }
         }
         self.resolve.execute(params![self.seen, rowid])?;
+        self.changed.insert(rule);
         self.changes.resolved += 1;
         self.changes.written += 1;
         Ok(())
@@ -313,6 +319,8 @@ impl<'t, 'a> Writer<'t, 'a> {
         {
             judged.execute(params![self.tenant, rule, self.audit_id, self.seen])?;
         }
+        let changed: Vec<&str> = self.changed.iter().map(String::as_str).collect();
+        super::query::refresh_rule_counts_tx(tx, self.tenant, &changed)?;
         self.changes.kept = tx.query_row(
             "SELECT COUNT(*) FROM findings WHERE tenant = ?1 AND resolved_at IS NULL
              AND rule IN (SELECT value FROM json_each(?2))",
