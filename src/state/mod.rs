@@ -60,8 +60,10 @@ mod query;
 mod record;
 #[cfg(test)]
 mod tests;
+mod users;
 
 use migrations::MIGRATIONS;
+pub use users::{StoredMethod, StoredTap, StoredUser, UserChange, UserChanges};
 
 /// A finding as the store knows it.
 #[derive(Clone, Debug, PartialEq, Serialize)]

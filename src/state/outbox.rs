@@ -6,7 +6,8 @@ use super::*;
 
 impl Store {
     /// Keeps the newest `keep` audit runs of `tenant` (and every run a finding still points at);
-    /// findings resolved before the oldest kept run are dropped. Returns the runs deleted.
+    /// findings resolved before the oldest kept run are dropped, and so are per-user changes of
+    /// older runs and users deleted before it. Returns the runs deleted.
     pub fn prune(&self, tenant: &str, keep: usize) -> Result<usize, StateError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
@@ -24,6 +25,7 @@ impl Store {
             "DELETE FROM findings WHERE tenant = ?1 AND resolved_at IS NOT NULL AND resolved_at < ?2",
             params![tenant, oldest_time],
         )?;
+        users::prune_users_tx(&tx, tenant, oldest_kept, parse_ts(oldest_time.clone())?)?;
         let deleted = tx.execute(
             "DELETE FROM audits WHERE tenant = ?1 AND id < ?2 AND id NOT IN (SELECT last_audit FROM findings)",
             params![tenant, oldest_kept],
