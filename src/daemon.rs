@@ -18,6 +18,7 @@ use crate::evaluate::exceptions::Judged;
 use crate::graph::GraphClient;
 use crate::metrics::Metrics;
 use crate::report::Report;
+use crate::snapshot::DataSet;
 use crate::state::{RunHead, Store};
 
 /// What the HTTP handlers and the scheduler share.
@@ -209,6 +210,7 @@ fn record_and_publish(
     };
     let recording = Instant::now();
     let critical_cap = config.per_user_series().unwrap_or(0);
+    let mut users: Option<crate::state::UserChanges> = None;
     let (report, changes) =
         shared.store.record_audit(
             &head,
@@ -226,7 +228,23 @@ fn record_and_publish(
                 }
                 Ok(report)
             },
-            &mut |_, _| Ok(()),
+            &mut |tx, audit_id| {
+                // Each user's posture, only when their methods were read (else every user
+                // would read as changed to unknown, or as gone).
+                let coverage = &read.snapshot.coverage;
+                let methods_read = coverage.has(DataSet::Registration)
+                    || (coverage.licence_fallback && coverage.has(DataSet::MethodDetail));
+                if coverage.has(DataSet::Users) && methods_read {
+                    users = Some(crate::state::record_users_tx(
+                        tx,
+                        tenant,
+                        audit_id,
+                        read.started_at,
+                        &read.snapshot.users,
+                    )?);
+                }
+                Ok(())
+            },
         )?;
     drop(read);
     shared.metrics.audit_phase("record", recording.elapsed());
@@ -260,6 +278,8 @@ fn record_and_publish(
         new = changes.new,
         resolved = changes.resolved,
         rows_written = changes.written,
+        users_written = users.as_ref().map_or(0, |u| u.written),
+        users_method_changes = users.as_ref().map_or(0, |u| u.method_changes),
         skipped_rules = report.skipped.len(),
         record_seconds = recording.elapsed().as_secs_f64() - publishing.elapsed().as_secs_f64(),
         publish_seconds = publishing.elapsed().as_secs_f64(),

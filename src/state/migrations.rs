@@ -158,4 +158,63 @@ INSERT INTO finding_counts (tenant, rule, severity, excepted, open, resolved)
     SELECT tenant, rule, severity, excepted, SUM(resolved_at IS NULL), SUM(resolved_at IS NOT NULL)
     FROM findings GROUP BY tenant, rule, severity, excepted;
 "#,
+    // Each user's compact posture (written only when its digest changes) and the per-user
+    // drift between audits (methods or roles changed). Tenants are a small integer here: a
+    // tenant id repeated in a million rows and in each index would cost ~100 MB. Ids are the
+    // 16 big-endian bytes of the object id (their order is the snapshot's); bit sets are
+    // `MethodSet` / `RoleSet` bits; times are Unix seconds. See `users.rs`.
+    r#"
+CREATE TABLE user_tenants (
+    tk      INTEGER PRIMARY KEY,
+    tenant  TEXT NOT NULL UNIQUE
+);
+CREATE TABLE users (
+    tk                INTEGER NOT NULL,
+    id                BLOB NOT NULL,
+    upn               TEXT NOT NULL COLLATE NOCASE,
+    display_name      TEXT NOT NULL COLLATE NOCASE,
+    user_type         INTEGER NOT NULL,
+    enabled           INTEGER NOT NULL,
+    on_premises_sync  INTEGER NOT NULL,
+    is_admin          INTEGER NOT NULL,
+    methods           INTEGER,
+    unknown_methods   INTEGER NOT NULL,
+    default_method    INTEGER,
+    system_preferred  INTEGER,
+    mfa_capable       INTEGER,
+    roles             INTEGER NOT NULL,
+    eligible_roles    INTEGER NOT NULL,
+    tap_lifetime      INTEGER,
+    tap_start         INTEGER,
+    tap_flags         INTEGER,
+    tap_reason        TEXT,
+    per_user_mfa      INTEGER,
+    mfa_failures      INTEGER,
+    digest            INTEGER NOT NULL,
+    first_seen        INTEGER NOT NULL,
+    changed_at        INTEGER NOT NULL,
+    audit_id          INTEGER NOT NULL,
+    deleted_at        INTEGER,
+    PRIMARY KEY (tk, id)
+) WITHOUT ROWID;
+CREATE INDEX users_upn ON users (tk, upn);
+CREATE INDEX users_name ON users (tk, display_name);
+CREATE TABLE user_changes (
+    id               INTEGER PRIMARY KEY,
+    tk               INTEGER NOT NULL,
+    user_id          BLOB NOT NULL,
+    audit_id         INTEGER NOT NULL,
+    at               INTEGER NOT NULL,
+    methods_before   INTEGER,
+    methods_after    INTEGER,
+    families_lost    INTEGER NOT NULL,
+    families_gained  INTEGER NOT NULL,
+    roles_before     INTEGER NOT NULL,
+    roles_after      INTEGER NOT NULL,
+    eligible_before  INTEGER NOT NULL,
+    eligible_after   INTEGER NOT NULL
+);
+CREATE INDEX user_changes_user ON user_changes (tk, user_id, audit_id);
+CREATE INDEX user_changes_audit ON user_changes (tk, audit_id);
+"#,
 ];

@@ -67,9 +67,12 @@ mod record;
 pub use record::{AlsoInTransaction, RunHead};
 #[cfg(test)]
 mod tests;
+mod users;
 
 use migrations::MIGRATIONS;
 pub(crate) use query::refresh_counts_tx;
+pub(crate) use users::record_users_tx;
+pub use users::{StoredMethod, StoredTap, StoredUser, UserChange, UserChanges};
 
 /// A finding as the store knows it.
 #[derive(Clone, Debug, PartialEq, Serialize)]

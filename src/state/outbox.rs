@@ -7,7 +7,8 @@ use super::*;
 impl Store {
     /// Keeps the newest `keep` audit runs of `tenant` (and every run that last wrote a finding
     /// still kept: a finding that never changed points at the run that first found it);
-    /// findings resolved before the oldest kept run are dropped. Returns the runs deleted.
+    /// findings resolved before the oldest kept run are dropped, and so are per-user changes of
+    /// older runs and users deleted before it. Returns the runs deleted.
     pub fn prune(&self, tenant: &str, keep: usize) -> Result<usize, StateError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
@@ -28,6 +29,7 @@ impl Store {
         if forgotten > 0 {
             refresh_counts_tx(&tx, tenant)?;
         }
+        users::prune_users_tx(&tx, tenant, oldest_kept, parse_ts(oldest_time.clone())?)?;
         let deleted = tx.execute(
             "DELETE FROM audits WHERE tenant = ?1 AND id < ?2 AND id NOT IN (SELECT last_audit FROM findings)",
             params![tenant, oldest_kept],
