@@ -31,8 +31,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-/// graph-sim's buckets refill this many times faster than Graph's; the daemon's pacing is
-/// multiplied to match (its config has no time scale, so its bursts are ×100 too).
+/// graph-sim's buckets refill this many times faster than Graph's; the daemon is told so
+/// (`[graph.pacing] simulator_time_scale`): its budgets refill as fast, its bursts stay Graph's.
 const SCALE: f64 = 100.0;
 const DAEMON: &str = env!("CARGO_BIN_EXE_mfa-auditor");
 
@@ -528,14 +528,11 @@ fn config_text(sim: &Sim, state: &Path, cron: &str) -> String {
     let s = SCALE;
     format!(
         "[tenant]\ntenant_id = \"{t}\"\nclient_id = \"{c}\"\ncloud = \"custom\"\ngraph_url = \"{b}\"\nlogin_url = \"{b}\"\nclient_secret_env = \"SIM_SECRET\"\n\n\
-         [graph.pacing]\ndirectory_ru_per_10s = {d}\nreports_per_10s = {r}\nconditional_access_per_second = {ca}\nauth_methods_per_10s = {d}\n\n\
+         [graph.pacing]\nsimulator_time_scale = {s}\n\n\
          [schedule]\ncron = \"{cron}\"\nrun_at_start = true\nstale_after_seconds = 86400\n\n[storage]\npath = \"{p}\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n",
         t = sim.tenant,
         c = sim.client,
         b = sim.base,
-        d = 8000.0 * s,
-        r = 5.0 * s,
-        ca = s,
         p = state.display(),
     )
 }
@@ -884,7 +881,7 @@ async fn bench(users: usize) -> Row {
         Some(s) => {
             let total: u64 = s.requests.values().flat_map(|m| m.values()).sum();
             println!(
-                "graph-sim           {total:>9} requests, {} answered 429 (the daemon's config has no time scale: its pacing is ×{SCALE} in rate and in burst, graph-sim's burst is Graph's)",
+                "graph-sim           {total:>9} requests, {} answered 429",
                 s.throttled()
             );
             s.throttled().to_string()

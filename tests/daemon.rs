@@ -53,6 +53,19 @@ async fn the_daemon_publishes_complete_audits_only_and_survives_faults_reloads_a
         Some(in_scope as f64),
         "{metrics}"
     );
+    // Each user's posture is in the store, found by id and by any case of the UPN.
+    let store = mfa_auditor::state::Store::open(&state).expect("state");
+    for t in truth.users.iter().step_by(97) {
+        let by_id = store.user(tenant, &t.id).expect("user").expect("stored");
+        assert_eq!(by_id.user_principal_name, t.upn);
+        assert_eq!(by_id.account_enabled, t.account_enabled);
+        let by_upn = store
+            .user(tenant, &t.upn.to_ascii_uppercase())
+            .expect("user")
+            .expect("stored by UPN");
+        assert_eq!(by_upn.id, by_id.id);
+    }
+    drop(store);
     assert_eq!(
         value(
             &metrics,

@@ -207,7 +207,7 @@ impl Config {
             conditional_access_per_s: g.pacing.conditional_access_per_second,
             auth_methods_per_10s: g.pacing.auth_methods_per_10s,
             headroom: g.pacing.headroom,
-            time_scale: 1.0,
+            time_scale: g.pacing.simulator_time_scale,
         };
         c
     }

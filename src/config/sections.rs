@@ -87,6 +87,10 @@ pub struct PacingConfig {
     pub auth_methods_per_10s: f64,
     /// Share of each budget mfa-auditor uses, in (0, 1]; the rest is left to other apps.
     pub headroom: f64,
+    /// Only against a time-scaled Graph simulator (graph-sim `--time-scale N`): its throttle
+    /// windows are N times shorter, so the budgets refill N times faster while each burst stays
+    /// Graph's. Always 1 against Graph.
+    pub simulator_time_scale: f64,
 }
 
 impl Default for PacingConfig {
@@ -98,6 +102,7 @@ impl Default for PacingConfig {
             conditional_access_per_second: p.conditional_access_per_s,
             auth_methods_per_10s: p.auth_methods_per_10s,
             headroom: p.headroom,
+            simulator_time_scale: 1.0,
         }
     }
 }

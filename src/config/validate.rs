@@ -189,6 +189,11 @@ impl Config {
             p.headroom > 0.0 && p.headroom <= 1.0,
             "must be in (0, 1]",
         )?;
+        range(
+            "graph.pacing.simulator_time_scale",
+            p.simulator_time_scale.is_finite() && p.simulator_time_scale >= 1.0,
+            "must be 1 or more (1 against Graph; N against graph-sim --time-scale N)",
+        )?;
         for (i, upn) in self.break_glass.accounts.iter().enumerate() {
             if !upn.contains('@') {
                 return Err(at(

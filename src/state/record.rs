@@ -331,6 +331,32 @@ impl<'t, 'a> Writer<'t, 'a> {
     }
 }
 
+/// When `tenant` has no findings yet (its first complete audit): drops the findings table's
+/// secondary indexes and returns the statements that build them again. Schema changes are
+/// transactional in SQLite: a rolled-back audit keeps its indexes.
+fn first_audit_indexes(tx: &Transaction<'_>, tenant: &str) -> Result<Vec<String>, StateError> {
+    let any: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM findings WHERE tenant = ?1)",
+        [tenant],
+        |r| r.get(0),
+    )?;
+    if any {
+        return Ok(Vec::new());
+    }
+    let indexes: Vec<(String, String)> = {
+        let mut q = tx.prepare(
+            "SELECT name, sql FROM sqlite_master
+             WHERE type = 'index' AND tbl_name = 'findings' AND sql IS NOT NULL",
+        )?;
+        let rows = q.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for (name, _) in &indexes {
+        tx.execute_batch(&format!("DROP INDEX \"{}\"", name.replace('"', "\"\"")))?;
+    }
+    Ok(indexes.into_iter().map(|(_, sql)| sql).collect())
+}
+
 /// Where an audit's findings go as they are judged: each with whether an exception accepts it.
 pub type FindingSink<'a> = &'a mut dyn FnMut(&Finding, bool);
 
@@ -411,6 +437,13 @@ impl Store {
         )?;
         let audit_id = tx.last_insert_rowid();
         let seen = ts(head.started_at);
+        // A tenant's first audit inserts every finding: building the secondary indexes once
+        // at the end (a sort) is several times faster than updating them row by row.
+        let rebuild = if head.complete {
+            first_audit_indexes(&tx, head.tenant)?
+        } else {
+            Vec::new()
+        };
         let mut writer = if head.complete {
             Some(Writer::new(&tx, head.tenant, audit_id, seen, subscribers)?)
         } else {
@@ -446,6 +479,9 @@ impl Store {
             },
         };
         drop(writer);
+        for sql in &rebuild {
+            tx.execute_batch(sql)?;
+        }
         if complete {
             also(&tx, audit_id)?;
         }
