@@ -95,7 +95,9 @@ fn ranges_are_checked() {
         e,
         "config.toml:8:1: graph.max_concurrency: must be between 1 and 64"
     );
-    let e = error(&format!("{GOOD}\n[graph.pacing]\nsimulator_time_scale = 0.5\n"));
+    let e = error(&format!(
+        "{GOOD}\n[graph.pacing]\nsimulator_time_scale = 0.5\n"
+    ));
     assert!(
         e.contains("graph.pacing.simulator_time_scale: must be 1 or more"),
         "{e}"
