@@ -714,7 +714,7 @@ impl Store {
     /// One user by object id or by UPN (case-insensitive); a deleted user is returned with its
     /// `deleted_at`, after a live one holding the same UPN.
     pub fn user(&self, tenant: &str, key: &str) -> Result<Option<StoredUser>, StateError> {
-        let conn = self.conn();
+        let conn = self.reader()?;
         let Some(tk) = tenant_key(&conn, tenant, false)? else {
             return Ok(None);
         };
@@ -744,7 +744,7 @@ impl Store {
         prefix: &str,
         limit: usize,
     ) -> Result<Vec<StoredUser>, StateError> {
-        let conn = self.conn();
+        let conn = self.reader()?;
         let Some(tk) = tenant_key(&conn, tenant, false)? else {
             return Ok(Vec::new());
         };
@@ -775,7 +775,7 @@ impl Store {
         user_id: &str,
         limit: usize,
     ) -> Result<Vec<UserChange>, StateError> {
-        let conn = self.conn();
+        let conn = self.reader()?;
         let (Some(tk), Some(id)) = (tenant_key(&conn, tenant, false)?, ObjectId::parse(user_id))
         else {
             return Ok(Vec::new());
@@ -795,7 +795,7 @@ impl Store {
         audit_id: i64,
         limit: usize,
     ) -> Result<Vec<UserChange>, StateError> {
-        let conn = self.conn();
+        let conn = self.reader()?;
         let Some(tk) = tenant_key(&conn, tenant, false)? else {
             return Ok(Vec::new());
         };
