@@ -111,11 +111,7 @@ impl Store {
             None => vec![],
             Some((sql, args)) => {
                 let mut q = tx.prepare_cached(&sql)?;
-                let bound: Vec<(&str, &dyn rusqlite::ToSql)> = args
-                    .iter()
-                    .map(|(k, v)| (*k, v as &dyn rusqlite::ToSql))
-                    .collect();
-                let rows = q.query_map(bound.as_slice(), stored_finding)?;
+                let rows = q.query_map(bind(&args).as_slice(), stored_finding)?;
                 rows.collect::<Result<Vec<_>, _>>()?
             }
         };
@@ -134,11 +130,7 @@ impl Store {
         let total = {
             let (sql, args) = total_query(tenant, filter);
             let mut q = tx.prepare_cached(&sql)?;
-            let bound: Vec<(&str, &dyn rusqlite::ToSql)> = args
-                .iter()
-                .map(|(k, v)| (*k, v as &dyn rusqlite::ToSql))
-                .collect();
-            q.query_row(bound.as_slice(), |r| r.get::<_, i64>(0))?
+            q.query_row(bind(&args).as_slice(), |r| r.get::<_, i64>(0))?
         };
         tx.finish()?;
         Ok(Page {
@@ -163,11 +155,7 @@ impl Store {
         let (sql, args) = select(COLUMNS, tenant, &filter, &[], vec![]);
         let conn = self.reader()?;
         let mut q = conn.prepare_cached(&format!("{sql} ORDER BY rule, subject"))?;
-        let bound: Vec<(&str, &dyn rusqlite::ToSql)> = args
-            .iter()
-            .map(|(k, v)| (*k, v as &dyn rusqlite::ToSql))
-            .collect();
-        let rows = q.query_map(bound.as_slice(), stored_finding)?;
+        let rows = q.query_map(bind(&args).as_slice(), stored_finding)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -363,17 +351,19 @@ fn index_for(filter: &FindingFilter) -> &'static str {
 
 type Args = Vec<(&'static str, rusqlite::types::Value)>;
 
-/// The WHERE terms of `filter` but its user, and their named arguments. The state is written
-/// into the SQL, not bound, so the partial index it implies can be used.
-fn filter_terms(tenant: &str, filter: &FindingFilter) -> (Vec<&'static str>, Args) {
+/// Named arguments as rusqlite binds them.
+fn bind(args: &Args) -> Vec<(&str, &dyn rusqlite::ToSql)> {
+    args.iter()
+        .map(|(k, v)| (*k, v as &dyn rusqlite::ToSql))
+        .collect()
+}
+
+/// The terms every findings query and every count shares: the tenant, and the rule and
+/// severity when the filter names them.
+fn tenant_rule_severity(tenant: &str, filter: &FindingFilter) -> (Vec<&'static str>, Args) {
     use rusqlite::types::Value;
     let mut terms = vec!["tenant = :tenant"];
     let mut args = vec![(":tenant", Value::Text(tenant.into()))];
-    match filter.state {
-        StateFilter::Open => terms.push("resolved_at IS NULL"),
-        StateFilter::Resolved => terms.push("resolved_at IS NOT NULL"),
-        StateFilter::All => {}
-    }
     if let Some(rule) = &filter.rule {
         terms.push("rule = :rule");
         args.push((":rule", Value::Text(rule.clone())));
@@ -381,6 +371,18 @@ fn filter_terms(tenant: &str, filter: &FindingFilter) -> (Vec<&'static str>, Arg
     if let Some(severity) = filter.severity {
         terms.push("severity = :severity");
         args.push((":severity", Value::Text(severity.as_str().into())));
+    }
+    (terms, args)
+}
+
+/// The WHERE terms of `filter` but its user, and their named arguments. The state is written
+/// into the SQL, not bound, so the partial index it implies can be used.
+fn filter_terms(tenant: &str, filter: &FindingFilter) -> (Vec<&'static str>, Args) {
+    let (mut terms, args) = tenant_rule_severity(tenant, filter);
+    match filter.state {
+        StateFilter::Open => terms.push("resolved_at IS NULL"),
+        StateFilter::Resolved => terms.push("resolved_at IS NOT NULL"),
+        StateFilter::All => {}
     }
     (terms, args)
 }
@@ -472,22 +474,12 @@ fn total_query(tenant: &str, filter: &FindingFilter) -> (String, Args) {
         let (sql, args) = select(COLUMNS, tenant, filter, &[], vec![]);
         return (format!("SELECT COUNT(*) FROM ({sql})"), args);
     }
-    use rusqlite::types::Value;
     let what = match filter.state {
         StateFilter::Open => "open",
         StateFilter::Resolved => "resolved",
         StateFilter::All => "open + resolved",
     };
-    let mut terms = vec!["tenant = :tenant"];
-    let mut args = vec![(":tenant", Value::Text(tenant.into()))];
-    if let Some(rule) = &filter.rule {
-        terms.push("rule = :rule");
-        args.push((":rule", Value::Text(rule.clone())));
-    }
-    if let Some(severity) = filter.severity {
-        terms.push("severity = :severity");
-        args.push((":severity", Value::Text(severity.as_str().into())));
-    }
+    let (terms, args) = tenant_rule_severity(tenant, filter);
     (
         format!(
             "SELECT COALESCE(SUM({what}), 0) FROM finding_counts WHERE {}",
@@ -501,11 +493,7 @@ fn total_query(tenant: &str, filter: &FindingFilter) -> (String, Args) {
 fn explain(store: &Store, sql: &str, args: &Args) -> Result<Vec<String>, StateError> {
     let conn = store.reader()?;
     let mut q = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
-    let bound: Vec<(&str, &dyn rusqlite::ToSql)> = args
-        .iter()
-        .map(|(k, v)| (*k, v as &dyn rusqlite::ToSql))
-        .collect();
-    let rows = q.query_map(bound.as_slice(), |r| r.get::<_, String>(3))?;
+    let rows = q.query_map(bind(args).as_slice(), |r| r.get::<_, String>(3))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 

@@ -14,7 +14,7 @@
 //!   when it came from elsewhere (older stores).
 
 use std::collections::{BTreeSet, HashMap};
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, RandomState};
 
 use rusqlite::{params, OptionalExtension, Statement, Transaction};
 use sha2::{Digest, Sha256};
@@ -50,6 +50,12 @@ fn digest(f: &Finding, excepted: bool) -> i64 {
     i64::from_le_bytes(first)
 }
 
+/// A subject's 128-bit hash under two independent keys: no collision in practice.
+fn subject_key(keys: &(RandomState, RandomState), subject: &str) -> u128 {
+    let (a, b) = keys;
+    (u128::from(a.hash_one(subject)) << 64) | u128::from(b.hash_one(subject))
+}
+
 /// Writes one complete audit's findings as they come, rule by rule.
 struct Writer<'t, 'a> {
     tenant: &'a str,
@@ -57,7 +63,7 @@ struct Writer<'t, 'a> {
     seen: String,
     subscribers: &'a [Subscriber],
     /// Hashes of a subject (two independent keys: 128 bits, no collision in practice).
-    keys: (std::hash::RandomState, std::hash::RandomState),
+    keys: (RandomState, RandomState),
     /// The rule whose findings are coming, and its open rows: subject hash → (rowid, digest).
     current: Option<&'static str>,
     open: HashMap<u128, (i64, i64)>,
@@ -132,18 +138,13 @@ impl<'t, 'a> Writer<'t, 'a> {
         })
     }
 
-    fn key(&self, subject: &str) -> u128 {
-        let (a, b) = &self.keys;
-        (u128::from(a.hash_one(subject)) << 64) | u128::from(b.hash_one(subject))
-    }
-
     fn take(&mut self, f: &Finding, excepted: bool) -> Result<(), StateError> {
         if self.current != Some(f.rule) {
             self.close_rule()?;
             self.open_rule(f.rule)?;
         }
         let digest = digest(f, excepted);
-        match self.open.remove(&self.key(&f.subject)) {
+        match self.open.remove(&subject_key(&self.keys, &f.subject)) {
             Some((_, stored)) if stored == digest => {}
             Some((rowid, _)) => {
                 self.update.execute(params![
@@ -206,12 +207,10 @@ impl<'t, 'a> Writer<'t, 'a> {
             )));
         }
         let mut open = HashMap::new();
-        let (a, b) = &self.keys;
         let mut rows = self.load.query(params![self.tenant, rule])?;
         while let Some(r) = rows.next()? {
             let subject: String = r.get(1)?;
-            let key = (u128::from(a.hash_one(&subject)) << 64) | u128::from(b.hash_one(&subject));
-            open.insert(key, (r.get(0)?, r.get(2)?));
+            open.insert(subject_key(&self.keys, &subject), (r.get(0)?, r.get(2)?));
         }
         drop(rows);
         self.open = open;
