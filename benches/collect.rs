@@ -8,6 +8,8 @@
 //! Prints, per tenant: wall time; the throttle-budget lower bound (the binding class's requests
 //! at its documented rate, time-scaled); their ratio; requests per endpoint; 429s; peak RSS.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -20,39 +22,6 @@ use mfa_auditor::secret::Secret;
 
 /// Buckets refill this many times faster than Graph's: 1,000 registration pages take ~20 s, not ~33 min.
 const SCALE: f64 = 100.0;
-
-/// Runs in the child: serve a generated tenant until standard input closes.
-fn sim_child(users: usize) -> ! {
-    let rt = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("runtime: {e}"));
-    rt.block_on(async {
-        let config = graph_sim::SimConfig {
-            tenant: graph_sim::TenantSource::Generated {
-                users,
-                seed: 1,
-                profile: graph_sim::Profile::Realistic,
-            },
-            time_scale: SCALE,
-            ..graph_sim::SimConfig::default()
-        };
-        let sim = graph_sim::start(config, ([127, 0, 0, 1], 0).into())
-            .await
-            .unwrap_or_else(|e| panic!("sim: {e}"));
-        println!(
-            "{} {} {} {}",
-            sim.base_url(),
-            sim.tenant_id(),
-            sim.client_id(),
-            sim.client_secret()
-        );
-        let _ = tokio::task::spawn_blocking(|| {
-            let mut sink = String::new();
-            let _ = std::io::stdin().read_line(&mut sink);
-        })
-        .await;
-        sim.shutdown().await;
-    });
-    std::process::exit(0)
-}
 
 struct Sim {
     child: Child,
@@ -112,16 +81,6 @@ impl Drop for Sim {
         drop(self.child.stdin.take());
         let _ = self.child.wait();
     }
-}
-
-/// Peak resident set of this process since the last reset, in MiB.
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
 /// Resets the peak RSS counter (Linux ≥ 4.0), so each tenant's peak is its own.
@@ -201,7 +160,7 @@ async fn bench_tenant(users: usize) {
     )
     .await;
     let wall = started.elapsed();
-    let rss = peak_rss_mib();
+    let rss = common::peak_rss_mib();
     let snap = &report.snapshot;
     assert!(
         snap.is_complete(),
@@ -307,15 +266,7 @@ async fn bench_per_user(users: usize) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if let Some(i) = args.iter().position(|a| a == "--sim-child") {
-        let users = args.get(i + 1).and_then(|n| n.parse().ok()).unwrap_or(1000);
-        sim_child(users);
-    }
-    let mut sizes: Vec<usize> = args.iter().skip(1).filter_map(|a| a.parse().ok()).collect();
-    if sizes.is_empty() {
-        sizes = vec![100_000, 1_000_000];
-    }
+    let sizes = common::sim_child_or_sizes(SCALE, &[100_000, 1_000_000]);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -20,6 +20,8 @@
 //!
 //! `cargo bench --bench daemon` (100,000 users) or `cargo bench --bench daemon -- 100000 1000000`.
 
+mod common;
+
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -35,39 +37,6 @@ use serde_json::Value;
 /// (`[graph.pacing] simulator_time_scale`): its budgets refill as fast, its bursts stay Graph's.
 const SCALE: f64 = 100.0;
 const DAEMON: &str = env!("CARGO_BIN_EXE_mfa-auditor");
-
-/// Runs in the child: serve a generated tenant until standard input closes.
-fn sim_child(users: usize) -> ! {
-    let rt = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("sim runtime: {e}"));
-    rt.block_on(async {
-        let config = graph_sim::SimConfig {
-            tenant: graph_sim::TenantSource::Generated {
-                users,
-                seed: 1,
-                profile: graph_sim::Profile::Realistic,
-            },
-            time_scale: SCALE,
-            ..graph_sim::SimConfig::default()
-        };
-        let sim = graph_sim::start(config, ([127, 0, 0, 1], 0).into())
-            .await
-            .unwrap_or_else(|e| panic!("sim: {e}"));
-        println!(
-            "{} {} {} {}",
-            sim.base_url(),
-            sim.tenant_id(),
-            sim.client_id(),
-            sim.client_secret()
-        );
-        let _ = tokio::task::spawn_blocking(|| {
-            let mut sink = String::new();
-            let _ = std::io::stdin().read_line(&mut sink);
-        })
-        .await;
-        sim.shutdown().await;
-    });
-    std::process::exit(0)
-}
 
 /// graph-sim in a child process (this executable with `--sim-child`), killed on drop; it also
 /// exits by itself when this process dies (its standard input closes).
@@ -920,15 +889,7 @@ async fn bench(users: usize) -> Row {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if let Some(i) = args.iter().position(|a| a == "--sim-child") {
-        let users = args.get(i + 1).and_then(|n| n.parse().ok()).unwrap_or(1000);
-        sim_child(users);
-    }
-    let mut sizes: Vec<usize> = args.iter().skip(1).filter_map(|a| a.parse().ok()).collect();
-    if sizes.is_empty() {
-        sizes = vec![100_000];
-    }
+    let sizes = common::sim_child_or_sizes(SCALE, &[100_000]);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -10,6 +10,8 @@
 //! `cargo bench --bench publish` (100,000 and 600,000 open findings, about what a 1,000,000-user
 //! tenant has) or `cargo bench --bench publish -- 100000`.
 
+mod common;
+
 use std::time::Instant;
 
 use chrono::{Duration, Utc};
@@ -57,17 +59,6 @@ fn report(findings: usize, skip_every: usize) -> Report {
         summary: Summary::default(),
         posture: Default::default(),
     }
-}
-
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
 }
 
 fn bench(n: usize) {
@@ -159,7 +150,7 @@ fn bench(n: usize) {
         messages,
         record2.as_secs_f64(),
         changes.resolved,
-        peak_rss_mib()
+        common::peak_rss_mib()
     );
     let (p50, p99) = percentiles(during.clone());
     println!(

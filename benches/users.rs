@@ -5,6 +5,8 @@
 //!
 //! `cargo bench --bench users` (1,000,000 users) or `cargo bench --bench users -- 100000`.
 
+mod common;
+
 use std::time::Instant;
 
 use chrono::{Duration, Utc};
@@ -36,25 +38,6 @@ fn users(n: usize) -> Vec<User> {
     users
 }
 
-fn peak_rss_mib() -> f64 {
-    status("VmHWM:")
-}
-
-fn rss_mib() -> f64 {
-    status("VmRSS:")
-}
-
-fn status(key: &str) -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(key))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
-}
-
 fn file_mib(path: &std::path::Path) -> f64 {
     std::fs::metadata(path).map_or(0.0, |m| m.len() as f64 / (1024.0 * 1024.0))
 }
@@ -65,14 +48,14 @@ fn bench(n: usize) {
     let store = Store::open(&path).unwrap_or_else(|e| panic!("{e}"));
     let mut all = users(n);
     let now = Utc::now();
-    let baseline = rss_mib();
-    let baseline_peak = peak_rss_mib();
+    let baseline = common::status_mib("VmRSS:");
+    let baseline_peak = common::peak_rss_mib();
     let t = Instant::now();
     let first = store
         .record_users("bench", 1, now - Duration::hours(1), &all)
         .unwrap_or_else(|e| panic!("{e}"));
     let first_s = t.elapsed().as_secs_f64();
-    let peak_first = peak_rss_mib();
+    let peak_first = common::peak_rss_mib();
     for (i, u) in all.iter_mut().enumerate().filter(|(i, _)| i % 100 == 7) {
         if i % 200 == 7 && u.methods.is_some() {
             // Loses a method (Authenticator or the phone), or registers a phone.
@@ -119,7 +102,7 @@ fn bench(n: usize) {
         second.drift_rows,
         third.written,
         search_ms,
-        peak_rss_mib(),
+        common::peak_rss_mib(),
     );
 }
 

@@ -1,0 +1,70 @@
+//! What the benchmarks share: graph-sim in a child process, the sizes asked for, peak memory.
+#![allow(dead_code)] // each bench uses its own part of this
+
+/// When this executable was started as the simulator child (`--sim-child USERS`), serves a
+/// generated realistic tenant at `scale` until standard input closes, then exits; otherwise
+/// returns the sizes asked for on the command line (`default` when none).
+pub fn sim_child_or_sizes(scale: f64, default: &[usize]) -> Vec<usize> {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--sim-child") {
+        let users = args.get(i + 1).and_then(|n| n.parse().ok()).unwrap_or(1000);
+        sim_child(users, scale);
+    }
+    let sizes: Vec<usize> = args.iter().skip(1).filter_map(|a| a.parse().ok()).collect();
+    if sizes.is_empty() {
+        default.to_vec()
+    } else {
+        sizes
+    }
+}
+
+/// Runs in the child: serve a generated tenant until standard input closes. Prints its base URL,
+/// tenant, client id and secret on one line for the parent.
+fn sim_child(users: usize, scale: f64) -> ! {
+    let rt = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("sim runtime: {e}"));
+    rt.block_on(async {
+        let config = graph_sim::SimConfig {
+            tenant: graph_sim::TenantSource::Generated {
+                users,
+                seed: 1,
+                profile: graph_sim::Profile::Realistic,
+            },
+            time_scale: scale,
+            ..graph_sim::SimConfig::default()
+        };
+        let sim = graph_sim::start(config, ([127, 0, 0, 1], 0).into())
+            .await
+            .unwrap_or_else(|e| panic!("sim: {e}"));
+        println!(
+            "{} {} {} {}",
+            sim.base_url(),
+            sim.tenant_id(),
+            sim.client_id(),
+            sim.client_secret()
+        );
+        let _ = tokio::task::spawn_blocking(|| {
+            let mut sink = String::new();
+            let _ = std::io::stdin().read_line(&mut sink);
+        })
+        .await;
+        sim.shutdown().await;
+    });
+    std::process::exit(0)
+}
+
+/// A `/proc/self/status` figure in MiB (`VmHWM:` the peak, `VmRSS:` now); NaN when unreadable.
+pub fn status_mib(key: &str) -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+/// Peak resident set of this process (since the last reset), in MiB.
+pub fn peak_rss_mib() -> f64 {
+    status_mib("VmHWM:")
+}
