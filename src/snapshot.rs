@@ -682,6 +682,20 @@ pub struct User {
     pub per_user_mfa: Option<PerUserMfa>,
     /// Failed MFA sign-ins in the collection window; `None` when sign-ins were not read.
     pub mfa_failures: Option<u32>,
+    /// Self-service password reset readiness from the registration report; `None` when the
+    /// report did not list the user.
+    pub sspr: Option<Sspr>,
+    /// `otherMails` holds at least one address (an alternate email to reach them by); `None`
+    /// when not read.
+    pub has_other_mails: Option<bool>,
+}
+
+/// `isSsprEnabled`, `isSsprRegistered`, `isSsprCapable` of the registration report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Sspr {
+    pub enabled: bool,
+    pub registered: bool,
+    pub capable: bool,
 }
 
 impl User {
@@ -710,6 +724,8 @@ impl User {
             tap: None,
             per_user_mfa: None,
             mfa_failures: None,
+            sspr: None,
+            has_other_mails: None,
         }
     }
 }
@@ -732,6 +748,42 @@ pub struct MethodConfig {
     /// Include target ids (`all_users` or group ids).
     pub include_targets: Vec<Box<str>>,
     pub exclude_targets: Vec<Box<str>>,
+}
+
+/// Key restrictions of the FIDO2 configuration or of a passkey profile.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct KeyRestrictions {
+    pub enforced: bool,
+    /// `enforcementType` is `allow` (only these AAGUIDs) rather than `block`.
+    pub allow: bool,
+    pub aaguids: Vec<Box<str>>,
+}
+
+/// A passkey profile of the FIDO2 configuration (beta `passkeyProfiles`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PasskeyProfile {
+    pub id: Box<str>,
+    pub name: Box<str>,
+    /// `passkeyTypes` flags as words: `deviceBound`, `synced`.
+    pub passkey_types: Vec<Box<str>>,
+    /// `attestationEnforcement` is anything but `disabled`.
+    pub attestation_enforced: bool,
+    pub key_restrictions: Option<KeyRestrictions>,
+}
+
+/// The FIDO2 (passkey) method configuration beyond its state and targets.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Fido2Policy {
+    /// Deprecated top-level `isAttestationEnforced`.
+    pub attestation_enforced: bool,
+    /// Deprecated top-level `keyRestrictions`.
+    pub key_restrictions: Option<KeyRestrictions>,
+    pub profiles: Vec<PasskeyProfile>,
+    /// The profile (id) targets get when they name none (`defaultPasskeyProfile`).
+    pub default_profile: Option<Box<str>>,
+    /// Each include target (`all_users` or a group id) with the profile ids it allows (empty:
+    /// the default profile).
+    pub target_profiles: Vec<(Box<str>, Vec<Box<str>>)>,
 }
 
 /// The TAP method configuration.
@@ -764,6 +816,32 @@ pub struct MethodsPolicy {
     pub methods: Vec<MethodConfig>,
     pub tap: Option<TapPolicy>,
     pub authenticator: Option<AuthenticatorFeatures>,
+    /// `reportSuspiciousActivitySettings.state`; `None` when the policy read did not carry it.
+    pub report_suspicious_activity: Option<FeatureState>,
+    /// The FIDO2 configuration's passkey settings; `None` when it is not in the policy read.
+    pub fido2: Option<Fido2Policy>,
+}
+
+/// An authentication strength (`/policies/authenticationStrengthPolicies`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AuthStrength {
+    pub id: Box<str>,
+    pub display_name: Box<str>,
+    /// `builtIn` or `custom`.
+    pub policy_type: Box<str>,
+    /// `allowedCombinations`: each a comma-separated set of `authenticationMethodModes`, any one
+    /// combination satisfying the strength (`fido2`, `password,sms`, …).
+    pub allowed_combinations: Vec<Box<str>>,
+}
+
+/// Smart lockout (the beta directory setting "Password Rule Settings"), or Entra's defaults when
+/// the tenant has no such setting object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SmartLockout {
+    pub threshold: u32,
+    pub duration_seconds: u32,
+    /// No "Password Rule Settings" object exists: Entra's defaults (10 attempts, 60 s) apply.
+    pub defaults: bool,
 }
 
 /// A Conditional Access policy, reduced to what tells whether it enforces MFA.
@@ -791,6 +869,12 @@ pub struct CaPolicy {
     /// The conditions that narrow when it applies, in words ("sign-in risk high", "locations
     /// except AllTrusted", "client apps browser", …); empty when it applies to every sign-in.
     pub narrowing: Vec<Box<str>>,
+    /// `includeGuestsOrExternalUsers` is set, or `includeUsers` holds `GuestsOrExternalUsers`.
+    pub includes_guests: bool,
+    /// `builtInControls` contains `mfa`.
+    pub builtin_mfa: bool,
+    /// `grantControls.authenticationStrength`, when one is required.
+    pub strength: Option<AuthStrength>,
 }
 
 /// A data set of the snapshot: what was read, and if not, why not.
@@ -812,6 +896,13 @@ pub enum DataSet {
     /// The directory audit log's Temporary Access Pass issuances since the previous audit: the
     /// passes the registration report does not list yet.
     DirectoryAudit,
+    /// Every authentication strength (`/policies/authenticationStrengthPolicies`).
+    AuthStrengths,
+    /// Directory settings (beta `/settings`): smart lockout's "Password Rule Settings".
+    DirectorySettings,
+    /// Whether each user and group the policies name still exists, and the members of the
+    /// groups they name.
+    PolicyTargets,
 }
 
 impl DataSet {
@@ -830,6 +921,9 @@ impl DataSet {
             DataSet::Groups => "groups",
             DataSet::RoleEligibility => "role-eligibility",
             DataSet::DirectoryAudit => "directory-audit",
+            DataSet::AuthStrengths => "auth-strengths",
+            DataSet::DirectorySettings => "directory-settings",
+            DataSet::PolicyTargets => "policy-targets",
         }
     }
 }
@@ -887,10 +981,115 @@ pub struct Snapshot {
     /// role-assignable group): not users, so outside the user rules, but counted. Empty when
     /// roles were not read.
     pub role_service_principals: BTreeMap<Role, u32>,
+    /// Every authentication strength, built-in and custom ([`DataSet::AuthStrengths`]).
+    pub strengths: Option<Vec<AuthStrength>>,
+    /// Smart lockout ([`DataSet::DirectorySettings`]).
+    pub lockout: Option<SmartLockout>,
+    /// The users and groups policies name ([`policy_references`]) that do not exist, lower-case
+    /// ([`DataSet::PolicyTargets`]).
+    pub missing_targets: Option<std::collections::BTreeSet<String>>,
     pub coverage: Coverage,
 }
 
+/// What one policy reference names: a user or a group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TargetKind {
+    User,
+    Group,
+}
+
+/// One object a policy names: (the policy in words, include or exclude, its kind, its id).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyReference {
+    /// `Conditional Access policy 'Require MFA'` or `methods policy Sms`.
+    pub policy: String,
+    pub exclude: bool,
+    pub kind: TargetKind,
+    /// Lower-case object id.
+    pub id: String,
+}
+
+/// Every user and group id the Conditional Access policies and the authentication-methods
+/// policy name (`All`, `all_users`, `GuestsOrExternalUsers`, `None` and other non-ids left out).
+/// Collect checks these exist; `policy-target-missing` names the ones that do not.
+pub fn policy_references(s: &Snapshot) -> Vec<PolicyReference> {
+    let mut out = Vec::new();
+    let mut push = |policy: &str, exclude: bool, kind: TargetKind, id: &str| {
+        if ObjectId::parse(id).is_some() {
+            out.push(PolicyReference {
+                policy: policy.to_string(),
+                exclude,
+                kind,
+                id: id.to_ascii_lowercase(),
+            });
+        }
+    };
+    for p in s.conditional_access.iter().flatten() {
+        let name = format!("Conditional Access policy '{}'", p.display_name);
+        for (list, exclude, kind) in [
+            (&p.include_users, false, TargetKind::User),
+            (&p.exclude_users, true, TargetKind::User),
+            (&p.include_groups, false, TargetKind::Group),
+            (&p.exclude_groups, true, TargetKind::Group),
+        ] {
+            for id in list {
+                push(&name, exclude, kind, id);
+            }
+        }
+    }
+    if let Some(m) = &s.methods_policy {
+        for c in &m.methods {
+            let name = format!("methods policy {}", c.id);
+            for id in &c.include_targets {
+                push(&name, false, TargetKind::Group, id);
+            }
+            for id in &c.exclude_targets {
+                push(&name, true, TargetKind::Group, id);
+            }
+        }
+        if let Some(t) = &m.tap {
+            for id in &t.include_targets {
+                push(
+                    "methods policy TemporaryAccessPass",
+                    false,
+                    TargetKind::Group,
+                    id,
+                );
+            }
+            for id in &t.exclude_targets {
+                push(
+                    "methods policy TemporaryAccessPass",
+                    true,
+                    TargetKind::Group,
+                    id,
+                );
+            }
+        }
+    }
+    out
+}
+
 impl Snapshot {
+    /// A snapshot of nothing yet: every data set absent, no gap recorded.
+    pub fn empty(tenant_id: &str, taken_at: DateTime<Utc>) -> Snapshot {
+        Snapshot {
+            tenant_id: tenant_id.to_string(),
+            taken_at,
+            users: Vec::new(),
+            methods_policy: None,
+            security_defaults_enabled: None,
+            conditional_access: None,
+            unknown_methods: BTreeMap::new(),
+            mfa_failures_by_code: BTreeMap::new(),
+            groups: BTreeMap::new(),
+            role_service_principals: BTreeMap::new(),
+            strengths: None,
+            lockout: None,
+            missing_targets: None,
+            coverage: Coverage::default(),
+        }
+    }
+
     pub fn is_complete(&self) -> bool {
         self.coverage.is_complete()
     }

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use super::wire;
 use crate::snapshot::{
-    AuthenticatorFeatures, CaPolicy, DefaultMethod, FeatureState, MethodConfig, MethodKind,
-    MethodSet, MethodsPolicy, ObjectId, PerUserMfa, Tap, TapPolicy, User, UserType,
+    AuthStrength, AuthenticatorFeatures, CaPolicy, DefaultMethod, FeatureState, MethodConfig,
+    MethodKind, MethodSet, MethodsPolicy, ObjectId, PerUserMfa, Tap, TapPolicy, User, UserType,
 };
 
 /// AAGUIDs of Microsoft Authenticator's passkeys (iOS, Android).
@@ -277,6 +277,8 @@ pub fn methods_policy(w: &wire::MethodsPolicy) -> MethodsPolicy {
         .as_ref()
         .and_then(|r| r.authentication_methods_registration_campaign.as_ref());
     MethodsPolicy {
+        report_suspicious_activity: None,
+        fido2: None,
         migration_state: w.policy_migration_state.as_deref().unwrap_or("").into(),
         registration_campaign: feature_state(campaign.and_then(|c| c.state.as_deref())),
         system_preferred_mfa: w
@@ -303,6 +305,27 @@ pub fn tap_policy(c: &wire::MethodConfiguration) -> TapPolicy {
     }
 }
 
+/// `grantControls.authenticationStrength` as a policy lists it: the strength object inline (its
+/// `allowedCombinations` when given; otherwise they are looked up by id in the strengths read).
+fn strength_of(v: &serde_json::Value) -> AuthStrength {
+    let parsed: wire::AuthenticationStrength =
+        serde_json::from_value(v.clone()).unwrap_or_default();
+    authentication_strength(&parsed)
+}
+
+pub fn authentication_strength(w: &wire::AuthenticationStrength) -> AuthStrength {
+    AuthStrength {
+        id: w.id.as_deref().unwrap_or("").into(),
+        display_name: w.display_name.as_deref().unwrap_or("").into(),
+        policy_type: w.policy_type.as_deref().unwrap_or("").into(),
+        allowed_combinations: w
+            .allowed_combinations
+            .iter()
+            .map(|c| c.as_str().into())
+            .collect(),
+    }
+}
+
 pub fn ca_policy(w: &wire::CaPolicy) -> CaPolicy {
     let users = w.conditions.as_ref().and_then(|c| c.users.as_ref());
     let apps = w.conditions.as_ref().and_then(|c| c.applications.as_ref());
@@ -316,8 +339,9 @@ pub fn ca_policy(w: &wire::CaPolicy) -> CaPolicy {
         .unwrap_or_default();
     let strength = grant
         .and_then(|g| g.authentication_strength.as_ref())
-        .is_some_and(|s| !s.is_null());
-    let requires_mfa = controls.contains(&"mfa") || strength;
+        .filter(|s| !s.is_null())
+        .map(strength_of);
+    let requires_mfa = controls.contains(&"mfa") || strength.is_some();
     let others = controls.iter().filter(|c| **c != "mfa").count()
         + grant
             .map(|g| g.custom_authentication_factors.len() + g.terms_of_use.len())
@@ -336,6 +360,16 @@ pub fn ca_policy(w: &wire::CaPolicy) -> CaPolicy {
         include_roles: boxed(users.map(|u| &u.include_roles)),
         exclude_roles: boxed(users.map(|u| &u.exclude_roles)),
         include_applications: boxed(apps.map(|a| &a.include_applications)),
+        builtin_mfa: controls.contains(&"mfa"),
+        includes_guests: users.is_some_and(|u| {
+            u.include_users
+                .iter()
+                .any(|x| x.eq_ignore_ascii_case("GuestsOrExternalUsers"))
+                || u.include_guests_or_external_users
+                    .as_ref()
+                    .is_some_and(|g| !g.is_null())
+        }),
+        strength,
         requires_mfa,
         mfa_is_optional: requires_mfa && or && others > 0,
         exclude_applications: boxed(apps.map(|a| &a.exclude_applications)),

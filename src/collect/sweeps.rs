@@ -456,19 +456,7 @@ fn licence_gap(err: &GraphError, endpoint: &str, premium: Option<bool>, licensed
 }
 
 fn empty_snapshot(tenant_id: &str, audit_time: DateTime<Utc>) -> Snapshot {
-    Snapshot {
-        tenant_id: tenant_id.to_string(),
-        taken_at: audit_time,
-        users: Vec::new(),
-        methods_policy: None,
-        security_defaults_enabled: None,
-        conditional_access: None,
-        unknown_methods: BTreeMap::new(),
-        mfa_failures_by_code: BTreeMap::new(),
-        groups: BTreeMap::new(),
-        role_service_principals: BTreeMap::new(),
-        coverage: Coverage::default(),
-    }
+    Snapshot::empty(tenant_id, audit_time)
 }
 
 /// A snapshot of which nothing could be read (no token, or the audit's deadline passed): every

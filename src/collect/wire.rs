@@ -287,6 +287,8 @@ pub struct CaUsers {
     pub exclude_roles: Vec<String>,
     /// `null`, or a conditionalAccessGuestsOrExternalUsers object: some guests are excluded.
     pub exclude_guests_or_external_users: Option<serde_json::Value>,
+    /// `null`, or a conditionalAccessGuestsOrExternalUsers object: some guests are included.
+    pub include_guests_or_external_users: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -163,19 +163,7 @@ mod tests {
     }
 
     fn empty() -> Snapshot {
-        Snapshot {
-            tenant_id: "t".into(),
-            taken_at: chrono::Utc::now(),
-            users: vec![],
-            methods_policy: None,
-            security_defaults_enabled: None,
-            conditional_access: None,
-            unknown_methods: Default::default(),
-            mfa_failures_by_code: Default::default(),
-            groups: Default::default(),
-            role_service_principals: Default::default(),
-            coverage: Default::default(),
-        }
+        Snapshot::empty("t", chrono::Utc::now())
     }
 
     #[test]

@@ -6,8 +6,8 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::*;
 use crate::snapshot::{
-    AuthenticatorFeatures, CaPolicy, Coverage, DefaultMethod, FeatureState, Gap, MethodConfig,
-    MethodKind, MethodSet, MethodsPolicy, ObjectId, PerUserMfa, Role, Tap, TapPolicy, User,
+    AuthenticatorFeatures, CaPolicy, DefaultMethod, FeatureState, Gap, MethodConfig, MethodKind,
+    MethodSet, MethodsPolicy, ObjectId, PerUserMfa, Role, Tap, TapPolicy, User,
 };
 
 use MethodKind::*;
@@ -60,6 +60,8 @@ fn sound_policy() -> MethodsPolicy {
             app_information: FeatureState::Enabled,
             location_information: FeatureState::Enabled,
         }),
+        report_suspicious_activity: Some(FeatureState::Enabled),
+        fido2: None,
     }
 }
 
@@ -80,6 +82,9 @@ fn mfa_for_all() -> CaPolicy {
         exclude_applications: vec![],
         excludes_guests: false,
         narrowing: vec![],
+        includes_guests: false,
+        builtin_mfa: true,
+        strength: None,
     }
 }
 
@@ -98,17 +103,11 @@ fn snapshot(mut users: Vec<User>) -> Snapshot {
     users.extend(admins());
     users.sort_by_key(|u| u.id);
     Snapshot {
-        tenant_id: "t".into(),
-        taken_at: now(),
         users,
         methods_policy: Some(sound_policy()),
         security_defaults_enabled: Some(false),
         conditional_access: Some(vec![mfa_for_all()]),
-        unknown_methods: BTreeMap::new(),
-        mfa_failures_by_code: BTreeMap::new(),
-        groups: BTreeMap::new(),
-        role_service_principals: BTreeMap::new(),
-        coverage: Coverage::default(),
+        ..Snapshot::empty("t", now())
     }
 }
 
