@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 
 use super::wire;
 use crate::snapshot::{
-    AuthStrength, AuthenticatorFeatures, CaPolicy, DefaultMethod, FeatureState, MethodConfig,
-    MethodKind, MethodSet, MethodsPolicy, ObjectId, PerUserMfa, Tap, TapPolicy, User, UserType,
+    AuthStrength, AuthenticatorFeatures, CaPolicy, DefaultMethod, FeatureState, Fido2Policy,
+    KeyRestrictions, MethodConfig, MethodKind, MethodSet, MethodsPolicy, ObjectId, PasskeyProfile,
+    PerUserMfa, SmartLockout, Sspr, Tap, TapPolicy, User, UserType,
 };
 
 /// AAGUIDs of Microsoft Authenticator's passkeys (iOS, Android).
@@ -38,6 +39,13 @@ pub fn user(w: &wire::User) -> Option<User> {
     u.account_enabled = w.account_enabled.unwrap_or(true);
     u.created = w.created_date_time;
     u.on_premises_sync = w.on_premises_sync_enabled.unwrap_or(false);
+    // `otherMails` is a string collection (never null when selected); absent: not read.
+    u.has_other_mails = w.other_mails.as_ref().map(|v| {
+        v.as_array().is_some_and(|a| {
+            a.iter()
+                .any(|m| m.as_str().is_some_and(|m| !m.trim().is_empty()))
+        })
+    });
     Some(u)
 }
 
@@ -52,6 +60,8 @@ pub struct Registration {
     pub mfa_capable: Option<bool>,
     pub system_preferred: Option<bool>,
     pub default_method: Option<DefaultMethod>,
+    /// `isSsprEnabled`/`isSsprRegistered`/`isSsprCapable`; `None` when the row lacks them.
+    pub sspr: Option<Sspr>,
 }
 
 pub fn registration(w: &wire::RegistrationDetails) -> Option<Registration> {
@@ -75,6 +85,11 @@ pub fn registration(w: &wire::RegistrationDetails) -> Option<Registration> {
             .user_preferred_method_for_secondary_authentication
             .as_deref()
             .map(default_method),
+        sspr: w.is_sspr_enabled.map(|enabled| Sspr {
+            enabled,
+            registered: w.is_sspr_registered.unwrap_or(false),
+            capable: w.is_sspr_capable.unwrap_or(false),
+        }),
     })
 }
 
@@ -243,6 +258,7 @@ fn minutes(v: Option<i64>) -> Option<u32> {
 pub fn methods_policy(w: &wire::MethodsPolicy) -> MethodsPolicy {
     let mut tap = None;
     let mut authenticator = None;
+    let mut fido2 = None;
     let mut methods = Vec::new();
     for c in &w.authentication_method_configurations {
         let id = c.id.as_deref().unwrap_or("");
@@ -255,6 +271,9 @@ pub fn methods_policy(w: &wire::MethodsPolicy) -> MethodsPolicy {
         });
         if id.eq_ignore_ascii_case("TemporaryAccessPass") {
             tap = Some(tap_policy(c));
+        }
+        if id.eq_ignore_ascii_case("Fido2") {
+            fido2 = Some(fido2_policy(c));
         }
         if id.eq_ignore_ascii_case("MicrosoftAuthenticator") {
             let f = c.feature_settings.as_ref();
@@ -277,8 +296,11 @@ pub fn methods_policy(w: &wire::MethodsPolicy) -> MethodsPolicy {
         .as_ref()
         .and_then(|r| r.authentication_methods_registration_campaign.as_ref());
     MethodsPolicy {
-        report_suspicious_activity: None,
-        fido2: None,
+        report_suspicious_activity: w
+            .report_suspicious_activity_settings
+            .as_ref()
+            .map(|r| feature_state(r.state.as_deref())),
+        fido2,
         migration_state: w.policy_migration_state.as_deref().unwrap_or("").into(),
         registration_campaign: feature_state(campaign.and_then(|c| c.state.as_deref())),
         system_preferred_mfa: w
@@ -288,6 +310,115 @@ pub fn methods_policy(w: &wire::MethodsPolicy) -> MethodsPolicy {
         methods,
         tap,
         authenticator,
+    }
+}
+
+fn key_restrictions(k: &wire::KeyRestrictions) -> KeyRestrictions {
+    KeyRestrictions {
+        enforced: k.is_enforced.unwrap_or(false),
+        allow: k
+            .enforcement_type
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case("allow")),
+        aaguids: k
+            .aa_guids
+            .iter()
+            .map(|a| a.to_ascii_lowercase().into())
+            .collect(),
+    }
+}
+
+/// The FIDO2 configuration's passkey settings: the deprecated top-level attestation and key
+/// restrictions, and the passkey profiles that replace them (beta, docs-contrib
+/// `fido2authenticationmethodconfiguration.md`, `passkeyprofile.md`).
+pub fn fido2_policy(c: &wire::MethodConfiguration) -> Fido2Policy {
+    Fido2Policy {
+        attestation_enforced: c.is_attestation_enforced.unwrap_or(false),
+        key_restrictions: c.key_restrictions.as_ref().map(key_restrictions),
+        profiles: c
+            .passkey_profiles
+            .iter()
+            .map(|p| PasskeyProfile {
+                id: p.id.as_deref().unwrap_or("").to_ascii_lowercase().into(),
+                name: p.name.as_deref().unwrap_or("").into(),
+                passkey_types: p
+                    .passkey_types
+                    .as_deref()
+                    .unwrap_or("")
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(Into::into)
+                    .collect(),
+                attestation_enforced: p
+                    .attestation_enforcement
+                    .as_deref()
+                    .is_some_and(|a| !a.is_empty() && !a.eq_ignore_ascii_case("disabled")),
+                key_restrictions: p.key_restrictions.as_ref().map(key_restrictions),
+            })
+            .collect(),
+        default_profile: c
+            .default_passkey_profile
+            .as_deref()
+            .filter(|d| !d.is_empty())
+            .map(|d| d.to_ascii_lowercase().into()),
+        target_profiles: c
+            .include_targets
+            .iter()
+            .filter_map(|t| {
+                let id = t.id.as_deref()?;
+                Some((
+                    id.into(),
+                    t.allowed_passkey_profiles
+                        .iter()
+                        .map(|p| p.to_ascii_lowercase().into())
+                        .collect(),
+                ))
+            })
+            .collect(),
+    }
+}
+
+/// The template of the "Password Rule Settings" directory setting (smart lockout, banned
+/// passwords): Microsoft365DSC's `AADDirectorySetting` example and Maester's EIDSCA.PR tests.
+pub const PASSWORD_RULE_SETTINGS_TEMPLATE: &str = "5cf42378-d67d-4f36-ba46-e8b86229381d";
+
+/// Smart lockout from the tenant's directory settings: the "Password Rule Settings" object
+/// (found by template id, or by name), or Entra's defaults (10 attempts, 60 s) when there is
+/// none. A value absent or unparsable in the object is its default too.
+pub fn smart_lockout(settings: &[wire::DirectorySetting]) -> SmartLockout {
+    let found = settings.iter().find(|s| {
+        s.template_id
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case(PASSWORD_RULE_SETTINGS_TEMPLATE))
+            || s.display_name
+                .as_deref()
+                .is_some_and(|n| n.eq_ignore_ascii_case("Password Rule Settings"))
+    });
+    let Some(found) = found else {
+        return SmartLockout {
+            threshold: 10,
+            duration_seconds: 60,
+            defaults: true,
+        };
+    };
+    let value = |name: &str, default: u32| {
+        found
+            .values
+            .iter()
+            .find(|v| {
+                v.name
+                    .as_deref()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(name))
+            })
+            .and_then(|v| v.value.as_deref())
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .unwrap_or(default)
+    };
+    SmartLockout {
+        threshold: value("LockoutThreshold", 10),
+        duration_seconds: value("LockoutDurationInSeconds", 60),
+        defaults: false,
     }
 }
 
@@ -367,7 +498,9 @@ pub fn ca_policy(w: &wire::CaPolicy) -> CaPolicy {
                 .any(|x| x.eq_ignore_ascii_case("GuestsOrExternalUsers"))
                 || u.include_guests_or_external_users
                     .as_ref()
-                    .is_some_and(|g| !g.is_null())
+                    .and_then(|g| g.get("guestOrExternalUserTypes"))
+                    .and_then(|t| t.as_str())
+                    .is_some_and(|t| !t.is_empty() && !t.eq_ignore_ascii_case("none"))
         }),
         strength,
         requires_mfa,

@@ -190,6 +190,29 @@ pub static PERMISSION_NEEDS: &[PermissionNeed] = &[
     // Directory.Read.All; the client asks for the first and, should Graph refuse for the second,
     // the 403 leaves this data set a named gap (TAP rules judged on the report's passes), never a
     // failed audit. README recommends Directory.Read.All.
+    // docs-contrib v1.0 authenticationstrengthroot-list-policies-permissions.md.
+    PermissionNeed {
+        data_set: DataSet::AuthStrengths,
+        any_of: &["Policy.Read.All", "Policy.ReadWrite.ConditionalAccess"],
+        disables: "custom authentication strengths: policies requiring one are not judged by policy-unsatisfiable",
+    },
+    // docs-contrib beta directorysetting-list.md: Directory.Read.All (no narrower permission).
+    PermissionNeed {
+        data_set: DataSet::DirectorySettings,
+        any_of: &["Directory.Read.All", "Directory.ReadWrite.All"],
+        disables: "smart-lockout-weak (the tenant's smart lockout settings)",
+    },
+    // Whether the objects policies name exist: getByIds (Directory.Read.All) when granted;
+    // otherwise every user is in the users read and a deleted group answers 404 on its members.
+    PermissionNeed {
+        data_set: DataSet::PolicyTargets,
+        any_of: &[
+            "GroupMember.Read.All",
+            "Group.Read.All",
+            "Directory.Read.All",
+        ],
+        disables: "policy-target-missing, and who the groups policies name hold (policy-unsatisfiable, method-not-allowed)",
+    },
     PermissionNeed {
         data_set: DataSet::DirectoryAudit,
         any_of: &["AuditLog.Read.All"],

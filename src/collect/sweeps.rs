@@ -15,7 +15,8 @@ use super::convert::{self, Registration};
 use super::{missing_permissions, wire, CollectOptions, PerUserMfaScope, PERMISSION_NEEDS};
 use crate::graph::{ApiVersion, BatchItem, GraphClient, GraphError, ThrottleClass};
 use crate::snapshot::{
-    Coverage, DataSet, Gap, MethodKind, ObjectId, Role, RoleSet, Snapshot, User, ROLE_TABLE,
+    Coverage, DataSet, Gap, MethodKind, ObjectId, Role, RoleSet, Snapshot, TargetKind, User,
+    ROLE_TABLE,
 };
 
 /// How one sweep went.
@@ -44,7 +45,17 @@ pub fn encode(value: &str) -> String {
 }
 
 const USERS_URL: &str =
-    "/v1.0/users?$select=id,userPrincipalName,displayName,accountEnabled,userType,createdDateTime,onPremisesSyncEnabled&$top=999";
+    "/v1.0/users?$select=id,userPrincipalName,displayName,accountEnabled,userType,createdDateTime,onPremisesSyncEnabled,otherMails&$top=999";
+/// Every authentication strength, built-in and custom (docs-contrib v1.0
+/// `authenticationstrengthroot-list-policies.md`).
+const STRENGTHS_URL: &str = "/v1.0/policies/authenticationStrengthPolicies";
+/// Tenant-wide directory settings: smart lockout lives in "Password Rule Settings". Beta only
+/// (v1.0's `groupSettings` is the group-settings subset); Maester's EIDSCA.PR tests read it here.
+const SETTINGS_URL: &str = "/beta/settings";
+/// Which of a list of ids exist (docs-contrib v1.0 `directoryobject-getbyids.md`): at most
+/// 1,000 ids a call.
+const GET_BY_IDS_URL: &str = "/v1.0/directoryObjects/getByIds";
+const GET_BY_IDS_MAX: usize = 1000;
 const REGISTRATION_URL: &str = "/v1.0/reports/authenticationMethods/userRegistrationDetails";
 /// Beta: only it carries `systemCredentialPreferences` (system-preferred MFA); the rest is v1.0's shape.
 const POLICY_URL: &str = "/beta/policies/authenticationMethodsPolicy";
@@ -481,6 +492,9 @@ pub fn nothing_read(
         DataSet::SignIns,
         DataSet::RoleEligibility,
         DataSet::DirectoryAudit,
+        DataSet::AuthStrengths,
+        DataSet::DirectorySettings,
+        DataSet::PolicyTargets,
     ] {
         snapshot.coverage.gaps.insert(
             set,
@@ -775,6 +789,45 @@ pub async fn collect_with_report(
         Ok((Some((per_user, per_code)), rows))
     });
 
+    let strengths_fut = timed("auth-strengths", async {
+        if !wants(DataSet::AuthStrengths) {
+            return Ok((None, 0));
+        }
+        let mut strengths = Vec::new();
+        client
+            .get_pages::<wire::AuthenticationStrength, _>(
+                ThrottleClass::Directory,
+                "authenticationStrengthPolicies",
+                STRENGTHS_URL,
+                |page| {
+                    strengths.extend(page.iter().map(convert::authentication_strength));
+                    Ok(())
+                },
+            )
+            .await?;
+        let n = strengths.len() as u64;
+        Ok((Some(strengths), n))
+    });
+    let settings_fut = timed("directory-settings", async {
+        if !wants(DataSet::DirectorySettings) {
+            return Ok((None, 0));
+        }
+        let mut settings: Vec<wire::DirectorySetting> = Vec::new();
+        client
+            .get_pages::<wire::DirectorySetting, _>(
+                ThrottleClass::Directory,
+                "directorySettings",
+                SETTINGS_URL,
+                |page| {
+                    settings.extend(page);
+                    Ok(())
+                },
+            )
+            .await?;
+        let n = settings.len() as u64;
+        Ok((Some(convert::smart_lockout(&settings)), n))
+    });
+
     let groups_fut = timed("groups", async {
         if !wants(DataSet::Groups) {
             return Ok((None, 0));
@@ -824,6 +877,7 @@ pub async fn collect_with_report(
         (roles, eligibility),
         sign_ins,
         (groups, fresh_taps),
+        (strengths, settings),
     ) = tokio::join!(
         users_fut,
         registration_fut,
@@ -832,7 +886,8 @@ pub async fn collect_with_report(
         ca_fut,
         async { tokio::join!(roles_fut, eligibility_fut) },
         sign_ins_fut,
-        async { tokio::join!(groups_fut, fresh_taps_fut) }
+        async { tokio::join!(groups_fut, fresh_taps_fut) },
+        async { tokio::join!(strengths_fut, settings_fut) }
     );
 
     let (users, stat) = users;
@@ -896,6 +951,7 @@ pub async fn collect_with_report(
             u.mfa_capable = r.mfa_capable;
             u.system_preferred_mfa = r.system_preferred;
             u.default_method = r.default_method;
+            u.sspr = r.sspr;
             if !r.unknown.is_empty() {
                 unknown_by_user.insert(r.id, r.unknown.iter().map(|s| s.to_string()).collect());
             }
@@ -945,6 +1001,31 @@ pub async fn collect_with_report(
         ca.as_ref().err(),
     );
     snapshot.conditional_access = ca.ok().flatten();
+    let (strengths, stat) = strengths;
+    record(
+        &mut coverage,
+        &mut sweeps,
+        DataSet::AuthStrengths,
+        "authenticationStrengthPolicies",
+        stat,
+        strengths.as_ref().err(),
+    );
+    snapshot.strengths = strengths.ok().flatten();
+    let (settings, stat) = settings;
+    record(
+        &mut coverage,
+        &mut sweeps,
+        DataSet::DirectorySettings,
+        "directorySettings",
+        stat,
+        settings.as_ref().err(),
+    );
+    snapshot.lockout = settings.ok().flatten();
+    if snapshot.lockout.is_some_and(|l| l.defaults) {
+        tracing::info!(
+            "no \"Password Rule Settings\" directory setting: Entra's smart lockout defaults apply (10 attempts, 60 s)"
+        );
+    }
     let (roles, stat) = roles;
     record(
         &mut coverage,
@@ -1028,7 +1109,15 @@ pub async fn collect_with_report(
         groups.as_ref().err(),
     );
     snapshot.groups = groups.ok().flatten().unwrap_or_default();
-    ca_excluded_groups(client, &granted, &mut snapshot, &mut sweeps).await;
+    policy_targets(
+        client,
+        &granted,
+        &users,
+        &mut snapshot,
+        &mut coverage,
+        &mut sweeps,
+    )
+    .await;
     let (sign_ins, stat) = sign_ins;
     record(
         &mut coverage,
@@ -1267,58 +1356,141 @@ pub async fn collect_with_report(
     CollectReport { snapshot, sweeps }
 }
 
-/// Reads the transitive user members of the groups that enabled all-users MFA policies exclude
-/// (when the token may read groups), into `snapshot.groups`: a group holding only the break-glass
-/// accounts is no gap in MFA enforcement. A group that cannot be read stays unread, and the rule
-/// names it as an exclusion: that costs a finding, never a false pass.
-async fn ca_excluded_groups(
+/// Which of the users and groups the policies name exist, and the transitive user members of
+/// each existing group they name (into `snapshot.groups`; a group named but deleted holds
+/// nobody, and is stored so: the members it had silently lost the method or the exclusion).
+///
+/// Existence comes from `directoryObjects/getByIds` when the token holds Directory.Read.All;
+/// otherwise from what was read anyway: every user is in the user sweep, and a deleted group
+/// answers its members' read with 404. A group whose members cannot be read for another reason
+/// stays out of `groups` (unknown to the rules: never a false pass). The groups that enabled
+/// all-users MFA policies exclude are among those read (no-mfa-enforcement needs them).
+async fn policy_targets(
     client: &GraphClient,
     granted: &[String],
+    users: &[User],
     snapshot: &mut Snapshot,
+    coverage: &mut Coverage,
     sweeps: &mut Vec<SweepStat>,
 ) {
-    let may_read = super::PERMISSION_NEEDS
-        .iter()
-        .filter(|n| n.data_set == DataSet::Groups)
-        .flat_map(|n| n.any_of.iter())
-        .any(|p| granted.iter().any(|g| g.eq_ignore_ascii_case(p)));
-    let wanted: std::collections::BTreeSet<String> = snapshot
-        .conditional_access
-        .iter()
-        .flatten()
-        .filter(|p| {
-            p.state.as_ref() == "enabled"
-                && p.requires_mfa
-                && p.include_users
-                    .iter()
-                    .any(|u| u.eq_ignore_ascii_case("All"))
-        })
-        .flat_map(|p| p.exclude_groups.iter())
-        .map(|g| g.to_ascii_lowercase())
-        .filter(|g| !snapshot.groups.contains_key(g))
-        .collect();
-    if !may_read || wanted.is_empty() {
+    if coverage.gaps.contains_key(&DataSet::PolicyTargets) {
         return;
     }
-    let (read, stat) = timed("ca-excluded-groups", async {
+    // Without the policies there is nothing to check: their gap is this one's.
+    let unread = [DataSet::MethodsPolicy, DataSet::ConditionalAccess]
+        .into_iter()
+        .find_map(|set| match coverage.gaps.get(&set) {
+            None | Some(Gap::Disabled) => None,
+            Some(g) => Some(g.clone()),
+        });
+    if let Some(gap) = unread {
+        coverage.gaps.insert(DataSet::PolicyTargets, gap);
+        return;
+    }
+    let references = crate::snapshot::policy_references(snapshot);
+    let mut user_ids: BTreeSet<String> = BTreeSet::new();
+    let mut group_ids: BTreeSet<String> = BTreeSet::new();
+    for r in &references {
+        match r.kind {
+            TargetKind::User => user_ids.insert(r.id.clone()),
+            TargetKind::Group => group_ids.insert(r.id.clone()),
+        };
+    }
+    let by_ids = ["Directory.Read.All", "Directory.ReadWrite.All"]
+        .iter()
+        .any(|p| granted.iter().any(|g| g.eq_ignore_ascii_case(p)));
+    let users_read = coverage.has(DataSet::Users);
+    let already: BTreeSet<String> = snapshot.groups.keys().cloned().collect();
+    let (result, stat) = timed("policy-targets", async {
+        let mut missing: BTreeSet<String> = BTreeSet::new();
+        let mut requests = 0u64;
+        if by_ids {
+            let ids: Vec<&String> = user_ids.iter().chain(group_ids.iter()).collect();
+            let mut found: BTreeSet<String> = BTreeSet::new();
+            for chunk in ids.chunks(GET_BY_IDS_MAX) {
+                let body = serde_json::json!({"ids": chunk, "types": ["user", "group"]});
+                let page: wire::Page<wire::DirectoryObject> = client
+                    .post_json(
+                        ThrottleClass::Directory,
+                        "getByIds",
+                        GET_BY_IDS_URL,
+                        &body,
+                    )
+                    .await?;
+                requests += 1;
+                found.extend(
+                    page.value
+                        .iter()
+                        .filter_map(|o| o.id.as_deref())
+                        .map(str::to_ascii_lowercase),
+                );
+            }
+            missing.extend(ids.into_iter().filter(|id| !found.contains(*id)).cloned());
+        } else if users_read {
+            missing.extend(
+                user_ids
+                    .iter()
+                    .filter(|id| {
+                        ObjectId::parse(id).is_none_or(|oid| {
+                            users.binary_search_by_key(&oid, |u| u.id).is_err()
+                        })
+                    })
+                    .cloned(),
+            );
+        } else {
+            return Err(GraphError::Config(
+                "the users were not read and Directory.Read.All is not granted: whether the users policies name exist is unknown".into(),
+            ));
+        }
         let mut read: Vec<(String, Vec<ObjectId>)> = Vec::new();
-        for group in &wanted {
-            let result = transitive_user_members(client, "groupMembers", group).await;
-            match result {
+        for group in group_ids.iter().filter(|g| !already.contains(*g)) {
+            if missing.contains(group) {
+                read.push((group.clone(), Vec::new()));
+                continue;
+            }
+            match transitive_user_members(client, "groupMembers", group).await {
                 Ok(members) => read.push((group.clone(), members)),
+                Err(e) if e.status() == Some(404) => {
+                    // Deleted (since getByIds, or found so here): it holds nobody.
+                    missing.insert(group.clone());
+                    read.push((group.clone(), Vec::new()));
+                }
                 Err(e) => tracing::warn!(
                     group = group.as_str(),
-                    "a group a Conditional Access MFA policy excludes could not be read: {e}"
+                    "a group a policy names could not be read (its members stay unknown): {e}"
                 ),
             }
         }
-        let n = read.len() as u64;
-        Ok((read, n))
+        let n = requests + read.len() as u64;
+        Ok(((missing, read), n))
     })
     .await;
-    sweeps.push(stat);
-    for (group, members) in read.unwrap_or_default() {
-        snapshot.groups.insert(group, members);
+    let err = result.as_ref().err();
+    record(
+        coverage,
+        sweeps,
+        DataSet::PolicyTargets,
+        if by_ids { "getByIds" } else { "groupMembers" },
+        stat,
+        err,
+    );
+    if let Some(GraphError::Config(why)) = err {
+        coverage.gaps.insert(
+            DataSet::PolicyTargets,
+            Gap::MissingPermission(format!("Directory.Read.All ({why})")),
+        );
+    }
+    if let Ok((missing, read)) = result {
+        if !missing.is_empty() {
+            tracing::warn!(
+                missing = missing.len(),
+                "policies name users or groups that no longer exist"
+            );
+        }
+        for (group, members) in read {
+            snapshot.groups.insert(group, members);
+        }
+        snapshot.missing_targets = Some(missing);
     }
 }
 

@@ -80,6 +80,8 @@ pub struct User {
     pub created_date_time: Option<DateTime<Utc>>,
     pub on_premises_sync_enabled: Option<bool>,
     pub sign_in_activity: Option<SignInActivity>,
+    /// `otherMails` (alternate email addresses); absent when not `$select`ed.
+    pub other_mails: Option<serde_json::Value>,
 }
 
 /// A row of `/reports/authenticationMethods/userRegistrationDetails` (REFERENCE §5).
@@ -189,6 +191,38 @@ pub struct Target {
     pub id: Option<String>,
     #[serde(deserialize_with = "lenient_string")]
     pub target_type: Option<String>,
+    /// FIDO2 include targets: the passkey profiles (ids) this target may use.
+    #[serde(deserialize_with = "lenient_strings")]
+    pub allowed_passkey_profiles: Vec<String>,
+}
+
+/// `fido2KeyRestrictions`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct KeyRestrictions {
+    pub is_enforced: Option<bool>,
+    /// `allow` or `block`.
+    #[serde(deserialize_with = "lenient_string")]
+    pub enforcement_type: Option<String>,
+    #[serde(deserialize_with = "lenient_strings")]
+    pub aa_guids: Vec<String>,
+}
+
+/// A `passkeyProfile` of the FIDO2 configuration.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PasskeyProfile {
+    #[serde(deserialize_with = "lenient_string")]
+    pub id: Option<String>,
+    #[serde(deserialize_with = "lenient_string")]
+    pub name: Option<String>,
+    /// Flags: `deviceBound`, `synced` (comma-separated).
+    #[serde(deserialize_with = "lenient_string")]
+    pub passkey_types: Option<String>,
+    /// `disabled`, `registrationOnly`.
+    #[serde(deserialize_with = "lenient_string")]
+    pub attestation_enforcement: Option<String>,
+    pub key_restrictions: Option<KeyRestrictions>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -226,6 +260,12 @@ pub struct MethodConfiguration {
     pub is_usable_once: Option<bool>,
     // microsoft authenticator
     pub feature_settings: Option<AuthenticatorFeatureSettings>,
+    // fido2 (the top-level attestation and key restrictions are deprecated for passkey profiles)
+    pub is_attestation_enforced: Option<bool>,
+    pub key_restrictions: Option<KeyRestrictions>,
+    pub passkey_profiles: Vec<PasskeyProfile>,
+    #[serde(deserialize_with = "lenient_string")]
+    pub default_passkey_profile: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -260,6 +300,8 @@ pub struct MethodsPolicy {
     pub policy_migration_state: Option<String>,
     pub registration_enforcement: Option<RegistrationEnforcement>,
     pub system_credential_preferences: Option<SystemCredentialPreferences>,
+    /// `reportSuspiciousActivitySettings`: `state` (`default`, `enabled`, `disabled`).
+    pub report_suspicious_activity_settings: Option<FeatureConfig>,
     pub authentication_method_configurations: Vec<MethodConfiguration>,
 }
 
@@ -417,6 +459,31 @@ pub struct AuthenticationStrength {
     pub policy_type: Option<String>,
     #[serde(deserialize_with = "lenient_strings")]
     pub allowed_combinations: Vec<String>,
+}
+
+/// One `name`/`value` pair of a directory setting.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SettingValue {
+    #[serde(deserialize_with = "lenient_string")]
+    pub name: Option<String>,
+    #[serde(deserialize_with = "lenient_string")]
+    pub value: Option<String>,
+}
+
+/// `GET /beta/settings`: a tenant-wide directory setting (docs-contrib beta
+/// `directorysetting-list.md`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct DirectorySetting {
+    #[serde(deserialize_with = "lenient_string")]
+    pub id: Option<String>,
+    #[serde(deserialize_with = "lenient_string")]
+    pub display_name: Option<String>,
+    /// `templateId` (the resource); the list page's old example spells it `settingTemplateId`.
+    #[serde(alias = "settingTemplateId", deserialize_with = "lenient_string")]
+    pub template_id: Option<String>,
+    pub values: Vec<SettingValue>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -350,6 +350,29 @@ impl GraphClient {
         decode(endpoint, &body)
     }
 
+    /// One POST of a JSON body to a read-only action (such as `directoryObjects/getByIds`),
+    /// paced and retried like a GET, its answer deserialized into `T`.
+    pub async fn post_json<T: DeserializeOwned>(
+        &self,
+        class: ThrottleClass,
+        endpoint: &'static str,
+        url: &str,
+        body: &serde_json::Value,
+    ) -> Result<T, GraphError> {
+        let url = self.resolve(url)?;
+        let bytes = self
+            .request(
+                class,
+                endpoint,
+                reqwest::Method::POST,
+                &url,
+                Some(body),
+                1.0,
+            )
+            .await?;
+        decode(endpoint, &bytes)
+    }
+
     /// Every page of a collection: `on_page` gets each page's `value`; `@odata.nextLink` is
     /// followed verbatim until absent. A nextLink seen twice is an error (loop guard).
     pub async fn get_pages<T, F>(
