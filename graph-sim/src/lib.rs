@@ -9,10 +9,12 @@
 
 pub mod auth;
 pub mod faults;
+mod lockouts;
 mod render;
 mod server;
 pub mod tenant;
 pub mod throttle;
+mod truth;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -23,9 +25,12 @@ use serde::{Deserialize, Serialize};
 
 pub use faults::Fault;
 pub use tenant::{
-    generate, generate_at, GroundTruth, Profile, SimCaConditions, SimCaPolicy, SimPolicy,
-    SimSignIn, SimTap, SimUser, Tenant, TruthServicePrincipal, TruthUser,
+    generate, generate_at, GroundTruth, Profile, SimCaConditions, SimCaPolicy, SimFido2,
+    SimKeyRestrictions, SimLockout, SimMethodTargets, SimPasskeyProfile, SimPolicy, SimSignIn,
+    SimSspr, SimStrength, SimTap, SimUser, Tenant, TruthServicePrincipal, TruthUser,
+    BUILTIN_STRENGTHS,
 };
+pub use truth::LOCKOUT_RULES;
 
 /// Which licence the simulated tenant has: the registration report, sign-in logs and
 /// Conditional Access need Entra ID P1 or P2.

@@ -145,6 +145,12 @@ const ORGANIZATION: &[&str] = &[
     "Organization.ReadWrite.All",
 ];
 const PER_USER: &[&str] = &["Policy.Read.All", "Policy.ReadWrite.AuthenticationMethod"];
+/// `authenticationStrengthPolicies` (REFERENCE §9.2: Policy.Read.All on the current page).
+const STRENGTHS: &[&str] = &["Policy.Read.All"];
+/// Directory settings and `getByIds`: Directory.Read.All (docs-contrib beta
+/// `directorysetting-list.md`, v1.0 `directoryobject-getbyids.md`).
+const SETTINGS: &[&str] = &["Directory.Read.All", "Directory.ReadWrite.All"];
+const GET_BY_IDS: &[&str] = &["Directory.Read.All"];
 const GROUPS: &[&str] = &[
     "GroupMember.Read.All",
     "Group.Read.All",
@@ -217,6 +223,17 @@ fn route(version: &str, rest: &[&str]) -> Option<Route> {
         // auditLogRoot is metered by the reports service (throttling-entra-logs-reports.md).
         ("v1.0" | "beta", ["auditLogs", "directoryAudits"]) => {
             r("directoryAudits", Class::Reports, AUDIT, false)
+        }
+        ("v1.0" | "beta", ["policies", "authenticationStrengthPolicies"]) => r(
+            "authenticationStrengthPolicies",
+            Class::Directory,
+            STRENGTHS,
+            false,
+        ),
+        // Beta only: v1.0 renamed the collection groupSettings.
+        ("beta", ["settings"]) => r("directorySettings", Class::Directory, SETTINGS, false),
+        ("v1.0" | "beta", ["directoryObjects", "getByIds"]) => {
+            r("getByIds", Class::Directory, GET_BY_IDS, false)
         }
         (
             "v1.0" | "beta",
@@ -424,7 +441,13 @@ impl State {
             );
         };
         let label = route.label.to_string();
-        if method != Method::GET {
+        // getByIds is an action: POST only; everything else here is read with GET.
+        let wanted = if route.label == "getByIds" {
+            Method::POST
+        } else {
+            Method::GET
+        };
+        if method != wanted {
             return (
                 label,
                 graph_error(
@@ -598,6 +621,7 @@ impl State {
                 params: &params,
                 state: self,
                 eventual,
+                body,
             };
             match render::answer(&ctx, route.label, rest) {
                 Ok(body) => Reply {

@@ -227,9 +227,34 @@ pub struct SimUser {
     pub tap: Option<Box<SimTap>>,
     /// 0 disabled, 1 enabled, 2 enforced.
     pub per_user_mfa: u8,
+    /// `otherMails`: an alternate email address, or none.
+    pub other_mail: Option<Box<str>>,
+    /// The registration report's SSPR flags; `None`: SSPR enabled, registered and capable
+    /// when two or more methods are registered (what older tenants and JSON had).
+    pub sspr: Option<SimSspr>,
+}
+
+/// `isSsprEnabled`, `isSsprRegistered`, `isSsprCapable` of the registration report.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimSspr {
+    pub enabled: bool,
+    pub registered: bool,
+    pub capable: bool,
 }
 
 impl SimUser {
+    /// The SSPR flags the report shows.
+    pub fn sspr_flags(&self) -> SimSspr {
+        self.sspr.unwrap_or_else(|| {
+            let n = self.report_method_names().len() + usize::from(self.unknown_method.is_some());
+            SimSspr {
+                enabled: true,
+                registered: n >= 2,
+                capable: n >= 2,
+            }
+        })
+    }
+
     pub fn id_string(&self) -> String {
         uuid::Uuid::from_u128(self.id).hyphenated().to_string()
     }
@@ -302,7 +327,7 @@ pub struct SimSignIn {
     pub error_code: i32,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SimCaPolicy {
     pub id: String,
     pub display_name: String,
@@ -321,6 +346,16 @@ pub struct SimCaPolicy {
     /// nicolonsky/ConditionalAccessDocumentation#11); beta lists it.
     #[serde(default)]
     pub beta_only: bool,
+    /// `includeGroups` (absent in older ground-truth JSON: none).
+    #[serde(default)]
+    pub include_groups: Vec<String>,
+    /// `includeGuestsOrExternalUsers` set (every guest and external user type).
+    #[serde(default)]
+    pub include_guests: bool,
+    /// `grantControls.authenticationStrength`: the id of a built-in strength or of one of
+    /// [`SimPolicy::strengths`].
+    #[serde(default)]
+    pub strength: Option<String>,
 }
 
 /// What narrows a Conditional Access policy beyond its included users and apps (REFERENCE §9.2
@@ -408,7 +443,137 @@ pub struct SimPolicy {
     pub location_information: String,
     pub security_defaults: bool,
     pub conditional_access: Vec<SimCaPolicy>,
+    /// Include and exclude targets of method configurations; a configuration not listed
+    /// targets all users and excludes nobody.
+    #[serde(default)]
+    pub method_targets: Vec<SimMethodTargets>,
+    /// The FIDO2 configuration beyond its state.
+    #[serde(default)]
+    pub fido2: SimFido2,
+    /// `reportSuspiciousActivitySettings.state`: `default`, `enabled` or `disabled`.
+    #[serde(default = "default_state")]
+    pub report_suspicious_activity: String,
+    /// Custom authentication strengths (the built-in ones always exist: [`BUILTIN_STRENGTHS`]).
+    #[serde(default)]
+    pub strengths: Vec<SimStrength>,
+    /// The "Password Rule Settings" directory setting; `None`: the tenant has none (Entra's
+    /// defaults apply).
+    #[serde(default)]
+    pub lockout: Option<SimLockout>,
 }
+
+fn default_state() -> String {
+    "default".into()
+}
+
+/// A method configuration's targets: group ids, `all_users`, or (rarely) user ids.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimMethodTargets {
+    /// The configuration id (`Sms`, `Fido2`, …).
+    pub method: String,
+    pub include: Vec<String>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+/// Key restrictions (`fido2KeyRestrictions`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimKeyRestrictions {
+    pub enforced: bool,
+    /// `allow` or `block`.
+    pub enforcement_type: String,
+    pub aaguids: Vec<String>,
+}
+
+/// A passkey profile of the FIDO2 configuration.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimPasskeyProfile {
+    pub id: String,
+    pub name: String,
+    /// `passkeyTypes` flags: `deviceBound`, `synced`, or both (`deviceBound,synced`).
+    pub passkey_types: String,
+    /// `attestationEnforcement`: `disabled` or `registrationOnly`.
+    pub attestation_enforcement: String,
+    #[serde(default)]
+    pub key_restrictions: SimKeyRestrictions,
+}
+
+/// The FIDO2 configuration: the deprecated top-level settings and the passkey profiles.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SimFido2 {
+    pub attestation_enforced: bool,
+    pub key_restrictions: SimKeyRestrictions,
+    /// Empty: the tenant has not moved to passkey profiles (none rendered).
+    pub profiles: Vec<SimPasskeyProfile>,
+    pub default_profile: Option<String>,
+    /// Include target id → the profiles it allows (absent or empty: the default profile).
+    pub target_profiles: Vec<(String, Vec<String>)>,
+}
+
+/// A custom authentication strength.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimStrength {
+    pub id: String,
+    pub display_name: String,
+    pub allowed_combinations: Vec<String>,
+}
+
+/// Smart lockout as the "Password Rule Settings" directory setting holds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimLockout {
+    pub threshold: u32,
+    pub duration_seconds: u32,
+}
+
+/// The built-in authentication strengths (docs-contrib v1.0
+/// `authenticationstrengthroot-list-policies.md`, Example 1; fixture
+/// `authenticationStrengthPolicies_list.json`): id, display name, description, combinations.
+pub static BUILTIN_STRENGTHS: &[(&str, &str, &str, &[&str])] = &[
+    (
+        "00000000-0000-0000-0000-000000000002",
+        "Multifactor authentication",
+        "Combinations of methods that satisfy strong authentication, such as a password + SMS",
+        &[
+            "windowsHelloForBusiness",
+            "fido2",
+            "x509CertificateMultiFactor",
+            "deviceBasedPush",
+            "temporaryAccessPassOneTime",
+            "temporaryAccessPassMultiUse",
+            "password,microsoftAuthenticatorPush",
+            "password,softwareOath",
+            "password,hardwareOath",
+            "password,x509CertificateSingleFactor",
+            "password,x509CertificateMultiFactor",
+            "password,sms",
+            "password,voice",
+            "federatedMultiFactor",
+            "microsoftAuthenticatorPush,federatedSingleFactor",
+            "softwareOath,federatedSingleFactor",
+            "hardwareOath,federatedSingleFactor",
+            "sms,federatedSingleFactor",
+            "voice,federatedSingleFactor",
+        ],
+    ),
+    (
+        "00000000-0000-0000-0000-000000000003",
+        "Passwordless MFA",
+        "Passwordless methods that satisfy strong authentication, such as Passwordless sign-in with the Microsoft Authenticator",
+        &[
+            "windowsHelloForBusiness",
+            "fido2",
+            "x509CertificateMultiFactor",
+            "deviceBasedPush",
+        ],
+    ),
+    (
+        "00000000-0000-0000-0000-000000000004",
+        "Phishing resistant MFA",
+        "Phishing resistant, Passwordless methods for the strongest authentication, such as a FIDO2 security key",
+        &["windowsHelloForBusiness", "fido2", "x509CertificateMultiFactor"],
+    ),
+];
 
 /// The generation profiles.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -420,6 +585,9 @@ pub enum Profile {
     Healthy,
     /// Realistic users under a weak policy: TAP off, SMS on, no nudge, no enforcement.
     WeakPolicy,
+    /// Realistic users under policies that lock some of them out, each situation planted
+    /// ([`Tenant::plant_policy_lockouts`]): the ground truth of the lockout rules.
+    PolicyLockouts,
 }
 
 impl std::str::FromStr for Profile {
@@ -429,8 +597,9 @@ impl std::str::FromStr for Profile {
             "realistic" => Ok(Profile::Realistic),
             "healthy" => Ok(Profile::Healthy),
             "weak-policy" => Ok(Profile::WeakPolicy),
+            "policy-lockouts" => Ok(Profile::PolicyLockouts),
             other => Err(format!(
-                "unknown profile {other:?} (realistic, healthy, weak-policy)"
+                "unknown profile {other:?} (realistic, healthy, weak-policy, policy-lockouts)"
             )),
         }
     }
@@ -450,6 +619,8 @@ pub struct Tenant {
     pub service_principals: Vec<SimServicePrincipal>,
     /// When the tenant was made: sign-ins and TAPs are relative to it.
     pub now: DateTime<Utc>,
+    /// UPNs of the emergency-access (break-glass) accounts the profile made.
+    pub break_glass: Vec<String>,
 }
 
 /// A group and its transitive user members; a role-assignable group may hold roles (actively or
@@ -556,7 +727,75 @@ fn generate_groups(users: &[SimUser], seed: u64) -> Vec<SimGroup> {
     ]
 }
 
+impl SimPolicy {
+    /// A method configuration's include and exclude targets (all users when not listed).
+    pub fn targets_of(&self, method: &str) -> (Vec<&str>, Vec<&str>) {
+        match self
+            .method_targets
+            .iter()
+            .find(|t| t.method.eq_ignore_ascii_case(method))
+        {
+            Some(t) => (
+                t.include.iter().map(String::as_str).collect(),
+                t.exclude.iter().map(String::as_str).collect(),
+            ),
+            None => (vec!["all_users"], vec![]),
+        }
+    }
+
+    pub fn is_enabled(&self, method: &str) -> bool {
+        self.enabled_methods
+            .iter()
+            .any(|m| m.eq_ignore_ascii_case(method))
+    }
+}
+
 impl Tenant {
+    /// Whether a method-policy target (`all_users`, a group id, a user id) takes in `u`. A
+    /// group that does not exist takes in nobody.
+    pub fn in_target(&self, target: &str, u: &SimUser) -> bool {
+        if target.eq_ignore_ascii_case("all_users") {
+            return true;
+        }
+        let Ok(id) = uuid::Uuid::parse_str(target).map(|t| t.as_u128()) else {
+            return false;
+        };
+        if id == u.id {
+            return true;
+        }
+        let Some(i) = self.by_id.get(&u.id) else {
+            return false;
+        };
+        self.groups
+            .iter()
+            .any(|g| g.id == id && g.members.contains(i))
+    }
+
+    /// Whether the methods policy lets `u` use the configuration `method`: enabled, the user
+    /// among its include targets and not among its exclude targets.
+    pub fn allows(&self, u: &SimUser, method: &str) -> bool {
+        let (include, exclude) = self.policy.targets_of(method);
+        self.policy.is_enabled(method)
+            && include.iter().any(|t| self.in_target(t, u))
+            && !exclude.iter().any(|t| self.in_target(t, u))
+    }
+
+    /// `isMfaCapable` as Graph computes it: a strong method registered *and allowed to the
+    /// user by the authentication-methods policy* (state and targets). Before the migration
+    /// completes the legacy MFA policy still allows the classic methods, so every registered
+    /// strong method counts then.
+    pub fn is_mfa_capable(&self, u: &SimUser) -> bool {
+        if self.policy.migration_state != "migrationComplete" {
+            return u.is_mfa_registered();
+        }
+        (0..METHODS.len())
+            .filter(|i| u.has(*i) && METHODS[*i].mfa_capable)
+            .any(|i| {
+                let configs = method_configs(METHODS[i].report_name);
+                configs.is_empty() || configs.iter().any(|c| self.allows(u, c))
+            })
+    }
+
     pub fn group(&self, key: &str) -> Option<&SimGroup> {
         let id = uuid::Uuid::parse_str(key).ok()?.as_u128();
         self.groups.iter().find(|g| g.id == id)
@@ -612,7 +851,7 @@ impl Tenant {
                         methods,
                         unknown_methods: u.unknown_method.iter().map(|s| s.to_string()).collect(),
                         is_admin: u.is_admin(),
-                        mfa_capable: u.is_mfa_capable(&self.policy),
+                        mfa_capable: self.is_mfa_capable(u),
                         roles: u
                             .roles
                             .iter()
@@ -627,6 +866,8 @@ impl Tenant {
                         default_method: u.default_method.to_string(),
                         tap: u.tap.as_deref().cloned(),
                         per_user_mfa: u.per_user_mfa_str().into(),
+                        other_mails: u.other_mail.iter().map(|m| m.to_string()).collect(),
+                        sspr: Some(u.sspr_flags()),
                     }
                 })
                 .collect(),
@@ -663,6 +904,7 @@ impl Tenant {
                 })
                 .collect(),
             now: self.now,
+            break_glass: self.break_glass.clone(),
         }
     }
 }
@@ -694,6 +936,13 @@ pub struct TruthUser {
     pub default_method: String,
     pub tap: Option<SimTap>,
     pub per_user_mfa: String,
+    /// `otherMails` (absent in older JSON: none).
+    #[serde(default)]
+    pub other_mails: Vec<String>,
+    /// The registration report's SSPR flags (absent in older JSON: derived from the methods,
+    /// see [`SimUser::sspr_flags`]).
+    #[serde(default)]
+    pub sspr: Option<SimSspr>,
 }
 
 /// What a collection of the tenant must arrive at.
@@ -708,6 +957,10 @@ pub struct GroundTruth {
     #[serde(default)]
     pub service_principals: Vec<TruthServicePrincipal>,
     pub now: DateTime<Utc>,
+    /// UPNs of the break-glass accounts (configure them in `[break_glass]`): never judged by
+    /// the user rules.
+    #[serde(default)]
+    pub break_glass: Vec<String>,
 }
 
 fn role_ids(roles: &[u8]) -> Vec<String> {
@@ -937,6 +1190,11 @@ fn default_policy(profile: Profile) -> SimPolicy {
         app_information: if weak { "disabled" } else { "enabled" }.into(),
         location_information: if weak { "disabled" } else { "enabled" }.into(),
         security_defaults: false,
+        method_targets: Vec::new(),
+        fido2: SimFido2::default(),
+        report_suspicious_activity: if weak { "default" } else { "enabled" }.into(),
+        strengths: Vec::new(),
+        lockout: None,
         conditional_access: if weak {
             vec![
                 SimCaPolicy {
@@ -950,6 +1208,7 @@ fn default_policy(profile: Profile) -> SimPolicy {
                     operator: "OR".into(),
                     conditions: SimCaConditions::default(),
                     beta_only: false,
+                    ..SimCaPolicy::default()
                 },
                 SimCaPolicy {
                     id: "1f3d2c1e-0000-4000-8000-00000000ca04".into(),
@@ -966,6 +1225,7 @@ fn default_policy(profile: Profile) -> SimPolicy {
                         ..SimCaConditions::default()
                     },
                     beta_only: false,
+                    ..SimCaPolicy::default()
                 },
             ]
         } else {
@@ -981,6 +1241,7 @@ fn default_policy(profile: Profile) -> SimPolicy {
                     operator: "OR".into(),
                     conditions: SimCaConditions::default(),
                     beta_only: false,
+                    ..SimCaPolicy::default()
                 },
                 SimCaPolicy {
                     id: "1f3d2c1e-0000-4000-8000-00000000ca02".into(),
@@ -996,6 +1257,7 @@ fn default_policy(profile: Profile) -> SimPolicy {
                         ..SimCaConditions::default()
                     },
                     beta_only: false,
+                    ..SimCaPolicy::default()
                 },
                 SimCaPolicy {
                     id: "1f3d2c1e-0000-4000-8000-00000000ca03".into(),
@@ -1012,6 +1274,7 @@ fn default_policy(profile: Profile) -> SimPolicy {
                         ..SimCaConditions::default()
                     },
                     beta_only: false,
+                    ..SimCaPolicy::default()
                 },
             ]
         },
@@ -1172,10 +1435,13 @@ pub fn generate_at(users: usize, seed: u64, profile: Profile, now: DateTime<Utc>
             default_method,
             tap,
             per_user_mfa,
+            other_mail: None,
+            sspr: None,
         });
     }
     sign_ins.sort_by_key(|s| std::cmp::Reverse(s.created));
     add_fresh_taps(&mut list, seed, now);
+    add_other_mails(&mut list, seed);
     let groups = generate_groups(&list, seed);
     let mut tenant = Tenant {
         groups,
@@ -1186,9 +1452,30 @@ pub fn generate_at(users: usize, seed: u64, profile: Profile, now: DateTime<Utc>
         sign_ins,
         policy: default_policy(profile),
         now,
+        break_glass: Vec::new(),
     };
     tenant.reindex();
+    if profile == Profile::PolicyLockouts {
+        tenant.plant_policy_lockouts(seed);
+    }
     tenant
+}
+
+/// Gives about four in five members an alternate email (`otherMails`). A separate RNG leaves
+/// the rest of the tenant unchanged.
+fn add_other_mails(list: &mut [SimUser], seed: u64) {
+    let mut rng = SmallRng::seed_from_u64(seed ^ 0x07e4_3a11);
+    for u in list.iter_mut().filter(|u| !u.guest) {
+        if rng.gen::<f64>() < 0.8 {
+            let local = u
+                .upn
+                .split('@')
+                .next()
+                .unwrap_or("user")
+                .to_ascii_lowercase();
+            u.other_mail = Some(format!("{local}@fabrikam.example").into());
+        }
+    }
 }
 
 /// Issues TAPs in the last two hours to about 0.3 % of the enabled users without one (at least
@@ -1291,6 +1578,8 @@ pub fn from_ground_truth(truth: &GroundTruth) -> Result<Tenant, String> {
                 "enforced" => 2,
                 _ => 0,
             },
+            other_mail: u.other_mails.first().map(|m| m.as_str().into()),
+            sspr: u.sspr,
         });
     }
     let mut tenant = Tenant {
@@ -1302,6 +1591,7 @@ pub fn from_ground_truth(truth: &GroundTruth) -> Result<Tenant, String> {
         groups: Vec::new(),
         service_principals: Vec::new(),
         now: truth.now,
+        break_glass: truth.break_glass.clone(),
     };
     tenant.reindex();
     for (n, sp) in truth.service_principals.iter().enumerate() {
