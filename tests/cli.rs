@@ -59,7 +59,8 @@ fn text(o: &Output) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_config_passes_with_every_permission() {
-    let sim = sim(|_| {}).await;
+    // The simulator's default grant and Directory.Read.All (smart lockout's directory settings).
+    let sim = sim(|c| c.granted_roles.push("Directory.Read.All".into())).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config = write_config(
         dir.path(),

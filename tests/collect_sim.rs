@@ -220,7 +220,12 @@ fn assert_matches_truth(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_5000_user_tenant_is_collected_exactly_and_without_a_single_429() {
     // 50 rows a page: ~100 report pages, so the reports class (5 / 10 s) is paced, not just burst.
-    let sim = sim(5000, 42, |c| c.registration_page_size = 50).await;
+    let sim = sim(5000, 42, |c| {
+        c.registration_page_size = 50;
+        // Every data set, smart lockout's directory settings included.
+        c.granted_roles.push("Directory.Read.All".into());
+    })
+    .await;
     let client = client(&sim, |_| {});
     let opts = options();
     let report = run(&sim, &client, &opts).await;
@@ -367,11 +372,13 @@ async fn a_token_without_auditlog_reads_the_report_through_userauthenticationmet
         snap.coverage.gaps.get(&DataSet::SignIns),
         Some(&Gap::MissingPermission("AuditLog.Read.All".into()))
     );
+    // AuditLog.Read.All, and Directory.Read.All (smart lockout), which the sim's default
+    // grant lacks.
     assert!(snap
         .coverage
         .missing_permissions
         .iter()
-        .all(|(p, _)| p == "AuditLog.Read.All"));
+        .all(|(p, _)| p == "AuditLog.Read.All" || p == "Directory.Read.All"));
     // Without the directory audit log, the passes issued since the report's snapshot are unseen;
     // the TAP rules still judge the ones the report lists, and say what they miss.
     assert_eq!(
@@ -937,6 +944,7 @@ async fn admins_through_groups_and_pim_eligibility_are_admins_and_service_princi
     let (tenant, made_admins) = privileged_tenant(1500, 23);
     let sim = sim(0, 0, |c| {
         c.tenant = graph_sim::TenantSource::Given(Box::new(tenant));
+        c.granted_roles.push("Directory.Read.All".into());
     })
     .await;
     let client = client(&sim, |_| {});

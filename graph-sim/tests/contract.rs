@@ -868,3 +868,172 @@ async fn v1_omits_conditional_access_policies_that_use_beta_features() {
         "strictEnforcement"
     );
 }
+
+async fn post(sim: &SimHandle, token: &str, url: &str, body: &Value) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{}{url}", sim.base_url()))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .expect("post");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn the_lockout_endpoints_answer_as_graph_documents_them() {
+    let sim = start(300, |c| {
+        c.tenant = TenantSource::Generated {
+            users: 300,
+            seed: 11,
+            profile: Profile::PolicyLockouts,
+        };
+        c.granted_roles.push("Directory.Read.All".into());
+    })
+    .await;
+    let t = token(&sim).await;
+    let truth = sim.ground_truth();
+
+    // Strengths: the three built-in ones, then the tenant's custom one.
+    let (status, _, body) = get(&sim, &t, "/v1.0/policies/authenticationStrengthPolicies").await;
+    assert_eq!(status, 200, "{body}");
+    let kinds: Vec<(&str, &str)> = body["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .map(|s| {
+            (
+                s["id"].as_str().unwrap_or(""),
+                s["policyType"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(kinds.len(), 4);
+    assert_eq!(
+        kinds[2],
+        ("00000000-0000-0000-0000-000000000004", "builtIn")
+    );
+    assert_eq!(kinds[3].1, "custom");
+
+    // Directory settings: beta only; "Password Rule Settings" holds the lockout.
+    let (status, _, _) = get(&sim, &t, "/v1.0/settings").await;
+    assert_eq!(status, 404, "v1.0 renamed it groupSettings");
+    let (status, _, body) = get(&sim, &t, "/beta/settings").await;
+    assert_eq!(status, 200, "{body}");
+    let rules = body["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .find(|s| s["templateId"] == "5cf42378-d67d-4f36-ba46-e8b86229381d")
+        .expect("password rule settings");
+    let threshold = rules["values"]
+        .as_array()
+        .expect("values")
+        .iter()
+        .find(|v| v["name"] == "LockoutThreshold")
+        .expect("threshold");
+    assert_eq!(threshold["value"], "20", "values are strings");
+
+    // getByIds: POST only; returns the ids that exist, of the types asked.
+    let (status, _, _) = get(&sim, &t, "/v1.0/directoryObjects/getByIds").await;
+    assert_eq!(status, 405);
+    let user = &truth.users[0].id;
+    let group = &truth.groups[0].id;
+    let gone = "0e1d0000-0000-4000-8000-00000000dead";
+    let (status, body) = post(
+        &sim,
+        &t,
+        "/v1.0/directoryObjects/getByIds",
+        &json!({"ids": [user, group, gone], "types": ["user", "group"]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let found: Vec<(&str, &str)> = body["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .map(|o| {
+            (
+                o["@odata.type"].as_str().unwrap_or(""),
+                o["id"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        vec![
+            ("#microsoft.graph.user", user.as_str()),
+            ("#microsoft.graph.group", group.as_str())
+        ]
+    );
+    let (status, _) = post(
+        &sim,
+        &t,
+        "/v1.0/directoryObjects/getByIds",
+        &json!({"ids": [user], "types": ["group"]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let many: Vec<String> = (0..1001).map(|_| user.clone()).collect();
+    let (status, _) = post(
+        &sim,
+        &t,
+        "/v1.0/directoryObjects/getByIds",
+        &json!({"ids": many}),
+    )
+    .await;
+    assert_eq!(status, 400, "at most 1,000 ids");
+
+    // The policy's new parts: beta's suspicious-activity reporting, passkey profiles, targets.
+    let (_, _, policy) = get(&sim, &t, "/beta/policies/authenticationMethodsPolicy").await;
+    assert_eq!(
+        policy["reportSuspiciousActivitySettings"]["state"],
+        "disabled"
+    );
+    let (_, _, v1) = get(&sim, &t, "/v1.0/policies/authenticationMethodsPolicy").await;
+    assert!(v1.get("reportSuspiciousActivitySettings").is_none());
+    let fido2 = policy["authenticationMethodConfigurations"]
+        .as_array()
+        .expect("configs")
+        .iter()
+        .find(|c| c["id"] == "Fido2")
+        .expect("fido2");
+    assert_eq!(
+        fido2["passkeyProfiles"][0]["attestationEnforcement"],
+        "registrationOnly"
+    );
+    assert_eq!(
+        fido2["includeTargets"][0]["allowedPasskeyProfiles"][0],
+        fido2["defaultPasskeyProfile"]
+    );
+    assert_eq!(fido2["excludeTargets"].as_array().map(Vec::len), Some(1));
+
+    // Conditional Access: the strength inline, whole.
+    let (_, _, ca) = get(&sim, &t, "/beta/identity/conditionalAccess/policies").await;
+    let admins = &ca["value"][0]["grantControls"];
+    assert_eq!(
+        admins["authenticationStrength"]["allowedCombinations"],
+        json!([
+            "windowsHelloForBusiness",
+            "fido2",
+            "x509CertificateMultiFactor"
+        ])
+    );
+    assert!(admins["authenticationStrength@odata.context"].is_string());
+
+    // Without Directory.Read.All: settings and getByIds are refused as the directory does.
+    let plain = start(5, |_| {}).await;
+    let t = token(&plain).await;
+    let (status, _, body) = get(&plain, &t, "/beta/settings").await;
+    assert_eq!(status, 403);
+    assert_eq!(body["error"]["code"], "Authorization_RequestDenied");
+    let (status, _) = post(
+        &plain,
+        &t,
+        "/v1.0/directoryObjects/getByIds",
+        &json!({"ids": [user]}),
+    )
+    .await;
+    assert_eq!(status, 403);
+}

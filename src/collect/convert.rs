@@ -933,4 +933,227 @@ mod tests {
         );
         assert!(user(&parse(r#"{"userPrincipalName":"x@y"}"#)).is_none());
     }
+
+    #[test]
+    fn authentication_strengths_list_converts_built_in_and_custom() {
+        // docs-contrib v1.0 authenticationstrengthroot-list-policies.md, Example 1 (fixture).
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/graph/fixtures/authenticationStrengthPolicies_list.json"
+        ))
+        .expect("fixture");
+        let page: wire::Page<wire::AuthenticationStrength> = parse(&text);
+        let strengths: Vec<AuthStrength> = page.value.iter().map(authentication_strength).collect();
+        assert_eq!(strengths.len(), 3);
+        let phishing = &strengths[2];
+        assert_eq!(&*phishing.id, "00000000-0000-0000-0000-000000000004");
+        assert_eq!(&*phishing.policy_type, "builtIn");
+        assert_eq!(
+            phishing.allowed_combinations,
+            vec![
+                Box::<str>::from("windowsHelloForBusiness"),
+                "fido2".into(),
+                "x509CertificateMultiFactor".into()
+            ]
+        );
+        assert!(strengths[0]
+            .allowed_combinations
+            .contains(&Box::<str>::from("password,sms")));
+    }
+
+    #[test]
+    fn a_listed_policy_carries_its_strength_inline_or_by_id_only() {
+        // A live v1.0 list response: the strength object whole, beside its @odata.context.
+        let inline: wire::CaPolicy = parse(
+            r#"{"id":"d7195984-2fae-403d-abec-a7ccc55bf861","state":"enabled",
+                "conditions":{"users":{"includeUsers":["All"],"excludeGroups":["5ecf8b5f-0d08-4792-aa17-37e40f64b6bb"],"includeGuestsOrExternalUsers":null}},
+                "grantControls":{"authenticationStrength":{"allowedCombinations":["windowsHelloForBusiness","fido2","password,sms"],
+                  "combinationConfigurations":[],"displayName":"Multifactor authentication","id":"00000000-0000-0000-0000-000000000002",
+                  "policyType":"builtIn","requirementsSatisfied":"mfa"},
+                  "authenticationStrength@odata.context":"https://graph.microsoft.com/v1.0/$metadata#identity/conditionalAccess/policies('d7195984-2fae-403d-abec-a7ccc55bf861')/grantControls/authenticationStrength/$entity",
+                  "builtInControls":[],"customAuthenticationFactors":[],"operator":"OR","termsOfUse":[]}}"#,
+        );
+        let p = ca_policy(&inline);
+        let strength = p.strength.as_ref().expect("strength");
+        assert_eq!(&*strength.display_name, "Multifactor authentication");
+        assert_eq!(strength.allowed_combinations.len(), 3);
+        assert!(p.requires_mfa && !p.builtin_mfa && !p.mfa_is_optional && !p.includes_guests);
+        // The id alone (as a client writes it): combinations looked up in the strengths read.
+        let by_id: wire::CaPolicy = parse(
+            r#"{"grantControls":{"operator":"OR","builtInControls":["mfa"],"authenticationStrength":{"id":"00000000-0000-0000-0000-000000000004"}}}"#,
+        );
+        let p = ca_policy(&by_id);
+        let strength = p.strength.expect("strength");
+        assert!(strength.allowed_combinations.is_empty());
+        assert!(p.builtin_mfa, "mfa and a strength: both are required");
+    }
+
+    #[test]
+    fn guests_are_included_by_the_object_or_the_keyword_not_by_none() {
+        let policy = |users: &str| -> CaPolicy {
+            ca_policy(&parse(&format!(
+                r#"{{"conditions":{{"users":{users}}},"grantControls":{{"builtInControls":["mfa"]}}}}"#
+            )))
+        };
+        assert!(policy(r#"{"includeGuestsOrExternalUsers":{"guestOrExternalUserTypes":"internalGuest,b2bCollaborationGuest","externalTenants":{"membershipKind":"all"}}}"#).includes_guests);
+        assert!(policy(r#"{"includeUsers":["GuestsOrExternalUsers"]}"#).includes_guests);
+        assert!(
+            !policy(r#"{"includeGuestsOrExternalUsers":{"guestOrExternalUserTypes":"none"}}"#)
+                .includes_guests
+        );
+        assert!(
+            !policy(r#"{"includeUsers":["All"],"includeGuestsOrExternalUsers":null}"#)
+                .includes_guests
+        );
+    }
+
+    #[test]
+    fn smart_lockout_is_the_password_rule_settings_or_entras_defaults() {
+        // docs-contrib beta directorysetting-list.md's example (old key settingTemplateId): no
+        // password rule settings, so the defaults apply.
+        let listed: wire::Page<wire::DirectorySetting> = parse(
+            r#"{"value":[{"id":"id-value","displayName":"displayName-value","settingTemplateId":"settingTemplateId-value","values":[{"name":"name-value","value":"value-value"}]}]}"#,
+        );
+        assert_eq!(
+            smart_lockout(&listed.value),
+            SmartLockout {
+                threshold: 10,
+                duration_seconds: 60,
+                defaults: true
+            }
+        );
+        // Values are strings (entra-docs howto-password-smart-lockout.md's Graph example).
+        let set: Vec<wire::DirectorySetting> = parse(
+            r#"[{"id":"x","displayName":"Group.Unified","templateId":"62375ab9-6b52-47ed-826b-58e47e0e304b","values":[]},
+                {"id":"y","displayName":"Password Rule Settings","templateId":"5cf42378-d67d-4f36-ba46-e8b86229381d",
+                 "values":[{"name":"LockoutDurationInSeconds","value":"300"},{"name":"LockoutThreshold","value":"5"},{"name":"BannedPasswordList","value":""}]}]"#,
+        );
+        assert_eq!(
+            smart_lockout(&set),
+            SmartLockout {
+                threshold: 5,
+                duration_seconds: 300,
+                defaults: false
+            }
+        );
+        // Found by name too; a value missing or unparsable is its default.
+        let partial: Vec<wire::DirectorySetting> = parse(
+            r#"[{"displayName":"Password Rule Settings","values":[{"name":"LockoutThreshold","value":"abc"},{"name":"LockoutDurationInSeconds","value":"30"}]}]"#,
+        );
+        assert_eq!(
+            smart_lockout(&partial),
+            SmartLockout {
+                threshold: 10,
+                duration_seconds: 30,
+                defaults: false
+            }
+        );
+    }
+
+    #[test]
+    fn fido2_passkey_profiles_and_suspicious_activity_reporting_are_read() {
+        // docs-contrib fido2authenticationmethodconfiguration-update.md's body, inside the
+        // beta policy; reportSuspiciousActivitySettings from the beta resource's shape.
+        let policy: wire::MethodsPolicy = parse(
+            r##"{"policyMigrationState":"migrationComplete",
+                "reportSuspiciousActivitySettings":{"state":"disabled","includeTarget":{"targetType":"group","id":"all_users"},"voiceReportingCode":0},
+                "authenticationMethodConfigurations":[{"@odata.type":"#microsoft.graph.fido2AuthenticationMethodConfiguration","id":"Fido2","state":"enabled",
+                  "isSelfServiceRegistrationAllowed":true,"isAttestationEnforced":true,
+                  "keyRestrictions":{"isEnforced":false,"enforcementType":"block","aaGuids":[]},
+                  "includeTargets":[{"targetType":"group","id":"all_users","isRegistrationRequired":false,"allowedPasskeyProfiles":["00000000-0000-0000-0000-000000000001"]}],
+                  "excludeTargets":[{"targetType":"group","id":"9A0C0000-0000-4000-8000-0000000DEAD1"}],
+                  "defaultPasskeyProfile":"00000000-0000-0000-0000-000000000001",
+                  "passkeyProfiles":[{"id":"00000000-0000-0000-0000-000000000001","name":"Default passkey profile","passkeyTypes":"deviceBound,synced",
+                    "attestationEnforcement":"registrationOnly","keyRestrictions":{"isEnforced":true,"enforcementType":"allow","aaGuids":["90A3CCDF-635C-4729-A248-9B709135078F"]}}]}]}"##,
+        );
+        let p = methods_policy(&policy);
+        assert_eq!(p.report_suspicious_activity, Some(FeatureState::Disabled));
+        let f = p.fido2.expect("fido2");
+        assert!(f.attestation_enforced);
+        assert_eq!(
+            f.key_restrictions,
+            Some(KeyRestrictions {
+                enforced: false,
+                allow: false,
+                aaguids: vec![]
+            })
+        );
+        assert_eq!(
+            f.default_profile.as_deref(),
+            Some("00000000-0000-0000-0000-000000000001")
+        );
+        let profile = &f.profiles[0];
+        assert_eq!(
+            profile.passkey_types,
+            vec![Box::<str>::from("deviceBound"), "synced".into()]
+        );
+        assert!(profile.attestation_enforced);
+        let k = profile.key_restrictions.as_ref().expect("restrictions");
+        assert!(k.enforced && k.allow);
+        assert_eq!(
+            k.aaguids,
+            vec![Box::<str>::from("90a3ccdf-635c-4729-a248-9b709135078f")]
+        );
+        assert_eq!(
+            f.target_profiles,
+            vec![(
+                Box::<str>::from("all_users"),
+                vec![Box::<str>::from("00000000-0000-0000-0000-000000000001")]
+            )]
+        );
+        // v1.0 (the fixture) carries neither the reporting settings nor passkey profiles.
+        let v1: wire::MethodsPolicy = parse(
+            &std::fs::read_to_string(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../shared/graph/fixtures/authenticationMethodsPolicy_get.json"
+            ))
+            .expect("fixture"),
+        );
+        let p = methods_policy(&v1);
+        assert_eq!(p.report_suspicious_activity, None);
+        let f = p.fido2.expect("fido2 in the fixture");
+        assert!(f.attestation_enforced && f.profiles.is_empty() && f.default_profile.is_none());
+    }
+
+    #[test]
+    fn other_mails_and_sspr_readiness_are_read_when_present() {
+        let user_with = |extra: &str| -> User {
+            user(&parse(&format!(
+                r#"{{"id":"86462606-fde0-4fc4-9e0c-a20eb73e54c6"{extra}}}"#
+            )))
+            .expect("user")
+        };
+        assert_eq!(user_with("").has_other_mails, None, "not selected");
+        assert_eq!(
+            user_with(r#","otherMails":[]"#).has_other_mails,
+            Some(false)
+        );
+        assert_eq!(
+            user_with(r#","otherMails":[""]"#).has_other_mails,
+            Some(false)
+        );
+        assert_eq!(
+            user_with(r#","otherMails":["adele@fabrikam.example"]"#).has_other_mails,
+            Some(true)
+        );
+        // docs-contrib's userRegistrationDetails example (fixture) carries all three flags.
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/graph/fixtures/userRegistrationDetails_list.json"
+        ))
+        .expect("fixture");
+        let page: wire::Page<wire::RegistrationDetails> = parse(&text);
+        let rows: Vec<Registration> = page.value.iter().filter_map(registration).collect();
+        assert!(!rows.is_empty());
+        for (r, w) in rows.iter().zip(&page.value) {
+            let s = r.sspr.expect("flags");
+            assert_eq!(
+                (Some(s.enabled), Some(s.registered), Some(s.capable)),
+                (w.is_sspr_enabled, w.is_sspr_registered, w.is_sspr_capable)
+            );
+        }
+        let bare: wire::RegistrationDetails =
+            parse(r#"{"id":"86462606-fde0-4fc4-9e0c-a20eb73e54c6"}"#);
+        assert_eq!(registration(&bare).expect("row").sspr, None);
+    }
 }

@@ -292,8 +292,23 @@ mod tests {
         ]);
         let missing = missing_permissions(&granted, &CollectOptions::default());
         let sets: Vec<DataSet> = missing.iter().map(|m| m.0).collect();
-        assert_eq!(sets, vec![DataSet::SignIns, DataSet::DirectoryAudit]);
-        assert!(missing.iter().all(|m| m.1 == "AuditLog.Read.All"));
+        // Smart lockout needs Directory.Read.All; who the policies' groups hold, a group
+        // permission.
+        assert_eq!(
+            sets,
+            vec![
+                DataSet::SignIns,
+                DataSet::DirectorySettings,
+                DataSet::PolicyTargets,
+                DataSet::DirectoryAudit
+            ]
+        );
+        assert!(missing
+            .iter()
+            .filter(|m| matches!(m.0, DataSet::SignIns | DataSet::DirectoryAudit))
+            .all(|m| m.1 == "AuditLog.Read.All"));
+        assert_eq!(missing[1].1, "Directory.Read.All");
+        assert_eq!(missing[2].1, "GroupMember.Read.All");
         let granted = strings(&[
             "User.Read.All",
             "Policy.Read.All",
