@@ -1095,3 +1095,232 @@ async fn without_p2_or_permission_eligibility_is_a_named_gap_and_active_roles_st
         .iter()
         .any(|(p, _)| p == "GroupMember.Read.All"));
 }
+
+/// The `policy-lockouts` tenant, its token granted `extra` besides the simulator's default.
+async fn lockouts_sim(extra: &[&str], faults: Vec<Fault>) -> SimHandle {
+    common::sim(300, 11, Profile::PolicyLockouts, |c| {
+        c.granted_roles.extend(extra.iter().map(|p| p.to_string()));
+        c.faults = faults;
+    })
+    .await
+}
+
+fn lockouts_options(truth: &graph_sim::GroundTruth) -> CollectOptions {
+    CollectOptions {
+        break_glass_upns: truth.break_glass.clone(),
+        ..CollectOptions::default()
+    }
+}
+
+/// What the policies' targets must come to: the ids missing, and every group named with its
+/// members (a deleted one with none).
+fn assert_targets_match_truth(snap: &Snapshot, truth: &graph_sim::GroundTruth) {
+    let missing: BTreeSet<String> = truth.missing_targets().into_iter().collect();
+    assert_eq!(snap.missing_targets.as_ref(), Some(&missing));
+    assert_eq!(missing.len(), 3, "two deleted groups and a deleted user");
+    for (group, members) in truth.policy_groups() {
+        let got: Option<Vec<String>> = snap
+            .groups
+            .get(&group)
+            .map(|m| m.iter().map(|id| id.to_string()).collect());
+        assert_eq!(got, Some(members), "group {group}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_policy_lockouts_tenant_is_collected_as_its_ground_truth() {
+    let sim = lockouts_sim(&["Directory.Read.All"], vec![]).await;
+    let truth = sim.ground_truth();
+    let snap = run(&sim, &client(&sim, |_| {}), &lockouts_options(&truth))
+        .await
+        .snapshot;
+    assert!(snap.is_complete(), "{:?}", snap.coverage);
+    assert!(snap.coverage.gaps.is_empty(), "{:?}", snap.coverage.gaps);
+
+    // Strengths: the built-in three and the custom one, with their combinations.
+    let strengths = snap.strengths.as_ref().expect("strengths read");
+    assert_eq!(strengths.len(), 3 + truth.policy.strengths.len());
+    for custom in &truth.policy.strengths {
+        let got = strengths
+            .iter()
+            .find(|s| s.id.as_ref() == custom.id)
+            .expect("custom strength");
+        assert_eq!(&*got.policy_type, "custom");
+        let combos: Vec<String> = got
+            .allowed_combinations
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        assert_eq!(combos, custom.allowed_combinations);
+    }
+    // Each policy's strength inline, whole; guests and groups included as the tenant says.
+    let ca = snap.conditional_access.as_ref().expect("CA read");
+    assert_eq!(ca.len(), truth.policy.conditional_access.len());
+    for (got, want) in ca.iter().zip(&truth.policy.conditional_access) {
+        assert_eq!(
+            got.strength.as_ref().map(|s| s.id.to_string()),
+            want.strength.clone(),
+            "{}",
+            want.display_name
+        );
+        if let Some(s) = &got.strength {
+            assert!(!s.allowed_combinations.is_empty(), "{}", want.display_name);
+        }
+        assert_eq!(got.includes_guests, want.include_guests);
+        let groups: Vec<String> = got.include_groups.iter().map(|g| g.to_string()).collect();
+        assert_eq!(groups, want.include_groups);
+        assert_eq!(
+            got.builtin_mfa,
+            want.built_in_controls.iter().any(|c| c == "mfa")
+        );
+    }
+
+    // Smart lockout from "Password Rule Settings".
+    let lockout = truth
+        .policy
+        .lockout
+        .expect("the profile sets a weak lockout");
+    assert_eq!(
+        snap.lockout,
+        Some(mfa_auditor::snapshot::SmartLockout {
+            threshold: lockout.threshold,
+            duration_seconds: lockout.duration_seconds,
+            defaults: false
+        })
+    );
+
+    // Targets: which exist (getByIds, one call), and every named group's members.
+    assert_targets_match_truth(&snap, &truth);
+    assert_eq!(sim.stats().total("getByIds"), 1);
+
+    // The methods policy's new parts.
+    let policy = snap.methods_policy.as_ref().expect("policy");
+    assert_eq!(
+        policy.report_suspicious_activity,
+        Some(mfa_auditor::snapshot::FeatureState::Disabled)
+    );
+    let fido2 = policy.fido2.as_ref().expect("fido2");
+    let want = &truth.policy.fido2;
+    assert_eq!(fido2.attestation_enforced, want.attestation_enforced);
+    assert_eq!(
+        fido2.default_profile.as_deref(),
+        want.default_profile.as_deref()
+    );
+    assert_eq!(fido2.profiles.len(), want.profiles.len());
+    for (got, want) in fido2.profiles.iter().zip(&want.profiles) {
+        assert_eq!(&*got.id, want.id);
+        let types: Vec<&str> = got.passkey_types.iter().map(|t| t.as_ref()).collect();
+        assert_eq!(types.join(","), want.passkey_types);
+        assert_eq!(
+            got.attestation_enforced,
+            want.attestation_enforcement != "disabled"
+        );
+    }
+    let target_profiles: Vec<(String, Vec<String>)> = fido2
+        .target_profiles
+        .iter()
+        .map(|(t, p)| (t.to_string(), p.iter().map(|x| x.to_string()).collect()))
+        .collect();
+    assert_eq!(target_profiles, want.target_profiles);
+    let hardware = policy
+        .methods
+        .iter()
+        .find(|m| &*m.id == "HardwareOath")
+        .expect("beta lists HardwareOath");
+    let (include, _) = truth.policy.targets_of("HardwareOath");
+    let got: Vec<&str> = hardware
+        .include_targets
+        .iter()
+        .map(|t| t.as_ref())
+        .collect();
+    assert_eq!(got, include);
+
+    // Users: alternate email for everyone, SSPR readiness for everyone the report lists.
+    let users = by_id(&snap);
+    for t in &truth.users {
+        let u = users[&t.id];
+        assert_eq!(
+            u.has_other_mails,
+            Some(!t.other_mails.is_empty()),
+            "{}",
+            t.upn
+        );
+        let want = t
+            .sspr
+            .filter(|_| t.account_enabled)
+            .map(|s| mfa_auditor::snapshot::Sspr {
+                enabled: s.enabled,
+                registered: s.registered,
+                capable: s.capable,
+            });
+        assert_eq!(u.sspr, want, "{}", t.upn);
+    }
+    assert!(snap
+        .users
+        .iter()
+        .any(|u| u.sspr.is_some_and(|s| s.enabled && !s.registered)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_directory_read_all_the_targets_come_from_the_users_and_group_404s() {
+    let sim = lockouts_sim(&[], vec![]).await;
+    let truth = sim.ground_truth();
+    let snap = run(&sim, &client(&sim, |_| {}), &lockouts_options(&truth))
+        .await
+        .snapshot;
+    assert!(snap.is_complete(), "{:?}", snap.coverage);
+    assert_targets_match_truth(&snap, &truth);
+    assert_eq!(sim.stats().total("getByIds"), 0, "no call it cannot make");
+    assert!(
+        sim.stats().count("groupMembers", 404) >= 2,
+        "the deleted groups answered 404"
+    );
+    // Smart lockout needs Directory.Read.All: a named gap, not a guess.
+    assert_eq!(
+        snap.coverage.gaps.get(&DataSet::DirectorySettings),
+        Some(&Gap::MissingPermission("Directory.Read.All".into()))
+    );
+    assert_eq!(snap.lockout, None);
+    assert_eq!(sim.stats().total("directorySettings"), 0);
+    assert!(snap.strengths.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_403_on_each_lockout_endpoint_leaves_its_data_set_a_named_gap() {
+    for (endpoint, set) in [
+        ("authenticationStrengthPolicies", DataSet::AuthStrengths),
+        ("directorySettings", DataSet::DirectorySettings),
+        ("getByIds", DataSet::PolicyTargets),
+    ] {
+        let fault = Fault::Status {
+            endpoint: endpoint.into(),
+            status: 403,
+            count: None,
+            retry_after: None,
+        };
+        let sim = lockouts_sim(&["Directory.Read.All"], vec![fault]).await;
+        let truth = sim.ground_truth();
+        let snap = run(&sim, &client(&sim, |_| {}), &lockouts_options(&truth))
+            .await
+            .snapshot;
+        assert!(snap.is_complete(), "{endpoint}: {:?}", snap.coverage);
+        match snap.coverage.gaps.get(&set) {
+            Some(Gap::MissingPermission(why)) => assert!(why.contains(endpoint), "{why}"),
+            other => panic!("{endpoint}: {set:?} should be a named gap, got {other:?}"),
+        }
+        assert_eq!(
+            snap.coverage.gaps.len(),
+            1,
+            "{endpoint}: {:?}",
+            snap.coverage.gaps
+        );
+        match set {
+            DataSet::AuthStrengths => assert!(snap.strengths.is_none()),
+            DataSet::DirectorySettings => assert!(snap.lockout.is_none()),
+            _ => assert!(snap.missing_targets.is_none()),
+        }
+        // The rest is read as usual.
+        assert!(snap.conditional_access.is_some() && snap.methods_policy.is_some());
+        assert_eq!(snap.users.len(), truth.users.len());
+    }
+}
