@@ -81,7 +81,7 @@ async fn check_config_passes_with_every_permission() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_config_reads_the_alerting_secrets_and_names_the_one_missing() {
-    let sim = sim(|_| {}).await;
+    let sim = sim(|c| c.granted_roles.push("Directory.Read.All".into())).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config = write_config(
         dir.path(),
