@@ -24,7 +24,7 @@ struct Args {
     /// Seed of the generated tenant (same seed, same tenant).
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// realistic, healthy or weak-policy.
+    /// realistic, healthy, weak-policy or policy-lockouts.
     #[arg(long, default_value = "realistic")]
     profile: Profile,
     /// Add role-assignable groups holding roles, PIM-eligible admins and role-holding service

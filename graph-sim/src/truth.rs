@@ -272,7 +272,8 @@ impl GroundTruth {
     fn applies(&self, p: &SimCaPolicy, u: &TruthUser) -> bool {
         let mfa = p.built_in_controls.iter().any(|c| c == "mfa") || p.strength.is_some();
         let others = p.built_in_controls.iter().filter(|c| *c != "mfa").count();
-        if !mfa || (p.operator != "AND" && others > 0) {
+        // With OR, another control can stand in for MFA: it is optional then.
+        if !mfa || (p.operator.eq_ignore_ascii_case("OR") && others > 0) {
             return false;
         }
         let guest = u.user_type.eq_ignore_ascii_case("guest");

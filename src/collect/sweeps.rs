@@ -1376,17 +1376,14 @@ async fn policy_targets(
     if coverage.gaps.contains_key(&DataSet::PolicyTargets) {
         return;
     }
-    // Without the policies there is nothing to check: their gap is this one's.
+    // A policy set not read leaves the check partial: its gap is this one's (the groups the
+    // read policies name are still read).
     let unread = [DataSet::MethodsPolicy, DataSet::ConditionalAccess]
         .into_iter()
         .find_map(|set| match coverage.gaps.get(&set) {
             None | Some(Gap::Disabled) => None,
             Some(g) => Some(g.clone()),
         });
-    if let Some(gap) = unread {
-        coverage.gaps.insert(DataSet::PolicyTargets, gap);
-        return;
-    }
     let references = crate::snapshot::policy_references(snapshot);
     let mut user_ids: BTreeSet<String> = BTreeSet::new();
     let mut group_ids: BTreeSet<String> = BTreeSet::new();
@@ -1479,6 +1476,15 @@ async fn policy_targets(
             DataSet::PolicyTargets,
             Gap::MissingPermission(format!("Directory.Read.All ({why})")),
         );
+    }
+    if let (Some(gap), true) = (unread, result.is_ok()) {
+        coverage.gaps.insert(DataSet::PolicyTargets, gap);
+        if let Ok((_, read)) = result {
+            for (group, members) in read {
+                snapshot.groups.insert(group, members);
+            }
+        }
+        return;
     }
     if let Ok((missing, read)) = result {
         if !missing.is_empty() {
