@@ -1100,6 +1100,20 @@ impl Snapshot {
             .map(|m| m.binary_search(&user).is_ok())
     }
 
+    /// Whether `user` is a (transitive) member of a group a policy names: `Some(false)` when the
+    /// group no longer exists ([`Snapshot::missing_targets`]: it holds nobody), otherwise
+    /// [`Snapshot::is_member`] (`None`: the group was not read).
+    pub fn policy_member(&self, group: &str, user: ObjectId) -> Option<bool> {
+        let gone = self
+            .missing_targets
+            .as_ref()
+            .is_some_and(|m| m.contains(&group.to_ascii_lowercase()));
+        if gone {
+            return Some(false);
+        }
+        self.is_member(group, user)
+    }
+
     /// Looks a user up by id (users are sorted by id).
     pub fn user(&self, id: ObjectId) -> Option<&User> {
         self.users

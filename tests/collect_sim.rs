@@ -1118,12 +1118,20 @@ fn assert_targets_match_truth(snap: &Snapshot, truth: &graph_sim::GroundTruth) {
     let missing: BTreeSet<String> = truth.missing_targets().into_iter().collect();
     assert_eq!(snap.missing_targets.as_ref(), Some(&missing));
     assert_eq!(missing.len(), 3, "two deleted groups and a deleted user");
+    let someone = snap.users[0].id;
     for (group, members) in truth.policy_groups() {
         let got: Option<Vec<String>> = snap
             .groups
             .get(&group)
             .map(|m| m.iter().map(|id| id.to_string()).collect());
-        assert_eq!(got, Some(members), "group {group}");
+        if missing.contains(&group) {
+            // Deleted: not read (is_member says unread), but known to hold nobody.
+            assert_eq!(got, None, "group {group}");
+            assert_eq!(snap.policy_member(&group, someone), Some(false));
+        } else {
+            assert_eq!(got, Some(members), "group {group}");
+            assert!(snap.policy_member(&group, someone).is_some());
+        }
     }
 }
 

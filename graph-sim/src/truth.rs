@@ -394,7 +394,8 @@ impl GroundTruth {
         out
     }
 
-    /// Every group the policies name, with its members' ids (sorted; a deleted group: none).
+    /// Every group the policies name, with its members' ids (sorted; a deleted group: none, and
+    /// a collection finds it in `missing_targets` rather than among the groups read).
     pub fn policy_groups(&self) -> BTreeMap<String, Vec<String>> {
         let (_, group_refs) = self.references();
         group_refs

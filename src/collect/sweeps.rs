@@ -1357,8 +1357,9 @@ pub async fn collect_with_report(
 }
 
 /// Which of the users and groups the policies name exist, and the transitive user members of
-/// each existing group they name (into `snapshot.groups`; a group named but deleted holds
-/// nobody, and is stored so: the members it had silently lost the method or the exclusion).
+/// each existing group they name (into `snapshot.groups`). A deleted group is in
+/// `missing_targets`, not in `groups` (`Snapshot::policy_member` says it holds nobody; rules
+/// that ask `is_member` still see it as unread, as before).
 ///
 /// Existence comes from `directoryObjects/getByIds` when the token holds Directory.Read.All;
 /// otherwise from what was read anyway: every user is in the user sweep, and a deleted group
@@ -1442,15 +1443,13 @@ async fn policy_targets(
         let mut read: Vec<(String, Vec<ObjectId>)> = Vec::new();
         for group in group_ids.iter().filter(|g| !already.contains(*g)) {
             if missing.contains(group) {
-                read.push((group.clone(), Vec::new()));
                 continue;
             }
             match transitive_user_members(client, "groupMembers", group).await {
                 Ok(members) => read.push((group.clone(), members)),
                 Err(e) if e.status() == Some(404) => {
-                    // Deleted (since getByIds, or found so here): it holds nobody.
+                    // Deleted (since getByIds, or found so here).
                     missing.insert(group.clone());
-                    read.push((group.clone(), Vec::new()));
                 }
                 Err(e) => tracing::warn!(
                     group = group.as_str(),
