@@ -70,10 +70,11 @@ enum Command {
     ///
     /// Reads the tenant fresh from Microsoft Graph (as `audit` does; nothing is changed in the
     /// tenant), applies the changes to a copy of what it read, judges both with the lockout rules
-    /// (method-not-allowed, policy-unsatisfiable, policy-unsatisfiable-report-only; the config's
-    /// [scope] and break-glass accounts; [[exceptions]] are NOT applied, since an exception accepts
-    /// today's finding and does not let anyone sign in after the change) and lists the users for
-    /// whom a lockout rule fires after the change but not before, grouped by rule and cause.
+    /// (method-not-allowed, policy-unsatisfiable, policy-unsatisfiable-report-only) over the
+    /// config's [scope], and lists the users for whom a lockout rule fires after the change but
+    /// not before, grouped by rule and cause. The [break_glass] accounts are judged apart and
+    /// listed first. [[exceptions]] are NOT applied: an exception accepts today's finding, it
+    /// does not let anyone sign in after the change.
     ///
     /// Each --require-strength pairs with the --for at the same position.
     ///

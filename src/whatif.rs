@@ -3,9 +3,10 @@
 //! Pure: a snapshot and a list of [`Change`]s in, a [`WhatIf`] out. The changes are applied to a
 //! copy of the snapshot (a method configuration disabled; a synthetic, enabled Conditional
 //! Access policy requiring an authentication strength), both copies are judged by the lockout
-//! rules ([`LOCKOUT_RULES`]: the same rules, scope and break-glass list as `audit`), and the
-//! users for whom a lockout rule fires *after* but not *before* are listed, grouped by the rule
-//! and what caused it.
+//! rules ([`LOCKOUT_RULES`], with the same scope as `audit`), and the users for whom a lockout
+//! rule fires *after* but not *before* are listed, grouped by the rule and what caused it. The
+//! break-glass accounts, which `audit`'s user rules never judge, are judged apart by the same
+//! rules and listed first: a change that locks out the way back in matters most.
 //!
 //! Written against rule ids, not rule code: a lockout rule that is not in the catalogue yet is
 //! left out, and one that could not be judged (its data not read) makes the answer incomplete,
@@ -461,6 +462,9 @@ pub struct LockoutGroup {
     pub reason: String,
     /// True for report-only policies: locked out once someone turns the policy on.
     pub report_only: bool,
+    /// The users are the configured break-glass accounts (judged apart: `audit` never judges
+    /// them by the user rules, but losing them is losing the way back in).
+    pub break_glass: bool,
     pub users: Vec<LockedOut>,
 }
 
@@ -576,49 +580,66 @@ pub fn what_if(
     }
 
     let is_lockout = |f: &&Finding| rules.contains(&f.rule) && f.user_id.is_some();
-    let before: BTreeSet<(&'static str, &str)> = before_eval
-        .findings
-        .iter()
-        .filter(is_lockout)
-        .map(|f| (f.rule, f.subject.as_str()))
-        .collect();
     let mut already: BTreeMap<&'static str, usize> = rules.iter().map(|r| (*r, 0)).collect();
-    for (rule, _) in &before {
-        *already.entry(rule).or_default() += 1;
+    for f in before_eval.findings.iter().filter(is_lockout) {
+        *already.entry(f.rule).or_default() += 1;
     }
+    // The break-glass accounts, which the audit's user rules never judge, judged on their own:
+    // a change that locks out the way back in matters most of all.
+    let glass = BreakGlass(break_glass.iter().map(|u| u.to_ascii_lowercase()).collect());
+    let glass_judge = |s: &Snapshot| evaluate::evaluate(s, &params, &glass, &[], now);
+    let glass_evals = if glass.0.is_empty() {
+        None
+    } else {
+        Some((glass_judge(snapshot), glass_judge(&after)))
+    };
+    let pairs = [
+        Some((&before_eval, &after_eval, false)),
+        glass_evals.as_ref().map(|(b, a)| (b, a, true)),
+    ];
 
-    let mut grouped: BTreeMap<(usize, String), LockoutGroup> = BTreeMap::new();
-    for f in after_eval.findings.iter().filter(is_lockout) {
-        if before.contains(&(f.rule, f.subject.as_str())) {
-            continue;
-        }
-        let Some(user) = ObjectId::parse(&f.subject).and_then(|id| find_user(&after, id)) else {
-            continue;
-        };
-        let reason = cause(f, user, changes, &after);
-        let order = rules
+    let mut grouped: BTreeMap<(bool, usize, String), LockoutGroup> = BTreeMap::new();
+    for (before_eval, after_eval, is_glass) in pairs.into_iter().flatten() {
+        let before: BTreeSet<(&'static str, &str)> = before_eval
+            .findings
             .iter()
-            .position(|r| *r == f.rule)
-            .unwrap_or(usize::MAX);
-        let group = grouped
-            .entry((order, reason.clone()))
-            .or_insert_with(|| LockoutGroup {
-                rule: f.rule,
-                severity: f.severity,
-                reason,
-                report_only: REPORT_ONLY_RULES.contains(&f.rule),
-                users: Vec::new(),
+            .filter(is_lockout)
+            .map(|f| (f.rule, f.subject.as_str()))
+            .collect();
+        for f in after_eval.findings.iter().filter(is_lockout) {
+            if before.contains(&(f.rule, f.subject.as_str())) {
+                continue;
+            }
+            let Some(user) = ObjectId::parse(&f.subject).and_then(|id| find_user(&after, id))
+            else {
+                continue;
+            };
+            let reason = cause(f, user, changes, &after);
+            let order = rules
+                .iter()
+                .position(|r| *r == f.rule)
+                .unwrap_or(usize::MAX);
+            let group = grouped
+                .entry((!is_glass, order, reason.clone()))
+                .or_insert_with(|| LockoutGroup {
+                    rule: f.rule,
+                    severity: f.severity,
+                    reason,
+                    report_only: REPORT_ONLY_RULES.contains(&f.rule),
+                    break_glass: is_glass,
+                    users: Vec::new(),
+                });
+            group.users.push(LockedOut {
+                user_id: f.subject.clone(),
+                user_principal_name: user.upn.to_string(),
+                display_name: user.display_name.to_string(),
+                methods: user
+                    .methods
+                    .map(|m| m.iter().map(MethodKind::name).collect())
+                    .unwrap_or_default(),
+                detail: f.detail.clone(),
             });
-        group.users.push(LockedOut {
-            user_id: f.subject.clone(),
-            user_principal_name: user.upn.to_string(),
-            display_name: user.display_name.to_string(),
-            methods: user
-                .methods
-                .map(|m| m.iter().map(MethodKind::name).collect())
-                .unwrap_or_default(),
-            detail: f.detail.clone(),
-        });
+        }
     }
     let mut groups: Vec<LockoutGroup> = grouped.into_values().collect();
     for g in &mut groups {
@@ -636,6 +657,16 @@ pub fn what_if(
         already,
         groups,
     })
+}
+
+/// A scope of the enabled break-glass accounts only.
+struct BreakGlass(Vec<String>);
+
+impl Scope for BreakGlass {
+    fn exclusion(&self, user: &crate::snapshot::User, _: &Snapshot) -> Option<&'static str> {
+        let listed = self.0.iter().any(|u| u.eq_ignore_ascii_case(&user.upn));
+        (!listed || !user.account_enabled).then_some("not a break-glass account")
+    }
 }
 
 fn find_user(s: &Snapshot, id: ObjectId) -> Option<&crate::snapshot::User> {
@@ -700,17 +731,18 @@ impl WhatIf {
     /// One row per (group, user), RFC 4180 quoting.
     pub fn to_csv(&self) -> String {
         let mut out = String::from(
-            "rule,severity,reason,report_only,user_id,user_principal_name,display_name,methods,detail\r\n",
+            "rule,severity,reason,report_only,break_glass,user_id,user_principal_name,display_name,methods,detail\r\n",
         );
         for g in &self.groups {
             for u in &g.users {
-                let report_only = if g.report_only { "true" } else { "false" };
+                let flag = |b: bool| if b { "true" } else { "false" };
                 let methods = u.methods.join(" ");
                 let row = [
                     g.rule,
                     g.severity.as_str(),
                     &g.reason,
-                    report_only,
+                    flag(g.report_only),
+                    flag(g.break_glass),
                     &u.user_id,
                     &u.user_principal_name,
                     &u.display_name,
@@ -759,7 +791,12 @@ impl WhatIf {
         for g in &self.groups {
             let _ = writeln!(
                 out,
-                "\n{} [{}{}] {}: {} user(s)",
+                "\n{}{} [{}{}] {}: {} user(s)",
+                if g.break_glass {
+                    "BREAK-GLASS ACCOUNTS: "
+                } else {
+                    ""
+                },
                 g.rule,
                 g.severity,
                 if g.report_only {
@@ -834,7 +871,7 @@ impl WhatIf {
                     "message": {"text": format!("What if {}: {} would be locked out ({}). {}", self.changes.join("; "), u.user_principal_name, g.reason, u.detail)},
                     "locations": [{"logicalLocations": [{"name": u.user_principal_name, "fullyQualifiedName": format!("{}/{}", self.tenant, u.user_id), "kind": "user"}]}],
                     "partialFingerprints": {"mfaAuditorWhatIf/v1": format!("{}/{}/{}", self.tenant, g.rule, u.user_id)},
-                    "properties": {"severity": g.severity.as_str(), "reason": g.reason, "reportOnly": g.report_only}
+                    "properties": {"severity": g.severity.as_str(), "reason": g.reason, "reportOnly": g.report_only, "breakGlass": g.break_glass}
                 }));
             }
         }

@@ -161,7 +161,27 @@ fn scope_disabled_accounts_guests_and_break_glass_are_not_listed() {
         now(),
     )
     .expect("what-if");
-    assert_eq!(upns(&w, "method-not-allowed"), vec!["user1@contoso.com"]);
+    let people: Vec<&str> = w
+        .groups
+        .iter()
+        .filter(|g| !g.break_glass)
+        .flat_map(|g| g.users.iter().map(|u| u.user_principal_name.as_str()))
+        .collect();
+    assert_eq!(people, vec!["user1@contoso.com"]);
+    // The break-glass account is judged apart, and listed first: losing it is losing the way in.
+    assert!(w.groups[0].break_glass, "{:#?}", w.groups);
+    assert_eq!(w.groups[0].rule, "method-not-allowed");
+    assert_eq!(
+        w.groups[0].users[0].user_principal_name,
+        "user4@contoso.com"
+    );
+    assert_eq!(w.locked_out().len(), 2);
+    assert!(
+        w.to_table()
+            .contains("BREAK-GLASS ACCOUNTS: method-not-allowed"),
+        "{}",
+        w.to_table()
+    );
 }
 
 #[test]
@@ -471,12 +491,12 @@ fn every_format_carries_the_users() {
     let mut lines = csv.split("\r\n");
     assert_eq!(
         lines.next(),
-        Some("rule,severity,reason,report_only,user_id,user_principal_name,display_name,methods,detail")
+        Some("rule,severity,reason,report_only,break_glass,user_id,user_principal_name,display_name,methods,detail")
     );
     let row = lines.next().expect("a row");
     assert!(
         row.starts_with(
-            "method-not-allowed,high,\"authentication-methods policy: Sms, Voice disabled\",false,"
+            "method-not-allowed,high,\"authentication-methods policy: Sms, Voice disabled\",false,false,"
         ),
         "{row}"
     );
