@@ -739,3 +739,118 @@ async fn what_if_refuses_bad_flags_before_reading_anything() {
         text(&out)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_if_require_phishing_resistant_for_all_lists_those_whose_allowed_methods_fall_short() {
+    if !mfa_auditor::evaluate::CATALOGUE
+        .iter()
+        .any(|r| r.id == "policy-unsatisfiable")
+    {
+        eprintln!(
+            "note: rule policy-unsatisfiable is not in the catalogue yet; skipped until it is"
+        );
+        return;
+    }
+    use graph_sim::tenant::{method_configs, method_index, METHODS};
+    use mfa_auditor::evaluate::scope::{PRESET_GUESTS, PRESET_PACKAGE, PRESET_SYNC};
+    let sim = sim(|c| {
+        c.tenant = TenantSource::Generated {
+            users: 400,
+            seed: 2026,
+            profile: graph_sim::Profile::Realistic,
+        };
+        c.time_scale = SCALE;
+    })
+    .await;
+    let truth = sim.ground_truth();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(
+        dir.path(),
+        &sim.base_url(),
+        sim.tenant_id(),
+        sim.client_id(),
+        sim.client_secret(),
+    );
+    let base = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        format!(
+            "{base}\n[graph.pacing]\ndirectory_ru_per_10s = {d}\nreports_per_10s = {r}\nconditional_access_per_second = {SCALE}\nauth_methods_per_10s = {d}\n",
+            d = 8000.0 * SCALE,
+            r = 5.0 * SCALE,
+        ),
+    )
+    .expect("config");
+    let c = config.to_str().expect("utf-8");
+    let out = run(&[
+        "what-if",
+        "--config",
+        c,
+        "--require-strength",
+        "phishing-resistant",
+        "--for",
+        "all",
+        "--format",
+        "json",
+    ])
+    .await;
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("JSON on stdout ({e}): {}", text(&out)));
+    assert_eq!(answer["complete"], true, "{}", text(&out));
+
+    // The semantics contract, from the ground truth: in-scope users whose policy-allowed methods
+    // satisfy the built-in MFA strength (the tenant's "Require MFA for all users" already
+    // applies: whoever fails it is flagged before the change) but hold no allowed fido2,
+    // windowsHelloForBusiness or x509CertificateMultiFactor mode.
+    let presets: Vec<regex::Regex> = [PRESET_GUESTS, PRESET_PACKAGE, PRESET_SYNC]
+        .iter()
+        .map(|p| regex::Regex::new(p).expect("preset"))
+        .collect();
+    let enabled = &truth.policy.enabled_methods;
+    let allowed = |name: &str| {
+        let configs = method_configs(name);
+        configs.is_empty()
+            || configs
+                .iter()
+                .any(|c| enabled.iter().any(|e| e.eq_ignore_ascii_case(c)))
+    };
+    let phishing_resistant = [
+        "fido2SecurityKey",
+        "passKeyDeviceBound",
+        "passKeySynced",
+        "passKeyDeviceBoundAuthenticator",
+        "passKeyDeviceBoundWindowsHello",
+        "windowsHelloForBusiness",
+        "macOsSecureEnclaveKey",
+        "platformCredential",
+        "x509CertificateMultiFactor",
+    ];
+    let expected: std::collections::BTreeSet<String> = truth
+        .users
+        .iter()
+        .filter(|u| u.account_enabled && u.user_type == "Member")
+        .filter(|u| !presets.iter().any(|re| re.is_match(&u.upn)))
+        .filter(|u| {
+            let usable: Vec<&str> = u
+                .methods
+                .iter()
+                .map(String::as_str)
+                .filter(|m| method_index(m).is_some_and(|i| METHODS[i].mfa_capable))
+                .filter(|m| *m != "temporaryAccessPass" && allowed(m))
+                .collect();
+            let mfa = usable.iter().any(|m| *m != "externalAuthMethod");
+            let pr = usable.iter().any(|m| phishing_resistant.contains(m));
+            mfa && !pr
+        })
+        .map(|u| u.upn.to_ascii_lowercase())
+        .collect();
+    assert!(expected.len() >= 50, "{}", expected.len());
+    assert_eq!(listed(&answer, "policy-unsatisfiable"), expected);
+    assert!(listed(&answer, "method-not-allowed").is_empty());
+    assert_eq!(out.status.code(), Some(1));
+    let reason = answer["groups"][0]["reason"].as_str().expect("reason");
+    assert_eq!(
+        reason,
+        "Conditional Access 'what-if: require the 'Phishing-resistant MFA' authentication strength for all users'"
+    );
+}
