@@ -478,6 +478,9 @@ pub struct WhatIf {
     pub incomplete_reasons: Vec<String>,
     pub read_at: DateTime<Utc>,
     pub changes: Vec<String>,
+    /// What the reader must know to read the answer right (a legacy policy still applying, a
+    /// change that locks nobody out but removes the way back in).
+    pub notes: Vec<String>,
     pub users_in_scope: usize,
     /// The lockout rules judged (those in the catalogue).
     pub rules: Vec<&'static str>,
@@ -651,12 +654,33 @@ pub fn what_if(
         complete: incomplete_reasons.is_empty(),
         incomplete_reasons,
         read_at: snapshot.taken_at,
+        notes: notes(snapshot, changes),
         changes: described,
         users_in_scope: after_eval.users_in_scope,
         rules,
         already,
         groups,
     })
+}
+
+/// Caveats of the answer, in words.
+fn notes(snapshot: &Snapshot, changes: &[Change]) -> Vec<String> {
+    let mut out = Vec::new();
+    let disables = changes
+        .iter()
+        .any(|c| matches!(c, Change::DisableMethod(_)));
+    if let Some(p) = &snapshot.methods_policy {
+        if disables && p.migration_state.as_ref() != "migrationComplete" {
+            out.push(format!(
+                "policyMigrationState is {}: the legacy MFA and SSPR policies still allow methods this policy disables, so a method switched off here is not counted as lost; finish the migration for a firm answer",
+                p.migration_state
+            ));
+        }
+    }
+    if changes.contains(&Change::DisableMethod("TemporaryAccessPass")) {
+        out.push("nobody signs in with a Temporary Access Pass day to day, so disabling it locks no one out now; but it is how a user who lost every method is let back in (see the tap-policy-disabled rule)".to_string());
+    }
+    out
 }
 
 /// A scope of the enabled break-glass accounts only.
@@ -777,6 +801,9 @@ impl WhatIf {
         }
         for r in &self.incomplete_reasons {
             let _ = writeln!(out, "  not judged: {r}");
+        }
+        for n in &self.notes {
+            let _ = writeln!(out, "  note: {n}");
         }
         let n = self.locked_out().len();
         let _ = writeln!(

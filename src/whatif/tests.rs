@@ -252,6 +252,15 @@ fn disabling_a_configuration_the_policy_did_not_list_adds_it_disabled() {
         .methods
         .iter()
         .any(|c| &*c.id == "TemporaryAccessPass" && !c.enabled));
+    let w = run(&s, &disable(&["tap"]));
+    assert!(w.locked_out().is_empty());
+    assert!(
+        w.notes
+            .iter()
+            .any(|n| n.contains("how a user who lost every method is let back in")),
+        "{:?}",
+        w.notes
+    );
     // The original snapshot is untouched.
     assert_eq!(s.methods_policy.expect("policy").methods.len(), 5);
 }
@@ -522,6 +531,29 @@ fn every_format_carries_the_users() {
     assert!(
         table.contains("user1@contoso.com  (User 1)  methods: mobilePhone"),
         "{table}"
+    );
+}
+
+#[test]
+fn before_the_migration_completes_the_answer_says_the_legacy_policy_still_applies() {
+    let mut s = snapshot(vec![user(1, &[MobilePhone])]);
+    s.methods_policy.as_mut().expect("policy").migration_state = "migrationInProgress".into();
+    let w = run(&s, &disable(&["sms", "voice"]));
+    assert!(
+        w.locked_out().is_empty(),
+        "the legacy policy may still allow it"
+    );
+    assert!(
+        w.notes
+            .iter()
+            .any(|n| n.contains("policyMigrationState is migrationInProgress")),
+        "{:?}",
+        w.notes
+    );
+    assert!(
+        w.to_table().contains("note: policyMigrationState"),
+        "{}",
+        w.to_table()
     );
 }
 
