@@ -575,6 +575,14 @@ pub fn what_if(
             incomplete_reasons.push(format!("{rule} could not be judged: {reason}"));
         }
     }
+    let requires = changes
+        .iter()
+        .any(|c| matches!(c, Change::RequireStrength { .. }));
+    if requires && !rules.contains(&"policy-unsatisfiable") {
+        incomplete_reasons.push(
+            "policy-unsatisfiable is not in this build's rule catalogue: a required authentication strength cannot be judged".to_string(),
+        );
+    }
     for rule in &rules {
         let enabled = params.toggle(rule).is_some_and(|t| t.enabled());
         if !enabled {

@@ -409,6 +409,25 @@ fn require_strength_adds_an_enabled_policy_for_the_target() {
 }
 
 #[test]
+fn a_required_strength_without_the_rule_that_judges_it_is_incomplete_not_nobody() {
+    let s = snapshot(vec![user(1, &[AuthenticatorPush])]);
+    let w = run(
+        &s,
+        &[Change::require("phishing-resistant", "all").expect("valid")],
+    );
+    if lockout_rules().contains(&"policy-unsatisfiable") {
+        assert!(w.complete, "{:?}", w.incomplete_reasons);
+    } else {
+        assert_eq!(w.exit_code(), 2);
+        assert!(
+            w.incomplete_reasons[0].starts_with("policy-unsatisfiable is not in this build"),
+            "{:?}",
+            w.incomplete_reasons
+        );
+    }
+}
+
+#[test]
 fn requiring_phishing_resistant_for_admins_locks_out_push_only_admins() {
     if !has_rule("policy-unsatisfiable") {
         return;
