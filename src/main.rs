@@ -252,32 +252,20 @@ fn rules_catalogue() -> String {
     out
 }
 
-/// `mfa-auditor audit`: one audit, printed; the exit status says how it went.
-async fn audit(
-    path: &Path,
-    format: Option<Format>,
-    fail_on: Option<Severity>,
-    output: Option<&Path>,
-) -> ExitCode {
+/// The configuration at `path` and a Graph client for it.
+fn config_and_client(path: &Path) -> Result<(Config, GraphClient), String> {
+    let config = Config::load(path).map_err(|e| e.to_string())?;
+    let credential = config.credential().map_err(|e| e.to_string())?;
+    let client = GraphClient::new(config.client_config(), credential).map_err(|e| e.to_string())?;
+    Ok((config, client))
+}
+
+/// Runs `work` (a read of the tenant), showing the Graph requests made so far on a terminal.
+async fn while_collecting<T>(
+    client: &GraphClient,
+    work: impl std::future::Future<Output = T>,
+) -> T {
     use std::io::IsTerminal;
-    let config = match Config::load(path) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let client = match config
-        .credential()
-        .map_err(|e| e.to_string())
-        .and_then(|c| GraphClient::new(config.client_config(), c).map_err(|e| e.to_string()))
-    {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
     let progress = std::io::stderr().is_terminal().then(|| {
         let client = client.clone();
         tokio::spawn(async move {
@@ -292,23 +280,27 @@ async fn audit(
             }
         })
     });
-    let report = mfa_auditor::audit::run(&config, &client).await;
+    let out = work.await;
     if let Some(p) = progress {
         p.abort();
         eprint!("\r\x1b[K");
     }
-    let format = format.unwrap_or(if std::io::stdout().is_terminal() && output.is_none() {
+    out
+}
+
+/// `--format`, or by default a table on a terminal and JSON otherwise.
+fn chosen_format(format: Option<Format>, output: Option<&Path>) -> Format {
+    use std::io::IsTerminal;
+    format.unwrap_or(if std::io::stdout().is_terminal() && output.is_none() {
         Format::Table
     } else {
         Format::Json
-    });
-    let text = match format {
-        Format::Table => report.to_table(),
-        Format::Json => report.to_json() + "\n",
-        Format::Csv => report.to_csv(),
-        Format::Sarif => report.to_sarif() + "\n",
-    };
-    let written = match output {
+    })
+}
+
+/// Writes `text` to `output`, or to standard output.
+fn write_output(text: &str, output: Option<&Path>) -> Result<(), String> {
+    match output {
         Some(p) => {
             std::fs::write(p, text).map_err(|e| format!("cannot write {}: {e}", p.display()))
         }
@@ -316,10 +308,33 @@ async fn audit(
             use std::io::Write;
             std::io::stdout()
                 .write_all(text.as_bytes())
-                .map_err(|e| format!("cannot write the report: {e}"))
+                .map_err(|e| format!("cannot write to standard output: {e}"))
+        }
+    }
+}
+
+/// `mfa-auditor audit`: one audit, printed; the exit status says how it went.
+async fn audit(
+    path: &Path,
+    format: Option<Format>,
+    fail_on: Option<Severity>,
+    output: Option<&Path>,
+) -> ExitCode {
+    let (config, client) = match config_and_client(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
         }
     };
-    if let Err(e) = written {
+    let report = while_collecting(&client, mfa_auditor::audit::run(&config, &client)).await;
+    let text = match chosen_format(format, output) {
+        Format::Table => report.to_table(),
+        Format::Json => report.to_json() + "\n",
+        Format::Csv => report.to_csv(),
+        Format::Sarif => report.to_sarif() + "\n",
+    };
+    if let Err(e) = write_output(&text, output) {
         eprintln!("error: {e}");
         return ExitCode::from(2);
     }
@@ -375,7 +390,6 @@ async fn what_if(
     format: Option<Format>,
     output: Option<&Path>,
 ) -> ExitCode {
-    use std::io::IsTerminal;
     let changes = match what_if_changes(disable, strengths, targets) {
         Ok(c) => c,
         Err(e) => {
@@ -383,25 +397,18 @@ async fn what_if(
             return ExitCode::from(2);
         }
     };
-    let config = match Config::load(path) {
+    let (config, client) = match config_and_client(path) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
-    let client = match config
-        .credential()
-        .map_err(|e| e.to_string())
-        .and_then(|c| GraphClient::new(config.client_config(), c).map_err(|e| e.to_string()))
-    {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let read = mfa_auditor::audit::read_tenant(&config, &client, None).await;
+    let read = while_collecting(
+        &client,
+        mfa_auditor::audit::read_tenant(&config, &client, None),
+    )
+    .await;
     let answer = match whatif::what_if(
         &read.snapshot,
         &changes,
@@ -419,29 +426,13 @@ async fn what_if(
             return ExitCode::from(2);
         }
     };
-    let format = format.unwrap_or(if std::io::stdout().is_terminal() && output.is_none() {
-        Format::Table
-    } else {
-        Format::Json
-    });
-    let text = match format {
+    let text = match chosen_format(format, output) {
         Format::Table => answer.to_table(),
         Format::Json => answer.to_json() + "\n",
         Format::Csv => answer.to_csv(),
         Format::Sarif => answer.to_sarif() + "\n",
     };
-    let written = match output {
-        Some(p) => {
-            std::fs::write(p, text).map_err(|e| format!("cannot write {}: {e}", p.display()))
-        }
-        None => {
-            use std::io::Write;
-            std::io::stdout()
-                .write_all(text.as_bytes())
-                .map_err(|e| format!("cannot write the answer: {e}"))
-        }
-    };
-    if let Err(e) = written {
+    if let Err(e) = write_output(&text, output) {
         eprintln!("error: {e}");
         return ExitCode::from(2);
     }

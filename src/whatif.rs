@@ -558,17 +558,7 @@ pub fn what_if(
     let before_eval = judge(snapshot);
     let after_eval = judge(&after);
 
-    let mut incomplete_reasons: Vec<String> = snapshot
-        .coverage
-        .gaps
-        .iter()
-        .filter_map(|(set, gap)| match gap {
-            crate::snapshot::Gap::Failed { endpoint, reason } => {
-                Some(format!("{} ({endpoint}): {reason}", set.as_str()))
-            }
-            _ => None,
-        })
-        .collect();
+    let mut incomplete_reasons = crate::report::incomplete_reasons(snapshot);
     let mut seen_skip = BTreeSet::new();
     for Skipped { rule, reason } in before_eval.skipped.iter().chain(&after_eval.skipped) {
         if rules.contains(rule) && seen_skip.insert(*rule) {
@@ -875,25 +865,12 @@ impl WhatIf {
 
     /// SARIF 2.1.0: one result per (group, user), rules from the catalogue.
     pub fn to_sarif(&self) -> String {
-        let level = |s: Severity| match s {
-            Severity::Critical | Severity::High => "error",
-            Severity::Medium => "warning",
-            Severity::Low | Severity::Info => "note",
-        };
+        let level = crate::report::sarif_level;
         let rules: Vec<serde_json::Value> = self
             .rules
             .iter()
             .filter_map(|id| CATALOGUE.iter().find(|r| r.id == *id))
-            .map(|r| {
-                json!({
-                    "id": r.id,
-                    "name": r.title,
-                    "shortDescription": {"text": r.title},
-                    "fullDescription": {"text": r.rationale},
-                    "help": {"text": r.remediation.replace("{upn}", "<user>")},
-                    "defaultConfiguration": {"level": level(r.severity)}
-                })
-            })
+            .map(crate::report::sarif_rule)
             .collect();
         let mut results = Vec::new();
         for g in &self.groups {

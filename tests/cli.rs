@@ -416,6 +416,54 @@ async fn the_demo_runs_the_daemon_and_prints_where() {
     assert!(metrics.contains("entra_users{"), "{metrics}");
 }
 
+/// The simulator's throttle buckets refill this many times faster than Graph's.
+const SCALE: f64 = 50.0;
+
+/// The demo's tenant (the realistic profile, the demo's seed), smaller, at a fast time scale.
+async fn demo_sim() -> SimHandle {
+    sim(|c| {
+        c.tenant = TenantSource::Generated {
+            users: 400,
+            seed: 2026,
+            profile: graph_sim::Profile::Realistic,
+        };
+        c.time_scale = SCALE;
+    })
+    .await
+}
+
+/// A config for `sim` whose pacing is Graph's budget, as many times faster as the simulator's.
+fn demo_config(dir: &Path, sim: &SimHandle) -> std::path::PathBuf {
+    let config = write_config(
+        dir,
+        &sim.base_url(),
+        sim.tenant_id(),
+        sim.client_id(),
+        sim.client_secret(),
+    );
+    let base = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        format!(
+            "{base}\n[graph.pacing]\ndirectory_ru_per_10s = {d}\nreports_per_10s = {r}\nconditional_access_per_second = {SCALE}\nauth_methods_per_10s = {d}\n",
+            d = 8000.0 * SCALE,
+            r = 5.0 * SCALE,
+        ),
+    )
+    .expect("config");
+    config
+}
+
+/// The default `[scope]`: enabled members, no `#EXT#`, `package_` or directory-sync accounts.
+fn in_default_scope(u: &graph_sim::TruthUser) -> bool {
+    use mfa_auditor::evaluate::scope::{PRESET_GUESTS, PRESET_PACKAGE, PRESET_SYNC};
+    u.account_enabled
+        && u.user_type == "Member"
+        && ![PRESET_GUESTS, PRESET_PACKAGE, PRESET_SYNC]
+            .iter()
+            .any(|p| regex::Regex::new(p).expect("preset").is_match(&u.upn))
+}
+
 /// In-scope users of the ground truth (the default [scope]: enabled members, no `#EXT#`,
 /// `package_` or sync accounts) whose MFA-capable methods the methods policy allows with every
 /// configuration in `enabled` on, but not once `disabled` are switched off: the users a what-if
@@ -425,15 +473,10 @@ fn left_with_no_allowed_method(
     disabled: &[&str],
 ) -> std::collections::BTreeSet<String> {
     use graph_sim::tenant::{method_configs, method_index, METHODS};
-    use mfa_auditor::evaluate::scope::{PRESET_GUESTS, PRESET_PACKAGE, PRESET_SYNC};
     assert_eq!(
         truth.policy.migration_state, "migrationComplete",
         "before the migration completes the legacy policy still allows what this one disables"
     );
-    let presets: Vec<regex::Regex> = [PRESET_GUESTS, PRESET_PACKAGE, PRESET_SYNC]
-        .iter()
-        .map(|p| regex::Regex::new(p).expect("preset"))
-        .collect();
     let before: Vec<&str> = truth
         .policy
         .enabled_methods
@@ -455,8 +498,7 @@ fn left_with_no_allowed_method(
     truth
         .users
         .iter()
-        .filter(|u| u.account_enabled && u.user_type == "Member")
-        .filter(|u| !presets.iter().any(|re| re.is_match(&u.upn)))
+        .filter(|u| in_default_scope(u))
         .filter(|u| {
             let mfa: Vec<&str> = u
                 .methods
@@ -488,41 +530,13 @@ fn listed(answer: &serde_json::Value, rule: &str) -> std::collections::BTreeSet<
         .collect()
 }
 
-/// The simulator's throttle buckets refill this many times faster than Graph's.
-const SCALE: f64 = 50.0;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_if_disable_sms_on_the_demo_tenant_lists_exactly_those_left_with_nothing() {
     // The demo's tenant: the realistic profile, the demo's seed.
-    let sim = sim(|c| {
-        c.tenant = TenantSource::Generated {
-            users: 400,
-            seed: 2026,
-            profile: graph_sim::Profile::Realistic,
-        };
-        c.time_scale = SCALE;
-    })
-    .await;
+    let sim = demo_sim().await;
     let truth = sim.ground_truth();
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = write_config(
-        dir.path(),
-        &sim.base_url(),
-        sim.tenant_id(),
-        sim.client_id(),
-        sim.client_secret(),
-    );
-    // Graph's throttle budget, as many times faster as the simulator's.
-    let base = std::fs::read_to_string(&config).expect("config");
-    std::fs::write(
-        &config,
-        format!(
-            "{base}\n[graph.pacing]\ndirectory_ru_per_10s = {d}\nreports_per_10s = {r}\nconditional_access_per_second = {SCALE}\nauth_methods_per_10s = {d}\n",
-            d = 8000.0 * SCALE,
-            r = 5.0 * SCALE,
-        ),
-    )
-    .expect("config");
+    let config = demo_config(dir.path(), &sim);
     let c = config.to_str().expect("utf-8");
 
     // SMS off: mobilePhone is still allowed by Voice, so whoever the ground truth names (nobody,
@@ -752,35 +766,10 @@ async fn what_if_require_phishing_resistant_for_all_lists_those_whose_allowed_me
         return;
     }
     use graph_sim::tenant::{method_configs, method_index, METHODS};
-    use mfa_auditor::evaluate::scope::{PRESET_GUESTS, PRESET_PACKAGE, PRESET_SYNC};
-    let sim = sim(|c| {
-        c.tenant = TenantSource::Generated {
-            users: 400,
-            seed: 2026,
-            profile: graph_sim::Profile::Realistic,
-        };
-        c.time_scale = SCALE;
-    })
-    .await;
+    let sim = demo_sim().await;
     let truth = sim.ground_truth();
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = write_config(
-        dir.path(),
-        &sim.base_url(),
-        sim.tenant_id(),
-        sim.client_id(),
-        sim.client_secret(),
-    );
-    let base = std::fs::read_to_string(&config).expect("config");
-    std::fs::write(
-        &config,
-        format!(
-            "{base}\n[graph.pacing]\ndirectory_ru_per_10s = {d}\nreports_per_10s = {r}\nconditional_access_per_second = {SCALE}\nauth_methods_per_10s = {d}\n",
-            d = 8000.0 * SCALE,
-            r = 5.0 * SCALE,
-        ),
-    )
-    .expect("config");
+    let config = demo_config(dir.path(), &sim);
     let c = config.to_str().expect("utf-8");
     let out = run(&[
         "what-if",
@@ -802,10 +791,6 @@ async fn what_if_require_phishing_resistant_for_all_lists_those_whose_allowed_me
     // satisfy the built-in MFA strength (the tenant's "Require MFA for all users" already
     // applies: whoever fails it is flagged before the change) but hold no allowed fido2,
     // windowsHelloForBusiness or x509CertificateMultiFactor mode.
-    let presets: Vec<regex::Regex> = [PRESET_GUESTS, PRESET_PACKAGE, PRESET_SYNC]
-        .iter()
-        .map(|p| regex::Regex::new(p).expect("preset"))
-        .collect();
     let enabled = &truth.policy.enabled_methods;
     let allowed = |name: &str| {
         let configs = method_configs(name);
@@ -828,8 +813,7 @@ async fn what_if_require_phishing_resistant_for_all_lists_those_whose_allowed_me
     let expected: std::collections::BTreeSet<String> = truth
         .users
         .iter()
-        .filter(|u| u.account_enabled && u.user_type == "Member")
-        .filter(|u| !presets.iter().any(|re| re.is_match(&u.upn)))
+        .filter(|u| in_default_scope(u))
         .filter(|u| {
             let usable: Vec<&str> = u
                 .methods
