@@ -433,10 +433,16 @@ pub fn apply(
             }
         }
     }
-    // The registration report's isMfaCapable describes today's policy, not the changed one:
-    // the rules must not lean on it after the change.
-    for u in &mut after.users {
-        u.mfa_capable = None;
+    // The registration report's isMfaCapable describes today's methods policy, not a changed
+    // one: the rules must not lean on it after a method is switched off. (A required strength
+    // leaves the methods policy, and so isMfaCapable, as it is.)
+    if changes
+        .iter()
+        .any(|c| matches!(c, Change::DisableMethod(_)))
+    {
+        for u in &mut after.users {
+            u.mfa_capable = None;
+        }
     }
     Ok((after, described))
 }
