@@ -472,7 +472,7 @@ fn left_with_no_allowed_method(
     truth: &graph_sim::GroundTruth,
     disabled: &[&str],
 ) -> std::collections::BTreeSet<String> {
-    use graph_sim::tenant::{method_configs, method_index, METHODS};
+    use graph_sim::tenant::{method_index, METHODS};
     assert_eq!(
         truth.policy.migration_state, "migrationComplete",
         "before the migration completes the legacy policy still allows what this one disables"
@@ -488,13 +488,7 @@ fn left_with_no_allowed_method(
         .copied()
         .filter(|m| !disabled.iter().any(|d| d.eq_ignore_ascii_case(m)))
         .collect();
-    let allowed = |name: &str, enabled: &[&str]| {
-        let configs = method_configs(name);
-        configs.is_empty()
-            || configs
-                .iter()
-                .any(|c| enabled.iter().any(|e| e.eq_ignore_ascii_case(c)))
-    };
+    let allowed = allowed_by;
     truth
         .users
         .iter()
@@ -511,6 +505,24 @@ fn left_with_no_allowed_method(
         })
         .map(|u| u.upn.to_ascii_lowercase())
         .collect()
+}
+
+/// Whether the methods policy with the configurations `enabled` lets one use the method
+/// `name` (a `methodsRegistered` string): graph-sim's own table of which configurations allow it.
+fn allowed_by(name: &str, enabled: &[&str]) -> bool {
+    let configs = graph_sim::tenant::method_configs(name);
+    configs.is_empty()
+        || configs
+            .iter()
+            .any(|c| enabled.iter().any(|e| e.eq_ignore_ascii_case(c)))
+}
+
+/// Runs `what-if` with `args` and parses the JSON it prints.
+async fn what_if_json(args: &[&str]) -> (Output, serde_json::Value) {
+    let out = run(args).await;
+    let answer = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("JSON on stdout ({e}): {}", text(&out)));
+    (out, answer)
 }
 
 /// The UPNs a what-if JSON answer lists under `rule`.
@@ -541,7 +553,7 @@ async fn what_if_disable_sms_on_the_demo_tenant_lists_exactly_those_left_with_no
 
     // SMS off: mobilePhone is still allowed by Voice, so whoever the ground truth names (nobody,
     // on this tenant, unless someone's every method needs Sms alone) is exactly who is listed.
-    let out = run(&[
+    let (out, answer) = what_if_json(&[
         "what-if",
         "--config",
         c,
@@ -551,8 +563,6 @@ async fn what_if_disable_sms_on_the_demo_tenant_lists_exactly_those_left_with_no
         "json",
     ])
     .await;
-    let answer: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("JSON on stdout ({e}): {}", text(&out)));
     assert_eq!(answer["complete"], true, "{}", text(&out));
     let expected = left_with_no_allowed_method(&truth, &["Sms"]);
     eprintln!(
@@ -583,7 +593,7 @@ async fn what_if_disable_sms_on_the_demo_tenant_lists_exactly_those_left_with_no
 
     // SMS and voice off: the phone-only users (and office-phone ones whose hardware token is not
     // allowed) have nothing left. Exactly those, each with their methods.
-    let out = run(&[
+    let (out, answer) = what_if_json(&[
         "what-if",
         "--config",
         c,
@@ -595,8 +605,6 @@ async fn what_if_disable_sms_on_the_demo_tenant_lists_exactly_those_left_with_no
         "json",
     ])
     .await;
-    let answer: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("JSON on stdout ({e}): {}", text(&out)));
     let expected = left_with_no_allowed_method(&truth, &["Sms", "Voice"]);
     assert!(
         expected.len() >= 10,
@@ -765,13 +773,13 @@ async fn what_if_require_phishing_resistant_for_all_lists_those_whose_allowed_me
         );
         return;
     }
-    use graph_sim::tenant::{method_configs, method_index, METHODS};
+    use graph_sim::tenant::{method_index, METHODS};
     let sim = demo_sim().await;
     let truth = sim.ground_truth();
     let dir = tempfile::tempdir().expect("tempdir");
     let config = demo_config(dir.path(), &sim);
     let c = config.to_str().expect("utf-8");
-    let out = run(&[
+    let (out, answer) = what_if_json(&[
         "what-if",
         "--config",
         c,
@@ -783,22 +791,19 @@ async fn what_if_require_phishing_resistant_for_all_lists_those_whose_allowed_me
         "json",
     ])
     .await;
-    let answer: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("JSON on stdout ({e}): {}", text(&out)));
     assert_eq!(answer["complete"], true, "{}", text(&out));
 
     // The semantics contract, from the ground truth: in-scope users whose policy-allowed methods
     // satisfy the built-in MFA strength (the tenant's "Require MFA for all users" already
     // applies: whoever fails it is flagged before the change) but hold no allowed fido2,
     // windowsHelloForBusiness or x509CertificateMultiFactor mode.
-    let enabled = &truth.policy.enabled_methods;
-    let allowed = |name: &str| {
-        let configs = method_configs(name);
-        configs.is_empty()
-            || configs
-                .iter()
-                .any(|c| enabled.iter().any(|e| e.eq_ignore_ascii_case(c)))
-    };
+    let enabled: Vec<&str> = truth
+        .policy
+        .enabled_methods
+        .iter()
+        .map(String::as_str)
+        .collect();
+    let allowed = |name: &str| allowed_by(name, &enabled);
     let phishing_resistant = [
         "fido2SecurityKey",
         "passKeyDeviceBound",
