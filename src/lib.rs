@@ -18,3 +18,4 @@ pub mod serve;
 pub mod snapshot;
 pub mod state;
 pub mod web_config;
+pub mod whatif;

@@ -11,6 +11,7 @@ use mfa_auditor::evaluate::{RuleKind, RulesConfig, Severity, CATALOGUE};
 use mfa_auditor::graph::{ClientConfig, Credential, GraphClient};
 use mfa_auditor::secret::Secret;
 use mfa_auditor::snapshot::{MethodKind, Snapshot};
+use mfa_auditor::whatif;
 
 /// Keeps a Microsoft Entra ID tenant out of MFA lockouts: reads every user's authentication
 /// methods and the tenant's MFA policy from Microsoft Graph (read-only) and finds who has no way
@@ -62,6 +63,49 @@ enum Command {
         #[arg(long)]
         fail_on: Option<Severity>,
         /// Write the report here instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Predict who a policy change would lock out, before you make it.
+    ///
+    /// Reads the tenant fresh from Microsoft Graph (as `audit` does; nothing is changed in the
+    /// tenant), applies the changes to a copy of what it read, judges both with the lockout rules
+    /// (method-not-allowed, policy-unsatisfiable, policy-unsatisfiable-report-only) over the
+    /// config's [scope], and lists the users for whom a lockout rule fires after the change but
+    /// not before, grouped by rule and cause. The [break_glass] accounts are judged apart and
+    /// listed first. [[exceptions]] are NOT applied: an exception accepts today's finding, it
+    /// does not let anyone sign in after the change.
+    ///
+    /// Each --require-strength pairs with the --for at the same position.
+    ///
+    /// Exit status: 0 nobody would be newly locked out, 1 someone would be (report-only policies
+    /// aside), 2 error, or the read was incomplete or a lockout rule could not be judged (then the
+    /// list is not the whole truth).
+    ///
+    /// Examples:
+    ///   mfa-auditor what-if --config config.toml --disable-method sms
+    ///   mfa-auditor what-if --config config.toml --require-strength phishing-resistant --for "role:Global Administrator"
+    #[command(verbatim_doc_comment)]
+    WhatIf {
+        #[arg(long)]
+        config: PathBuf,
+        /// Switch off a method configuration: sms, voice, email, fido2, authenticator,
+        /// software-oath, hardware-oath, tap, certificate, qr-code-pin (any case). Repeatable.
+        #[arg(long, value_name = "METHOD")]
+        disable_method: Vec<String>,
+        /// Require an authentication strength: mfa ("Multifactor authentication"), passwordless
+        /// ("Passwordless MFA"), phishing-resistant ("Phishing-resistant MFA"), or a custom
+        /// strength's display name or id. Repeatable; each needs a --for.
+        #[arg(long, value_name = "STRENGTH")]
+        require_strength: Vec<String>,
+        /// Who the strength at the same position is required of: all, group:<object id>,
+        /// role:<template id or role name>.
+        #[arg(long = "for", value_name = "TARGET")]
+        for_: Vec<String>,
+        /// Output format (default: table on a terminal, json otherwise).
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+        /// Write the answer here instead of standard output.
         #[arg(long)]
         output: Option<PathBuf>,
     },
@@ -122,6 +166,24 @@ async fn main() -> ExitCode {
             fail_on,
             output,
         } => audit(&config, format, fail_on, output.as_deref()).await,
+        Command::WhatIf {
+            config,
+            disable_method,
+            require_strength,
+            for_,
+            format,
+            output,
+        } => {
+            what_if(
+                &config,
+                &disable_method,
+                &require_strength,
+                &for_,
+                format,
+                output.as_deref(),
+            )
+            .await
+        }
         Command::Rules => {
             print!("{}", rules_catalogue());
             ExitCode::SUCCESS
@@ -190,32 +252,20 @@ fn rules_catalogue() -> String {
     out
 }
 
-/// `mfa-auditor audit`: one audit, printed; the exit status says how it went.
-async fn audit(
-    path: &Path,
-    format: Option<Format>,
-    fail_on: Option<Severity>,
-    output: Option<&Path>,
-) -> ExitCode {
+/// The configuration at `path` and a Graph client for it.
+fn config_and_client(path: &Path) -> Result<(Config, GraphClient), String> {
+    let config = Config::load(path).map_err(|e| e.to_string())?;
+    let credential = config.credential().map_err(|e| e.to_string())?;
+    let client = GraphClient::new(config.client_config(), credential).map_err(|e| e.to_string())?;
+    Ok((config, client))
+}
+
+/// Runs `work` (a read of the tenant), showing the Graph requests made so far on a terminal.
+async fn while_collecting<T>(
+    client: &GraphClient,
+    work: impl std::future::Future<Output = T>,
+) -> T {
     use std::io::IsTerminal;
-    let config = match Config::load(path) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let client = match config
-        .credential()
-        .map_err(|e| e.to_string())
-        .and_then(|c| GraphClient::new(config.client_config(), c).map_err(|e| e.to_string()))
-    {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
     let progress = std::io::stderr().is_terminal().then(|| {
         let client = client.clone();
         tokio::spawn(async move {
@@ -230,23 +280,27 @@ async fn audit(
             }
         })
     });
-    let report = mfa_auditor::audit::run(&config, &client).await;
+    let out = work.await;
     if let Some(p) = progress {
         p.abort();
         eprint!("\r\x1b[K");
     }
-    let format = format.unwrap_or(if std::io::stdout().is_terminal() && output.is_none() {
+    out
+}
+
+/// `--format`, or by default a table on a terminal and JSON otherwise.
+fn chosen_format(format: Option<Format>, output: Option<&Path>) -> Format {
+    use std::io::IsTerminal;
+    format.unwrap_or(if std::io::stdout().is_terminal() && output.is_none() {
         Format::Table
     } else {
         Format::Json
-    });
-    let text = match format {
-        Format::Table => report.to_table(),
-        Format::Json => report.to_json() + "\n",
-        Format::Csv => report.to_csv(),
-        Format::Sarif => report.to_sarif() + "\n",
-    };
-    let written = match output {
+    })
+}
+
+/// Writes `text` to `output`, or to standard output.
+fn write_output(text: &str, output: Option<&Path>) -> Result<(), String> {
+    match output {
         Some(p) => {
             std::fs::write(p, text).map_err(|e| format!("cannot write {}: {e}", p.display()))
         }
@@ -254,10 +308,33 @@ async fn audit(
             use std::io::Write;
             std::io::stdout()
                 .write_all(text.as_bytes())
-                .map_err(|e| format!("cannot write the report: {e}"))
+                .map_err(|e| format!("cannot write to standard output: {e}"))
+        }
+    }
+}
+
+/// `mfa-auditor audit`: one audit, printed; the exit status says how it went.
+async fn audit(
+    path: &Path,
+    format: Option<Format>,
+    fail_on: Option<Severity>,
+    output: Option<&Path>,
+) -> ExitCode {
+    let (config, client) = match config_and_client(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
         }
     };
-    if let Err(e) = written {
+    let report = while_collecting(&client, mfa_auditor::audit::run(&config, &client)).await;
+    let text = match chosen_format(format, output) {
+        Format::Table => report.to_table(),
+        Format::Json => report.to_json() + "\n",
+        Format::Csv => report.to_csv(),
+        Format::Sarif => report.to_sarif() + "\n",
+    };
+    if let Err(e) = write_output(&text, output) {
         eprintln!("error: {e}");
         return ExitCode::from(2);
     }
@@ -272,6 +349,100 @@ async fn audit(
         (Some(threshold), Some(worst)) if worst >= threshold => ExitCode::from(1),
         _ => ExitCode::SUCCESS,
     }
+}
+
+/// The changes `what-if` was asked to try, checked before anything is read.
+fn what_if_changes(
+    disable: &[String],
+    strengths: &[String],
+    targets: &[String],
+) -> Result<Vec<whatif::Change>, String> {
+    if strengths.len() != targets.len() {
+        return Err(format!(
+            "each --require-strength needs a --for (got {} --require-strength and {} --for)",
+            strengths.len(),
+            targets.len()
+        ));
+    }
+    let mut changes = Vec::new();
+    for d in disable {
+        changes.push(whatif::Change::disable(d).map_err(|e| format!("--disable-method: {e}"))?);
+    }
+    for (s, t) in strengths.iter().zip(targets) {
+        changes.push(
+            whatif::Change::require(s, t)
+                .map_err(|e| format!("--require-strength {s:?} --for {t:?}: {e}"))?,
+        );
+    }
+    if changes.is_empty() {
+        return Err(whatif::WhatIfError::NoChange.to_string());
+    }
+    Ok(changes)
+}
+
+/// `mfa-auditor what-if`: reads the tenant, tries the changes on a copy, prints who would be
+/// locked out; the exit status says whether anyone would be (see its help).
+async fn what_if(
+    path: &Path,
+    disable: &[String],
+    strengths: &[String],
+    targets: &[String],
+    format: Option<Format>,
+    output: Option<&Path>,
+) -> ExitCode {
+    let changes = match what_if_changes(disable, strengths, targets) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (config, client) = match config_and_client(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let read = while_collecting(
+        &client,
+        mfa_auditor::audit::read_tenant(&config, &client, None),
+    )
+    .await;
+    let answer = match whatif::what_if(
+        &read.snapshot,
+        &changes,
+        &config.rules,
+        config.user_scope(),
+        &config.break_glass.accounts,
+        read.started_at,
+    ) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            if !read.snapshot.is_complete() {
+                eprintln!("(the tenant was not read completely: run `mfa-auditor audit` to see what failed)");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    let text = match chosen_format(format, output) {
+        Format::Table => answer.to_table(),
+        Format::Json => answer.to_json() + "\n",
+        Format::Csv => answer.to_csv(),
+        Format::Sarif => answer.to_sarif() + "\n",
+    };
+    if let Err(e) = write_output(&text, output) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    if !answer.complete {
+        eprintln!("error: the answer is incomplete; it is not the whole truth:");
+        for r in &answer.incomplete_reasons {
+            eprintln!("  {r}");
+        }
+    }
+    ExitCode::from(answer.exit_code())
 }
 
 /// Reads the alerting receivers' secrets as the daemon would, and says what is configured.

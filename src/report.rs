@@ -169,17 +169,7 @@ impl Report {
             partial: evaluation.partial.clone(),
             ..tally.summary
         };
-        let incomplete_reasons = snapshot
-            .coverage
-            .gaps
-            .iter()
-            .filter_map(|(set, gap)| match gap {
-                Gap::Failed { endpoint, reason } => {
-                    Some(format!("{} ({endpoint}): {reason}", set.as_str()))
-                }
-                _ => None,
-            })
-            .collect();
+        let incomplete_reasons = incomplete_reasons(snapshot);
         let posture = posture(snapshot, &evaluation, &summary);
         Report {
             posture,
@@ -251,32 +241,8 @@ impl Report {
 
     /// SARIF 2.1.0: one rule per catalogue entry, one result per open finding.
     pub fn to_sarif(&self) -> String {
-        let level = |s: Severity| match s {
-            Severity::Critical | Severity::High => "error",
-            Severity::Medium => "warning",
-            Severity::Low | Severity::Info => "note",
-        };
-        let score = |s: Severity| match s {
-            Severity::Critical => "9.5",
-            Severity::High => "8.0",
-            Severity::Medium => "5.5",
-            Severity::Low => "3.0",
-            Severity::Info => "0.0",
-        };
-        let rules: Vec<serde_json::Value> = CATALOGUE
-            .iter()
-            .map(|r| {
-                json!({
-                    "id": r.id,
-                    "name": r.title,
-                    "shortDescription": {"text": r.title},
-                    "fullDescription": {"text": r.rationale},
-                    "help": {"text": r.remediation.replace("{upn}", "<user>")},
-                    "defaultConfiguration": {"level": level(r.severity)},
-                    "properties": {"security-severity": score(r.severity), "tags": ["security", "mfa", if r.kind == RuleKind::User { "user" } else { "tenant" }]}
-                })
-            })
-            .collect();
+        let level = sarif_level;
+        let rules: Vec<serde_json::Value> = CATALOGUE.iter().map(sarif_rule).collect();
         let results: Vec<serde_json::Value> = self
             .findings
             .iter()
@@ -470,7 +436,51 @@ fn posture(
     }
 }
 
-fn csv_cell(s: &str) -> String {
+/// Why a snapshot is incomplete: one line per failed sweep.
+pub fn incomplete_reasons(snapshot: &Snapshot) -> Vec<String> {
+    snapshot
+        .coverage
+        .gaps
+        .iter()
+        .filter_map(|(set, gap)| match gap {
+            Gap::Failed { endpoint, reason } => {
+                Some(format!("{} ({endpoint}): {reason}", set.as_str()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// A severity as a SARIF result level.
+pub(crate) fn sarif_level(s: Severity) -> &'static str {
+    match s {
+        Severity::Critical | Severity::High => "error",
+        Severity::Medium => "warning",
+        Severity::Low | Severity::Info => "note",
+    }
+}
+
+/// A catalogue rule as a SARIF `reportingDescriptor`.
+pub(crate) fn sarif_rule(r: &crate::evaluate::Rule) -> serde_json::Value {
+    let score = match r.severity {
+        Severity::Critical => "9.5",
+        Severity::High => "8.0",
+        Severity::Medium => "5.5",
+        Severity::Low => "3.0",
+        Severity::Info => "0.0",
+    };
+    json!({
+        "id": r.id,
+        "name": r.title,
+        "shortDescription": {"text": r.title},
+        "fullDescription": {"text": r.rationale},
+        "help": {"text": r.remediation.replace("{upn}", "<user>")},
+        "defaultConfiguration": {"level": sarif_level(r.severity)},
+        "properties": {"security-severity": score, "tags": ["security", "mfa", if r.kind == RuleKind::User { "user" } else { "tenant" }]}
+    })
+}
+
+pub(crate) fn csv_cell(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {

@@ -561,6 +561,15 @@ async fn end_to_end(profile: Profile, seed: u64) {
     {
         want.insert("MfaAuditorUnknownMethods");
     }
+    // An enabled Conditional Access policy predicted to lock users out, if the tenant has one.
+    if m.lines()
+        .filter(|l| {
+            l.starts_with("entra_ca_policy_predicted_lockouts{") && l.contains("state=\"enabled\"")
+        })
+        .any(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) > Some(0.0))
+    {
+        want.insert("EntraCaPolicyWillLockOutUsers");
+    }
     // And a rule skipped for lack of data, if the simulated tenant's setup skips one.
     if m.lines()
         .filter(|l| l.starts_with("entra_rule_skipped{"))

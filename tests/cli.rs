@@ -416,3 +416,431 @@ async fn the_demo_runs_the_daemon_and_prints_where() {
     );
     assert!(metrics.contains("entra_users{"), "{metrics}");
 }
+
+/// The simulator's throttle buckets refill this many times faster than Graph's.
+const SCALE: f64 = 50.0;
+
+/// The demo's tenant (the realistic profile, the demo's seed), smaller, at a fast time scale.
+async fn demo_sim() -> SimHandle {
+    sim(|c| {
+        c.tenant = TenantSource::Generated {
+            users: 400,
+            seed: 2026,
+            profile: graph_sim::Profile::Realistic,
+        };
+        c.time_scale = SCALE;
+    })
+    .await
+}
+
+/// A config for `sim` whose pacing is Graph's budget, as many times faster as the simulator's.
+fn demo_config(dir: &Path, sim: &SimHandle) -> std::path::PathBuf {
+    let config = write_config(
+        dir,
+        &sim.base_url(),
+        sim.tenant_id(),
+        sim.client_id(),
+        sim.client_secret(),
+    );
+    let base = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        format!(
+            "{base}\n[graph.pacing]\ndirectory_ru_per_10s = {d}\nreports_per_10s = {r}\nconditional_access_per_second = {SCALE}\nauth_methods_per_10s = {d}\n",
+            d = 8000.0 * SCALE,
+            r = 5.0 * SCALE,
+        ),
+    )
+    .expect("config");
+    config
+}
+
+/// The default `[scope]`: enabled members, no `#EXT#`, `package_` or directory-sync accounts.
+fn in_default_scope(u: &graph_sim::TruthUser) -> bool {
+    use mfa_auditor::evaluate::scope::{PRESET_GUESTS, PRESET_PACKAGE, PRESET_SYNC};
+    u.account_enabled
+        && u.user_type == "Member"
+        && ![PRESET_GUESTS, PRESET_PACKAGE, PRESET_SYNC]
+            .iter()
+            .any(|p| regex::Regex::new(p).expect("preset").is_match(&u.upn))
+}
+
+/// In-scope users of the ground truth (the default [scope]: enabled members, no `#EXT#`,
+/// `package_` or sync accounts) whose MFA-capable methods the methods policy allows with every
+/// configuration in `enabled` on, but not once `disabled` are switched off: the users a what-if
+/// must list as newly left with no allowed method.
+fn left_with_no_allowed_method(
+    truth: &graph_sim::GroundTruth,
+    disabled: &[&str],
+) -> std::collections::BTreeSet<String> {
+    use graph_sim::tenant::{method_index, METHODS};
+    assert_eq!(
+        truth.policy.migration_state, "migrationComplete",
+        "before the migration completes the legacy policy still allows what this one disables"
+    );
+    let before: Vec<&str> = truth
+        .policy
+        .enabled_methods
+        .iter()
+        .map(String::as_str)
+        .collect();
+    let after: Vec<&str> = before
+        .iter()
+        .copied()
+        .filter(|m| !disabled.iter().any(|d| d.eq_ignore_ascii_case(m)))
+        .collect();
+    let allowed = allowed_by;
+    truth
+        .users
+        .iter()
+        .filter(|u| in_default_scope(u))
+        .filter(|u| {
+            let mfa: Vec<&str> = u
+                .methods
+                .iter()
+                .map(String::as_str)
+                .filter(|m| method_index(m).is_some_and(|i| METHODS[i].mfa_capable))
+                .filter(|m| *m != "temporaryAccessPass")
+                .collect();
+            mfa.iter().any(|m| allowed(m, &before)) && !mfa.iter().any(|m| allowed(m, &after))
+        })
+        .map(|u| u.upn.to_ascii_lowercase())
+        .collect()
+}
+
+/// Whether the methods policy with the configurations `enabled` lets one use the method
+/// `name` (a `methodsRegistered` string): graph-sim's own table of which configurations allow it.
+fn allowed_by(name: &str, enabled: &[&str]) -> bool {
+    let configs = graph_sim::tenant::method_configs(name);
+    configs.is_empty()
+        || configs
+            .iter()
+            .any(|c| enabled.iter().any(|e| e.eq_ignore_ascii_case(c)))
+}
+
+/// Runs `what-if` with `args` and parses the JSON it prints.
+async fn what_if_json(args: &[&str]) -> (Output, serde_json::Value) {
+    let out = run(args).await;
+    let answer = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("JSON on stdout ({e}): {}", text(&out)));
+    (out, answer)
+}
+
+/// The UPNs a what-if JSON answer lists under `rule`.
+fn listed(answer: &serde_json::Value, rule: &str) -> std::collections::BTreeSet<String> {
+    answer["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .filter(|g| g["rule"] == rule)
+        .flat_map(|g| g["users"].as_array().expect("users").iter())
+        .map(|u| {
+            u["user_principal_name"]
+                .as_str()
+                .expect("upn")
+                .to_ascii_lowercase()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_if_disable_sms_on_the_demo_tenant_lists_exactly_those_left_with_nothing() {
+    // The demo's tenant: the realistic profile, the demo's seed.
+    let sim = demo_sim().await;
+    let truth = sim.ground_truth();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = demo_config(dir.path(), &sim);
+    let c = config.to_str().expect("utf-8");
+
+    // SMS off: mobilePhone is still allowed by Voice, so whoever the ground truth names (nobody,
+    // on this tenant, unless someone's every method needs Sms alone) is exactly who is listed.
+    let (out, answer) = what_if_json(&[
+        "what-if",
+        "--config",
+        c,
+        "--disable-method",
+        "sms",
+        "--format",
+        "json",
+    ])
+    .await;
+    assert_eq!(answer["complete"], true, "{}", text(&out));
+    let expected = left_with_no_allowed_method(&truth, &["Sms"]);
+    eprintln!(
+        "SMS off leaves {} user(s) with no allowed method",
+        expected.len()
+    );
+    assert_eq!(listed(&answer, "method-not-allowed"), expected);
+    let all: std::collections::BTreeSet<String> = answer["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .filter(|g| g["report_only"] == false)
+        .flat_map(|g| g["users"].as_array().expect("users").iter())
+        .map(|u| {
+            u["user_principal_name"]
+                .as_str()
+                .expect("upn")
+                .to_ascii_lowercase()
+        })
+        .collect();
+    assert_eq!(
+        out.status.code(),
+        Some(if all.is_empty() { 0 } else { 1 }),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(answer["changes"][0], "disable the Sms method configuration");
+
+    // SMS and voice off: the phone-only users (and office-phone ones whose hardware token is not
+    // allowed) have nothing left. Exactly those, each with their methods.
+    let (out, answer) = what_if_json(&[
+        "what-if",
+        "--config",
+        c,
+        "--disable-method",
+        "SMS",
+        "--disable-method",
+        "voice",
+        "--format",
+        "json",
+    ])
+    .await;
+    let expected = left_with_no_allowed_method(&truth, &["Sms", "Voice"]);
+    assert!(
+        expected.len() >= 10,
+        "the realistic tenant has phone-only users: {expected:?}"
+    );
+    assert_eq!(listed(&answer, "method-not-allowed"), expected);
+    assert_eq!(out.status.code(), Some(1), "someone would be locked out");
+    let group = answer["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .find(|g| g["rule"] == "method-not-allowed")
+        .expect("a method-not-allowed group");
+    assert_eq!(
+        group["reason"],
+        "authentication-methods policy: Sms, Voice disabled"
+    );
+    let first = &group["users"][0];
+    assert!(first["methods"].as_array().is_some_and(|m| !m.is_empty()));
+    assert!(first["display_name"]
+        .as_str()
+        .is_some_and(|n| !n.is_empty()));
+
+    // The other formats carry the same users.
+    let out = run(&[
+        "what-if",
+        "--config",
+        c,
+        "--disable-method",
+        "sms",
+        "--disable-method",
+        "voice",
+        "--format",
+        "csv",
+    ])
+    .await;
+    let csv = String::from_utf8_lossy(&out.stdout);
+    let rows = csv
+        .lines()
+        .filter(|l| l.starts_with("method-not-allowed,"))
+        .count();
+    assert_eq!(rows, expected.len(), "{csv}");
+    let out = run(&[
+        "what-if",
+        "--config",
+        c,
+        "--disable-method",
+        "sms",
+        "--disable-method",
+        "voice",
+        "--format",
+        "sarif",
+    ])
+    .await;
+    let sarif: serde_json::Value = serde_json::from_slice(&out.stdout).expect("SARIF");
+    assert_eq!(
+        sarif["runs"][0]["results"]
+            .as_array()
+            .expect("results")
+            .iter()
+            .filter(|r| r["ruleId"] == "method-not-allowed")
+            .count(),
+        expected.len()
+    );
+    let out = run(&[
+        "what-if",
+        "--config",
+        c,
+        "--disable-method",
+        "sms",
+        "--disable-method",
+        "voice",
+        "--format",
+        "table",
+    ])
+    .await;
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("would be newly locked out"), "{table}");
+    let some = expected.iter().next().expect("one");
+    assert!(
+        table.to_ascii_lowercase().contains(some.as_str()),
+        "{table}"
+    );
+
+    // An incomplete read never says nobody.
+    sim.set_faults(vec![graph_sim::Fault::Status {
+        endpoint: "users".into(),
+        status: 500,
+        count: None,
+        retry_after: None,
+    }]);
+    let out = run(&[
+        "what-if",
+        "--config",
+        c,
+        "--disable-method",
+        "sms",
+        "--format",
+        "table",
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("INCOMPLETE"), "{}", text(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_if_refuses_bad_flags_before_reading_anything() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Nothing listens here: a flag error must come before any read.
+    let config = write_config(dir.path(), "http://127.0.0.1:9", "contoso", "app", "secret");
+    let c = config.to_str().expect("utf-8");
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--disable-method", "pigeon"],
+            "--disable-method: unknown method \"pigeon\"; valid: sms, voice, email, fido2, authenticator, software-oath, hardware-oath, tap, certificate, qr-code-pin",
+        ),
+        (
+            &["--require-strength", "mfa"],
+            "each --require-strength needs a --for (got 1 --require-strength and 0 --for)",
+        ),
+        (
+            &["--require-strength", "mfa", "--for", "everyone"],
+            "unknown target \"everyone\"; valid: all, group:<group object id>, role:",
+        ),
+        (
+            &["--require-strength", "mfa", "--for", "role:Chief Wizard"],
+            "unknown role \"Chief Wizard\"; valid names: Global Administrator",
+        ),
+        (&[], "nothing to try: give at least one --disable-method or --require-strength"),
+    ];
+    for (flags, message) in cases {
+        let mut args = vec!["what-if", "--config", c];
+        args.extend_from_slice(flags);
+        let out = run(&args).await;
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {t}");
+        assert!(t.contains(message), "{flags:?}: {t}");
+        assert!(out.stdout.is_empty(), "{flags:?}: nothing on stdout: {t}");
+    }
+    let out = run(&[
+        "what-if",
+        "--config",
+        c,
+        "--format",
+        "yaml",
+        "--disable-method",
+        "sms",
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("invalid value 'yaml'"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_if_require_phishing_resistant_for_all_lists_those_whose_allowed_methods_fall_short() {
+    if !mfa_auditor::evaluate::CATALOGUE
+        .iter()
+        .any(|r| r.id == "policy-unsatisfiable")
+    {
+        eprintln!(
+            "note: rule policy-unsatisfiable is not in the catalogue yet; skipped until it is"
+        );
+        return;
+    }
+    use graph_sim::tenant::{method_index, METHODS};
+    let sim = demo_sim().await;
+    let truth = sim.ground_truth();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = demo_config(dir.path(), &sim);
+    let c = config.to_str().expect("utf-8");
+    let (out, answer) = what_if_json(&[
+        "what-if",
+        "--config",
+        c,
+        "--require-strength",
+        "phishing-resistant",
+        "--for",
+        "all",
+        "--format",
+        "json",
+    ])
+    .await;
+    assert_eq!(answer["complete"], true, "{}", text(&out));
+
+    // The semantics contract, from the ground truth: in-scope users whose policy-allowed methods
+    // satisfy the built-in MFA strength (the tenant's "Require MFA for all users" already
+    // applies: whoever fails it is flagged before the change) but hold no allowed fido2,
+    // windowsHelloForBusiness or x509CertificateMultiFactor mode.
+    let enabled: Vec<&str> = truth
+        .policy
+        .enabled_methods
+        .iter()
+        .map(String::as_str)
+        .collect();
+    let allowed = |name: &str| allowed_by(name, &enabled);
+    let phishing_resistant = [
+        "fido2SecurityKey",
+        "passKeyDeviceBound",
+        "passKeySynced",
+        "passKeyDeviceBoundAuthenticator",
+        "passKeyDeviceBoundWindowsHello",
+        "windowsHelloForBusiness",
+        "macOsSecureEnclaveKey",
+        "platformCredential",
+        "x509CertificateMultiFactor",
+    ];
+    let expected: std::collections::BTreeSet<String> = truth
+        .users
+        .iter()
+        .filter(|u| in_default_scope(u))
+        .filter(|u| {
+            let usable: Vec<&str> = u
+                .methods
+                .iter()
+                .map(String::as_str)
+                .filter(|m| method_index(m).is_some_and(|i| METHODS[i].mfa_capable))
+                .filter(|m| *m != "temporaryAccessPass" && allowed(m))
+                .collect();
+            let mfa = usable.iter().any(|m| *m != "externalAuthMethod");
+            let pr = usable.iter().any(|m| phishing_resistant.contains(m));
+            mfa && !pr
+        })
+        .map(|u| u.upn.to_ascii_lowercase())
+        .collect();
+    assert!(expected.len() >= 50, "{}", expected.len());
+    assert_eq!(listed(&answer, "policy-unsatisfiable"), expected);
+    assert!(listed(&answer, "method-not-allowed").is_empty());
+    assert_eq!(out.status.code(), Some(1));
+    let reason = answer["groups"][0]["reason"].as_str().expect("reason");
+    assert_eq!(
+        reason,
+        "Conditional Access 'what-if: require the 'Phishing-resistant MFA' authentication strength for all users'"
+    );
+}

@@ -51,6 +51,20 @@ fn sarif_schema() -> serde_json::Value {
         .clone()
 }
 
+/// The SARIF 2.1.0 schema, compiled.
+fn sarif_validator() -> jsonschema::Validator {
+    let mut schema = sarif_schema();
+    // Erratum in the published schema: the `language` patterns (run, toolComponent) carry a stray
+    // `]` that strict regex engines refuse when the schema is compiled. We emit no `language`;
+    // escape it wherever it stands and keep every other rule of the schema.
+    let fixed = escape_language_patterns(&mut schema);
+    assert!(
+        fixed >= 2,
+        "the erratum is still there ({fixed} patterns fixed)"
+    );
+    jsonschema::validator_for(&schema).expect("the schema compiles")
+}
+
 mod common;
 
 /// The columns of the CSV, which are also the keys of a JSON finding (DESIGN §7).
@@ -79,16 +93,7 @@ async fn sarif_validates_against_the_sarif_2_1_0_schema() {
         .iter()
         .any(|f| f.rule == "system-preferred-mfa-off"));
     let sarif: serde_json::Value = serde_json::from_str(&report.to_sarif()).expect("SARIF is JSON");
-    let mut schema = sarif_schema();
-    // Erratum in the published schema: the `language` patterns (run, toolComponent) carry a stray
-    // `]` that strict regex engines refuse when the schema is compiled. We emit no `language`;
-    // escape it wherever it stands and keep every other rule of the schema.
-    let fixed = escape_language_patterns(&mut schema);
-    assert!(
-        fixed >= 2,
-        "the erratum is still there ({fixed} patterns fixed)"
-    );
-    let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
+    let validator = sarif_validator();
     let errors: Vec<String> = validator
         .iter_errors(&sarif)
         .map(|e| format!("{} at {}", e, e.instance_path()))
@@ -162,6 +167,69 @@ async fn csv_round_trips_and_json_has_the_documented_keys() {
         .expect("findings")
         .iter()
         .any(|f| f["subject"] == "tenant" && f["user_id"].is_null()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_if_sarif_validates_and_its_csv_round_trips() {
+    use mfa_auditor::whatif::{what_if, Change};
+    let sim = common::sim(400, 2026, Profile::Realistic, |_| {}).await;
+    let config = common::config(&sim, "");
+    let client = common::client_with(&sim, config.client_config());
+    let read = mfa_auditor::audit::read_tenant(&config, &client, None).await;
+    let changes = [
+        Change::disable("sms").expect("known"),
+        Change::disable("voice").expect("known"),
+    ];
+    let answer = what_if(
+        &read.snapshot,
+        &changes,
+        &config.rules,
+        config.user_scope(),
+        &config.break_glass.accounts,
+        read.started_at,
+    )
+    .expect("what-if");
+    let users: usize = answer.groups.iter().map(|g| g.users.len()).sum();
+    assert!(users > 10, "{users}");
+
+    let sarif: serde_json::Value = serde_json::from_str(&answer.to_sarif()).expect("SARIF is JSON");
+    let validator = sarif_validator();
+    let errors: Vec<String> = validator
+        .iter_errors(&sarif)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "SARIF does not validate: {errors:#?}");
+    assert_eq!(
+        sarif["runs"][0]["results"].as_array().map(Vec::len),
+        Some(users)
+    );
+
+    let csv = answer.to_csv();
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    assert_eq!(
+        reader.headers().expect("header").iter().collect::<Vec<_>>(),
+        [
+            "rule",
+            "severity",
+            "reason",
+            "report_only",
+            "break_glass",
+            "user_id",
+            "user_principal_name",
+            "display_name",
+            "methods",
+            "detail"
+        ]
+    );
+    let rows: Vec<csv::StringRecord> = reader
+        .records()
+        .collect::<Result<_, _>>()
+        .expect("every row parses");
+    assert_eq!(rows.len(), users);
+    let first = &answer.groups[0];
+    assert_eq!(&rows[0][2], first.reason, "the reason has a comma: quoted");
+    assert_eq!(&rows[0][6], first.users[0].user_principal_name);
+    assert_eq!(&rows[0][9], first.users[0].detail);
 }
 
 const BROKEN_LANGUAGE_PATTERN: &str = "^[a-zA-Z]{2}|^[a-zA-Z]{2}-[a-zA-Z]{2}]?$";
