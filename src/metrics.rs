@@ -14,9 +14,10 @@ use prometheus::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::evaluate::{RulesConfig, CATALOGUE};
+use crate::evaluate::predict::PolicyLockouts;
+use crate::evaluate::{RulesConfig, SsprReadiness, CATALOGUE};
 use crate::graph::GraphStats;
-use crate::report::Report;
+use crate::report::{Report, SmartLockoutFigures};
 
 /// The daemon's metrics and the current posture.
 pub struct Metrics {
@@ -71,6 +72,16 @@ pub struct PostureRecord {
     /// Service principals holding each tracked role; `None` when roles were never read.
     #[serde(default)]
     pub role_service_principals: Option<BTreeMap<String, u64>>,
+    /// Per Conditional Access policy, users it would lock out; `None` before the policy rules
+    /// were first judged (or while they are turned off).
+    #[serde(default)]
+    pub ca_policy_lockouts: Option<Vec<PolicyLockouts>>,
+    /// In-scope users by SSPR readiness; `None` when never read.
+    #[serde(default)]
+    pub sspr: Option<SsprReadiness>,
+    /// Smart lockout (the tenant's or Entra's defaults); `None` when never read.
+    #[serde(default)]
+    pub smart_lockout: Option<SmartLockoutFigures>,
 }
 
 /// The figure groups each data set feeds, for carrying them when it is unread.
@@ -121,6 +132,9 @@ impl PostureRecord {
                 .role_service_principals
                 .as_ref()
                 .map(|m| m.iter().map(|(k, v)| (k.to_string(), *v)).collect()),
+            ca_policy_lockouts: report.summary.predicted_lockouts.clone(),
+            sspr: p.sspr,
+            smart_lockout: p.smart_lockout.clone(),
         };
         let sum = &report.summary;
         for rule in CATALOGUE.iter().filter(|r| !skipped.contains_key(r.id)) {
@@ -167,8 +181,26 @@ impl PostureRecord {
                     .cloned(),
             );
         }
+        // The policy rules skipped for lack of data: the predicted lockouts are the last known.
+        if rec.ca_policy_lockouts.is_none() && skipped.contains_key("policy-unsatisfiable") {
+            rec.ca_policy_lockouts = prev.ca_policy_lockouts.clone();
+        }
         // An unread data set keeps the figures drawn from it.
         for (set, why) in &p.unread {
+            let carried = match *set {
+                "registration" | FROM_USERS if rec.sspr.is_none() => {
+                    rec.sspr = prev.sspr;
+                    prev.sspr.is_some()
+                }
+                "directory-settings" => {
+                    rec.smart_lockout = prev.smart_lockout.clone();
+                    true
+                }
+                _ => false,
+            };
+            if carried {
+                rec.carried.insert(set.to_string(), why.clone());
+            }
             let carried = match *set {
                 FROM_USERS => {
                     rec.users_in_scope = prev.users_in_scope;
@@ -786,6 +818,64 @@ impl Metrics {
             for (role, n) in by_role {
                 sps.with_label_values(&[role]).set(*n as f64);
             }
+        }
+        if let Some(policies) = &p.ca_policy_lockouts {
+            let lockouts = gauge_vec!(
+                &r,
+                t,
+                "entra_ca_policy_predicted_lockouts",
+                "Users a Conditional Access policy (enabled, or report-only: enabledForReportingButNotEnforced) would lock out at their next sign-in: it applies to them and none of their policy-allowed methods satisfies its strength.",
+                ["policy_id", "policy", "state"]
+            );
+            let applies = gauge_vec!(
+                &r,
+                t,
+                "entra_ca_policy_applies_users",
+                "In-scope users a Conditional Access policy requiring MFA applies to (enabled or report-only).",
+                ["policy_id", "policy", "state"]
+            );
+            for c in policies {
+                let labels = [c.policy_id.as_str(), c.policy.as_str(), c.state.as_str()];
+                lockouts.with_label_values(&labels).set(c.locked_out as f64);
+                applies.with_label_values(&labels).set(c.applies_to as f64);
+            }
+        }
+        if let Some(sspr) = &p.sspr {
+            let users = gauge_vec!(
+                &r,
+                t,
+                "entra_sspr_users",
+                "In-scope users by self-service password reset readiness: enabled, registered, capable, and not_ready (enabled but not registered or not capable).",
+                ["state"]
+            );
+            for (state, n) in [
+                ("enabled", sspr.enabled),
+                ("registered", sspr.registered),
+                ("capable", sspr.capable),
+                ("not_ready", sspr.not_ready),
+            ] {
+                users.with_label_values(&[state]).set(n as f64);
+            }
+        }
+        if let Some(l) = &p.smart_lockout {
+            gauge_vec!(
+                &r,
+                t,
+                "entra_smart_lockout_threshold",
+                "Failed sign-ins before smart lockout locks an account; source=default when the tenant has no Password Rule Settings and Entra's defaults apply.",
+                ["source"]
+            )
+            .with_label_values(&[&l.source])
+            .set(f64::from(l.threshold));
+            gauge_vec!(
+                &r,
+                t,
+                "entra_smart_lockout_duration_seconds",
+                "Smart lockout's first lockout duration; source=default when Entra's defaults apply.",
+                ["source"]
+            )
+            .with_label_values(&[&l.source])
+            .set(f64::from(l.duration_seconds));
         }
         let failures = gauge_vec!(
             &r,

@@ -10,7 +10,8 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::evaluate::exceptions::Excepted;
-use crate::evaluate::{Finding, RuleKind, Severity, Skipped, CATALOGUE};
+use crate::evaluate::predict::PolicyLockouts;
+use crate::evaluate::{Finding, RuleKind, Severity, Skipped, SsprReadiness, CATALOGUE};
 use crate::snapshot::{Gap, Snapshot};
 
 /// Counts for the summary line.
@@ -33,6 +34,11 @@ pub struct Summary {
     /// audit was tallied with (the opt-in per-user series).
     #[serde(skip)]
     pub critical_users: Vec<(&'static str, String)>,
+    /// Per Conditional Access policy (enabled or report-only) that applies to a judged user, how
+    /// many users it would lock out at their next sign-in (the evaluation's count, exceptions
+    /// aside); absent when the policy rules were not judged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predicted_lockouts: Option<Vec<PolicyLockouts>>,
 }
 
 /// What an audit's findings add up to, gathered one finding at a time, so an audit whose findings
@@ -109,6 +115,19 @@ pub struct Posture {
     /// is missing now), with the reason: the figures drawn from them are not this audit's, so
     /// the metrics carry the last ones known instead of publishing zeros.
     pub unread: BTreeMap<&'static str, String>,
+    /// In-scope users by SSPR readiness; `None` when the registration report listed none.
+    pub sspr: Option<SsprReadiness>,
+    /// Smart lockout as the tenant sets it, or Entra's defaults; `None` when not read.
+    pub smart_lockout: Option<SmartLockoutFigures>,
+}
+
+/// Smart lockout's figures and where they come from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct SmartLockoutFigures {
+    pub threshold: u32,
+    pub duration_seconds: u32,
+    /// `tenant` (a "Password Rule Settings" object) or `default` (none: Entra's defaults apply).
+    pub source: String,
 }
 
 /// One audit's result.
@@ -167,6 +186,7 @@ impl Report {
             skipped: evaluation.skipped.len(),
             users_out_of_scope: evaluation.users_out_of_scope.clone(),
             partial: evaluation.partial.clone(),
+            predicted_lockouts: evaluation.predicted_lockouts.clone(),
             ..tally.summary
         };
         let incomplete_reasons = snapshot
@@ -376,6 +396,33 @@ impl Report {
                 let _ = writeln!(out, "  {:<28}  without {}", s.rule, s.reason);
             }
         }
+        if let Some(policies) = self
+            .summary
+            .predicted_lockouts
+            .as_ref()
+            .filter(|p| p.iter().any(|c| c.locked_out > 0))
+        {
+            let _ = writeln!(out, "\npredicted lockouts by Conditional Access policy:");
+            for c in policies.iter().filter(|c| c.locked_out > 0) {
+                let _ = writeln!(
+                    out,
+                    "  {:<40}  {:<34}  {} of {} users",
+                    c.policy, c.state, c.locked_out, c.applies_to
+                );
+            }
+        }
+        if let Some(l) = self
+            .posture
+            .smart_lockout
+            .as_ref()
+            .filter(|l| l.source == "default")
+        {
+            let _ = writeln!(
+                out,
+                "\nsmart lockout: no \"Password Rule Settings\" object, Entra's defaults apply ({} attempts, {} s)",
+                l.threshold, l.duration_seconds
+            );
+        }
         if !self.summary.users_out_of_scope.is_empty() {
             let parts: Vec<String> = self
                 .summary
@@ -453,6 +500,12 @@ fn posture(
                     .collect()
             },
         ),
+        sspr: evaluation.sspr,
+        smart_lockout: snapshot.lockout.map(|l| SmartLockoutFigures {
+            threshold: l.threshold,
+            duration_seconds: l.duration_seconds,
+            source: if l.defaults { "default" } else { "tenant" }.to_string(),
+        }),
         unread: snapshot
             .coverage
             .gaps
