@@ -420,4 +420,6 @@ fn predicted_lockouts(
 }
 
 #[cfg(test)]
+mod policy_tests;
+#[cfg(test)]
 mod tests;

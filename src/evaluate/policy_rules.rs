@@ -337,10 +337,11 @@ fn profiles(f: &Fido2Policy) -> Vec<Profile<'_>> {
         .collect()
 }
 
-/// The profiles (indexes) governing `u`; `None` when it cannot be decided (a group not read).
-fn governing(ctx: &Ctx, f: &Fido2Policy, u: &User) -> Option<Vec<usize>> {
+/// The profiles (indexes) governing `u`, each with whether it surely does (`false`: through a
+/// target group not read, it may).
+fn governing(ctx: &Ctx, f: &Fido2Policy, u: &User) -> Vec<(usize, bool)> {
     if f.profiles.is_empty() {
-        return Some(vec![0]);
+        return vec![(0, true)];
     }
     let index = |id: &str| {
         f.profiles
@@ -349,27 +350,32 @@ fn governing(ctx: &Ctx, f: &Fido2Policy, u: &User) -> Option<Vec<usize>> {
     };
     let default = f.default_profile.as_deref().and_then(index);
     if f.target_profiles.is_empty() {
-        return Some(match default {
-            Some(d) => vec![d],
-            None => (0..f.profiles.len()).collect(),
-        });
+        return match default {
+            Some(d) => vec![(d, true)],
+            None => (0..f.profiles.len()).map(|i| (i, true)).collect(),
+        };
     }
-    let mut out = Vec::new();
+    let mut out: Vec<(usize, bool)> = Vec::new();
     for (target, ids) in &f.target_profiles {
-        match targets(ctx.snapshot, target, u) {
-            Some(true) => {}
+        let sure = match targets(ctx.snapshot, target, u) {
+            Some(true) => true,
             Some(false) => continue,
-            None => return None,
-        }
-        if ids.is_empty() {
-            out.extend(default);
+            None => false,
+        };
+        let profiles: Vec<usize> = if ids.is_empty() {
+            default.into_iter().collect()
         } else {
-            out.extend(ids.iter().filter_map(|id| index(id)));
+            ids.iter().filter_map(|id| index(id)).collect()
+        };
+        for i in profiles {
+            match out.iter_mut().find(|(j, _)| *j == i) {
+                Some(e) => e.1 |= sure,
+                None => out.push((i, sure)),
+            }
         }
     }
     out.sort_unstable();
-    out.dedup();
-    Some(out)
+    out
 }
 
 pub(super) fn passkey_policy_blocks(ctx: &Ctx) -> Vec<Hit> {
@@ -398,18 +404,17 @@ pub(super) fn passkey_policy_blocks(ctx: &Ctx) -> Vec<Hit> {
         {
             continue;
         }
-        let Some(gov) = governing(ctx, f, u) else {
-            continue;
-        };
+        let gov = governing(ctx, f, u);
         for h in held {
             let refusals: Vec<Option<(&'static str, String)>> =
-                gov.iter().map(|i| refuses(&views[*i], h)).collect();
-            // Blocked only when every profile governing the user refuses it.
-            if refusals.is_empty() || refusals.iter().any(Option::is_none) {
+                gov.iter().map(|(i, _)| refuses(&views[*i], h)).collect();
+            // Blocked only when every profile that governs or may govern the user refuses it;
+            // counted against the profiles that surely govern them.
+            if refusals.iter().any(Option::is_none) {
                 continue;
             }
-            for (i, r) in gov.iter().zip(refusals) {
-                if let Some((key, words)) = r {
+            for ((i, sure), r) in gov.iter().zip(refusals) {
+                if let (true, Some((key, words))) = (sure, r) {
                     problems.entry((*i, key, h)).or_insert((words, 0)).1 += 1;
                 }
             }
