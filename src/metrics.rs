@@ -1014,7 +1014,11 @@ mod tests {
         r.findings.iter().for_each(|f| tally.open(f));
         r.excepted.iter().for_each(|e| tally.excepted(&e.finding));
         Report {
-            summary: tally.into_summary(),
+            summary: crate::report::Summary {
+                // The evaluation's, not the findings'.
+                predicted_lockouts: r.summary.predicted_lockouts.clone(),
+                ..tally.into_summary()
+            },
             ..r.clone()
         }
     }
@@ -1290,6 +1294,135 @@ mod tests {
             ),
             Some(0.0)
         );
+    }
+
+    /// A complete report carrying the figures of issue 11: predicted lockouts per policy, SSPR
+    /// readiness, smart lockout.
+    fn with_policy_figures() -> Report {
+        let mut r = report(true, 0);
+        r.summary.predicted_lockouts = Some(vec![
+            crate::evaluate::predict::PolicyLockouts {
+                policy_id: "p-1".into(),
+                policy: "Admins phishing-resistant".into(),
+                state: "enabled".into(),
+                applies_to: 12,
+                locked_out: 3,
+                undecided: 0,
+            },
+            crate::evaluate::predict::PolicyLockouts {
+                policy_id: "p-2".into(),
+                policy: "Everyone passwordless".into(),
+                state: "enabledForReportingButNotEnforced".into(),
+                applies_to: 16,
+                locked_out: 9,
+                undecided: 1,
+            },
+        ]);
+        r.posture.sspr = Some(SsprReadiness {
+            enabled: 16,
+            registered: 10,
+            capable: 9,
+            not_ready: 7,
+        });
+        r.posture.smart_lockout = Some(SmartLockoutFigures {
+            threshold: 10,
+            duration_seconds: 60,
+            source: "default".into(),
+        });
+        r
+    }
+
+    #[test]
+    fn predicted_lockouts_sspr_and_smart_lockout_are_published_and_kept_when_unread() {
+        let m = Metrics::new("t1");
+        m.observe(
+            &tallied(&with_policy_figures()),
+            &RulesConfig::default(),
+            &BTreeMap::new(),
+        );
+        let first = m.render(None);
+        let series = [
+            ("entra_ca_policy_predicted_lockouts{policy=\"Admins phishing-resistant\",policy_id=\"p-1\",state=\"enabled\",tenant=\"t1\"}", 3.0),
+            ("entra_ca_policy_predicted_lockouts{policy=\"Everyone passwordless\",policy_id=\"p-2\",state=\"enabledForReportingButNotEnforced\",tenant=\"t1\"}", 9.0),
+            ("entra_ca_policy_applies_users{policy=\"Admins phishing-resistant\",policy_id=\"p-1\",state=\"enabled\",tenant=\"t1\"}", 12.0),
+            ("entra_sspr_users{state=\"not_ready\",tenant=\"t1\"}", 7.0),
+            ("entra_sspr_users{state=\"registered\",tenant=\"t1\"}", 10.0),
+            ("entra_smart_lockout_threshold{source=\"default\",tenant=\"t1\"}", 10.0),
+            ("entra_smart_lockout_duration_seconds{source=\"default\",tenant=\"t1\"}", 60.0),
+        ];
+        for (s, v) in series {
+            assert_eq!(value(&first, s), Some(v), "{s}\n{first}");
+        }
+        // The next audit could not judge the policy rules (Conditional Access unread) nor read
+        // the registration report or the directory settings: the last figures stay, marked.
+        let mut lost = report(true, 0);
+        for rule in ["policy-unsatisfiable", "policy-unsatisfiable-report-only"] {
+            lost.skipped.push(crate::evaluate::Skipped {
+                rule,
+                reason: "conditional-access needs the Policy.Read.All permission".into(),
+            });
+        }
+        lost.posture.unread.insert(
+            "registration",
+            "needs the AuditLog.Read.All permission".into(),
+        );
+        lost.posture.unread.insert(
+            "directory-settings",
+            "needs the Directory.Read.All permission".into(),
+        );
+        m.observe(&tallied(&lost), &RulesConfig::default(), &BTreeMap::new());
+        let second = m.render(None);
+        for (s, v) in series {
+            assert_eq!(value(&second, s), Some(v), "{s} kept");
+        }
+        assert_eq!(
+            value(
+                &second,
+                "entra_data_set_carried{data_set=\"directory-settings\",tenant=\"t1\"}"
+            ),
+            Some(1.0)
+        );
+        // And a restart republishes them from the stored record.
+        let record = m.posture_record().expect("published");
+        let back: PostureRecord =
+            serde_json::from_str(&serde_json::to_string(&*record).expect("json")).expect("parses");
+        let restarted = Metrics::new("t1");
+        restarted.restore(back, &RulesConfig::default(), &BTreeMap::new(), None);
+        let third = restarted.render(None);
+        for (s, v) in series {
+            assert_eq!(value(&third, s), Some(v), "{s} after a restart");
+        }
+        // A record written before these figures existed still loads, without them.
+        let old: PostureRecord = serde_json::from_str(
+            r#"{"finished_at":"2026-11-24T12:00:00Z","users_in_scope":1,"users_by_mfa_families":[0,1,0,0],
+            "users_with_method":{},"unknown_methods":{},"tap_policy_enabled":null,"tap_policy_usable_once":null,
+            "tap_policy_lifetime_minutes":{},"tap_active":[0,0],"auth_methods_enabled":{},
+            "security_defaults_enabled":null,"mfa_failures_by_code":{},"tenant_rules_passing":{},
+            "findings_by_rule":{},"excepted_by_rule":{},"critical_users":[],"rule_judged_at":{},
+            "skipped_rules":{},"carried":{}}"#,
+        )
+        .expect("an old record parses");
+        assert_eq!(
+            (old.ca_policy_lockouts, old.sspr, old.smart_lockout),
+            (None, None, None)
+        );
+        // The tenant sets its own: the source says so, and the defaults' series are gone.
+        let mut own = with_policy_figures();
+        own.posture.smart_lockout = Some(SmartLockoutFigures {
+            threshold: 5,
+            duration_seconds: 120,
+            source: "tenant".into(),
+        });
+        m.observe(&tallied(&own), &RulesConfig::default(), &BTreeMap::new());
+        let fourth = m.render(None);
+        assert_eq!(
+            value(
+                &fourth,
+                "entra_smart_lockout_threshold{source=\"tenant\",tenant=\"t1\"}"
+            ),
+            Some(5.0)
+        );
+        assert!(!fourth.contains("source=\"default\""));
     }
 
     #[test]
