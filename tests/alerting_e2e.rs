@@ -539,6 +539,11 @@ async fn end_to_end(profile: Profile, seed: u64) {
             "EntraAdminsNotPhishingResistant",
         ),
         ("method-not-allowed", "EntraUsersLockedOutByMethodsPolicy"),
+        ("policy-unsatisfiable", "EntraUsersLockedOutByCaPolicy"),
+        (
+            "policy-unsatisfiable-report-only",
+            "EntraReportOnlyPolicyWouldLockOut",
+        ),
         ("tap-policy-disabled", "EntraTapPolicyDisabled"),
         ("tap-policy-multi-use", "EntraTapPolicyMultiUse"),
         ("no-mfa-enforcement", "EntraNoMfaEnforcement"),
