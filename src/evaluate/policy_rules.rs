@@ -483,7 +483,7 @@ fn fido2_off_for_phishing_resistant_admins(ctx: &Ctx, fido2: &MethodConfig) -> O
         .filter(|u| {
             demanding
                 .iter()
-                .any(|jp| predictor.applies(jp.policy, u) == Some(true))
+                .any(|jp| predictor.applies(jp, u) == Some(true))
         })
         .count();
     let named: Vec<String> = demanding.iter().map(|jp| jp.describe()).collect();

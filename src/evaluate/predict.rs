@@ -18,7 +18,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::snapshot::{
-    AuthStrength, CaPolicy, DataSet, MethodKind, MethodSet, MethodsPolicy, Snapshot, User, UserType,
+    AuthStrength, CaPolicy, DataSet, MethodKind, MethodSet, MethodsPolicy, ObjectId, Role,
+    Snapshot, User, UserType,
 };
 
 /// Every `authenticationMethodModes` value, in bit order of [`Modes`].
@@ -341,10 +342,15 @@ pub enum Allowed {
     Unknown(String),
 }
 
+/// Whether `id` is the user's object id (no allocation: this runs per user, per policy entry).
+fn is_user(id: &str, u: &User) -> bool {
+    ObjectId::parse(id) == Some(u.id)
+}
+
 /// Whether a method-policy target (`all_users`, a group id, or the user's own id) names `u`;
 /// `None` for a group not read.
 pub fn targets(s: &Snapshot, target: &str, u: &User) -> Option<bool> {
-    if target.eq_ignore_ascii_case("all_users") || target.eq_ignore_ascii_case(&u.id.to_string()) {
+    if target.eq_ignore_ascii_case("all_users") || is_user(target, u) {
         Some(true)
     } else {
         s.is_member(target, u.id)
@@ -439,6 +445,7 @@ pub const STATE_REPORT_ONLY: &str = "enabledForReportingButNotEnforced";
 pub struct JudgedPolicy<'a> {
     pub policy: &'a CaPolicy,
     pub requirements: Vec<Requirement>,
+    audience: Audience<'a>,
 }
 
 impl JudgedPolicy<'_> {
@@ -503,6 +510,7 @@ impl<'a> Predictor<'a> {
                 requirements(snapshot, p).map(|requirements| JudgedPolicy {
                     policy: p,
                     requirements,
+                    audience: Audience::of(snapshot, p),
                 })
             })
             .collect();
@@ -523,8 +531,8 @@ impl<'a> Predictor<'a> {
     /// Whether `p` applies to `u`: included (all users, their id, guests, a group, an active
     /// role) and not excluded; `None` when a group was not read or roles were not read.
     /// Applications and narrowing conditions do not change the answer.
-    pub fn applies(&self, p: &CaPolicy, u: &User) -> Option<bool> {
-        policy_applies(self.snapshot, p, u, self.roles_read)
+    pub fn applies(&self, jp: &JudgedPolicy, u: &User) -> Option<bool> {
+        jp.audience.contains(jp.policy, u, self.roles_read)
     }
 
     /// The judged policies of `state` that apply to `u` and that `allowed` does not satisfy,
@@ -548,7 +556,7 @@ impl<'a> Predictor<'a> {
                 .iter()
                 .filter(|r| !r.satisfied_by_modes(available))
                 .collect();
-            if !unmet.is_empty() && self.applies(jp.policy, u) == Some(true) {
+            if !unmet.is_empty() && self.applies(jp, u) == Some(true) {
                 out.push((jp, unmet));
             }
         }
@@ -580,47 +588,85 @@ pub fn policy_allowed_methods(s: &Snapshot, u: &User, methods: MethodSet) -> Pol
 
 /// [`Predictor::applies`] without a predictor.
 pub fn policy_applies(s: &Snapshot, p: &CaPolicy, u: &User, roles_read: bool) -> Option<bool> {
-    if !p.requires_mfa || p.mfa_is_optional {
-        return Some(false);
-    }
-    let id = u.id.to_string();
-    let guest = u.user_type == UserType::Guest;
-    let names_user = |list: &[Box<str>]| list.iter().any(|x| x.eq_ignore_ascii_case(&id));
-    let groups = |list: &[Box<str>]| any3(list.iter().map(|g| s.is_member(g, u.id)));
-    let roles = |list: &[Box<str>]| {
-        if list.is_empty() {
-            Some(false)
-        } else if !roles_read {
-            None
-        } else {
-            Some(list.iter().any(|r| {
-                u.roles
-                    .iter()
-                    .any(|h| h.template_id().eq_ignore_ascii_case(r))
-            }))
-        }
-    };
-    let included = any3([
-        Some(
-            p.include_users
+    Audience::of(s, p).contains(p, u, roles_read)
+}
+
+/// Whom a policy's conditions name, prepared once per audit: user ids parsed, groups' members
+/// looked up (`None`: not read), role template ids resolved (`None`: a role this audit does not
+/// track, so whether a user holds it is unknown).
+#[derive(Clone, Debug)]
+struct Audience<'a> {
+    all: bool,
+    include_ids: Vec<ObjectId>,
+    exclude_ids: Vec<ObjectId>,
+    include_groups: Vec<Option<&'a [ObjectId]>>,
+    exclude_groups: Vec<Option<&'a [ObjectId]>>,
+    include_roles: Vec<Option<Role>>,
+    exclude_roles: Vec<Option<Role>>,
+}
+
+impl<'a> Audience<'a> {
+    fn of(s: &'a Snapshot, p: &CaPolicy) -> Audience<'a> {
+        let ids = |list: &[Box<str>]| list.iter().filter_map(|x| ObjectId::parse(x)).collect();
+        let groups = |list: &[Box<str>]| {
+            list.iter()
+                .map(|g| s.groups.get(&g.to_ascii_lowercase()).map(Vec::as_slice))
+                .collect()
+        };
+        let roles = |list: &[Box<str>]| list.iter().map(|r| Role::from_template_id(r)).collect();
+        Audience {
+            all: p
+                .include_users
                 .iter()
-                .any(|x| x.eq_ignore_ascii_case("All"))
-                || names_user(&p.include_users),
-        ),
-        Some(p.includes_guests && guest),
-        groups(&p.include_groups),
-        roles(&p.include_roles),
-    ]);
-    let excluded = any3([
-        Some(names_user(&p.exclude_users)),
-        Some(p.excludes_guests && guest),
-        groups(&p.exclude_groups),
-        roles(&p.exclude_roles),
-    ]);
-    match (included, excluded) {
-        (Some(false), _) | (_, Some(true)) => Some(false),
-        (Some(true), Some(false)) => Some(true),
-        _ => None,
+                .any(|x| x.eq_ignore_ascii_case("All")),
+            include_ids: ids(&p.include_users),
+            exclude_ids: ids(&p.exclude_users),
+            include_groups: groups(&p.include_groups),
+            exclude_groups: groups(&p.exclude_groups),
+            include_roles: roles(&p.include_roles),
+            exclude_roles: roles(&p.exclude_roles),
+        }
+    }
+
+    /// Whether `p` (whose audience this is) applies to `u`; `None` when it cannot be decided.
+    fn contains(&self, p: &CaPolicy, u: &User, roles_read: bool) -> Option<bool> {
+        if !p.requires_mfa || p.mfa_is_optional {
+            return Some(false);
+        }
+        let guest = u.user_type == UserType::Guest;
+        let groups = |list: &[Option<&[ObjectId]>]| {
+            any3(
+                list.iter()
+                    .map(|m| m.map(|m| m.binary_search(&u.id).is_ok())),
+            )
+        };
+        // Active roles only: an eligible one is not held until activated.
+        let roles = |list: &[Option<Role>]| {
+            if list.is_empty() {
+                Some(false)
+            } else if !roles_read {
+                None
+            } else {
+                any3(list.iter().map(|r| r.map(|r| u.roles.contains(r))))
+            }
+        };
+        let included = any3([
+            Some(self.all || self.include_ids.contains(&u.id)),
+            Some(p.includes_guests && guest),
+            groups(&self.include_groups),
+            roles(&self.include_roles),
+        ]);
+        let excluded = any3([
+            Some(self.exclude_ids.contains(&u.id)),
+            Some(p.excludes_guests && guest),
+            groups(&self.exclude_groups),
+            roles(&self.exclude_roles),
+        ]);
+        match (included, excluded) {
+            (Some(false), _) | (_, Some(true)) => Some(false),
+            (Some(true), Some(false)) => Some(true),
+            _ => None,
+        }
     }
 }
 
@@ -662,7 +708,7 @@ pub fn predict_lockouts(s: &Snapshot, users: &[&User]) -> Vec<PolicyLockouts> {
         };
         let mut allowed: Option<Modes> = None;
         for (jp, counts) in predictor.policies.iter().zip(out.iter_mut()) {
-            match predictor.applies(jp.policy, u) {
+            match predictor.applies(jp, u) {
                 Some(true) => {}
                 Some(false) => continue,
                 None => {

@@ -251,6 +251,16 @@ fn a_policy_applies_by_users_guests_groups_and_active_roles_less_exclusions() {
     ex_unread.exclude_groups = vec![UNREAD.into()];
     assert_eq!(applies(&ex_unread, 3), None);
 
+    // A role this audit does not track: whether anyone holds it is unknown.
+    let mut untracked = policy("untracked role");
+    untracked.exclude_roles = vec!["69091246-20e8-4a56-aa4d-066075b2a7a8".into()];
+    assert_eq!(applies(&untracked, 3), None);
+    untracked.include_users = vec![];
+    untracked.exclude_roles = vec![];
+    untracked.include_roles = vec!["69091246-20e8-4a56-aa4d-066075b2a7a8".into(), GA.into()];
+    assert_eq!(applies(&untracked, 1), Some(true), "a tracked role decides");
+    assert_eq!(applies(&untracked, 3), None);
+
     let mut optional = policy("optional");
     optional.mfa_is_optional = true;
     assert_eq!(applies(&optional, 1), Some(false));
