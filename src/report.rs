@@ -541,4 +541,87 @@ mod tests {
         assert_eq!(csv_cell("a, b"), "\"a, b\"");
         assert_eq!(csv_cell("say \"hi\"\nnow"), "\"say \"\"hi\"\"\nnow\"");
     }
+
+    #[test]
+    fn predicted_lockouts_sspr_and_smart_lockout_reach_the_json_and_the_table() {
+        use crate::snapshot::{
+            CaPolicy, MethodKind, MethodSet, ObjectId, SmartLockout, Sspr, User,
+        };
+        let now = Utc::now();
+        let mut s = Snapshot::empty("t", now);
+        let mut push = User::new(ObjectId(1), "push@contoso.com");
+        push.methods = Some(
+            [MethodKind::AuthenticatorPush]
+                .into_iter()
+                .collect::<MethodSet>(),
+        );
+        push.sspr = Some(Sspr {
+            enabled: true,
+            registered: false,
+            capable: false,
+        });
+        let mut none = User::new(ObjectId(2), "none@contoso.com");
+        none.methods = Some(MethodSet::EMPTY);
+        s.users = vec![push, none];
+        s.lockout = Some(SmartLockout {
+            threshold: 10,
+            duration_seconds: 60,
+            defaults: true,
+        });
+        s.conditional_access = Some(vec![CaPolicy {
+            id: "p-1".into(),
+            display_name: "MFA for all".into(),
+            state: "enabled".into(),
+            include_users: vec!["All".into()],
+            exclude_users: vec![],
+            include_groups: vec![],
+            exclude_groups: vec![],
+            include_roles: vec![],
+            exclude_roles: vec![],
+            include_applications: vec!["All".into()],
+            requires_mfa: true,
+            mfa_is_optional: false,
+            exclude_applications: vec![],
+            excludes_guests: false,
+            narrowing: vec![],
+            includes_guests: false,
+            builtin_mfa: true,
+            strength: None,
+        }]);
+        let mut tally = Tally::new(0);
+        let evaluation = crate::evaluate::evaluate_into(
+            &s,
+            &crate::evaluate::RulesConfig::default(),
+            &crate::evaluate::AllEnabled,
+            &[],
+            now,
+            &mut |f| tally.open(&f),
+        );
+        let report = Report::from_tally(&s, now, now, evaluation, tally);
+        let json: serde_json::Value = serde_json::from_str(&report.to_json()).expect("json");
+        assert_eq!(
+            json["summary"]["predicted_lockouts"],
+            serde_json::json!([{"policy_id": "p-1", "policy": "MFA for all", "state": "enabled",
+                "applies_to": 2, "locked_out": 1, "undecided": 0}])
+        );
+        assert_eq!(
+            json["posture"]["sspr"],
+            serde_json::json!({"enabled": 1, "registered": 0, "capable": 0, "not_ready": 1})
+        );
+        assert_eq!(
+            json["posture"]["smart_lockout"],
+            serde_json::json!({"threshold": 10, "duration_seconds": 60, "source": "default"})
+        );
+        assert_eq!(report.summary.by_rule.get("policy-unsatisfiable"), Some(&1));
+        let table = report.to_table();
+        assert!(
+            table.contains("predicted lockouts by Conditional Access policy"),
+            "{table}"
+        );
+        assert!(table.contains("1 of 2 users"), "{table}");
+        assert!(
+            table.contains("Entra's defaults apply (10 attempts, 60 s)"),
+            "{table}"
+        );
+    }
 }
