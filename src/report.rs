@@ -570,23 +570,7 @@ mod tests {
         });
         s.conditional_access = Some(vec![CaPolicy {
             id: "p-1".into(),
-            display_name: "MFA for all".into(),
-            state: "enabled".into(),
-            include_users: vec!["All".into()],
-            exclude_users: vec![],
-            include_groups: vec![],
-            exclude_groups: vec![],
-            include_roles: vec![],
-            exclude_roles: vec![],
-            include_applications: vec!["All".into()],
-            requires_mfa: true,
-            mfa_is_optional: false,
-            exclude_applications: vec![],
-            excludes_guests: false,
-            narrowing: vec![],
-            includes_guests: false,
-            builtin_mfa: true,
-            strength: None,
+            ..crate::evaluate::tests::mfa_for_all()
         }]);
         let mut tally = Tally::new(0);
         let evaluation = crate::evaluate::evaluate_into(

@@ -49,27 +49,9 @@ async fn metrics_of_a_real_audit_pass_promtool_check_metrics() {
     );
     let text = metrics.render(Some(client.stats()));
     assert!(text.contains("entra_users_by_mfa_families{"), "{text}");
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool runs");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("promtool finishes");
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, said) = promtool_says(promtool, &text);
     assert!(
-        out.status.success() && said.trim().is_empty(),
+        ok && said.trim().is_empty(),
         "promtool check metrics:\n{said}"
     );
 }

@@ -422,4 +422,4 @@ fn predicted_lockouts(
 #[cfg(test)]
 mod policy_tests;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

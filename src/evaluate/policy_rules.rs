@@ -6,21 +6,12 @@ use std::collections::BTreeMap;
 use super::predict::{
     allowed, targets, Allowed, Predictor, Requirement, STATE_ENABLED, STATE_REPORT_ONLY,
 };
-use super::rules::known;
+use super::rules::{known, names};
 use super::{Ctx, Hit};
 use crate::snapshot::{
     policy_references, FeatureState, Fido2Policy, KeyRestrictions, MethodConfig, MethodKind,
     MethodSet, Role, TargetKind, User, AUTHENTICATOR_PASSKEY_AAGUIDS,
 };
-
-fn names(set: MethodSet) -> String {
-    let v: Vec<&str> = set.iter().map(MethodKind::name).collect();
-    if v.is_empty() {
-        "none".into()
-    } else {
-        v.join(", ")
-    }
-}
 
 fn strength(r: &Requirement) -> String {
     format!("'{}' [{}]", r.name, r.combinations.join(" | "))

@@ -17,6 +17,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::rules::names;
+
 use crate::snapshot::{
     AuthStrength, CaPolicy, DataSet, MethodKind, MethodSet, MethodsPolicy, ObjectId, Role,
     Snapshot, User, UserType,
@@ -423,15 +425,6 @@ impl PolicyMethods {
             out.push_str(&format!("; registered but not allowed: {}", v.join(", ")));
         }
         out
-    }
-}
-
-fn names(set: MethodSet) -> String {
-    let v: Vec<&str> = set.iter().map(MethodKind::name).collect();
-    if v.is_empty() {
-        "none".into()
-    } else {
-        v.join(", ")
     }
 }
 

@@ -16,7 +16,8 @@ const PHONE: [MethodKind; 3] = [
     MethodKind::OfficePhone,
 ];
 
-fn names(set: MethodSet) -> String {
+/// Method kinds in words, `none` for none.
+pub(super) fn names(set: MethodSet) -> String {
     let v: Vec<&str> = set.iter().map(MethodKind::name).collect();
     if v.is_empty() {
         "none".into()

@@ -65,7 +65,8 @@ pub(super) fn sound_policy() -> MethodsPolicy {
     }
 }
 
-pub(super) fn mfa_for_all() -> CaPolicy {
+/// An enabled policy requiring MFA (the built-in control) of all users for all apps.
+pub(crate) fn mfa_for_all() -> CaPolicy {
     CaPolicy {
         id: "p".into(),
         display_name: "MFA for all".into(),

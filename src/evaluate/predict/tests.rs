@@ -27,22 +27,7 @@ fn policy(name: &str) -> CaPolicy {
     CaPolicy {
         id: format!("id-{name}").into(),
         display_name: name.into(),
-        state: STATE_ENABLED.into(),
-        include_users: vec!["All".into()],
-        exclude_users: vec![],
-        include_groups: vec![],
-        exclude_groups: vec![],
-        include_roles: vec![],
-        exclude_roles: vec![],
-        include_applications: vec!["All".into()],
-        requires_mfa: true,
-        mfa_is_optional: false,
-        exclude_applications: vec![],
-        excludes_guests: false,
-        narrowing: vec![],
-        includes_guests: false,
-        builtin_mfa: true,
-        strength: None,
+        ..crate::evaluate::tests::mfa_for_all()
     }
 }
 
