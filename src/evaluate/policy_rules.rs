@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::predict::{
-    allowed, targets, Allowed, Predictor, Requirement, STATE_ENABLED, STATE_REPORT_ONLY,
+    allowed, targets, Allowed, Lockout, Predictor, Requirement, STATE_ENABLED, STATE_REPORT_ONLY,
 };
 use super::rules::{known, names};
 use super::{Ctx, Hit};
@@ -38,12 +38,14 @@ fn unsatisfiable(ctx: &Ctx, state: &str) -> Vec<Hit> {
         return vec![];
     }
     let mut hits = Vec::new();
-    for (u, m) in known(ctx) {
-        let methods = predictor.allowed_methods(u, m);
-        let unmet = predictor.unmet(u, methods.allowed, state);
-        if unmet.is_empty() {
+    for (u, _) in known(ctx) {
+        let Some(Lockout {
+            methods,
+            policies: unmet,
+        }) = predictor.lockout(u, state)
+        else {
             continue;
-        }
+        };
         let policies: Vec<String> = unmet
             .iter()
             .map(|(jp, reqs)| {

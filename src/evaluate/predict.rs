@@ -6,8 +6,9 @@
 //! of a user's methods the authentication-methods policy allows them ([`allowed`],
 //! [`Predictor::allowed_methods`]), whether a Conditional Access policy applies to them
 //! ([`Predictor::applies`]), which strengths it requires ([`requirements`]), whether their
-//! methods satisfy a strength ([`Requirement::satisfied_by`]), and per policy how many users it
-//! would lock out ([`predict_lockouts`]).
+//! methods satisfy a strength ([`Requirement::satisfied_by`]), whether the policies lock one
+//! user out and why ([`Predictor::lockout`]), and per policy how many users it would lock out
+//! ([`predict_lockouts`]).
 //!
 //! The semantics are the contract with graph-sim's ground truth (`RULES.md`, issue 11): a user's
 //! policy-allowed methods are their MFA-capable registered methods the methods policy allows them
@@ -528,33 +529,47 @@ impl<'a> Predictor<'a> {
         jp.audience.contains(jp.policy, u, self.roles_read)
     }
 
-    /// The judged policies of `state` that apply to `u` and that `allowed` does not satisfy,
-    /// each with its unmet strengths. A policy whose application to `u` cannot be decided (a
-    /// group or the roles not read) is left out: unknown is no finding.
-    pub fn unmet(
-        &self,
-        u: &User,
-        allowed: MethodSet,
-        state: &str,
-    ) -> Vec<(&JudgedPolicy<'a>, Vec<&Requirement>)> {
-        let available = Modes::available(allowed);
-        let mut out = Vec::new();
-        for jp in self
+    /// Whether the judged policies of `state` lock `u` out at their next sign-in: `None` when
+    /// none does (or `u`'s methods are unknown); otherwise `u`'s policy-allowed methods and each
+    /// such policy with the strengths those methods do not meet. A policy whose application to
+    /// `u` cannot be decided (a group or the roles not read) is left out: unknown is no finding.
+    /// The one judgement `policy-unsatisfiable`, its report-only twin and what-if share.
+    pub fn lockout(&self, u: &User, state: &str) -> Option<Lockout<'_, 'a>> {
+        let methods = u.methods?;
+        let applying: Vec<&JudgedPolicy<'a>> = self
             .policies
             .iter()
-            .filter(|jp| jp.policy.state.as_ref() == state)
-        {
-            let unmet: Vec<&Requirement> = jp
-                .requirements
-                .iter()
-                .filter(|r| !r.satisfied_by_modes(available))
-                .collect();
-            if !unmet.is_empty() && self.applies(jp, u) == Some(true) {
-                out.push((jp, unmet));
-            }
+            .filter(|jp| jp.policy.state.as_ref() == state && self.applies(jp, u) == Some(true))
+            .collect();
+        if applying.is_empty() {
+            return None;
         }
-        out
+        let allowed = self.allowed_methods(u, methods);
+        let available = Modes::available(allowed.allowed);
+        let policies: Vec<_> = applying
+            .into_iter()
+            .filter_map(|jp| {
+                let unmet: Vec<&Requirement> = jp
+                    .requirements
+                    .iter()
+                    .filter(|r| !r.satisfied_by_modes(available))
+                    .collect();
+                (!unmet.is_empty()).then_some((jp, unmet))
+            })
+            .collect();
+        (!policies.is_empty()).then_some(Lockout {
+            methods: allowed,
+            policies,
+        })
     }
+}
+
+/// Why a user would be locked out: their policy-allowed methods, and each policy that applies to
+/// them with the strengths those methods do not meet.
+#[derive(Debug)]
+pub struct Lockout<'p, 'a> {
+    pub methods: PolicyMethods,
+    pub policies: Vec<(&'p JudgedPolicy<'a>, Vec<&'p Requirement>)>,
 }
 
 /// [`Predictor::allowed_methods`] without a predictor.
