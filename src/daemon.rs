@@ -276,6 +276,18 @@ fn record_and_publish(
             rules.join(", ")
         );
     }
+    if let Some(l) = report
+        .posture
+        .smart_lockout
+        .as_ref()
+        .filter(|l| l.source == "default")
+    {
+        tracing::info!(
+            threshold = l.threshold,
+            duration_seconds = l.duration_seconds,
+            "smart lockout: the tenant has no \"Password Rule Settings\" object, Entra's defaults apply"
+        );
+    }
     tracing::info!(
         complete = report.complete,
         findings = report.open_count(),

@@ -237,16 +237,36 @@ fn rules_catalogue() -> String {
     );
     for kind in MethodKind::ALL {
         let info = kind.info();
+        let modes = mfa_auditor::evaluate::predict::modes(kind);
         out.push_str(&format!(
-            "  {:<36} {:<16} {}{}\n",
+            "  {:<36} {:<16} {:<29} {}\n",
             info.name,
             info.family.as_str(),
-            if info.mfa_capable { "MFA" } else { "not MFA" },
-            if info.phishing_resistant {
-                ", phishing-resistant"
+            format!(
+                "{}{}",
+                if info.mfa_capable { "MFA" } else { "not MFA" },
+                if info.phishing_resistant {
+                    ", phishing-resistant"
+                } else {
+                    ""
+                }
+            ),
+            if modes.is_empty() {
+                "modes: none".to_string()
             } else {
-                ""
+                format!("modes: {}", modes.join(", "))
             }
+        ));
+    }
+    out.push_str(
+        "\nA Conditional Access policy's strength is met when every mode of one of its combinations is\navailable (the password always is). The built-in strengths:\n",
+    );
+    for b in mfa_auditor::evaluate::predict::BUILTIN_STRENGTHS {
+        out.push_str(&format!(
+            "  {} ({}): {}\n",
+            b.name,
+            b.id,
+            b.combinations.join(" | ")
         ));
     }
     out

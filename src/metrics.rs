@@ -14,9 +14,10 @@ use prometheus::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::evaluate::{RulesConfig, CATALOGUE};
+use crate::evaluate::predict::PolicyLockouts;
+use crate::evaluate::{RulesConfig, SsprReadiness, CATALOGUE};
 use crate::graph::GraphStats;
-use crate::report::Report;
+use crate::report::{Report, SmartLockoutFigures};
 
 /// The daemon's metrics and the current posture.
 pub struct Metrics {
@@ -71,6 +72,16 @@ pub struct PostureRecord {
     /// Service principals holding each tracked role; `None` when roles were never read.
     #[serde(default)]
     pub role_service_principals: Option<BTreeMap<String, u64>>,
+    /// Per Conditional Access policy, users it would lock out; `None` before the policy rules
+    /// were first judged (or while they are turned off).
+    #[serde(default)]
+    pub ca_policy_lockouts: Option<Vec<PolicyLockouts>>,
+    /// In-scope users by SSPR readiness; `None` when never read.
+    #[serde(default)]
+    pub sspr: Option<SsprReadiness>,
+    /// Smart lockout (the tenant's or Entra's defaults); `None` when never read.
+    #[serde(default)]
+    pub smart_lockout: Option<SmartLockoutFigures>,
 }
 
 /// The figure groups each data set feeds, for carrying them when it is unread.
@@ -121,6 +132,9 @@ impl PostureRecord {
                 .role_service_principals
                 .as_ref()
                 .map(|m| m.iter().map(|(k, v)| (k.to_string(), *v)).collect()),
+            ca_policy_lockouts: report.summary.predicted_lockouts.clone(),
+            sspr: p.sspr,
+            smart_lockout: p.smart_lockout.clone(),
         };
         let sum = &report.summary;
         for rule in CATALOGUE.iter().filter(|r| !skipped.contains_key(r.id)) {
@@ -167,8 +181,26 @@ impl PostureRecord {
                     .cloned(),
             );
         }
+        // The policy rules skipped for lack of data: the predicted lockouts are the last known.
+        if rec.ca_policy_lockouts.is_none() && skipped.contains_key("policy-unsatisfiable") {
+            rec.ca_policy_lockouts = prev.ca_policy_lockouts.clone();
+        }
         // An unread data set keeps the figures drawn from it.
         for (set, why) in &p.unread {
+            let carried = match *set {
+                "registration" | FROM_USERS if rec.sspr.is_none() => {
+                    rec.sspr = prev.sspr;
+                    prev.sspr.is_some()
+                }
+                "directory-settings" => {
+                    rec.smart_lockout = prev.smart_lockout.clone();
+                    true
+                }
+                _ => false,
+            };
+            if carried {
+                rec.carried.insert(set.to_string(), why.clone());
+            }
             let carried = match *set {
                 FROM_USERS => {
                     rec.users_in_scope = prev.users_in_scope;
@@ -787,6 +819,64 @@ impl Metrics {
                 sps.with_label_values(&[role]).set(*n as f64);
             }
         }
+        if let Some(policies) = &p.ca_policy_lockouts {
+            let lockouts = gauge_vec!(
+                &r,
+                t,
+                "entra_ca_policy_predicted_lockouts",
+                "Users a Conditional Access policy (enabled, or report-only: enabledForReportingButNotEnforced) would lock out at their next sign-in: it applies to them and none of their policy-allowed methods satisfies its strength.",
+                ["policy_id", "policy", "state"]
+            );
+            let applies = gauge_vec!(
+                &r,
+                t,
+                "entra_ca_policy_applies_users",
+                "In-scope users a Conditional Access policy requiring MFA applies to (enabled or report-only).",
+                ["policy_id", "policy", "state"]
+            );
+            for c in policies {
+                let labels = [c.policy_id.as_str(), c.policy.as_str(), c.state.as_str()];
+                lockouts.with_label_values(&labels).set(c.locked_out as f64);
+                applies.with_label_values(&labels).set(c.applies_to as f64);
+            }
+        }
+        if let Some(sspr) = &p.sspr {
+            let users = gauge_vec!(
+                &r,
+                t,
+                "entra_sspr_users",
+                "In-scope users by self-service password reset readiness: enabled, registered, capable, and not_ready (enabled but not registered or not capable).",
+                ["state"]
+            );
+            for (state, n) in [
+                ("enabled", sspr.enabled),
+                ("registered", sspr.registered),
+                ("capable", sspr.capable),
+                ("not_ready", sspr.not_ready),
+            ] {
+                users.with_label_values(&[state]).set(n as f64);
+            }
+        }
+        if let Some(l) = &p.smart_lockout {
+            gauge_vec!(
+                &r,
+                t,
+                "entra_smart_lockout_threshold",
+                "Failed sign-ins before smart lockout locks an account; source=default when the tenant has no Password Rule Settings and Entra's defaults apply.",
+                ["source"]
+            )
+            .with_label_values(&[&l.source])
+            .set(f64::from(l.threshold));
+            gauge_vec!(
+                &r,
+                t,
+                "entra_smart_lockout_duration_seconds",
+                "Smart lockout's first lockout duration; source=default when Entra's defaults apply.",
+                ["source"]
+            )
+            .with_label_values(&[&l.source])
+            .set(f64::from(l.duration_seconds));
+        }
         let failures = gauge_vec!(
             &r,
             t,
@@ -924,7 +1014,11 @@ mod tests {
         r.findings.iter().for_each(|f| tally.open(f));
         r.excepted.iter().for_each(|e| tally.excepted(&e.finding));
         Report {
-            summary: tally.into_summary(),
+            summary: crate::report::Summary {
+                // The evaluation's, not the findings'.
+                predicted_lockouts: r.summary.predicted_lockouts.clone(),
+                ..tally.into_summary()
+            },
             ..r.clone()
         }
     }
@@ -1200,6 +1294,135 @@ mod tests {
             ),
             Some(0.0)
         );
+    }
+
+    /// A complete report carrying the figures of issue 11: predicted lockouts per policy, SSPR
+    /// readiness, smart lockout.
+    fn with_policy_figures() -> Report {
+        let mut r = report(true, 0);
+        r.summary.predicted_lockouts = Some(vec![
+            crate::evaluate::predict::PolicyLockouts {
+                policy_id: "p-1".into(),
+                policy: "Admins phishing-resistant".into(),
+                state: "enabled".into(),
+                applies_to: 12,
+                locked_out: 3,
+                undecided: 0,
+            },
+            crate::evaluate::predict::PolicyLockouts {
+                policy_id: "p-2".into(),
+                policy: "Everyone passwordless".into(),
+                state: "enabledForReportingButNotEnforced".into(),
+                applies_to: 16,
+                locked_out: 9,
+                undecided: 1,
+            },
+        ]);
+        r.posture.sspr = Some(SsprReadiness {
+            enabled: 16,
+            registered: 10,
+            capable: 9,
+            not_ready: 7,
+        });
+        r.posture.smart_lockout = Some(SmartLockoutFigures {
+            threshold: 10,
+            duration_seconds: 60,
+            source: "default".into(),
+        });
+        r
+    }
+
+    #[test]
+    fn predicted_lockouts_sspr_and_smart_lockout_are_published_and_kept_when_unread() {
+        let m = Metrics::new("t1");
+        m.observe(
+            &tallied(&with_policy_figures()),
+            &RulesConfig::default(),
+            &BTreeMap::new(),
+        );
+        let first = m.render(None);
+        let series = [
+            ("entra_ca_policy_predicted_lockouts{policy=\"Admins phishing-resistant\",policy_id=\"p-1\",state=\"enabled\",tenant=\"t1\"}", 3.0),
+            ("entra_ca_policy_predicted_lockouts{policy=\"Everyone passwordless\",policy_id=\"p-2\",state=\"enabledForReportingButNotEnforced\",tenant=\"t1\"}", 9.0),
+            ("entra_ca_policy_applies_users{policy=\"Admins phishing-resistant\",policy_id=\"p-1\",state=\"enabled\",tenant=\"t1\"}", 12.0),
+            ("entra_sspr_users{state=\"not_ready\",tenant=\"t1\"}", 7.0),
+            ("entra_sspr_users{state=\"registered\",tenant=\"t1\"}", 10.0),
+            ("entra_smart_lockout_threshold{source=\"default\",tenant=\"t1\"}", 10.0),
+            ("entra_smart_lockout_duration_seconds{source=\"default\",tenant=\"t1\"}", 60.0),
+        ];
+        for (s, v) in series {
+            assert_eq!(value(&first, s), Some(v), "{s}\n{first}");
+        }
+        // The next audit could not judge the policy rules (Conditional Access unread) nor read
+        // the registration report or the directory settings: the last figures stay, marked.
+        let mut lost = report(true, 0);
+        for rule in ["policy-unsatisfiable", "policy-unsatisfiable-report-only"] {
+            lost.skipped.push(crate::evaluate::Skipped {
+                rule,
+                reason: "conditional-access needs the Policy.Read.All permission".into(),
+            });
+        }
+        lost.posture.unread.insert(
+            "registration",
+            "needs the AuditLog.Read.All permission".into(),
+        );
+        lost.posture.unread.insert(
+            "directory-settings",
+            "needs the Directory.Read.All permission".into(),
+        );
+        m.observe(&tallied(&lost), &RulesConfig::default(), &BTreeMap::new());
+        let second = m.render(None);
+        for (s, v) in series {
+            assert_eq!(value(&second, s), Some(v), "{s} kept");
+        }
+        assert_eq!(
+            value(
+                &second,
+                "entra_data_set_carried{data_set=\"directory-settings\",tenant=\"t1\"}"
+            ),
+            Some(1.0)
+        );
+        // And a restart republishes them from the stored record.
+        let record = m.posture_record().expect("published");
+        let back: PostureRecord =
+            serde_json::from_str(&serde_json::to_string(&*record).expect("json")).expect("parses");
+        let restarted = Metrics::new("t1");
+        restarted.restore(back, &RulesConfig::default(), &BTreeMap::new(), None);
+        let third = restarted.render(None);
+        for (s, v) in series {
+            assert_eq!(value(&third, s), Some(v), "{s} after a restart");
+        }
+        // A record written before these figures existed still loads, without them.
+        let old: PostureRecord = serde_json::from_str(
+            r#"{"finished_at":"2026-11-24T12:00:00Z","users_in_scope":1,"users_by_mfa_families":[0,1,0,0],
+            "users_with_method":{},"unknown_methods":{},"tap_policy_enabled":null,"tap_policy_usable_once":null,
+            "tap_policy_lifetime_minutes":{},"tap_active":[0,0],"auth_methods_enabled":{},
+            "security_defaults_enabled":null,"mfa_failures_by_code":{},"tenant_rules_passing":{},
+            "findings_by_rule":{},"excepted_by_rule":{},"critical_users":[],"rule_judged_at":{},
+            "skipped_rules":{},"carried":{}}"#,
+        )
+        .expect("an old record parses");
+        assert_eq!(
+            (old.ca_policy_lockouts, old.sspr, old.smart_lockout),
+            (None, None, None)
+        );
+        // The tenant sets its own: the source says so, and the defaults' series are gone.
+        let mut own = with_policy_figures();
+        own.posture.smart_lockout = Some(SmartLockoutFigures {
+            threshold: 5,
+            duration_seconds: 120,
+            source: "tenant".into(),
+        });
+        m.observe(&tallied(&own), &RulesConfig::default(), &BTreeMap::new());
+        let fourth = m.render(None);
+        assert_eq!(
+            value(
+                &fourth,
+                "entra_smart_lockout_threshold{source=\"tenant\",tenant=\"t1\"}"
+            ),
+            Some(5.0)
+        );
+        assert!(!fourth.contains("source=\"default\""));
     }
 
     #[test]

@@ -10,7 +10,8 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::evaluate::exceptions::Excepted;
-use crate::evaluate::{Finding, RuleKind, Severity, Skipped, CATALOGUE};
+use crate::evaluate::predict::PolicyLockouts;
+use crate::evaluate::{Finding, RuleKind, Severity, Skipped, SsprReadiness, CATALOGUE};
 use crate::snapshot::{Gap, Snapshot};
 
 /// Counts for the summary line.
@@ -33,6 +34,11 @@ pub struct Summary {
     /// audit was tallied with (the opt-in per-user series).
     #[serde(skip)]
     pub critical_users: Vec<(&'static str, String)>,
+    /// Per Conditional Access policy (enabled or report-only) that applies to a judged user, how
+    /// many users it would lock out at their next sign-in (the evaluation's count, exceptions
+    /// aside); absent when the policy rules were not judged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predicted_lockouts: Option<Vec<PolicyLockouts>>,
 }
 
 /// What an audit's findings add up to, gathered one finding at a time, so an audit whose findings
@@ -109,6 +115,19 @@ pub struct Posture {
     /// is missing now), with the reason: the figures drawn from them are not this audit's, so
     /// the metrics carry the last ones known instead of publishing zeros.
     pub unread: BTreeMap<&'static str, String>,
+    /// In-scope users by SSPR readiness; `None` when the registration report listed none.
+    pub sspr: Option<SsprReadiness>,
+    /// Smart lockout as the tenant sets it, or Entra's defaults; `None` when not read.
+    pub smart_lockout: Option<SmartLockoutFigures>,
+}
+
+/// Smart lockout's figures and where they come from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct SmartLockoutFigures {
+    pub threshold: u32,
+    pub duration_seconds: u32,
+    /// `tenant` (a "Password Rule Settings" object) or `default` (none: Entra's defaults apply).
+    pub source: String,
 }
 
 /// One audit's result.
@@ -167,6 +186,7 @@ impl Report {
             skipped: evaluation.skipped.len(),
             users_out_of_scope: evaluation.users_out_of_scope.clone(),
             partial: evaluation.partial.clone(),
+            predicted_lockouts: evaluation.predicted_lockouts.clone(),
             ..tally.summary
         };
         let incomplete_reasons = incomplete_reasons(snapshot);
@@ -342,6 +362,33 @@ impl Report {
                 let _ = writeln!(out, "  {:<28}  without {}", s.rule, s.reason);
             }
         }
+        if let Some(policies) = self
+            .summary
+            .predicted_lockouts
+            .as_ref()
+            .filter(|p| p.iter().any(|c| c.locked_out > 0))
+        {
+            let _ = writeln!(out, "\npredicted lockouts by Conditional Access policy:");
+            for c in policies.iter().filter(|c| c.locked_out > 0) {
+                let _ = writeln!(
+                    out,
+                    "  {:<40}  {:<34}  {} of {} users",
+                    c.policy, c.state, c.locked_out, c.applies_to
+                );
+            }
+        }
+        if let Some(l) = self
+            .posture
+            .smart_lockout
+            .as_ref()
+            .filter(|l| l.source == "default")
+        {
+            let _ = writeln!(
+                out,
+                "\nsmart lockout: no \"Password Rule Settings\" object, Entra's defaults apply ({} attempts, {} s)",
+                l.threshold, l.duration_seconds
+            );
+        }
         if !self.summary.users_out_of_scope.is_empty() {
             let parts: Vec<String> = self
                 .summary
@@ -419,6 +466,12 @@ fn posture(
                     .collect()
             },
         ),
+        sspr: evaluation.sspr,
+        smart_lockout: snapshot.lockout.map(|l| SmartLockoutFigures {
+            threshold: l.threshold,
+            duration_seconds: l.duration_seconds,
+            source: if l.defaults { "default" } else { "tenant" }.to_string(),
+        }),
         unread: snapshot
             .coverage
             .gaps
@@ -497,5 +550,72 @@ mod tests {
         assert_eq!(csv_cell("plain"), "plain");
         assert_eq!(csv_cell("a, b"), "\"a, b\"");
         assert_eq!(csv_cell("say \"hi\"\nnow"), "\"say \"\"hi\"\"\nnow\"");
+    }
+
+    #[test]
+    fn predicted_lockouts_sspr_and_smart_lockout_reach_the_json_and_the_table() {
+        use crate::snapshot::{
+            CaPolicy, MethodKind, MethodSet, ObjectId, SmartLockout, Sspr, User,
+        };
+        let now = Utc::now();
+        let mut s = Snapshot::empty("t", now);
+        let mut push = User::new(ObjectId(1), "push@contoso.com");
+        push.methods = Some(
+            [MethodKind::AuthenticatorPush]
+                .into_iter()
+                .collect::<MethodSet>(),
+        );
+        push.sspr = Some(Sspr {
+            enabled: true,
+            registered: false,
+            capable: false,
+        });
+        let mut none = User::new(ObjectId(2), "none@contoso.com");
+        none.methods = Some(MethodSet::EMPTY);
+        s.users = vec![push, none];
+        s.lockout = Some(SmartLockout {
+            threshold: 10,
+            duration_seconds: 60,
+            defaults: true,
+        });
+        s.conditional_access = Some(vec![CaPolicy {
+            id: "p-1".into(),
+            ..crate::evaluate::tests::mfa_for_all()
+        }]);
+        let mut tally = Tally::new(0);
+        let evaluation = crate::evaluate::evaluate_into(
+            &s,
+            &crate::evaluate::RulesConfig::default(),
+            &crate::evaluate::AllEnabled,
+            &[],
+            now,
+            &mut |f| tally.open(&f),
+        );
+        let report = Report::from_tally(&s, now, now, evaluation, tally);
+        let json: serde_json::Value = serde_json::from_str(&report.to_json()).expect("json");
+        assert_eq!(
+            json["summary"]["predicted_lockouts"],
+            serde_json::json!([{"policy_id": "p-1", "policy": "MFA for all", "state": "enabled",
+                "applies_to": 2, "locked_out": 1, "undecided": 0}])
+        );
+        assert_eq!(
+            json["posture"]["sspr"],
+            serde_json::json!({"enabled": 1, "registered": 0, "capable": 0, "not_ready": 1})
+        );
+        assert_eq!(
+            json["posture"]["smart_lockout"],
+            serde_json::json!({"threshold": 10, "duration_seconds": 60, "source": "default"})
+        );
+        assert_eq!(report.summary.by_rule.get("policy-unsatisfiable"), Some(&1));
+        let table = report.to_table();
+        assert!(
+            table.contains("predicted lockouts by Conditional Access policy"),
+            "{table}"
+        );
+        assert!(table.contains("1 of 2 users"), "{table}");
+        assert!(
+            table.contains("Entra's defaults apply (10 attempts, 60 s)"),
+            "{table}"
+        );
     }
 }

@@ -363,6 +363,13 @@ impl MethodKind {
     }
 }
 
+/// AAGUIDs of Microsoft Authenticator's passkeys (iOS, Android): what a FIDO2 key restriction
+/// must allow (or must not block) for passkeys in Authenticator to work.
+pub const AUTHENTICATOR_PASSKEY_AAGUIDS: [&str; 2] = [
+    "90a3ccdf-635c-4729-a248-9b709135078f",
+    "de1e552d-db1d-4423-a619-566b625cdc84",
+];
+
 /// A set of [`MethodKind`]s as a bit set.
 #[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct MethodSet(u32);

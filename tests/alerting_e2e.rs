@@ -539,6 +539,10 @@ async fn end_to_end(profile: Profile, seed: u64) {
             "EntraAdminsNotPhishingResistant",
         ),
         ("method-not-allowed", "EntraUsersLockedOutByMethodsPolicy"),
+        (
+            "policy-unsatisfiable-report-only",
+            "EntraReportOnlyPolicyWouldLockOut",
+        ),
         ("tap-policy-disabled", "EntraTapPolicyDisabled"),
         ("tap-policy-multi-use", "EntraTapPolicyMultiUse"),
         ("no-mfa-enforcement", "EntraNoMfaEnforcement"),

@@ -246,6 +246,15 @@ async fn rules_lists_the_whole_catalogue_with_parameters() {
         t.contains("microsoftAuthenticatorPush"),
         "the classification table is shown"
     );
+    assert!(
+        t.contains("modes: sms, voice")
+            && t.contains("Phishing-resistant MFA (00000000-0000-0000-0000-000000000004): windowsHelloForBusiness | fido2 | x509CertificateMultiFactor"),
+        "the method modes and the built-in strengths are shown"
+    );
+    assert!(
+        t.contains("[rules.smart-lockout-weak]  enabled = true; max_threshold = 10; min_duration_seconds = 60"),
+        "{t}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

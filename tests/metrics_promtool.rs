@@ -49,6 +49,15 @@ async fn metrics_of_a_real_audit_pass_promtool_check_metrics() {
     );
     let text = metrics.render(Some(client.stats()));
     assert!(text.contains("entra_users_by_mfa_families{"), "{text}");
+    let (ok, said) = promtool_says(promtool, &text);
+    assert!(
+        ok && said.trim().is_empty(),
+        "promtool check metrics:\n{said}"
+    );
+}
+
+/// `promtool check metrics` on a text, or why it complained.
+fn promtool_says(promtool: &str, text: &str) -> (bool, String) {
     let mut child = Command::new(promtool)
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -68,8 +77,71 @@ async fn metrics_of_a_real_audit_pass_promtool_check_metrics() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    (out.status.success(), said)
+}
+
+#[test]
+fn the_policy_prediction_series_pass_promtool_check_metrics() {
+    use mfa_auditor::evaluate::predict::PolicyLockouts;
+    use mfa_auditor::evaluate::SsprReadiness;
+    use mfa_auditor::report::{Posture, Report, SmartLockoutFigures, Summary};
+    let Some(promtool) = promtool() else { return };
+    let now = chrono::Utc::now();
+    let report = Report {
+        tenant: "t1".into(),
+        complete: true,
+        started_at: now,
+        finished_at: now,
+        users_in_scope: 3,
+        findings: vec![],
+        excepted: vec![],
+        skipped: vec![],
+        incomplete_reasons: vec![],
+        summary: Summary {
+            predicted_lockouts: Some(vec![PolicyLockouts {
+                policy_id: "0b1c2d3e-0000-4000-8000-000000000001".into(),
+                policy: "Admins: \"phishing-resistant\" \\ strict".into(),
+                state: "enabledForReportingButNotEnforced".into(),
+                applies_to: 3,
+                locked_out: 2,
+                undecided: 0,
+            }]),
+            ..Summary::default()
+        },
+        posture: Posture {
+            sspr: Some(SsprReadiness {
+                enabled: 3,
+                registered: 2,
+                capable: 2,
+                not_ready: 1,
+            }),
+            smart_lockout: Some(SmartLockoutFigures {
+                threshold: 10,
+                duration_seconds: 60,
+                source: "default".into(),
+            }),
+            ..Posture::default()
+        },
+    };
+    let metrics = Metrics::new("t1");
+    metrics.observe(
+        &report,
+        &mfa_auditor::evaluate::RulesConfig::default(),
+        &Default::default(),
+    );
+    let text = metrics.render(None);
+    for name in [
+        "entra_ca_policy_predicted_lockouts{",
+        "entra_ca_policy_applies_users{",
+        "entra_sspr_users{",
+        "entra_smart_lockout_threshold{",
+        "entra_smart_lockout_duration_seconds{",
+    ] {
+        assert!(text.contains(name), "{name} missing:\n{text}");
+    }
+    let (ok, said) = promtool_says(promtool, &text);
     assert!(
-        out.status.success() && said.trim().is_empty(),
+        ok && said.trim().is_empty(),
         "promtool check metrics:\n{said}"
     );
 }

@@ -371,6 +371,18 @@ fn rule_parameters_out_of_range_are_refused_naming_the_key_and_line() {
         ("too-few-recovery-admins", "min", "0", "at least 1"),
         ("break-glass-count", "expected", "0", "at least 1"),
         (
+            "smart-lockout-weak",
+            "max_threshold",
+            "0",
+            "between 1 and 1000",
+        ),
+        (
+            "smart-lockout-weak",
+            "min_duration_seconds",
+            "100000",
+            "between 1 and 86400",
+        ),
+        (
             "tap-policy-scope",
             "groups",
             "[\"admins\"]",
@@ -387,4 +399,17 @@ fn rule_parameters_out_of_range_are_refused_naming_the_key_and_line() {
         "{GOOD}\n[rules.no-backup-method]\nmin_families = 3\n"
     ))
     .is_ok());
+    let lockout = parse(&format!(
+        "{GOOD}\n[rules.smart-lockout-weak]\nmax_threshold = 5\nmin_duration_seconds = 120\n"
+    ))
+    .expect("in range");
+    assert_eq!(lockout.rules.smart_lockout_weak.max_threshold, 5);
+    assert_eq!(lockout.rules.smart_lockout_weak.min_duration_seconds, 120);
+    let e = error(&format!(
+        "{GOOD}\n[rules.smart-lockout-weak]\nmax_treshold = 5\n"
+    ));
+    assert!(
+        e.contains("rules.smart-lockout-weak") && e.contains("did you mean max_threshold"),
+        "{e}"
+    );
 }

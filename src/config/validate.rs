@@ -383,7 +383,7 @@ impl Config {
 fn rule_param_ranges(r: &crate::evaluate::RulesConfig) -> Result<(), (String, String)> {
     // entra-docs howto-authentication-temporary-access-pass.md: lifetimes are 10 – 43,200 minutes.
     const TAP_MINUTES: std::ops::RangeInclusive<u32> = 10..=43_200;
-    let checks: [(&str, &str, u32, std::ops::RangeInclusive<u32>, &str); 8] = [
+    let checks: [(&str, &str, u32, std::ops::RangeInclusive<u32>, &str); 10] = [
         (
             "no-mfa-method",
             "grace_days",
@@ -439,6 +439,20 @@ fn rule_param_ranges(r: &crate::evaluate::RulesConfig) -> Result<(), (String, St
             r.break_glass_count.expected,
             1..=u32::MAX,
             "accounts (Microsoft recommends two; turn the rule off instead of expecting none)",
+        ),
+        (
+            "smart-lockout-weak",
+            "max_threshold",
+            r.smart_lockout_weak.max_threshold,
+            1..=1000,
+            "failed sign-ins",
+        ),
+        (
+            "smart-lockout-weak",
+            "min_duration_seconds",
+            r.smart_lockout_weak.min_duration_seconds,
+            1..=86_400,
+            "seconds (a day at most)",
         ),
     ];
     for (rule, param, value, range, unit) in checks {

@@ -7,6 +7,8 @@
 
 pub mod exceptions;
 mod params;
+mod policy_rules;
+pub mod predict;
 mod rules;
 pub mod scope;
 
@@ -179,6 +181,24 @@ pub struct Evaluation {
     pub users_out_of_scope: BTreeMap<String, usize>,
     /// Rules judged on part of their data, and what they were judged without.
     pub partial: Vec<Skipped>,
+    /// Per Conditional Access policy (enabled or report-only) that applies to a judged user,
+    /// how many it would lock out; `None` when the policy rules were not judged (disabled, or
+    /// their data missing).
+    pub predicted_lockouts: Option<Vec<predict::PolicyLockouts>>,
+    /// Self-service password reset readiness of the in-scope users the registration report
+    /// lists; `None` when it listed none of them.
+    pub sspr: Option<SsprReadiness>,
+}
+
+/// In-scope users by self-service password reset readiness (`isSsprEnabled`,
+/// `isSsprRegistered`, `isSsprCapable` of the registration report).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SsprReadiness {
+    pub enabled: u64,
+    pub registered: u64,
+    pub capable: u64,
+    /// Enabled, but not registered or not capable (`sspr-not-ready`).
+    pub not_ready: u64,
 }
 
 fn gap_reason(set: DataSet, gap: &Gap) -> String {
@@ -285,6 +305,13 @@ pub fn evaluate_into(
             *out.users_with_method.entry(k.name()).or_default() += 1;
         }
     }
+    for s in users.iter().filter_map(|u| u.sspr) {
+        let r = out.sspr.get_or_insert_with(SsprReadiness::default);
+        r.enabled += u64::from(s.enabled);
+        r.registered += u64::from(s.registered);
+        r.capable += u64::from(s.capable);
+        r.not_ready += u64::from(s.enabled && !(s.registered && s.capable));
+    }
     let glass_users: Vec<(String, Option<&User>)> = glass
         .iter()
         .map(|upn| {
@@ -317,6 +344,7 @@ pub fn evaluate_into(
         .gaps
         .get(&DataSet::Groups)
         .filter(|_| scope.needs_groups());
+    out.predicted_lockouts = predicted_lockouts(snapshot, params, scope_gap.is_some(), &users);
     for rule in CATALOGUE {
         let Some(toggle) = params.toggle(rule.id) else {
             continue;
@@ -374,5 +402,24 @@ pub fn evaluate_into(
     out
 }
 
+/// The per-policy lockout counts, when a policy rule is enabled and can be judged.
+fn predicted_lockouts(
+    snapshot: &Snapshot,
+    params: &RulesConfig,
+    scope_unknown: bool,
+    users: &[&User],
+) -> Option<Vec<predict::PolicyLockouts>> {
+    let rule = CATALOGUE.iter().find(|r| r.id == "policy-unsatisfiable")?;
+    let on = ["policy-unsatisfiable", "policy-unsatisfiable-report-only"]
+        .iter()
+        .any(|id| params.toggle(id).is_some_and(|t| t.enabled()));
+    if !on || scope_unknown || blocking_gap(rule, &snapshot.coverage).is_some() {
+        return None;
+    }
+    Some(predict::predict_lockouts(snapshot, users))
+}
+
 #[cfg(test)]
-mod tests;
+mod policy_tests;
+#[cfg(test)]
+pub(crate) mod tests;

@@ -72,6 +72,12 @@ rule_params!(TooFewRecoveryAdmins {
     /// Enabled users who can reset MFA and issue TAPs, each with a backup method.
     min: u32 = 2,
 });
+rule_params!(SmartLockoutWeak {
+    /// Failed sign-ins before smart lockout locks an account; a higher threshold is flagged.
+    max_threshold: u32 = 10,
+    /// Shortest acceptable first lockout, in seconds.
+    min_duration_seconds: u32 = 60,
+});
 rule_params!(BreakGlassCount {
     /// How many emergency-access accounts there should be.
     expected: u32 = 2,
@@ -104,6 +110,14 @@ pub struct RulesConfig {
     pub no_mfa_enforcement: Plain,
     pub too_few_recovery_admins: TooFewRecoveryAdmins,
     pub break_glass_count: BreakGlassCount,
+    pub policy_unsatisfiable: Plain,
+    pub policy_unsatisfiable_report_only: Plain,
+    pub policy_target_missing: Plain,
+    pub smart_lockout_weak: SmartLockoutWeak,
+    pub sspr_not_ready: Plain,
+    pub admin_no_recovery_contact: Plain,
+    pub passkey_policy_blocks: Plain,
+    pub suspicious_activity_reporting_off: Plain,
 }
 
 impl RulesConfig {
@@ -133,6 +147,14 @@ impl RulesConfig {
             "no-mfa-enforcement" => &self.no_mfa_enforcement,
             "too-few-recovery-admins" => &self.too_few_recovery_admins,
             "break-glass-count" => &self.break_glass_count,
+            "policy-unsatisfiable" => &self.policy_unsatisfiable,
+            "policy-unsatisfiable-report-only" => &self.policy_unsatisfiable_report_only,
+            "policy-target-missing" => &self.policy_target_missing,
+            "smart-lockout-weak" => &self.smart_lockout_weak,
+            "sspr-not-ready" => &self.sspr_not_ready,
+            "admin-no-recovery-contact" => &self.admin_no_recovery_contact,
+            "passkey-policy-blocks" => &self.passkey_policy_blocks,
+            "suspicious-activity-reporting-off" => &self.suspicious_activity_reporting_off,
             _ => return None,
         })
     }

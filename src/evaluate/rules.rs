@@ -3,6 +3,8 @@
 
 use chrono::Duration;
 
+use super::policy_rules::*;
+use super::predict::{allowed, Allowed};
 use super::{Ctx, Hit, Rule, RuleKind, Severity};
 use crate::snapshot::{
     CaPolicy, DataSet, FeatureState, MethodKind, MethodSet, ObjectId, PerUserMfa, User, ROLE_TABLE,
@@ -14,7 +16,8 @@ const PHONE: [MethodKind; 3] = [
     MethodKind::OfficePhone,
 ];
 
-fn names(set: MethodSet) -> String {
+/// Method kinds in words, `none` for none.
+pub(super) fn names(set: MethodSet) -> String {
     let v: Vec<&str> = set.iter().map(MethodKind::name).collect();
     if v.is_empty() {
         "none".into()
@@ -24,7 +27,7 @@ fn names(set: MethodSet) -> String {
 }
 
 /// Users in scope whose methods are known.
-fn known<'a>(ctx: &'a Ctx) -> impl Iterator<Item = (&'a User, MethodSet)> + 'a {
+pub(super) fn known<'a>(ctx: &'a Ctx) -> impl Iterator<Item = (&'a User, MethodSet)> + 'a {
     ctx.users.iter().filter_map(|u| u.methods.map(|m| (*u, m)))
 }
 
@@ -59,6 +62,25 @@ pub static JUDGED_WITHOUT: &[(&str, DataSet)] = &[
     ("per-user-mfa-legacy", DataSet::RoleEligibility),
     ("tap-long-lived", DataSet::DirectoryAudit),
     ("tap-multi-use", DataSet::DirectoryAudit),
+    // Without the methods policy every registered method counts as allowed; without the
+    // strengths the built-in ones and the policies' inline combinations are judged (a custom
+    // strength not found leaves its policy unjudged); without the roles or the groups a policy
+    // naming them is undecided for the users it might concern (no finding).
+    ("policy-unsatisfiable", DataSet::MethodsPolicy),
+    ("policy-unsatisfiable", DataSet::AuthStrengths),
+    ("policy-unsatisfiable", DataSet::Roles),
+    ("policy-unsatisfiable", DataSet::PolicyTargets),
+    ("policy-unsatisfiable-report-only", DataSet::MethodsPolicy),
+    ("policy-unsatisfiable-report-only", DataSet::AuthStrengths),
+    ("policy-unsatisfiable-report-only", DataSet::Roles),
+    ("policy-unsatisfiable-report-only", DataSet::PolicyTargets),
+    ("admin-no-recovery-contact", DataSet::RoleEligibility),
+    // Without Conditional Access, only the passkey profiles are judged; without the roles or
+    // the groups, users a policy or profile might concern are not counted.
+    ("passkey-policy-blocks", DataSet::ConditionalAccess),
+    ("passkey-policy-blocks", DataSet::AuthStrengths),
+    ("passkey-policy-blocks", DataSet::Roles),
+    ("passkey-policy-blocks", DataSet::PolicyTargets),
 ];
 
 /// A usable TAP: usable now by Graph's word.
@@ -600,93 +622,6 @@ fn break_glass_count(ctx: &Ctx) -> Vec<Hit> {
     }
 }
 
-/// The methods-policy configurations (`authenticationMethodConfigurations` ids) that allow a
-/// kind to be used, any one of them sufficing; empty when none governs it (Windows Hello for
-/// Business and platform credentials are Intune's, external providers have per-provider ids).
-fn policy_configs(k: MethodKind) -> &'static [&'static str] {
-    use MethodKind as K;
-    match k {
-        K::AuthenticatorPush | K::AuthenticatorPasswordless => &["MicrosoftAuthenticator"],
-        K::SoftwareOtp => &["SoftwareOath", "MicrosoftAuthenticator"],
-        K::PasskeyAuthenticator
-        | K::Fido2SecurityKey
-        | K::PasskeyDeviceBound
-        | K::PasskeySynced => &["Fido2"],
-        K::MobilePhone => &["Sms", "Voice"],
-        K::AlternateMobilePhone | K::OfficePhone => &["Voice"],
-        K::HardwareOtp => &["HardwareOath"],
-        K::Certificate | K::CertificateSingleFactor => &["X509Certificate"],
-        K::Email => &["Email"],
-        K::TemporaryAccessPass => &["TemporaryAccessPass"],
-        K::QrCodePin => &["QRCodePin"],
-        K::WindowsHello
-        | K::MacOsSecureEnclaveKey
-        | K::PlatformCredential
-        | K::ExternalMfa
-        | K::SecurityQuestion
-        | K::Password => &[],
-    }
-}
-
-/// Whether the methods policy lets one user use one kind.
-#[derive(Debug, PartialEq)]
-enum Allowed {
-    Yes,
-    /// Why not, per configuration (`HardwareOath is disabled`).
-    No(String),
-    /// It depends on membership of groups this audit does not read (or a missing configuration).
-    Unknown(String),
-}
-
-fn allowed(ctx: &Ctx, policy: &crate::snapshot::MethodsPolicy, u: &User, k: MethodKind) -> Allowed {
-    let configs = policy_configs(k);
-    if configs.is_empty() {
-        return Allowed::Yes;
-    }
-    let id = u.id.to_string();
-    // A target is all_users, a group id, or (rarely) the user's own id.
-    let hits = |target: &str| -> Option<bool> {
-        if target.eq_ignore_ascii_case("all_users") || target.eq_ignore_ascii_case(&id) {
-            Some(true)
-        } else {
-            ctx.snapshot.is_member(target, u.id)
-        }
-    };
-    let mut no = Vec::new();
-    let mut unknown = Vec::new();
-    for name in configs {
-        let Some(c) = policy
-            .methods
-            .iter()
-            .find(|c| c.id.eq_ignore_ascii_case(name))
-        else {
-            unknown.push(format!("{name} is not in the policy read"));
-            continue;
-        };
-        if !c.enabled {
-            no.push(format!("{name} is disabled"));
-            continue;
-        }
-        let excluded: Vec<Option<bool>> = c.exclude_targets.iter().map(|t| hits(t)).collect();
-        let included: Vec<Option<bool>> = c.include_targets.iter().map(|t| hits(t)).collect();
-        if excluded.contains(&Some(true)) {
-            no.push(format!("{name} excludes the user"));
-        } else if !included.contains(&Some(true)) && !included.contains(&None) {
-            no.push(format!("{name} does not target the user"));
-        } else if excluded.contains(&None) || !included.contains(&Some(true)) {
-            unknown.push(format!("{name} targets groups this audit does not read"));
-        } else {
-            return Allowed::Yes;
-        }
-    }
-    if unknown.is_empty() {
-        Allowed::No(no.join(", "))
-    } else {
-        unknown.extend(no);
-        Allowed::Unknown(unknown.join(", "))
-    }
-}
-
 fn method_not_allowed(ctx: &Ctx) -> Vec<Hit> {
     let Some(policy) = &ctx.snapshot.methods_policy else {
         return vec![];
@@ -703,7 +638,7 @@ fn method_not_allowed(ctx: &Ctx) -> Vec<Hit> {
         let mut unknown = Vec::new();
         let mut usable = false;
         for k in mfa.iter() {
-            match allowed(ctx, policy, u, k) {
+            match allowed(ctx.snapshot, policy, u, k) {
                 Allowed::Yes => usable = true,
                 Allowed::No(why) if !legacy => no.push(format!("{} ({why})", k.name())),
                 Allowed::No(why) => unknown.push(format!(
@@ -750,6 +685,9 @@ pub(super) const JUDGED_FROM_DETAIL: &[&str] = &[
     "admin-not-phishing-resistant",
     "too-few-recovery-admins",
     "method-not-allowed",
+    "policy-unsatisfiable",
+    "policy-unsatisfiable-report-only",
+    "passkey-policy-blocks",
 ];
 
 use DataSet::*;
@@ -984,5 +922,85 @@ pub static CATALOGUE: &[Rule] = &[
         rationale: "Microsoft recommends two cloud-only emergency-access accounts: one can fail, and more widen the attack surface.",
         remediation: "List the tenant's emergency-access accounts under [break_glass] accounts in config.toml; create missing ones as cloud-only Global Administrators excluded from Conditional Access, with FIDO2 keys.",
         check: break_glass_count,
+    },
+    Rule {
+        id: "policy-unsatisfiable",
+        title: "An enabled Conditional Access policy demands what the user cannot give",
+        kind: RuleKind::User,
+        severity: Severity::Critical,
+        needs: &[Users, Registration, ConditionalAccess],
+        rationale: "An enabled Conditional Access policy that applies to the user (users, groups, active roles, guests, exclusions) requires MFA or an authentication strength, and none of the methods the authentication-methods policy lets this user use satisfies any of its allowed combinations: at the next sign-in it covers, the user is locked out. Strengths are the built-in ones and the tenant's custom ones; applications and conditions narrow when, not whether, it applies (they are named).",
+        remediation: "Let {upn} register a method that meets the strength with a one-time TAP (a TAP meets the built-in MFA strength, and lets them register a passkey): New-MgUserAuthenticationTemporaryAccessPassMethod -UserId {upn} -IsUsableOnce $true (POST /users/{upn}/authentication/temporaryAccessPassMethods); or allow a method they hold: Update-MgPolicyAuthenticationMethodPolicyAuthenticationMethodConfiguration -AuthenticationMethodConfigurationId <id> (PATCH /policies/authenticationMethodsPolicy/authenticationMethodConfigurations/{id}); or change the policy's strength or exclusions: Update-MgIdentityConditionalAccessPolicy -ConditionalAccessPolicyId <policy id> (PATCH /identity/conditionalAccess/policies/{id}). Check the strength's combinations with Get-MgPolicyAuthenticationStrengthPolicy -AuthenticationStrengthPolicyId <id>.",
+        check: policy_unsatisfiable,
+    },
+    Rule {
+        id: "policy-unsatisfiable-report-only",
+        title: "A report-only Conditional Access policy would lock the user out",
+        kind: RuleKind::User,
+        severity: Severity::Medium,
+        needs: &[Users, Registration, ConditionalAccess],
+        rationale: "A report-only Conditional Access policy applies to the user and requires MFA or a strength none of their policy-allowed methods satisfies: the day someone turns it on, the user is locked out. Fix the users before enabling the policy.",
+        remediation: "Before turning the policy on, let {upn} register a method that meets its strength (New-MgUserAuthenticationTemporaryAccessPassMethod -UserId {upn} -IsUsableOnce $true, then https://aka.ms/mysecurityinfo), or exclude them: Update-MgIdentityConditionalAccessPolicy -ConditionalAccessPolicyId <policy id> (PATCH /identity/conditionalAccess/policies/{id}); keep it in state enabledForReportingButNotEnforced until this rule is quiet.",
+        check: policy_unsatisfiable_report_only,
+    },
+    Rule {
+        id: "policy-target-missing",
+        title: "A policy targets a user or group that no longer exists",
+        kind: RuleKind::Tenant,
+        severity: Severity::High,
+        needs: &[PolicyTargets],
+        rationale: "A Conditional Access policy or an authentication-methods configuration names a group or user that was deleted (Maester MT.1067): its members silently lost the method, the policy or the exclusion, and nothing in the portal says so.",
+        remediation: "Replace the deleted id in each policy named: Update-MgIdentityConditionalAccessPolicy -ConditionalAccessPolicyId <id> (PATCH /identity/conditionalAccess/policies/{id}) or Update-MgPolicyAuthenticationMethodPolicyAuthenticationMethodConfiguration -AuthenticationMethodConfigurationId <id> (PATCH /policies/authenticationMethodsPolicy/authenticationMethodConfigurations/{id}) with includeTargets/excludeTargets naming an existing group; a group deleted less than 30 days ago can be restored: Restore-MgDirectoryDeletedItem -DirectoryObjectId <id> (POST /directory/deletedItems/{id}/restore).",
+        check: policy_target_missing,
+    },
+    Rule {
+        id: "smart-lockout-weak",
+        title: "Smart lockout is weak",
+        kind: RuleKind::Tenant,
+        severity: Severity::Medium,
+        needs: &[DirectorySettings],
+        rationale: "Smart lockout slows password guessing: a threshold above 10 failed sign-ins or a first lockout under 60 seconds lets a spray try more passwords before MFA is even asked. Without a \"Password Rule Settings\" object Entra's defaults apply (10 attempts, 60 s), and the metrics say so.",
+        remediation: "Set the tenant's Password Rule Settings (Entra ID P1): Update-MgBetaDirectorySetting -DirectorySettingId <id> -Values @(@{Name='LockoutThreshold';Value='10'},@{Name='LockoutDurationInSeconds';Value='60'}) (PATCH https://graph.microsoft.com/beta/settings/{id}), or in the portal: Authentication methods > Password protection.",
+        check: smart_lockout_weak,
+    },
+    Rule {
+        id: "sspr-not-ready",
+        title: "Self-service password reset enabled but the user cannot use it",
+        kind: RuleKind::User,
+        severity: Severity::Low,
+        needs: &[Users, Registration],
+        rationale: "SSPR is enabled for the user (isSsprEnabled) but they are not registered or not capable (isSsprRegistered, isSsprCapable): the day they forget their password, the helpdesk is the only way back.",
+        remediation: "Ask {upn} to register SSPR methods at https://aka.ms/ssprsetup, or turn on the registration interrupt (Password reset > Registration: require users to register when signing in); check with Get-MgReportAuthenticationMethodUserRegistrationDetail -UserRegistrationDetailsId <user id>.",
+        check: sspr_not_ready,
+    },
+    Rule {
+        id: "admin-no-recovery-contact",
+        title: "Global Administrator without an alternate email",
+        kind: RuleKind::User,
+        severity: Severity::Medium,
+        needs: &[Users, Roles],
+        rationale: "A Global Administrator (active or eligible) with no alternate email (otherMails) cannot be reached out of band when they lose their methods, and admin SSPR has one fewer way to verify them.",
+        remediation: "Add an alternate email for {upn}: Update-MgUser -UserId {upn} -OtherMails @('name@example.org') (PATCH /users/{upn} with {\"otherMails\":[\"name@example.org\"]}; updating an admin takes a Privileged Authentication Administrator or Global Administrator).",
+        check: admin_no_recovery_contact,
+    },
+    Rule {
+        id: "passkey-policy-blocks",
+        title: "The passkey policy blocks what users hold or need",
+        kind: RuleKind::Tenant,
+        severity: Severity::Medium,
+        needs: &[Users, Registration, MethodsPolicy],
+        rationale: "FIDO2 (passkeys) is disabled or targets nobody while an enabled Conditional Access policy requires a phishing-resistant strength of admin roles; or a passkey profile (or the deprecated top-level FIDO2 settings) refuses what users hold: attestation enforced while they hold synced passkeys (which cannot be attested), passkey types excluding synced or device-bound ones they hold, key restrictions that leave out Microsoft Authenticator's AAGUIDs while they hold passkeys in Authenticator. Each problem is its own finding, with the users it affects counted.",
+        remediation: "Enable FIDO2 for the admins: Update-MgPolicyAuthenticationMethodPolicyAuthenticationMethodConfiguration -AuthenticationMethodConfigurationId Fido2 -BodyParameter @{'@odata.type'='#microsoft.graph.fido2AuthenticationMethodConfiguration'; state='enabled'} (PATCH /policies/authenticationMethodsPolicy/authenticationMethodConfigurations/Fido2); fix the profile named: PATCH https://graph.microsoft.com/beta/policies/authenticationMethodsPolicy/authenticationMethodConfigurations/Fido2 with passkeyProfiles [{id, attestationEnforcement 'disabled' or passkeyTypes 'deviceBound,synced' or keyRestrictions.aaGuids adding 90a3ccdf-635c-4729-a248-9b709135078f and de1e552d-db1d-4423-a619-566b625cdc84}].",
+        check: passkey_policy_blocks,
+    },
+    Rule {
+        id: "suspicious-activity-reporting-off",
+        title: "Users cannot report suspicious MFA prompts",
+        kind: RuleKind::Tenant,
+        severity: Severity::Low,
+        needs: &[MethodsPolicy],
+        rationale: "With reportSuspiciousActivitySettings off (disabled or left at Microsoft's default), a user who gets an MFA prompt they did not start can only deny it; reporting it marks them high user risk, so risk-based policies and the SOC see the attack.",
+        remediation: "PATCH https://graph.microsoft.com/beta/policies/authenticationMethodsPolicy with {\"reportSuspiciousActivitySettings\":{\"state\":\"enabled\",\"includeTarget\":{\"targetType\":\"group\",\"id\":\"all_users\"},\"voiceReportingCode\":0}} (Invoke-MgGraphRequest -Method PATCH -Uri 'https://graph.microsoft.com/beta/policies/authenticationMethodsPolicy' -Body $body).",
+        check: suspicious_activity_reporting_off,
     },
 ];

@@ -12,13 +12,13 @@ use crate::snapshot::{
 
 use MethodKind::*;
 
-fn now() -> DateTime<Utc> {
+pub(super) fn now() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-11-24T12:00:00Z")
         .map(|d| d.with_timezone(&Utc))
         .expect("date")
 }
 
-fn user(n: u128, methods: &[MethodKind]) -> User {
+pub(super) fn user(n: u128, methods: &[MethodKind]) -> User {
     let mut u = User::new(ObjectId(n), &format!("user{n}@contoso.com"));
     u.methods = Some(methods.iter().copied().collect::<MethodSet>());
     u.created = Some(now() - Duration::days(365));
@@ -26,7 +26,7 @@ fn user(n: u128, methods: &[MethodKind]) -> User {
     u
 }
 
-fn sound_policy() -> MethodsPolicy {
+pub(super) fn sound_policy() -> MethodsPolicy {
     MethodsPolicy {
         migration_state: "migrationComplete".into(),
         registration_campaign: FeatureState::Enabled,
@@ -65,7 +65,8 @@ fn sound_policy() -> MethodsPolicy {
     }
 }
 
-fn mfa_for_all() -> CaPolicy {
+/// An enabled policy requiring MFA (the built-in control) of all users for all apps.
+pub(crate) fn mfa_for_all() -> CaPolicy {
     CaPolicy {
         id: "p".into(),
         display_name: "MFA for all".into(),
@@ -99,7 +100,7 @@ fn admins() -> Vec<User> {
         .collect()
 }
 
-fn snapshot(mut users: Vec<User>) -> Snapshot {
+pub(super) fn snapshot(mut users: Vec<User>) -> Snapshot {
     users.extend(admins());
     users.sort_by_key(|u| u.id);
     Snapshot {
@@ -111,17 +112,17 @@ fn snapshot(mut users: Vec<User>) -> Snapshot {
     }
 }
 
-fn run(s: &Snapshot, params: &RulesConfig, glass: &[&str]) -> Evaluation {
+pub(super) fn run(s: &Snapshot, params: &RulesConfig, glass: &[&str]) -> Evaluation {
     let glass: Vec<String> = glass.iter().map(|s| s.to_string()).collect();
     evaluate(s, params, &AllEnabled, &glass, now())
 }
 
 /// The subjects a rule flags.
-fn flagged(s: &Snapshot, rule: &str) -> Vec<String> {
+pub(super) fn flagged(s: &Snapshot, rule: &str) -> Vec<String> {
     flagged_with(s, rule, &RulesConfig::default())
 }
 
-fn flagged_with(s: &Snapshot, rule: &str, params: &RulesConfig) -> Vec<String> {
+pub(super) fn flagged_with(s: &Snapshot, rule: &str, params: &RulesConfig) -> Vec<String> {
     run(s, params, &["glass1@contoso.com", "glass2@contoso.com"])
         .findings
         .into_iter()
@@ -133,10 +134,10 @@ fn flagged_with(s: &Snapshot, rule: &str, params: &RulesConfig) -> Vec<String> {
 #[test]
 fn catalogue_ids_are_unique_and_each_has_parameters() {
     let mut ids: Vec<&str> = CATALOGUE.iter().map(|r| r.id).collect();
-    assert_eq!(ids.len(), 23);
+    assert_eq!(ids.len(), 31);
     ids.sort();
     ids.dedup();
-    assert_eq!(ids.len(), 23, "duplicate rule id");
+    assert_eq!(ids.len(), 31, "duplicate rule id");
     let params = RulesConfig::default();
     for r in CATALOGUE {
         assert!(
@@ -718,7 +719,7 @@ fn disabled_users_are_out_of_scope_and_counted() {
     assert!(!e.findings.iter().any(|f| f.rule == "no-mfa-method"));
 }
 
-fn config(id: &str, enabled: bool, include: &[&str], exclude: &[&str]) -> MethodConfig {
+pub(super) fn config(id: &str, enabled: bool, include: &[&str], exclude: &[&str]) -> MethodConfig {
     MethodConfig {
         id: id.into(),
         enabled,
