@@ -578,8 +578,14 @@ mod tests {
             duration_seconds: 60,
             defaults: true,
         });
+        // Phishing-resistant MFA (built in): push does not meet it; a user with no method is
+        // sent to registration, not locked out.
         s.conditional_access = Some(vec![CaPolicy {
             id: "p-1".into(),
+            strength: Some(crate::snapshot::AuthStrength {
+                id: "00000000-0000-0000-0000-000000000004".into(),
+                ..Default::default()
+            }),
             ..crate::evaluate::tests::mfa_for_all()
         }]);
         let mut tally = Tally::new(0);

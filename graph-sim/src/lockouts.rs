@@ -212,7 +212,7 @@ impl Tenant {
                 },
             });
         }
-        // Guests: one with Authenticator, one with nothing.
+        // Guests: one with Authenticator, one with only a phone number (SMS and voice are off).
         for (n, &i) in take(2, &mut rng).iter().enumerate() {
             let u = &mut self.users[i];
             let local = u.upn.split('@').next().unwrap_or("guest").to_string();
@@ -225,7 +225,7 @@ impl Tenant {
                 if n == 0 {
                     &["microsoftAuthenticatorPush"]
                 } else {
-                    &[]
+                    &["mobilePhone"]
                 },
             );
         }

@@ -126,7 +126,9 @@ impl GroundTruth {
                 } else {
                     "enabledForReportingButNotEnforced"
                 };
+                // A user with no MFA method is sent to registration, not locked out.
                 judged()
+                    .filter(|u| u.methods.iter().any(|m| modes(m).is_some()))
                     .filter(|u| {
                         self.policy
                             .conditional_access
@@ -550,7 +552,8 @@ mod tests {
             .users
             .iter()
             .any(|u| &u.id == id && t.member(&guid(crate::lockouts::FINANCE_GROUP), u))));
-        // Guests are out of the default scope; with guests judged, the one with nothing is found.
+        // Guests are out of the default scope; with guests judged, the one whose only method
+        // (a phone) policy refuses is found.
         let guests = by(&|u| u.user_type == "Guest");
         assert!(guests.iter().all(|g| !unsatisfiable.contains(&g.id)));
         let with_guests = t
@@ -558,8 +561,8 @@ mod tests {
             .expect("known");
         let bare_guest = guests
             .iter()
-            .find(|g| g.methods.is_empty() && g.upn.contains("#EXT#"))
-            .expect("a guest with nothing");
+            .find(|g| g.methods == ["mobilePhone"] && g.upn.contains("#EXT#"))
+            .expect("a guest with only a phone");
         assert!(with_guests.contains(&bare_guest.id));
         // Admins without an alternate email, the PIM-eligible one included.
         let no_contact = expected(&t, "admin-no-recovery-contact");

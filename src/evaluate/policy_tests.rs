@@ -264,7 +264,9 @@ fn the_mfa_control_and_a_strength_together_must_both_be_met() {
     }]);
     let mut got = flagged(&s, "policy-unsatisfiable");
     got.sort();
-    assert_eq!(got, ["user1@contoso.com", "user3@contoso.com"]);
+    // The email-only user has no MFA method: sent to registration, no-mfa-method's finding.
+    assert_eq!(got, ["user1@contoso.com"]);
+    assert_eq!(flagged(&s, "no-mfa-method"), ["user3@contoso.com"]);
 }
 
 #[test]

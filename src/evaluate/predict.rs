@@ -356,7 +356,7 @@ pub fn targets(s: &Snapshot, target: &str, u: &User) -> Option<bool> {
     if target.eq_ignore_ascii_case("all_users") || is_user(target, u) {
         Some(true)
     } else {
-        s.is_member(target, u.id)
+        s.policy_member(target, u.id)
     }
 }
 
@@ -536,6 +536,9 @@ impl<'a> Predictor<'a> {
     /// The one judgement `policy-unsatisfiable`, its report-only twin and what-if share.
     pub fn lockout(&self, u: &User, state: &str) -> Option<Lockout<'_, 'a>> {
         let methods = u.methods?;
+        if !has_mfa_method(methods) {
+            return None;
+        }
         let applying: Vec<&JudgedPolicy<'a>> = self
             .policies
             .iter()
@@ -562,6 +565,15 @@ impl<'a> Predictor<'a> {
             policies,
         })
     }
+}
+
+/// Whether a user has an MFA method to be judged on (TAP aside). One with none is sent to
+/// registration at sign-in, not to a wall: that is `no-mfa-method`'s finding, not a lockout.
+pub fn has_mfa_method(methods: MethodSet) -> bool {
+    methods
+        .mfa_capable()
+        .iter()
+        .any(|k| k != MethodKind::TemporaryAccessPass)
 }
 
 /// Why a user would be locked out: their policy-allowed methods, and each policy that applies to
@@ -618,7 +630,16 @@ impl<'a> Audience<'a> {
         let ids = |list: &[Box<str>]| list.iter().filter_map(|x| ObjectId::parse(x)).collect();
         let groups = |list: &[Box<str>]| {
             list.iter()
-                .map(|g| s.groups.get(&g.to_ascii_lowercase()).map(Vec::as_slice))
+                .map(|g| {
+                    let g = g.to_ascii_lowercase();
+                    // A group that no longer exists holds nobody.
+                    let gone = s.missing_targets.as_ref().is_some_and(|m| m.contains(&g));
+                    if gone {
+                        Some(&[][..])
+                    } else {
+                        s.groups.get(&g).map(Vec::as_slice)
+                    }
+                })
                 .collect()
         };
         let roles = |list: &[Box<str>]| list.iter().map(|r| Role::from_template_id(r)).collect();
@@ -725,6 +746,9 @@ pub fn predict_lockouts(s: &Snapshot, users: &[&User]) -> Vec<PolicyLockouts> {
                 }
             }
             counts.applies_to += 1;
+            if !has_mfa_method(methods) {
+                continue;
+            }
             let available = *allowed.get_or_insert_with(|| {
                 Modes::available(predictor.allowed_methods(u, methods).allowed)
             });

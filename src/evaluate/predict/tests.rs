@@ -350,13 +350,14 @@ fn predicted_lockouts_count_per_policy_the_users_it_applies_to_and_locks_out() {
     let ro = row("Everyone passwordless").expect("report-only");
     assert_eq!(
         (ro.applies_to, ro.locked_out, ro.state.as_str()),
-        (4, 3, STATE_REPORT_ONLY)
+        (4, 2, STATE_REPORT_ONLY),
+        "push and phone; the email-only user is sent to registration, not locked out"
     );
     let all = row("MFA for all").expect("all");
     assert_eq!(
         (all.applies_to, all.locked_out),
-        (4, 1),
-        "only the email-only user"
+        (4, 0),
+        "everyone with a method meets MFA; the email-only user registers"
     );
     assert_eq!(row("Off"), None, "disabled policies are not judged");
     assert_eq!(row("Nobody"), None, "applies to no one");
