@@ -129,20 +129,39 @@ fn expected_user_findings(
     out
 }
 
-/// The user rules of issue 11 (policy prediction), judged against graph-sim's ground truth for
-/// them elsewhere.
-const ISSUE_11_USER_RULES: [&str; 4] = [
+/// The user rules of issue 11 (policy prediction): their expectations are graph-sim's ground
+/// truth (`GroundTruth::expected`, its own implementation of the rules' semantics).
+const PREDICTION_USER_RULES: [&str; 4] = [
     "policy-unsatisfiable",
     "policy-unsatisfiable-report-only",
     "sspr-not-ready",
     "admin-no-recovery-contact",
 ];
 
-/// The (rule, user) pairs of the user findings, issue 11's rules aside.
+/// (rule, upn) of every finding of `rules` the ground truth's own prediction names.
+fn predicted_user_findings(truth: &GroundTruth, rules: &[&str]) -> BTreeSet<(String, String)> {
+    let upn: std::collections::BTreeMap<String, &str> = truth
+        .users
+        .iter()
+        .map(|u| (u.id.to_ascii_lowercase(), u.upn.as_str()))
+        .collect();
+    let mut out = BTreeSet::new();
+    for rule in rules {
+        for id in truth.expected(rule).unwrap_or_default() {
+            if let Some(u) = upn.get(&id) {
+                out.insert((rule.to_string(), u.to_string()));
+            }
+        }
+    }
+    out
+}
+
+/// The (rule, upn) of the user findings, the prediction rules aside (judged against graph-sim's
+/// truth where a test says so).
 fn user_findings(report: &Report) -> BTreeSet<(String, String)> {
     all_user_findings(report)
         .into_iter()
-        .filter(|(r, _)| !ISSUE_11_USER_RULES.contains(&r.as_str()))
+        .filter(|(r, _)| !PREDICTION_USER_RULES.contains(&r.as_str()))
         .collect()
 }
 
@@ -158,54 +177,44 @@ fn all_user_findings(report: &Report) -> BTreeSet<(String, String)> {
         .collect()
 }
 
+/// A simulator that also grants Directory.Read.All (smart lockout's directory settings).
+async fn sim_with_directory(users: usize, seed: u64, profile: Profile) -> SimHandle {
+    common::sim(users, seed, profile, |c| {
+        c.granted_roles.push("Directory.Read.All".into())
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_findings_are_exactly_what_the_ground_truth_implies() {
-    let sim = sim(4000, 21).await;
+    let sim = sim_with_directory(4000, 21, Profile::Realistic).await;
     let config = config(&sim, "");
     let report = audit(&sim, &config).await;
     assert!(report.complete, "{:?}", report.incomplete_reasons);
     let truth = sim.ground_truth();
-    let expected = expected_user_findings(&truth, report.started_at, in_default_scope);
-    let all = all_user_findings(&report);
-    // Issue 11's rules are compared with graph-sim's ground truth for them in their own tests;
-    // here, every other rule.
-    let got = user_findings(&report);
+    let mut expected = expected_user_findings(&truth, report.started_at, in_default_scope);
+    expected.extend(predicted_user_findings(&truth, &PREDICTION_USER_RULES));
+    let got = all_user_findings(&report);
     let missing: Vec<_> = expected.difference(&got).collect();
     let extra: Vec<_> = got.difference(&expected).collect();
     assert!(
         missing.is_empty() && extra.is_empty(),
         "missing {missing:#?}\nextra {extra:#?}"
     );
-    // The realistic tenant requires MFA of all users in CA: a user it locks out has no
-    // MFA method, or none the methods policy allows.
-    let locked: BTreeSet<&String> = all
+    // The realistic tenant requires MFA of all users in CA: it locks out exactly the users
+    // with MFA methods none of which the methods policy allows, and its count says so.
+    let locked: BTreeSet<&String> = got
         .iter()
         .filter(|(r, _)| r == "policy-unsatisfiable")
         .map(|(_, u)| u)
         .collect();
-    let no_usable: BTreeSet<&String> = all
+    let not_allowed: BTreeSet<&String> = got
         .iter()
-        .filter(|(r, _)| r == "no-mfa-method" || r == "method-not-allowed")
+        .filter(|(r, _)| r == "method-not-allowed")
         .map(|(_, u)| u)
         .collect();
-    assert!(
-        no_usable.is_subset(&locked),
-        "every user with no usable method is locked out: {:?}",
-        no_usable.difference(&locked).collect::<Vec<_>>()
-    );
-    // The rest are new users still in no-mfa-method's grace period: nothing registered.
-    for u in locked.difference(&no_usable) {
-        let d = report
-            .findings
-            .iter()
-            .find(|f| f.rule == "policy-unsatisfiable" && f.user_principal_name.as_ref() == Some(u))
-            .map(|f| f.detail.as_str())
-            .unwrap_or_default();
-        assert!(
-            d.contains("policy-allowed methods: none;") && !d.contains("not allowed"),
-            "{u}: {d}"
-        );
-    }
+    assert!(!locked.is_empty());
+    assert_eq!(locked, not_allowed);
     assert!(
         report.summary.predicted_lockouts.as_ref().is_some_and(|p| p
             .iter()
@@ -936,5 +945,102 @@ async fn a_group_exclusion_is_fine_only_when_it_holds_nothing_but_break_glass_ac
         if let Some(detail) = got {
             assert!(detail.contains(&format!("excludes group {id}")), "{detail}");
         }
+    }
+}
+
+/// Issue 11's ground truth: on a tenant planted with every situation that locks users out by
+/// policy (push-only admins under a phishing-resistant strength, SMS-only users with SMS and
+/// voice off, users outside a method's targets, a custom strength, a report-only policy, guests
+/// included and excluded, an exemption group, deleted groups still named, weak smart lockout,
+/// …), every new rule finds exactly what graph-sim's own prediction says, and nothing else:
+/// not the guests out of scope, the users excluded by group, nor the break-glass accounts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_lockouts_are_exactly_what_the_ground_truth_predicts() {
+    let sim = sim_with_directory(300, 11, Profile::PolicyLockouts).await;
+    let truth = sim.ground_truth();
+    assert_eq!(truth.break_glass.len(), 2);
+    let glass: Vec<String> = truth
+        .break_glass
+        .iter()
+        .map(|a| format!("\"{a}\""))
+        .collect();
+    let config = config(
+        &sim,
+        &format!("[break_glass]\naccounts = [{}]\n", glass.join(", ")),
+    );
+    let report = audit(&sim, &config).await;
+    assert!(report.complete, "{:?}", report.incomplete_reasons);
+    assert!(report.skipped.is_empty(), "{:?}", report.skipped);
+    let subjects = |rule: &str| -> Vec<String> {
+        let mut v: Vec<String> = report
+            .findings
+            .iter()
+            .filter(|f| f.rule == rule)
+            .map(|f| f.subject.to_ascii_lowercase())
+            .collect();
+        v.sort();
+        v
+    };
+    for rule in graph_sim::LOCKOUT_RULES {
+        let want = truth
+            .expected(rule)
+            .expect("graph-sim predicts every lockout rule");
+        assert!(!want.is_empty(), "the tenant plants {rule}");
+        let got = subjects(rule);
+        if *rule == "passkey-policy-blocks" {
+            // One finding per problem (`tenant:<profile>:<problem>`); the truth says whether.
+            assert!(!got.is_empty(), "{rule}: {want:?}");
+            continue;
+        }
+        let missing: Vec<_> = want.iter().filter(|w| !got.contains(w)).collect();
+        let extra: Vec<_> = got.iter().filter(|g| !want.contains(g)).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "{rule}: missing {missing:#?}\nextra {extra:#?}"
+        );
+    }
+    // No user rule names a break-glass account or a guest (out of the default scope).
+    let spared: BTreeSet<String> = truth
+        .users
+        .iter()
+        .filter(|u| truth.is_break_glass(u) || u.user_type == "Guest")
+        .map(|u| u.id.to_ascii_lowercase())
+        .collect();
+    assert!(spared.len() >= 4);
+    assert!(report
+        .findings
+        .iter()
+        .all(|f| !spared.contains(&f.subject.to_ascii_lowercase())));
+    // Each enabled policy's predicted count adds up to the users the rule names.
+    let locked = subjects("policy-unsatisfiable");
+    let per_policy = report
+        .summary
+        .predicted_lockouts
+        .clone()
+        .unwrap_or_default();
+    let enabled: Vec<_> = per_policy.iter().filter(|c| c.state == "enabled").collect();
+    assert!(enabled.iter().any(|c| c.locked_out > 0), "{per_policy:?}");
+    assert!(enabled.iter().map(|c| c.locked_out).sum::<u64>() >= locked.len() as u64);
+    assert!(enabled.iter().all(|c| c.locked_out <= locked.len() as u64));
+    // A finding names the policy, the strength and what would satisfy it.
+    let admin = truth
+        .users
+        .iter()
+        .find(|u| {
+            u.methods == ["microsoftAuthenticatorPush"]
+                && u.roles
+                    .iter()
+                    .any(|r| r == "62e90394-69f5-4237-9190-012177145e10")
+                && locked.contains(&u.id.to_ascii_lowercase())
+        })
+        .expect("a push-only Global Administrator is locked out");
+    let detail = report
+        .findings
+        .iter()
+        .find(|f| f.rule == "policy-unsatisfiable" && f.subject.eq_ignore_ascii_case(&admin.id))
+        .map(|f| f.detail.clone())
+        .unwrap_or_default();
+    for words in ["hishing", "microsoftAuthenticatorPush", "fido2"] {
+        assert!(detail.contains(words), "{words} in {detail}");
     }
 }

@@ -596,9 +596,22 @@ pub fn policy_allowed_methods(s: &Snapshot, u: &User, methods: MethodSet) -> Pol
         return out;
     };
     let legacy = policy.migration_state.as_ref() != "migrationComplete";
+    // What this audit cannot decide (an unread group, a configuration not in the policy read, the
+    // legacy policy) the registration report can: isMfaCapable false means no strong method of
+    // theirs is allowed, as for method-not-allowed.
+    let report_says_none = u.mfa_capable == Some(false);
     for k in candidates {
         match allowed(s, policy, u, k) {
-            Allowed::Yes | Allowed::Unknown(_) => out.allowed.insert(k),
+            Allowed::Yes => out.allowed.insert(k),
+            Allowed::Unknown(why) if report_says_none => out.not_allowed.push((
+                k,
+                format!("{why}; the registration report's isMfaCapable is false"),
+            )),
+            Allowed::No(why) if legacy && report_says_none => out.not_allowed.push((
+                k,
+                format!("{why}; the registration report's isMfaCapable is false"),
+            )),
+            Allowed::Unknown(_) => out.allowed.insert(k),
             Allowed::No(_) if legacy => out.allowed.insert(k),
             Allowed::No(why) => out.not_allowed.push((k, why)),
         }
