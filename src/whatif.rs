@@ -23,6 +23,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::json;
 
+use crate::evaluate::predict::BUILTIN_STRENGTHS;
 use crate::evaluate::{self, Finding, RuleKind, RulesConfig, Scope, Severity, Skipped, CATALOGUE};
 use crate::snapshot::{
     AuthStrength, CaPolicy, MethodConfig, MethodKind, ObjectId, Role, Snapshot, ROLE_TABLE,
@@ -40,106 +41,28 @@ pub const LOCKOUT_RULES: &[&str] = &[
 /// they do not make `what-if` exit 1.
 pub const REPORT_ONLY_RULES: &[&str] = &["policy-unsatisfiable-report-only"];
 
-/// `--disable-method` names and the `authenticationMethodConfigurations` id each means, with
-/// the method kinds that configuration allows (what a user loses when it is switched off).
-pub static METHOD_NAMES: &[(&str, &str, &[MethodKind])] = &[
-    ("sms", "Sms", &[MethodKind::MobilePhone]),
-    (
-        "voice",
-        "Voice",
-        &[
-            MethodKind::MobilePhone,
-            MethodKind::AlternateMobilePhone,
-            MethodKind::OfficePhone,
-        ],
-    ),
-    ("email", "Email", &[MethodKind::Email]),
-    (
-        "fido2",
-        "Fido2",
-        &[
-            MethodKind::Fido2SecurityKey,
-            MethodKind::PasskeyDeviceBound,
-            MethodKind::PasskeySynced,
-            MethodKind::PasskeyAuthenticator,
-        ],
-    ),
-    (
-        "authenticator",
-        "MicrosoftAuthenticator",
-        &[
-            MethodKind::AuthenticatorPush,
-            MethodKind::AuthenticatorPasswordless,
-            MethodKind::SoftwareOtp,
-        ],
-    ),
-    ("software-oath", "SoftwareOath", &[MethodKind::SoftwareOtp]),
-    ("hardware-oath", "HardwareOath", &[MethodKind::HardwareOtp]),
-    (
-        "tap",
-        "TemporaryAccessPass",
-        &[MethodKind::TemporaryAccessPass],
-    ),
-    (
-        "certificate",
-        "X509Certificate",
-        &[MethodKind::Certificate, MethodKind::CertificateSingleFactor],
-    ),
-    ("qr-code-pin", "QRCodePin", &[MethodKind::QrCodePin]),
+/// `--disable-method` names and the `authenticationMethodConfigurations` id each means. Which
+/// method kinds a configuration allows is the rules' own table
+/// ([`crate::evaluate::predict::policy_configs`]).
+pub static METHOD_NAMES: &[(&str, &str)] = &[
+    ("sms", "Sms"),
+    ("voice", "Voice"),
+    ("email", "Email"),
+    ("fido2", "Fido2"),
+    ("authenticator", "MicrosoftAuthenticator"),
+    ("software-oath", "SoftwareOath"),
+    ("hardware-oath", "HardwareOath"),
+    ("tap", "TemporaryAccessPass"),
+    ("certificate", "X509Certificate"),
+    ("qr-code-pin", "QRCodePin"),
 ];
 
-/// The built-in authentication strengths (ids, names, `allowedCombinations`), exactly as
-/// `GET /policies/authenticationStrengthPolicies` lists them; used when the tenant's strengths
-/// were not read.
-pub static BUILTIN_STRENGTHS: &[(&str, &str, &str, &[&str])] = &[
-    (
-        "00000000-0000-0000-0000-000000000002",
-        "Multifactor authentication",
-        "mfa",
-        &[
-            "windowsHelloForBusiness",
-            "fido2",
-            "x509CertificateMultiFactor",
-            "deviceBasedPush",
-            "temporaryAccessPassOneTime",
-            "temporaryAccessPassMultiUse",
-            "password,microsoftAuthenticatorPush",
-            "password,softwareOath",
-            "password,hardwareOath",
-            "password,x509CertificateSingleFactor",
-            "password,x509CertificateMultiFactor",
-            "password,sms",
-            "password,voice",
-            "federatedMultiFactor",
-            "microsoftAuthenticatorPush,federatedSingleFactor",
-            "softwareOath,federatedSingleFactor",
-            "hardwareOath,federatedSingleFactor",
-            "sms,federatedSingleFactor",
-            "voice,federatedSingleFactor",
-        ],
-    ),
-    (
-        "00000000-0000-0000-0000-000000000003",
-        "Passwordless MFA",
-        "passwordless",
-        &[
-            "windowsHelloForBusiness",
-            "fido2",
-            "x509CertificateMultiFactor",
-            "deviceBasedPush",
-        ],
-    ),
-    (
-        "00000000-0000-0000-0000-000000000004",
-        "Phishing-resistant MFA",
-        "phishing-resistant",
-        &[
-            "windowsHelloForBusiness",
-            "fido2",
-            "x509CertificateMultiFactor",
-        ],
-    ),
-];
+/// Whether switching off configuration `config` takes `k` away from someone.
+fn governs(config: &str, k: MethodKind) -> bool {
+    crate::evaluate::predict::policy_configs(k)
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case(config))
+}
 
 /// Who a required strength is for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -207,8 +130,8 @@ impl Change {
     pub fn disable(name: &str) -> Result<Change, WhatIfError> {
         METHOD_NAMES
             .iter()
-            .find(|(flag, id, _)| flag.eq_ignore_ascii_case(name) || id.eq_ignore_ascii_case(name))
-            .map(|(_, id, _)| Change::DisableMethod(id))
+            .find(|(flag, id)| flag.eq_ignore_ascii_case(name) || id.eq_ignore_ascii_case(name))
+            .map(|(_, id)| Change::DisableMethod(id))
             .ok_or_else(|| WhatIfError::UnknownMethod(name.to_string()))
     }
 
@@ -279,8 +202,8 @@ fn same_name(a: &str, b: &str) -> bool {
 pub fn resolve_strength(snapshot: &Snapshot, name: &str) -> Result<AuthStrength, WhatIfError> {
     let alias = BUILTIN_STRENGTHS
         .iter()
-        .find(|(_, _, a, _)| same_name(a, name))
-        .map(|(id, _, _, _)| *id);
+        .find(|b| same_name(b.alias, name))
+        .map(|b| b.id);
     let wanted = |id: &str, display: &str| {
         alias.is_some_and(|a| a.eq_ignore_ascii_case(id))
             || id.eq_ignore_ascii_case(name)
@@ -295,25 +218,25 @@ pub fn resolve_strength(snapshot: &Snapshot, name: &str) -> Result<AuthStrength,
         .or_else(|| {
             BUILTIN_STRENGTHS
                 .iter()
-                .find(|(id, display, _, _)| wanted(id, display))
-                .map(|(id, display, _, combos)| AuthStrength {
-                    id: (*id).into(),
-                    display_name: (*display).into(),
+                .find(|b| wanted(b.id, b.name))
+                .map(|b| AuthStrength {
+                    id: b.id.into(),
+                    display_name: b.name.into(),
                     policy_type: "builtIn".into(),
-                    allowed_combinations: combos.iter().map(|c| (*c).into()).collect(),
+                    allowed_combinations: b.combinations.iter().map(|c| (*c).into()).collect(),
                 })
         });
     let mut strength = found.ok_or_else(|| {
         let mut known: Vec<String> = BUILTIN_STRENGTHS
             .iter()
-            .map(|(_, n, a, _)| format!("{a} ({n})"))
+            .map(|b| format!("{} ({})", b.alias, b.name))
             .collect();
         known.extend(
             snapshot
                 .strengths
                 .iter()
                 .flatten()
-                .filter(|s| !BUILTIN_STRENGTHS.iter().any(|b| b.0 == &*s.id))
+                .filter(|s| !BUILTIN_STRENGTHS.iter().any(|b| b.id == &*s.id))
                 .map(|s| format!("{:?} ({})", s.display_name, s.id)),
         );
         WhatIfError::UnknownStrength {
@@ -323,11 +246,11 @@ pub fn resolve_strength(snapshot: &Snapshot, name: &str) -> Result<AuthStrength,
     })?;
     if strength.allowed_combinations.is_empty() {
         // A built-in strength read without its combinations: the table has them.
-        if let Some((_, _, _, combos)) = BUILTIN_STRENGTHS
+        if let Some(b) = BUILTIN_STRENGTHS
             .iter()
-            .find(|(id, _, _, _)| id.eq_ignore_ascii_case(&strength.id))
+            .find(|b| b.id.eq_ignore_ascii_case(&strength.id))
         {
-            strength.allowed_combinations = combos.iter().map(|c| (*c).into()).collect();
+            strength.allowed_combinations = b.combinations.iter().map(|c| (*c).into()).collect();
         } else {
             return Err(WhatIfError::EmptyStrength(
                 strength.display_name.to_string(),
@@ -718,12 +641,7 @@ fn cause(
                 Change::DisableMethod(id) => Some(*id),
                 Change::RequireStrength { .. } => None,
             })
-            .filter(|id| {
-                METHOD_NAMES
-                    .iter()
-                    .find(|(_, cid, _)| cid == id)
-                    .is_some_and(|(_, _, kinds)| kinds.iter().any(|k| methods.contains(*k)))
-            })
+            .filter(|id| methods.iter().any(|k| governs(id, k)))
             .collect();
         return if off.is_empty() {
             "authentication-methods policy".to_string()

@@ -774,15 +774,6 @@ async fn what_if_refuses_bad_flags_before_reading_anything() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_if_require_phishing_resistant_for_all_lists_those_whose_allowed_methods_fall_short() {
-    if !mfa_auditor::evaluate::CATALOGUE
-        .iter()
-        .any(|r| r.id == "policy-unsatisfiable")
-    {
-        eprintln!(
-            "note: rule policy-unsatisfiable is not in the catalogue yet; skipped until it is"
-        );
-        return;
-    }
     use graph_sim::tenant::{method_index, METHODS};
     let sim = demo_sim().await;
     let truth = sim.ground_truth();

@@ -10,12 +10,6 @@ use crate::snapshot::{
     PerUserMfa, SmartLockout, Sspr, Tap, TapPolicy, User, UserType,
 };
 
-/// AAGUIDs of Microsoft Authenticator's passkeys (iOS, Android).
-const AUTHENTICATOR_AAGUIDS: &[&str] = &[
-    "90a3ccdf-635c-4729-a248-9b709135078f",
-    "de1e552d-db1d-4423-a619-566b625cdc84",
-];
-
 /// AAGUIDs of Windows Hello as a passkey provider (hardware, VBS hardware, software TPM): a
 /// passkey kept in the computer's Windows Hello container, so it is lost with the computer
 /// (entra-docs `how-to-authentication-entra-passkeys-on-windows.md`).
@@ -129,7 +123,7 @@ pub fn method_kind(m: &wire::AuthMethod) -> Result<MethodKind, String> {
             let aaguid = m.aa_guid.as_deref().unwrap_or("");
             if m.passkey_type.as_deref() == Some("synced") {
                 MethodKind::PasskeySynced
-            } else if AUTHENTICATOR_AAGUIDS
+            } else if crate::snapshot::AUTHENTICATOR_PASSKEY_AAGUIDS
                 .iter()
                 .any(|a| a.eq_ignore_ascii_case(aaguid))
             {

@@ -134,6 +134,8 @@ fn modes_of(k: MethodKind) -> Modes {
 pub struct BuiltinStrength {
     pub id: &'static str,
     pub name: &'static str,
+    /// The short name `what-if --require-strength` takes.
+    pub alias: &'static str,
     pub combinations: &'static [&'static str],
 }
 
@@ -146,6 +148,7 @@ pub static BUILTIN_STRENGTHS: &[BuiltinStrength] = &[
     BuiltinStrength {
         id: BUILTIN_MFA,
         name: "Multifactor authentication",
+        alias: "mfa",
         combinations: &[
             "windowsHelloForBusiness",
             "fido2",
@@ -171,6 +174,7 @@ pub static BUILTIN_STRENGTHS: &[BuiltinStrength] = &[
     BuiltinStrength {
         id: "00000000-0000-0000-0000-000000000003",
         name: "Passwordless MFA",
+        alias: "passwordless",
         combinations: &[
             "windowsHelloForBusiness",
             "fido2",
@@ -181,6 +185,7 @@ pub static BUILTIN_STRENGTHS: &[BuiltinStrength] = &[
     BuiltinStrength {
         id: "00000000-0000-0000-0000-000000000004",
         name: "Phishing-resistant MFA",
+        alias: "phishing-resistant",
         combinations: &[
             "windowsHelloForBusiness",
             "fido2",
