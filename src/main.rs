@@ -579,6 +579,12 @@ async fn demo(users: usize, listen: &str, once: bool) -> anyhow::Result<()> {
             profile: graph_sim::Profile::Realistic,
         },
         time_scale: SCALE,
+        // Every read permission README recommends, Directory.Read.All (smart lockout) included.
+        granted_roles: graph_sim::ALL_READ_PERMISSIONS
+            .iter()
+            .chain(&["Directory.Read.All"])
+            .map(|s| s.to_string())
+            .collect(),
         ..graph_sim::SimConfig::default()
     };
     let sim = graph_sim::start(sim_config, ([127, 0, 0, 1], 0).into()).await?;
