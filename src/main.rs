@@ -94,7 +94,7 @@ enum Command {
         #[arg(long, value_name = "METHOD")]
         disable_method: Vec<String>,
         /// Require an authentication strength: mfa ("Multifactor authentication"), passwordless
-        /// ("Passwordless MFA"), phishing-resistant ("Phishing-resistant MFA"), or a custom
+        /// ("Passwordless MFA"), phishing-resistant ("Phishing resistant MFA", as Graph names it), or a custom
         /// strength's display name or id. Repeatable; each needs a --for.
         #[arg(long, value_name = "STRENGTH")]
         require_strength: Vec<String>,

@@ -841,6 +841,6 @@ async fn what_if_require_phishing_resistant_for_all_lists_those_whose_allowed_me
     let reason = answer["groups"][0]["reason"].as_str().expect("reason");
     assert_eq!(
         reason,
-        "Conditional Access 'what-if: require the 'Phishing-resistant MFA' authentication strength for all users'"
+        "Conditional Access 'what-if: require the 'Phishing resistant MFA' authentication strength for all users'"
     );
 }

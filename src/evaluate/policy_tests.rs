@@ -119,9 +119,9 @@ fn policy_unsatisfiable_flags_exactly_the_users_an_enabled_policy_locks_out() {
     assert!(findings(&e, "policy-unsatisfiable-report-only").is_empty());
     let one = &hits["user1@contoso.com"].detail;
     for part in [
-        "'Admins phishing-resistant' (enabled; applications All) requires 'Phishing-resistant MFA' [windowsHelloForBusiness | fido2 | x509CertificateMultiFactor]",
+        "'Admins phishing-resistant' (enabled; applications All) requires 'Phishing resistant MFA' [windowsHelloForBusiness | fido2 | x509CertificateMultiFactor]",
         "policy-allowed methods: microsoftAuthenticatorPush",
-        "would satisfy: 'Phishing-resistant MFA' is met by any of: ",
+        "would satisfy: 'Phishing resistant MFA' is met by any of: ",
         "fido2SecurityKey",
     ] {
         assert!(one.contains(part), "{part:?} not in {one}");

@@ -184,7 +184,7 @@ pub static BUILTIN_STRENGTHS: &[BuiltinStrength] = &[
     },
     BuiltinStrength {
         id: "00000000-0000-0000-0000-000000000004",
-        name: "Phishing-resistant MFA",
+        name: "Phishing resistant MFA",
         alias: "phishing-resistant",
         combinations: &[
             "windowsHelloForBusiness",

@@ -376,11 +376,11 @@ fn require_strength_adds_an_enabled_policy_for_the_target() {
     assert_eq!(p.include_applications, vec![Box::<str>::from("All")]);
     assert!(p.requires_mfa && !p.builtin_mfa && !p.mfa_is_optional);
     let strength = p.strength.as_ref().expect("strength");
-    assert_eq!(&*strength.display_name, "Phishing-resistant MFA");
+    assert_eq!(&*strength.display_name, "Phishing resistant MFA");
     assert_eq!(strength.allowed_combinations.len(), 3);
     assert_eq!(
         described,
-        vec!["require the 'Phishing-resistant MFA' authentication strength for role Global Administrator"]
+        vec!["require the 'Phishing resistant MFA' authentication strength for role Global Administrator"]
     );
 
     let all = apply(&s, &[Change::require("mfa", "all").expect("valid")])

@@ -93,6 +93,7 @@ fn the_built_in_strengths_are_graphs_own() {
             .filter_map(|c| c.as_str())
             .collect();
         assert_eq!(combos, b.combinations, "{}", b.name);
+        assert_eq!(p["displayName"], b.name, "Graph's own display name");
         // Every mode they name is known.
         for c in b.combinations {
             assert!(Modes::combination(c).is_some(), "{c}");
@@ -158,7 +159,7 @@ fn a_policys_strength_is_inline_or_looked_up_by_id_or_built_in() {
     s.strengths = None;
     p.strength = Some(strength("00000000-0000-0000-0000-000000000004", &[]));
     let r = requirements(&s, &p).expect("built in");
-    assert_eq!(r[0].name, "Phishing-resistant MFA");
+    assert_eq!(r[0].name, "Phishing resistant MFA");
     // Both the mfa control and a strength: both must be met.
     p.builtin_mfa = true;
     assert_eq!(requirements(&s, &p).map(|r| r.len()), Some(2));
