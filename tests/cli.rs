@@ -248,7 +248,7 @@ async fn rules_lists_the_whole_catalogue_with_parameters() {
     );
     assert!(
         t.contains("modes: sms, voice")
-            && t.contains("Phishing-resistant MFA (00000000-0000-0000-0000-000000000004): windowsHelloForBusiness | fido2 | x509CertificateMultiFactor"),
+            && t.contains("Phishing resistant MFA (00000000-0000-0000-0000-000000000004): windowsHelloForBusiness | fido2 | x509CertificateMultiFactor"),
         "the method modes and the built-in strengths are shown"
     );
     assert!(
