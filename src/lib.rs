@@ -17,5 +17,6 @@ pub mod secret;
 pub mod serve;
 pub mod snapshot;
 pub mod state;
+pub mod watch;
 pub mod web_config;
 pub mod whatif;
