@@ -241,6 +241,20 @@ pub fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// `t` to the microsecond: Graph's listings (and their keyset nextLinks) carry no finer time.
+pub fn micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::SubsecRound;
+    t.trunc_subsecs(6)
+}
+
+/// Truncates a sign-in's times to the microsecond.
+pub fn to_micros(s: &mut SimSignIn) {
+    s.created = micros(s.created);
+    for x in &mut s.steps {
+        x.at = micros(x.at);
+    }
+}
+
 /// Newest first: by `created`, then `id` (the order sign-ins are listed in, and the keyset
 /// their nextLinks continue from).
 pub fn sort_newest_first(list: &mut [SimSignIn]) {
@@ -360,7 +374,7 @@ pub struct Generator {
 impl Generator {
     pub fn new(t: &Traffic, now: DateTime<Utc>) -> Option<Generator> {
         (t.per_minute > 0).then(|| Generator {
-            start: t.start.unwrap_or(now),
+            start: micros(t.start.unwrap_or(now)),
             period_us: (60_000_000 / i64::from(t.per_minute)).max(1),
             seed: t.seed,
         })

@@ -103,7 +103,7 @@ async fn main() -> anyhow::Result<()> {
         faults: args.fault,
         sign_in_delay: Duration::from_millis(args.sign_in_delay_ms),
         audit_delay: Duration::from_millis(args.audit_delay_ms),
-        traffic: (args.traffic_per_minute > 0).then(|| graph_sim::Traffic {
+        traffic: (args.traffic_per_minute > 0).then_some(graph_sim::Traffic {
             per_minute: args.traffic_per_minute,
             seed: args.traffic_seed,
             start: None,

@@ -1244,7 +1244,7 @@ fn sign_in_row(ctx: &Ctx, s: &SimSignIn) -> Value {
     };
     let mut row = json!({
         "id": s.id,
-        "createdDateTime": date(s.created),
+        "createdDateTime": s.created.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         "userDisplayName": u.map(|u| &*u.display_name), "userPrincipalName": u.map(|u| u.upn.to_ascii_lowercase()), "userId": s.user_id,
         "appId": "d3590ed6-52b3-4102-aeff-aad2292ab01c", "appDisplayName": app, "ipAddress": "131.107.159.37",
         "clientAppUsed": "Browser", "correlationId": crate::events::derived_id(&s.id, s.created, 7, 7), "conditionalAccessStatus": ca,
@@ -1261,7 +1261,7 @@ fn sign_in_row(ctx: &Ctx, s: &SimSignIn) -> Value {
             .iter()
             .map(|x| {
                 json!({
-                    "authenticationStepDateTime": date(x.at),
+                    "authenticationStepDateTime": x.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
                     "authenticationMethod": x.method,
                     "authenticationMethodDetail": if x.method_detail.is_empty() { None } else { Some(&x.method_detail) },
                     "succeeded": x.succeeded,

@@ -286,6 +286,7 @@ impl State {
         let delay = chrono::Duration::from_std(self.config.sign_in_delay).unwrap_or_default();
         let mut ids = Vec::with_capacity(list.len());
         for s in &mut list {
+            crate::events::to_micros(s);
             let n = self.pushed.fetch_add(1, Ordering::AcqRel);
             if s.id.is_empty() {
                 s.id = crate::events::derived_id(
@@ -295,7 +296,9 @@ impl State {
                     n ^ (1 << 40),
                 );
             }
-            if s.visible_at.is_none() && (!delay.is_zero() || s.created > now) {
+            // Always set: a listing begun before the push must not see it (its pages list what
+            // was visible when it began).
+            if s.visible_at.is_none() {
                 s.visible_at = Some(s.created.max(now) + delay);
             }
             ids.push(s.id.clone());
@@ -331,7 +334,7 @@ impl State {
             if a.id.is_empty() {
                 a.id = crate::events::audit_id(&a.target_user_id, a.at, n ^ (1 << 40));
             }
-            if a.visible_at.is_none() && (!delay.is_zero() || a.at > now) {
+            if a.visible_at.is_none() {
                 a.visible_at = Some(a.at.max(now) + delay);
             }
             ids.push(a.id.clone());

@@ -879,6 +879,7 @@ impl Tenant {
     /// and keeps both lists newest first.
     pub fn normalise_events(&mut self) {
         for (n, s) in self.sign_ins.iter_mut().enumerate() {
+            crate::events::to_micros(s);
             if s.id.is_empty() {
                 s.id =
                     crate::events::derived_id(&s.user_id, s.created, s.error_code as i64, n as u64);
