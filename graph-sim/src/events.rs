@@ -362,6 +362,9 @@ pub struct Traffic {
     pub start: Option<DateTime<Utc>>,
 }
 
+/// How far back [`crate::SimHandle::watch_truth`] reads generated traffic.
+pub const GENERATED_LOOKBACK_MINUTES: i64 = 60;
+
 /// The traffic generator once started.
 #[derive(Clone, Debug)]
 pub struct Generator {

@@ -434,9 +434,11 @@ impl State {
         let t = self.tenant.read().unwrap_or_else(|e| e.into_inner());
         let mut generated = Vec::new();
         if let Some(g) = &self.generator {
-            // Only the last day can matter to a state (the bombing window is minutes, a lockout
-            // lasts until the next success, which busy generated users reach within minutes).
-            if let Some((lo, hi)) = g.slots(at - chrono::Duration::days(1), at) {
+            // Generated traffic is read back one hour ([`GENERATED_LOOKBACK_MINUTES`]): its
+            // users succeed at MFA every few minutes, so an older generated failure has been
+            // resolved long since (at 10,000 a minute a day would be 14 million rows).
+            let from = at - chrono::Duration::minutes(crate::events::GENERATED_LOOKBACK_MINUTES);
+            if let Some((lo, hi)) = g.slots(from, at) {
                 let ids = |i: usize| t.users[i].id_string();
                 generated.extend((lo..=hi).map(|k| g.event(k, &ids, t.users.len())));
             }

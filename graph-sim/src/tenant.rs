@@ -1059,6 +1059,16 @@ fn role_ids(roles: &[u8]) -> Vec<String> {
 }
 
 impl GroundTruth {
+    /// The watcher's states at `at` over the sign-ins this ground truth lists (pushed and the
+    /// tenant's own; not generated traffic: see [`crate::SimHandle::watch_truth`]).
+    pub fn watch_states(
+        &self,
+        at: DateTime<Utc>,
+        thresholds: &crate::events::WatchThresholds,
+    ) -> crate::events::WatchTruth {
+        crate::events::watch_states(&self.sign_ins, at, thresholds)
+    }
+
     /// Role template ids the user has one way (`own` of its own, `via_group` of each role-assignable
     /// group it is a transitive member of), sorted, once each.
     fn roles_of(
