@@ -396,11 +396,27 @@ impl Generator {
         let hi = hi / self.period_us;
         (lo <= hi).then_some((lo as u64, hi as u64))
     }
+    fn hash(&self, slot: u64) -> u64 {
+        mix(self.seed ^ slot.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+    }
+    /// The index of the slot's user (cheap: no event is built).
+    pub fn user(&self, slot: u64, users: usize) -> usize {
+        (self.hash(slot) % users.max(1) as u64) as usize
+    }
+    /// The slot's `status.errorCode` (cheap: no event is built).
+    pub fn code(&self, slot: u64) -> i32 {
+        match (self.hash(slot) >> 32) % 100 {
+            0..=89 => 0,
+            90..=95 => 50126,
+            96..=97 => 500121,
+            _ => 50074,
+        }
+    }
     /// The slot's sign-in for a tenant of `users` (by index): 90 % MFA successes or
     /// single-factor successes, 6 % bad passwords, 2 % unanswered pushes, 2 % interrupts.
     pub fn event(&self, slot: u64, user_ids: &dyn Fn(usize) -> String, users: usize) -> SimSignIn {
-        let h = mix(self.seed ^ slot.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-        let user = user_ids((h % users.max(1) as u64) as usize);
+        let h = self.hash(slot);
+        let user = user_ids(self.user(slot, users));
         let at = self.created(slot);
         let roll = (h >> 32) % 100;
         let mut s = match roll {
@@ -696,6 +712,11 @@ mod tests {
         let a = g.event(7, &ids, 10);
         assert_eq!(a, g.event(7, &ids, 10), "deterministic");
         assert_ne!(a.id, g.event(8, &ids, 10).id);
+        for k in 0..500 {
+            let e = g.event(k, &ids, 10);
+            assert_eq!(e.error_code, g.code(k));
+            assert_eq!(e.user_id, ids(g.user(k, 10)));
+        }
         assert_eq!(a.created, t0() + Duration::milliseconds(700));
     }
 
