@@ -60,6 +60,20 @@ struct Args {
     /// A PEM certificate accepted for certificate (private_key_jwt) sign-in.
     #[arg(long)]
     certificate: Option<std::path::PathBuf>,
+    /// Generate this many background sign-ins per minute across the tenant's users (on the fly,
+    /// from the start; mostly successes, some failures).
+    #[arg(long, default_value_t = 0)]
+    traffic_per_minute: u32,
+    /// Seed of the generated traffic.
+    #[arg(long, default_value_t = 1)]
+    traffic_seed: u64,
+    /// Sign-ins appear in /auditLogs/signIns this long after they happen (real Graph: about
+    /// 2 minutes at the 95th percentile, 5 at the 99th).
+    #[arg(long, default_value_t = 0)]
+    sign_in_delay_ms: u64,
+    /// Directory-audit entries pushed at run time appear this long after they happen.
+    #[arg(long, default_value_t = 0)]
+    audit_delay_ms: u64,
 }
 
 #[tokio::main]
@@ -87,6 +101,13 @@ async fn main() -> anyhow::Result<()> {
         time_scale: args.time_scale,
         latency: Duration::from_millis(args.latency_ms),
         faults: args.fault,
+        sign_in_delay: Duration::from_millis(args.sign_in_delay_ms),
+        audit_delay: Duration::from_millis(args.audit_delay_ms),
+        traffic: (args.traffic_per_minute > 0).then_some(graph_sim::Traffic {
+            per_minute: args.traffic_per_minute,
+            seed: args.traffic_seed,
+            start: None,
+        }),
         ..SimConfig::default()
     };
     config.granted_roles.retain(|r| {

@@ -8,7 +8,9 @@ use serde_json::{json, Value};
 
 use crate::faults::Fault;
 use crate::server::{graph_error, Body, Reply, State};
-use crate::tenant::{SimUser, Tenant, METHODS, ROLES};
+use chrono::{DateTime, Utc};
+
+use crate::tenant::{SimSignIn, SimUser, Tenant, METHODS, ROLES};
 
 pub struct Ctx<'a> {
     pub tenant: &'a Tenant,
@@ -52,8 +54,6 @@ pub struct Memo {
     audit_log: Option<Arc<Vec<AuditEvent>>>,
     /// Rows of the audit log (indexes into it) by `$filter`.
     audits: Vec<(Option<String>, Arc<Vec<u32>>)>,
-    /// Sign-in rows (indexes into `sign_ins`) by `$filter`.
-    sign_ins: Vec<(Option<String>, Arc<Vec<u32>>)>,
 }
 
 impl Memo {
@@ -150,30 +150,7 @@ fn page<T: Serialize>(
             .state_fault_loop(label)
             .is_some_and(|after| page_no >= after as usize);
         let next_offset = if loops { 0 } else { end };
-        let kept: Vec<String> = ctx
-            .params
-            .iter()
-            .filter(|(k, _)| k != "$skiptoken")
-            .map(|(k, v)| {
-                format!(
-                    "{}={}",
-                    k,
-                    url::form_urlencoded::byte_serialize(v.as_bytes())
-                        .collect::<String>()
-                        .replace('+', "%20")
-                )
-            })
-            .collect();
-        let mut q = kept.join("&");
-        if !q.is_empty() {
-            q.push('&');
-        }
-        out.next_link = Some(format!(
-            "{}/{}/{path}?{q}$skiptoken={}",
-            ctx.base,
-            ctx.version,
-            skiptoken(next_offset)
-        ));
+        out.next_link = Some(next_link(ctx, path, &skiptoken(next_offset)));
     }
     serde_json::to_string(&out).map(Body::Text).map_err(|e| {
         graph_error(
@@ -182,6 +159,29 @@ fn page<T: Serialize>(
             &format!("graph-sim could not write a page of {label}: {e}"),
         )
     })
+}
+
+/// The absolute nextLink: the request's query less its `$skiptoken`, then `token`.
+fn next_link(ctx: &Ctx, path: &str, token: &str) -> String {
+    let kept: Vec<String> = ctx
+        .params
+        .iter()
+        .filter(|(k, _)| k != "$skiptoken")
+        .map(|(k, v)| {
+            format!(
+                "{}={}",
+                k,
+                url::form_urlencoded::byte_serialize(v.as_bytes())
+                    .collect::<String>()
+                    .replace('+', "%20")
+            )
+        })
+        .collect();
+    let mut q = kept.join("&");
+    if !q.is_empty() {
+        q.push('&');
+    }
+    format!("{}/{}/{path}?{q}$skiptoken={token}", ctx.base, ctx.version)
 }
 
 impl Ctx<'_> {
@@ -954,12 +954,64 @@ fn method_objects(user: &SimUser, version: &str) -> Vec<Value> {
     out
 }
 
-fn sign_ins(ctx: &Ctx) -> Result<Body, Reply> {
-    let mut since: Option<chrono::DateTime<chrono::Utc>> = None;
-    let mut until: Option<chrono::DateTime<chrono::Utc>> = None;
-    let mut code: Option<i32> = None;
-    let mut user: Option<String> = None;
-    if let Some(f) = ctx.param("$filter") {
+/// Where a sign-in listing is: the instant its first page was asked for (later pages list
+/// what was visible then, so nothing that arrives meanwhile shifts them), the last row served
+/// (the next page continues after it in the listing's order) and the page number.
+struct Cursor {
+    as_of: DateTime<Utc>,
+    after: Option<(DateTime<Utc>, String)>,
+    page: usize,
+}
+
+fn sign_in_token(c: &Cursor) -> String {
+    use base64::Engine;
+    let after = c
+        .after
+        .as_ref()
+        .map(|(t, id)| format!("{}|{id}", t.timestamp_micros()))
+        .unwrap_or_default();
+    let raw = format!("{}|{}|{after}", c.as_of.timestamp_micros(), c.page);
+    format!(
+        "RFNwdAIAAQAAA{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    )
+}
+
+fn parse_sign_in_token(t: &str) -> Option<Cursor> {
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(t.strip_prefix("RFNwdAIAAQAAA")?)
+        .ok()?;
+    let raw = String::from_utf8(raw).ok()?;
+    let mut parts = raw.splitn(4, '|');
+    let as_of = DateTime::from_timestamp_micros(parts.next()?.parse().ok()?)?;
+    let page = parts.next()?.parse().ok()?;
+    let after = match (parts.next(), parts.next()) {
+        (Some(t), Some(id)) if !t.is_empty() => Some((
+            DateTime::from_timestamp_micros(t.parse().ok()?)?,
+            id.to_string(),
+        )),
+        _ => None,
+    };
+    Some(Cursor { as_of, after, page })
+}
+
+/// The `$filter` of a sign-in listing (signin-list.md: `createdDateTime` eq/le/ge,
+/// `status/errorCode` eq, `userId` eq, `userPrincipalName` eq, `id` eq, joined by `and`).
+#[derive(Default)]
+struct SignInFilter {
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    code: Option<i32>,
+    user: Option<String>,
+    upn: Option<String>,
+    id: Option<String>,
+}
+
+impl SignInFilter {
+    fn parse(f: Option<&str>) -> Result<SignInFilter, Reply> {
+        let mut q = SignInFilter::default();
+        let Some(f) = f else { return Ok(q) };
         for clause in f.split(" and ") {
             let parts: Vec<&str> = clause.split_whitespace().collect();
             let bad = || unsupported(&format!("$filter clause '{clause}'"));
@@ -967,83 +1019,303 @@ fn sign_ins(ctx: &Ctx) -> Result<Body, Reply> {
                 return Err(bad());
             };
             let when = || {
-                chrono::DateTime::parse_from_rfc3339(value)
-                    .map(|d| d.with_timezone(&chrono::Utc))
+                DateTime::parse_from_rfc3339(value)
+                    .map(|d| d.with_timezone(&Utc))
                     .map_err(|_| bad())
             };
+            let text = || value.trim_matches('\'').to_string();
             match (*field, *op) {
-                ("createdDateTime", "ge") => since = Some(when()?),
-                ("createdDateTime", "le") => until = Some(when()?),
-                ("status/errorCode", "eq") => code = Some(value.parse().map_err(|_| bad())?),
-                ("userId", "eq") => user = Some(value.trim_matches('\'').to_string()),
+                ("createdDateTime", "ge") => q.since = Some(when()?),
+                ("createdDateTime", "le") => q.until = Some(when()?),
+                ("createdDateTime", "eq") => {
+                    q.since = Some(when()?);
+                    q.until = q.since;
+                }
+                ("status/errorCode", "eq") => q.code = Some(value.parse().map_err(|_| bad())?),
+                ("userId", "eq") => q.user = Some(text()),
+                ("userPrincipalName", "eq") => q.upn = Some(text().to_ascii_lowercase()),
+                ("id", "eq") => q.id = Some(text()),
                 _ => return Err(bad()),
             }
         }
+        Ok(q)
     }
+    fn keeps(&self, s: &SimSignIn, upn: &dyn Fn(&str) -> Option<String>) -> bool {
+        s.interactive
+            && self.since.is_none_or(|t| s.created >= t)
+            && self.until.is_none_or(|t| s.created <= t)
+            && self.code.is_none_or(|c| s.error_code == c)
+            && self
+                .user
+                .as_ref()
+                .is_none_or(|u| u.eq_ignore_ascii_case(&s.user_id))
+            && self.id.as_ref().is_none_or(|i| *i == s.id)
+            && self
+                .upn
+                .as_ref()
+                .is_none_or(|want| upn(&s.user_id).is_some_and(|u| u == *want))
+    }
+}
+
+/// `GET /auditLogs/signIns` (v1.0 and beta): newest first unless `$orderby=createdDateTime
+/// asc`; `$top` ≤ 1,000 (the default); rows pushed while running become visible after the
+/// ingestion delay; the traffic generator's rows are made on the fly. Paging is by keyset, so a
+/// listing is exact however many rows arrive while it is read.
+fn sign_ins(ctx: &Ctx) -> Result<Body, Reply> {
+    let filter = SignInFilter::parse(ctx.param("$filter"))?;
+    let asc = match ctx.param("$orderby").map(str::trim) {
+        None | Some("createdDateTime desc") => false,
+        Some("createdDateTime") | Some("createdDateTime asc") => true,
+        Some(o) => return Err(unsupported(&format!("$orderby '{o}'"))),
+    };
     let top = ctx
         .param("$top")
         .and_then(|t| t.parse::<usize>().ok())
         .unwrap_or(1000)
         .clamp(1, 1000);
-    let rows = {
-        let mut memo = ctx.memo();
-        let memo = memo.at(ctx.state.generation());
-        memoised(&mut memo.sign_ins, ctx.param("$filter"), || {
-            Ok(ctx
-                .tenant
-                .sign_ins
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| {
-                    since.is_none_or(|t| s.created >= t) && until.is_none_or(|t| s.created <= t)
-                })
-                .filter(|(_, s)| {
-                    code.is_none_or(|c| s.error_code == c)
-                        && user
-                            .as_ref()
-                            .is_none_or(|u| u.eq_ignore_ascii_case(&s.user_id))
-                })
-                .map(|(i, _)| i as u32)
-                .collect())
-        })?
+    let cursor = match ctx.param("$skiptoken") {
+        Some(t) => parse_sign_in_token(t)
+            .ok_or_else(|| graph_error(400, "Request_BadRequest", "The skip token is invalid."))?,
+        None => Cursor {
+            as_of: Utc::now(),
+            after: None,
+            page: 0,
+        },
     };
     let tenant = ctx.tenant;
-    page(
-        ctx,
-        "signIns",
-        "auditLogs/signIns",
-        "auditLogs/signIns",
-        rows.len(),
-        top,
-        |k| {
-            let s = &tenant.sign_ins[rows[k] as usize];
-            let u = tenant.find(&s.user_id).map(|i| &tenant.users[i]);
-            let (reason, details) = match s.error_code {
-                500121 => (
-                    "Authentication failed during strong authentication request.",
-                    "MFA denied; user did not respond to mobile app notification",
-                ),
-                50126 => (
-                    "Error validating credentials due to invalid username or password.",
-                    "",
-                ),
-                _ => ("Other.", ""),
-            };
-            json!({
-                "id": uuid::Uuid::from_u128(s.created.timestamp_micros() as u128 ^ k as u128).to_string(),
-                "createdDateTime": date(s.created),
-                "userDisplayName": u.map(|u| &*u.display_name), "userPrincipalName": u.map(|u| u.upn.to_ascii_lowercase()), "userId": s.user_id,
-                "appId": "de8bc8b5-d9f9-48b1-a8ad-b748da725064", "appDisplayName": "Graph Explorer", "ipAddress": "131.107.159.37",
-                "clientAppUsed": "Browser", "correlationId": uuid::Uuid::new_v4().to_string(), "conditionalAccessStatus": "notApplied",
-                "isInteractive": true, "riskDetail": "none", "riskLevelAggregated": "none", "riskLevelDuringSignIn": "none", "riskState": "none",
-                "riskEventTypes": [], "riskEventTypes_v2": [], "resourceDisplayName": "Microsoft Graph", "resourceId": "00000003-0000-0000-c000-000000000000",
-                "status": {"errorCode": s.error_code, "failureReason": reason, "additionalDetails": details},
-                "deviceDetail": {"deviceId": "", "displayName": null, "operatingSystem": "Windows 10", "browser": "Edge 80.0.361", "isCompliant": null, "isManaged": null, "trustType": null},
-                "location": {"city": "Redmond", "state": "Washington", "countryOrRegion": "US", "geoCoordinates": {"altitude": null, "latitude": 47.68050003051758, "longitude": -122.12094116210938}},
-                "appliedConditionalAccessPolicies": [],
+    let filter = &filter;
+    let upn_of = |id: &str| {
+        tenant
+            .find(id)
+            .map(|i| tenant.users[i].upn.to_ascii_lowercase())
+    };
+    // Rows strictly after the cursor in the listing's order.
+    let after = |s: &SimSignIn| match &cursor.after {
+        None => true,
+        Some((t, id)) => {
+            let ord = s
+                .created
+                .cmp(t)
+                .then_with(|| s.id.as_str().cmp(id.as_str()));
+            if asc {
+                ord == std::cmp::Ordering::Greater
+            } else {
+                ord == std::cmp::Ordering::Less
+            }
+        }
+    };
+    let keep = |s: &SimSignIn| s.visible(cursor.as_of) && filter.keeps(s, &upn_of) && after(s);
+    let stored: Box<dyn Iterator<Item = SimSignIn> + '_> = {
+        let list = &tenant.sign_ins;
+        // The list is newest first: skip straight to the cursor.
+        match (&cursor.after, asc) {
+            (Some((t, _)), false) => {
+                let from = list.partition_point(|s| s.created > *t);
+                Box::new(list[from..].iter().filter(move |s| keep(s)).cloned())
+            }
+            (Some((t, _)), true) => {
+                let to = list.partition_point(|s| s.created >= *t);
+                Box::new(list[..to].iter().rev().filter(move |s| keep(s)).cloned())
+            }
+            (None, false) => Box::new(list.iter().filter(move |s| keep(s)).cloned()),
+            (None, true) => Box::new(list.iter().rev().filter(move |s| keep(s)).cloned()),
+        }
+    };
+    let generated: Box<dyn Iterator<Item = SimSignIn> + '_> = match &ctx.state.generator {
+        Some(g) if !tenant.users.is_empty() => {
+            let delay =
+                chrono::Duration::from_std(ctx.state.config.sign_in_delay).unwrap_or_default();
+            let mut from = filter.since.unwrap_or(g.start).max(g.start);
+            let mut to = (cursor.as_of - delay).min(filter.until.unwrap_or(cursor.as_of));
+            if let Some((t, _)) = &cursor.after {
+                if asc {
+                    from = from.max(*t);
+                } else {
+                    to = to.min(*t);
+                }
+            }
+            let ids = move |i: usize| tenant.users[i].id_string();
+            let n = tenant.users.len();
+            let g = g.clone();
+            match g.slots(from, to) {
+                Some((lo, hi)) => {
+                    let slots: Box<dyn Iterator<Item = u64>> = if asc {
+                        Box::new(lo..=hi)
+                    } else {
+                        Box::new((lo..=hi).rev())
+                    };
+                    // Cheap checks first: at 10,000 a minute a day is 14 million slots.
+                    let want_user = filter
+                        .user
+                        .as_ref()
+                        .and_then(|u| tenant.find(u))
+                        .map(Some)
+                        .unwrap_or(if filter.user.is_some() {
+                            Some(usize::MAX)
+                        } else {
+                            None
+                        });
+                    let g2 = g.clone();
+                    Box::new(
+                        slots
+                            .filter(move |k| {
+                                filter.code.is_none_or(|c| g2.code(*k) == c)
+                                    && want_user.is_none_or(|u| g2.user(*k, n) == u)
+                            })
+                            .map(move |k| g.event(k, &ids, n))
+                            .filter(move |s| filter.keeps(s, &upn_of) && after(s)),
+                    )
+                }
+                None => Box::new(std::iter::empty()),
+            }
+        }
+        _ => Box::new(std::iter::empty()),
+    };
+    let mut stored = stored.peekable();
+    let mut generated = generated.peekable();
+    let mut rows: Vec<SimSignIn> = Vec::with_capacity(top.min(64));
+    while rows.len() < top {
+        let take_stored = match (stored.peek(), generated.peek()) {
+            (None, None) => break,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some(a), Some(b)) => {
+                let ord = a.created.cmp(&b.created).then_with(|| a.id.cmp(&b.id));
+                (ord == std::cmp::Ordering::Greater) != asc
+            }
+        };
+        let next = if take_stored {
+            stored.next()
+        } else {
+            generated.next()
+        };
+        rows.extend(next);
+    }
+    let more = stored.peek().is_some() || generated.peek().is_some();
+    let mut out = PageOut {
+        context: ctx.context("auditLogs/signIns"),
+        next_link: None,
+        value: rows
+            .iter()
+            .map(|s| sign_in_row(ctx, s))
+            .collect::<Vec<Value>>(),
+    };
+    if more {
+        let loops = ctx
+            .state_fault_loop("signIns")
+            .is_some_and(|after| cursor.page + 1 >= after as usize);
+        let next = Cursor {
+            as_of: cursor.as_of,
+            after: if loops {
+                None
+            } else {
+                rows.last().map(|s| (s.created, s.id.clone()))
+            },
+            page: if loops { 0 } else { cursor.page + 1 },
+        };
+        out.next_link = Some(next_link(ctx, "auditLogs/signIns", &sign_in_token(&next)));
+    }
+    serde_json::to_string(&out).map(Body::Text).map_err(|e| {
+        graph_error(
+            500,
+            "generalException",
+            &format!("graph-sim could not write a page of signIns: {e}"),
+        )
+    })
+}
+
+/// One signIn as Graph writes it: v1.0's properties (signin.md, the fixture
+/// `signIns_list.json`); beta adds `authenticationRequirement`, `authenticationDetails`,
+/// `authenticationMethodsUsed`, `signInEventTypes` and `userType`.
+fn sign_in_row(ctx: &Ctx, s: &SimSignIn) -> Value {
+    let tenant = ctx.tenant;
+    let u = tenant.find(&s.user_id).map(|i| &tenant.users[i]);
+    let reason = if s.failure_reason.is_empty() {
+        crate::events::failure_reason(s.error_code)
+    } else {
+        s.failure_reason.as_str()
+    };
+    let details: Option<&str> = if !s.additional_details.is_empty() {
+        Some(&s.additional_details)
+    } else if s.error_code == 0 {
+        None
+    } else if let Some(step) = s.steps.iter().rev().find(|x| !x.succeeded) {
+        Some(&step.detail)
+    } else if s.error_code == 500121 {
+        Some("MFA denied; user did not respond to mobile app notification")
+    } else {
+        None
+    };
+    let ca = if !s.ca_status.is_empty() {
+        s.ca_status.as_str()
+    } else if s.error_code == 0 && s.mfa_required {
+        "success"
+    } else {
+        "notApplied"
+    };
+    let app = if s.app.is_empty() {
+        "Microsoft Office"
+    } else {
+        s.app.as_str()
+    };
+    let mut row = json!({
+        "id": s.id,
+        "createdDateTime": s.created.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "userDisplayName": u.map(|u| &*u.display_name), "userPrincipalName": u.map(|u| u.upn.to_ascii_lowercase()), "userId": s.user_id,
+        "appId": "d3590ed6-52b3-4102-aeff-aad2292ab01c", "appDisplayName": app, "ipAddress": "131.107.159.37",
+        "clientAppUsed": "Browser", "correlationId": crate::events::derived_id(&s.id, s.created, 7, 7), "conditionalAccessStatus": ca,
+        "isInteractive": s.interactive, "riskDetail": "none", "riskLevelAggregated": "none", "riskLevelDuringSignIn": "none", "riskState": "none",
+        "riskEventTypes": [], "riskEventTypes_v2": [], "resourceDisplayName": "Office 365 Exchange Online", "resourceId": "00000002-0000-0ff1-ce00-000000000000",
+        "status": {"errorCode": s.error_code, "failureReason": if s.error_code == 0 { None } else { Some(reason) }, "additionalDetails": details},
+        "deviceDetail": {"deviceId": "", "displayName": null, "operatingSystem": "Windows 10", "browser": "Edge 80.0.361", "isCompliant": null, "isManaged": null, "trustType": null},
+        "location": {"city": "Redmond", "state": "Washington", "countryOrRegion": "US", "geoCoordinates": {"altitude": null, "latitude": 47.68050003051758, "longitude": -122.12094116210938}},
+        "appliedConditionalAccessPolicies": [],
+    });
+    if ctx.version == "beta" {
+        let steps: Vec<Value> = s
+            .steps
+            .iter()
+            .map(|x| {
+                json!({
+                    "authenticationStepDateTime": x.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                    "authenticationMethod": x.method,
+                    "authenticationMethodDetail": if x.method_detail.is_empty() { None } else { Some(&x.method_detail) },
+                    "succeeded": x.succeeded,
+                    "authenticationStepResultDetail": x.detail,
+                    "authenticationStepRequirement": x.requirement,
+                })
             })
-        },
-    )
+            .collect();
+        let mut used: Vec<&str> = s
+            .steps
+            .iter()
+            .filter(|x| x.succeeded)
+            .map(|x| x.method.as_str())
+            .collect();
+        used.dedup();
+        if let Some(o) = row.as_object_mut() {
+            o.insert(
+                "authenticationRequirement".into(),
+                json!(if s.mfa_required {
+                    "multiFactorAuthentication"
+                } else {
+                    "singleFactorAuthentication"
+                }),
+            );
+            o.insert("authenticationDetails".into(), json!(steps));
+            o.insert("authenticationMethodsUsed".into(), json!(used));
+            o.insert("signInEventTypes".into(), json!(["interactiveUser"]));
+            o.insert(
+                "userType".into(),
+                json!(if u.is_some_and(|u| u.guest) {
+                    "guest"
+                } else {
+                    "member"
+                }),
+            );
+        }
+    }
+    row
 }
 
 /// `transitiveMembers` (every member, each with its `@odata.type`) or its `microsoft.graph.user`
@@ -1112,6 +1384,8 @@ pub struct AuditEvent {
     operation: &'static str,
     /// Index of the target user.
     target: usize,
+    /// Index into `Tenant::audits` of an entry pushed while running (rendered from it).
+    pushed: Option<usize>,
 }
 
 /// The tenant's directory audit log, newest first: an "Admin registered security info" event
@@ -1131,6 +1405,7 @@ fn audit_events(t: &Tenant) -> Vec<AuditEvent> {
                 reason: "Admin registered temporary access pass method for user",
                 operation: "Add",
                 target: i,
+                pushed: None,
             });
         }
         let hours = chrono::Duration::minutes(((u.id % 7200) as i64) + 1);
@@ -1143,6 +1418,7 @@ fn audit_events(t: &Tenant) -> Vec<AuditEvent> {
                 reason: "Admin registered phone method for user",
                 operation: "Add",
                 target: i,
+                pushed: None,
             });
         }
         if i % 31 == 5 {
@@ -1154,6 +1430,7 @@ fn audit_events(t: &Tenant) -> Vec<AuditEvent> {
                 reason: "User registered Authenticator App with Notification and Code",
                 operation: "Add",
                 target: i,
+                pushed: None,
             });
         }
         if i % 17 == 2 {
@@ -1165,6 +1442,21 @@ fn audit_events(t: &Tenant) -> Vec<AuditEvent> {
                 reason: "",
                 operation: "Update",
                 target: i,
+                pushed: None,
+            });
+        }
+    }
+    for (n, a) in t.audits.iter().enumerate() {
+        if let Some(target) = t.find(&a.target_user_id) {
+            out.push(AuditEvent {
+                at: a.at,
+                activity: "",
+                category: "",
+                service: "",
+                reason: "",
+                operation: "",
+                target,
+                pushed: Some(n),
             });
         }
     }
@@ -1172,11 +1464,35 @@ fn audit_events(t: &Tenant) -> Vec<AuditEvent> {
     out
 }
 
+impl AuditEvent {
+    fn activity<'a>(&'a self, t: &'a Tenant) -> &'a str {
+        self.pushed.map_or(self.activity, |n| &t.audits[n].activity)
+    }
+    fn category<'a>(&'a self, t: &'a Tenant) -> &'a str {
+        self.pushed
+            .map_or(self.category, |n| t.audits[n].category())
+    }
+    fn service<'a>(&'a self, t: &'a Tenant) -> &'a str {
+        self.pushed.map_or(self.service, |n| t.audits[n].service())
+    }
+    fn operation<'a>(&'a self, t: &'a Tenant) -> &'a str {
+        self.pushed
+            .map_or(self.operation, |n| t.audits[n].operation())
+    }
+    fn result<'a>(&'a self, t: &'a Tenant) -> &'a str {
+        self.pushed.map_or("success", |n| t.audits[n].result())
+    }
+    fn visible(&self, t: &Tenant, now: DateTime<Utc>) -> bool {
+        self.pushed.is_none_or(|n| t.audits[n].visible(now))
+    }
+}
+
 /// `GET /auditLogs/directoryAudits`: `$filter` with `eq` on activityDisplayName, category,
 /// loggedByService, result, operationType, `ge`/`le`/`gt`/`lt` on activityDateTime and
 /// `startswith(activityDisplayName,'…')`, joined by `and` (directoryaudit-list.md); `$top`.
 fn directory_audits(ctx: &Ctx) -> Result<Body, Reply> {
-    type Check = Box<dyn Fn(&AuditEvent) -> bool>;
+    type Check<'t> = Box<dyn Fn(&AuditEvent) -> bool + 't>;
+    let t = ctx.tenant;
     let mut checks: Vec<Check> = Vec::new();
     if let Some(f) = ctx.param("$filter") {
         for clause in f.split(" and ") {
@@ -1196,7 +1512,7 @@ fn directory_audits(ctx: &Ctx) -> Result<Body, Reply> {
                 if field.trim() != "activityDisplayName" {
                     return Err(bad());
                 }
-                checks.push(Box::new(move |e| e.activity.starts_with(&prefix)));
+                checks.push(Box::new(move |e| e.activity(t).starts_with(&prefix)));
                 continue;
             }
             let mut parts = clause.splitn(3, ' ');
@@ -1222,11 +1538,11 @@ fn directory_audits(ctx: &Ctx) -> Result<Body, Reply> {
             }
             let want = quoted(value.trim()).ok_or_else(bad)?;
             checks.push(match field {
-                "activityDisplayName" => Box::new(move |e| e.activity == want),
-                "category" => Box::new(move |e| e.category == want),
-                "loggedByService" => Box::new(move |e| e.service == want),
-                "result" => Box::new(move |_| want == "success"),
-                "operationType" => Box::new(move |e| e.operation == want),
+                "activityDisplayName" => Box::new(move |e| e.activity(t) == want),
+                "category" => Box::new(move |e| e.category(t) == want),
+                "loggedByService" => Box::new(move |e| e.service(t) == want),
+                "result" => Box::new(move |e| e.result(t) == want),
+                "operationType" => Box::new(move |e| e.operation(t) == want),
                 _ => return Err(bad()),
             });
         }
@@ -1243,11 +1559,16 @@ fn directory_audits(ctx: &Ctx) -> Result<Body, Reply> {
             .audit_log
             .get_or_insert_with(|| Arc::new(audit_events(ctx.tenant)))
             .clone();
-        let rows = memoised(&mut memo.audits, ctx.param("$filter"), || {
+        // Entries pushed with an ingestion delay appear over time: the memo is kept per
+        // filter and per how many of them are visible now.
+        let now = Utc::now();
+        let visible = ctx.tenant.audits.iter().filter(|a| a.visible(now)).count();
+        let key = format!("{}|{visible}", ctx.param("$filter").unwrap_or(""));
+        let rows = memoised(&mut memo.audits, Some(&key), || {
             Ok(log
                 .iter()
                 .enumerate()
-                .filter(|(_, e)| checks.iter().all(|c| c(e)))
+                .filter(|(_, e)| e.visible(t, now) && checks.iter().all(|c| c(e)))
                 .map(|(i, _)| i as u32)
                 .collect())
         })?;
@@ -1269,10 +1590,13 @@ fn directory_audits(ctx: &Ctx) -> Result<Body, Reply> {
         |k| {
             let e = &log[rows[k] as usize];
             let u = &tenant.users[e.target];
+            if let Some(n) = e.pushed {
+                return pushed_audit_row(&tenant.audits[n], u);
+            }
             let correlation =
                 uuid::Uuid::from_u128(u.id.rotate_left(29) ^ e.at.timestamp() as u128);
             json!({
-                "id": format!("UserManagement_{correlation}_{:08X}", k),
+                "id": format!("UserManagement_{correlation}_{:08X}", e.activity.len() ^ (e.reason.len() << 8)),
                 "category": e.category,
                 "correlationId": correlation.to_string(),
                 "result": "success",
@@ -1295,6 +1619,62 @@ fn directory_audits(ctx: &Ctx) -> Result<Body, Reply> {
             })
         },
     )
+}
+
+/// A directory-audit entry pushed while running, as Graph writes it (directoryaudit.md):
+/// `initiatedBy.user` (the target themself unless said otherwise) or `initiatedBy.app`, one
+/// `User` target with its `modifiedProperties`.
+fn pushed_audit_row(a: &crate::events::SimAudit, u: &SimUser) -> Value {
+    use crate::events::AuditInitiator;
+    let (user, app) = match &a.initiated_by {
+        None => (
+            Some(
+                json!({"id": u.id_string(), "displayName": null, "userPrincipalName": &*u.upn,
+                "ipAddress": "131.107.159.37", "userType": null, "homeTenantId": null, "homeTenantName": null}),
+            ),
+            None,
+        ),
+        Some(AuditInitiator::User { id, upn }) => (
+            Some(
+                json!({"id": id, "displayName": null, "userPrincipalName": upn,
+                "ipAddress": "131.107.159.37", "userType": null, "homeTenantId": null, "homeTenantName": null}),
+            ),
+            None,
+        ),
+        Some(AuditInitiator::App { id, name }) => (
+            None,
+            Some(
+                json!({"appId": null, "displayName": name, "servicePrincipalId": id, "servicePrincipalName": null}),
+            ),
+        ),
+    };
+    let modified: Vec<Value> = a
+        .modified
+        .iter()
+        .map(|(name, old, new)| json!({"displayName": name, "oldValue": old, "newValue": new}))
+        .collect();
+    let upn = if a.target_upn.is_empty() {
+        &*u.upn
+    } else {
+        a.target_upn.as_str()
+    };
+    json!({
+        "id": a.id,
+        "category": a.category(),
+        "correlationId": crate::events::derived_id(&a.id, a.at, 3, 3),
+        "result": a.result(),
+        "resultReason": a.reason,
+        "activityDisplayName": a.activity,
+        "activityDateTime": a.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "loggedByService": a.service(),
+        "operationType": a.operation(),
+        "initiatedBy": {"app": app, "user": user},
+        "targetResources": [{
+            "id": u.id_string(), "displayName": null, "type": "User",
+            "userPrincipalName": upn, "groupType": null, "modifiedProperties": modified,
+        }],
+        "additionalDetails": [],
+    })
 }
 
 /// The FIDO2 configuration: the deprecated top-level attestation and key restrictions, and,

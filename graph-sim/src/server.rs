@@ -37,6 +37,10 @@ pub struct State {
     pub stats: Mutex<Stats>,
     pub key: [u8; 32],
     pub cert: Option<RegisteredCert>,
+    /// The traffic generator, if configured.
+    pub generator: Option<crate::events::Generator>,
+    /// Events pushed so far (their ids' sequence numbers).
+    pub pushed: AtomicU64,
 }
 
 /// A response before it is put on the wire (or into a `$batch` envelope).
@@ -277,6 +281,171 @@ impl State {
         *self.faults.lock().unwrap_or_else(|e| e.into_inner()) =
             faults.into_iter().map(Armed::new).collect();
     }
+    pub fn push_sign_ins(&self, mut list: Vec<crate::SimSignIn>) -> Vec<String> {
+        let now = chrono::Utc::now();
+        let delay = chrono::Duration::from_std(self.config.sign_in_delay).unwrap_or_default();
+        let mut ids = Vec::with_capacity(list.len());
+        for s in &mut list {
+            crate::events::to_micros(s);
+            let n = self.pushed.fetch_add(1, Ordering::AcqRel);
+            if s.id.is_empty() {
+                s.id = crate::events::derived_id(
+                    &s.user_id,
+                    s.created,
+                    s.error_code as i64,
+                    n ^ (1 << 40),
+                );
+            }
+            // Always set: a listing begun before the push must not see it (its pages list what
+            // was visible when it began).
+            if s.visible_at.is_none() {
+                s.visible_at = Some(s.created.max(now) + delay);
+            }
+            ids.push(s.id.clone());
+        }
+        let mut t = self.tenant_mut();
+        // User keys may be UPNs: Graph lists the object id.
+        for s in &mut list {
+            if let Some(i) = t.find(&s.user_id) {
+                s.user_id = t.users[i].id_string();
+            }
+        }
+        t.sign_ins.extend(list);
+        crate::events::sort_newest_first(&mut t.sign_ins);
+        ids
+    }
+
+    pub fn push_audits(&self, mut list: Vec<crate::SimAudit>) -> Result<Vec<String>, String> {
+        let now = chrono::Utc::now();
+        let delay = chrono::Duration::from_std(self.config.audit_delay).unwrap_or_default();
+        let mut t = self.tenant_mut();
+        for a in &mut list {
+            let i = t
+                .find(&a.target_user_id)
+                .ok_or_else(|| format!("no user {:?}", a.target_user_id))?;
+            a.target_user_id = t.users[i].id_string();
+            if a.target_upn.is_empty() {
+                a.target_upn = t.users[i].upn.to_string();
+            }
+        }
+        let mut ids = Vec::with_capacity(list.len());
+        for a in &mut list {
+            let n = self.pushed.fetch_add(1, Ordering::AcqRel);
+            if a.id.is_empty() {
+                a.id = crate::events::audit_id(&a.target_user_id, a.at, n ^ (1 << 40));
+            }
+            if a.visible_at.is_none() {
+                a.visible_at = Some(a.at.max(now) + delay);
+            }
+            ids.push(a.id.clone());
+        }
+        t.audits.extend(list);
+        t.audits
+            .sort_by(|a, b| b.at.cmp(&a.at).then_with(|| b.id.cmp(&a.id)));
+        Ok(ids)
+    }
+
+    /// Runs a scenario; `Err` for an unknown user.
+    pub fn scenario(&self, s: &crate::Scenario) -> Result<Vec<String>, String> {
+        use crate::events as ev;
+        use crate::Scenario as S;
+        let user = match s {
+            S::UserFailsMfa { user, .. }
+            | S::UserSucceedsMfa { user, .. }
+            | S::UserReportsFraud { user, .. }
+            | S::PromptBombing { user, .. }
+            | S::RegistrationBlocked { user, .. }
+            | S::UserDeletesPhone { user, .. } => user,
+        };
+        let (id, upn) = {
+            let t = self.tenant.read().unwrap_or_else(|e| e.into_inner());
+            let i = t.find(user).ok_or_else(|| format!("no user {user:?}"))?;
+            (t.users[i].id_string(), t.users[i].upn.to_string())
+        };
+        let sign_ins = match s {
+            S::UserFailsMfa {
+                count, at, code, ..
+            } => (0..*count)
+                .map(|k| {
+                    ev::mfa_failure(
+                        &id,
+                        *at + chrono::Duration::seconds(30 * i64::from(k)),
+                        *code,
+                    )
+                })
+                .collect(),
+            S::UserSucceedsMfa { at, .. } => vec![ev::mfa_success(&id, *at)],
+            S::UserReportsFraud { at, .. } => vec![ev::fraud_report(&id, *at)],
+            S::PromptBombing {
+                count,
+                at,
+                within_seconds,
+                ..
+            } => ev::prompt_bombing(
+                &id,
+                *count,
+                *at,
+                chrono::Duration::seconds(*within_seconds as i64),
+            ),
+            S::RegistrationBlocked { at, .. } => ev::registration_blocked(&id, *at),
+            S::UserDeletesPhone { at, .. } => {
+                let phones = ["mobilePhone", "alternateMobilePhone", "officePhone"];
+                let mut had = Vec::new();
+                {
+                    let mut t = self.tenant_mut();
+                    if let Some(i) = t.find(&id) {
+                        let u = &mut t.users[i];
+                        for p in phones {
+                            if let Some(b) = crate::tenant::method_index(p) {
+                                if u.has(b) {
+                                    had.push(p);
+                                    u.methods &= !(1 << b);
+                                }
+                            }
+                        }
+                    }
+                }
+                let mut audit = ev::SimAudit::security_info(
+                    &id,
+                    *at,
+                    ev::activity::USER_DELETED,
+                    "User deleted Phone method",
+                );
+                audit.initiated_by = Some(ev::AuditInitiator::User {
+                    id: id.clone(),
+                    upn: upn.clone(),
+                });
+                audit.modified = vec![(
+                    "StrongAuthenticationPhoneAppDetail".into(),
+                    format!("{had:?}"),
+                    "[]".into(),
+                )];
+                return self.push_audits(vec![audit]);
+            }
+        };
+        Ok(self.push_sign_ins(sign_ins))
+    }
+
+    pub fn watch_truth(
+        &self,
+        at: chrono::DateTime<chrono::Utc>,
+        th: &crate::WatchThresholds,
+    ) -> crate::WatchTruth {
+        let t = self.tenant.read().unwrap_or_else(|e| e.into_inner());
+        let mut generated = Vec::new();
+        if let Some(g) = &self.generator {
+            // Generated traffic is read back one hour ([`GENERATED_LOOKBACK_MINUTES`]): its
+            // users succeed at MFA every few minutes, so an older generated failure has been
+            // resolved long since (at 10,000 a minute a day would be 14 million rows).
+            let from = at - chrono::Duration::minutes(crate::events::GENERATED_LOOKBACK_MINUTES);
+            if let Some((lo, hi)) = g.slots(from, at) {
+                let ids = |i: usize| t.users[i].id_string();
+                generated.extend((lo..=hi).map(|k| g.event(k, &ids, t.users.len())));
+            }
+        }
+        crate::events::watch_states(t.sign_ins.iter().chain(generated.iter()), at, th)
+    }
+
     fn record(&self, label: &str, status: u16) {
         let mut s = self.stats.lock().unwrap_or_else(|e| e.into_inner());
         *s.requests
@@ -904,10 +1073,73 @@ impl IntoReply for (u16, Value) {
     }
 }
 
+/// `POST /_sim/events`.
+#[derive(serde::Deserialize)]
+struct EventsBody {
+    #[serde(default)]
+    sign_ins: Vec<crate::SimSignIn>,
+    #[serde(default)]
+    directory_audits: Vec<crate::SimAudit>,
+    #[serde(default)]
+    scenarios: Vec<crate::Scenario>,
+}
+
+/// `POST /_sim/watch-truth`.
+#[derive(serde::Deserialize)]
+struct WatchTruthBody {
+    #[serde(default)]
+    at: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(default)]
+    thresholds: Option<crate::WatchThresholds>,
+}
+
 /// `/_sim/…`: the test's side door.
 fn control(state: &State, method: &Method, rest: &str, body: &[u8]) -> Response {
     match (method.as_str(), rest) {
         ("GET", "stats") => to_response(Reply::json(200, json!(state.stats())), None),
+        ("POST", "events") => match serde_json::from_slice::<EventsBody>(body) {
+            Ok(ev) => {
+                let mut out = json!({"sign_ins": state.push_sign_ins(ev.sign_ins)});
+                match state.push_audits(ev.directory_audits) {
+                    Ok(ids) => out["directory_audits"] = json!(ids),
+                    Err(e) => return to_response(graph_error(400, "BadRequest", &e), None),
+                }
+                let mut scenarios = Vec::new();
+                for s in &ev.scenarios {
+                    match state.scenario(s) {
+                        Ok(ids) => scenarios.push(json!(ids)),
+                        Err(e) => {
+                            return to_response(
+                                graph_error(404, "Request_ResourceNotFound", &e),
+                                None,
+                            )
+                        }
+                    }
+                }
+                out["scenarios"] = json!(scenarios);
+                to_response(Reply::json(200, out), None)
+            }
+            Err(e) => to_response(
+                graph_error(400, "BadRequest", &format!("events: {e}")),
+                None,
+            ),
+        },
+        ("POST", "watch-truth") => match serde_json::from_slice::<WatchTruthBody>(body) {
+            Ok(q) => to_response(
+                Reply::json(
+                    200,
+                    json!(state.watch_truth(
+                        q.at.unwrap_or_else(chrono::Utc::now),
+                        &q.thresholds.unwrap_or_default()
+                    )),
+                ),
+                None,
+            ),
+            Err(e) => to_response(
+                graph_error(400, "BadRequest", &format!("watch-truth: {e}")),
+                None,
+            ),
+        },
         ("GET", "ground-truth") => to_response(Reply::json(200, json!(state.ground_truth())), None),
         ("POST", "faults") => match serde_json::from_slice::<Vec<Fault>>(body)
             .map_err(|e| e.to_string())

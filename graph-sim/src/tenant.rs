@@ -320,11 +320,71 @@ impl SimUser {
     }
 }
 
+/// One sign-in of the simulated tenant (an interactive user sign-in, as `/auditLogs/signIns`
+/// lists them). Everything after `error_code` has a serde default, so ground truth written
+/// before issue 12 still loads.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SimSignIn {
     pub user_id: String,
     pub created: DateTime<Utc>,
+    /// `status.errorCode`: 0 is success.
     pub error_code: i32,
+    /// The sign-in's `id`; empty: given one when the tenant is built or the event pushed.
+    #[serde(default)]
+    pub id: String,
+    /// `status.failureReason`; empty: Graph's words for `error_code` ([`crate::events::failure_reason`]).
+    #[serde(default)]
+    pub failure_reason: String,
+    /// `status.additionalDetails`; empty: `null`.
+    #[serde(default)]
+    pub additional_details: String,
+    /// `appDisplayName`; empty: "Microsoft Office".
+    #[serde(default)]
+    pub app: String,
+    /// `isInteractive` (both Graph versions list interactive sign-ins only by default).
+    #[serde(default = "yes")]
+    pub interactive: bool,
+    /// `conditionalAccessStatus`; empty: `success` on success, `failure` on an MFA failure,
+    /// `notApplied` otherwise.
+    #[serde(default)]
+    pub ca_status: String,
+    /// `authenticationRequirement` is `multiFactorAuthentication` (beta).
+    #[serde(default)]
+    pub mfa_required: bool,
+    /// `authenticationDetails` (beta), in order.
+    #[serde(default)]
+    pub steps: Vec<crate::events::SimAuthStep>,
+    /// Not listed before this instant (the log's ingestion delay); `None`: always listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visible_at: Option<DateTime<Utc>>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl SimSignIn {
+    /// A sign-in with Graph's defaults for everything but user, time and code.
+    pub fn new(user_id: impl Into<String>, created: DateTime<Utc>, error_code: i32) -> SimSignIn {
+        SimSignIn {
+            user_id: user_id.into(),
+            created,
+            error_code,
+            id: String::new(),
+            failure_reason: String::new(),
+            additional_details: String::new(),
+            app: String::new(),
+            interactive: true,
+            ca_status: String::new(),
+            mfa_required: false,
+            steps: Vec::new(),
+            visible_at: None,
+        }
+    }
+    /// Listed by a query made at `as_of`.
+    pub fn visible(&self, as_of: DateTime<Utc>) -> bool {
+        self.visible_at.is_none_or(|v| v <= as_of)
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -611,7 +671,11 @@ pub struct Tenant {
     pub domain: String,
     pub users: Vec<SimUser>,
     pub by_id: HashMap<u128, u32>,
+    /// Newest first (by `created`, then `id`), every one with an id.
     pub sign_ins: Vec<SimSignIn>,
+    /// Directory-audit entries pushed while the simulator runs (the security-info changes of
+    /// issue 12), besides those derived from the tenant (TAPs issued, background noise).
+    pub audits: Vec<crate::events::SimAudit>,
     pub policy: SimPolicy,
     /// Security groups with their (transitive) user members, as indexes into `users`.
     pub groups: Vec<SimGroup>,
@@ -811,6 +875,26 @@ impl Tenant {
             .position(|u| u.upn.to_ascii_lowercase() == key)
     }
 
+    /// Gives every sign-in and audit entry an id (deterministic: from its content and place)
+    /// and keeps both lists newest first.
+    pub fn normalise_events(&mut self) {
+        for (n, s) in self.sign_ins.iter_mut().enumerate() {
+            crate::events::to_micros(s);
+            if s.id.is_empty() {
+                s.id =
+                    crate::events::derived_id(&s.user_id, s.created, s.error_code as i64, n as u64);
+            }
+        }
+        crate::events::sort_newest_first(&mut self.sign_ins);
+        for (n, a) in self.audits.iter_mut().enumerate() {
+            if a.id.is_empty() {
+                a.id = crate::events::audit_id(&a.target_user_id, a.at, n as u64);
+            }
+        }
+        self.audits
+            .sort_by(|a, b| b.at.cmp(&a.at).then_with(|| b.id.cmp(&a.id)));
+    }
+
     pub fn reindex(&mut self) {
         self.by_id = self
             .users
@@ -872,6 +956,7 @@ impl Tenant {
                 })
                 .collect(),
             sign_ins: self.sign_ins.clone(),
+            audits: self.audits.clone(),
             policy: self.policy.clone(),
             groups: self
                 .groups
@@ -951,6 +1036,9 @@ pub struct GroundTruth {
     pub licence: String,
     pub users: Vec<TruthUser>,
     pub sign_ins: Vec<SimSignIn>,
+    /// Directory-audit entries pushed while the simulator ran (absent in older JSON: none).
+    #[serde(default)]
+    pub audits: Vec<crate::events::SimAudit>,
     pub policy: SimPolicy,
     #[serde(default)]
     pub groups: Vec<TruthGroup>,
@@ -971,6 +1059,16 @@ fn role_ids(roles: &[u8]) -> Vec<String> {
 }
 
 impl GroundTruth {
+    /// The watcher's states at `at` over the sign-ins this ground truth lists (pushed and the
+    /// tenant's own; not generated traffic: see [`crate::SimHandle::watch_truth`]).
+    pub fn watch_states(
+        &self,
+        at: DateTime<Utc>,
+        thresholds: &crate::events::WatchThresholds,
+    ) -> crate::events::WatchTruth {
+        crate::events::watch_states(&self.sign_ins, at, thresholds)
+    }
+
     /// Role template ids the user has one way (`own` of its own, `via_group` of each role-assignable
     /// group it is a transitive member of), sorted, once each.
     fn roles_of(
@@ -1404,20 +1502,12 @@ pub fn generate_at(users: usize, seed: u64, profile: Profile, now: DateTime<Utc>
         if rng.gen::<f64>() < 0.04 {
             for _ in 0..rng.gen_range(1..9) {
                 let when = now - Duration::seconds(rng.gen_range(60..48 * 3600));
-                sign_ins.push(SimSignIn {
-                    user_id: id_str.clone(),
-                    created: when,
-                    error_code: 500121,
-                });
+                sign_ins.push(crate::events::mfa_failure(&id_str, when, 500121));
             }
         }
         if rng.gen::<f64>() < 0.02 {
             let when = now - Duration::seconds(rng.gen_range(60..48 * 3600));
-            sign_ins.push(SimSignIn {
-                user_id: id_str,
-                created: when,
-                error_code: 50126,
-            });
+            sign_ins.push(SimSignIn::new(id_str, when, 50126));
         }
         list.push(SimUser {
             id,
@@ -1450,11 +1540,13 @@ pub fn generate_at(users: usize, seed: u64, profile: Profile, now: DateTime<Utc>
         users: list,
         by_id: HashMap::new(),
         sign_ins,
+        audits: Vec::new(),
         policy: default_policy(profile),
         now,
         break_glass: Vec::new(),
     };
     tenant.reindex();
+    tenant.normalise_events();
     if profile == Profile::PolicyLockouts {
         tenant.plant_policy_lockouts(seed);
     }
@@ -1587,6 +1679,7 @@ pub fn from_ground_truth(truth: &GroundTruth) -> Result<Tenant, String> {
         users,
         by_id: HashMap::new(),
         sign_ins: truth.sign_ins.clone(),
+        audits: truth.audits.clone(),
         policy: truth.policy.clone(),
         groups: Vec::new(),
         service_principals: Vec::new(),
@@ -1594,6 +1687,7 @@ pub fn from_ground_truth(truth: &GroundTruth) -> Result<Tenant, String> {
         break_glass: truth.break_glass.clone(),
     };
     tenant.reindex();
+    tenant.normalise_events();
     for (n, sp) in truth.service_principals.iter().enumerate() {
         let id = uuid::Uuid::parse_str(&sp.id)
             .map_err(|e| format!("service_principals[{n}].id {:?}: {e}", sp.id))?
