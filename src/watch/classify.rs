@@ -328,7 +328,7 @@ impl Classifier {
         for state in LockoutState::ALL {
             let change = match user.open.get(&state) {
                 None => evaluate(t, user, e.user, state).map(Change::Opened),
-                Some(old) => grow(user, e.user, state, old).map(Change::Updated),
+                Some(old) => grow(t, user, e.user, state, old).map(Change::Updated),
             };
             if let Some(Change::Opened(d) | Change::Updated(d)) = &change {
                 user.open.insert(state, d.clone());
@@ -341,6 +341,15 @@ impl Classifier {
     /// The open detections.
     pub fn open(&self) -> impl Iterator<Item = &Detection> {
         self.users.values().flat_map(|u| u.open.values())
+    }
+
+    /// Forgets what is older than the retention counted back from `now` (the wall clock), for a
+    /// tenant whose sign-ins stopped coming.
+    pub fn expire(&mut self, now: DateTime<Utc>) {
+        if self.watermark.is_none_or(|w| now > w) {
+            self.watermark = Some(now);
+        }
+        self.prune();
     }
 
     /// Users with kept state (bounded by those with trouble within the retention).
@@ -534,13 +543,22 @@ fn evaluate(
 
 /// An open detection with the sign-ins of its kind that came since it began, when it has more
 /// of them than before (sign-ins pruned by the retention stay counted until then).
-fn grow(user: &UserState, id: ObjectId, state: LockoutState, old: &Detection) -> Option<Detection> {
+fn grow(
+    t: &Thresholds,
+    user: &UserState,
+    id: ObjectId,
+    state: LockoutState,
+    old: &Detection,
+) -> Option<Detection> {
+    // A late sign-in may make the episode begin earlier than when it opened.
+    let began =
+        evaluate(t, user, id, state).map_or(old.first_seen, |d| d.first_seen.min(old.first_seen));
     let evs: Vec<&Ev> = since_success(user, state)
         .into_iter()
-        .filter(|e| e.at >= old.first_seen)
+        .filter(|e| e.at >= began)
         .collect();
     let total = |d: &[(i32, u32)]| d.iter().map(|(_, n)| n).sum::<u32>();
-    let d = detection(user, id, state, &evs, Some(old.first_seen));
+    let d = detection(user, id, state, &evs, Some(began));
     (total(&d.codes) > total(&old.codes)).then_some(d)
 }
 

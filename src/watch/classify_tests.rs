@@ -427,3 +427,77 @@ fn the_error_code_table_is_consistent() {
         "an MFA interrupt is not a failure"
     );
 }
+
+#[test]
+fn the_open_set_does_not_depend_on_arrival_order() {
+    // Bob is known (an old failure) so a success arriving first is kept.
+    let evs = vec![
+        fail("a", 0),
+        fail("b", 50),
+        fail("c", 70),
+        ev("d", BOB, 100, 50088, vec![]),
+        ok("e", 120),
+        push("f", 130, true),
+        push("g", 131, false),
+        push("h", 132, true),
+        push("i", 133, true),
+        push("j", 134, true),
+        fraud("k", 140, "Fraud code entered"),
+        fail("l", 141),
+        fail("m", 142),
+    ];
+    let summary = |c: &Classifier| {
+        let mut v: Vec<_> = c
+            .open()
+            .map(|d| (d.state, d.codes.clone(), d.first_seen))
+            .collect();
+        v.sort();
+        v
+    };
+    let mut reference = Classifier::new(Thresholds::default());
+    for e in &evs {
+        reference.observe(e);
+    }
+    let want = summary(&reference);
+    assert_eq!(
+        want.iter().map(|s| s.0).collect::<Vec<_>>(),
+        vec![
+            LockoutState::LockedOut,
+            LockoutState::MfaFraudReported,
+            LockoutState::MfaPromptBombing
+        ]
+    );
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..200 {
+        let mut order: Vec<&SignInEvent> = evs.iter().collect();
+        for i in (1..order.len()).rev() {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            order.swap(i, (seed >> 33) as usize % (i + 1));
+        }
+        let mut c = Classifier::new(Thresholds::default());
+        c.observe(&fail("seed", -100));
+        for e in order.iter().chain(order.iter()) {
+            c.observe(e);
+        }
+        assert_eq!(
+            summary(&c),
+            want,
+            "order {:?}",
+            order.iter().map(|e| &e.id).collect::<Vec<_>>()
+        );
+    }
+}
+
+#[test]
+fn expire_forgets_a_quiet_tenant_by_the_wall_clock() {
+    let mut c = Classifier::new(Thresholds::default());
+    c.observe(&fail("1", 0));
+    c.observe(&fail("2", 1));
+    assert_eq!(c.tracked_users(), 1);
+    c.expire(t(60 * 23));
+    assert_eq!(c.tracked_users(), 1);
+    c.expire(t(60 * 25));
+    assert_eq!(c.tracked_users(), 0);
+}
