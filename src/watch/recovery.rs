@@ -363,6 +363,13 @@ pub fn plan(d: &Detection, posture: &Posture) -> Recovery {
     // Destructive steps last, whatever the state.
     steps.sort_by_key(|s| s.destructive);
 
+    for (code, _) in &d.codes {
+        match code {
+            50053 => notes.push("50053 (smart lockout): sign-in is locked for the lockout duration after bad passwords, or the attempts come from a malicious IP; it ends by itself, a TAP signs in without the password, and someone else guessing the password needs a password reset.".into()),
+            50088 => notes.push("50088: the user's SMS and voice calls are throttled (telecom limit); use another method or a TAP, not another text message.".into()),
+            _ => {}
+        }
+    }
     let admins: Vec<RecoveryAdmin> = posture
         .admins
         .iter()

@@ -304,6 +304,10 @@ fn disabling_mfa_is_a_flagged_last_resort_only_where_it_applies() {
         .is_some_and(|w| w.starts_with("LAST RESORT")));
     destructive_last_with_warning(&r);
     assert!(r.notes.iter().any(|n| n.contains("Global Administrator")));
+    assert!(r
+        .notes
+        .iter()
+        .any(|n| n.starts_with("50088: the user's SMS and voice calls are throttled")));
     // Through an exclusion group when per-user MFA does not apply.
     u.per_user_mfa = Some("disabled");
     let p = Posture {
