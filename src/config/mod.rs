@@ -38,7 +38,7 @@ pub use locate::ConfigError;
 pub(crate) use secrets::read_secret_file;
 pub use sections::{
     BreakGlassConfig, Cloud, GraphConfig, HttpConfig, MetricsConfig, PacingConfig,
-    PerUserMfaSetting, ScheduleConfig, StorageConfig, TenantConfig,
+    PerUserMfaSetting, ScheduleConfig, StorageConfig, TenantConfig, WatcherConfig,
 };
 pub(crate) use validate::is_loopback;
 
@@ -71,6 +71,9 @@ pub struct Config {
     /// `[alerting]`: Alertmanager and webhooks.
     #[serde(default)]
     pub alerting: AlertingConfig,
+    /// `[watcher]`: the sign-in watcher and its lockout thresholds.
+    #[serde(default)]
+    pub watcher: WatcherConfig,
     /// Resolved by validation.
     #[serde(skip)]
     endpoints: Option<Endpoints>,

@@ -274,3 +274,64 @@ pub struct MetricsConfig {
     /// At most this many per-user series; the rest are counted in `entra_mfa_finding_user_dropped`.
     pub per_user_max: Option<usize>,
 }
+
+/// `[watcher]`: the sign-in watcher (issue 12) and its lockout classifier's thresholds.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WatcherConfig {
+    /// Watch sign-ins for lockouts between audits.
+    pub enabled: bool,
+    /// Seconds between two reads of the sign-in log (10–3600).
+    pub interval_seconds: u64,
+    /// Each read starts this many seconds before the last one's watermark (0–86,400): Entra
+    /// writes a sign-in to the log minutes after it happened, sometimes later, so a read from the
+    /// exact watermark would miss those that arrive late. Sign-ins read twice are deduplicated by
+    /// id. Less than `retention_hours`.
+    pub overlap_seconds: u64,
+    /// MFA failures (500121, 50088, 50053, 53004) within `window_minutes` that make a user
+    /// `locked-out` (1–100).
+    pub lockout_failures: u32,
+    /// Minutes (1–1440).
+    pub window_minutes: u32,
+    /// Sign-ins stuck at MFA registration (50079, 50072, 53004) that make `registration-blocked`
+    /// (1–100).
+    pub registration_failures: u32,
+    /// Push notifications denied or unanswered within `bombing_window_minutes` that make
+    /// `mfa-prompt-bombing` (2–100).
+    pub bombing_pushes: u32,
+    /// Minutes (1–240).
+    pub bombing_window_minutes: u32,
+    /// Hours a user's recent sign-ins are kept (1–720); longer than both windows and the overlap.
+    pub retention_hours: u32,
+}
+
+impl Default for WatcherConfig {
+    fn default() -> Self {
+        let t = crate::watch::classify::Thresholds::default();
+        WatcherConfig {
+            enabled: true,
+            interval_seconds: 120,
+            overlap_seconds: 600,
+            lockout_failures: t.lockout_failures,
+            window_minutes: t.window.num_minutes() as u32,
+            registration_failures: t.registration_failures,
+            bombing_pushes: t.bombing_pushes,
+            bombing_window_minutes: t.bombing_window.num_minutes() as u32,
+            retention_hours: t.retention.num_hours() as u32,
+        }
+    }
+}
+
+impl WatcherConfig {
+    /// The classifier's thresholds.
+    pub fn thresholds(&self) -> crate::watch::classify::Thresholds {
+        crate::watch::classify::Thresholds {
+            lockout_failures: self.lockout_failures,
+            window: chrono::Duration::minutes(i64::from(self.window_minutes)),
+            registration_failures: self.registration_failures,
+            bombing_pushes: self.bombing_pushes,
+            bombing_window: chrono::Duration::minutes(i64::from(self.bombing_window_minutes)),
+            retention: chrono::Duration::hours(i64::from(self.retention_hours)),
+        }
+    }
+}

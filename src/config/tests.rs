@@ -336,6 +336,8 @@ fn the_sample_config_is_valid_and_its_defaults_match_the_code() {
         "every documented rule default is the code's"
     );
     assert!(full.exceptions.is_empty());
+    assert_eq!(full.watcher, WatcherConfig::default());
+    assert_eq!(config.watcher, WatcherConfig::default());
 }
 
 #[test]
@@ -412,4 +414,38 @@ fn rule_parameters_out_of_range_are_refused_naming_the_key_and_line() {
         e.contains("rules.smart-lockout-weak") && e.contains("did you mean max_threshold"),
         "{e}"
     );
+}
+
+#[test]
+fn the_watcher_defaults_and_errors_name_the_key_and_line() {
+    let c = parse(GOOD).expect("valid");
+    assert!(c.watcher.enabled);
+    assert_eq!(c.watcher.interval_seconds, 120);
+    assert_eq!(c.watcher.overlap_seconds, 600);
+    assert_eq!(
+        c.watcher.thresholds(),
+        crate::watch::classify::Thresholds::default()
+    );
+    let c = parse(&format!(
+        "{GOOD}\n[watcher]\nlockout_failures = 6\nbombing_window_minutes = 5\n"
+    ))
+    .expect("valid");
+    assert_eq!(c.watcher.thresholds().lockout_failures, 6);
+    assert_eq!(
+        c.watcher.thresholds().bombing_window,
+        chrono::Duration::minutes(5)
+    );
+    for (text, message) in [
+        ("interval_seconds = 5", "config.toml:8:1: watcher.interval_seconds: must be between 10 and 3600"),
+        ("lockout_failures = 0", "config.toml:8:1: watcher.lockout_failures: must be between 1 and 100"),
+        ("bombing_pushes = 1", "config.toml:8:1: watcher.bombing_pushes: must be between 2 and 100"),
+        ("retention_hours = 0", "config.toml:8:1: watcher.retention_hours: must be between 1 and 720"),
+        ("overlap_seconds = 7200\nretention_hours = 2", "config.toml:8:1: watcher.overlap_seconds: must be shorter than watcher.retention_hours (2 h)"),
+        ("window_minutes = 120\nretention_hours = 2", "config.toml:8:1: watcher.window_minutes: must be shorter than watcher.retention_hours (2 h)"),
+        ("lockout = 3", "watcher.lockout"),
+        ("enabled = \"yes\"", "watcher.enabled"),
+    ] {
+        let e = error(&format!("{GOOD}\n[watcher]\n{text}\n"));
+        assert!(e.contains(message), "{text}: {e}");
+    }
 }

@@ -250,6 +250,7 @@ impl Config {
             Ok(_) => {}
         }
         rule_param_ranges(&self.rules).map_err(|(key, message)| at(&key, message))?;
+        self.validate_watcher(at)?;
         if self.schedule.stale_after_seconds == 0 {
             return Err(at(
                 "schedule.stale_after_seconds",
@@ -481,4 +482,61 @@ fn rule_param_ranges(r: &crate::evaluate::RulesConfig) -> Result<(), (String, St
         ));
     }
     Ok(())
+}
+
+impl Config {
+    /// `[watcher]`: ranges, and the retention longer than what it must cover.
+    fn validate_watcher(
+        &self,
+        at: &dyn Fn(&str, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        let w = &self.watcher;
+        for (key, value, min, max) in [
+            ("interval_seconds", w.interval_seconds, 10, 3600),
+            ("overlap_seconds", w.overlap_seconds, 0, 86_400),
+            ("lockout_failures", u64::from(w.lockout_failures), 1, 100),
+            ("window_minutes", u64::from(w.window_minutes), 1, 1440),
+            (
+                "registration_failures",
+                u64::from(w.registration_failures),
+                1,
+                100,
+            ),
+            ("bombing_pushes", u64::from(w.bombing_pushes), 2, 100),
+            (
+                "bombing_window_minutes",
+                u64::from(w.bombing_window_minutes),
+                1,
+                240,
+            ),
+            ("retention_hours", u64::from(w.retention_hours), 1, 720),
+        ] {
+            if !(min..=max).contains(&value) {
+                return Err(at(
+                    &format!("watcher.{key}"),
+                    format!("must be between {min} and {max}"),
+                ));
+            }
+        }
+        let retention_minutes = u64::from(w.retention_hours) * 60;
+        for (key, minutes) in [
+            ("window_minutes", u64::from(w.window_minutes)),
+            (
+                "bombing_window_minutes",
+                u64::from(w.bombing_window_minutes),
+            ),
+            ("overlap_seconds", w.overlap_seconds.div_ceil(60)),
+        ] {
+            if minutes >= retention_minutes {
+                return Err(at(
+                    &format!("watcher.{key}"),
+                    format!(
+                        "must be shorter than watcher.retention_hours ({} h): sign-ins older than the retention are forgotten",
+                        w.retention_hours
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
 }

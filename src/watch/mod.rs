@@ -5,6 +5,9 @@
 //! into a lockout state (`classify`), and attaches the way back in from the user's posture of the
 //! last audit (`recovery`). These are the types the three share; none of them knows Graph's JSON.
 
+pub mod classify;
+pub mod recovery;
+
 use chrono::{DateTime, Utc};
 
 use crate::snapshot::ObjectId;
