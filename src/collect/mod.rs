@@ -9,11 +9,15 @@
 
 mod convert;
 mod sweeps;
+pub mod watch;
 pub mod wire;
 
 pub use sweeps::{
     collect, collect_with_report, encode, nothing_read, CollectReport, SweepStat, LICENCE_ATTEMPTS,
     SUBSCRIBED_SKUS_PERMISSIONS,
+};
+pub use watch::{
+    read_security_info, read_sign_ins, WatchError, WatchOptions, WatchRead, Watermark,
 };
 
 use crate::snapshot::DataSet;

@@ -280,17 +280,7 @@ fn directory_audits_url(since: DateTime<Utc>) -> String {
 /// target is the `User` resource (other methods registered by an admin are ignored).
 fn tap_issued_to(page: &[wire::DirectoryAudit]) -> Vec<ObjectId> {
     page.iter()
-        .filter(|e| {
-            e.activity_display_name
-                .as_deref()
-                .is_some_and(|a| a.eq_ignore_ascii_case(TAP_ISSUED_ACTIVITY))
-                && e.result
-                    .as_deref()
-                    .is_none_or(|r| r.eq_ignore_ascii_case("success"))
-                && e.result_reason
-                    .as_deref()
-                    .is_some_and(|r| r.to_ascii_lowercase().contains("temporary access pass"))
-        })
+        .filter(|e| is_tap_issuance(e))
         .flat_map(|e| {
             e.target_resources.iter().filter(|t| {
                 t.target_type
@@ -300,6 +290,21 @@ fn tap_issued_to(page: &[wire::DirectoryAudit]) -> Vec<ObjectId> {
         })
         .filter_map(|t| t.id.as_deref().and_then(ObjectId::parse))
         .collect()
+}
+
+/// Whether a directory audit event is a Temporary Access Pass issued (successfully): activity
+/// "Admin registered security info" with a result reason naming a temporary access pass. The
+/// watcher (`watch.rs`) classes security-info events with the same test.
+pub(super) fn is_tap_issuance(e: &wire::DirectoryAudit) -> bool {
+    e.activity_display_name
+        .as_deref()
+        .is_some_and(|a| a.eq_ignore_ascii_case(TAP_ISSUED_ACTIVITY))
+        && e.result
+            .as_deref()
+            .is_none_or(|r| r.eq_ignore_ascii_case("success"))
+        && e.result_reason
+            .as_deref()
+            .is_some_and(|r| r.to_ascii_lowercase().contains("temporary access pass"))
 }
 
 /// Where the directory audit log is read from: the previous audit less the report's lag, or the
@@ -337,7 +342,7 @@ async fn timed<T, F: std::future::Future<Output = Result<(T, u64), GraphError>>>
 /// A 403 that says the application lacks a permission: the directory says
 /// `Authorization_RequestDenied`; the reports and audit-log service says
 /// `Authentication_MSGraphPermissionMissing` and names the permission.
-fn is_permission_refusal(err: &GraphError) -> bool {
+pub(super) fn is_permission_refusal(err: &GraphError) -> bool {
     err.status() == Some(403)
         && err.code().is_some_and(|c| {
             c.eq_ignore_ascii_case("Authorization_RequestDenied")
@@ -361,7 +366,7 @@ fn gap_for(err: &GraphError, endpoint: &str) -> Gap {
 /// Runs `read` (one page request) again (up to [`LICENCE_ATTEMPTS`] in all, backing off from the client's
 /// `backoff_base`) while it fails with the licence 403, unless the tenant's subscriptions already
 /// say it has no P1/P2 (`premium == Some(false)`): then the first answer is the truth.
-async fn retry_licence<T, F, Fut>(
+pub(super) async fn retry_licence<T, F, Fut>(
     client: &GraphClient,
     endpoint: &str,
     premium: Option<bool>,
