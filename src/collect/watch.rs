@@ -222,6 +222,9 @@ pub fn security_info_url(since: DateTime<Utc>) -> String {
     )
 }
 
+/// A row's id and time.
+type Key<W> = fn(&W) -> Option<(&str, DateTime<Utc>)>;
+
 /// Reads one stream: at most `max_pages` pages from the watermark's `read_from`, each row
 /// admitted (never returned, not past the overlap) then converted.
 #[allow(clippy::too_many_arguments)]
@@ -229,7 +232,7 @@ async fn read_stream<W, E>(
     client: &GraphClient,
     endpoint: &'static str,
     url_for: fn(DateTime<Utc>) -> String,
-    key: fn(&W) -> Option<(&str, DateTime<Utc>)>,
+    key: Key<W>,
     convert: fn(&W) -> Option<E>,
     from: &Watermark,
     overlap: Duration,
