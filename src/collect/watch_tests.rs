@@ -416,3 +416,183 @@ fn a_403_is_typed_by_its_cause() {
         WatchError::Failed { .. }
     ));
 }
+
+/// A scripted Graph: the token endpoint, then each GET answered by the next scripted
+/// (status, body), every GET's path and query kept.
+struct Scripted {
+    base: String,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    answers: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<(u16, String)>>>,
+}
+
+async fn scripted() -> Scripted {
+    use axum::http::{Method, StatusCode, Uri};
+    let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let answers = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
+    let (reqs, ans) = (requests.clone(), answers.clone());
+    let app = axum::Router::new().fallback(move |method: Method, uri: Uri| {
+        let (reqs, ans) = (reqs.clone(), ans.clone());
+        async move {
+            if method == Method::POST {
+                return (
+                    StatusCode::OK,
+                    r#"{"token_type":"Bearer","expires_in":3599,"access_token":"x.e30.x"}"#
+                        .to_string(),
+                );
+            }
+            reqs.lock().expect("lock").push(uri.to_string());
+            let (status, body) = ans
+                .lock()
+                .expect("lock")
+                .pop_front()
+                .unwrap_or((500, "{}".into()));
+            (
+                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                body,
+            )
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Scripted {
+        base: format!("http://{addr}"),
+        requests,
+        answers,
+    }
+}
+
+impl Scripted {
+    fn client(&self) -> GraphClient {
+        let url = url::Url::parse(&self.base).expect("url");
+        let mut cfg = crate::graph::ClientConfig::new(
+            url.clone(),
+            url,
+            "contoso.onmicrosoft.com",
+            "00000000-0000-0000-0000-000000000001",
+        );
+        cfg.max_retries = 0;
+        GraphClient::new(
+            cfg,
+            crate::graph::Credential::Secret(crate::secret::Secret::new("x")),
+        )
+        .expect("client")
+    }
+
+    fn answer(&self, status: u16, body: String) {
+        self.answers.lock().expect("lock").push_back((status, body));
+    }
+
+    fn page(&self, rows: &[(&str, &str)], next: Option<&str>) {
+        let value: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(id, at)| {
+                serde_json::json!({
+                    "id": id, "createdDateTime": at,
+                    "userId": "26be570a-ae82-4189-b4e2-a37c6808512d",
+                    "userPrincipalName": "bob@contoso.com",
+                    "status": {"errorCode": 500121}
+                })
+            })
+            .collect();
+        let mut body = serde_json::json!({ "value": value });
+        if let Some(n) = next {
+            body["@odata.nextLink"] =
+                format!("{}/beta/auditLogs/signIns?$skiptoken={n}", self.base).into();
+        }
+        self.answer(200, body.to_string());
+    }
+
+    fn requested(&self) -> Vec<String> {
+        self.requests.lock().expect("lock").clone()
+    }
+}
+
+#[tokio::test]
+async fn a_run_stops_at_its_page_cap_and_the_next_continues_where_it_stopped() {
+    let g = scripted().await;
+    let client = g.client();
+    let options = WatchOptions {
+        max_sign_in_pages: 2,
+        ..WatchOptions::default()
+    };
+    let now = t("2026-12-03T10:10:00Z");
+    g.page(
+        &[("a", "2026-12-03T10:00:00Z"), ("b", "2026-12-03T10:01:00Z")],
+        Some("2"),
+    );
+    g.page(&[("c", "2026-12-03T10:02:00Z")], Some("3"));
+    let first = read_sign_ins(&client, &Watermark::default(), &options, now)
+        .await
+        .expect("read");
+    let ids: Vec<&str> = first.events.iter().map(|e| &*e.id).collect();
+    assert_eq!(ids, vec!["a", "b", "c"]);
+    assert!(first.truncated && first.watermark.behind);
+    assert_eq!(first.pages, 2, "the third page is left for the next run");
+    assert_eq!(
+        g.requested()[0],
+        "/beta/auditLogs/signIns?$filter=createdDateTime%20ge%202026-12-03T09%3A10%3A00Z&$orderby=createdDateTime%20asc&$top=1000",
+        "the first read looks back first_lookback"
+    );
+
+    // Behind: from the newest event, no overlap; c comes again and is not returned twice.
+    g.page(
+        &[("c", "2026-12-03T10:02:00Z"), ("d", "2026-12-03T10:03:00Z")],
+        None,
+    );
+    let second = read_sign_ins(&client, &first.watermark, &options, now)
+        .await
+        .expect("read");
+    assert!(
+        g.requested()[2].contains("ge%202026-12-03T10%3A02%3A00Z"),
+        "{:?}",
+        g.requested()
+    );
+    assert_eq!(second.events.len(), 1);
+    assert_eq!(&*second.events[0].id, "d");
+    assert!(!second.truncated && !second.watermark.behind);
+
+    // Caught up: the overlap again. A refusal hands back nothing to keep.
+    g.answer(
+        403,
+        r#"{"error":{"code":"Authentication_RequestFromNonPremiumTenantOrB2CTenant","message":"Neither tenant is B2C or tenant doesn't have premium license"}}"#.into(),
+    );
+    let err = read_sign_ins(&client, &second.watermark, &options, now)
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(
+            err,
+            WatchError::Unlicensed {
+                endpoint: SIGN_INS_ENDPOINT,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        g.requested()[3].contains("ge%202026-12-03T09%3A48%3A00Z"),
+        "{:?}",
+        g.requested()
+    );
+    assert_eq!(
+        g.requested().len(),
+        4,
+        "a licence 403 is not retried within a run"
+    );
+    // The next run reads the same window again and returns what the refused one did not.
+    g.page(
+        &[("d", "2026-12-03T10:03:00Z"), ("e", "2026-12-03T10:04:00Z")],
+        None,
+    );
+    let third = read_sign_ins(&client, &second.watermark, &options, now)
+        .await
+        .expect("read");
+    assert_eq!(third.events.len(), 1);
+    assert_eq!(&*third.events[0].id, "e");
+    assert_eq!(third.events[0].error_code, 500121);
+}
