@@ -222,6 +222,9 @@ pub fn security_info_url(since: DateTime<Utc>) -> String {
     )
 }
 
+/// How far past the reader's clock an event's time may be and still be taken now.
+pub const FUTURE_TOLERANCE: Duration = Duration::minutes(5);
+
 /// A row's id and time.
 type Key<W> = fn(&W) -> Option<(&str, DateTime<Utc>)>;
 
@@ -263,6 +266,11 @@ where
             let Some((id, created)) = key(row) else {
                 continue;
             };
+            // A time past `now` (a clock gone wrong) would move the watermark ahead of events
+            // still to come: such a row is left for a later run.
+            if created > now + FUTURE_TOLERANCE {
+                continue;
+            }
             if wm.admit(id, created, cutoff) {
                 events.extend(convert(row));
             }

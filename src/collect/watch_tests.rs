@@ -596,3 +596,24 @@ async fn a_run_stops_at_its_page_cap_and_the_next_continues_where_it_stopped() {
     assert_eq!(&*third.events[0].id, "e");
     assert_eq!(third.events[0].error_code, 500121);
 }
+
+#[tokio::test]
+async fn an_event_from_the_future_is_left_for_a_later_run() {
+    let g = scripted().await;
+    let client = g.client();
+    let now = t("2026-12-03T10:10:00Z");
+    g.page(
+        &[("a", "2026-12-03T10:00:00Z"), ("z", "2027-01-01T00:00:00Z")],
+        None,
+    );
+    let read = read_sign_ins(
+        &client,
+        &Watermark::default(),
+        &WatchOptions::default(),
+        now,
+    )
+    .await
+    .expect("read");
+    assert_eq!(read.events.len(), 1);
+    assert_eq!(read.watermark.newest, Some(t("2026-12-03T10:00:00Z")));
+}

@@ -445,6 +445,29 @@ impl Store {
         Ok(done)
     }
 
+    /// Forgets `tenant`'s watcher history older than `before`: detections resolved before it,
+    /// security events created before it, and watch runs before it (their queued messages stay
+    /// until delivered). Open detections are kept however old. Returns the rows deleted.
+    pub fn prune_watch(&self, tenant: &str, before: DateTime<Utc>) -> Result<usize, StateError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let cut = ts(before);
+        let mut n = tx.execute(
+            "DELETE FROM detections WHERE tenant = ?1 AND resolved_at IS NOT NULL AND resolved_at < ?2",
+            params![tenant, cut],
+        )?;
+        n += tx.execute(
+            "DELETE FROM security_events WHERE tenant = ?1 AND created < ?2",
+            params![tenant, cut],
+        )?;
+        n += tx.execute(
+            "DELETE FROM watch_runs WHERE tenant = ?1 AND at < ?2",
+            params![tenant, cut],
+        )?;
+        tx.commit()?;
+        Ok(n)
+    }
+
     /// Every open detection of `tenant` (for metrics and alerts), by state then user.
     pub fn open_detections(&self, tenant: &str) -> Result<Vec<StoredDetection>, StateError> {
         let conn = self.reader()?;

@@ -394,3 +394,42 @@ fn the_migration_keeps_one_open_detection_per_user_and_state() {
         .expect("version");
     assert_eq!(version as usize, super::super::MIGRATIONS.len());
 }
+
+#[test]
+fn pruning_forgets_old_history_but_not_open_detections() {
+    let store = Store::in_memory().expect("store");
+    record(
+        &store,
+        "2026-11-01T10:07:00Z",
+        &[
+            DetectionChange::Opened(detection(
+                BOB,
+                "bob@contoso.com",
+                LockoutState::LockedOut,
+                6,
+            )),
+            DetectionChange::Opened(detection(
+                EVE,
+                "eve@contoso.com",
+                LockoutState::LockedOut,
+                6,
+            )),
+            DetectionChange::Resolved {
+                user: id(EVE),
+                state: LockoutState::LockedOut,
+                at: t("2026-11-01T10:30:00Z"),
+            },
+        ],
+        &[deletion("ev-1", None)],
+        &[],
+    );
+    let deleted = store
+        .prune_watch("contoso", t("2026-12-04T00:00:00Z"))
+        .expect("pruned");
+    assert_eq!(deleted, 3, "eve's resolved detection, the event, the run");
+    assert_eq!(store.open_detections("contoso").expect("open").len(), 1);
+    assert!(store
+        .user_security_events("contoso", BOB)
+        .expect("events")
+        .is_empty());
+}
