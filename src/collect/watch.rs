@@ -20,7 +20,9 @@
 //! starve the other). The watcher's share is bounded too: a run reads at most `max_pages` pages
 //! per stream; a stream with more to read is marked behind and its next run continues from the
 //! newest event read (no overlap: it is catching up), so a burst of sign-ins is read over a few
-//! runs rather than in one run that would hold the bucket. [`WatchOptions::reports_share`] gives
+//! runs rather than in one run that would hold the bucket. Stopping early is only sound when the
+//! rows come oldest first (`$orderby` asc, documented for both): a server that sends them in
+//! another order is read to the end of the window, cap or not. [`WatchOptions::reports_share`] gives
 //! the bound: with the defaults (4 + 2 pages every 120 s) at most 6 of the 57 requests the
 //! client allows itself per 120 s, about 11 %.
 
@@ -255,6 +257,9 @@ where
     let mut url = url_for(since);
     let mut followed: HashSet<String> = HashSet::new();
     let (mut events, mut pages, mut rows, mut truncated) = (Vec::new(), 0u32, 0u64, false);
+    // Whether rows came oldest first, as asked: only then may a run stop at its page cap (it
+    // has read a prefix of the window). A server that ignores `$orderby` is read to the end.
+    let (mut ascending, mut last): (bool, Option<DateTime<Utc>>) = (true, None);
     loop {
         let page: wire::Page<W> = client
             .get_json(ThrottleClass::Reports, endpoint, &url)
@@ -266,6 +271,8 @@ where
             let Some((id, created)) = key(row) else {
                 continue;
             };
+            ascending &= last.is_none_or(|l| created >= l);
+            last = Some(created);
             // A time past `now` (a clock gone wrong) would move the watermark ahead of events
             // still to come: such a row is left for a later run.
             if created > now + FUTURE_TOLERANCE {
@@ -288,8 +295,16 @@ where
             });
         }
         if pages >= max_pages.max(1) {
-            truncated = true;
-            break;
+            if ascending {
+                truncated = true;
+                break;
+            }
+            if pages == max_pages.max(1) {
+                tracing::warn!(
+                    endpoint,
+                    "rows are not oldest first ($orderby ignored?): reading past the page cap so none is skipped"
+                );
+            }
         }
         url = next;
     }

@@ -617,3 +617,27 @@ async fn an_event_from_the_future_is_left_for_a_later_run() {
     assert_eq!(read.events.len(), 1);
     assert_eq!(read.watermark.newest, Some(t("2026-12-03T10:00:00Z")));
 }
+
+#[tokio::test]
+async fn rows_not_oldest_first_are_read_past_the_cap_so_none_is_skipped() {
+    let g = scripted().await;
+    let client = g.client();
+    let options = WatchOptions {
+        max_sign_in_pages: 1,
+        ..WatchOptions::default()
+    };
+    let now = t("2026-12-03T10:10:00Z");
+    // Newest first, Graph's default order, as if `$orderby` were ignored.
+    g.page(
+        &[("c", "2026-12-03T10:02:00Z"), ("b", "2026-12-03T10:01:00Z")],
+        Some("2"),
+    );
+    g.page(&[("a", "2026-12-03T10:00:00Z")], None);
+    let read = read_sign_ins(&client, &Watermark::default(), &options, now)
+        .await
+        .expect("read");
+    assert_eq!(read.events.len(), 3);
+    assert_eq!(read.pages, 2);
+    assert!(!read.truncated && !read.watermark.behind);
+    assert_eq!(read.watermark.newest, Some(t("2026-12-03T10:02:00Z")));
+}
