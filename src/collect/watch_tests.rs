@@ -641,3 +641,56 @@ async fn rows_not_oldest_first_are_read_past_the_cap_so_none_is_skipped() {
     assert!(!read.truncated && !read.watermark.behind);
     assert_eq!(read.watermark.newest, Some(t("2026-12-03T10:02:00Z")));
 }
+
+#[tokio::test]
+async fn the_watcher_takes_its_tokens_from_the_audits_reports_bucket() {
+    let g = scripted().await;
+    let url = url::Url::parse(&g.base).expect("url");
+    let mut cfg = crate::graph::ClientConfig::new(
+        url.clone(),
+        url,
+        "contoso.onmicrosoft.com",
+        "00000000-0000-0000-0000-000000000001",
+    );
+    cfg.max_retries = 0;
+    // 2 requests a window, windows 20 times shorter: a burst of 2, then one every 0.25 s.
+    cfg.pacing = crate::graph::Pacing {
+        reports_per_10s: 2.0,
+        headroom: 1.0,
+        ..crate::graph::Pacing::default()
+    }
+    .scaled(20.0);
+    let audit = GraphClient::new(
+        cfg,
+        crate::graph::Credential::Secret(crate::secret::Secret::new("x")),
+    )
+    .expect("client");
+    let watcher = audit.clone();
+    // The audit's registration sweep spends the burst.
+    for _ in 0..2 {
+        g.answer(200, r#"{"value": []}"#.into());
+        audit
+            .get_json::<wire::Page<serde_json::Value>>(
+                ThrottleClass::Reports,
+                "userRegistrationDetails",
+                "/beta/reports/authenticationMethods/userRegistrationDetails",
+            )
+            .await
+            .expect("report page");
+    }
+    g.page(&[("a", "2026-12-03T10:00:00Z")], None);
+    let started = std::time::Instant::now();
+    read_sign_ins(
+        &watcher,
+        &Watermark::default(),
+        &WatchOptions::default(),
+        t("2026-12-03T10:10:00Z"),
+    )
+    .await
+    .expect("read");
+    let waited = started.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_millis(200),
+        "the watcher's page waited for the shared bucket: {waited:?}"
+    );
+}
