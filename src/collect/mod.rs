@@ -6,6 +6,9 @@
 //! - [`PERMISSION_NEEDS`] / [`missing_permissions`]: which application permission feeds which data set.
 //! - `collect(&GraphClient, &CollectOptions, audit_time) -> Snapshot` (async; being written): the snapshot's
 //!   `coverage` says whether it is complete and, if not, exactly which sweep failed and why.
+//! - The watcher's incremental reads (issue 12, `watch.rs`): `read_sign_ins` / `read_security_info`
+//!   `(&GraphClient, &Watermark, &WatchOptions, now) -> Result<WatchRead<_>, WatchError>`; keep
+//!   the returned `watermark` (serialisable) once its events are recorded.
 
 mod convert;
 mod sweeps;
