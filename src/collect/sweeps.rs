@@ -342,7 +342,7 @@ async fn timed<T, F: std::future::Future<Output = Result<(T, u64), GraphError>>>
 /// A 403 that says the application lacks a permission: the directory says
 /// `Authorization_RequestDenied`; the reports and audit-log service says
 /// `Authentication_MSGraphPermissionMissing` and names the permission.
-pub(super) fn is_permission_refusal(err: &GraphError) -> bool {
+fn is_permission_refusal(err: &GraphError) -> bool {
     err.status() == Some(403)
         && err.code().is_some_and(|c| {
             c.eq_ignore_ascii_case("Authorization_RequestDenied")
@@ -366,7 +366,7 @@ fn gap_for(err: &GraphError, endpoint: &str) -> Gap {
 /// Runs `read` (one page request) again (up to [`LICENCE_ATTEMPTS`] in all, backing off from the client's
 /// `backoff_base`) while it fails with the licence 403, unless the tenant's subscriptions already
 /// say it has no P1/P2 (`premium == Some(false)`): then the first answer is the truth.
-pub(super) async fn retry_licence<T, F, Fut>(
+async fn retry_licence<T, F, Fut>(
     client: &GraphClient,
     endpoint: &str,
     premium: Option<bool>,
