@@ -688,6 +688,160 @@ pub fn count_failures(
     }
 }
 
+/// A beta sign-in as the watcher's event; `None` without a usable id, time or user id.
+/// Steps are the `authenticationDetails` past primary authentication (the password step says
+/// nothing of MFA); `mfa_required` is `authenticationRequirement` `multiFactorAuthentication`.
+pub fn sign_in_event(w: &wire::SignIn) -> Option<crate::watch::SignInEvent> {
+    let id = w.id.as_deref().filter(|s| !s.is_empty())?;
+    let created = w.created_date_time?;
+    let user = ObjectId::parse(w.user_id.as_deref()?)?;
+    let status = w.status.as_ref();
+    let reason = match (
+        status
+            .and_then(|s| s.failure_reason.as_deref())
+            .filter(|s| !s.is_empty()),
+        status
+            .and_then(|s| s.additional_details.as_deref())
+            .filter(|s| !s.is_empty()),
+    ) {
+        (Some(f), Some(a)) if f != a => format!("{f} ({a})"),
+        (Some(f), _) => f.to_string(),
+        (None, Some(a)) => a.to_string(),
+        (None, None) => String::new(),
+    };
+    let steps = w
+        .authentication_details
+        .iter()
+        .flatten()
+        .filter(|d| {
+            !d.authentication_step_requirement
+                .as_deref()
+                .is_some_and(|r| r.to_ascii_lowercase().contains("primary"))
+        })
+        .map(|d| crate::watch::AuthStep {
+            method: d.authentication_method.as_deref().unwrap_or("").into(),
+            succeeded: d.succeeded.unwrap_or(false),
+            detail: d
+                .authentication_step_result_detail
+                .as_deref()
+                .unwrap_or("")
+                .into(),
+        })
+        .collect();
+    Some(crate::watch::SignInEvent {
+        id: id.into(),
+        created,
+        user,
+        upn: w.user_principal_name.as_deref().unwrap_or("").into(),
+        error_code: status
+            .and_then(|s| s.error_code)
+            .and_then(|c| i32::try_from(c).ok())
+            .unwrap_or(0),
+        reason: reason.into(),
+        mfa_required: w
+            .authentication_requirement
+            .as_deref()
+            .is_some_and(|r| r.eq_ignore_ascii_case("multiFactorAuthentication")),
+        steps,
+    })
+}
+
+/// The activity a security-info audit entry names (entra-docs audit activities reference:
+/// "User registered security info", "Admin deleted security info", …); a TAP issued is
+/// [`super::sweeps::is_tap_issuance`]'s test, shared with the audit's TAP sweep.
+pub fn security_info_activity(e: &wire::DirectoryAudit) -> crate::watch::SecurityInfoActivity {
+    use crate::watch::SecurityInfoActivity as A;
+    if super::sweeps::is_tap_issuance(e) {
+        return A::TapIssued;
+    }
+    let name = e
+        .activity_display_name
+        .as_deref()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let rest = name
+        .strip_prefix("user ")
+        .or_else(|| name.strip_prefix("admin "))
+        .unwrap_or("");
+    match rest {
+        "registered security info" => A::Registered,
+        "updated security info" => A::Updated,
+        "deleted security info" => A::Deleted,
+        "changed default security info" => A::DefaultChanged,
+        _ => A::Other,
+    }
+}
+
+/// The method an entry's `resultReason` names ("User registered Mobile Phone SMS", "Admin
+/// registered temporary access pass method for user" → "Mobile Phone SMS", "temporary access
+/// pass"); `None` when it names none.
+fn audit_method(reason: Option<&str>) -> Option<Box<str>> {
+    let r = reason?.trim();
+    let mut words = r.splitn(3, ' ');
+    let who = words.next()?;
+    let verb = words.next()?;
+    let rest = words.next()?.trim();
+    if !(who.eq_ignore_ascii_case("user") || who.eq_ignore_ascii_case("admin"))
+        || !["registered", "deleted", "updated", "changed"]
+            .iter()
+            .any(|v| verb.eq_ignore_ascii_case(v))
+    {
+        return None;
+    }
+    let rest = rest
+        .strip_suffix(" method for user")
+        .or_else(|| rest.strip_suffix(" for user"))
+        .unwrap_or(rest)
+        .trim();
+    (!rest.is_empty() && !rest.eq_ignore_ascii_case("security info")).then(|| rest.into())
+}
+
+/// A directory-audit entry as a security-info event; `None` for a failed attempt or one without
+/// a user target. By an admin: the activity says "Admin …", or whoever initiated it (an app, or
+/// another user) is not the target.
+pub fn security_info_event(e: &wire::DirectoryAudit) -> Option<crate::watch::SecurityInfoEvent> {
+    let id = e.id.as_deref().filter(|s| !s.is_empty())?;
+    let created = e.activity_date_time?;
+    if e.result
+        .as_deref()
+        .is_some_and(|r| !r.eq_ignore_ascii_case("success"))
+    {
+        return None;
+    }
+    let target = e.target_resources.iter().find(|t| {
+        t.target_type
+            .as_deref()
+            .is_none_or(|k| k.eq_ignore_ascii_case("user"))
+            && t.id.as_deref().and_then(ObjectId::parse).is_some()
+    })?;
+    let user = ObjectId::parse(target.id.as_deref()?)?;
+    let name = e.activity_display_name.as_deref().unwrap_or("");
+    let initiator_user = e.initiated_by.as_ref().and_then(|i| i.user.as_ref());
+    let initiator_app = e.initiated_by.as_ref().and_then(|i| i.app.as_ref());
+    let initiator_id = initiator_user
+        .and_then(|u| u.id.as_deref())
+        .and_then(ObjectId::parse);
+    let initiated_by: Box<str> = initiator_user
+        .and_then(|u| u.user_principal_name.as_deref().filter(|s| !s.is_empty()))
+        .or_else(|| initiator_app.and_then(|a| a.display_name.as_deref()))
+        .unwrap_or("")
+        .into();
+    let by_admin = name.to_ascii_lowercase().starts_with("admin ")
+        || initiator_id.is_some_and(|i| i != user)
+        || (initiator_id.is_none() && initiator_app.is_some());
+    Some(crate::watch::SecurityInfoEvent {
+        id: id.into(),
+        created,
+        activity: security_info_activity(e),
+        activity_name: name.into(),
+        by_admin,
+        initiated_by,
+        user,
+        upn: target.user_principal_name.as_deref().unwrap_or("").into(),
+        method: audit_method(e.result_reason.as_deref()),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

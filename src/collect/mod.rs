@@ -6,14 +6,21 @@
 //! - [`PERMISSION_NEEDS`] / [`missing_permissions`]: which application permission feeds which data set.
 //! - `collect(&GraphClient, &CollectOptions, audit_time) -> Snapshot` (async; being written): the snapshot's
 //!   `coverage` says whether it is complete and, if not, exactly which sweep failed and why.
+//! - The watcher's incremental reads (issue 12, `watch.rs`): `read_sign_ins` / `read_security_info`
+//!   `(&GraphClient, &Watermark, &WatchOptions, now) -> Result<WatchRead<_>, WatchError>`; keep
+//!   the returned `watermark` (serialisable) once its events are recorded.
 
 mod convert;
 mod sweeps;
+pub mod watch;
 pub mod wire;
 
 pub use sweeps::{
     collect, collect_with_report, encode, nothing_read, CollectReport, SweepStat, LICENCE_ATTEMPTS,
     SUBSCRIBED_SKUS_PERMISSIONS,
+};
+pub use watch::{
+    read_security_info, read_sign_ins, WatchError, WatchOptions, WatchRead, Watermark,
 };
 
 use crate::snapshot::DataSet;

@@ -280,17 +280,7 @@ fn directory_audits_url(since: DateTime<Utc>) -> String {
 /// target is the `User` resource (other methods registered by an admin are ignored).
 fn tap_issued_to(page: &[wire::DirectoryAudit]) -> Vec<ObjectId> {
     page.iter()
-        .filter(|e| {
-            e.activity_display_name
-                .as_deref()
-                .is_some_and(|a| a.eq_ignore_ascii_case(TAP_ISSUED_ACTIVITY))
-                && e.result
-                    .as_deref()
-                    .is_none_or(|r| r.eq_ignore_ascii_case("success"))
-                && e.result_reason
-                    .as_deref()
-                    .is_some_and(|r| r.to_ascii_lowercase().contains("temporary access pass"))
-        })
+        .filter(|e| is_tap_issuance(e))
         .flat_map(|e| {
             e.target_resources.iter().filter(|t| {
                 t.target_type
@@ -300,6 +290,21 @@ fn tap_issued_to(page: &[wire::DirectoryAudit]) -> Vec<ObjectId> {
         })
         .filter_map(|t| t.id.as_deref().and_then(ObjectId::parse))
         .collect()
+}
+
+/// Whether a directory audit event is a Temporary Access Pass issued (successfully): activity
+/// "Admin registered security info" with a result reason naming a temporary access pass. The
+/// watcher (`watch.rs`) classes security-info events with the same test.
+pub(super) fn is_tap_issuance(e: &wire::DirectoryAudit) -> bool {
+    e.activity_display_name
+        .as_deref()
+        .is_some_and(|a| a.eq_ignore_ascii_case(TAP_ISSUED_ACTIVITY))
+        && e.result
+            .as_deref()
+            .is_none_or(|r| r.eq_ignore_ascii_case("success"))
+        && e.result_reason
+            .as_deref()
+            .is_some_and(|r| r.to_ascii_lowercase().contains("temporary access pass"))
 }
 
 /// Where the directory audit log is read from: the previous audit less the report's lag, or the

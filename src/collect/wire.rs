@@ -545,6 +545,22 @@ pub struct SignInStatus {
     pub error_code: Option<i64>,
     #[serde(deserialize_with = "lenient_string")]
     pub failure_reason: Option<String>,
+    #[serde(deserialize_with = "lenient_string")]
+    pub additional_details: Option<String>,
+}
+
+/// One step of a beta sign-in's `authenticationDetails` (docs-contrib
+/// `api-reference/beta/resources/authenticationdetail.md`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AuthenticationDetail {
+    #[serde(deserialize_with = "lenient_string")]
+    pub authentication_method: Option<String>,
+    #[serde(deserialize_with = "lenient_string")]
+    pub authentication_step_requirement: Option<String>,
+    #[serde(deserialize_with = "lenient_string")]
+    pub authentication_step_result_detail: Option<String>,
+    pub succeeded: Option<bool>,
 }
 
 /// `GET /auditLogs/signIns` (REFERENCE §11).
@@ -560,6 +576,11 @@ pub struct SignIn {
     #[serde(deserialize_with = "lenient_string")]
     pub user_principal_name: Option<String>,
     pub status: Option<SignInStatus>,
+    /// Beta only: `singleFactorAuthentication` or `multiFactorAuthentication`.
+    #[serde(deserialize_with = "lenient_string")]
+    pub authentication_requirement: Option<String>,
+    /// Beta only.
+    pub authentication_details: Option<Vec<AuthenticationDetail>>,
 }
 
 /// One `targetResources` entry of a directory audit event.
@@ -592,6 +613,38 @@ pub struct DirectoryAudit {
     #[serde(deserialize_with = "lenient_string")]
     pub result_reason: Option<String>,
     pub target_resources: Vec<AuditTarget>,
+    #[serde(deserialize_with = "lenient_string")]
+    pub category: Option<String>,
+    pub initiated_by: Option<AuditInitiator>,
+}
+
+/// `initiatedBy` of a directory audit event (docs-contrib `auditactivityinitiator.md`): a user
+/// or an app.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AuditInitiator {
+    pub user: Option<AuditUser>,
+    pub app: Option<AuditApp>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AuditUser {
+    #[serde(deserialize_with = "lenient_string")]
+    pub id: Option<String>,
+    #[serde(deserialize_with = "lenient_string")]
+    pub user_principal_name: Option<String>,
+    #[serde(deserialize_with = "lenient_string")]
+    pub display_name: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AuditApp {
+    #[serde(deserialize_with = "lenient_string")]
+    pub app_id: Option<String>,
+    #[serde(deserialize_with = "lenient_string")]
+    pub display_name: Option<String>,
 }
 
 /// Graph's error body (REFERENCE §3.3).

@@ -217,4 +217,61 @@ CREATE TABLE user_changes (
 CREATE INDEX user_changes_user ON user_changes (tk, user_id, audit_id);
 CREATE INDEX user_changes_audit ON user_changes (tk, audit_id);
 "#,
+    // The sign-in watcher (issue 12): each stream's watermark (JSON: the newest event time and
+    // the ids of the overlap window), the watch runs (their negated ids group the watcher's
+    // outbox messages), lockout detections (one open row per tenant, user and state) and the
+    // security-info events (unique per tenant by Graph's event id). See `watch.rs`.
+    r#"
+CREATE TABLE watch_watermarks (
+    tenant    TEXT NOT NULL,
+    stream    TEXT NOT NULL CHECK (stream IN ('sign-ins', 'directory-audits')),
+    record    TEXT NOT NULL,
+    saved_at  TEXT NOT NULL,
+    PRIMARY KEY (tenant, stream)
+);
+CREATE TABLE watch_runs (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant           TEXT NOT NULL,
+    at               TEXT NOT NULL,
+    opened           INTEGER NOT NULL DEFAULT 0,
+    updated          INTEGER NOT NULL DEFAULT 0,
+    resolved         INTEGER NOT NULL DEFAULT 0,
+    security_events  INTEGER NOT NULL DEFAULT 0,
+    queued           INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE detections (
+    id           INTEGER PRIMARY KEY,
+    tenant       TEXT NOT NULL,
+    user_id      TEXT NOT NULL,
+    upn          TEXT NOT NULL,
+    state        TEXT NOT NULL,
+    codes        TEXT NOT NULL,
+    first_seen   TEXT NOT NULL,
+    last_seen    TEXT NOT NULL,
+    opened_at    TEXT NOT NULL,
+    resolved_at  TEXT,
+    detail       TEXT NOT NULL
+);
+CREATE UNIQUE INDEX detections_one_open ON detections (tenant, user_id, state) WHERE resolved_at IS NULL;
+CREATE INDEX detections_by_user ON detections (tenant, user_id);
+CREATE INDEX detections_by_upn ON detections (tenant, upn COLLATE NOCASE);
+CREATE TABLE security_events (
+    id             INTEGER PRIMARY KEY,
+    tenant         TEXT NOT NULL,
+    event_id       TEXT NOT NULL,
+    created        TEXT NOT NULL,
+    activity       TEXT NOT NULL,
+    activity_name  TEXT NOT NULL,
+    by_admin       INTEGER NOT NULL,
+    initiated_by   TEXT NOT NULL,
+    user_id        TEXT NOT NULL,
+    upn            TEXT NOT NULL,
+    method         TEXT,
+    detail         TEXT NOT NULL,
+    notable        TEXT,
+    UNIQUE (tenant, event_id)
+);
+CREATE INDEX security_events_by_user ON security_events (tenant, user_id, created);
+CREATE INDEX security_events_by_upn ON security_events (tenant, upn COLLATE NOCASE);
+"#,
 ];

@@ -68,11 +68,16 @@ pub use record::{AlsoInTransaction, RunHead};
 #[cfg(test)]
 mod tests;
 mod users;
+mod watch;
 
 use migrations::MIGRATIONS;
 pub(crate) use query::refresh_counts_tx;
 pub(crate) use users::record_users_tx;
 pub use users::{StoredMethod, StoredTap, StoredUser, UserChange, UserChanges};
+pub use watch::{
+    activity_label, detection_severity, DetectionChange, NotedSecurityEvent, StoredDetection,
+    StoredSecurityEvent, WatchRecord, WatchRecorded, WatchStream, SECURITY_INFO_RULE,
+};
 
 /// A finding as the store knows it.
 #[derive(Clone, Debug, PartialEq, Serialize)]

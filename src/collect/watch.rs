@@ -1,0 +1,377 @@
+//! The watcher's incremental reads (issue 12): beta sign-ins and the directory audit log's
+//! security-info entries, each from a [`Watermark`] with an overlap, deduplicated by id.
+//!
+//! **Watermark.** The newest event time returned so far (it never moves back) and the ids
+//! returned within `overlap` of it. A read asks Graph for everything from `newest - overlap`
+//! (oldest first), so an event Graph ingests late (up to `overlap` after a newer one) is still
+//! read; its id is what tells it from one already returned. Once an event's time is more than
+//! `overlap` behind the newest, its id is dropped, and any event that old is refused whatever its
+//! id: a window once read past the overlap is never read again, nothing is returned twice, and
+//! memory is the ids of one overlap window.
+//!
+//! **Failure.** A read works on a copy of the watermark and hands the new one back only with its
+//! events: a failed read (403, licence, throttled past retries, a broken page) returns a
+//! [`WatchError`] naming the endpoint and the caller's watermark is unchanged.
+//!
+//! **Pacing.** Both streams are in Graph's reports class (5 requests / 10 s per app and tenant),
+//! the bucket the audit's registration sweep uses. They go through the same [`GraphClient`] (its
+//! pacer is shared by every clone), so the watcher's pages take their tokens from the audit's
+//! bucket, in arrival order with the audit's (the pacer is first come, first served: neither can
+//! starve the other). The watcher's share is bounded too: a run reads at most `max_pages` pages
+//! per stream; a stream with more to read is marked behind and its next run continues from the
+//! newest event read (no overlap: it is catching up), so a burst of sign-ins is read over a few
+//! runs rather than in one run that would hold the bucket. Stopping early is only sound when the
+//! rows come oldest first (`$orderby` asc, documented for both): a server that sends them in
+//! another order is read to the end of the window, cap or not. [`WatchOptions::reports_share`] gives
+//! the bound: with the defaults (4 + 2 pages every 120 s) at most 6 of the 57 requests the
+//! client allows itself per 120 s, about 11 %.
+
+use std::collections::{BTreeMap, HashSet};
+
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::{convert, encode, wire};
+use crate::graph::{GraphClient, GraphError, ThrottleClass};
+use crate::watch::{SecurityInfoEvent, SignInEvent};
+
+/// The endpoint label of the watcher's sign-in reads (metrics, errors).
+pub const SIGN_INS_ENDPOINT: &str = "watchSignIns";
+/// The endpoint label of the watcher's directory-audit reads.
+pub const SECURITY_INFO_ENDPOINT: &str = "watchDirectoryAudits";
+/// The directory audit log's service for security-info changes (`loggedByService`).
+pub const AUTHENTICATION_METHODS_SERVICE: &str = "Authentication Methods";
+
+/// Where a stream has read to (module doc). Serialisable: the store keeps one per tenant and
+/// stream.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Watermark {
+    /// The newest event time returned so far; never moves back.
+    pub newest: Option<DateTime<Utc>>,
+    /// Where the first read started (no event returned yet): reads start there until one is.
+    pub start: Option<DateTime<Utc>>,
+    /// Ids returned whose time is within the overlap of `newest`, with their time.
+    pub seen: BTreeMap<String, DateTime<Utc>>,
+    /// The last read stopped at its page cap: the next continues from `newest`.
+    pub behind: bool,
+}
+
+impl Watermark {
+    /// Events older than this are refused: `newest - overlap`, or the first read's start.
+    pub fn cutoff(&self, overlap: Duration) -> Option<DateTime<Utc>> {
+        match self.newest {
+            Some(n) => Some(n - overlap),
+            None => self.start,
+        }
+    }
+
+    /// The lower bound (`ge`) of the next read.
+    pub fn read_from(&self, overlap: Duration) -> Option<DateTime<Utc>> {
+        match self.newest {
+            Some(n) if self.behind => Some(n),
+            Some(n) => Some(n - overlap),
+            None => self.start,
+        }
+    }
+
+    /// Whether the event `id` at `created` was never returned (and is not older than `cutoff`,
+    /// fixed for the whole read); if so it is now counted as returned.
+    pub fn admit(
+        &mut self,
+        id: &str,
+        created: DateTime<Utc>,
+        cutoff: Option<DateTime<Utc>>,
+    ) -> bool {
+        if cutoff.is_some_and(|c| created < c) || self.seen.contains_key(id) {
+            return false;
+        }
+        self.seen.insert(id.to_string(), created);
+        if self.newest.is_none_or(|n| created > n) {
+            self.newest = Some(created);
+        }
+        true
+    }
+
+    /// Drops the ids older than the overlap: any such event is refused by its time from now on.
+    pub fn prune(&mut self, overlap: Duration) {
+        if let Some(c) = self.cutoff(overlap) {
+            self.seen.retain(|_, t| *t >= c);
+        }
+    }
+}
+
+/// How the watcher reads.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WatchOptions {
+    /// How far behind the newest event a late one is still read (Graph ingests sign-ins minutes
+    /// after they happen, not in order).
+    pub overlap: Duration,
+    /// How far back the first read of a stream looks.
+    pub first_lookback: Duration,
+    /// Pages of sign-ins one run reads at most (1,000 each).
+    pub max_sign_in_pages: u32,
+    /// Pages of directory-audit entries one run reads at most (999 each).
+    pub max_audit_pages: u32,
+}
+
+impl Default for WatchOptions {
+    fn default() -> Self {
+        WatchOptions {
+            overlap: Duration::minutes(15),
+            first_lookback: Duration::hours(1),
+            max_sign_in_pages: 4,
+            max_audit_pages: 2,
+        }
+    }
+}
+
+impl WatchOptions {
+    /// The most of the reports budget the watcher can take when it runs every `interval`
+    /// against a client allowing `reports_per_10s × headroom` (fraction, may exceed 1 when
+    /// the interval is too short for the caps).
+    pub fn reports_share(
+        &self,
+        interval: std::time::Duration,
+        pacing: &crate::graph::Pacing,
+    ) -> f64 {
+        let per_interval =
+            pacing.reports_per_10s * pacing.headroom.clamp(0.01, 1.0) * interval.as_secs_f64()
+                / 10.0;
+        f64::from(self.max_sign_in_pages + self.max_audit_pages)
+            / per_interval.max(f64::MIN_POSITIVE)
+    }
+}
+
+/// One run's read of a stream: the events never returned before, and the watermark to keep
+/// once they are recorded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WatchRead<T> {
+    pub events: Vec<T>,
+    pub watermark: Watermark,
+    /// Pages requested and rows Graph returned (duplicates included).
+    pub pages: u32,
+    pub rows: u64,
+    /// Stopped at the page cap: there is more to read.
+    pub truncated: bool,
+}
+
+/// A watcher read that failed; the watermark it started from is unchanged.
+#[derive(Debug, Error)]
+pub enum WatchError {
+    #[error("{endpoint}: Graph refused for want of an Entra ID P1/P2 licence (or could not read it: grant Directory.Read.All): {source}")]
+    Unlicensed {
+        endpoint: &'static str,
+        source: GraphError,
+    },
+    #[error("{endpoint}: permission refused (the watcher needs AuditLog.Read.All): {source}")]
+    Forbidden {
+        endpoint: &'static str,
+        source: GraphError,
+    },
+    #[error("{endpoint}: read failed: {source}")]
+    Failed {
+        endpoint: &'static str,
+        source: GraphError,
+    },
+}
+
+impl WatchError {
+    fn from_graph(endpoint: &'static str, source: GraphError) -> WatchError {
+        if source.is_licence_error() {
+            WatchError::Unlicensed { endpoint, source }
+        } else if source.status() == Some(403) {
+            WatchError::Forbidden { endpoint, source }
+        } else {
+            WatchError::Failed { endpoint, source }
+        }
+    }
+
+    /// The endpoint label of the read that failed.
+    pub fn endpoint(&self) -> &'static str {
+        match self {
+            WatchError::Unlicensed { endpoint, .. }
+            | WatchError::Forbidden { endpoint, .. }
+            | WatchError::Failed { endpoint, .. } => endpoint,
+        }
+    }
+}
+
+fn at(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// Beta sign-ins from `since`, oldest first (`createdDateTime` supports `ge` and `$orderby`),
+/// 1,000 a page (the documented maximum).
+pub fn sign_ins_url(since: DateTime<Utc>) -> String {
+    format!(
+        "/beta/auditLogs/signIns?$filter={}&$orderby={}&$top=1000",
+        encode(&format!("createdDateTime ge {}", at(since))),
+        encode("createdDateTime asc")
+    )
+}
+
+/// Security-info entries of the directory audit log from `since`, oldest first
+/// (`activityDateTime` supports `ge` and `$orderby`, `loggedByService` `eq`).
+pub fn security_info_url(since: DateTime<Utc>) -> String {
+    format!(
+        "/v1.0/auditLogs/directoryAudits?$filter={}&$orderby={}&$top=999",
+        encode(&format!(
+            "activityDateTime ge {} and loggedByService eq '{AUTHENTICATION_METHODS_SERVICE}'",
+            at(since)
+        )),
+        encode("activityDateTime asc")
+    )
+}
+
+/// How far past the reader's clock an event's time may be and still be taken now.
+pub const FUTURE_TOLERANCE: Duration = Duration::minutes(5);
+
+/// A row's id and time.
+type Key<W> = fn(&W) -> Option<(&str, DateTime<Utc>)>;
+
+/// Reads one stream: at most `max_pages` pages from the watermark's `read_from`, each row
+/// admitted (never returned, not past the overlap) then converted.
+#[allow(clippy::too_many_arguments)]
+async fn read_stream<W, E>(
+    client: &GraphClient,
+    endpoint: &'static str,
+    url_for: fn(DateTime<Utc>) -> String,
+    key: Key<W>,
+    convert: fn(&W) -> Option<E>,
+    from: &Watermark,
+    overlap: Duration,
+    first_lookback: Duration,
+    max_pages: u32,
+    now: DateTime<Utc>,
+) -> Result<WatchRead<E>, WatchError>
+where
+    W: serde::de::DeserializeOwned,
+{
+    let mut wm = from.clone();
+    if wm.newest.is_none() && wm.start.is_none() {
+        wm.start = Some(now - first_lookback);
+    }
+    let since = wm.read_from(overlap).unwrap_or(now - first_lookback);
+    let cutoff = wm.cutoff(overlap);
+    let mut url = url_for(since);
+    let mut followed: HashSet<String> = HashSet::new();
+    let (mut events, mut pages, mut rows, mut truncated) = (Vec::new(), 0u32, 0u64, false);
+    // Whether rows came oldest first, as asked: only then may a run stop at its page cap (it
+    // has read a prefix of the window). A server that ignores `$orderby` is read to the end.
+    let (mut ascending, mut last): (bool, Option<DateTime<Utc>>) = (true, None);
+    loop {
+        let page: wire::Page<W> = client
+            .get_json(ThrottleClass::Reports, endpoint, &url)
+            .await
+            .map_err(|e| WatchError::from_graph(endpoint, e))?;
+        pages += 1;
+        rows += page.value.len() as u64;
+        for row in &page.value {
+            let Some((id, created)) = key(row) else {
+                continue;
+            };
+            ascending &= last.is_none_or(|l| created >= l);
+            last = Some(created);
+            // A time past `now` (a clock gone wrong) would move the watermark ahead of events
+            // still to come: such a row is left for a later run.
+            if created > now + FUTURE_TOLERANCE {
+                continue;
+            }
+            if wm.admit(id, created, cutoff) {
+                events.extend(convert(row));
+            }
+        }
+        let Some(next) = page.next_link else {
+            break;
+        };
+        if next == url || !followed.insert(next.clone()) {
+            return Err(WatchError::Failed {
+                endpoint,
+                source: GraphError::NextLinkLoop {
+                    endpoint: endpoint.into(),
+                    url: next,
+                },
+            });
+        }
+        if pages >= max_pages.max(1) {
+            if ascending {
+                truncated = true;
+                break;
+            }
+            if pages == max_pages.max(1) {
+                tracing::warn!(
+                    endpoint,
+                    "rows are not oldest first ($orderby ignored?): reading past the page cap so none is skipped"
+                );
+            }
+        }
+        url = next;
+    }
+    wm.behind = truncated;
+    wm.prune(overlap);
+    Ok(WatchRead {
+        events,
+        watermark: wm,
+        pages,
+        rows,
+        truncated,
+    })
+}
+
+fn sign_in_key(w: &wire::SignIn) -> Option<(&str, DateTime<Utc>)> {
+    Some((w.id.as_deref()?, w.created_date_time?))
+}
+
+fn audit_key(w: &wire::DirectoryAudit) -> Option<(&str, DateTime<Utc>)> {
+    Some((w.id.as_deref()?, w.activity_date_time?))
+}
+
+/// The sign-ins since `from` never returned before (beta, for `authenticationDetails`).
+pub async fn read_sign_ins(
+    client: &GraphClient,
+    from: &Watermark,
+    options: &WatchOptions,
+    now: DateTime<Utc>,
+) -> Result<WatchRead<SignInEvent>, WatchError> {
+    read_stream(
+        client,
+        SIGN_INS_ENDPOINT,
+        sign_ins_url,
+        sign_in_key,
+        convert::sign_in_event,
+        from,
+        options.overlap,
+        options.first_lookback,
+        options.max_sign_in_pages,
+        now,
+    )
+    .await
+}
+
+/// The security-info changes since `from` never returned before (directory audit log, service
+/// "Authentication Methods"; failed attempts and entries without a user target are skipped).
+pub async fn read_security_info(
+    client: &GraphClient,
+    from: &Watermark,
+    options: &WatchOptions,
+    now: DateTime<Utc>,
+) -> Result<WatchRead<SecurityInfoEvent>, WatchError> {
+    read_stream(
+        client,
+        SECURITY_INFO_ENDPOINT,
+        security_info_url,
+        audit_key,
+        convert::security_info_event,
+        from,
+        options.overlap,
+        options.first_lookback,
+        options.max_audit_pages,
+        now,
+    )
+    .await
+}
+
+#[cfg(test)]
+#[path = "watch_tests.rs"]
+mod tests;
