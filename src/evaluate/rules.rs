@@ -700,7 +700,7 @@ pub static CATALOGUE: &[Rule] = &[
         severity: Severity::High,
         needs: &[Users, Registration],
         rationale: "A user with no MFA-capable method is prompted to register at the next sign-in that needs MFA: whoever holds the password registers first. Past the grace period for new users, this is an open door, not a pending task.",
-        remediation: "Have {upn} register two methods at https://aka.ms/mysecurityinfo, or issue a one-time TAP for a guided registration: New-MgUserAuthenticationTemporaryAccessPassMethod -UserId {upn} -IsUsableOnce $true -LifetimeInMinutes 60 (POST /users/{upn}/authentication/temporaryAccessPassMethods).",
+        remediation: "Have {upn} register two methods at https://aka.ms/mysecurityinfo, or issue a one-time TAP for a guided registration: New-MgUserAuthenticationTemporaryAccessPassMethod -UserId {upn} -IsUsableOnce:$true -LifetimeInMinutes 60 (POST /users/{upn}/authentication/temporaryAccessPassMethods).",
         check: no_mfa_method,
     },
     Rule {
@@ -720,7 +720,7 @@ pub static CATALOGUE: &[Rule] = &[
         severity: Severity::Medium,
         needs: &[Users, Registration],
         rationale: "SMS and voice are the weakest MFA (SIM swap, interception), and a lost or ported number removes every method at once.",
-        remediation: "Have {upn} register Microsoft Authenticator or a passkey at https://aka.ms/mysecurityinfo; a one-time TAP helps: New-MgUserAuthenticationTemporaryAccessPassMethod -UserId {upn} -IsUsableOnce $true.",
+        remediation: "Have {upn} register Microsoft Authenticator or a passkey at https://aka.ms/mysecurityinfo; a one-time TAP helps: New-MgUserAuthenticationTemporaryAccessPassMethod -UserId {upn} -IsUsableOnce:$true.",
         check: phone_only,
     },
     Rule {
@@ -730,7 +730,7 @@ pub static CATALOGUE: &[Rule] = &[
         severity: Severity::High,
         needs: &[Users, Registration, Roles],
         rationale: "Privileged accounts are phished first; push, OTP and SMS can all be relayed by an adversary in the middle. Only FIDO2 keys, passkeys, Windows Hello and certificates resist it.",
-        remediation: "Register a FIDO2 security key or passkey for {upn} (a one-time TAP lets them do it: New-MgUserAuthenticationTemporaryAccessPassMethod -UserId {upn} -IsUsableOnce $true), then require the built-in 'Phishing-resistant MFA' authentication strength for admin roles in Conditional Access.",
+        remediation: "Register a FIDO2 security key or passkey for {upn} (a one-time TAP lets them do it: New-MgUserAuthenticationTemporaryAccessPassMethod -UserId {upn} -IsUsableOnce:$true), then require the built-in 'Phishing-resistant MFA' authentication strength for admin roles in Conditional Access.",
         check: admin_not_phishing_resistant,
     },
     Rule {
@@ -740,7 +740,7 @@ pub static CATALOGUE: &[Rule] = &[
         severity: Severity::High,
         needs: &[Users, Registration, MethodsPolicy],
         rationale: "The user has registered MFA methods but the authentication-methods policy allows none of them to this user (method disabled, user outside includeTargets or inside excludeTargets): registered is not usable, and at the next MFA prompt they are locked out. Cross-checked with the registration report's isMfaCapable where group membership is not read.",
-        remediation: "Enable a method {upn} has, or bring them into its targets: Update-MgPolicyAuthenticationMethodPolicyAuthenticationMethodConfiguration -AuthenticationMethodConfigurationId <id, e.g. HardwareOath> -BodyParameter @{'@odata.type'='#microsoft.graph.<type>AuthenticationMethodConfiguration'; state='enabled'} (PATCH /policies/authenticationMethodsPolicy/authenticationMethodConfigurations/{id}); or let them register an allowed method with a one-time TAP: New-MgUserAuthenticationTemporaryAccessPassMethod -UserId {upn} -IsUsableOnce $true.",
+        remediation: "Enable a method {upn} has, or bring them into its targets: Update-MgPolicyAuthenticationMethodPolicyAuthenticationMethodConfiguration -AuthenticationMethodConfigurationId <id, e.g. HardwareOath> -BodyParameter @{'@odata.type'='#microsoft.graph.<type>AuthenticationMethodConfiguration'; state='enabled'} (PATCH /policies/authenticationMethodsPolicy/authenticationMethodConfigurations/{id}); or let them register an allowed method with a one-time TAP: New-MgUserAuthenticationTemporaryAccessPassMethod -UserId {upn} -IsUsableOnce:$true.",
         check: method_not_allowed,
     },
     Rule {
@@ -760,7 +760,7 @@ pub static CATALOGUE: &[Rule] = &[
         severity: Severity::Low,
         needs: &[Users, TapDetail],
         rationale: "A multi-use TAP can be replayed for its whole lifetime; a one-time pass is spent by the registration it was issued for.",
-        remediation: "Replace it with a one-time pass: New-MgUserAuthenticationTemporaryAccessPassMethod -UserId {upn} -IsUsableOnce $true (a new TAP replaces the old one).",
+        remediation: "Replace it with a one-time pass: New-MgUserAuthenticationTemporaryAccessPassMethod -UserId {upn} -IsUsableOnce:$true (a new TAP replaces the old one).",
         check: tap_multi_use,
     },
     Rule {
@@ -770,7 +770,7 @@ pub static CATALOGUE: &[Rule] = &[
         severity: Severity::Medium,
         needs: &[Users, SignIns],
         rationale: "Repeated MFA failures (500121: strong authentication failed) mean a user who cannot complete MFA (lost phone, new number, throttled) or someone bombarding them with prompts. Either way they are about to be locked out or talked into approving.",
-        remediation: "Contact {upn} out of band. If their method is lost, verify identity and issue a one-time TAP: New-MgUserAuthenticationTemporaryAccessPassMethod -UserId {upn} -IsUsableOnce $true; if not, reset their password and review sign-ins: Get-MgAuditLogSignIn -Filter \"userPrincipalName eq '{upn}'\".",
+        remediation: "Contact {upn} out of band. If their method is lost, verify identity and issue a one-time TAP: New-MgUserAuthenticationTemporaryAccessPassMethod -UserId {upn} -IsUsableOnce:$true; if not, reset their password and review sign-ins: Get-MgAuditLogSignIn -Filter \"userPrincipalName eq '{upn}'\".",
         check: mfa_failures,
     },
     Rule {
@@ -800,7 +800,7 @@ pub static CATALOGUE: &[Rule] = &[
         severity: Severity::Critical,
         needs: &[Users, MethodDetail],
         rationale: "Break-glass accounts are the way back in when everything else fails. One that is missing, disabled or protected by a phishable method fails exactly when it is needed.",
-        remediation: "Enable the account and register two FIDO2 security keys stored apart (a one-time TAP lets you register them: New-MgUserAuthenticationTemporaryAccessPassMethod -UserId {upn} -IsUsableOnce $true); see https://learn.microsoft.com/entra/identity/role-based-access-control/security-emergency-access.",
+        remediation: "Enable the account and register two FIDO2 security keys stored apart (a one-time TAP lets you register them: New-MgUserAuthenticationTemporaryAccessPassMethod -UserId {upn} -IsUsableOnce:$true); see https://learn.microsoft.com/entra/identity/role-based-access-control/security-emergency-access.",
         check: break_glass_weak,
     },
     Rule {
@@ -930,7 +930,7 @@ pub static CATALOGUE: &[Rule] = &[
         severity: Severity::Critical,
         needs: &[Users, Registration, ConditionalAccess],
         rationale: "An enabled Conditional Access policy that applies to the user (users, groups, active roles, guests, exclusions) requires MFA or an authentication strength, and none of the methods the authentication-methods policy lets this user use satisfies any of its allowed combinations: at the next sign-in it covers, the user is locked out. Strengths are the built-in ones and the tenant's custom ones; applications and conditions narrow when, not whether, it applies (they are named).",
-        remediation: "Let {upn} register a method that meets the strength with a one-time TAP (a TAP meets the built-in MFA strength, and lets them register a passkey): New-MgUserAuthenticationTemporaryAccessPassMethod -UserId {upn} -IsUsableOnce $true (POST /users/{upn}/authentication/temporaryAccessPassMethods); or allow a method they hold: Update-MgPolicyAuthenticationMethodPolicyAuthenticationMethodConfiguration -AuthenticationMethodConfigurationId <id> (PATCH /policies/authenticationMethodsPolicy/authenticationMethodConfigurations/{id}); or change the policy's strength or exclusions: Update-MgIdentityConditionalAccessPolicy -ConditionalAccessPolicyId <policy id> (PATCH /identity/conditionalAccess/policies/{id}). Check the strength's combinations with Get-MgPolicyAuthenticationStrengthPolicy -AuthenticationStrengthPolicyId <id>.",
+        remediation: "Let {upn} register a method that meets the strength with a one-time TAP (a TAP meets the built-in MFA strength, and lets them register a passkey): New-MgUserAuthenticationTemporaryAccessPassMethod -UserId {upn} -IsUsableOnce:$true (POST /users/{upn}/authentication/temporaryAccessPassMethods); or allow a method they hold: Update-MgPolicyAuthenticationMethodPolicyAuthenticationMethodConfiguration -AuthenticationMethodConfigurationId <id> (PATCH /policies/authenticationMethodsPolicy/authenticationMethodConfigurations/{id}); or change the policy's strength or exclusions: Update-MgIdentityConditionalAccessPolicy -ConditionalAccessPolicyId <policy id> (PATCH /identity/conditionalAccess/policies/{id}). Check the strength's combinations with Get-MgPolicyAuthenticationStrengthPolicy -AuthenticationStrengthPolicyId <id>.",
         check: policy_unsatisfiable,
     },
     Rule {
@@ -940,7 +940,7 @@ pub static CATALOGUE: &[Rule] = &[
         severity: Severity::Medium,
         needs: &[Users, Registration, ConditionalAccess],
         rationale: "A report-only Conditional Access policy applies to the user and requires MFA or a strength none of their policy-allowed methods satisfies: the day someone turns it on, the user is locked out. Fix the users before enabling the policy.",
-        remediation: "Before turning the policy on, let {upn} register a method that meets its strength (New-MgUserAuthenticationTemporaryAccessPassMethod -UserId {upn} -IsUsableOnce $true, then https://aka.ms/mysecurityinfo), or exclude them: Update-MgIdentityConditionalAccessPolicy -ConditionalAccessPolicyId <policy id> (PATCH /identity/conditionalAccess/policies/{id}); keep it in state enabledForReportingButNotEnforced until this rule is quiet.",
+        remediation: "Before turning the policy on, let {upn} register a method that meets its strength (New-MgUserAuthenticationTemporaryAccessPassMethod -UserId {upn} -IsUsableOnce:$true, then https://aka.ms/mysecurityinfo), or exclude them: Update-MgIdentityConditionalAccessPolicy -ConditionalAccessPolicyId <policy id> (PATCH /identity/conditionalAccess/policies/{id}); keep it in state enabledForReportingButNotEnforced until this rule is quiet.",
         check: policy_unsatisfiable_report_only,
     },
     Rule {
