@@ -17,7 +17,6 @@ use rusqlite::{params, OptionalExtension, Transaction};
 use serde::de::DeserializeOwned;
 
 use super::*;
-use crate::snapshot::ObjectId;
 use crate::watch::{Detection, LockoutState, SecurityInfoActivity, SecurityInfoEvent};
 
 /// One of the watcher's incremental streams.
@@ -36,18 +35,8 @@ impl WatchStream {
     }
 }
 
-/// What the classifier decided about one user's lockout state (mirrors the classifier's
-/// `Change`).
-#[derive(Clone, Debug, PartialEq)]
-pub enum DetectionChange {
-    Opened(Detection),
-    Updated(Detection),
-    Resolved {
-        user: ObjectId,
-        state: LockoutState,
-        at: DateTime<Utc>,
-    },
-}
+/// What the classifier decided about one user's lockout state: its own `Change`, recorded as is.
+pub use crate::watch::classify::Change as DetectionChange;
 
 /// A security-info event to keep, with its words joined with the user's posture ("bob deleted
 /// his phone number; he now has no backup method") and, when it is worth a message, how severe.

@@ -1,5 +1,6 @@
 use super::*;
 use crate::collect::Watermark;
+use crate::snapshot::ObjectId;
 use crate::watch::SecurityInfoActivity;
 
 fn t(s: &str) -> DateTime<Utc> {
