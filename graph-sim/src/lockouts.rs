@@ -58,20 +58,7 @@ impl Tenant {
     /// SSPR-enabled unregistered users, guests, admins without an alternate email.
     pub fn plant_policy_lockouts(&mut self, seed: u64) {
         let mut rng = SmallRng::seed_from_u64(seed ^ 0x10c_c0d7);
-        let mut candidates: Vec<u32> = self
-            .users
-            .iter()
-            .enumerate()
-            .filter(|(_, u)| {
-                u.enabled
-                    && !u.guest
-                    && !u.upn.starts_with("package_")
-                    && !u.upn.starts_with("Sync_")
-                    && u.roles.is_empty()
-                    && u.eligible_roles.is_empty()
-            })
-            .map(|(i, _)| i as u32)
-            .collect();
+        let mut candidates = self.people_without_roles();
         let mut take = |n: usize, rng: &mut SmallRng| -> Vec<usize> {
             let mut out = Vec::with_capacity(n);
             while out.len() < n && !candidates.is_empty() {

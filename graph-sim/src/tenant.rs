@@ -1768,6 +1768,25 @@ const SECURITY_ADMIN: u8 = 3;
 const GLOBAL_READER: u8 = 8;
 
 impl Tenant {
+    /// Indexes of the enabled members who are people (not the service-like `package_` and
+    /// `Sync_` accounts, not guests) and hold no role, active or eligible: whom a scenario may
+    /// make into something.
+    pub fn people_without_roles(&self) -> Vec<u32> {
+        self.users
+            .iter()
+            .enumerate()
+            .filter(|(_, u)| {
+                u.enabled
+                    && !u.guest
+                    && !u.upn.starts_with("package_")
+                    && !u.upn.starts_with("Sync_")
+                    && u.roles.is_empty()
+                    && u.eligible_roles.is_empty()
+            })
+            .map(|(i, _)| i as u32)
+            .collect()
+    }
+
     /// Adds what real tenants have beside directly assigned admins, deterministically from
     /// `seed`: a role-assignable group holding Global Administrator (two members and a service
     /// principal), a group eligible through PIM for Authentication Administrator, users eligible
@@ -1779,21 +1798,7 @@ impl Tenant {
     /// Privileged Authentication Administrator.
     pub fn add_privileged_access(&mut self, seed: u64) -> Vec<String> {
         let mut rng = SmallRng::seed_from_u64(seed ^ 0x0091_7a55);
-        let mut candidates: Vec<u32> = self
-            .users
-            .iter()
-            .enumerate()
-            .filter(|(_, u)| {
-                // People, not the service-like accounts (package_, Sync_) or guests.
-                u.enabled
-                    && !u.guest
-                    && !u.upn.starts_with("package_")
-                    && !u.upn.starts_with("Sync_")
-                    && u.roles.is_empty()
-                    && u.eligible_roles.is_empty()
-            })
-            .map(|(i, _)| i as u32)
-            .collect();
+        let mut candidates = self.people_without_roles();
         let mut take = |rng: &mut SmallRng| -> Option<u32> {
             (!candidates.is_empty())
                 .then(|| candidates.swap_remove(rng.gen_range(0..candidates.len())))
