@@ -274,4 +274,15 @@ CREATE TABLE security_events (
 CREATE INDEX security_events_by_user ON security_events (tenant, user_id, created);
 CREATE INDEX security_events_by_upn ON security_events (tenant, upn COLLATE NOCASE);
 "#,
+    // The watcher in the daemon (issue 12): a detection's way back in (its recovery's first step:
+    // title, exact command, the warning of a destructive one), read for alerts and messages; and
+    // the classifier's own state, kept with the watermarks in the same transaction.
+    r#"
+ALTER TABLE detections ADD COLUMN remediation TEXT NOT NULL DEFAULT '';
+CREATE TABLE watch_classifier (
+    tenant    TEXT PRIMARY KEY,
+    record    TEXT NOT NULL,
+    saved_at  TEXT NOT NULL
+);
+"#,
 ];

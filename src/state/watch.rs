@@ -58,8 +58,11 @@ pub struct WatchRecord<'a> {
     /// The streams' watermarks after the reads these changes came from (JSON), saved with them.
     pub watermarks: &'a [(WatchStream, String)],
     pub subscribers: &'a [Subscriber],
-    /// The way back in for a detection (the recovery step with its command), for its message.
+    /// The way back in for a detection (the recovery step with its command), for its message
+    /// and its row (`detections.remediation`).
     pub remediation: &'a dyn Fn(&Detection) -> String,
+    /// The classifier's state after these changes (JSON), saved with them; `None`: unchanged.
+    pub classifier: Option<&'a str>,
 }
 
 /// What [`Store::record_watch`] did.
@@ -87,6 +90,9 @@ pub struct StoredDetection {
     pub opened_at: DateTime<Utc>,
     pub resolved_at: Option<DateTime<Utc>>,
     pub detail: String,
+    /// The way back in when it was opened: the recovery's first step (title, exact command, and
+    /// the warning of a destructive one); empty when none was given.
+    pub remediation: String,
 }
 
 /// A security-info event as the store knows it.
@@ -147,11 +153,12 @@ fn detection_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredDetection> {
         opened_at: parse_ts(r.get(7)?)?,
         resolved_at: r.get::<_, Option<String>>(8)?.map(parse_ts).transpose()?,
         detail: r.get(9)?,
+        remediation: r.get(10)?,
     })
 }
 
 const DETECTION_COLUMNS: &str =
-    "tenant, user_id, upn, state, codes, first_seen, last_seen, opened_at, resolved_at, detail";
+    "tenant, user_id, upn, state, codes, first_seen, last_seen, opened_at, resolved_at, detail, remediation";
 
 fn security_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredSecurityEvent> {
     Ok(StoredSecurityEvent {
@@ -297,9 +304,10 @@ impl Store {
                         done.updated += 1;
                         continue;
                     }
+                    let remediation = (w.remediation)(d);
                     tx.execute(
-                        "INSERT INTO detections (tenant, user_id, upn, state, codes, first_seen, last_seen, opened_at, resolved_at, detail)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, ?9)",
+                        "INSERT INTO detections (tenant, user_id, upn, state, codes, first_seen, last_seen, opened_at, resolved_at, detail, remediation)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, ?9, ?10)",
                         params![
                             w.tenant,
                             user,
@@ -309,11 +317,11 @@ impl Store {
                             ts(d.first_seen),
                             ts(d.last_seen),
                             ts(w.at),
-                            d.detail
+                            d.detail,
+                            remediation
                         ],
                     )?;
                     done.opened += 1;
-                    let remediation = (w.remediation)(d);
                     done.queued += enqueue(
                         &tx,
                         w.tenant,
@@ -419,6 +427,13 @@ impl Store {
         for (stream, json) in w.watermarks {
             save_watermark_tx(&tx, w.tenant, *stream, json, w.at)?;
         }
+        if let Some(json) = w.classifier {
+            tx.execute(
+                "INSERT INTO watch_classifier (tenant, record, saved_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (tenant) DO UPDATE SET record = excluded.record, saved_at = excluded.saved_at",
+                params![w.tenant, json, ts(w.at)],
+            )?;
+        }
         tx.execute(
             "UPDATE watch_runs SET opened = ?2, updated = ?3, resolved = ?4, security_events = ?5, queued = ?6 WHERE id = ?1",
             params![
@@ -455,6 +470,39 @@ impl Store {
         )?;
         tx.commit()?;
         Ok(n)
+    }
+
+    /// The lockout classifier's state saved by the last [`Store::record_watch`] (JSON).
+    pub fn load_classifier(&self, tenant: &str) -> Result<Option<String>, StateError> {
+        let conn = self.reader()?;
+        Ok(conn
+            .query_row(
+                "SELECT record FROM watch_classifier WHERE tenant = ?1",
+                [tenant],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Open detections of `tenant` counted by error code (a detection counts once per code).
+    pub fn detection_code_counts(&self, tenant: &str) -> Result<Vec<(i32, i64)>, StateError> {
+        let mut by_code: std::collections::BTreeMap<i32, i64> = Default::default();
+        for d in self.open_detections(tenant)? {
+            for (code, _) in &d.codes {
+                *by_code.entry(*code).or_default() += 1;
+            }
+        }
+        Ok(by_code.into_iter().collect())
+    }
+
+    /// Distinct users of `tenant` with an open `locked-out` detection.
+    pub fn locked_out_users(&self, tenant: &str) -> Result<i64, StateError> {
+        let conn = self.reader()?;
+        Ok(conn.query_row(
+            "SELECT COUNT(DISTINCT user_id) FROM detections WHERE tenant = ?1 AND state = ?2 AND resolved_at IS NULL",
+            params![tenant, LockoutState::LockedOut.as_str()],
+            |r| r.get(0),
+        )?)
     }
 
     /// Every open detection of `tenant` (for metrics and alerts), by state then user.

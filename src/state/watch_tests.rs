@@ -80,6 +80,7 @@ fn record(
             watermarks,
             subscribers: &subs,
             remediation: &remediation,
+            classifier: None,
         })
         .expect("recorded")
 }
@@ -140,6 +141,15 @@ fn a_detection_is_opened_updated_and_resolved_with_one_message_each_way() {
     assert_eq!(open.len(), 1);
     assert_eq!(open[0].codes, vec![(500121, 8)]);
     assert_eq!(open[0].opened_at, t("2026-12-03T10:07:00Z"));
+    assert_eq!(
+        open[0].remediation, "Issue a one-time TAP for bob@contoso.com",
+        "the way back in is kept with the detection"
+    );
+    assert_eq!(
+        store.detection_code_counts("contoso").expect("codes"),
+        vec![(500121, 1)]
+    );
+    assert_eq!(store.locked_out_users("contoso").expect("users"), 1);
     let counts = store.detection_counts("contoso").expect("counts");
     assert_eq!(counts.len(), LockoutState::ALL.len());
     assert!(counts.contains(&(LockoutState::LockedOut, 1)));
@@ -231,6 +241,7 @@ fn security_events_are_kept_once_by_event_id_and_only_notable_ones_queue() {
             watermarks: &[],
             subscribers: &subs,
             remediation: &remediation,
+            classifier: None,
         })
         .expect("recorded");
     assert_eq!(other.security_events, 1);
@@ -274,6 +285,7 @@ fn a_run_is_one_transaction_with_its_watermark() {
             watermarks: &[(WatchStream::SignIns, json.clone())],
             subscribers: &subs,
             remediation: &failing,
+            classifier: None,
         })
     }));
     assert!(outcome.is_err(), "the run failed half-way");
@@ -433,4 +445,38 @@ fn pruning_forgets_old_history_but_not_open_detections() {
         .user_security_events("contoso", BOB)
         .expect("events")
         .is_empty());
+}
+
+#[test]
+fn the_classifier_is_saved_with_the_run_that_changed_it() {
+    let store = Store::in_memory().expect("store");
+    assert_eq!(store.load_classifier("contoso").expect("load"), None);
+    let subs = subscribers();
+    let save = |json: Option<&str>| {
+        store
+            .record_watch(&WatchRecord {
+                tenant: "contoso",
+                at: t("2026-12-03T10:00:00Z"),
+                changes: &[],
+                security: &[],
+                watermarks: &[],
+                subscribers: &subs,
+                remediation: &remediation,
+                classifier: json,
+            })
+            .expect("recorded")
+    };
+    save(Some("{\"version\":1}"));
+    save(None);
+    assert_eq!(
+        store.load_classifier("contoso").expect("load").as_deref(),
+        Some("{\"version\":1}"),
+        "None leaves the saved state"
+    );
+    save(Some("{\"version\":2}"));
+    assert_eq!(
+        store.load_classifier("contoso").expect("load").as_deref(),
+        Some("{\"version\":2}")
+    );
+    assert_eq!(store.load_classifier("fabrikam").expect("load"), None);
 }
