@@ -768,6 +768,27 @@ impl Store {
         Ok(found)
     }
 
+    /// Enabled users (not deleted) holding, active, one of `roles`: e.g. the admins who can reset
+    /// a user's MFA and issue a TAP. Ordered by UPN, at most `limit`.
+    pub fn users_with_active_roles(
+        &self,
+        tenant: &str,
+        roles: &[Role],
+        limit: usize,
+    ) -> Result<Vec<StoredUser>, StateError> {
+        let conn = self.reader()?;
+        let Some(tk) = tenant_key(&conn, tenant, false)? else {
+            return Ok(Vec::new());
+        };
+        let mask = roles.iter().fold(0i64, |b, r| b | 1 << *r as u32);
+        let mut q = conn.prepare_cached(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE tk = ?1 AND roles & ?2 != 0
+             AND enabled = 1 AND deleted_at IS NULL ORDER BY upn LIMIT ?3"
+        ))?;
+        let rows = q.query_map(params![tk, mask, limit as i64], stored_user)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// The newest `limit` changes of one user's methods or roles (by object id), newest first.
     pub fn user_changes(
         &self,

@@ -6,7 +6,9 @@
 //! last audit (`recovery`). These are the types the three share; none of them knows Graph's JSON.
 
 pub mod classify;
+pub mod posture;
 pub mod recovery;
+pub mod run;
 
 use chrono::{DateTime, Utc};
 
