@@ -211,6 +211,8 @@ fn record_and_publish(
     let recording = Instant::now();
     let critical_cap = config.per_user_series().unwrap_or(0);
     let mut users: Option<crate::state::UserChanges> = None;
+    // Drift between audits needs a previous audit that recorded users.
+    let had_users = shared.store.last_complete(tenant)?.is_some();
     let (report, changes) =
         shared.store.record_audit(
             &head,
@@ -254,6 +256,23 @@ fn record_and_publish(
     shared
         .metrics
         .observe_with(&report, &config.rules, &oldest, config.per_user_series());
+    if users.is_some() && had_users {
+        match crate::watch::run::record_drift(
+            &shared.store,
+            tenant,
+            changes.audit_id,
+            head.started_at,
+            alerting.subscribers(),
+        ) {
+            Ok(Some(r)) => tracing::info!(
+                security_events = r.security_events,
+                notable = r.notable,
+                "recovery families lost since the previous audit noted"
+            ),
+            Ok(None) => {}
+            Err(e) => tracing::error!("noting drift since the previous audit: {e}"),
+        }
+    }
     alerting.published();
     if report.complete {
         if let Some(record) = shared.metrics.posture_record() {
@@ -448,6 +467,8 @@ pub async fn run(
     notify("READY=1\nSTATUS=started");
 
     seed_alerts(&shared.alerting());
+    // The sign-in watcher: its own task and schedule, beside the audits.
+    let watcher = tokio::spawn(crate::watch::run::run_loop(shared.clone(), stop_rx.clone()));
     let mut tasks = tokio::task::JoinSet::new();
     if shared.config().schedule.run_at_start {
         trigger(&shared, &mut tasks);
@@ -486,6 +507,7 @@ pub async fn run(
     let _ = stop_tx.send(true);
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
+    let _ = watcher.await;
     shared.alerting().shutdown(ALERTING_GRACE).await;
     let _ = server.await;
     drop(stop_rx);

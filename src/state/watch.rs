@@ -75,6 +75,18 @@ pub struct WatchRecorded {
     pub security_events: usize,
     /// Outbox messages queued (one per subscriber and message).
     pub queued: usize,
+    /// The states of the detections opened / resolved (one entry each), for the counters.
+    pub opened_states: Vec<LockoutState>,
+    pub resolved_states: Vec<LockoutState>,
+    /// Security events kept that were notable.
+    pub notable: usize,
+}
+
+impl WatchRecorded {
+    /// Whether the run changed what is open or kept (so alerts and figures are recomputed).
+    pub fn changed(&self) -> bool {
+        self.opened + self.updated + self.resolved + self.security_events > 0
+    }
 }
 
 /// A detection as the store knows it.
@@ -322,6 +334,7 @@ impl Store {
                         ],
                     )?;
                     done.opened += 1;
+                    done.opened_states.push(d.state);
                     done.queued += enqueue(
                         &tx,
                         w.tenant,
@@ -358,6 +371,7 @@ impl Store {
                         params![ts(*at), id],
                     )?;
                     done.resolved += 1;
+                    done.resolved_states.push(*state);
                     done.queued += enqueue(
                         &tx,
                         w.tenant,
@@ -405,6 +419,7 @@ impl Store {
             }
             done.security_events += 1;
             if let Some(severity) = s.notable {
+                done.notable += 1;
                 done.queued += enqueue(
                     &tx,
                     w.tenant,
