@@ -290,10 +290,13 @@ fn plan_all(
     )?);
     let mut users: HashMap<ObjectId, Option<StoredUser>> = HashMap::new();
     for d in detections {
-        if !users.contains_key(&d.user) {
-            users.insert(d.user, store.user(tenant, &d.user.to_string())?);
+        let user = match users.entry(d.user) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(store.user(tenant, &d.user.to_string())?)
+            }
         }
-        let user = users.get(&d.user).and_then(Option::as_ref);
+        .as_ref();
         let p = posture::posture(user, tap.as_ref(), &admins, mfa_exclusion_group);
         out.insert(
             (d.user, d.state),
