@@ -212,7 +212,7 @@ fn record_and_publish(
     let critical_cap = config.per_user_series().unwrap_or(0);
     let mut users: Option<crate::state::UserChanges> = None;
     // Drift between audits needs a previous audit that recorded users.
-    let had_users = shared.store.last_complete(tenant)?.is_some();
+    let previous = shared.store.last_complete(tenant)?.map(|r| r.started_at);
     let (report, changes) =
         shared.store.record_audit(
             &head,
@@ -256,12 +256,13 @@ fn record_and_publish(
     shared
         .metrics
         .observe_with(&report, &config.rules, &oldest, config.per_user_series());
-    if users.is_some() && had_users {
+    if let (Some(_), Some(previous)) = (&users, previous) {
         match crate::watch::run::record_drift(
             &shared.store,
             tenant,
             changes.audit_id,
             head.started_at,
+            previous,
             alerting.subscribers(),
         ) {
             Ok(Some(r)) => tracing::info!(

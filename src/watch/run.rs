@@ -209,7 +209,12 @@ impl Watcher {
                 .into_iter()
                 .map(|e| {
                     let user = store.user(&tenant, &e.user.to_string()).ok().flatten();
-                    posture::note_security_event(e, user.as_ref(), &break_glass)
+                    let mut n = posture::note_security_event(e, user.as_ref(), &break_glass);
+                    if n.notable.is_some() && told_by_drift(&store, &tenant, &n) {
+                        n.notable = None;
+                        n.detail.push_str(" (already told: the audit saw the loss)");
+                    }
+                    n
                 })
                 .collect();
             let remediation = |d: &Detection| {
@@ -254,6 +259,21 @@ impl Watcher {
         outcome.recorded = Some(recorded);
         Ok(outcome)
     }
+}
+
+/// Whether an audit's drift already told of this deletion (a notable `drift:` event of the same
+/// user, from an audit that started after it): a loss is told once, by whichever saw it first.
+fn told_by_drift(store: &Store, tenant: &str, n: &NotedSecurityEvent) -> bool {
+    n.event.activity == super::SecurityInfoActivity::Deleted
+        && store
+            .user_security_events(tenant, &n.event.user.to_string())
+            .is_ok_and(|events| {
+                events.iter().any(|e| {
+                    e.event_id.starts_with("drift:")
+                        && e.notable.is_some()
+                        && e.created >= n.event.created
+                })
+            })
 }
 
 /// The TAP policy of the last published posture kept in the store.
@@ -334,6 +354,12 @@ pub async fn run_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut watcher: Option<Watcher> = None;
     let mut last_prune: Option<std::time::Instant> = None;
     let metrics = shared.metrics.watcher();
+    let first = shared.config();
+    tracing::info!(
+        enabled = first.watcher.enabled,
+        interval_seconds = first.watcher.interval_seconds,
+        "sign-in watcher started"
+    );
     publish_detections(&shared.store, &shared.config().tenant.tenant_id, &metrics);
     loop {
         if *stop.borrow() {
@@ -423,15 +449,32 @@ async fn pass(
 
 /// Per-user drift between two audits, recorded as security events (issue 12 §4): each user of
 /// `audit_id`'s changes who lost a recovery family. Called after an audit recorded its users,
-/// not for the first audit ever (`previous` is `None`). Blocks (SQLite).
+/// not for the first audit ever. A user whose loss the directory audit log already told of (a
+/// notable security-info event since `previous`, the previous audit's start) is not told of
+/// twice. Blocks (SQLite).
 pub fn record_drift(
     store: &Store,
     tenant: &str,
     audit_id: i64,
     at: DateTime<Utc>,
+    previous: DateTime<Utc>,
     subscribers: &[Subscriber],
 ) -> Result<Option<WatchRecorded>, StateError> {
-    let changes = store.audit_user_changes(tenant, audit_id, 1_000_000)?;
+    let mut changes = store.audit_user_changes(tenant, audit_id, 1_000_000)?;
+    changes.retain(|c| !c.families_lost.is_empty());
+    let mut told = Vec::new();
+    for c in &changes {
+        let noted = store
+            .user_security_events(tenant, &c.user_id)?
+            .iter()
+            .any(|e| {
+                e.notable.is_some() && e.created >= previous && !e.event_id.starts_with("drift:")
+            });
+        if noted {
+            told.push(c.user_id.clone());
+        }
+    }
+    changes.retain(|c| !told.contains(&c.user_id));
     let upn_of = |id: &str| {
         store
             .user(tenant, id)
