@@ -10,8 +10,9 @@ use graph_sim::Profile;
 use mfa_auditor::collect::WatchOptions;
 use mfa_auditor::evaluate::Severity;
 use mfa_auditor::metrics::{Metrics, PostureRecord};
+use mfa_auditor::snapshot::MethodKind;
 use mfa_auditor::state::{EventKind, Store, StoredUser, Subscriber};
-use mfa_auditor::watch::run::{RunContext, Watcher};
+use mfa_auditor::watch::run::{record_drift, RunContext, Watcher};
 use mfa_auditor::watch::LockoutState;
 
 mod common;
@@ -161,7 +162,8 @@ async fn a_run_opens_resolves_and_notes_once_across_reruns_and_a_restart() {
     assert_eq!(msgs[1].kind, EventKind::Resolved);
 
     // Bob deletes his phone: the Authenticator is all he has left; one notable event, once.
-    sim.user_deletes_phone(&bob.user_principal_name, Utc::now() - Duration::seconds(10));
+    // Not backdated: it happens after the "previous audit" read above (drift compares with it).
+    sim.user_deletes_phone(&bob.user_principal_name, Utc::now());
     restarted.run(&cx(Utc::now())).await.expect("run");
     let events = store
         .user_security_events(&tenant, &bob.id)
@@ -183,4 +185,69 @@ async fn a_run_opens_resolves_and_notes_once_across_reruns_and_a_restart() {
     restarted.run(&cx(Utc::now())).await.expect("run");
     watcher.run(&cx(Utc::now())).await.expect("run");
     assert_eq!(bobs(&store).len(), 3, "nothing queued twice");
+
+    // The next audit sees bob and carol without their phones. Bob's loss was told by the audit
+    // log: not again. Carol's is told by the drift between the two audits, once.
+    let carol = read
+        .snapshot
+        .users
+        .iter()
+        .filter_map(|u| store.user(&tenant, &u.id.to_string()).ok().flatten())
+        .find(|u| {
+            u.id != bob.id
+                && u.mfa_families.as_deref() == Some(&["mobile-app", "mobile-number"][..])
+                && u.methods
+                    .as_ref()
+                    .is_some_and(|m| m.iter().any(|m| m.name == "mobilePhone"))
+        })
+        .expect("another member with the Authenticator and a mobile phone only");
+    let mut users = read.snapshot.users.clone();
+    for u in users
+        .iter_mut()
+        .filter(|u| [&bob.id, &carol.id].contains(&&u.id.to_string()))
+    {
+        u.methods = u.methods.map(|m| {
+            m.iter()
+                .filter(|k| {
+                    !matches!(
+                        k,
+                        MethodKind::MobilePhone
+                            | MethodKind::AlternateMobilePhone
+                            | MethodKind::OfficePhone
+                    )
+                })
+                .collect()
+        });
+    }
+    let second = Utc::now();
+    store
+        .record_users(&tenant, 2, second, &users)
+        .expect("second audit's users");
+    let drift = record_drift(&store, &tenant, 2, second, read.started_at, &subs)
+        .expect("drift")
+        .expect("something noted");
+    assert_eq!(
+        (drift.security_events, drift.notable),
+        (1, 1),
+        "{drift:?} {:?} {}",
+        store.user_security_events(&tenant, &bob.id),
+        read.started_at
+    );
+    let carols = store
+        .user_security_events(&tenant, &carol.id)
+        .expect("events");
+    assert_eq!(carols.len(), 1);
+    assert_eq!(carols[0].event_id, format!("drift:2:{}", carol.id));
+    assert_eq!(
+        carols[0].detail,
+        format!(
+            "{} lost Mobile phone since the previous audit; now no backup method",
+            carol.user_principal_name
+        )
+    );
+    assert_eq!(bobs(&store).len(), 3, "bob's loss is not told twice");
+    let again = record_drift(&store, &tenant, 2, second, read.started_at, &subs)
+        .expect("drift")
+        .expect("recorded");
+    assert_eq!((again.security_events, again.queued), (0, 0));
 }

@@ -447,6 +447,10 @@ async fn pass(
     }
 }
 
+/// How far before the previous audit's start a told security event still counts as telling of
+/// this audit's drift (clock skew between Graph's log and this host).
+const DRIFT_SLACK: Duration = Duration::minutes(5);
+
 /// Per-user drift between two audits, recorded as security events (issue 12 §4): each user of
 /// `audit_id`'s changes who lost a recovery family. Called after an audit recorded its users,
 /// not for the first audit ever. A user whose loss the directory audit log already told of (a
@@ -468,7 +472,9 @@ pub fn record_drift(
             .user_security_events(tenant, &c.user_id)?
             .iter()
             .any(|e| {
-                e.notable.is_some() && e.created >= previous && !e.event_id.starts_with("drift:")
+                e.notable.is_some()
+                    && e.created >= previous - DRIFT_SLACK
+                    && !e.event_id.starts_with("drift:")
             });
         if noted {
             told.push(c.user_id.clone());
