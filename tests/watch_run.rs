@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use chrono::{Duration, Utc};
 use graph_sim::Profile;
-use mfa_auditor::collect::WatchOptions;
+use mfa_auditor::collect::{WatchOptions, Watermark};
 use mfa_auditor::evaluate::Severity;
 use mfa_auditor::metrics::{Metrics, PostureRecord};
 use mfa_auditor::snapshot::MethodKind;
-use mfa_auditor::state::{EventKind, Store, StoredUser, Subscriber};
+use mfa_auditor::state::{EventKind, Store, StoredUser, Subscriber, WatchStream};
 use mfa_auditor::watch::run::{record_drift, RunContext, Watcher};
 use mfa_auditor::watch::LockoutState;
 
@@ -250,4 +250,83 @@ async fn a_run_opens_resolves_and_notes_once_across_reruns_and_a_restart() {
         .expect("drift")
         .expect("recorded");
     assert_eq!((again.security_events, again.queued), (0, 0));
+}
+
+#[tokio::test]
+async fn a_failed_stream_keeps_its_watermark_and_the_other_still_records() {
+    let sim = common::sim(120, 5, Profile::Realistic, |_| {}).await;
+    let config = common::config(&sim, "");
+    let client = common::client_with(&sim, config.client_config());
+    let tenant = config.tenant.tenant_id.clone();
+    let store = Arc::new(Store::in_memory().expect("store"));
+    let metrics = Metrics::new(&tenant).watcher();
+    let subs = subscribers();
+    let options = WatchOptions {
+        first_lookback: Duration::days(7),
+        ..WatchOptions::default()
+    };
+    let cx = |now| RunContext {
+        client: &client,
+        store: &store,
+        options: &options,
+        subscribers: &subs,
+        break_glass: &[],
+        mfa_exclusion_group: None,
+        metrics: &metrics,
+        now,
+    };
+    sim.set_faults(vec![graph_sim::Fault::Status {
+        endpoint: "signIns".into(),
+        status: 403,
+        count: None,
+        retry_after: None,
+    }]);
+    // A user fails MFA while the sign-ins cannot be read.
+    let read = mfa_auditor::audit::read_tenant(&config, &client, None).await;
+    let dave = read
+        .snapshot
+        .users
+        .iter()
+        .find(|u| u.account_enabled && u.roles.is_empty() && u.upn.contains('@'))
+        .expect("a user");
+    sim.user_fails_mfa(&dave.upn, 6, Utc::now() - Duration::minutes(5), 50088);
+    let mut watcher = Watcher::load(&store, &tenant, config.watcher.thresholds()).expect("load");
+    let run = watcher.run(&cx(Utc::now())).await.expect("run");
+    assert_eq!(run.failed.len(), 1, "{:?}", run.failed);
+    assert_eq!(run.failed[0].0, WatchStream::SignIns);
+    assert!(
+        run.failed[0].1.contains("watchSignIns"),
+        "{}",
+        run.failed[0].1
+    );
+    let recorded = run.recorded.expect("the audit log still recorded");
+    assert!(recorded.security_events > 0, "{recorded:?}");
+    assert_eq!(recorded.opened, 0);
+    let sign_ins: Option<Watermark> = store
+        .load_watermark(&tenant, WatchStream::SignIns)
+        .expect("load");
+    assert_eq!(sign_ins, None, "the failed stream's watermark is not moved");
+    let audits: Option<Watermark> = store
+        .load_watermark(&tenant, WatchStream::DirectoryAudits)
+        .expect("load");
+    assert!(audits.is_some_and(|w| w.newest.is_some()));
+
+    // Graph answers again: the sign-ins are read from where they were never read.
+    sim.set_faults(vec![]);
+    let run = watcher.run(&cx(Utc::now())).await.expect("run");
+    assert!(run.failed.is_empty(), "{:?}", run.failed);
+    let recorded = run.recorded.expect("recorded");
+    assert_eq!(recorded.security_events, 0, "nothing kept twice");
+    assert!(store
+        .load_watermark::<Watermark>(&tenant, WatchStream::SignIns)
+        .expect("load")
+        .is_some());
+    assert!(
+        store
+            .open_detections(&tenant)
+            .expect("open")
+            .iter()
+            .any(|d| d.user == dave.id.to_string() && d.state == "locked-out"),
+        "the failures made while Graph refused are read afterwards: {recorded:?}"
+    );
 }
