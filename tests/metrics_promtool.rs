@@ -63,7 +63,10 @@ async fn metrics_of_a_real_audit_pass_promtool_check_metrics() {
     );
     let text = metrics.render(Some(client.stats()));
     assert!(text.contains("entra_users_by_mfa_families{"), "{text}");
-    assert!(text.contains("entra_lockout_detection_error_codes{"), "{text}");
+    assert!(
+        text.contains("entra_lockout_detection_error_codes{"),
+        "{text}"
+    );
     let (ok, said) = promtool_says(promtool, &text);
     assert!(
         ok && said.trim().is_empty(),

@@ -29,7 +29,7 @@ use crate::config::{is_loopback, read_secret_file, Config, ConfigError};
 use crate::evaluate::{Severity, CATALOGUE};
 use crate::metrics::AlertingMetrics;
 use crate::secret::Secret;
-use crate::state::{Store, StoredFinding, Subscriber};
+use crate::state::{Store, StoredFinding, Subscriber, SECURITY_INFO_RULE};
 
 /// `[alerting]`: where findings go besides the metrics.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -322,12 +322,26 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await.map(|_| ());
 }
 
-/// The title of a rule id, for messages.
+/// The title of a rule id, for messages: the catalogue's rules, the sign-in watcher's lockout
+/// states and its security-info events.
 pub fn rule_title(rule: &str) -> &'static str {
-    CATALOGUE
-        .iter()
-        .find(|r| r.id == rule)
-        .map_or("MFA finding", |r| r.title)
+    match rule {
+        "locked-out" => "User locked out of MFA",
+        "mfa-fraud-reported" => "User reported an MFA prompt as fraud",
+        "registration-blocked" => "User blocked at MFA registration",
+        "mfa-prompt-bombing" => "MFA prompt bombing",
+        SECURITY_INFO_RULE => "Security info changed",
+        _ => CATALOGUE
+            .iter()
+            .find(|r| r.id == rule)
+            .map_or("MFA finding", |r| r.title),
+    }
+}
+
+/// Whether a rule id is the sign-in watcher's (a lockout state or `security-info`), not an
+/// audit rule's.
+pub fn is_watcher_rule(rule: &str) -> bool {
+    rule == SECURITY_INFO_RULE || crate::watch::LockoutState::parse(rule).is_some()
 }
 
 /// A finding about one user (not the tenant).
@@ -514,22 +528,41 @@ impl Alerting {
         &self.settings.subscribers
     }
 
-    /// After an audit was recorded (or at start): reads from the store the alerts to hold (at
-    /// most `max_alerts`, the most severe and oldest first; the store sorts, nothing else is
-    /// read) and nudges the webhook worker. Blocks on the store: call it off the async threads.
+    /// After an audit or a watcher run was recorded (or at start): reads from the store the
+    /// alerts to hold and nudges the webhook worker. The alerts: one per open lockout detection
+    /// of the watcher first (people locked out now), then the open findings at `min_severity`
+    /// or above in the room left, at most `max_alerts` in all, the most severe and oldest first
+    /// (the store sorts the findings, nothing else is read). Blocks on the store: call it off the
+    /// async threads.
     pub fn published(&self) {
         if let Some(tx) = &self.desired {
             let s = &self.settings;
-            match s.store.alertable(&s.tenant, s.alert_filter, s.max_alerts) {
+            let detections = match s.store.open_detections(&s.tenant) {
+                Ok(open) => {
+                    alertmanager::detection_alerts(&open, &s.tenant, s.max_alerts, &s.links)
+                }
+                Err(e) => {
+                    // The alerts held stay as they were: better stale than none.
+                    tracing::error!("reading the open detections for Alertmanager: {e}");
+                    self.wake.notify_one();
+                    return;
+                }
+            };
+            let (mut alerts, detections_dropped) = detections;
+            let room = s.max_alerts.saturating_sub(alerts.len());
+            let findings = if room == 0 {
+                s.store
+                    .alertable(&s.tenant, s.alert_filter, 1)
+                    .map(|(_, total)| (Vec::new(), total))
+            } else {
+                s.store.alertable(&s.tenant, s.alert_filter, room)
+            };
+            match findings {
                 Ok((open, total)) => {
-                    let (alerts, _) = alertmanager::alerts_for(
-                        &open,
-                        &s.tenant,
-                        s.alert_filter,
-                        s.max_alerts,
-                        &s.links,
-                    );
-                    let dropped = total.saturating_sub(alerts.len());
+                    let (found, _) =
+                        alertmanager::alerts_for(&open, &s.tenant, s.alert_filter, room, &s.links);
+                    let dropped = total.saturating_sub(found.len()) + detections_dropped;
+                    alerts.extend(found);
                     if dropped > 0 {
                         tracing::warn!(
                             dropped,
