@@ -54,7 +54,7 @@ fn every_alert_has_a_test_a_severity_and_a_runbook_section() {
         .lines()
         .filter_map(|l| l.trim().strip_prefix("- alert: "))
         .collect();
-    assert_eq!(alerts.len(), 18);
+    assert_eq!(alerts.len(), 24);
     for a in &alerts {
         assert!(
             tests.contains(&format!("alertname: {a}")),
