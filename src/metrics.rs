@@ -610,9 +610,14 @@ impl WatcherMetrics {
             &r,
             t,
             "entra_lockout_detection_error_codes",
-            "Open lockout detections by the sign-in error code that made them (a detection with several codes counts under each).",
+            "Open lockout detections by the sign-in error code that made them (a detection with several codes counts under each; the codes the watcher classifies are always present).",
             ["code"]
         );
+        // The codes the watcher classifies are always present (0 when no open detection has
+        // them), so a dashboard shows them before the first lockout.
+        for known in crate::watch::classify::ERROR_CODES {
+            codes.with_label_values(&[&known.code.to_string()]);
+        }
         for (code, n) in by_code {
             codes.with_label_values(&[&code.to_string()]).add(*n);
         }
@@ -1764,8 +1769,16 @@ mod tests {
                 (LockoutState::LockedOut, 3),
                 (LockoutState::MfaPromptBombing, 1),
             ],
-            &[(500121, 2), (50088, 1)],
+            &[(500121, 2), (50088, 1), (50158, 1)],
             2,
+        );
+        assert_eq!(
+            value(
+                &m.render(None),
+                "entra_lockout_detection_error_codes{code=\"50158\",tenant=\"t1\"}"
+            ),
+            Some(1.0),
+            "a code outside the known ones appears while open"
         );
         w.recorded(
             &[
@@ -1859,7 +1872,14 @@ mod tests {
         m.watcher()
             .detections(&[(LockoutState::RegistrationBlocked, 1)], &[(50079, 1)], 0);
         let text = m.render(None);
-        assert!(!text.contains("code=\"500121\""), "{text}");
+        assert_eq!(
+            value(
+                &text,
+                "entra_lockout_detection_error_codes{code=\"500121\",tenant=\"t1\"}"
+            ),
+            Some(0.0),
+            "a known code no longer open reads 0"
+        );
         assert_eq!(
             value(
                 &text,
