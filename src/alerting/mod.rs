@@ -765,4 +765,109 @@ mod tests {
             "relative to the credentials directory, which is not set: {err}"
         );
     }
+
+    #[tokio::test]
+    async fn open_detections_are_held_as_alerts_within_max_alerts_and_leave_when_resolved() {
+        use crate::state::{DetectionChange, WatchRecord};
+        use crate::watch::{Detection, LockoutState};
+        let text = "[tenant]\ntenant_id = \"contoso.onmicrosoft.com\"\nclient_id = \"5a1e3c9d-7b2f-4e6a-8c0d-2f4b6d8e0a1c\"\nclient_secret_env = \"S\"\n\n\
+            [alerting.alertmanager]\nurl = \"http://127.0.0.1:9\"\nmax_alerts = 2\n";
+        let config = Config::parse(text, "c.toml").expect("valid");
+        let store = Arc::new(Store::in_memory().expect("store"));
+        let metrics = crate::metrics::Metrics::new("contoso.onmicrosoft.com");
+        let alerting =
+            Alerting::prepare_with(&config, store.clone(), metrics.alerting(), None, &|_| None)
+                .expect("prepared")
+                .start();
+        let at = |s: &str| s.parse::<chrono::DateTime<chrono::Utc>>().expect("time");
+        let user = |n: u8| {
+            crate::snapshot::ObjectId::parse(&format!("{n}f0e98f5-3161-4c6b-9b50-d488572f2bb7"))
+                .expect("id")
+        };
+        let detection = |n: u8, upn: &str, state: LockoutState, first: &str| Detection {
+            user: user(n),
+            upn: upn.into(),
+            state,
+            codes: vec![(500121, 6)],
+            first_seen: at(first),
+            last_seen: at(first),
+            detail: format!("{upn}: 6 failed MFA sign-ins, none succeeded"),
+        };
+        let record = |changes: &[DetectionChange]| {
+            store
+                .record_watch(&WatchRecord {
+                    tenant: "contoso.onmicrosoft.com",
+                    at: at("2026-12-03T10:10:00Z"),
+                    changes,
+                    security: &[],
+                    watermarks: &[],
+                    subscribers: &[],
+                    remediation: &|d: &Detection| format!("TAP for {}", d.upn),
+                    classifier: None,
+                })
+                .expect("recorded")
+        };
+        record(&[
+            DetectionChange::Opened(detection(
+                1,
+                "ann@contoso.com",
+                LockoutState::RegistrationBlocked,
+                "2026-12-03T09:00:00Z",
+            )),
+            DetectionChange::Opened(detection(
+                2,
+                "bob@contoso.com",
+                LockoutState::LockedOut,
+                "2026-12-03T10:00:00Z",
+            )),
+            DetectionChange::Opened(detection(
+                3,
+                "cy@contoso.com",
+                LockoutState::MfaFraudReported,
+                "2026-12-03T10:05:00Z",
+            )),
+        ]);
+        let held = |a: &Alerting| -> Vec<(String, String, String)> {
+            a.published();
+            let desired = a.desired.as_ref().expect("a pusher").borrow().clone();
+            desired
+                .iter()
+                .map(|a| {
+                    (
+                        a.labels["alertname"].clone(),
+                        a.labels["user"].clone(),
+                        a.annotations["remediation"].clone(),
+                    )
+                })
+                .collect()
+        };
+        let alert = |user: &str| {
+            (
+                "EntraUserLockout".to_string(),
+                user.to_string(),
+                format!("TAP for {user}"),
+            )
+        };
+        assert_eq!(
+            held(&alerting),
+            vec![alert("cy@contoso.com"), alert("bob@contoso.com")],
+            "the most severe two of three"
+        );
+        assert_eq!(metrics.alerting().alertmanager_alerts_dropped.get(), 1);
+
+        record(&[DetectionChange::Resolved {
+            user: user(3),
+            state: LockoutState::MfaFraudReported,
+            at: at("2026-12-03T10:09:00Z"),
+        }]);
+        assert_eq!(
+            held(&alerting),
+            vec![alert("bob@contoso.com"), alert("ann@contoso.com")],
+            "a resolved detection leaves the set (the pusher ends its alert)"
+        );
+        assert_eq!(metrics.alerting().alertmanager_alerts_dropped.get(), 0);
+        alerting
+            .shutdown(std::time::Duration::from_millis(100))
+            .await;
+    }
 }
