@@ -8,8 +8,7 @@
 //! The sign-in watcher's figures ([`WatcherMetrics`]) are not the audit's posture: they live
 //! beside the daemon's own (the open detections in a small registry of their own, swapped whole
 //! after each watcher run), so neither an incomplete audit nor a posture swap touches them. They
-//! appear once the watcher takes its handle ([`Metrics::watcher`]): a daemon with the watcher off
-//! publishes none.
+//! appear once the watcher takes its handle ([`Metrics::watcher`]).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -442,7 +441,7 @@ impl WatcherMetrics {
                 registry,
                 tenant,
                 "mfa_auditor_watcher_last_success_timestamp_seconds",
-                "When the watcher last read the stream successfully (Unix time); 0 before the first.",
+                "When the watcher last read the stream successfully (Unix time); absent before the first.",
                 ["stream"]
             ),
             lag: metric!(
@@ -489,13 +488,14 @@ impl WatcherMetrics {
         }
     }
 
-    /// Makes every series the watcher publishes exist (at 0), once; idempotent.
+    /// Makes the watcher's series exist (at 0), once; idempotent. Not the last success's: it
+    /// appears with the first successful read, so a watcher that never ran (disabled) reads as
+    /// none rather than as one that stopped succeeding in 1970.
     fn start(&self) {
         for stream in WATCH_STREAMS {
             for result in ["success", "failure"] {
                 self.reads.with_label_values(&[stream, result]);
             }
-            self.last_success.with_label_values(&[stream]);
             self.lag.with_label_values(&[stream]);
             self.behind.with_label_values(&[stream]);
         }
@@ -726,7 +726,8 @@ impl Metrics {
     }
 
     /// Cheap clone handle for the watcher's figures; the first call makes its series exist (at
-    /// 0: every stream, state and `notable`), so a daemon whose watcher is off publishes none.
+    /// 0: every stream, state and `notable`; the last success only once there is one), so a
+    /// daemon that never takes the handle publishes none.
     pub fn watcher(&self) -> WatcherMetrics {
         self.watcher.start();
         self.watcher.clone()
@@ -1732,7 +1733,7 @@ mod tests {
         let m = Metrics::new("t1");
         assert!(
             !m.render(None).contains("mfa_auditor_watcher_reads_total"),
-            "no watcher series while the watcher is off"
+            "no watcher series before the watcher takes its handle"
         );
         let w = m.watcher();
         let zero = m.render(None);
@@ -1759,6 +1760,10 @@ mod tests {
                 "mfa_auditor_watcher_reads_total{result=\"failure\",stream=\"directory-audits\",tenant=\"t1\"}"
             ),
             Some(0.0)
+        );
+        assert!(
+            !zero.contains("mfa_auditor_watcher_last_success_timestamp_seconds{"),
+            "no last success before one"
         );
 
         w.read("sign-ins", true, 12, Some(42.5), true);
