@@ -4,6 +4,11 @@
 //! The posture lives in a registry of its own, rebuilt from each **complete** audit and swapped
 //! in whole: a scrape sees one audit's figures or the next one's, never a mix, and an incomplete
 //! audit changes only the daemon's own metrics (failure counter, freshness).
+//!
+//! The sign-in watcher's figures ([`WatcherMetrics`]) are not the audit's posture: they live
+//! beside the daemon's own (the open detections in a small registry of their own, swapped whole
+//! after each watcher run), so neither an incomplete audit nor a posture swap touches them. They
+//! appear once the watcher takes its handle ([`Metrics::watcher`]).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -18,6 +23,7 @@ use crate::evaluate::predict::PolicyLockouts;
 use crate::evaluate::{RulesConfig, SsprReadiness, CATALOGUE};
 use crate::graph::GraphStats;
 use crate::report::{Report, SmartLockoutFigures};
+use crate::watch::LockoutState;
 
 /// The daemon's metrics and the current posture.
 pub struct Metrics {
@@ -33,6 +39,7 @@ pub struct Metrics {
     phases: GaugeVec,
     posture: RwLock<Arc<Registry>>,
     record: RwLock<Option<Arc<PostureRecord>>>,
+    watcher: WatcherMetrics,
 }
 
 /// What the posture registry is built from: the figures of the last complete audit, where a rule
@@ -388,6 +395,236 @@ impl HttpMetrics {
     }
 }
 
+/// The sign-in watcher's figures; cheap to clone (shared counters and the shared detections
+/// registry). Made by [`Metrics::watcher`].
+#[derive(Clone)]
+pub struct WatcherMetrics {
+    tenant: Arc<str>,
+    /// `mfa_auditor_watcher_reads_total{stream,result}`.
+    reads: IntCounterVec,
+    /// `mfa_auditor_watcher_last_success_timestamp_seconds{stream}`.
+    last_success: GaugeVec,
+    /// `mfa_auditor_watcher_lag_seconds{stream}`.
+    lag: GaugeVec,
+    /// `mfa_auditor_watcher_behind{stream}`.
+    behind: IntGaugeVec,
+    /// `entra_lockout_detections_opened_total{state}`.
+    opened: IntCounterVec,
+    /// `entra_lockout_detections_resolved_total{state}`.
+    resolved: IntCounterVec,
+    /// `entra_security_info_events_total{notable}`.
+    security: IntCounterVec,
+    /// The open detections (`entra_users_locked_out`, `entra_lockout_detections`,
+    /// `entra_lockout_detection_error_codes`): rebuilt and swapped whole by `detections`, so a
+    /// code no longer seen disappears and a scrape never sees half an update. `None` until the
+    /// watcher takes its handle.
+    open: Arc<RwLock<Option<Arc<Registry>>>>,
+}
+
+/// The streams the watcher reads (`crate::state::WatchStream::as_str`).
+const WATCH_STREAMS: [&str; 2] = ["sign-ins", "directory-audits"];
+
+impl WatcherMetrics {
+    fn new(registry: &Registry, tenant: &str) -> WatcherMetrics {
+        WatcherMetrics {
+            tenant: tenant.into(),
+            reads: metric!(
+                IntCounterVec,
+                registry,
+                tenant,
+                "mfa_auditor_watcher_reads_total",
+                "Reads of a Graph event stream by the sign-in watcher, by stream and result (success or failure).",
+                ["stream", "result"]
+            ),
+            last_success: metric!(
+                GaugeVec,
+                registry,
+                tenant,
+                "mfa_auditor_watcher_last_success_timestamp_seconds",
+                "When the watcher last read the stream successfully (Unix time); absent before the first.",
+                ["stream"]
+            ),
+            lag: metric!(
+                GaugeVec,
+                registry,
+                tenant,
+                "mfa_auditor_watcher_lag_seconds",
+                "Seconds from the newest event the last successful read returned to the read; 0 when it returned none (caught up).",
+                ["stream"]
+            ),
+            behind: metric!(
+                IntGaugeVec,
+                registry,
+                tenant,
+                "mfa_auditor_watcher_behind",
+                "1 when the last successful read of the stream stopped at its page cap (events left for the next run), else 0.",
+                ["stream"]
+            ),
+            opened: metric!(
+                IntCounterVec,
+                registry,
+                tenant,
+                "entra_lockout_detections_opened_total",
+                "Lockout detections opened by the sign-in watcher, by state.",
+                ["state"]
+            ),
+            resolved: metric!(
+                IntCounterVec,
+                registry,
+                tenant,
+                "entra_lockout_detections_resolved_total",
+                "Lockout detections resolved (a successful MFA sign-in since), by state.",
+                ["state"]
+            ),
+            security: metric!(
+                IntCounterVec,
+                registry,
+                tenant,
+                "entra_security_info_events_total",
+                "Security-info changes read from the directory audits (methods registered, deleted, reset), by whether they are notable (true: a method deleted or reset by someone else, a lone method removed).",
+                ["notable"]
+            ),
+            open: Arc::new(RwLock::new(None)),
+        }
+    }
+
+    /// Makes the watcher's series exist (at 0), once; idempotent. Not the last success's: it
+    /// appears with the first successful read, so a watcher that never ran (disabled) reads as
+    /// none rather than as one that stopped succeeding in 1970.
+    fn start(&self) {
+        for stream in WATCH_STREAMS {
+            for result in ["success", "failure"] {
+                self.reads.with_label_values(&[stream, result]);
+            }
+            self.lag.with_label_values(&[stream]);
+            self.behind.with_label_values(&[stream]);
+        }
+        for state in LockoutState::ALL {
+            self.opened.with_label_values(&[state.as_str()]);
+            self.resolved.with_label_values(&[state.as_str()]);
+        }
+        for notable in ["true", "false"] {
+            self.security.with_label_values(&[notable]);
+        }
+        let mut open = self.open.write().unwrap_or_else(|e| e.into_inner());
+        if open.is_none() {
+            *open = Some(Arc::new(self.open_registry(&[], &[], 0)));
+        }
+    }
+
+    /// One stream's read finished (`stream`: "sign-ins" | "directory-audits",
+    /// `crate::state::WatchStream::as_str`). `lag`: seconds from the newest event read to now,
+    /// `None` when the read returned no event (the lag reads 0: nothing is waiting). `events`:
+    /// new events (counted by the store, not here). `behind`: stopped at its page cap. A failed
+    /// read leaves the lag, the freshness and `behind` as they were.
+    pub fn read(&self, stream: &str, ok: bool, events: u64, lag: Option<f64>, behind: bool) {
+        let _ = events;
+        let result = if ok { "success" } else { "failure" };
+        self.reads.with_label_values(&[stream, result]).inc();
+        if !ok {
+            return;
+        }
+        self.last_success
+            .with_label_values(&[stream])
+            .set(Utc::now().timestamp_millis() as f64 / 1000.0);
+        self.lag
+            .with_label_values(&[stream])
+            .set(lag.unwrap_or(0.0).max(0.0));
+        self.behind
+            .with_label_values(&[stream])
+            .set(i64::from(behind));
+    }
+
+    /// After each watcher run that recorded (and at start, from the store): the open detections.
+    /// `by_state`: open detections per state (a state left out reads 0); `by_code`: open
+    /// detections per error code; `locked_out_users`: distinct users with an open `locked-out`
+    /// detection.
+    pub fn detections(
+        &self,
+        by_state: &[(LockoutState, i64)],
+        by_code: &[(i32, i64)],
+        locked_out_users: i64,
+    ) {
+        let fresh = Arc::new(self.open_registry(by_state, by_code, locked_out_users));
+        *self.open.write().unwrap_or_else(|e| e.into_inner()) = Some(fresh);
+    }
+
+    /// A run's recorded changes (counters by state) and security events (`notable` of them
+    /// notable, the rest not).
+    pub fn recorded(
+        &self,
+        opened: &[(LockoutState, u64)],
+        resolved: &[(LockoutState, u64)],
+        security_events: u64,
+        notable: u64,
+    ) {
+        for (state, n) in opened {
+            self.opened.with_label_values(&[state.as_str()]).inc_by(*n);
+        }
+        for (state, n) in resolved {
+            self.resolved
+                .with_label_values(&[state.as_str()])
+                .inc_by(*n);
+        }
+        let notable = notable.min(security_events);
+        self.security.with_label_values(&["true"]).inc_by(notable);
+        self.security
+            .with_label_values(&["false"])
+            .inc_by(security_events - notable);
+    }
+
+    fn open_registry(
+        &self,
+        by_state: &[(LockoutState, i64)],
+        by_code: &[(i32, i64)],
+        locked_out_users: i64,
+    ) -> Registry {
+        let r = Registry::new();
+        let t = &*self.tenant;
+        metric!(
+            prometheus::IntGauge,
+            &r,
+            t,
+            "entra_users_locked_out",
+            "Users with an open locked-out detection now (repeated MFA failures and no successful sign-in since)."
+        )
+        .set(locked_out_users);
+        let states = metric!(
+            IntGaugeVec,
+            &r,
+            t,
+            "entra_lockout_detections",
+            "Open lockout detections of the sign-in watcher, by state (every state present, 0 when none).",
+            ["state"]
+        );
+        for state in LockoutState::ALL {
+            let n = by_state
+                .iter()
+                .filter(|(s, _)| *s == state)
+                .map(|(_, n)| *n)
+                .sum();
+            states.with_label_values(&[state.as_str()]).set(n);
+        }
+        let codes = metric!(
+            IntGaugeVec,
+            &r,
+            t,
+            "entra_lockout_detection_error_codes",
+            "Open lockout detections by the sign-in error code that made them (a detection with several codes counts under each; the codes the watcher classifies are always present).",
+            ["code"]
+        );
+        // The codes the watcher classifies are always present (0 when no open detection has
+        // them), so a dashboard shows them before the first lockout.
+        for known in crate::watch::classify::ERROR_CODES {
+            codes.with_label_values(&[&known.code.to_string()]);
+        }
+        for (code, n) in by_code {
+            codes.with_label_values(&[&code.to_string()]).add(*n);
+        }
+        r
+    }
+}
+
 macro_rules! gauge_vec {
     ($reg:expr, $tenant:expr, $name:literal, $help:literal, [$($label:literal),*]) => {
         register($reg, GaugeVec::new(opts($name, $help, $tenant), &[$($label),*]).unwrap_or_else(|e| unreachable!("{e}")))
@@ -470,6 +707,7 @@ impl Metrics {
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         let alerting = AlertingMetrics::new(&daemon, tenant);
         let http = HttpMetrics::new(&daemon, tenant);
+        let watcher = WatcherMetrics::new(&daemon, tenant);
         Metrics {
             tenant: tenant.into(),
             daemon,
@@ -483,7 +721,16 @@ impl Metrics {
             phases,
             posture: RwLock::new(Arc::new(Registry::new())),
             record: RwLock::new(None),
+            watcher,
         }
+    }
+
+    /// Cheap clone handle for the watcher's figures; the first call makes its series exist (at
+    /// 0: every stream, state and `notable`; the last success only once there is one), so a
+    /// daemon that never takes the handle publishes none.
+    pub fn watcher(&self) -> WatcherMetrics {
+        self.watcher.start();
+        self.watcher.clone()
     }
 
     /// The posture now published (to keep in the state store), if any.
@@ -905,6 +1152,15 @@ impl Metrics {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         families.extend(posture.gather());
+        let open = self
+            .watcher
+            .open
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(open) = open {
+            families.extend(open.gather());
+        }
         families.sort_by(|a, b| a.get_name().cmp(b.get_name()));
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
@@ -1470,6 +1726,191 @@ mod tests {
         );
         assert_eq!(value(&text, "mfa_auditor_graph_request_duration_seconds_bucket{endpoint=\"users\",tenant=\"\",le=\"0.5\"}"), Some(1.0));
         assert_eq!(value(&text, "mfa_auditor_graph_request_duration_seconds_bucket{endpoint=\"users\",tenant=\"\",le=\"0.25\"}"), Some(0.0));
+    }
+
+    #[test]
+    fn watcher_figures_appear_with_its_handle_and_survive_the_posture() {
+        let m = Metrics::new("t1");
+        assert!(
+            !m.render(None).contains("mfa_auditor_watcher_reads_total"),
+            "no watcher series before the watcher takes its handle"
+        );
+        let w = m.watcher();
+        let zero = m.render(None);
+        for state in LockoutState::ALL {
+            assert_eq!(
+                value(
+                    &zero,
+                    &format!(
+                        "entra_lockout_detections{{state=\"{}\",tenant=\"t1\"}}",
+                        state.as_str()
+                    )
+                ),
+                Some(0.0),
+                "{state:?}"
+            );
+        }
+        assert_eq!(
+            value(&zero, "entra_users_locked_out{tenant=\"t1\"}"),
+            Some(0.0)
+        );
+        assert_eq!(
+            value(
+                &zero,
+                "mfa_auditor_watcher_reads_total{result=\"failure\",stream=\"directory-audits\",tenant=\"t1\"}"
+            ),
+            Some(0.0)
+        );
+        assert!(
+            !zero.contains("mfa_auditor_watcher_last_success_timestamp_seconds{"),
+            "no last success before one"
+        );
+
+        w.read("sign-ins", true, 12, Some(42.5), true);
+        w.read("sign-ins", false, 0, None, false);
+        w.read("directory-audits", true, 0, None, false);
+        w.detections(
+            &[
+                (LockoutState::LockedOut, 3),
+                (LockoutState::MfaPromptBombing, 1),
+            ],
+            &[(500121, 2), (50088, 1), (50158, 1)],
+            2,
+        );
+        assert_eq!(
+            value(
+                &m.render(None),
+                "entra_lockout_detection_error_codes{code=\"50158\",tenant=\"t1\"}"
+            ),
+            Some(1.0),
+            "a code outside the known ones appears while open"
+        );
+        w.recorded(
+            &[
+                (LockoutState::LockedOut, 3),
+                (LockoutState::MfaPromptBombing, 1),
+            ],
+            &[(LockoutState::LockedOut, 1)],
+            5,
+            2,
+        );
+        // A complete audit and an incomplete one swap or keep the posture: the watcher's
+        // figures are untouched either way.
+        for complete in [true, false] {
+            m.observe(
+                &tallied(&report(complete, 2)),
+                &RulesConfig::default(),
+                &BTreeMap::new(),
+            );
+        }
+        assert!(
+            m.render(None).contains("entra_users{"),
+            "a posture published"
+        );
+        let text = m.render(None);
+        let v = |s: &str| value(&text, s);
+        assert_eq!(v("entra_users_locked_out{tenant=\"t1\"}"), Some(2.0));
+        assert_eq!(
+            v("entra_lockout_detections{state=\"locked-out\",tenant=\"t1\"}"),
+            Some(3.0)
+        );
+        assert_eq!(
+            v("entra_lockout_detections{state=\"mfa-fraud-reported\",tenant=\"t1\"}"),
+            Some(0.0)
+        );
+        assert_eq!(
+            v("entra_lockout_detection_error_codes{code=\"500121\",tenant=\"t1\"}"),
+            Some(2.0)
+        );
+        assert_eq!(
+            v("entra_lockout_detections_opened_total{state=\"locked-out\",tenant=\"t1\"}"),
+            Some(3.0)
+        );
+        assert_eq!(
+            v("entra_lockout_detections_resolved_total{state=\"locked-out\",tenant=\"t1\"}"),
+            Some(1.0)
+        );
+        assert_eq!(
+            v("entra_lockout_detections_resolved_total{state=\"mfa-prompt-bombing\",tenant=\"t1\"}"),
+            Some(0.0)
+        );
+        assert_eq!(
+            v("entra_security_info_events_total{notable=\"true\",tenant=\"t1\"}"),
+            Some(2.0)
+        );
+        assert_eq!(
+            v("entra_security_info_events_total{notable=\"false\",tenant=\"t1\"}"),
+            Some(3.0)
+        );
+        assert_eq!(
+            v("mfa_auditor_watcher_reads_total{result=\"success\",stream=\"sign-ins\",tenant=\"t1\"}"),
+            Some(1.0)
+        );
+        assert_eq!(
+            v("mfa_auditor_watcher_reads_total{result=\"failure\",stream=\"sign-ins\",tenant=\"t1\"}"),
+            Some(1.0)
+        );
+        // The failed read kept the successful one's lag and `behind`.
+        assert_eq!(
+            v("mfa_auditor_watcher_lag_seconds{stream=\"sign-ins\",tenant=\"t1\"}"),
+            Some(42.5)
+        );
+        assert_eq!(
+            v("mfa_auditor_watcher_behind{stream=\"sign-ins\",tenant=\"t1\"}"),
+            Some(1.0)
+        );
+        assert_eq!(
+            v("mfa_auditor_watcher_lag_seconds{stream=\"directory-audits\",tenant=\"t1\"}"),
+            Some(0.0)
+        );
+        let fresh = v(
+            "mfa_auditor_watcher_last_success_timestamp_seconds{stream=\"sign-ins\",tenant=\"t1\"}",
+        )
+        .expect("freshness");
+        assert!(
+            (fresh - Utc::now().timestamp() as f64).abs() < 60.0,
+            "{fresh}"
+        );
+
+        // The next run: the codes no longer open are gone, the states still all present; a
+        // second handle shares the figures.
+        m.watcher()
+            .detections(&[(LockoutState::RegistrationBlocked, 1)], &[(50079, 1)], 0);
+        let text = m.render(None);
+        assert_eq!(
+            value(
+                &text,
+                "entra_lockout_detection_error_codes{code=\"500121\",tenant=\"t1\"}"
+            ),
+            Some(0.0),
+            "a known code no longer open reads 0"
+        );
+        assert_eq!(
+            value(
+                &text,
+                "entra_lockout_detection_error_codes{code=\"50079\",tenant=\"t1\"}"
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(
+                &text,
+                "entra_lockout_detections{state=\"locked-out\",tenant=\"t1\"}"
+            ),
+            Some(0.0)
+        );
+        assert_eq!(
+            value(&text, "entra_users_locked_out{tenant=\"t1\"}"),
+            Some(0.0)
+        );
+        assert_eq!(
+            value(
+                &text,
+                "entra_lockout_detections_opened_total{state=\"locked-out\",tenant=\"t1\"}"
+            ),
+            Some(3.0),
+            "taking a handle again resets nothing"
+        );
     }
 }
 

@@ -47,8 +47,26 @@ async fn metrics_of_a_real_audit_pass_promtool_check_metrics() {
             .oldest_open_by_rule(&config.tenant.tenant_id)
             .expect("oldest open findings"),
     );
+    // The watcher's figures too (as a running watcher publishes them).
+    let watcher = metrics.watcher();
+    watcher.read("sign-ins", true, 3, Some(12.0), false);
+    watcher.detections(
+        &[(mfa_auditor::watch::LockoutState::LockedOut, 1)],
+        &[(500121, 1)],
+        1,
+    );
+    watcher.recorded(
+        &[(mfa_auditor::watch::LockoutState::LockedOut, 1)],
+        &[],
+        2,
+        1,
+    );
     let text = metrics.render(Some(client.stats()));
     assert!(text.contains("entra_users_by_mfa_families{"), "{text}");
+    assert!(
+        text.contains("entra_lockout_detection_error_codes{"),
+        "{text}"
+    );
     let (ok, said) = promtool_says(promtool, &text);
     assert!(
         ok && said.trim().is_empty(),

@@ -17,10 +17,18 @@ use super::{is_user_finding, rule_title, Links};
 use crate::evaluate::Severity;
 use crate::metrics::AlertingMetrics;
 use crate::secret::Secret;
-use crate::state::StoredFinding;
+use crate::state::{detection_severity, StoredDetection, StoredFinding};
+use crate::watch::LockoutState;
 
 /// The alert name of every per-user finding (its `rule` label says which).
 pub const ALERT_NAME: &str = "EntraUserMfaFinding";
+
+/// The alert name of every open lockout detection of the sign-in watcher (its `state` label
+/// says which: `locked-out`, `mfa-fraud-reported`, `registration-blocked`,
+/// `mfa-prompt-bombing`). One name, so one Alertmanager route catches them all and a route on
+/// `state` splits them; the name differs from [`ALERT_NAME`] because a detection is something
+/// happening to a user now, not a standing weakness of their methods.
+pub const LOCKOUT_ALERT_NAME: &str = "EntraUserLockout";
 
 /// Alerts posted in one request at most.
 const CHUNK: usize = 1000;
@@ -91,6 +99,68 @@ pub fn alerts_for(
                 labels,
                 annotations,
                 starts_at: f.first_seen,
+                generator_url: link,
+            }
+        })
+        .collect();
+    (alerts, dropped)
+}
+
+/// The alerts for the store's open lockout detections (all of them, whatever `min_severity`: a
+/// user locked out now is not a posture finding to rank), at most `max`, the most severe and
+/// then the oldest first. Also returns how many were left out. A detection that resolves leaves
+/// the set, and the pusher ends its alert (`endsAt` = now) as it does a resolved finding's.
+pub fn detection_alerts(
+    open: &[StoredDetection],
+    tenant: &str,
+    max: usize,
+    links: &Links,
+) -> (Vec<Alert>, usize) {
+    let mut wanted: Vec<(Severity, &StoredDetection)> = open
+        .iter()
+        .filter(|d| d.resolved_at.is_none())
+        .map(|d| {
+            let severity = LockoutState::parse(&d.state).map_or(Severity::High, detection_severity);
+            (severity, d)
+        })
+        .collect();
+    wanted.sort_by(|(sa, a), (sb, b)| {
+        sb.cmp(sa)
+            .then(a.first_seen.cmp(&b.first_seen))
+            .then(a.user.cmp(&b.user))
+    });
+    let dropped = wanted.len().saturating_sub(max);
+    wanted.truncate(max);
+    let alerts = wanted
+        .into_iter()
+        .map(|(severity, d)| {
+            let user = if d.upn.is_empty() { &d.user } else { &d.upn };
+            let link = links.user(user);
+            let codes = d
+                .codes
+                .iter()
+                .map(|(code, n)| format!("{code} ×{n}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let labels = BTreeMap::from([
+                ("alertname", LOCKOUT_ALERT_NAME.to_string()),
+                ("tenant", tenant.to_string()),
+                ("state", d.state.clone()),
+                ("severity", severity.as_str().to_string()),
+                ("user", user.clone()),
+                ("user_id", d.user.clone()),
+            ]);
+            let annotations = BTreeMap::from([
+                ("summary", format!("{}: {user}", rule_title(&d.state))),
+                ("description", d.detail.clone()),
+                ("remediation", d.remediation.clone()),
+                ("error_codes", codes),
+                ("user_url", link.clone()),
+            ]);
+            Alert {
+                labels,
+                annotations,
+                starts_at: d.first_seen,
                 generator_url: link,
             }
         })
@@ -447,5 +517,110 @@ mod tests {
         assert_eq!(metrics.alertmanager_alerts.get(), 1);
         let _ = stop.send(true);
         task.await.expect("the pusher stops");
+    }
+
+    fn detection(user: &str, upn: &str, state: &str, first_seen: &str) -> StoredDetection {
+        StoredDetection {
+            tenant: "t1".into(),
+            user: user.into(),
+            upn: upn.into(),
+            state: state.into(),
+            codes: vec![(500121, 4), (50088, 1)],
+            first_seen: first_seen.parse().expect("time"),
+            last_seen: first_seen.parse().expect("time"),
+            opened_at: first_seen.parse().expect("time"),
+            resolved_at: None,
+            detail: format!("{upn} failed MFA 5 times"),
+            remediation: format!("New-MgUserAuthenticationTemporaryAccessPassMethod -UserId {user} -IsUsableOnce:$true"),
+        }
+    }
+
+    #[test]
+    fn open_detections_become_lockout_alerts_most_severe_first_and_capped() {
+        let links = Links::new(Url::parse("https://auditor.example/").expect("url"));
+        let mut resolved = detection(
+            "u-4",
+            "dee@contoso.com",
+            "locked-out",
+            "2026-11-01T08:00:00Z",
+        );
+        resolved.resolved_at = Some("2026-11-01T12:00:00Z".parse().expect("time"));
+        let open = [
+            detection(
+                "u-1",
+                "ann@contoso.com",
+                "registration-blocked",
+                "2026-11-01T09:00:00Z",
+            ),
+            detection(
+                "u-2",
+                "bob@contoso.com",
+                "locked-out",
+                "2026-11-01T11:00:00Z",
+            ),
+            detection(
+                "u-3",
+                "cy@contoso.com",
+                "mfa-fraud-reported",
+                "2026-11-01T10:00:00Z",
+            ),
+            detection("u-5", "", "locked-out", "2026-11-01T10:30:00Z"),
+            resolved,
+        ];
+        let (alerts, dropped) = detection_alerts(&open, "t1", 100, &links);
+        let order: Vec<(&str, &str)> = alerts
+            .iter()
+            .map(|a| (a.labels["user"].as_str(), a.labels["severity"].as_str()))
+            .collect();
+        assert_eq!(
+            (order, dropped),
+            (
+                vec![
+                    ("cy@contoso.com", "critical"),
+                    ("u-5", "high"),
+                    ("bob@contoso.com", "high"),
+                    ("ann@contoso.com", "medium"),
+                ],
+                0
+            ),
+            "not the resolved one; by severity, then the oldest; no UPN: the object id"
+        );
+        let bob = &alerts[2];
+        assert_eq!(
+            bob.labels,
+            BTreeMap::from([
+                ("alertname", "EntraUserLockout".to_string()),
+                ("tenant", "t1".to_string()),
+                ("state", "locked-out".to_string()),
+                ("severity", "high".to_string()),
+                ("user", "bob@contoso.com".to_string()),
+                ("user_id", "u-2".to_string()),
+            ])
+        );
+        assert_eq!(
+            bob.annotations["summary"],
+            "User locked out of MFA: bob@contoso.com"
+        );
+        assert_eq!(
+            bob.annotations["description"],
+            "bob@contoso.com failed MFA 5 times"
+        );
+        assert_eq!(
+            bob.annotations["remediation"],
+            "New-MgUserAuthenticationTemporaryAccessPassMethod -UserId u-2 -IsUsableOnce:$true"
+        );
+        assert_eq!(bob.annotations["error_codes"], "500121 ×4, 50088 ×1");
+        assert_eq!(
+            bob.annotations["user_url"],
+            "https://auditor.example/api/v1/users/bob@contoso.com"
+        );
+        assert_eq!(bob.generator_url, bob.annotations["user_url"]);
+        assert_eq!(bob.starts_at, open[1].first_seen);
+
+        let (capped, dropped) = detection_alerts(&open, "t1", 2, &links);
+        assert_eq!(
+            (capped.len(), dropped, capped[0].labels["state"].as_str()),
+            (2, 2, "mfa-fraud-reported")
+        );
     }
 }

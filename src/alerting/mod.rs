@@ -29,7 +29,7 @@ use crate::config::{is_loopback, read_secret_file, Config, ConfigError};
 use crate::evaluate::{Severity, CATALOGUE};
 use crate::metrics::AlertingMetrics;
 use crate::secret::Secret;
-use crate::state::{Store, StoredFinding, Subscriber};
+use crate::state::{Store, StoredFinding, Subscriber, SECURITY_INFO_RULE};
 
 /// `[alerting]`: where findings go besides the metrics.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -322,12 +322,26 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await.map(|_| ());
 }
 
-/// The title of a rule id, for messages.
+/// The title of a rule id, for messages: the catalogue's rules, the sign-in watcher's lockout
+/// states and its security-info events.
 pub fn rule_title(rule: &str) -> &'static str {
-    CATALOGUE
-        .iter()
-        .find(|r| r.id == rule)
-        .map_or("MFA finding", |r| r.title)
+    match rule {
+        "locked-out" => "User locked out of MFA",
+        "mfa-fraud-reported" => "User reported an MFA prompt as fraud",
+        "registration-blocked" => "User blocked at MFA registration",
+        "mfa-prompt-bombing" => "MFA prompt bombing",
+        SECURITY_INFO_RULE => "Security info changed",
+        _ => CATALOGUE
+            .iter()
+            .find(|r| r.id == rule)
+            .map_or("MFA finding", |r| r.title),
+    }
+}
+
+/// Whether a rule id is the sign-in watcher's (a lockout state or `security-info`), not an
+/// audit rule's.
+pub fn is_watcher_rule(rule: &str) -> bool {
+    rule == SECURITY_INFO_RULE || crate::watch::LockoutState::parse(rule).is_some()
 }
 
 /// A finding about one user (not the tenant).
@@ -514,22 +528,41 @@ impl Alerting {
         &self.settings.subscribers
     }
 
-    /// After an audit was recorded (or at start): reads from the store the alerts to hold (at
-    /// most `max_alerts`, the most severe and oldest first; the store sorts, nothing else is
-    /// read) and nudges the webhook worker. Blocks on the store: call it off the async threads.
+    /// After an audit or a watcher run was recorded (or at start): reads from the store the
+    /// alerts to hold and nudges the webhook worker. The alerts: one per open lockout detection
+    /// of the watcher first (people locked out now), then the open findings at `min_severity`
+    /// or above in the room left, at most `max_alerts` in all, the most severe and oldest first
+    /// (the store sorts the findings, nothing else is read). Blocks on the store: call it off the
+    /// async threads.
     pub fn published(&self) {
         if let Some(tx) = &self.desired {
             let s = &self.settings;
-            match s.store.alertable(&s.tenant, s.alert_filter, s.max_alerts) {
+            let detections = match s.store.open_detections(&s.tenant) {
+                Ok(open) => {
+                    alertmanager::detection_alerts(&open, &s.tenant, s.max_alerts, &s.links)
+                }
+                Err(e) => {
+                    // The alerts held stay as they were: better stale than none.
+                    tracing::error!("reading the open detections for Alertmanager: {e}");
+                    self.wake.notify_one();
+                    return;
+                }
+            };
+            let (mut alerts, detections_dropped) = detections;
+            let room = s.max_alerts.saturating_sub(alerts.len());
+            let findings = if room == 0 {
+                s.store
+                    .alertable(&s.tenant, s.alert_filter, 1)
+                    .map(|(_, total)| (Vec::new(), total))
+            } else {
+                s.store.alertable(&s.tenant, s.alert_filter, room)
+            };
+            match findings {
                 Ok((open, total)) => {
-                    let (alerts, _) = alertmanager::alerts_for(
-                        &open,
-                        &s.tenant,
-                        s.alert_filter,
-                        s.max_alerts,
-                        &s.links,
-                    );
-                    let dropped = total.saturating_sub(alerts.len());
+                    let (found, _) =
+                        alertmanager::alerts_for(&open, &s.tenant, s.alert_filter, room, &s.links);
+                    let dropped = total.saturating_sub(found.len()) + detections_dropped;
+                    alerts.extend(found);
                     if dropped > 0 {
                         tracing::warn!(
                             dropped,
@@ -731,5 +764,110 @@ mod tests {
             err.starts_with("credential: alerting.alertmanager.basic_auth_password_file: cannot read am-password"),
             "relative to the credentials directory, which is not set: {err}"
         );
+    }
+
+    #[tokio::test]
+    async fn open_detections_are_held_as_alerts_within_max_alerts_and_leave_when_resolved() {
+        use crate::state::{DetectionChange, WatchRecord};
+        use crate::watch::{Detection, LockoutState};
+        let text = "[tenant]\ntenant_id = \"contoso.onmicrosoft.com\"\nclient_id = \"5a1e3c9d-7b2f-4e6a-8c0d-2f4b6d8e0a1c\"\nclient_secret_env = \"S\"\n\n\
+            [alerting.alertmanager]\nurl = \"http://127.0.0.1:9\"\nmax_alerts = 2\n";
+        let config = Config::parse(text, "c.toml").expect("valid");
+        let store = Arc::new(Store::in_memory().expect("store"));
+        let metrics = crate::metrics::Metrics::new("contoso.onmicrosoft.com");
+        let alerting =
+            Alerting::prepare_with(&config, store.clone(), metrics.alerting(), None, &|_| None)
+                .expect("prepared")
+                .start();
+        let at = |s: &str| s.parse::<chrono::DateTime<chrono::Utc>>().expect("time");
+        let user = |n: u8| {
+            crate::snapshot::ObjectId::parse(&format!("{n}f0e98f5-3161-4c6b-9b50-d488572f2bb7"))
+                .expect("id")
+        };
+        let detection = |n: u8, upn: &str, state: LockoutState, first: &str| Detection {
+            user: user(n),
+            upn: upn.into(),
+            state,
+            codes: vec![(500121, 6)],
+            first_seen: at(first),
+            last_seen: at(first),
+            detail: format!("{upn}: 6 failed MFA sign-ins, none succeeded"),
+        };
+        let record = |changes: &[DetectionChange]| {
+            store
+                .record_watch(&WatchRecord {
+                    tenant: "contoso.onmicrosoft.com",
+                    at: at("2026-12-03T10:10:00Z"),
+                    changes,
+                    security: &[],
+                    watermarks: &[],
+                    subscribers: &[],
+                    remediation: &|d: &Detection| format!("TAP for {}", d.upn),
+                    classifier: None,
+                })
+                .expect("recorded")
+        };
+        record(&[
+            DetectionChange::Opened(detection(
+                1,
+                "ann@contoso.com",
+                LockoutState::RegistrationBlocked,
+                "2026-12-03T09:00:00Z",
+            )),
+            DetectionChange::Opened(detection(
+                2,
+                "bob@contoso.com",
+                LockoutState::LockedOut,
+                "2026-12-03T10:00:00Z",
+            )),
+            DetectionChange::Opened(detection(
+                3,
+                "cy@contoso.com",
+                LockoutState::MfaFraudReported,
+                "2026-12-03T10:05:00Z",
+            )),
+        ]);
+        let held = |a: &Alerting| -> Vec<(String, String, String)> {
+            a.published();
+            let desired = a.desired.as_ref().expect("a pusher").borrow().clone();
+            desired
+                .iter()
+                .map(|a| {
+                    (
+                        a.labels["alertname"].clone(),
+                        a.labels["user"].clone(),
+                        a.annotations["remediation"].clone(),
+                    )
+                })
+                .collect()
+        };
+        let alert = |user: &str| {
+            (
+                "EntraUserLockout".to_string(),
+                user.to_string(),
+                format!("TAP for {user}"),
+            )
+        };
+        assert_eq!(
+            held(&alerting),
+            vec![alert("cy@contoso.com"), alert("bob@contoso.com")],
+            "the most severe two of three"
+        );
+        assert_eq!(metrics.alerting().alertmanager_alerts_dropped.get(), 1);
+
+        record(&[DetectionChange::Resolved {
+            user: user(3),
+            state: LockoutState::MfaFraudReported,
+            at: at("2026-12-03T10:09:00Z"),
+        }]);
+        assert_eq!(
+            held(&alerting),
+            vec![alert("bob@contoso.com"), alert("ann@contoso.com")],
+            "a resolved detection leaves the set (the pusher ends its alert)"
+        );
+        assert_eq!(metrics.alerting().alertmanager_alerts_dropped.get(), 0);
+        alerting
+            .shutdown(std::time::Duration::from_millis(100))
+            .await;
     }
 }

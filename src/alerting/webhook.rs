@@ -19,7 +19,7 @@ use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 use url::Url;
 
-use super::{rule_title, Links, WebhookConfig, WebhookFormat};
+use super::{is_watcher_rule, rule_title, Links, WebhookConfig, WebhookFormat};
 use crate::metrics::AlertingMetrics;
 use crate::secret::Secret;
 use crate::state::{off_async, EventKind, OutboxEvent, Store};
@@ -77,6 +77,14 @@ pub enum Message<'a> {
     },
 }
 
+/// The events a message shows in full (a summary's examples).
+fn events_of<'a>(message: &Message<'a>) -> &'a [OutboxEvent] {
+    match message {
+        Message::Findings(e) => e,
+        Message::Summary { examples, .. } => examples,
+    }
+}
+
 impl Message<'_> {
     fn first(&self) -> Option<&OutboxEvent> {
         match self {
@@ -106,7 +114,9 @@ pub fn plan<'a>(
     batch_above: usize,
 ) -> Vec<Message<'a>> {
     let total: i64 = by_rule.iter().map(|r| r.2).sum();
-    if total <= batch_above as i64 {
+    // The watcher's groups: one message per detection or security event, however many (each
+    // is one person to let back in, with its own command).
+    if total <= batch_above as i64 || run.first().is_some_and(is_watch_event) {
         return run.chunks(1).map(Message::Findings).collect();
     }
     match format {
@@ -119,14 +129,29 @@ pub fn plan<'a>(
     }
 }
 
+/// An event the sign-in watcher queued (a lockout detection or a security-info event): its
+/// group's `audit_id` is the negated watch run id (`state/watch.rs`).
+pub fn is_watch_event(e: &OutboxEvent) -> bool {
+    e.audit_id < 0 || is_watcher_rule(&e.rule)
+}
+
 /// The body of one message in `format`.
 pub fn render(format: WebhookFormat, message: &Message, links: &Links) -> Value {
     let Some(first) = message.first() else {
         return json!({});
     };
-    let (verb, marker) = match first.kind {
-        EventKind::New => ("new", "Open"),
-        EventKind::Resolved => ("resolved", "Resolved"),
+    let watched = is_watch_event(first);
+    let (verb, marker) = match (first.kind, watched) {
+        (EventKind::New, false) => ("new", "Open"),
+        (EventKind::New, true) => ("new", "Detected"),
+        (EventKind::Resolved, _) => ("resolved", "Resolved"),
+    };
+    // The command that lets the user back in, shown as is (a watcher's new detection only).
+    let command = match events_of(message) {
+        [one] if watched && first.kind == EventKind::New && !one.remediation.trim().is_empty() => {
+            Some(one.remediation.as_str())
+        }
+        _ => None,
     };
     let who = |e: &OutboxEvent| {
         e.user_principal_name
@@ -184,6 +209,14 @@ pub fn render(format: WebhookFormat, message: &Message, links: &Links) -> Value 
                 "audit_id": first.audit_id,
                 "findings": events.iter().map(finding).collect::<Vec<_>>(),
             });
+            if watched {
+                // Not an audit's: the watch run that queued it, by its own (positive) id.
+                if let Some(map) = body.as_object_mut() {
+                    map.remove("audit_id");
+                    map.insert("origin".into(), json!("watcher"));
+                    map.insert("watch_run_id".into(), json!(first.audit_id.unsigned_abs()));
+                }
+            }
             if let Some((total, by_rule)) = summary {
                 body["summary"] = json!({
                     "total": total,
@@ -211,9 +244,14 @@ pub fn render(format: WebhookFormat, message: &Message, links: &Links) -> Value 
                             esc(&e.detail)
                         ));
                     }
-                    if let (true, Some(e)) =
-                        (single && first.kind == EventKind::New, events.first())
-                    {
+                    if let Some(command) = command {
+                        // Verbatim in a code block (Slack escapes only &, < and > there).
+                        text.push_str(&format!("\n_Way back in:_\n```{}```", esc(command)));
+                    } else if let (true, false, Some(e)) = (
+                        single && first.kind == EventKind::New,
+                        watched,
+                        events.first(),
+                    ) {
                         text.push_str(&format!("\n_Fix:_ {}", esc(&e.remediation)));
                     }
                 }
@@ -243,9 +281,18 @@ pub fn render(format: WebhookFormat, message: &Message, links: &Links) -> Value 
                             "text": format!("[{}]({}) · {} ({}): {}", who(e), link(e), rule_title(&e.rule), e.severity, e.detail),
                         }));
                     }
-                    if let (true, Some(e)) =
-                        (single && first.kind == EventKind::New, events.first())
-                    {
+                    if let Some(command) = command {
+                        // A TextRun is not markdown: the command reads exactly as it must be run.
+                        body.push(json!({"type": "TextBlock", "wrap": true, "isSubtle": true, "text": "Way back in:"}));
+                        body.push(json!({
+                            "type": "RichTextBlock",
+                            "inlines": [{"type": "TextRun", "text": command, "fontType": "Monospace"}],
+                        }));
+                    } else if let (true, false, Some(e)) = (
+                        single && first.kind == EventKind::New,
+                        watched,
+                        events.first(),
+                    ) {
                         body.push(json!({"type": "TextBlock", "wrap": true, "isSubtle": true, "text": format!("Fix: {}", e.remediation)}));
                     }
                 }
@@ -502,6 +549,111 @@ mod tests {
             first_seen: "2026-11-01T10:00:00Z".parse().expect("time"),
             resolved_at: None,
             attempts: 0,
+        }
+    }
+
+    /// A detection of the watcher's run 7, as record_watch queues it.
+    fn detection_event(id: i64, kind: EventKind, state: &str, upn: &str) -> OutboxEvent {
+        OutboxEvent {
+            audit_id: -7,
+            rule: state.into(),
+            subject: format!("0000-{upn}"),
+            user_principal_name: Some(upn.into()),
+            severity: "high".into(),
+            detail: format!("{upn}: 5 MFA failures (500121) and no sign-in since"),
+            remediation: format!(
+                "New-MgUserAuthenticationTemporaryAccessPassMethod -UserId '{upn}' -BodyParameter @{{isUsableOnce=$true; lifetimeInMinutes=60}} # a_b <x>"
+            ),
+            ..event(id, -7, kind, upn)
+        }
+    }
+
+    #[test]
+    fn the_watchers_detections_go_one_message_each_with_the_command_verbatim() {
+        let links = Links::new(Url::parse("http://127.0.0.1:9717").expect("url"));
+        let run: Vec<OutboxEvent> = ["ann", "bob", "cy"]
+            .iter()
+            .enumerate()
+            .map(|(i, u)| detection_event(i as i64, EventKind::New, "locked-out", u))
+            .collect();
+        let by_rule = [("locked-out".to_string(), "high".to_string(), 3)];
+        for format in [
+            WebhookFormat::Generic,
+            WebhookFormat::Slack,
+            WebhookFormat::Teams,
+        ] {
+            assert_eq!(
+                sizes(&plan(format, &run, &by_rule, 1)),
+                vec!["1", "1", "1"],
+                "{format:?}: above batch_above, still one message per detection"
+            );
+        }
+        let one = Message::Findings(&run[1..2]);
+        let command = run[1].remediation.as_str();
+
+        let generic = render(WebhookFormat::Generic, &one, &links);
+        assert_eq!(generic["origin"], "watcher");
+        assert_eq!(generic["watch_run_id"], 7);
+        assert!(generic.get("audit_id").is_none(), "{generic}");
+        assert_eq!(generic["findings"][0]["rule"], "locked-out");
+        assert_eq!(generic["findings"][0]["title"], "User locked out of MFA");
+        assert_eq!(generic["findings"][0]["remediation"], command);
+        assert_eq!(
+            generic["findings"][0]["url"],
+            "http://127.0.0.1:9717/api/v1/users/bob"
+        );
+
+        let slack = render(WebhookFormat::Slack, &one, &links);
+        let text = slack["text"].as_str().expect("text");
+        assert!(
+            text.starts_with("*Detected: User locked out of MFA (high) for bob*"),
+            "{text}"
+        );
+        let escaped = command.replace('<', "&lt;").replace('>', "&gt;");
+        assert!(
+            text.ends_with(&format!("_Way back in:_\n```{escaped}```")),
+            "{text}"
+        );
+
+        let teams = render(WebhookFormat::Teams, &one, &links);
+        let body = &teams["attachments"][0]["content"]["body"];
+        let blocks = body.as_array().expect("body");
+        let code = blocks
+            .iter()
+            .find(|b| b["type"] == "RichTextBlock")
+            .expect("the command block");
+        assert_eq!(code["inlines"][0]["text"], command);
+        assert_eq!(code["inlines"][0]["fontType"], "Monospace");
+        assert_eq!(
+            blocks[0]["text"],
+            "Detected: User locked out of MFA (high) for bob"
+        );
+
+        // Resolved: no command; each state and security-info has its own title.
+        let resolved = [detection_event(
+            9,
+            EventKind::Resolved,
+            "mfa-prompt-bombing",
+            "cy",
+        )];
+        let slack = render(WebhookFormat::Slack, &Message::Findings(&resolved), &links);
+        let text = slack["text"].as_str().expect("text");
+        assert!(
+            text.starts_with("*Resolved: MFA prompt bombing (high) for cy*"),
+            "{text}"
+        );
+        assert!(!text.contains("```"), "{text}");
+        for (rule, title) in [
+            ("mfa-fraud-reported", "User reported an MFA prompt as fraud"),
+            ("registration-blocked", "User blocked at MFA registration"),
+            ("security-info", "Security info changed"),
+        ] {
+            let e = [detection_event(1, EventKind::New, rule, "dee")];
+            let teams = render(WebhookFormat::Teams, &Message::Findings(&e), &links);
+            assert_eq!(
+                teams["attachments"][0]["content"]["body"][0]["text"],
+                format!("Detected: {title} (high) for dee")
+            );
         }
     }
 
