@@ -1913,37 +1913,3 @@ mod tests {
         );
     }
 }
-
-// Stand-in for helper B's WatcherMetrics (the shared contract's signatures): B's branch replaces it.
-/// The watcher's figures (stand-in: records nothing).
-#[derive(Clone, Debug, Default)]
-pub struct WatcherMetrics;
-
-impl Metrics {
-    /// Cheap clone handle for the watcher's figures.
-    pub fn watcher(&self) -> WatcherMetrics {
-        WatcherMetrics
-    }
-}
-
-impl WatcherMetrics {
-    /// One stream's read finished.
-    pub fn read(&self, _stream: &str, _ok: bool, _events: u64, _lag: Option<f64>, _behind: bool) {}
-    /// The open detections.
-    pub fn detections(
-        &self,
-        _by_state: &[(crate::watch::LockoutState, i64)],
-        _by_code: &[(i32, i64)],
-        _locked_out_users: i64,
-    ) {
-    }
-    /// A run's recorded changes and security events.
-    pub fn recorded(
-        &self,
-        _opened: &[(crate::watch::LockoutState, u64)],
-        _resolved: &[(crate::watch::LockoutState, u64)],
-        _security_events: u64,
-        _notable: u64,
-    ) {
-    }
-}
