@@ -13,9 +13,8 @@
 //! no-backup-method findings are aged by 8 days in the state store while the daemon is
 //! stopped, as if a week had passed. The expressions are the shipped ones.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -29,7 +28,8 @@ use serde_json::Value;
 mod common;
 
 use common::daemon::{
-    free_port, get, installed, prometheus, value, wait_for, write_config, Daemon, Proc,
+    alertmanager, free_port, get, installed, prometheus, query, rules_with_short_holds, value,
+    wait_for, write_config, Daemon,
 };
 
 /// The webhook receiver: accepts `accept_first` messages, then answers 503 until `recovered`.
@@ -49,10 +49,12 @@ impl Hook {
             .clone()
     }
 
-    /// Every (event, rule, subject) received, in order, one per finding.
+    /// Every (event, rule, subject) received, in order, one per finding (the sign-in
+    /// watcher's messages aside: `tests/watch_daemon.rs` follows those).
     fn events(&self) -> Vec<(String, String, String)> {
         self.messages()
             .iter()
+            .filter(|m| m["origin"] != "watcher")
             .flat_map(|m| {
                 let event = m["event"].as_str().unwrap_or("").to_string();
                 m["findings"]
@@ -146,65 +148,6 @@ async fn alertmanager_alerts(am: &str, tenant: &str) -> BTreeSet<(String, String
         .collect()
 }
 
-/// The value of one instant query, as a vector of (labels, value).
-async fn query(prom: &str, q: &str) -> Result<Vec<(BTreeMap<String, String>, f64)>, String> {
-    let url = url::Url::parse_with_params(&format!("{prom}/api/v1/query"), [("query", q)])
-        .map_err(|e| e.to_string())?;
-    let (status, body) = get(url.as_str()).await;
-    let v: Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
-    if status != 200 || v["status"] != "success" {
-        return Err(format!("HTTP {status}: {body}"));
-    }
-    let result = &v["data"]["result"];
-    let samples = match v["data"]["resultType"].as_str() {
-        Some("vector") => result.as_array().cloned().unwrap_or_default(),
-        Some("scalar") => vec![serde_json::json!({"metric": {}, "value": result})],
-        other => return Err(format!("unexpected result type {other:?}")),
-    };
-    Ok(samples
-        .iter()
-        .map(|r| {
-            let labels = r["metric"]
-                .as_object()
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let value = r["value"][1]
-                .as_str()
-                .and_then(|x| x.parse().ok())
-                .unwrap_or(f64::NAN);
-            (labels, value)
-        })
-        .collect())
-}
-
-/// The shipped rules with every hold time (`for:`) cut to 1 s.
-fn rules_with_short_holds(dir: &Path) -> std::path::PathBuf {
-    let shipped = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/alerts/mfa-auditor.rules.yml"
-    ))
-    .expect("rules");
-    let short: String = shipped
-        .lines()
-        .map(|l| match l.trim_start().strip_prefix("for: ") {
-            Some(_) => format!("{}for: 1s", &l[..l.len() - l.trim_start().len()]),
-            None => l.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    assert!(
-        short.matches("for: 1s").count() >= 5,
-        "the hold times were found"
-    );
-    let path = dir.join("rules.yml");
-    std::fs::write(&path, short).expect("rules");
-    path
-}
-
 /// Ages the open findings of `rule` by `days` in the state store (the daemon must be stopped).
 fn age(state: &Path, rule: &str, days: i64) -> usize {
     let conn = rusqlite::Connection::open(state).expect("state");
@@ -261,28 +204,7 @@ async fn end_to_end(profile: Profile, seed: u64) {
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     // Alertmanager.
-    let am_port = free_port();
-    let am = format!("http://127.0.0.1:{am_port}");
-    let am_config = dir.path().join("alertmanager.yml");
-    std::fs::write(
-        &am_config,
-        "route:\n  receiver: quiet\n  group_wait: 1s\n  group_interval: 1s\nreceivers:\n  - name: quiet\n",
-    )
-    .expect("alertmanager config");
-    let _alertmanager = Proc(
-        Command::new("prometheus-alertmanager")
-            .arg(format!("--config.file={}", am_config.display()))
-            .arg(format!(
-                "--storage.path={}",
-                dir.path().join("am").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
-            .arg("--cluster.listen-address=")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("alertmanager starts"),
-    );
+    let (_alertmanager, am, am_port) = alertmanager(dir.path());
 
     // The daemon, on a port of its own that Prometheus scrapes across the restart.
     let port = free_port();
@@ -580,6 +502,33 @@ async fn end_to_end(profile: Profile, seed: u64) {
         .any(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) == Some(1.0))
     {
         want.insert("MfaAuditorRuleSkipped");
+    }
+    // The sign-in watcher's alerts, if its first read found someone locked out in the
+    // simulator's sign-ins.
+    let positive = |prefix: &str| {
+        m.lines()
+            .filter(|l| l.starts_with(prefix))
+            .any(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) > Some(0.0))
+    };
+    for (series, alert) in [
+        ("entra_users_locked_out{", "EntraUsersLockedOut"),
+        (
+            "entra_lockout_detections{state=\"mfa-fraud-reported\"",
+            "EntraMfaFraudReported",
+        ),
+        (
+            "entra_lockout_detections{state=\"mfa-prompt-bombing\"",
+            "EntraMfaPromptBombing",
+        ),
+        (
+            "entra_lockout_detections{state=\"registration-blocked\"",
+            "EntraUsersRegistrationBlocked",
+        ),
+        ("mfa_auditor_watcher_behind{", "MfaAuditorWatcherBehind"),
+    ] {
+        if positive(series) {
+            want.insert(alert);
+        }
     }
     let want: BTreeSet<String> = want.into_iter().map(str::to_owned).collect();
     let mut firing = BTreeSet::new();

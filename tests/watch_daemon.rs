@@ -1,7 +1,9 @@
-//! The watcher in the daemon (issue 12), end to end: the daemon binary, graph-sim and a webhook
-//! receiver. A user failing MFA six times is told within one watcher interval with the recovery
-//! command; a success sends the resolution; a deleted phone sends exactly one message; a restart
-//! on the same state file sends nothing again.
+//! The watcher in the daemon (issue 12), end to end with real parts: the daemon binary, graph-sim,
+//! Debian's Prometheus (with the shipped rules, hold times cut to 1 s) and Alertmanager, and a
+//! webhook receiver. A user failing MFA six times is told within one watcher interval with the
+//! recovery command (webhook and Alertmanager), and Prometheus fires `EntraUsersLockedOut`; a
+//! success sends the resolution and ends the alert; a deleted phone sends exactly one message; a
+//! restart on the same state file sends nothing again.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,7 +14,47 @@ use mfa_auditor::state::Store;
 
 mod common;
 
-use common::daemon::{get, wait_for, write_config, Daemon};
+use common::daemon::{
+    alertmanager, free_port, get, installed, prometheus, query, rules_with_short_holds, wait_for,
+    write_config, Daemon,
+};
+
+/// Alertmanager's active `EntraUserLockout` alerts: (state, user, remediation) each.
+async fn lockout_alerts(am: &str, tenant: &str) -> Vec<(String, String, String)> {
+    let url = format!(
+        "{am}/api/v2/alerts?active=true&silenced=true&inhibited=true&filter=alertname%3D%22EntraUserLockout%22"
+    );
+    let (status, body) = get(&url).await;
+    assert_eq!(status, 200, "{url}: {body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("Alertmanager's JSON");
+    v.as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter(|a| a["status"]["state"] == "active")
+        .map(|a| {
+            let l = &a["labels"];
+            let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+            assert_eq!(s(&l["tenant"]), tenant, "{a}");
+            (
+                s(&l["state"]),
+                s(&l["user"]),
+                s(&a["annotations"]["remediation"]),
+            )
+        })
+        .collect()
+}
+
+/// `entra_users_locked_out` as Prometheus last scraped it.
+async fn locked_out(prom: &str, tenant: &str) -> Option<f64> {
+    query(
+        prom,
+        &format!("entra_users_locked_out{{tenant=\"{tenant}\"}}"),
+    )
+    .await
+    .ok()
+    .and_then(|r| r.first().map(|(_, v)| *v))
+}
 
 /// (event, rule, subject, remediation, detail) of every message the webhook got.
 type Heard = Arc<Mutex<Vec<(String, String, String, String, String)>>>;
@@ -67,6 +109,9 @@ fn of(heard: &Heard, user: &str) -> Vec<(String, String, String, String, String)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_tells_a_lockout_its_resolution_and_a_lost_backup_once_across_a_restart() {
+    if !installed("prometheus") || !installed("prometheus-alertmanager") {
+        return;
+    }
     let sim = common::sim(200, 11, Profile::Realistic, |_| {}).await;
     // Bob: a plain member with the Authenticator and a mobile phone only, in no lockout state.
     let config = common::config(&sim, "");
@@ -114,17 +159,24 @@ async fn the_daemon_tells_a_lockout_its_resolution_and_a_lost_backup_once_across
 
     let (heard, hook) = receiver().await;
     let dir = tempfile::tempdir().expect("tempdir");
+    let (_alertmanager, am, am_port) = alertmanager(dir.path());
     let config_path = dir.path().join("config.toml");
     let state = dir.path().join("state.db");
+    let port = free_port();
     write_config(
         &config_path,
         &sim,
         &state,
-        0,
+        port,
         &format!(
-            "\n[watcher]\ninterval_seconds = 10\n\n[[alerting.webhook]]\nname = \"hook\"\nurl = \"{hook}\"\n"
+            "\n[watcher]\ninterval_seconds = 10\n\n[[alerting.webhook]]\nname = \"hook\"\nurl = \"{hook}\"\n\n\
+             [alerting.alertmanager]\nurl = \"{am}\"\nresend_interval_seconds = 2\n"
         ),
     );
+    wait_for("alertmanager", 30, async || {
+        get(&format!("{am}/-/ready")).await.0 == 200
+    })
+    .await;
     let daemon = Daemon::start(&config_path, sim.client_secret());
     let base = daemon.base.clone();
     wait_for("/readyz", 60, async || {
@@ -139,6 +191,27 @@ async fn the_daemon_tells_a_lockout_its_resolution_and_a_lost_backup_once_across
     })
     .await;
     assert!(of(&heard, &bob.id).is_empty(), "bob was fine");
+    let (_prometheus, prom) = prometheus(
+        dir.path(),
+        &format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\n\
+             alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{am_port}']\n\
+             scrape_configs:\n  - job_name: mfa-auditor\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n",
+            rules_with_short_holds(dir.path()).display()
+        ),
+    );
+    // Whoever the simulator's own sign-ins leave locked out stays so; bob adds one.
+    let mut before = None;
+    wait_for(
+        "Prometheus to scrape the watcher's figures",
+        30,
+        async || {
+            before = locked_out(&prom, &tenant).await;
+            before.is_some()
+        },
+    )
+    .await;
+    let before = before.unwrap_or(0.0);
 
     // Six failed MFA sign-ins (50088: an MFA failure; graph-sim words 500121 as a declined push,
     // which is prompt bombing, not a lockout).
@@ -174,6 +247,34 @@ async fn the_daemon_tells_a_lockout_its_resolution_and_a_lost_backup_once_across
         assert!(remediation.contains("Sign in another way"), "{remediation}");
     }
 
+    // Alertmanager holds bob's lockout with the same way back in, within the same interval.
+    wait_for("bob's lockout alert in Alertmanager", 20, async || {
+        lockout_alerts(&am, &tenant)
+            .await
+            .iter()
+            .any(|a| a.0 == "locked-out" && a.1 == bob.user_principal_name && a.2 == *remediation)
+    })
+    .await;
+    assert!(
+        planted.elapsed() <= Duration::from_secs(10 + 10),
+        "within one interval (10 s) and the push: {:?}",
+        planted.elapsed()
+    );
+    // Prometheus counts him and fires the shipped rule.
+    wait_for("entra_users_locked_out to count bob", 30, async || {
+        locked_out(&prom, &tenant).await == Some(before + 1.0)
+    })
+    .await;
+    wait_for("EntraUsersLockedOut to fire", 30, async || {
+        query(
+            &prom,
+            &format!("ALERTS{{alertname=\"EntraUsersLockedOut\",alertstate=\"firing\",tenant=\"{tenant}\"}}"),
+        )
+        .await
+        .is_ok_and(|r| !r.is_empty())
+    })
+    .await;
+
     // A success resolves it.
     sim.user_succeeds_mfa(
         &bob.user_principal_name,
@@ -183,6 +284,18 @@ async fn the_daemon_tells_a_lockout_its_resolution_and_a_lost_backup_once_across
         of(&heard, &bob.id)
             .iter()
             .any(|h| h.0 == "resolved" && h.1 == "locked-out")
+    })
+    .await;
+
+    wait_for("bob's alert to end", 25, async || {
+        !lockout_alerts(&am, &tenant)
+            .await
+            .iter()
+            .any(|a| a.1 == bob.user_principal_name)
+    })
+    .await;
+    wait_for("entra_users_locked_out without bob", 30, async || {
+        locked_out(&prom, &tenant).await == Some(before)
     })
     .await;
 

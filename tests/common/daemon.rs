@@ -1,9 +1,12 @@
 //! The real daemon binary as a child process, and what tests that drive it share.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mfa-auditor");
 
@@ -173,4 +176,85 @@ pub fn prometheus(dir: &Path, config: &str) -> (Proc, String) {
         .spawn()
         .expect("prometheus starts");
     (Proc(child), format!("http://127.0.0.1:{port}"))
+}
+
+/// The value of one instant query, as a vector of (labels, value).
+pub async fn query(prom: &str, q: &str) -> Result<Vec<(BTreeMap<String, String>, f64)>, String> {
+    let url = url::Url::parse_with_params(&format!("{prom}/api/v1/query"), [("query", q)])
+        .map_err(|e| e.to_string())?;
+    let (status, body) = get(url.as_str()).await;
+    let v: Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
+    if status != 200 || v["status"] != "success" {
+        return Err(format!("HTTP {status}: {body}"));
+    }
+    let result = &v["data"]["result"];
+    let samples = match v["data"]["resultType"].as_str() {
+        Some("vector") => result.as_array().cloned().unwrap_or_default(),
+        Some("scalar") => vec![serde_json::json!({"metric": {}, "value": result})],
+        other => return Err(format!("unexpected result type {other:?}")),
+    };
+    Ok(samples
+        .iter()
+        .map(|r| {
+            let labels = r["metric"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let value = r["value"][1]
+                .as_str()
+                .and_then(|x| x.parse().ok())
+                .unwrap_or(f64::NAN);
+            (labels, value)
+        })
+        .collect())
+}
+
+/// The shipped rules with every hold time (`for:`) cut to 1 s.
+pub fn rules_with_short_holds(dir: &Path) -> std::path::PathBuf {
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/alerts/mfa-auditor.rules.yml"
+    ))
+    .expect("rules");
+    let short: String = shipped
+        .lines()
+        .map(|l| match l.trim_start().strip_prefix("for: ") {
+            Some(_) => format!("{}for: 1s", &l[..l.len() - l.trim_start().len()]),
+            None => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        short.matches("for: 1s").count() >= 5,
+        "the hold times were found"
+    );
+    let path = dir.join("rules.yml");
+    std::fs::write(&path, short).expect("rules");
+    path
+}
+
+/// Debian's Alertmanager on a free loopback port, routing everything to a receiver that sends
+/// nothing, its data in `dir`: the process, its base URL and its port.
+pub fn alertmanager(dir: &Path) -> (Proc, String, u16) {
+    let port = free_port();
+    let config = dir.join("alertmanager.yml");
+    std::fs::write(
+        &config,
+        "route:\n  receiver: quiet\n  group_wait: 1s\n  group_interval: 1s\nreceivers:\n  - name: quiet\n",
+    )
+    .expect("alertmanager config");
+    let child = Command::new("prometheus-alertmanager")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.path={}", dir.join("am").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--cluster.listen-address=")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("alertmanager starts");
+    (Proc(child), format!("http://127.0.0.1:{port}"), port)
 }
