@@ -55,3 +55,54 @@ async fn the_watcher_reads_graph_sims_sign_ins_and_security_info_once() {
     assert!(again.events.is_empty(), "{:?}", again.events.first());
     assert!(again_audits.events.is_empty());
 }
+
+/// 10,000 sign-ins a minute for the two minutes before `now` (graph-sim's traffic generator): the
+/// old fixed cap (4 pages a run) stops a fifth of the way through one 120-s interval's sign-ins;
+/// the caps derived from half the reports budget read them all in one run, none twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caps_from_half_the_reports_budget_read_two_minutes_of_10000_a_minute_in_one_run() {
+    let start = Utc::now() - Duration::minutes(2);
+    let sim = common::sim(200, 11, Profile::Realistic, |c| {
+        c.traffic = Some(graph_sim::Traffic {
+            per_minute: 10_000,
+            seed: 3,
+            start: Some(start),
+        })
+    })
+    .await;
+    let client = common::client(&sim, |_| {});
+    let now = Utc::now();
+    let from = Watermark {
+        start: Some(start),
+        ..Watermark::default()
+    };
+    let fixed = read_sign_ins(&client, &from, &WatchOptions::default(), now)
+        .await
+        .expect("sign-ins");
+    assert!(fixed.truncated, "the fixed cap stops early");
+    assert_eq!(fixed.pages, 4);
+    let shared = WatchOptions::for_share(
+        std::time::Duration::from_secs(120),
+        &mfa_auditor::graph::Pacing::default(),
+        0.5,
+    );
+    let all = read_sign_ins(&client, &from, &shared, now)
+        .await
+        .expect("sign-ins");
+    assert!(!all.truncated, "read to the end: {} pages", all.pages);
+    assert!(
+        all.pages > 20 && all.pages <= shared.max_sign_in_pages,
+        "{}",
+        all.pages
+    );
+    let generated = all.events.len();
+    assert!(
+        (19_000..=21_000).contains(&generated),
+        "{generated} sign-ins in 2 min at 10,000/min"
+    );
+    let mut ids: Vec<&str> = all.events.iter().map(|e| &*e.id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), generated, "none twice");
+    assert!(fixed.events.len() <= 4000 && fixed.events.len() * 4 < generated);
+}

@@ -18,6 +18,10 @@ pub fn sim_child_or_sizes(scale: f64, default: &[usize]) -> Vec<usize> {
     }
 }
 
+/// The environment variable a parent sets for its simulator child: sign-ins a (wall-clock)
+/// minute of graph-sim's traffic generator (0 or unset: none).
+pub const TRAFFIC_ENV: &str = "MFA_BENCH_SIM_TRAFFIC";
+
 /// Runs in the child: serve a generated tenant until standard input closes. Prints its base URL,
 /// tenant, client id and secret on one line for the parent.
 fn sim_child(users: usize, scale: f64) -> ! {
@@ -30,6 +34,15 @@ fn sim_child(users: usize, scale: f64) -> ! {
                 profile: graph_sim::Profile::Realistic,
             },
             time_scale: scale,
+            traffic: std::env::var(TRAFFIC_ENV)
+                .ok()
+                .and_then(|n| n.parse::<u32>().ok())
+                .filter(|n| *n > 0)
+                .map(|per_minute| graph_sim::Traffic {
+                    per_minute,
+                    seed: 7,
+                    start: None,
+                }),
             ..graph_sim::SimConfig::default()
         };
         let sim = graph_sim::start(config, ([127, 0, 0, 1], 0).into())

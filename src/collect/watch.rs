@@ -127,6 +127,29 @@ impl Default for WatchOptions {
 }
 
 impl WatchOptions {
+    /// The caps for a watcher that runs every `interval` and may spend `share` (0–1) of the
+    /// reports budget the client allows itself (`reports_per_10s × headroom`, unscaled: the
+    /// caps are in pages per run whatever the time scale): the directory-audit stream keeps its
+    /// default 2 pages, the sign-ins take the rest (at least 1). With the defaults (120 s, 50 %):
+    /// 26 pages, 13,000 sign-ins a minute; the audit's registration sweep keeps the other half
+    /// while sign-ins are that heavy, and all of it when they are not (a run reads only what
+    /// there is).
+    pub fn for_share(
+        interval: std::time::Duration,
+        pacing: &crate::graph::Pacing,
+        share: f64,
+    ) -> WatchOptions {
+        let d = WatchOptions::default();
+        let per_interval =
+            pacing.reports_per_10s * pacing.headroom.clamp(0.01, 1.0) * interval.as_secs_f64()
+                / 10.0;
+        let pages = (per_interval * share.clamp(0.0, 1.0)).floor() as u32;
+        WatchOptions {
+            max_sign_in_pages: pages.saturating_sub(d.max_audit_pages).max(1),
+            ..d
+        }
+    }
+
     /// The most of the reports budget the watcher can take when it runs every `interval`
     /// against a client allowing `reports_per_10s × headroom` (fraction, may exceed 1 when
     /// the interval is too short for the caps).

@@ -694,3 +694,27 @@ async fn the_watcher_takes_its_tokens_from_the_audits_reports_bucket() {
         "the watcher's page waited for the shared bucket: {waited:?}"
     );
 }
+
+#[test]
+fn caps_derived_from_a_share_of_the_reports_budget_keep_up_with_10000_sign_ins_a_minute() {
+    let pacing = crate::graph::Pacing::default();
+    let interval = std::time::Duration::from_secs(120);
+    let o = WatchOptions::for_share(interval, &pacing, 0.5);
+    // 57 requests per 120 s, half of it: 28 pages, 2 of them the directory audits.
+    assert_eq!((o.max_sign_in_pages, o.max_audit_pages), (26, 2));
+    let per_minute = f64::from(o.max_sign_in_pages) * 1000.0 * 60.0 / 120.0;
+    assert!(per_minute >= 10_000.0, "{per_minute}");
+    let share = o.reports_share(interval, &pacing);
+    assert!(share <= 0.5, "{share}");
+    // The old fixed cap read 2,000 a minute; a tiny share still reads a page a run.
+    assert_eq!(WatchOptions::default().max_sign_in_pages, 4);
+    assert_eq!(
+        WatchOptions::for_share(interval, &pacing, 0.01).max_sign_in_pages,
+        1
+    );
+    // The time scale does not change the pages of a run.
+    assert_eq!(
+        WatchOptions::for_share(interval, &pacing.scaled(100.0), 0.5),
+        o
+    );
+}

@@ -510,6 +510,7 @@ impl Config {
                 240,
             ),
             ("retention_hours", u64::from(w.retention_hours), 1, 720),
+            ("reports_percent", w.reports_percent, 5, 90),
         ] {
             if !(min..=max).contains(&value) {
                 return Err(at(

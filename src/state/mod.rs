@@ -69,6 +69,7 @@ pub use record::{AlsoInTransaction, RunHead};
 mod tests;
 mod users;
 mod watch;
+mod watch_query;
 
 use migrations::MIGRATIONS;
 pub(crate) use query::refresh_counts_tx;
@@ -77,6 +78,9 @@ pub use users::{StoredMethod, StoredTap, StoredUser, UserChange, UserChanges};
 pub use watch::{
     activity_label, detection_severity, DetectionChange, NotedSecurityEvent, StoredDetection,
     StoredSecurityEvent, WatchRecord, WatchRecorded, WatchStream, SECURITY_INFO_RULE,
+};
+pub use watch_query::{
+    DetectionFilter, PageStart, SecurityEventFilter, WatchPage, WatchRunSummary,
 };
 
 /// A finding as the store knows it.

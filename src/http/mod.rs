@@ -18,6 +18,8 @@ use crate::daemon::Shared;
 use crate::evaluate::Severity;
 use crate::state::{Cursor, FindingFilter, StateFilter};
 
+mod watch;
+
 type AppState = State<Arc<Shared>>;
 
 pub fn router(shared: Arc<Shared>, web: crate::web_config::WebConfig) -> Router {
@@ -30,6 +32,8 @@ pub fn router(shared: Arc<Shared>, web: crate::web_config::WebConfig) -> Router 
         .route("/api/v1/findings", get(findings))
         .route("/api/v1/users/{upn}", get(user))
         .route("/api/v1/audits", get(audits))
+        .route("/api/v1/detections", get(watch::detections))
+        .route("/api/v1/security-events", get(watch::security_events))
         .layer(axum::middleware::from_fn_with_state(
             web,
             crate::web_config::basic_auth,
@@ -252,16 +256,33 @@ async fn findings(
 }
 
 /// `GET /api/v1/users/{upn}`: every finding (open and resolved) of one user, by user principal
-/// name (case-insensitive) or object id.
+/// name (case-insensitive) or object id, with the watcher's detections (open, and resolved ones
+/// of the last [`watch::RECENT_DAYS`] days) and security-info events (the latest
+/// [`watch::USER_EVENTS`]).
 async fn user(State(s): AppState, Path(upn): Path<String>) -> Result<Response, ApiError> {
     let tenant = s.config().tenant.tenant_id.clone();
     let who = upn.clone();
-    let mine = blocking(&s, move |s| Ok(s.store.user_findings(&tenant, &who)?)).await?;
-    if mine.is_empty() {
-        let body = json!({"error": {"message": format!("no finding has ever concerned {upn}")}});
+    let (mine, detections, events) = blocking(&s, move |s| {
+        Ok((
+            s.store.user_findings(&tenant, &who)?,
+            s.store.user_detections(&tenant, &who)?,
+            s.store.user_security_events(&tenant, &who)?,
+        ))
+    })
+    .await?;
+    let detections = watch::recent_detections(detections, Utc::now());
+    let events: Vec<_> = events.into_iter().take(watch::USER_EVENTS).collect();
+    if mine.is_empty() && detections.is_empty() && events.is_empty() {
+        let body = json!({"error": {"message": format!("no finding, lockout detection or security-info event has ever concerned {upn}")}});
         return Ok((StatusCode::NOT_FOUND, Json(body)).into_response());
     }
-    Ok(Json(json!({"user_principal_name": upn, "findings": mine})).into_response())
+    Ok(Json(json!({
+        "user_principal_name": upn,
+        "findings": mine,
+        "detections": detections,
+        "security_events": events,
+    }))
+    .into_response())
 }
 
 /// `GET /api/v1/audits?limit=50`: the latest audit runs.
@@ -389,7 +410,8 @@ fn status_body(s: &Shared) -> String {
         }
     }
     body.push_str(&skipped_status(s, &config));
+    body.push_str(&watch::status(s, &config));
     body.push_str(&alerting_status(s, &config));
-    body.push_str("<p><a href=\"/metrics\">/metrics</a> · <a href=\"/readyz\">/readyz</a> · <a href=\"/api/v1/findings\">/api/v1/findings</a> · <a href=\"/api/v1/audits\">/api/v1/audits</a></p>");
+    body.push_str("<p><a href=\"/metrics\">/metrics</a> · <a href=\"/readyz\">/readyz</a> · <a href=\"/api/v1/findings\">/api/v1/findings</a> · <a href=\"/api/v1/audits\">/api/v1/audits</a> · <a href=\"/api/v1/detections\">/api/v1/detections</a> · <a href=\"/api/v1/security-events?notable=true\">/api/v1/security-events</a></p>");
     format!("<!doctype html><html><head><meta charset=\"utf-8\"><title>mfa-auditor</title></head><body>{body}</body></html>")
 }
