@@ -216,6 +216,7 @@ async fn watcher_loop(
                         security: &[],
                         watermarks: &marks,
                         subscribers: &[],
+                        classifier: None,
                         remediation: &|_| String::new(),
                     })
                     .unwrap_or_else(|e| panic!("record: {e}"));

@@ -236,6 +236,7 @@ async fn watch_for(
                 security: &[],
                 watermarks: &marks,
                 subscribers: &[],
+                classifier: None,
                 remediation: &|_| String::new(),
             })
             .unwrap_or_else(|e| panic!("record: {e}"));

@@ -66,6 +66,7 @@ fn seed(store: &Store, tenant: &str) {
                     security,
                     watermarks: &[],
                     subscribers: &[],
+                    classifier: None,
                     remediation: &|_| String::new(),
                 })
                 .expect("recorded");

@@ -152,7 +152,7 @@ fn codes_json(codes: &[(i32, u32)]) -> String {
     serde_json::to_string(codes).unwrap_or_else(|_| "[]".into())
 }
 
-fn detection_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredDetection> {
+pub(super) fn detection_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredDetection> {
     let codes: String = r.get(4)?;
     Ok(StoredDetection {
         tenant: r.get(0)?,
@@ -169,10 +169,11 @@ fn detection_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredDetection> {
     })
 }
 
-const DETECTION_COLUMNS: &str =
+pub(super) const DETECTION_COLUMNS: &str =
     "tenant, user_id, upn, state, codes, first_seen, last_seen, opened_at, resolved_at, detail, remediation";
+pub(super) const DETECTION_COLUMN_COUNT: usize = 11;
 
-fn security_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredSecurityEvent> {
+pub(super) fn security_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredSecurityEvent> {
     Ok(StoredSecurityEvent {
         tenant: r.get(0)?,
         event_id: r.get(1)?,
@@ -189,7 +190,8 @@ fn security_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredSecurityEvent> 
     })
 }
 
-const SECURITY_COLUMNS: &str = "tenant, event_id, created, activity, activity_name, by_admin, initiated_by, user_id, upn, method, detail, notable";
+pub(super) const SECURITY_COLUMNS: &str = "tenant, event_id, created, activity, activity_name, by_admin, initiated_by, user_id, upn, method, detail, notable";
+pub(super) const SECURITY_COLUMN_COUNT: usize = 12;
 
 /// One outbox message of the watcher.
 struct Message<'a> {

@@ -6,6 +6,10 @@
 
 use rusqlite::{params, OptionalExtension};
 
+use super::watch::{
+    detection_row, security_row, DETECTION_COLUMNS, DETECTION_COLUMN_COUNT, SECURITY_COLUMNS,
+    SECURITY_COLUMN_COUNT,
+};
 use super::*;
 use crate::watch::LockoutState;
 
@@ -51,48 +55,12 @@ pub struct WatchRunSummary {
     pub queued: i64,
 }
 
-const DETECTION_COLUMNS: &str =
-    "tenant, user_id, upn, state, codes, first_seen, last_seen, opened_at, resolved_at, detail, id";
-
-fn detection_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(StoredDetection, i64)> {
-    let codes: String = r.get(4)?;
-    Ok((
-        StoredDetection {
-            tenant: r.get(0)?,
-            user: r.get(1)?,
-            upn: r.get(2)?,
-            state: r.get(3)?,
-            codes: serde_json::from_str(&codes).unwrap_or_default(),
-            first_seen: parse_ts(r.get(5)?)?,
-            last_seen: parse_ts(r.get(6)?)?,
-            opened_at: parse_ts(r.get(7)?)?,
-            resolved_at: r.get::<_, Option<String>>(8)?.map(parse_ts).transpose()?,
-            detail: r.get(9)?,
-        },
-        r.get(10)?,
-    ))
-}
-
-const SECURITY_COLUMNS: &str = "tenant, event_id, created, activity, activity_name, by_admin, initiated_by, user_id, upn, method, detail, notable, id";
-
-fn security_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(StoredSecurityEvent, i64)> {
-    Ok((
-        StoredSecurityEvent {
-            tenant: r.get(0)?,
-            event_id: r.get(1)?,
-            created: parse_ts(r.get(2)?)?,
-            activity: r.get(3)?,
-            activity_name: r.get(4)?,
-            by_admin: r.get(5)?,
-            initiated_by: r.get(6)?,
-            user: r.get(7)?,
-            upn: r.get(8)?,
-            method: r.get(9)?,
-            detail: r.get(10)?,
-            notable: r.get(11)?,
-        },
-        r.get(12)?,
-    ))
+/// The watcher's row readers (`watch.rs`), each row's id after its columns (the cursor's tie-break).
+fn with_id<T>(
+    read: fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    id_at: usize,
+) -> impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<(T, i64)> {
+    move |r| Ok((read(r)?, r.get(id_at)?))
 }
 
 use rusqlite::types::Value;
@@ -115,7 +83,7 @@ fn page_of<T>(
     mut args: Vec<Value>,
     start: Option<&PageStart>,
     page_size: usize,
-    row: fn(&rusqlite::Row<'_>) -> rusqlite::Result<(T, i64)>,
+    row: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<(T, i64)>,
     time_of: fn(&T) -> DateTime<Utc>,
 ) -> Result<WatchPage<T>, StateError> {
     let total: i64 = conn.query_row(
@@ -205,14 +173,14 @@ impl Store {
         user_clause(&mut wheres, &mut args, &filter.user);
         page_of(
             &conn,
-            DETECTION_COLUMNS,
+            &format!("{DETECTION_COLUMNS}, id"),
             "detections",
             "opened_at",
             wheres,
             args,
             start,
             page_size,
-            detection_row,
+            with_id(detection_row, DETECTION_COLUMN_COUNT),
             |d| d.opened_at,
         )
     }
@@ -234,14 +202,14 @@ impl Store {
         user_clause(&mut wheres, &mut args, &filter.user);
         page_of(
             &conn,
-            SECURITY_COLUMNS,
+            &format!("{SECURITY_COLUMNS}, id"),
             "security_events",
             "created",
             wheres,
             args,
             start,
             page_size,
-            security_row,
+            with_id(security_row, SECURITY_COLUMN_COUNT),
             |e| e.created,
         )
     }

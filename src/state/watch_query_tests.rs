@@ -53,6 +53,7 @@ fn record(store: &Store, at: &str, changes: &[DetectionChange], security: &[Note
             watermarks: &[],
             subscribers: &[],
             remediation: &|_| String::new(),
+            classifier: None,
         })
         .expect("recorded");
 }

@@ -38,12 +38,10 @@ use crate::state::{
 /// At most this many admins are listed with a detection.
 const ADMINS_LISTED: usize = 20;
 
-/// The watcher's options from `[watcher]`.
+/// The watcher's options from `[watcher]`
+/// (`[watcher] reports_percent` of the client's reports budget bounds its pages per run).
 pub fn options(config: &Config) -> WatchOptions {
-    WatchOptions {
-        overlap: Duration::seconds(i64::try_from(config.watcher.overlap_seconds).unwrap_or(600)),
-        ..WatchOptions::default()
-    }
+    config.watcher.watch_options(&config.client_config().pacing)
 }
 
 /// What one pass needs besides the watcher's own state.
