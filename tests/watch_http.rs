@@ -123,7 +123,8 @@ async fn detections_and_security_events_are_served_paged_and_filtered() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("config.toml");
     let state = dir.path().join("state.db");
-    write_config(&config, &sim, &state, 0, "");
+    // The seeded runs are the only ones: the daemon's own watcher stays off.
+    write_config(&config, &sim, &state, 0, "\n[watcher]\nenabled = false\n");
     {
         let store = Store::open(&state).expect("state");
         seed(&store, sim.tenant_id());
