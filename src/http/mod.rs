@@ -229,30 +229,53 @@ async fn findings(
         })
     })
     .await?;
-    let next = result.next_cursor.as_ref().map(|c| {
+    let page = match (&q.get("cursor"), page) {
+        (Some(_), _) => None,
+        (None, n) => Some(n.unwrap_or(1).max(1)),
+    };
+    Ok(page_json(
+        "/api/v1/findings",
+        &q,
+        &["state", "rule", "severity", "user"],
+        page_size,
+        page,
+        result.total,
+        result.items,
+        result.next_cursor,
+    ))
+}
+
+/// The JSON of one page of `path`, with the link to the next (the `filters` kept).
+pub(super) fn page_json<T: serde::Serialize>(
+    path: &str,
+    q: &HashMap<String, String>,
+    filters: &[&str],
+    page_size: usize,
+    page: Option<usize>,
+    total: u64,
+    items: T,
+    next_cursor: Option<String>,
+) -> Response {
+    let next = next_cursor.as_ref().map(|c| {
         let mut link = url::form_urlencoded::Serializer::new(String::new());
-        for key in ["state", "rule", "severity", "user"] {
-            if let Some(v) = q.get(key) {
+        for key in filters {
+            if let Some(v) = q.get(*key) {
                 link.append_pair(key, v);
             }
         }
         link.append_pair("page_size", &page_size.to_string());
         link.append_pair("cursor", c);
-        format!("/api/v1/findings?{}", link.finish())
+        format!("{path}?{}", link.finish())
     });
-    let page = match (&q.get("cursor"), page) {
-        (Some(_), _) => None,
-        (None, n) => Some(n.unwrap_or(1).max(1)),
-    };
-    Ok(Json(json!({
-        "total": result.total,
+    Json(json!({
+        "total": total,
         "page": page,
         "page_size": page_size,
-        "items": result.items,
-        "next_cursor": result.next_cursor,
+        "items": items,
+        "next_cursor": next_cursor,
         "next": next,
     }))
-    .into_response())
+    .into_response()
 }
 
 /// `GET /api/v1/users/{upn}`: every finding (open and resolved) of one user, by user principal

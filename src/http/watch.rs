@@ -6,16 +6,12 @@
 use std::collections::HashMap;
 
 use axum::extract::{Query, State};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::response::Response;
 use chrono::{DateTime, Utc};
-use serde_json::json;
 
-use super::{bad_request, blocking, escape, parse, ApiError, AppState};
+use super::{bad_request, blocking, escape, page_json, parse, ApiError, AppState};
 use crate::daemon::Shared;
-use crate::state::{
-    Cursor, DetectionFilter, PageStart, SecurityEventFilter, StoredDetection, WatchPage,
-};
+use crate::state::{Cursor, DetectionFilter, PageStart, SecurityEventFilter, StoredDetection};
 use crate::watch::LockoutState;
 
 /// Resolved detections shown on a user's page: those resolved in the last this many days.
@@ -98,37 +94,6 @@ fn paging(
     Ok((page_size, start, shown_page))
 }
 
-/// The JSON of one page, with the link to the next (the filters kept).
-fn page_json<T: serde::Serialize>(
-    path: &str,
-    q: &HashMap<String, String>,
-    filters: &[&str],
-    page_size: usize,
-    page: Option<usize>,
-    result: WatchPage<T>,
-) -> Response {
-    let next = result.next_cursor.as_ref().map(|c| {
-        let mut link = url::form_urlencoded::Serializer::new(String::new());
-        for key in filters {
-            if let Some(v) = q.get(*key) {
-                link.append_pair(key, v);
-            }
-        }
-        link.append_pair("page_size", &page_size.to_string());
-        link.append_pair("cursor", c);
-        format!("{path}?{}", link.finish())
-    });
-    Json(json!({
-        "total": result.total,
-        "page": page,
-        "page_size": page_size,
-        "items": result.items,
-        "next_cursor": result.next_cursor,
-        "next": next,
-    }))
-    .into_response()
-}
-
 fn states() -> String {
     LockoutState::ALL
         .iter()
@@ -170,7 +135,9 @@ pub async fn detections(
         &["state", "open", "user"],
         page_size,
         page,
-        result,
+        result.total,
+        result.items,
+        result.next_cursor,
     ))
 }
 
@@ -200,7 +167,9 @@ pub async fn security_events(
         &["user", "notable"],
         page_size,
         page,
-        result,
+        result.total,
+        result.items,
+        result.next_cursor,
     ))
 }
 
