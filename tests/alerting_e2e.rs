@@ -28,8 +28,8 @@ use serde_json::Value;
 mod common;
 
 use common::daemon::{
-    alertmanager, free_port, get, installed, prometheus, query, rules_with_short_holds, value,
-    wait_for, write_config, Daemon,
+    alertmanager, free_port, get, installed, prometheus_alerting, query, value, wait_for,
+    write_config, Daemon,
 };
 
 /// The webhook receiver: accepts `accept_first` messages, then answers 503 until `recovered`.
@@ -204,7 +204,7 @@ async fn end_to_end(profile: Profile, seed: u64) {
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     // Alertmanager.
-    let (_alertmanager, am, am_port) = alertmanager(dir.path());
+    let (_alertmanager, am, am_port) = alertmanager(dir.path()).await;
 
     // The daemon, on a port of its own that Prometheus scrapes across the restart.
     let port = free_port();
@@ -217,10 +217,6 @@ async fn end_to_end(profile: Profile, seed: u64) {
          [[alerting.webhook]]\nname = \"people\"\nformat = \"slack\"\nurl = \"http://{hook_addr}/slack\"\n"
     );
     write_config(&config, &sim, &state, port, &extra);
-    wait_for("alertmanager", 30, async || {
-        get(&format!("{am}/-/ready")).await.0 == 200
-    })
-    .await;
     let daemon = Daemon::start(&config, sim.client_secret());
     let base = daemon.base.clone();
     wait_for("a complete audit", 60, async || {
@@ -229,15 +225,7 @@ async fn end_to_end(profile: Profile, seed: u64) {
     .await;
 
     // Prometheus, with the shipped rules and Alertmanager.
-    let (_prometheus, prom) = prometheus(
-        dir.path(),
-        &format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\n\
-             alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{am_port}']\n\
-             scrape_configs:\n  - job_name: mfa-auditor\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n",
-            rules_with_short_holds(dir.path()).display()
-        ),
-    );
+    let (_prometheus, prom) = prometheus_alerting(dir.path(), am_port, port);
     wait_for("Prometheus to scrape the daemon", 30, async || {
         query(&prom, "up{job=\"mfa-auditor\"} == 1")
             .await

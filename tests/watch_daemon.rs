@@ -15,8 +15,8 @@ use mfa_auditor::state::Store;
 mod common;
 
 use common::daemon::{
-    alertmanager, free_port, get, installed, prometheus, query, rules_with_short_holds, wait_for,
-    write_config, Daemon,
+    alertmanager, free_port, get, installed, prometheus_alerting, query, wait_for, write_config,
+    Daemon,
 };
 
 /// Alertmanager's active `EntraUserLockout` alerts: (state, user, remediation) each.
@@ -139,27 +139,13 @@ async fn the_daemon_tells_a_lockout_its_resolution_and_a_lost_backup_once_across
         },
     );
     let troubled: Vec<&str> = truth.states.iter().map(|s| s.user_id.as_str()).collect();
-    let bob = read
-        .snapshot
-        .users
-        .iter()
-        .filter_map(|u| scratch.user(&tenant, &u.id.to_string()).ok().flatten())
-        .find(|u| {
-            u.user_type == "member"
-                && u.account_enabled
-                && u.roles.is_empty()
-                && u.eligible_roles.is_empty()
-                && u.mfa_families.as_deref() == Some(&["mobile-app", "mobile-number"][..])
-                && u.methods
-                    .as_ref()
-                    .is_some_and(|m| m.iter().any(|m| m.name == "mobilePhone"))
-                && !troubled.contains(&u.id.as_str())
-        })
-        .expect("a member with the Authenticator and a mobile phone only");
+    let bob = common::plain_member_with_phone(&scratch, &tenant, &read.snapshot.users, |id| {
+        troubled.contains(&id)
+    });
 
     let (heard, hook) = receiver().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let (_alertmanager, am, am_port) = alertmanager(dir.path());
+    let (_alertmanager, am, am_port) = alertmanager(dir.path()).await;
     let config_path = dir.path().join("config.toml");
     let state = dir.path().join("state.db");
     let port = free_port();
@@ -173,10 +159,6 @@ async fn the_daemon_tells_a_lockout_its_resolution_and_a_lost_backup_once_across
              [alerting.alertmanager]\nurl = \"{am}\"\nresend_interval_seconds = 2\n"
         ),
     );
-    wait_for("alertmanager", 30, async || {
-        get(&format!("{am}/-/ready")).await.0 == 200
-    })
-    .await;
     let daemon = Daemon::start(&config_path, sim.client_secret());
     let base = daemon.base.clone();
     wait_for("/readyz", 60, async || {
@@ -191,15 +173,7 @@ async fn the_daemon_tells_a_lockout_its_resolution_and_a_lost_backup_once_across
     })
     .await;
     assert!(of(&heard, &bob.id).is_empty(), "bob was fine");
-    let (_prometheus, prom) = prometheus(
-        dir.path(),
-        &format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\n\
-             alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{am_port}']\n\
-             scrape_configs:\n  - job_name: mfa-auditor\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n",
-            rules_with_short_holds(dir.path()).display()
-        ),
-    );
+    let (_prometheus, prom) = prometheus_alerting(dir.path(), am_port, port);
     // Whoever the simulator's own sign-ins leave locked out stays so; bob adds one.
     let mut before = None;
     wait_for(

@@ -11,7 +11,7 @@ use mfa_auditor::collect::{WatchOptions, Watermark};
 use mfa_auditor::evaluate::Severity;
 use mfa_auditor::metrics::{Metrics, PostureRecord};
 use mfa_auditor::snapshot::MethodKind;
-use mfa_auditor::state::{EventKind, Store, StoredUser, Subscriber, WatchStream};
+use mfa_auditor::state::{EventKind, Store, Subscriber, WatchStream};
 use mfa_auditor::watch::run::{record_drift, RunContext, Watcher};
 use mfa_auditor::watch::LockoutState;
 
@@ -73,23 +73,9 @@ async fn a_run_opens_resolves_and_notes_once_across_reruns_and_a_restart() {
 
     // Bob: a plain member with the Authenticator and a mobile phone only, nothing open.
     let open_before = store.open_detections(&tenant).expect("open");
-    let bob: StoredUser = read
-        .snapshot
-        .users
-        .iter()
-        .filter_map(|u| store.user(&tenant, &u.id.to_string()).ok().flatten())
-        .find(|u| {
-            u.user_type == "member"
-                && u.account_enabled
-                && u.roles.is_empty()
-                && u.eligible_roles.is_empty()
-                && u.mfa_families.as_deref() == Some(&["mobile-app", "mobile-number"][..])
-                && u.methods
-                    .as_ref()
-                    .is_some_and(|m| m.iter().any(|m| m.name == "mobilePhone"))
-                && !open_before.iter().any(|d| d.user == u.id)
-        })
-        .expect("a member with the Authenticator and a mobile phone only");
+    let bob = common::plain_member_with_phone(&store, &tenant, &read.snapshot.users, |id| {
+        open_before.iter().any(|d| d.user == id)
+    });
     let queued = |store: &Store| store.outbox_pending("helpdesk", 10_000).expect("outbox");
     let bobs = |store: &Store| {
         queued(store)

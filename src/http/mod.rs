@@ -239,10 +239,19 @@ async fn findings(
         &["state", "rule", "severity", "user"],
         page_size,
         page,
-        result.total,
-        result.items,
-        result.next_cursor,
+        PageOf {
+            total: result.total,
+            items: result.items,
+            next_cursor: result.next_cursor,
+        },
     ))
+}
+
+/// One page of results, whatever they are.
+pub(super) struct PageOf<T> {
+    pub total: u64,
+    pub items: T,
+    pub next_cursor: Option<String>,
 }
 
 /// The JSON of one page of `path`, with the link to the next (the `filters` kept).
@@ -252,10 +261,13 @@ pub(super) fn page_json<T: serde::Serialize>(
     filters: &[&str],
     page_size: usize,
     page: Option<usize>,
-    total: u64,
-    items: T,
-    next_cursor: Option<String>,
+    result: PageOf<T>,
 ) -> Response {
+    let PageOf {
+        total,
+        items,
+        next_cursor,
+    } = result;
     let next = next_cursor.as_ref().map(|c| {
         let mut link = url::form_urlencoded::Serializer::new(String::new());
         for key in filters {

@@ -9,7 +9,7 @@ use axum::extract::{Query, State};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 
-use super::{bad_request, blocking, escape, page_json, parse, ApiError, AppState};
+use super::{bad_request, blocking, escape, page_json, parse, ApiError, AppState, PageOf};
 use crate::daemon::Shared;
 use crate::state::{Cursor, DetectionFilter, PageStart, SecurityEventFilter, StoredDetection};
 use crate::watch::LockoutState;
@@ -135,9 +135,11 @@ pub async fn detections(
         &["state", "open", "user"],
         page_size,
         page,
-        result.total,
-        result.items,
-        result.next_cursor,
+        PageOf {
+            total: result.total,
+            items: result.items,
+            next_cursor: result.next_cursor,
+        },
     ))
 }
 
@@ -167,9 +169,11 @@ pub async fn security_events(
         &["user", "notable"],
         page_size,
         page,
-        result.total,
-        result.items,
-        result.next_cursor,
+        PageOf {
+            total: result.total,
+            items: result.items,
+            next_cursor: result.next_cursor,
+        },
     ))
 }
 

@@ -238,8 +238,8 @@ pub fn rules_with_short_holds(dir: &Path) -> std::path::PathBuf {
 }
 
 /// Debian's Alertmanager on a free loopback port, routing everything to a receiver that sends
-/// nothing, its data in `dir`: the process, its base URL and its port.
-pub fn alertmanager(dir: &Path) -> (Proc, String, u16) {
+/// nothing, its data in `dir`, once ready: the process, its base URL and its port.
+pub async fn alertmanager(dir: &Path) -> (Proc, String, u16) {
     let port = free_port();
     let config = dir.join("alertmanager.yml");
     std::fs::write(
@@ -256,5 +256,24 @@ pub fn alertmanager(dir: &Path) -> (Proc, String, u16) {
         .stderr(Stdio::null())
         .spawn()
         .expect("alertmanager starts");
-    (Proc(child), format!("http://127.0.0.1:{port}"), port)
+    let am = format!("http://127.0.0.1:{port}");
+    wait_for("alertmanager", 30, async || {
+        get(&format!("{am}/-/ready")).await.0 == 200
+    })
+    .await;
+    (Proc(child), am, port)
+}
+
+/// Debian's Prometheus scraping the daemon on `daemon_port` every second, with the shipped rules
+/// (hold times cut to 1 s) evaluated every second and sent to the Alertmanager on `am_port`.
+pub fn prometheus_alerting(dir: &Path, am_port: u16, daemon_port: u16) -> (Proc, String) {
+    prometheus(
+        dir,
+        &format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\n\
+             alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{am_port}']\n\
+             scrape_configs:\n  - job_name: mfa-auditor\n    static_configs:\n      - targets: ['127.0.0.1:{daemon_port}']\n",
+            rules_with_short_holds(dir).display()
+        ),
+    )
 }

@@ -97,3 +97,29 @@ pub fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::Pat
     assert!(made.success(), "openssl could not make a certificate");
     (cert, key)
 }
+
+/// A plain member the watcher's tests make fail: enabled, no role (active or eligible), the
+/// Authenticator and a mobile phone only (so deleting the phone leaves no backup), and not
+/// `busy` (already in some lockout state).
+pub fn plain_member_with_phone(
+    store: &mfa_auditor::state::Store,
+    tenant: &str,
+    users: &[mfa_auditor::snapshot::User],
+    busy: impl Fn(&str) -> bool,
+) -> mfa_auditor::state::StoredUser {
+    users
+        .iter()
+        .filter_map(|u| store.user(tenant, &u.id.to_string()).ok().flatten())
+        .find(|u| {
+            u.user_type == "member"
+                && u.account_enabled
+                && u.roles.is_empty()
+                && u.eligible_roles.is_empty()
+                && u.mfa_families.as_deref() == Some(&["mobile-app", "mobile-number"][..])
+                && u.methods
+                    .as_ref()
+                    .is_some_and(|m| m.iter().any(|m| m.name == "mobilePhone"))
+                && !busy(&u.id)
+        })
+        .expect("a member with the Authenticator and a mobile phone only")
+}
