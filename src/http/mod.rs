@@ -239,11 +239,7 @@ async fn findings(
         &["state", "rule", "severity", "user"],
         page_size,
         page,
-        PageOf {
-            total: result.total,
-            items: result.items,
-            next_cursor: result.next_cursor,
-        },
+        result.into(),
     ))
 }
 
@@ -252,6 +248,26 @@ pub(super) struct PageOf<T> {
     pub total: u64,
     pub items: T,
     pub next_cursor: Option<String>,
+}
+
+impl From<crate::state::Page> for PageOf<Vec<crate::state::StoredFinding>> {
+    fn from(p: crate::state::Page) -> Self {
+        PageOf {
+            total: p.total,
+            items: p.items,
+            next_cursor: p.next_cursor,
+        }
+    }
+}
+
+impl<T> From<crate::state::WatchPage<T>> for PageOf<Vec<T>> {
+    fn from(p: crate::state::WatchPage<T>) -> Self {
+        PageOf {
+            total: p.total,
+            items: p.items,
+            next_cursor: p.next_cursor,
+        }
+    }
 }
 
 /// The JSON of one page of `path`, with the link to the next (the `filters` kept).

@@ -9,7 +9,7 @@ use axum::extract::{Query, State};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 
-use super::{bad_request, blocking, escape, page_json, parse, ApiError, AppState, PageOf};
+use super::{bad_request, blocking, escape, page_json, parse, ApiError, AppState};
 use crate::daemon::Shared;
 use crate::state::{Cursor, DetectionFilter, PageStart, SecurityEventFilter, StoredDetection};
 use crate::watch::LockoutState;
@@ -135,11 +135,7 @@ pub async fn detections(
         &["state", "open", "user"],
         page_size,
         page,
-        PageOf {
-            total: result.total,
-            items: result.items,
-            next_cursor: result.next_cursor,
-        },
+        result.into(),
     ))
 }
 
@@ -169,11 +165,7 @@ pub async fn security_events(
         &["user", "notable"],
         page_size,
         page,
-        PageOf {
-            total: result.total,
-            items: result.items,
-            next_cursor: result.next_cursor,
-        },
+        result.into(),
     ))
 }
 
