@@ -2,29 +2,58 @@
 //! security-info entries, each from a [`Watermark`] with an overlap, deduplicated by id.
 //!
 //! **Watermark.** The newest event time returned so far (it never moves back) and the ids
-//! returned within `overlap` of it. A read asks Graph for everything from `newest - overlap`
-//! (oldest first), so an event Graph ingests late (up to `overlap` after a newer one) is still
-//! read; its id is what tells it from one already returned. Once an event's time is more than
-//! `overlap` behind the newest, its id is dropped, and any event that old is refused whatever its
-//! id: a window once read past the overlap is never read again, nothing is returned twice, and
-//! memory is the ids of one overlap window.
+//! returned within `overlap` of it. An event Graph ingests late (up to `overlap` after a newer
+//! one) is still read; its id is what tells it from one already returned. Once an event's time
+//! is more than `overlap` behind the newest, its id is dropped, and any event that old is refused
+//! whatever its id: a window once read past the overlap is never read again, nothing is returned
+//! twice, and memory is the ids of one overlap window. Every row, however read, goes through
+//! [`Watermark::admit`].
+//!
+//! **Fresh read and late sweep (sign-ins).** Re-reading the overlap whole every run costs
+//! `rows in the overlap / 1,000` pages: 150 a run at 10,000 sign-ins a minute and a 15-min
+//! overlap. So a sign-in read is two parts ([`choose_sweep`]):
+//! - the *fresh read*, from `newest` on (the ids at that second are known and deduplicated);
+//! - the overlap `[newest - overlap, newest]`, either re-read whole with the fresh read (one
+//!   listing from `newest - overlap`, as before: cheap at low volume, and it also sees late
+//!   rows the classifier does not care about), or, when that would cost more pages than a
+//!   filtered *sweep*, swept: one query per code the classifier knows
+//!   ([`crate::watch::classify::ERROR_CODES`], `status/errorCode eq`) and one per user it tracks
+//!   (`userId eq`, for their late MFA successes; at most [`WatchOptions::max_sweep_users`], oldest
+//!   detection first), each `createdDateTime ge newest-overlap and le newest`, oldest first. The
+//!   whole window's cost is known without asking Graph: the ids kept in `seen` ARE its rows.
+//!   A late event the sweep cannot find (a success of an untracked user, a code the classifier
+//!   ignores) changes no detection.
+//!
+//! A sweep is bounded by the run's page budget: the fresh read keeps
+//! [`WatchOptions::sweep_pages`] of `max_sign_in_pages` for it, and the sweep takes whatever the
+//! fresh read left. Queries not read to their end are kept in the watermark
+//! ([`Watermark::sweep`]) and resumed next run, in order, each from the time of its last row read
+//! (rows come oldest first; those at that second again are known by id) within the new window; a
+//! new sweep starts once all are done. A query that cannot move on (a whole page in one second)
+//! is given up, logged and counted (`Sweep::dropped`). While an audit is running
+//! ([`WatchOptions::while_auditing`]) the sweep is deferred, at most [`MAX_DEFERRED_SWEEPS`]
+//! runs in a row. Limit: a late event is found if it is ingested while its time is still within
+//! the overlap of `newest` when the query for its code or user runs.
+//!
+//! Directory-audit entries are few: that stream is re-read whole from `newest - overlap`.
 //!
 //! **Failure.** A read works on a copy of the watermark and hands the new one back only with its
-//! events: a failed read (403, licence, throttled past retries, a broken page) returns a
-//! [`WatchError`] naming the endpoint and the caller's watermark is unchanged.
+//! events: a failed read (403, licence, throttled past retries, a broken page), fresh or sweep,
+//! returns a [`WatchError`] naming the endpoint and the caller's watermark is unchanged.
 //!
 //! **Pacing.** Both streams are in Graph's reports class (5 requests / 10 s per app and tenant),
 //! the bucket the audit's registration sweep uses. They go through the same [`GraphClient`] (its
-//! pacer is shared by every clone), so the watcher's pages take their tokens from the audit's
-//! bucket, in arrival order with the audit's (the pacer is first come, first served: neither can
-//! starve the other). The watcher's share is bounded too: a run reads at most `max_pages` pages
-//! per stream; a stream with more to read is marked behind and its next run continues from the
-//! newest event read (no overlap: it is catching up), so a burst of sign-ins is read over a few
-//! runs rather than in one run that would hold the bucket. Stopping early is only sound when the
-//! rows come oldest first (`$orderby` asc, documented for both): a server that sends them in
-//! another order is read to the end of the window, cap or not. [`WatchOptions::reports_share`] gives
-//! the bound: with the defaults (4 + 2 pages every 120 s) at most 6 of the 57 requests the
-//! client allows itself per 120 s, about 11 %.
+//! pacer is shared by every clone), so the watcher's pages, fresh and sweep, take their tokens
+//! from the audit's bucket, in arrival order with the audit's (the pacer is first come, first
+//! served: neither can starve the other). The watcher's share is bounded too: a run reads at most
+//! `max_sign_in_pages` pages of sign-ins (fresh and sweep together; at least one each) and
+//! `max_audit_pages` of directory audits; a fresh read with more to read is marked behind and
+//! continues from the newest event read next run, so a burst of sign-ins is read over a few runs
+//! rather than in one run that would hold the bucket. Stopping early is only sound when the rows
+//! come oldest first (`$orderby` asc, documented for both): a server that sends them in another
+//! order is read to the end of the listing, cap or not. [`WatchOptions::reports_share`] gives the
+//! bound: with the defaults (4 + 2 pages every 120 s) at most 6 of the 57 requests the client
+//! allows itself per 120 s, about 11 %; while an audit runs, 2 + 1.
 
 use std::collections::{BTreeMap, HashSet};
 

@@ -24,7 +24,7 @@ use super::posture;
 use super::recovery::{self, RecoveryAdmin, TapReadiness};
 use super::{Detection, LockoutState};
 use crate::collect::{
-    read_security_info, read_sign_ins_for, WatchError, WatchOptions, Watermark,
+    read_security_info, read_sign_ins_for, SweepReport, WatchError, WatchOptions, Watermark,
 };
 use crate::config::Config;
 use crate::daemon::Shared;
@@ -80,6 +80,13 @@ pub struct RunOutcome {
     pub recorded: Option<WatchRecorded>,
     /// The streams whose read failed, with why.
     pub failed: Vec<(WatchStream, String)>,
+    /// The sign-in read (benches, logs): the events' times, pages, whether it stopped at its cap,
+    /// and its late sweep.
+    pub sign_ins: Vec<DateTime<Utc>>,
+    pub sign_in_pages: u32,
+    pub sign_ins_truncated: bool,
+    pub sweep: SweepReport,
+    pub audit_pages: u32,
 }
 
 /// The watcher's state: the classifier and the two watermarks, as last recorded.
@@ -133,6 +140,11 @@ impl Watcher {
     /// The classifier's thresholds.
     pub fn thresholds(&self) -> &Thresholds {
         self.classifier.thresholds()
+    }
+
+    /// The sign-in stream's watermark as last recorded.
+    pub fn sign_ins_watermark(&self) -> &Watermark {
+        &self.sign_ins
     }
 
     /// The open detections the classifier holds.
@@ -197,6 +209,15 @@ impl Watcher {
                 r.truncated,
             ),
             Err(e) => failed(WatchStream::DirectoryAudits, e),
+        }
+        if let Ok(r) = &signs {
+            outcome.sign_ins = r.events.iter().map(|e| e.created).collect();
+            outcome.sign_in_pages = r.pages;
+            outcome.sign_ins_truncated = r.truncated;
+            outcome.sweep = r.sweep.clone();
+        }
+        if let Ok(r) = &audits {
+            outcome.audit_pages = r.pages;
         }
         if signs.is_err() && audits.is_err() {
             return Ok(outcome);
@@ -306,6 +327,25 @@ fn told_by_drift(store: &Store, tenant: &str, n: &NotedSecurityEvent) -> bool {
                         && e.created >= n.event.created
                 })
             })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_beside_a_running_audit_yields_the_reports_bucket() {
+        let pacing = crate::graph::Pacing::default();
+        let o = WatchOptions::for_share(std::time::Duration::from_secs(120), &pacing, 0.5);
+        let idle = run_options(&o, false);
+        assert_eq!(idle, o);
+        let busy = run_options(&o, true);
+        assert_eq!((busy.max_sign_in_pages, busy.max_audit_pages), (2, 1));
+        assert!(busy.defer_sweep && !idle.defer_sweep);
+        let interval = std::time::Duration::from_secs(120);
+        assert!(busy.reports_share(interval, &pacing) < 0.06);
+        assert!(o.reports_share(interval, &pacing) > 0.45);
+    }
 }
 
 /// The TAP policy of the last published posture kept in the store.
