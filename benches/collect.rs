@@ -19,9 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
 use futures::StreamExt;
-use mfa_auditor::collect::{
-    collect_with_report, wire, CollectOptions,
-};
+use mfa_auditor::collect::{collect_with_report, wire, CollectOptions};
 use mfa_auditor::graph::{ClientConfig, Credential, GraphClient, Pacing, ThrottleClass};
 use mfa_auditor::secret::Secret;
 
@@ -186,8 +184,7 @@ async fn watcher_loop(
     // Graph's late sign-ins are late by Graph time: the overlap scales with the clock.
     options.overlap =
         chrono::Duration::milliseconds((options.overlap.num_milliseconds() as f64 / SCALE) as i64);
-    let store =
-        std::sync::Arc::new(Store::in_memory().unwrap_or_else(|e| panic!("store: {e}")));
+    let store = std::sync::Arc::new(Store::in_memory().unwrap_or_else(|e| panic!("store: {e}")));
     let metrics = mfa_auditor::metrics::Metrics::new("bench");
     let watcher_metrics = metrics.watcher();
     let mut watcher = Watcher::load(&store, "bench", Default::default())

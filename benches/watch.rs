@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use mfa_auditor::collect::WatchOptions;
 use mfa_auditor::graph::{ClientConfig, Credential, GraphClient, Pacing};
-use mfa_auditor::secret::Secret;
 use mfa_auditor::metrics::Metrics;
+use mfa_auditor::secret::Secret;
 use mfa_auditor::state::Store;
 use mfa_auditor::watch::classify::Thresholds;
 use mfa_auditor::watch::run::{RunContext, Watcher};
@@ -242,7 +242,8 @@ async fn watch_for(
         // Lag of the traffic and planted sign-ins (those made while the bench ran), not of the
         // tenant's sign-ins of the hour before (the first read's lookback).
         for e in s.sign_ins.iter().filter(|e| **e >= bench_start) {
-            f.lags.push((recorded - *e).num_milliseconds() as f64 / 1000.0);
+            f.lags
+                .push((recorded - *e).num_milliseconds() as f64 / 1000.0);
         }
         let opened = s.recorded.as_ref().map_or(0, |r| {
             r.opened_states

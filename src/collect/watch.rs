@@ -19,7 +19,7 @@
 //!   filtered *sweep*, swept: one query per code the classifier knows
 //!   ([`crate::watch::classify::ERROR_CODES`], `status/errorCode eq`) and one per user it tracks
 //!   (`userId eq`, for their late MFA successes; at most [`WatchOptions::max_sweep_users`], oldest
-//!   detection first), each `createdDateTime ge newest-overlap and le newest`, oldest first. The
+//!   detection first, and few enough that the sweep stays cheaper: [`sweep_user_count`]), each `createdDateTime ge newest-overlap and le newest`, oldest first. The
 //!   whole window's cost is known without asking Graph: the ids kept in `seen` ARE its rows.
 //!   A late event the sweep cannot find (a success of an untracked user, a code the classifier
 //!   ignores) changes no detection.
@@ -543,8 +543,8 @@ pub async fn read_sign_ins_for(
     users: &[String],
     now: DateTime<Utc>,
 ) -> Result<WatchRead<SignInEvent>, WatchError> {
-    let users = &users[..users.len().min(options.max_sweep_users)];
     let choice = choose_sweep(from, options, users.len());
+    let users = &users[..sweep_user_count(from, options, users.len())];
     let Some(newest) = from.newest.filter(|_| choice != SweepChoice::Whole) else {
         let mut read = read_stream(
             client,
@@ -680,18 +680,31 @@ pub const MAX_DEFERRED_SWEEPS: u32 = 3;
 /// Rows a sign-in page holds (`$top`, the documented maximum).
 pub const SIGN_IN_PAGE_SIZE: usize = 1000;
 
-/// Whether the next read of `wm` re-reads the overlap whole or sweeps it, with `users` tracked
-/// users to sweep for: the whole window is `wm.seen` rows (the ids kept are exactly those within
-/// the overlap), `ceil(seen / page)` pages; a sweep costs at least one page per query (one per
-/// known code, one per user). A sweep in progress is carried on while the window is still
-/// dearer than it.
+/// Pages the overlap would cost read whole: the ids kept in `wm.seen` are exactly its rows.
+pub fn overlap_pages(wm: &Watermark) -> usize {
+    wm.seen.len().div_ceil(SIGN_IN_PAGE_SIZE).max(1)
+}
+
+/// How many of `users` tracked users a new sweep queries: at most
+/// [`WatchOptions::max_sweep_users`], and few enough that the sweep (one page at least per code
+/// and per user) stays cheaper than the overlap whole.
+pub fn sweep_user_count(wm: &Watermark, options: &WatchOptions, users: usize) -> usize {
+    users
+        .min(options.max_sweep_users)
+        .min(overlap_pages(wm).saturating_sub(ERROR_CODES.len() + 1))
+}
+
+/// Whether the next read of `wm` re-reads the overlap whole or sweeps it: the whole window is
+/// [`overlap_pages`]; a sweep costs at least one page per query (one per known code, one per
+/// user of [`sweep_user_count`]). A sweep in progress is carried on while the window is dearer
+/// than what it has left.
 pub fn choose_sweep(wm: &Watermark, options: &WatchOptions, users: usize) -> SweepChoice {
     if wm.newest.is_none() {
         return SweepChoice::Whole;
     }
-    let whole = wm.seen.len().div_ceil(SIGN_IN_PAGE_SIZE).max(1);
+    let whole = overlap_pages(wm);
     let queries = if wm.sweep.pending.is_empty() {
-        ERROR_CODES.len() + users
+        ERROR_CODES.len() + sweep_user_count(wm, options, users)
     } else {
         wm.sweep.pending.len()
     };

@@ -754,10 +754,16 @@ fn the_overlap_is_swept_only_when_reading_it_whole_costs_more_pages() {
         choose_sweep(&busy(newest, codes * 1000 + 1), &o, 0),
         SweepChoice::Sweep
     );
-    // Each tracked user is one more query.
+    // Each tracked user is one more query, swept for only while the sweep stays cheaper.
+    let just = busy(newest, codes * 1000 + 1);
+    assert_eq!(sweep_user_count(&just, &o, 5), 0);
+    assert_eq!(choose_sweep(&just, &o, 5), SweepChoice::Sweep);
+    let more = busy(newest, (codes + 3) * 1000);
+    assert_eq!(sweep_user_count(&more, &o, 5), 2);
     assert_eq!(
-        choose_sweep(&busy(newest, codes * 1000 + 1), &o, 1),
-        SweepChoice::Whole
+        sweep_user_count(&busy(newest, 150_000), &o, 500),
+        20,
+        "the cap"
     );
     // 10,000 a minute, a 15-min overlap: 150 pages whole against a few queries.
     let heavy = busy(newest, 150_000);
@@ -776,10 +782,18 @@ fn the_overlap_is_swept_only_when_reading_it_whole_costs_more_pages() {
 fn while_auditing_the_budget_is_small_and_the_sweep_deferred() {
     let pacing = crate::graph::Pacing::default();
     let o = WatchOptions::for_share(std::time::Duration::from_secs(120), &pacing, 0.5);
-    assert_eq!((o.max_sign_in_pages, o.sweep_pages, o.defer_sweep), (26, 4, false));
+    assert_eq!(
+        (o.max_sign_in_pages, o.sweep_pages, o.defer_sweep),
+        (26, 4, false)
+    );
     let a = o.while_auditing();
     assert_eq!(
-        (a.max_sign_in_pages, a.max_audit_pages, a.sweep_pages, a.defer_sweep),
+        (
+            a.max_sign_in_pages,
+            a.max_audit_pages,
+            a.sweep_pages,
+            a.defer_sweep
+        ),
         (2, 1, 1, true)
     );
     assert_eq!(a.overlap, o.overlap);
@@ -821,13 +835,19 @@ async fn a_busy_run_reads_fresh_then_sweeps_and_resumes_a_sweep_cut_by_its_budge
     let bob = "26be570a-ae82-4189-b4e2-a37c6808512d".to_string();
     // Fresh: one page from `newest`; the id at that second known, the next new.
     g.page(
-        &[("seen-0", "2026-12-03T10:00:00Z"), ("f1", "2026-12-03T10:01:00Z")],
+        &[
+            ("seen-0", "2026-12-03T10:00:00Z"),
+            ("f1", "2026-12-03T10:01:00Z"),
+        ],
         None,
     );
     // Sweep: the first code finds a late failure and a known row; the second code has two
     // pages, the budget (4 - 1 fresh = 3) stops after its first.
     g.page(
-        &[("seen-5", "2026-12-03T09:59:59Z"), ("late1", "2026-12-03T09:50:00Z")],
+        &[
+            ("seen-5", "2026-12-03T09:59:59Z"),
+            ("late1", "2026-12-03T09:50:00Z"),
+        ],
         None,
     );
     g.page(&[("late2", "2026-12-03T09:51:00Z")], Some("2"));
@@ -839,13 +859,20 @@ async fn a_busy_run_reads_fresh_then_sweeps_and_resumes_a_sweep_cut_by_its_budge
     assert_eq!(ids, vec!["late1", "late2", "late3", "f1"], "oldest first");
     let req = g.requested();
     assert_eq!(req.len(), 4);
-    assert!(req[0].contains("ge%202026-12-03T10%3A00%3A00Z&"), "{}", req[0]);
+    assert!(
+        req[0].contains("ge%202026-12-03T10%3A00%3A00Z&"),
+        "{}",
+        req[0]
+    );
     assert!(
         req[1].contains("ge%202026-12-03T09%3A45%3A00Z%20and%20createdDateTime%20le%202026-12-03T10%3A00%3A00Z%20and%20status%2FerrorCode%20eq%20500121"),
         "{}",
         req[1]
     );
-    assert_eq!((first.pages, first.sweep.pages, first.sweep.late), (4, 3, 3));
+    assert_eq!(
+        (first.pages, first.sweep.pages, first.sweep.late),
+        (4, 3, 3)
+    );
     let w = &first.watermark;
     assert_eq!(w.newest, Some(t("2026-12-03T10:01:00Z")));
     // The second code resumes from its last row; the other codes and bob still to do.
@@ -861,7 +888,13 @@ async fn a_busy_run_reads_fresh_then_sweeps_and_resumes_a_sweep_cut_by_its_budge
     // The next run: fresh, then the sweep goes on where it stopped (window of the new newest),
     // late3 again is not returned twice.
     g.page(&[("f2", "2026-12-03T10:02:00Z")], None);
-    g.page(&[("late3", "2026-12-03T09:52:00Z"), ("late4", "2026-12-03T09:53:00Z")], None);
+    g.page(
+        &[
+            ("late3", "2026-12-03T09:52:00Z"),
+            ("late4", "2026-12-03T09:53:00Z"),
+        ],
+        None,
+    );
     for _ in 2..codes.len() {
         g.page(&[], None);
     }
@@ -877,11 +910,16 @@ async fn a_busy_run_reads_fresh_then_sweeps_and_resumes_a_sweep_cut_by_its_budge
     assert_eq!(ids, vec!["late4", "bob-ok", "f2"]);
     let req = g.requested();
     assert!(
-        req[5].contains("ge%202026-12-03T09%3A52%3A00Z%20and%20createdDateTime%20le%202026-12-03T10%3A01%3A00Z"),
+        req[5].contains(
+            "ge%202026-12-03T09%3A52%3A00Z%20and%20createdDateTime%20le%202026-12-03T10%3A01%3A00Z"
+        ),
         "{}",
         req[5]
     );
-    assert!(req.last().is_some_and(|u| u.contains("userId%20eq")), "{req:?}");
+    assert!(
+        req.last().is_some_and(|u| u.contains("userId%20eq")),
+        "{req:?}"
+    );
     assert!(second.watermark.sweep.pending.is_empty());
     assert_eq!(second.watermark.sweep.completed, 1);
 

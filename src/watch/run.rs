@@ -191,9 +191,9 @@ impl Watcher {
                     );
                 }
                 cx.metrics.read(
-                WatchStream::SignIns.as_str(),
-                true,
-                r.events.len() as u64,
+                    WatchStream::SignIns.as_str(),
+                    true,
+                    r.events.len() as u64,
                     lag(r.events.iter().map(|e| e.created).max()),
                     r.truncated,
                 )
