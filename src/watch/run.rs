@@ -329,25 +329,6 @@ fn told_by_drift(store: &Store, tenant: &str, n: &NotedSecurityEvent) -> bool {
             })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_run_beside_a_running_audit_yields_the_reports_bucket() {
-        let pacing = crate::graph::Pacing::default();
-        let o = WatchOptions::for_share(std::time::Duration::from_secs(120), &pacing, 0.5);
-        let idle = run_options(&o, false);
-        assert_eq!(idle, o);
-        let busy = run_options(&o, true);
-        assert_eq!((busy.max_sign_in_pages, busy.max_audit_pages), (2, 1));
-        assert!(busy.defer_sweep && !idle.defer_sweep);
-        let interval = std::time::Duration::from_secs(120);
-        assert!(busy.reports_share(interval, &pacing) < 0.06);
-        assert!(o.reports_share(interval, &pacing) > 0.45);
-    }
-}
-
 /// The TAP policy of the last published posture kept in the store.
 fn stored_tap(store: &Store, tenant: &str) -> Option<TapReadiness> {
     let kept = store.posture(tenant).ok().flatten()?;
@@ -578,4 +559,23 @@ pub fn record_drift(
             classifier: None,
         })
         .map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_beside_a_running_audit_yields_the_reports_bucket() {
+        let pacing = crate::graph::Pacing::default();
+        let o = WatchOptions::for_share(std::time::Duration::from_secs(120), &pacing, 0.5);
+        let idle = run_options(&o, false);
+        assert_eq!(idle, o);
+        let busy = run_options(&o, true);
+        assert_eq!((busy.max_sign_in_pages, busy.max_audit_pages), (2, 1));
+        assert!(busy.defer_sweep && !idle.defer_sweep);
+        let interval = std::time::Duration::from_secs(120);
+        assert!(busy.reports_share(interval, &pacing) < 0.06);
+        assert!(o.reports_share(interval, &pacing) > 0.45);
+    }
 }
