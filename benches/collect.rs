@@ -3,8 +3,8 @@
 //! per-user way (one `/authentication/methods` request per user) for comparison.
 //!
 //! `cargo bench --bench collect` (all sizes) or `cargo bench --bench collect -- 100000` (one).
-//! `-- 100000 --with-watcher`: the sign-in watcher reads on the same client (same pacer) every
-//! interval while the audit runs, against graph-sim traffic of 1,000 sign-ins a (scaled) minute;
+//! `-- 100000 --with-watcher`: the daemon's watcher pass (`Watcher::run`, told an audit is
+//! running, so it yields) reads on the same client (same pacer) every interval while the audit runs, against graph-sim traffic of 1,000 sign-ins a (scaled) minute;
 //! the audit's ratio is to the bound of its own requests (the watcher's taken out).
 //! The simulator runs in a child process, so the peak RSS printed is the collector's alone.
 //!
@@ -19,9 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
 use futures::StreamExt;
-use mfa_auditor::collect::{
-    collect_with_report, read_security_info, read_sign_ins, wire, CollectOptions, Watermark,
-};
+use mfa_auditor::collect::{collect_with_report, wire, CollectOptions};
 use mfa_auditor::graph::{ClientConfig, Credential, GraphClient, Pacing, ThrottleClass};
 use mfa_auditor::secret::Secret;
 
@@ -166,62 +164,54 @@ struct WatcherFigures {
     sign_ins: u64,
     behind_runs: u64,
     failures: u64,
+    /// Pages of the late sweep (in `sign_in_pages` too), runs it was deferred.
+    sweep_pages: u64,
+    deferred: u64,
 }
 
-/// The watcher's loop (reads, classifier, store) every `interval` until `stop`.
+/// The daemon's watcher pass (`watch::run::Watcher::run`: reads, classifier, plans, store) every
+/// `interval` until `stop`, told an audit is running (`RunContext::auditing`, as the daemon's
+/// `Shared::running` tells it) so it yields the reports bucket.
 async fn watcher_loop(
     client: GraphClient,
     interval: std::time::Duration,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> WatcherFigures {
-    use mfa_auditor::state::{Store, WatchRecord, WatchStream};
+    use mfa_auditor::state::Store;
+    use mfa_auditor::watch::run::{RunContext, Watcher};
     let mut options =
         mfa_auditor::config::WatcherConfig::default().watch_options(&Pacing::default());
     // Graph's late sign-ins are late by Graph time: the overlap scales with the clock.
     options.overlap =
         chrono::Duration::milliseconds((options.overlap.num_milliseconds() as f64 / SCALE) as i64);
-    let store = Store::in_memory().unwrap_or_else(|e| panic!("store: {e}"));
-    let mut classifier = mfa_auditor::watch::classify::Classifier::new(Default::default());
-    let (mut s_wm, mut a_wm) = (Watermark::default(), Watermark::default());
+    let store = std::sync::Arc::new(Store::in_memory().unwrap_or_else(|e| panic!("store: {e}")));
+    let metrics = mfa_auditor::metrics::Metrics::new("bench");
+    let watcher_metrics = metrics.watcher();
+    let mut watcher = Watcher::load(&store, "bench", Default::default())
+        .unwrap_or_else(|e| panic!("watcher: {e}"));
     let mut f = WatcherFigures::default();
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         let tick = Instant::now();
-        let now = chrono::Utc::now();
+        let cx = RunContext {
+            client: &client,
+            store: &store,
+            options: &options,
+            subscribers: &[],
+            break_glass: &[],
+            mfa_exclusion_group: None,
+            metrics: &watcher_metrics,
+            now: chrono::Utc::now(),
+            auditing: true,
+        };
         f.runs += 1;
-        match (
-            read_sign_ins(&client, &s_wm, &options, now).await,
-            read_security_info(&client, &a_wm, &options, now).await,
-        ) {
-            (Ok(s), Ok(a)) => {
-                f.sign_in_pages += u64::from(s.pages);
-                f.audit_pages += u64::from(a.pages);
-                f.sign_ins += s.events.len() as u64;
-                f.behind_runs += u64::from(s.truncated);
-                let changes = classifier.observe_all(&s.events);
-                let marks = [
-                    (
-                        WatchStream::SignIns,
-                        serde_json::to_string(&s.watermark).unwrap_or_default(),
-                    ),
-                    (
-                        WatchStream::DirectoryAudits,
-                        serde_json::to_string(&a.watermark).unwrap_or_default(),
-                    ),
-                ];
-                store
-                    .record_watch(&WatchRecord {
-                        tenant: "bench",
-                        at: now,
-                        changes: &changes,
-                        security: &[],
-                        watermarks: &marks,
-                        subscribers: &[],
-                        classifier: None,
-                        remediation: &|_| String::new(),
-                    })
-                    .unwrap_or_else(|e| panic!("record: {e}"));
-                s_wm = s.watermark;
-                a_wm = a.watermark;
+        match watcher.run(&cx).await {
+            Ok(o) if o.failed.is_empty() => {
+                f.sign_in_pages += u64::from(o.sign_in_pages);
+                f.audit_pages += u64::from(o.audit_pages);
+                f.sweep_pages += u64::from(o.sweep.pages);
+                f.deferred += u64::from(o.sweep.deferred);
+                f.sign_ins += o.sign_ins.len() as u64;
+                f.behind_runs += u64::from(o.sign_ins_truncated);
             }
             _ => f.failures += 1,
         }
@@ -282,14 +272,16 @@ async fn bench_tenant(users: usize, with_watcher: bool) {
     let bound = bound_real / SCALE;
     if let Some(w) = &watched {
         println!(
-            "watcher              {:>10} runs every {:.1} s (120 s scaled): {} sign-in pages, {} directory-audit pages, {} sign-ins, {} runs at the cap, {} failed",
+            "watcher              {:>10} runs every {:.1} s (120 s scaled): {} sign-in pages, {} directory-audit pages, {} sign-ins, {} runs at the cap, {} failed; yielding to the audit: sweep {} pages, deferred in {} runs",
             w.runs,
             interval.as_secs_f64(),
             w.sign_in_pages,
             w.audit_pages,
             w.sign_ins,
             w.behind_runs,
-            w.failures
+            w.failures,
+            w.sweep_pages,
+            w.deferred
         );
     }
     println!(

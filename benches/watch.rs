@@ -1,9 +1,11 @@
-//! Watcher benchmark (issue 12): the watcher's path — `read_sign_ins` + `read_security_info` on
-//! one `GraphClient`, the `Classifier`, `Store::record_watch` — against graph-sim's traffic
+//! Watcher benchmark (issue 12): the daemon's pass, `watch::run::Watcher::run` (the fresh read and
+//! the late sweep, the directory audits, the classifier, the plans, one `Store::record_watch`
+//! transaction) on one `GraphClient`, against graph-sim's traffic
 //! generator (10,000 sign-ins a minute, real time: Graph's documented limits, unscaled) with a
 //! lockout planted every minute, for a few minutes of watcher runs.
 //!
-//! `cargo bench --bench watch -- [SECONDS] [INTERVAL] [PER_MINUTE]` (defaults 180 60 10000).
+//! `cargo bench --bench watch -- [SECONDS] [INTERVAL] [PER_MINUTE] [--shared-only]` (defaults
+//! 180 60 10000; `--shared-only`: the 50 % mode alone).
 //! Runs three times, each on a fresh simulator: with the old fixed cap (4 pages of sign-ins a
 //! run), with the caps derived from 50 % of the reports budget (`WatchOptions::for_share`), and
 //! with those caps and a 2-minute overlap instead of 15 (the overlap is re-read every run).
@@ -18,14 +20,17 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use mfa_auditor::collect::{read_security_info, read_sign_ins, WatchOptions, Watermark};
+use mfa_auditor::collect::WatchOptions;
 use mfa_auditor::graph::{ClientConfig, Credential, GraphClient, Pacing};
+use mfa_auditor::metrics::Metrics;
 use mfa_auditor::secret::Secret;
-use mfa_auditor::state::{DetectionChange, Store, WatchRecord, WatchStream};
-use mfa_auditor::watch::classify::{Classifier, Thresholds};
+use mfa_auditor::state::Store;
+use mfa_auditor::watch::classify::Thresholds;
+use mfa_auditor::watch::run::{RunContext, Watcher};
 
 /// Seconds after the simulator starts of the first planted lockout, then one a minute.
 const FIRST_PLANT_S: u64 = 20;
@@ -185,6 +190,8 @@ struct Figures {
     runs: u32,
     trailing_s: f64,
     opened_locked_out: u64,
+    /// Sign-ins found by the late sweep.
+    late: u64,
 }
 
 /// The watcher's loop for `secs`, every `interval`, reading with `options`.
@@ -194,9 +201,11 @@ async fn watch_for(
     secs: u64,
     interval: Duration,
 ) -> Figures {
-    let store = Store::in_memory().unwrap_or_else(|e| panic!("store: {e}"));
-    let mut classifier = Classifier::new(Thresholds::default());
-    let (mut signins_wm, mut audits_wm) = (Watermark::default(), Watermark::default());
+    let store = Arc::new(Store::in_memory().unwrap_or_else(|e| panic!("store: {e}")));
+    let metrics = Metrics::new("bench");
+    let watcher_metrics = metrics.watcher();
+    let mut watcher = Watcher::load(&store, "bench", Thresholds::default())
+        .unwrap_or_else(|e| panic!("watcher: {e}"));
     let mut f = Figures {
         sign_ins: 0,
         lags: Vec::new(),
@@ -205,75 +214,68 @@ async fn watch_for(
         runs: 0,
         trailing_s: 0.0,
         opened_locked_out: 0,
+        late: 0,
     };
     let started = Instant::now();
     let bench_start = Utc::now();
     while started.elapsed() < Duration::from_secs(secs) {
         let tick = Instant::now();
         let now = Utc::now();
-        let s = read_sign_ins(client, &signins_wm, options, now)
+        // The daemon's pass (read, classify, plan, record in one transaction).
+        let cx = RunContext {
+            client,
+            store: &store,
+            options,
+            subscribers: &[],
+            break_glass: &[],
+            mfa_exclusion_group: None,
+            metrics: &watcher_metrics,
+            now,
+            auditing: false,
+        };
+        let s = watcher
+            .run(&cx)
             .await
-            .unwrap_or_else(|e| panic!("sign-ins: {e}"));
-        let a = read_security_info(client, &audits_wm, options, now)
-            .await
-            .unwrap_or_else(|e| panic!("security info: {e}"));
-        let changes = classifier.observe_all(&s.events);
-        let marks = [
-            (
-                WatchStream::SignIns,
-                serde_json::to_string(&s.watermark).unwrap_or_default(),
-            ),
-            (
-                WatchStream::DirectoryAudits,
-                serde_json::to_string(&a.watermark).unwrap_or_default(),
-            ),
-        ];
-        store
-            .record_watch(&WatchRecord {
-                tenant: "bench",
-                at: now,
-                changes: &changes,
-                security: &[],
-                watermarks: &marks,
-                subscribers: &[],
-                classifier: None,
-                remediation: &|_| String::new(),
-            })
-            .unwrap_or_else(|e| panic!("record: {e}"));
+            .unwrap_or_else(|e| panic!("watcher run: {e}"));
+        assert!(s.failed.is_empty(), "read failed: {:?}", s.failed);
         let recorded = Utc::now();
         // Lag of the traffic and planted sign-ins (those made while the bench ran), not of the
         // tenant's sign-ins of the hour before (the first read's lookback).
-        for e in s.events.iter().filter(|e| e.created >= bench_start) {
+        for e in s.sign_ins.iter().filter(|e| **e >= bench_start) {
             f.lags
-                .push((recorded - e.created).num_milliseconds() as f64 / 1000.0);
+                .push((recorded - *e).num_milliseconds() as f64 / 1000.0);
         }
-        f.opened_locked_out += changes
-            .iter()
-            .filter(|c| {
-                matches!(c, DetectionChange::Opened(d) if d.state == mfa_auditor::watch::LockoutState::LockedOut)
-            })
-            .count() as u64;
-        f.sign_ins += s.events.len() as u64;
+        let opened = s.recorded.as_ref().map_or(0, |r| {
+            r.opened_states
+                .iter()
+                .filter(|x| **x == mfa_auditor::watch::LockoutState::LockedOut)
+                .count() as u64
+        });
+        f.opened_locked_out += opened;
+        f.late += s.sweep.late;
+        f.sign_ins += s.sign_ins.len() as u64;
         f.runs += 1;
-        f.truncated_runs += u32::from(s.truncated);
-        f.last_truncated = s.truncated;
+        f.truncated_runs += u32::from(s.sign_ins_truncated);
+        f.last_truncated = s.sign_ins_truncated;
         println!(
-            "  run {:>2} at {:>5.0} s: {:>6} sign-ins in {:>2} pages{} ({:.1} s), {} changes",
+            "  run {:>2} at {:>5.0} s: {:>6} sign-ins in {:>2} pages{} (sweep: {} pages, {} late, {} queries left{}) ({:.1} s), {} opened",
             f.runs,
             started.elapsed().as_secs_f64(),
-            s.events.len(),
-            s.pages,
-            if s.truncated {
+            s.sign_ins.len(),
+            s.sign_in_pages,
+            if s.sign_ins_truncated {
                 ", stopped at the cap"
             } else {
                 ""
             },
+            s.sweep.pages,
+            s.sweep.late,
+            s.sweep.pending,
+            if s.sweep.deferred { ", deferred" } else { "" },
             tick.elapsed().as_secs_f64(),
-            changes.len()
+            s.recorded.as_ref().map_or(0, |r| r.opened)
         );
-        signins_wm = s.watermark;
-        audits_wm = a.watermark;
-        f.trailing_s = signins_wm.newest.map_or(f64::NAN, |n| {
+        f.trailing_s = watcher.sign_ins_watermark().newest.map_or(f64::NAN, |n| {
             (Utc::now() - n).num_milliseconds() as f64 / 1000.0
         });
         let left = interval.saturating_sub(tick.elapsed());
@@ -327,8 +329,8 @@ async fn bench_mode(
         }
     );
     println!(
-        "  locked-out detections opened: {} (about {planted} planted; traffic may add its own)",
-        f.opened_locked_out
+        "  locked-out detections opened: {} (about {planted} planted; traffic may add its own); {} sign-ins found by the late sweep",
+        f.opened_locked_out, f.late
     );
     println!(
         "  CPU {:.2} s per minute of traffic; RSS {:.1} MiB (peak {:.1} MiB)",
@@ -366,7 +368,8 @@ fn main() {
     rt.block_on(async {
         println!("Graph's documented limits, unscaled (reports: 5 requests / 10 s, 95 % headroom)");
         let only_short = args.iter().any(|a| a == "--short-overlap-only");
-        if !only_short {
+        let only_shared = args.iter().any(|a| a == "--shared-only");
+        if !only_short && !only_shared {
             bench_mode(
                 "fixed cap",
                 &WatchOptions::default(),
@@ -387,8 +390,11 @@ fn main() {
             )
             .await;
         }
-        // The overlap is re-read every run that is not catching up: at 10,000 a minute a 15-min
-        // overlap is 150 pages. With Graph's 95th-percentile ingestion delay (2 min) instead:
+        if only_shared {
+            return;
+        }
+        // Before the late sweep the overlap was re-read every run that was not catching up (at
+        // 10,000 a minute a 15-min overlap is 150 pages); now it is swept. A 2-min overlap:
         let short = WatchOptions {
             overlap: chrono::Duration::minutes(2),
             ..shared

@@ -66,6 +66,7 @@ async fn a_run_opens_resolves_and_notes_once_across_reruns_and_a_restart() {
         mfa_exclusion_group: None,
         metrics: &watcher_metrics,
         now,
+        auditing: false,
     };
     let mut watcher = Watcher::load(&store, &tenant, config.watcher.thresholds()).expect("load");
     let baseline = watcher.run(&cx(Utc::now())).await.expect("run");
@@ -260,6 +261,7 @@ async fn a_failed_stream_keeps_its_watermark_and_the_other_still_records() {
         mfa_exclusion_group: None,
         metrics: &metrics,
         now,
+        auditing: false,
     };
     sim.set_faults(vec![graph_sim::Fault::Status {
         endpoint: "signIns".into(),

@@ -3,7 +3,10 @@
 
 use chrono::{Duration, Utc};
 use graph_sim::Profile;
-use mfa_auditor::collect::{read_security_info, read_sign_ins, WatchOptions, Watermark};
+use mfa_auditor::collect::{
+    choose_sweep, read_security_info, read_sign_ins, read_sign_ins_for, SweepChoice, WatchOptions,
+    Watermark,
+};
 use mfa_auditor::watch::SecurityInfoActivity;
 
 mod common;
@@ -105,4 +108,94 @@ async fn caps_from_half_the_reports_budget_read_two_minutes_of_10000_a_minute_in
     ids.dedup();
     assert_eq!(ids.len(), generated, "none twice");
     assert!(fixed.events.len() <= 4000 && fixed.events.len() * 4 < generated);
+}
+
+/// 10,000 sign-ins a minute for the two minutes before the first read; then failures Graph
+/// ingests late (made 90 s before, listed only now) inside the overlap. The second run reads the
+/// fresh window plus the late sweep (one query per known code, one per tracked user) within its
+/// page budget, instead of the overlap's 20 pages again; it finds the late failures and returns
+/// none of the first run's rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_10000_a_minute_the_late_sweep_finds_late_failures_within_the_budget_none_twice() {
+    let start = Utc::now() - Duration::minutes(2);
+    let sim = common::sim(200, 13, Profile::Realistic, |c| {
+        c.traffic = Some(graph_sim::Traffic {
+            per_minute: 10_000,
+            seed: 5,
+            start: Some(start),
+        })
+    })
+    .await;
+    let client = common::client(&sim, |_| {});
+    let options = WatchOptions::for_share(
+        std::time::Duration::from_secs(120),
+        &mfa_auditor::graph::Pacing::default(),
+        0.5,
+    );
+    let from = Watermark {
+        start: Some(start),
+        ..Watermark::default()
+    };
+    let first = read_sign_ins(&client, &from, &options, Utc::now())
+        .await
+        .expect("first read");
+    assert!(!first.truncated, "{} pages", first.pages);
+    assert!(first.watermark.seen.len() > 15_000);
+    let codes = mfa_auditor::watch::classify::ERROR_CODES.len();
+    assert_eq!(
+        choose_sweep(&first.watermark, &options, 1),
+        SweepChoice::Sweep,
+        "{} rows in the overlap",
+        first.watermark.seen.len()
+    );
+    let victim = first
+        .events
+        .iter()
+        .find(|e| e.upn.contains('@'))
+        .expect("a user signed in");
+    let (victim_id, victim_upn) = (victim.user.to_string(), victim.upn.to_string());
+    let newest = first.watermark.newest.expect("newest");
+    let late = sim.user_fails_mfa(&victim_upn, 3, newest - Duration::seconds(90), 50088);
+    assert_eq!(late.len(), 3);
+
+    let second = read_sign_ins_for(
+        &client,
+        &first.watermark,
+        &options,
+        std::slice::from_ref(&victim_id),
+        Utc::now(),
+    )
+    .await
+    .expect("second read");
+    assert!(
+        second.pages <= options.max_sign_in_pages,
+        "{} pages of {}",
+        second.pages,
+        options.max_sign_in_pages
+    );
+    assert!(
+        second.sweep.pages as usize > codes,
+        "a query per code and the user: {:?}",
+        second.sweep
+    );
+    assert_eq!(second.sweep.pending, 0, "the sweep finished");
+    assert!(
+        second.pages < 15,
+        "far fewer than the overlap whole: {}",
+        second.pages
+    );
+    let got: Vec<&str> = second.events.iter().map(|e| &*e.id).collect();
+    for id in &late {
+        assert!(got.contains(&id.as_str()), "late failure {id} found");
+    }
+    assert!(second.sweep.late >= 3, "{:?}", second.sweep);
+    let firsts: std::collections::HashSet<&str> = first.events.iter().map(|e| &*e.id).collect();
+    assert!(
+        got.iter().all(|id| !firsts.contains(id)),
+        "none of the first read twice"
+    );
+    let mut unique = got.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), got.len(), "none twice within the read");
 }

@@ -20,7 +20,9 @@ pub use sweeps::{
     SUBSCRIBED_SKUS_PERMISSIONS,
 };
 pub use watch::{
-    read_security_info, read_sign_ins, WatchError, WatchOptions, WatchRead, Watermark,
+    choose_sweep, overlap_pages, read_security_info, read_sign_ins, read_sign_ins_for, sweep_url,
+    sweep_user_count, Sweep, SweepChoice, SweepFilter, SweepQuery, SweepReport, WatchError,
+    WatchOptions, WatchRead, Watermark, MAX_DEFERRED_SWEEPS, SIGN_IN_PAGE_SIZE,
 };
 
 use crate::snapshot::DataSet;

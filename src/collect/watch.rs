@@ -2,29 +2,58 @@
 //! security-info entries, each from a [`Watermark`] with an overlap, deduplicated by id.
 //!
 //! **Watermark.** The newest event time returned so far (it never moves back) and the ids
-//! returned within `overlap` of it. A read asks Graph for everything from `newest - overlap`
-//! (oldest first), so an event Graph ingests late (up to `overlap` after a newer one) is still
-//! read; its id is what tells it from one already returned. Once an event's time is more than
-//! `overlap` behind the newest, its id is dropped, and any event that old is refused whatever its
-//! id: a window once read past the overlap is never read again, nothing is returned twice, and
-//! memory is the ids of one overlap window.
+//! returned within `overlap` of it. An event Graph ingests late (up to `overlap` after a newer
+//! one) is still read; its id is what tells it from one already returned. Once an event's time
+//! is more than `overlap` behind the newest, its id is dropped, and any event that old is refused
+//! whatever its id: a window once read past the overlap is never read again, nothing is returned
+//! twice, and memory is the ids of one overlap window. Every row, however read, goes through
+//! [`Watermark::admit`].
+//!
+//! **Fresh read and late sweep (sign-ins).** Re-reading the overlap whole every run costs
+//! `rows in the overlap / 1,000` pages: 150 a run at 10,000 sign-ins a minute and a 15-min
+//! overlap. So a sign-in read is two parts ([`choose_sweep`]):
+//! - the *fresh read*, from `newest` on (the ids at that second are known and deduplicated);
+//! - the overlap `[newest - overlap, newest]`, either re-read whole with the fresh read (one
+//!   listing from `newest - overlap`, as before: cheap at low volume, and it also sees late
+//!   rows the classifier does not care about), or, when that would cost more pages than a
+//!   filtered *sweep*, swept: one query per code the classifier knows
+//!   ([`crate::watch::classify::ERROR_CODES`], `status/errorCode eq`) and one per user it tracks
+//!   (`userId eq`, for their late MFA successes; at most [`WatchOptions::max_sweep_users`], oldest
+//!   detection first, and few enough that the sweep stays cheaper: [`sweep_user_count`]), each `createdDateTime ge newest-overlap and le newest`, oldest first. The
+//!   whole window's cost is known without asking Graph: the ids kept in `seen` ARE its rows.
+//!   A late event the sweep cannot find (a success of an untracked user, a code the classifier
+//!   ignores) changes no detection.
+//!
+//! A sweep is bounded by the run's page budget: the fresh read keeps
+//! [`WatchOptions::sweep_pages`] of `max_sign_in_pages` for it, and the sweep takes whatever the
+//! fresh read left. Queries not read to their end are kept in the watermark
+//! ([`Watermark::sweep`]) and resumed next run, in order, each from the time of its last row read
+//! (rows come oldest first; those at that second again are known by id) within the new window; a
+//! new sweep starts once all are done. A query that cannot move on (a whole page in one second)
+//! is given up, logged and counted (`Sweep::dropped`). While an audit is running
+//! ([`WatchOptions::while_auditing`]) the sweep is deferred, at most [`MAX_DEFERRED_SWEEPS`]
+//! runs in a row. Limit: a late event is found if it is ingested while its time is still within
+//! the overlap of `newest` when the query for its code or user runs.
+//!
+//! Directory-audit entries are few: that stream is re-read whole from `newest - overlap`.
 //!
 //! **Failure.** A read works on a copy of the watermark and hands the new one back only with its
-//! events: a failed read (403, licence, throttled past retries, a broken page) returns a
-//! [`WatchError`] naming the endpoint and the caller's watermark is unchanged.
+//! events: a failed read (403, licence, throttled past retries, a broken page), fresh or sweep,
+//! returns a [`WatchError`] naming the endpoint and the caller's watermark is unchanged.
 //!
 //! **Pacing.** Both streams are in Graph's reports class (5 requests / 10 s per app and tenant),
 //! the bucket the audit's registration sweep uses. They go through the same [`GraphClient`] (its
-//! pacer is shared by every clone), so the watcher's pages take their tokens from the audit's
-//! bucket, in arrival order with the audit's (the pacer is first come, first served: neither can
-//! starve the other). The watcher's share is bounded too: a run reads at most `max_pages` pages
-//! per stream; a stream with more to read is marked behind and its next run continues from the
-//! newest event read (no overlap: it is catching up), so a burst of sign-ins is read over a few
-//! runs rather than in one run that would hold the bucket. Stopping early is only sound when the
-//! rows come oldest first (`$orderby` asc, documented for both): a server that sends them in
-//! another order is read to the end of the window, cap or not. [`WatchOptions::reports_share`] gives
-//! the bound: with the defaults (4 + 2 pages every 120 s) at most 6 of the 57 requests the
-//! client allows itself per 120 s, about 11 %.
+//! pacer is shared by every clone), so the watcher's pages, fresh and sweep, take their tokens
+//! from the audit's bucket, in arrival order with the audit's (the pacer is first come, first
+//! served: neither can starve the other). The watcher's share is bounded too: a run reads at most
+//! `max_sign_in_pages` pages of sign-ins (fresh and sweep together; at least one each) and
+//! `max_audit_pages` of directory audits; a fresh read with more to read is marked behind and
+//! continues from the newest event read next run, so a burst of sign-ins is read over a few runs
+//! rather than in one run that would hold the bucket. Stopping early is only sound when the rows
+//! come oldest first (`$orderby` asc, documented for both): a server that sends them in another
+//! order is read to the end of the listing, cap or not. [`WatchOptions::reports_share`] gives the
+//! bound: with the defaults (4 + 2 pages every 120 s) at most 6 of the 57 requests the client
+//! allows itself per 120 s, about 11 %; while an audit runs, 2 + 1.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -34,6 +63,7 @@ use thiserror::Error;
 
 use super::{convert, encode, wire};
 use crate::graph::{GraphClient, GraphError, ThrottleClass};
+use crate::watch::classify::ERROR_CODES;
 use crate::watch::{SecurityInfoEvent, SignInEvent};
 
 /// The endpoint label of the watcher's sign-in reads (metrics, errors).
@@ -55,6 +85,67 @@ pub struct Watermark {
     pub seen: BTreeMap<String, DateTime<Utc>>,
     /// The last read stopped at its page cap: the next continues from `newest`.
     pub behind: bool,
+    /// The late sweep in progress (module doc).
+    #[serde(default, skip_serializing_if = "Sweep::is_idle")]
+    pub sweep: Sweep,
+}
+
+/// The late sweep of the overlap (module doc): the queries not yet read to their end, and
+/// counts for the logs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sweep {
+    /// Queries of the sweep in progress still to read, in order.
+    #[serde(default)]
+    pub pending: Vec<SweepQuery>,
+    /// Runs in a row the sweep was deferred (an audit running).
+    #[serde(default)]
+    pub deferred: u32,
+    /// Sweeps started and read to their end.
+    #[serde(default)]
+    pub started: u64,
+    #[serde(default)]
+    pub completed: u64,
+    /// Queries given up (a page of rows in one second: cannot move on by time).
+    #[serde(default)]
+    pub dropped: u64,
+}
+
+impl Sweep {
+    fn is_idle(&self) -> bool {
+        *self == Sweep::default()
+    }
+}
+
+/// One query of a sweep: the filter, and where to go on from (the time of the last row read
+/// when it stopped at the run's budget).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SweepQuery {
+    pub filter: SweepFilter,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<DateTime<Utc>>,
+}
+
+/// What a sweep query asks for besides the window.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SweepFilter {
+    /// `status/errorCode eq` a code of the classifier's.
+    Code(i32),
+    /// `userId eq` a user the classifier tracks.
+    User(String),
+}
+
+/// What a run's sweep did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Pages the sweep read (counted in [`WatchRead::pages`] too).
+    pub pages: u32,
+    /// Events found by the sweep (late: never returned before).
+    pub late: u64,
+    /// Queries left for the next run.
+    pub pending: u32,
+    /// The sweep was deferred this run.
+    pub deferred: bool,
 }
 
 impl Watermark {
@@ -113,6 +204,12 @@ pub struct WatchOptions {
     pub max_sign_in_pages: u32,
     /// Pages of directory-audit entries one run reads at most (999 each).
     pub max_audit_pages: u32,
+    /// Pages of `max_sign_in_pages` kept from the fresh read for the late sweep (at least 1).
+    pub sweep_pages: u32,
+    /// Tracked users swept for per run at most (oldest detection first).
+    pub max_sweep_users: usize,
+    /// Defer the late sweep (an audit is running), at most [`MAX_DEFERRED_SWEEPS`] runs in a row.
+    pub defer_sweep: bool,
 }
 
 impl Default for WatchOptions {
@@ -122,6 +219,9 @@ impl Default for WatchOptions {
             first_lookback: Duration::hours(1),
             max_sign_in_pages: 4,
             max_audit_pages: 2,
+            sweep_pages: 1,
+            max_sweep_users: 20,
+            defer_sweep: false,
         }
     }
 }
@@ -144,9 +244,25 @@ impl WatchOptions {
             pacing.reports_per_10s * pacing.headroom.clamp(0.01, 1.0) * interval.as_secs_f64()
                 / 10.0;
         let pages = (per_interval * share.clamp(0.0, 1.0)).floor() as u32;
+        let max_sign_in_pages = pages.saturating_sub(d.max_audit_pages).max(1);
         WatchOptions {
-            max_sign_in_pages: pages.saturating_sub(d.max_audit_pages).max(1),
+            max_sign_in_pages,
+            // A sixth of the sign-in pages for the sweep: 4 of 26 with the defaults.
+            sweep_pages: (max_sign_in_pages / 6).max(1),
             ..d
+        }
+    }
+
+    /// The small budget of a run while an audit is in flight (it shares the reports bucket):
+    /// the fresh read at most 2 pages of sign-ins and 1 of directory audits, the late sweep
+    /// deferred (at most [`MAX_DEFERRED_SWEEPS`] runs in a row, then one page of it).
+    pub fn while_auditing(&self) -> WatchOptions {
+        WatchOptions {
+            max_sign_in_pages: self.max_sign_in_pages.min(2),
+            max_audit_pages: self.max_audit_pages.min(1),
+            sweep_pages: 1,
+            defer_sweep: true,
+            ..self.clone()
         }
     }
 
@@ -177,6 +293,8 @@ pub struct WatchRead<T> {
     pub rows: u64,
     /// Stopped at the page cap: there is more to read.
     pub truncated: bool,
+    /// The late sweep's part (sign-ins only).
+    pub sweep: SweepReport,
 }
 
 /// A watcher read that failed; the watermark it started from is unchanged.
@@ -253,34 +371,37 @@ pub const FUTURE_TOLERANCE: Duration = Duration::minutes(5);
 /// A row's id and time.
 type Key<W> = fn(&W) -> Option<(&str, DateTime<Utc>)>;
 
-/// Reads one stream: at most `max_pages` pages from the watermark's `read_from`, each row
-/// admitted (never returned, not past the overlap) then converted.
+/// What [`read_pages`] read of one listing.
+struct PagesRead<E> {
+    events: Vec<E>,
+    pages: u32,
+    rows: u64,
+    /// Stopped at the page cap with rows oldest first: there is more from `last` on.
+    truncated: bool,
+    /// The time of the last row read.
+    last: Option<DateTime<Utc>>,
+}
+
+/// Reads at most `max_pages` pages (at least one) of the listing at `url`, each row admitted
+/// into `wm` (never returned, not older than `cutoff`) then converted.
 #[allow(clippy::too_many_arguments)]
-async fn read_stream<W, E>(
+async fn read_pages<W, E>(
     client: &GraphClient,
     endpoint: &'static str,
-    url_for: fn(DateTime<Utc>) -> String,
+    mut url: String,
     key: Key<W>,
     convert: fn(&W) -> Option<E>,
-    from: &Watermark,
-    overlap: Duration,
-    first_lookback: Duration,
+    wm: &mut Watermark,
+    cutoff: Option<DateTime<Utc>>,
     max_pages: u32,
     now: DateTime<Utc>,
-) -> Result<WatchRead<E>, WatchError>
+) -> Result<PagesRead<E>, WatchError>
 where
     W: serde::de::DeserializeOwned,
 {
-    let mut wm = from.clone();
-    if wm.newest.is_none() && wm.start.is_none() {
-        wm.start = Some(now - first_lookback);
-    }
-    let since = wm.read_from(overlap).unwrap_or(now - first_lookback);
-    let cutoff = wm.cutoff(overlap);
-    let mut url = url_for(since);
     let mut followed: HashSet<String> = HashSet::new();
     let (mut events, mut pages, mut rows, mut truncated) = (Vec::new(), 0u32, 0u64, false);
-    // Whether rows came oldest first, as asked: only then may a run stop at its page cap (it
+    // Whether rows came oldest first, as asked: only then may a read stop at its page cap (it
     // has read a prefix of the window). A server that ignores `$orderby` is read to the end.
     let (mut ascending, mut last): (bool, Option<DateTime<Utc>>) = (true, None);
     loop {
@@ -331,14 +452,65 @@ where
         }
         url = next;
     }
-    wm.behind = truncated;
-    wm.prune(overlap);
-    Ok(WatchRead {
+    Ok(PagesRead {
         events,
-        watermark: wm,
         pages,
         rows,
         truncated,
+        last,
+    })
+}
+
+/// A stream's watermark with the first read's start set.
+fn started(from: &Watermark, first_lookback: Duration, now: DateTime<Utc>) -> Watermark {
+    let mut wm = from.clone();
+    if wm.newest.is_none() && wm.start.is_none() {
+        wm.start = Some(now - first_lookback);
+    }
+    wm
+}
+
+/// Reads one stream whole: at most `max_pages` pages from the watermark's `read_from`.
+#[allow(clippy::too_many_arguments)]
+async fn read_stream<W, E>(
+    client: &GraphClient,
+    endpoint: &'static str,
+    url_for: fn(DateTime<Utc>) -> String,
+    key: Key<W>,
+    convert: fn(&W) -> Option<E>,
+    from: &Watermark,
+    overlap: Duration,
+    first_lookback: Duration,
+    max_pages: u32,
+    now: DateTime<Utc>,
+) -> Result<WatchRead<E>, WatchError>
+where
+    W: serde::de::DeserializeOwned,
+{
+    let mut wm = started(from, first_lookback, now);
+    let since = wm.read_from(overlap).unwrap_or(now - first_lookback);
+    let cutoff = wm.cutoff(overlap);
+    let read = read_pages(
+        client,
+        endpoint,
+        url_for(since),
+        key,
+        convert,
+        &mut wm,
+        cutoff,
+        max_pages,
+        now,
+    )
+    .await?;
+    wm.behind = read.truncated;
+    wm.prune(overlap);
+    Ok(WatchRead {
+        events: read.events,
+        watermark: wm,
+        pages: read.pages,
+        rows: read.rows,
+        truncated: read.truncated,
+        sweep: SweepReport::default(),
     })
 }
 
@@ -350,26 +522,232 @@ fn audit_key(w: &wire::DirectoryAudit) -> Option<(&str, DateTime<Utc>)> {
     Some((w.id.as_deref()?, w.activity_date_time?))
 }
 
-/// The sign-ins since `from` never returned before (beta, for `authenticationDetails`).
+/// The sign-ins since `from` never returned before (beta, for `authenticationDetails`), with
+/// no tracked user to sweep for (see [`read_sign_ins_for`]).
 pub async fn read_sign_ins(
     client: &GraphClient,
     from: &Watermark,
     options: &WatchOptions,
     now: DateTime<Utc>,
 ) -> Result<WatchRead<SignInEvent>, WatchError> {
-    read_stream(
+    read_sign_ins_for(client, from, options, &[], now).await
+}
+
+/// The sign-ins since `from` never returned before: the fresh read, plus the overlap re-read
+/// whole or swept (module doc). `users` are the ids the classifier tracks, oldest detection
+/// first (the first [`WatchOptions::max_sweep_users`] are swept for).
+pub async fn read_sign_ins_for(
+    client: &GraphClient,
+    from: &Watermark,
+    options: &WatchOptions,
+    users: &[String],
+    now: DateTime<Utc>,
+) -> Result<WatchRead<SignInEvent>, WatchError> {
+    let choice = choose_sweep(from, options, users.len());
+    let users = &users[..sweep_user_count(from, options, users.len())];
+    let Some(newest) = from.newest.filter(|_| choice != SweepChoice::Whole) else {
+        let mut read = read_stream(
+            client,
+            SIGN_INS_ENDPOINT,
+            sign_ins_url,
+            sign_in_key,
+            convert::sign_in_event,
+            from,
+            options.overlap,
+            options.first_lookback,
+            options.max_sign_in_pages,
+            now,
+        )
+        .await?;
+        // A whole re-read covers whatever a sweep had left.
+        read.watermark.sweep = Sweep::default();
+        return Ok(read);
+    };
+    let mut wm = from.clone();
+    let cutoff = wm.cutoff(options.overlap);
+    let window_from = newest - options.overlap;
+    let cap = options.max_sign_in_pages.max(1);
+    let deferred = choice == SweepChoice::Deferred;
+    let reserve = if deferred {
+        0
+    } else {
+        options.sweep_pages.clamp(1, cap.saturating_sub(1).max(1))
+    };
+    // The fresh read: from `newest` on (the ids at that second are known), no overlap.
+    let fresh = read_pages(
         client,
         SIGN_INS_ENDPOINT,
-        sign_ins_url,
+        sign_ins_url(newest),
         sign_in_key,
         convert::sign_in_event,
-        from,
-        options.overlap,
-        options.first_lookback,
-        options.max_sign_in_pages,
+        &mut wm,
+        cutoff,
+        cap.saturating_sub(reserve).max(1),
         now,
     )
-    .await
+    .await?;
+    let mut events = fresh.events;
+    let (mut pages, mut rows) = (fresh.pages, fresh.rows);
+    let mut report = SweepReport {
+        deferred,
+        ..SweepReport::default()
+    };
+    if deferred {
+        wm.sweep.deferred += 1;
+    } else {
+        wm.sweep.deferred = 0;
+        if wm.sweep.pending.is_empty() {
+            wm.sweep.pending = sweep_queries(users);
+            wm.sweep.started += 1;
+        }
+        let mut budget = cap.saturating_sub(fresh.pages).max(1);
+        while budget > 0 {
+            let Some(q) = wm.sweep.pending.first().cloned() else {
+                break;
+            };
+            let since = q.resume.map_or(window_from, |r| r.max(window_from));
+            let read = read_pages(
+                client,
+                SIGN_INS_ENDPOINT,
+                sweep_url(&q.filter, since, newest),
+                sign_in_key,
+                convert::sign_in_event,
+                &mut wm,
+                cutoff,
+                budget,
+                now,
+            )
+            .await?;
+            budget = budget.saturating_sub(read.pages);
+            report.pages += read.pages;
+            report.late += read.events.len() as u64;
+            pages += read.pages;
+            rows += read.rows;
+            events.extend(read.events);
+            match read.last.filter(|_| read.truncated) {
+                // Stopped at the budget: the query resumes from its last row next run (rows
+                // come oldest first; those at that second again are known by id).
+                Some(last) if q.resume != Some(last) => wm.sweep.pending[0].resume = Some(last),
+                Some(_) => {
+                    tracing::warn!(
+                        filter = ?q.filter,
+                        "a sweep query made no progress (a page of one second): left"
+                    );
+                    wm.sweep.pending.remove(0);
+                    wm.sweep.dropped += 1;
+                }
+                None => {
+                    wm.sweep.pending.remove(0);
+                }
+            }
+        }
+        if wm.sweep.pending.is_empty() {
+            wm.sweep.completed += 1;
+        }
+    }
+    report.pending = wm.sweep.pending.len() as u32;
+    wm.behind = fresh.truncated;
+    wm.prune(options.overlap);
+    // The classifier observes oldest first: late rows before fresh ones.
+    events.sort_by(|a: &SignInEvent, b: &SignInEvent| {
+        a.created.cmp(&b.created).then_with(|| a.id.cmp(&b.id))
+    });
+    Ok(WatchRead {
+        events,
+        watermark: wm,
+        pages,
+        rows,
+        truncated: fresh.truncated,
+        sweep: report,
+    })
+}
+
+/// How a sign-in read covers the overlap (module doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SweepChoice {
+    /// Re-read the overlap whole (first read, low volume, or catching up).
+    Whole,
+    /// The fresh read plus the filtered late sweep.
+    Sweep,
+    /// The fresh read only: the sweep is deferred (an audit is running), for at most
+    /// [`MAX_DEFERRED_SWEEPS`] runs in a row.
+    Deferred,
+}
+
+/// Runs in a row a sweep may be deferred before it runs anyway.
+pub const MAX_DEFERRED_SWEEPS: u32 = 3;
+
+/// Rows a sign-in page holds (`$top`, the documented maximum).
+pub const SIGN_IN_PAGE_SIZE: usize = 1000;
+
+/// Pages the overlap would cost read whole: the ids kept in `wm.seen` are exactly its rows.
+pub fn overlap_pages(wm: &Watermark) -> usize {
+    wm.seen.len().div_ceil(SIGN_IN_PAGE_SIZE).max(1)
+}
+
+/// How many of `users` tracked users a new sweep queries: at most
+/// [`WatchOptions::max_sweep_users`], and few enough that the sweep (one page at least per code
+/// and per user) stays cheaper than the overlap whole.
+pub fn sweep_user_count(wm: &Watermark, options: &WatchOptions, users: usize) -> usize {
+    users
+        .min(options.max_sweep_users)
+        .min(overlap_pages(wm).saturating_sub(ERROR_CODES.len() + 1))
+}
+
+/// Whether the next read of `wm` re-reads the overlap whole or sweeps it: the whole window is
+/// [`overlap_pages`]; a sweep costs at least one page per query (one per known code, one per
+/// user of [`sweep_user_count`]). A sweep in progress is carried on while the window is dearer
+/// than what it has left.
+pub fn choose_sweep(wm: &Watermark, options: &WatchOptions, users: usize) -> SweepChoice {
+    if wm.newest.is_none() {
+        return SweepChoice::Whole;
+    }
+    let whole = overlap_pages(wm);
+    let queries = if wm.sweep.pending.is_empty() {
+        ERROR_CODES.len() + sweep_user_count(wm, options, users)
+    } else {
+        wm.sweep.pending.len()
+    };
+    if whole <= queries {
+        SweepChoice::Whole
+    } else if options.defer_sweep && wm.sweep.deferred < MAX_DEFERRED_SWEEPS {
+        SweepChoice::Deferred
+    } else {
+        SweepChoice::Sweep
+    }
+}
+
+/// A new sweep's queries: each code the classifier knows, then each user.
+fn sweep_queries(users: &[String]) -> Vec<SweepQuery> {
+    ERROR_CODES
+        .iter()
+        .map(|c| SweepFilter::Code(c.code))
+        .chain(users.iter().map(|u| SweepFilter::User(u.clone())))
+        .map(|filter| SweepQuery {
+            filter,
+            resume: None,
+        })
+        .collect()
+}
+
+/// One sweep query's listing: `createdDateTime` between `since` and `until` (both inclusive:
+/// `ge`, `le`) and the code or user, oldest first (signin-list: `createdDateTime` ge/le,
+/// `status/errorCode` eq, `userId` eq, `$orderby createdDateTime`).
+pub fn sweep_url(filter: &SweepFilter, since: DateTime<Utc>, until: DateTime<Utc>) -> String {
+    let what = match filter {
+        SweepFilter::Code(c) => format!("status/errorCode eq {c}"),
+        // An object id is a GUID; anything else is refused before it reaches a URL.
+        SweepFilter::User(u) => format!("userId eq '{}'", u.replace('\'', "''")),
+    };
+    format!(
+        "/beta/auditLogs/signIns?$filter={}&$orderby={}&$top={SIGN_IN_PAGE_SIZE}",
+        encode(&format!(
+            "createdDateTime ge {} and createdDateTime le {} and {what}",
+            at(since),
+            at(until)
+        )),
+        encode("createdDateTime asc")
+    )
 }
 
 /// The security-info changes since `from` never returned before (directory audit log, service

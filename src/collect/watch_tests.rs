@@ -718,3 +718,218 @@ fn caps_derived_from_a_share_of_the_reports_budget_keep_up_with_10000_sign_ins_a
         o
     );
 }
+
+/// A watermark at `newest` holding `n` ids within the overlap (the window's rows).
+fn busy(newest: DateTime<Utc>, n: usize) -> Watermark {
+    let mut wm = Watermark {
+        newest: Some(newest),
+        ..Watermark::default()
+    };
+    for i in 0..n {
+        wm.seen.insert(
+            format!("seen-{i}"),
+            newest - Duration::milliseconds(i as i64),
+        );
+    }
+    wm
+}
+
+#[test]
+fn the_overlap_is_swept_only_when_reading_it_whole_costs_more_pages() {
+    let newest = t("2026-12-03T10:00:00Z");
+    let o = WatchOptions::default();
+    let codes = crate::watch::classify::ERROR_CODES.len();
+    // The first read, and a quiet tenant: the window whole is one page.
+    assert_eq!(
+        choose_sweep(&Watermark::default(), &o, 0),
+        SweepChoice::Whole
+    );
+    assert_eq!(choose_sweep(&busy(newest, 300), &o, 0), SweepChoice::Whole);
+    // As many pages whole as sweep queries: whole (it also sees late successes of anyone).
+    assert_eq!(
+        choose_sweep(&busy(newest, codes * 1000), &o, 0),
+        SweepChoice::Whole
+    );
+    assert_eq!(
+        choose_sweep(&busy(newest, codes * 1000 + 1), &o, 0),
+        SweepChoice::Sweep
+    );
+    // Each tracked user is one more query, swept for only while the sweep stays cheaper.
+    let just = busy(newest, codes * 1000 + 1);
+    assert_eq!(sweep_user_count(&just, &o, 5), 0);
+    assert_eq!(choose_sweep(&just, &o, 5), SweepChoice::Sweep);
+    let more = busy(newest, (codes + 3) * 1000);
+    assert_eq!(sweep_user_count(&more, &o, 5), 2);
+    assert_eq!(
+        sweep_user_count(&busy(newest, 150_000), &o, 500),
+        20,
+        "the cap"
+    );
+    // 10,000 a minute, a 15-min overlap: 150 pages whole against a few queries.
+    let heavy = busy(newest, 150_000);
+    assert_eq!(choose_sweep(&heavy, &o, 20), SweepChoice::Sweep);
+    // An audit running defers the sweep, a few runs at most.
+    let auditing = o.while_auditing();
+    assert_eq!(choose_sweep(&heavy, &auditing, 20), SweepChoice::Deferred);
+    let mut late = heavy.clone();
+    late.sweep.deferred = MAX_DEFERRED_SWEEPS - 1;
+    assert_eq!(choose_sweep(&late, &auditing, 20), SweepChoice::Deferred);
+    late.sweep.deferred = MAX_DEFERRED_SWEEPS;
+    assert_eq!(choose_sweep(&late, &auditing, 20), SweepChoice::Sweep);
+}
+
+#[test]
+fn while_auditing_the_budget_is_small_and_the_sweep_deferred() {
+    let pacing = crate::graph::Pacing::default();
+    let o = WatchOptions::for_share(std::time::Duration::from_secs(120), &pacing, 0.5);
+    assert_eq!(
+        (o.max_sign_in_pages, o.sweep_pages, o.defer_sweep),
+        (26, 4, false)
+    );
+    let a = o.while_auditing();
+    assert_eq!(
+        (
+            a.max_sign_in_pages,
+            a.max_audit_pages,
+            a.sweep_pages,
+            a.defer_sweep
+        ),
+        (2, 1, 1, true)
+    );
+    assert_eq!(a.overlap, o.overlap);
+}
+
+#[test]
+fn sweep_urls_filter_the_window_by_code_or_user_oldest_first() {
+    let (since, until) = (t("2026-12-03T09:45:00Z"), t("2026-12-03T10:00:00Z"));
+    assert_eq!(
+        sweep_url(&SweepFilter::Code(500121), since, until),
+        "/beta/auditLogs/signIns?$filter=createdDateTime%20ge%202026-12-03T09%3A45%3A00Z%20and%20createdDateTime%20le%202026-12-03T10%3A00%3A00Z%20and%20status%2FerrorCode%20eq%20500121&$orderby=createdDateTime%20asc&$top=1000"
+    );
+    let user = sweep_url(
+        &SweepFilter::User("26be570a-ae82-4189-b4e2-a37c6808512d".into()),
+        since,
+        until,
+    );
+    assert!(
+        user.contains("%20and%20userId%20eq%20%2726be570a-ae82-4189-b4e2-a37c6808512d%27&"),
+        "{user}"
+    );
+    // A quote cannot end the literal.
+    assert!(sweep_url(&SweepFilter::User("a'b".into()), since, until).contains("%27a%27%27b%27"));
+}
+
+#[tokio::test]
+async fn a_busy_run_reads_fresh_then_sweeps_and_resumes_a_sweep_cut_by_its_budget() {
+    let g = scripted().await;
+    let client = g.client();
+    let newest = t("2026-12-03T10:00:00Z");
+    let now = t("2026-12-03T10:02:00Z");
+    let from = busy(newest, 20_000);
+    let codes = crate::watch::classify::ERROR_CODES;
+    let options = WatchOptions {
+        max_sign_in_pages: 4,
+        sweep_pages: 2,
+        ..WatchOptions::default()
+    };
+    let bob = "26be570a-ae82-4189-b4e2-a37c6808512d".to_string();
+    // Fresh: one page from `newest`; the id at that second known, the next new.
+    g.page(
+        &[
+            ("seen-0", "2026-12-03T10:00:00Z"),
+            ("f1", "2026-12-03T10:01:00Z"),
+        ],
+        None,
+    );
+    // Sweep: the first code finds a late failure and a known row; the second code has two
+    // pages, the budget (4 - 1 fresh = 3) stops after its first.
+    g.page(
+        &[
+            ("seen-5", "2026-12-03T09:59:59Z"),
+            ("late1", "2026-12-03T09:50:00Z"),
+        ],
+        None,
+    );
+    g.page(&[("late2", "2026-12-03T09:51:00Z")], Some("2"));
+    g.page(&[("late3", "2026-12-03T09:52:00Z")], Some("3"));
+    let first = read_sign_ins_for(&client, &from, &options, std::slice::from_ref(&bob), now)
+        .await
+        .expect("read");
+    let ids: Vec<&str> = first.events.iter().map(|e| &*e.id).collect();
+    assert_eq!(ids, vec!["late1", "late2", "late3", "f1"], "oldest first");
+    let req = g.requested();
+    assert_eq!(req.len(), 4);
+    assert!(
+        req[0].contains("ge%202026-12-03T10%3A00%3A00Z&"),
+        "{}",
+        req[0]
+    );
+    assert!(
+        req[1].contains("ge%202026-12-03T09%3A45%3A00Z%20and%20createdDateTime%20le%202026-12-03T10%3A00%3A00Z%20and%20status%2FerrorCode%20eq%20500121"),
+        "{}",
+        req[1]
+    );
+    assert_eq!(
+        (first.pages, first.sweep.pages, first.sweep.late),
+        (4, 3, 3)
+    );
+    let w = &first.watermark;
+    assert_eq!(w.newest, Some(t("2026-12-03T10:01:00Z")));
+    // The second code resumes from its last row; the other codes and bob still to do.
+    assert_eq!(w.sweep.pending.len(), codes.len() - 1 + 1);
+    assert_eq!(w.sweep.pending[0].filter, SweepFilter::Code(codes[1].code));
+    assert_eq!(w.sweep.pending[0].resume, Some(t("2026-12-03T09:52:00Z")));
+    assert_eq!(
+        w.sweep.pending.last().map(|q| &q.filter),
+        Some(&SweepFilter::User(bob.clone()))
+    );
+    assert_eq!(first.sweep.pending as usize, w.sweep.pending.len());
+
+    // The next run: fresh, then the sweep goes on where it stopped (window of the new newest),
+    // late3 again is not returned twice.
+    g.page(&[("f2", "2026-12-03T10:02:00Z")], None);
+    g.page(
+        &[
+            ("late3", "2026-12-03T09:52:00Z"),
+            ("late4", "2026-12-03T09:53:00Z"),
+        ],
+        None,
+    );
+    for _ in 2..codes.len() {
+        g.page(&[], None);
+    }
+    g.page(&[("bob-ok", "2026-12-03T09:58:00Z")], None);
+    let options = WatchOptions {
+        max_sign_in_pages: 20,
+        ..options
+    };
+    let second = read_sign_ins_for(&client, w, &options, &[bob], now)
+        .await
+        .expect("read");
+    let ids: Vec<&str> = second.events.iter().map(|e| &*e.id).collect();
+    assert_eq!(ids, vec!["late4", "bob-ok", "f2"]);
+    let req = g.requested();
+    assert!(
+        req[5].contains(
+            "ge%202026-12-03T09%3A52%3A00Z%20and%20createdDateTime%20le%202026-12-03T10%3A01%3A00Z"
+        ),
+        "{}",
+        req[5]
+    );
+    assert!(
+        req.last().is_some_and(|u| u.contains("userId%20eq")),
+        "{req:?}"
+    );
+    assert!(second.watermark.sweep.pending.is_empty());
+    assert_eq!(second.watermark.sweep.completed, 1);
+
+    // A failed sweep page hands back nothing: the caller's watermark stays.
+    g.page(&[("f3", "2026-12-03T10:02:30Z")], None);
+    g.answer(500, r#"{"error":{"code":"x","message":"down"}}"#.into());
+    let options = WatchOptions {
+        max_sign_in_pages: 4,
+        ..options
+    };
+    let err = read_sign_ins_for(&client, &second.watermark, &options, &[], now).await;
+    assert!(err.is_err());
+}

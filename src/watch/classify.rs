@@ -352,6 +352,27 @@ impl Classifier {
         self.prune();
     }
 
+    /// The users with kept state, for the late sweep: those with an open detection first,
+    /// oldest detection first, then the others by their oldest kept event; at most `limit`.
+    pub fn sweep_users(&self, limit: usize) -> Vec<ObjectId> {
+        let mut users: Vec<(bool, DateTime<Utc>, ObjectId)> = self
+            .users
+            .iter()
+            .map(|(id, u)| {
+                let first = u
+                    .open
+                    .values()
+                    .map(|d| d.first_seen)
+                    .min()
+                    .or_else(|| u.events.first().map(|e| e.at))
+                    .unwrap_or(u.last_event);
+                (u.open.is_empty(), first, *id)
+            })
+            .collect();
+        users.sort();
+        users.into_iter().take(limit).map(|(_, _, id)| id).collect()
+    }
+
     /// Users with kept state (bounded by those with trouble within the retention).
     pub fn tracked_users(&self) -> usize {
         self.users.len()

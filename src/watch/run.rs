@@ -23,7 +23,9 @@ use super::classify::{Classifier, ClassifierState, Thresholds};
 use super::posture;
 use super::recovery::{self, RecoveryAdmin, TapReadiness};
 use super::{Detection, LockoutState};
-use crate::collect::{read_security_info, read_sign_ins, WatchError, WatchOptions, Watermark};
+use crate::collect::{
+    read_security_info, read_sign_ins_for, SweepReport, WatchError, WatchOptions, Watermark,
+};
 use crate::config::Config;
 use crate::daemon::Shared;
 use crate::graph::GraphClient;
@@ -56,6 +58,19 @@ pub struct RunContext<'a> {
     pub mfa_exclusion_group: Option<&'a str>,
     pub metrics: &'a WatcherMetrics,
     pub now: DateTime<Utc>,
+    /// An audit is in flight (`Shared::running`): the run yields ([`run_options`]).
+    pub auditing: bool,
+}
+
+/// The options of one run: `options` as configured, or their small budget while an audit is in
+/// flight ([`WatchOptions::while_auditing`]: the fresh read at most 2 + 1 pages, the late sweep
+/// deferred for at most a few runs), so the audit's registration sweep keeps the reports bucket.
+pub fn run_options(options: &WatchOptions, auditing: bool) -> WatchOptions {
+    if auditing {
+        options.while_auditing()
+    } else {
+        options.clone()
+    }
 }
 
 /// One pass's outcome.
@@ -65,6 +80,13 @@ pub struct RunOutcome {
     pub recorded: Option<WatchRecorded>,
     /// The streams whose read failed, with why.
     pub failed: Vec<(WatchStream, String)>,
+    /// The sign-in read (benches, logs): the events' times, pages, whether it stopped at its cap,
+    /// and its late sweep.
+    pub sign_ins: Vec<DateTime<Utc>>,
+    pub sign_in_pages: u32,
+    pub sign_ins_truncated: bool,
+    pub sweep: SweepReport,
+    pub audit_pages: u32,
 }
 
 /// The watcher's state: the classifier and the two watermarks, as last recorded.
@@ -120,6 +142,11 @@ impl Watcher {
         self.classifier.thresholds()
     }
 
+    /// The sign-in stream's watermark as last recorded.
+    pub fn sign_ins_watermark(&self) -> &Watermark {
+        &self.sign_ins
+    }
+
     /// The open detections the classifier holds.
     pub fn open(&self) -> impl Iterator<Item = &Detection> {
         self.classifier.open()
@@ -127,9 +154,16 @@ impl Watcher {
 
     /// One pass (module doc). Errors are the store's; a failed read is in the outcome.
     pub async fn run(&mut self, cx: &RunContext<'_>) -> Result<RunOutcome, StateError> {
+        let options = run_options(cx.options, cx.auditing);
+        let users: Vec<String> = self
+            .classifier
+            .sweep_users(options.max_sweep_users)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         let (signs, audits) = tokio::join!(
-            read_sign_ins(cx.client, &self.sign_ins, cx.options, cx.now),
-            read_security_info(cx.client, &self.audits, cx.options, cx.now)
+            read_sign_ins_for(cx.client, &self.sign_ins, &options, &users, cx.now),
+            read_security_info(cx.client, &self.audits, &options, cx.now)
         );
         let mut outcome = RunOutcome::default();
         let mut failed = |stream: WatchStream, e: &WatchError| {
@@ -145,13 +179,25 @@ impl Watcher {
             newest.map(|t| ((cx.now - t).num_milliseconds() as f64 / 1000.0).max(0.0))
         };
         match &signs {
-            Ok(r) => cx.metrics.read(
-                WatchStream::SignIns.as_str(),
-                true,
-                r.events.len() as u64,
-                lag(r.events.iter().map(|e| e.created).max()),
-                r.truncated,
-            ),
+            Ok(r) => {
+                if r.sweep.pages > 0 || r.sweep.pending > 0 || r.sweep.deferred {
+                    tracing::info!(
+                        pages = r.sweep.pages,
+                        late = r.sweep.late,
+                        pending = r.sweep.pending,
+                        deferred = r.sweep.deferred,
+                        auditing = cx.auditing,
+                        "watcher late sweep"
+                    );
+                }
+                cx.metrics.read(
+                    WatchStream::SignIns.as_str(),
+                    true,
+                    r.events.len() as u64,
+                    lag(r.events.iter().map(|e| e.created).max()),
+                    r.truncated,
+                )
+            }
             Err(e) => failed(WatchStream::SignIns, e),
         }
         match &audits {
@@ -163,6 +209,15 @@ impl Watcher {
                 r.truncated,
             ),
             Err(e) => failed(WatchStream::DirectoryAudits, e),
+        }
+        if let Ok(r) = &signs {
+            outcome.sign_ins = r.events.iter().map(|e| e.created).collect();
+            outcome.sign_in_pages = r.pages;
+            outcome.sign_ins_truncated = r.truncated;
+            outcome.sweep = r.sweep.clone();
+        }
+        if let Ok(r) = &audits {
+            outcome.audit_pages = r.pages;
         }
         if signs.is_err() && audits.is_err() {
             return Ok(outcome);
@@ -413,6 +468,7 @@ async fn pass(
         mfa_exclusion_group: None,
         metrics,
         now: Utc::now(),
+        auditing: shared.running.load(std::sync::atomic::Ordering::SeqCst),
     };
     match w.run(&cx).await {
         Ok(outcome) => {
@@ -503,4 +559,23 @@ pub fn record_drift(
             classifier: None,
         })
         .map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_beside_a_running_audit_yields_the_reports_bucket() {
+        let pacing = crate::graph::Pacing::default();
+        let o = WatchOptions::for_share(std::time::Duration::from_secs(120), &pacing, 0.5);
+        let idle = run_options(&o, false);
+        assert_eq!(idle, o);
+        let busy = run_options(&o, true);
+        assert_eq!((busy.max_sign_in_pages, busy.max_audit_pages), (2, 1));
+        assert!(busy.defer_sweep && !idle.defer_sweep);
+        let interval = std::time::Duration::from_secs(120);
+        assert!(busy.reports_share(interval, &pacing) < 0.06);
+        assert!(o.reports_share(interval, &pacing) > 0.45);
+    }
 }
