@@ -14,83 +14,14 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
 use futures::StreamExt;
 use mfa_auditor::collect::{collect_with_report, wire, CollectOptions};
-use mfa_auditor::graph::{ClientConfig, Credential, GraphClient, Pacing, ThrottleClass};
-use mfa_auditor::secret::Secret;
+use mfa_auditor::graph::{GraphClient, Pacing, ThrottleClass};
 
 /// Buckets refill this many times faster than Graph's: 1,000 registration pages take ~20 s, not ~33 min.
 const SCALE: f64 = 100.0;
-
-struct Sim {
-    child: Child,
-    base: String,
-    tenant: String,
-    client: String,
-    secret: String,
-}
-
-impl Sim {
-    fn spawn(users: usize) -> Sim {
-        Sim::spawn_with_traffic(users, 0)
-    }
-
-    /// With `per_minute` sign-ins a (wall-clock) minute of graph-sim traffic.
-    fn spawn_with_traffic(users: usize, per_minute: u32) -> Sim {
-        let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current exe: {e}"));
-        let mut child = Command::new(exe)
-            .args(["--sim-child", &users.to_string()])
-            .env(common::TRAFFIC_ENV, per_minute.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn sim: {e}"));
-        let stdout = child.stdout.take().unwrap_or_else(|| panic!("sim stdout"));
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .unwrap_or_else(|e| panic!("sim line: {e}"));
-        let parts: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
-        assert_eq!(parts.len(), 4, "sim said {line:?}");
-        Sim {
-            child,
-            base: parts[0].clone(),
-            tenant: parts[1].clone(),
-            client: parts[2].clone(),
-            secret: parts[3].clone(),
-        }
-    }
-
-    fn client(&self) -> GraphClient {
-        let base = url::Url::parse(&self.base).unwrap_or_else(|e| panic!("url: {e}"));
-        let mut config = ClientConfig::new(base.clone(), base, &self.tenant, &self.client);
-        config.pacing = Pacing::default().scaled(SCALE);
-        GraphClient::new(config, Credential::Secret(Secret::new(&self.secret)))
-            .unwrap_or_else(|e| panic!("client: {e}"))
-    }
-
-    async fn stats(&self) -> graph_sim::Stats {
-        let body = reqwest::get(format!("{}/_sim/stats", self.base))
-            .await
-            .and_then(|r| r.error_for_status());
-        let body = match body {
-            Ok(r) => r.json::<graph_sim::Stats>().await,
-            Err(e) => Err(e),
-        };
-        body.unwrap_or_else(|e| panic!("sim stats: {e}"))
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        drop(self.child.stdin.take());
-        let _ = self.child.wait();
-    }
-}
 
 /// Resets the peak RSS counter (Linux ≥ 4.0), so each tenant's peak is its own.
 fn reset_peak_rss() {
@@ -229,8 +160,11 @@ async fn bench_tenant(users: usize, with_watcher: bool) {
     } else {
         0
     };
-    let sim = Sim::spawn_with_traffic(users, traffic);
-    let client = sim.client();
+    let sim = common::SimChild::spawn(
+        &["--sim-child", &users.to_string()],
+        &[(common::TRAFFIC_ENV, traffic.to_string())],
+    );
+    let client = sim.client(Pacing::default().scaled(SCALE));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     // The daemon's default interval (120 s), scaled.
     let interval = std::time::Duration::from_secs_f64(120.0 / SCALE);
@@ -330,8 +264,8 @@ async fn bench_tenant(users: usize, with_watcher: bool) {
 
 async fn bench_per_user(users: usize) {
     println!("\n== {users} users: the per-user way (list users, then GET /users/{{id}}/authentication/methods for each, same pacing)");
-    let sim = Sim::spawn(users);
-    let client = sim.client();
+    let sim = common::SimChild::spawn(&["--sim-child", &users.to_string()], &[]);
+    let client = sim.client(Pacing::default().scaled(SCALE));
     let started = Instant::now();
     let mut ids: Vec<String> = Vec::with_capacity(users);
     client

@@ -38,62 +38,6 @@ use serde_json::Value;
 const SCALE: f64 = 100.0;
 const DAEMON: &str = env!("CARGO_BIN_EXE_mfa-auditor");
 
-/// graph-sim in a child process (this executable with `--sim-child`), killed on drop; it also
-/// exits by itself when this process dies (its standard input closes).
-struct Sim {
-    child: Child,
-    base: String,
-    tenant: String,
-    client: String,
-    secret: String,
-}
-
-impl Sim {
-    fn spawn(users: usize) -> Sim {
-        let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current exe: {e}"));
-        let mut child = Command::new(exe)
-            .args(["--sim-child", &users.to_string()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawning graph-sim: {e}"));
-        let stdout = child.stdout.take();
-        let mut line = String::new();
-        if let Some(out) = stdout {
-            let _ = BufReader::new(out).read_line(&mut line);
-        }
-        let parts: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
-        let sim = Sim {
-            child,
-            base: parts.first().cloned().unwrap_or_default(),
-            tenant: parts.get(1).cloned().unwrap_or_default(),
-            client: parts.get(2).cloned().unwrap_or_default(),
-            secret: parts.get(3).cloned().unwrap_or_default(),
-        };
-        assert_eq!(
-            parts.len(),
-            4,
-            "graph-sim should print its URL, tenant, client and secret; it said {line:?}"
-        );
-        sim
-    }
-
-    async fn stats(&self) -> Option<graph_sim::Stats> {
-        let r = reqwest::get(format!("{}/_sim/stats", self.base))
-            .await
-            .ok()?;
-        r.error_for_status().ok()?.json().await.ok()
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        drop(self.child.stdin.take());
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// One "audit recorded" line of the daemon's log.
 #[derive(Clone, Debug)]
 struct Recorded {
@@ -493,7 +437,7 @@ fn encode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
-fn config_text(sim: &Sim, state: &Path, cron: &str) -> String {
+fn config_text(sim: &common::SimChild, state: &Path, cron: &str) -> String {
     let s = SCALE;
     format!(
         "[tenant]\ntenant_id = \"{t}\"\nclient_id = \"{c}\"\ncloud = \"custom\"\ngraph_url = \"{b}\"\nlogin_url = \"{b}\"\nclient_secret_env = \"SIM_SECRET\"\n\n\
@@ -533,7 +477,7 @@ async fn bench(users: usize) -> Row {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     let t = Instant::now();
-    let sim = Sim::spawn(users);
+    let sim = common::SimChild::spawn(&["--sim-child", &users.to_string()], &[]);
     println!(
         "graph-sim up in {:.1} s (tenant generated)",
         t.elapsed().as_secs_f64()
@@ -767,7 +711,7 @@ async fn bench(users: usize) -> Row {
     );
     let errors = daemon.with_log(|l| l.errors.clone());
     let load_end = load();
-    let stats = sim.stats().await;
+    let stats = sim.try_stats().await.ok();
     drop(daemon);
 
     // The figures.

@@ -18,16 +18,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use mfa_auditor::collect::WatchOptions;
-use mfa_auditor::graph::{ClientConfig, Credential, GraphClient, Pacing};
+use mfa_auditor::graph::{GraphClient, Pacing};
 use mfa_auditor::metrics::Metrics;
-use mfa_auditor::secret::Secret;
 use mfa_auditor::state::Store;
 use mfa_auditor::watch::classify::Thresholds;
 use mfa_auditor::watch::run::{RunContext, Watcher};
@@ -35,68 +32,10 @@ use mfa_auditor::watch::run::{RunContext, Watcher};
 /// Seconds after the simulator starts of the first planted lockout, then one a minute.
 const FIRST_PLANT_S: u64 = 20;
 
-struct Sim {
-    child: Child,
-    base: String,
-    tenant: String,
-    client: String,
-    secret: String,
-}
-
-impl Sim {
-    fn spawn(per_minute: u32) -> Sim {
-        let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current exe: {e}"));
-        let mut child = Command::new(exe)
-            .args(["--watch-sim-child", &per_minute.to_string()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn sim: {e}"));
-        let stdout = child.stdout.take().unwrap_or_else(|| panic!("sim stdout"));
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .unwrap_or_else(|e| panic!("sim line: {e}"));
-        let parts: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
-        assert_eq!(parts.len(), 4, "sim said {line:?}");
-        Sim {
-            child,
-            base: parts[0].clone(),
-            tenant: parts[1].clone(),
-            client: parts[2].clone(),
-            secret: parts[3].clone(),
-        }
-    }
-
-    fn client(&self) -> GraphClient {
-        let base = url::Url::parse(&self.base).unwrap_or_else(|e| panic!("url: {e}"));
-        let config = ClientConfig::new(base.clone(), base, &self.tenant, &self.client);
-        GraphClient::new(config, Credential::Secret(Secret::new(&self.secret)))
-            .unwrap_or_else(|e| panic!("client: {e}"))
-    }
-
-    async fn stats(&self) -> graph_sim::Stats {
-        let body = reqwest::get(format!("{}/_sim/stats", self.base))
-            .await
-            .and_then(|r| r.error_for_status());
-        let body = match body {
-            Ok(r) => r.json::<graph_sim::Stats>().await,
-            Err(e) => Err(e),
-        };
-        body.unwrap_or_else(|e| panic!("sim stats: {e}"))
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        drop(self.child.stdin.take());
-        let _ = self.child.wait();
-    }
-}
-
 /// In the child: a 2,000-user realistic tenant with `per_minute` sign-ins of traffic (real
-/// time), and every minute from [`FIRST_PLANT_S`] one user failing MFA 6 times (500121), the
-/// last failure now. Serves until standard input closes.
+/// time), and every minute from [`FIRST_PLANT_S`] one user failing MFA 6 times, the last failure
+/// now (50088: graph-sim words 500121 as a declined push, which is prompt bombing, not a
+/// lockout). Serves until standard input closes.
 fn sim_child(per_minute: u32) -> ! {
     let rt = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("sim runtime: {e}"));
     rt.block_on(async {
@@ -135,12 +74,7 @@ fn sim_child(per_minute: u32) -> ! {
             for i in 0.. {
                 if let Some(user) = people.get(i * 37 % people.len().max(1)) {
                     // 30 s apart: the first 150 s ago, the last now (never in the future).
-                    sim.user_fails_mfa(
-                        user,
-                        6,
-                        Utc::now() - chrono::Duration::seconds(150),
-                        500121,
-                    );
+                    sim.user_fails_mfa(user, 6, Utc::now() - chrono::Duration::seconds(150), 50088);
                 }
                 tokio::time::sleep(Duration::from_secs(60)).await;
             }
@@ -291,8 +225,8 @@ async fn bench_mode(
     interval: Duration,
     per_minute: u32,
 ) {
-    let sim = Sim::spawn(per_minute);
-    let client = sim.client();
+    let sim = common::SimChild::spawn(&["--watch-sim-child", &per_minute.to_string()], &[]);
+    let client = sim.client(Pacing::default());
     let cpu0 = cpu_seconds();
     let wall = Instant::now();
     let mut f = watch_for(&client, options, secs, interval).await;

@@ -81,3 +81,83 @@ pub fn status_mib(key: &str) -> f64 {
 pub fn peak_rss_mib() -> f64 {
     status_mib("VmHWM:")
 }
+
+/// graph-sim in a child process: this executable started with `args` (and `envs`), which prints
+/// its base URL, tenant, client id and secret on one line, and serves until its standard input
+/// closes (on drop, or when this process dies).
+pub struct SimChild {
+    child: std::process::Child,
+    pub base: String,
+    pub tenant: String,
+    pub client: String,
+    pub secret: String,
+}
+
+impl SimChild {
+    pub fn spawn(args: &[&str], envs: &[(&str, String)]) -> SimChild {
+        use std::io::BufRead;
+        let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current exe: {e}"));
+        let mut child = std::process::Command::new(exe)
+            .args(args)
+            .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning graph-sim: {e}"));
+        let mut line = String::new();
+        if let Some(out) = child.stdout.take() {
+            let _ = std::io::BufReader::new(out).read_line(&mut line);
+        }
+        let parts: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+        assert_eq!(
+            parts.len(),
+            4,
+            "graph-sim should print its URL, tenant, client and secret; it said {line:?}"
+        );
+        let [base, tenant, client, secret] =
+            <[String; 4]>::try_from(parts).unwrap_or_else(|p| panic!("graph-sim said {p:?}"));
+        SimChild {
+            child,
+            base,
+            tenant,
+            client,
+            secret,
+        }
+    }
+
+    /// A client for it with `pacing`.
+    pub fn client(&self, pacing: mfa_auditor::graph::Pacing) -> mfa_auditor::graph::GraphClient {
+        let base = url::Url::parse(&self.base).unwrap_or_else(|e| panic!("url: {e}"));
+        let mut config =
+            mfa_auditor::graph::ClientConfig::new(base.clone(), base, &self.tenant, &self.client);
+        config.pacing = pacing;
+        mfa_auditor::graph::GraphClient::new(
+            config,
+            mfa_auditor::graph::Credential::Secret(mfa_auditor::secret::Secret::new(&self.secret)),
+        )
+        .unwrap_or_else(|e| panic!("client: {e}"))
+    }
+
+    /// What the simulator counted (requests, 429s).
+    pub async fn stats(&self) -> graph_sim::Stats {
+        self.try_stats()
+            .await
+            .unwrap_or_else(|e| panic!("sim stats: {e}"))
+    }
+
+    /// The same, or why the simulator did not say.
+    pub async fn try_stats(&self) -> Result<graph_sim::Stats, reqwest::Error> {
+        let r = reqwest::get(format!("{}/_sim/stats", self.base))
+            .await?
+            .error_for_status()?;
+        r.json::<graph_sim::Stats>().await
+    }
+}
+
+impl Drop for SimChild {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
