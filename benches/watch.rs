@@ -37,31 +37,20 @@ const FIRST_PLANT_S: u64 = 20;
 /// now (50088: graph-sim words 500121 as a declined push, which is prompt bombing, not a
 /// lockout). Serves until standard input closes.
 fn sim_child(per_minute: u32) -> ! {
-    let rt = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("sim runtime: {e}"));
-    rt.block_on(async {
-        let config = graph_sim::SimConfig {
-            tenant: graph_sim::TenantSource::Generated {
-                users: 2000,
-                seed: 1,
-                profile: graph_sim::Profile::Realistic,
-            },
-            traffic: Some(graph_sim::Traffic {
-                per_minute,
-                seed: 7,
-                start: None,
-            }),
-            ..graph_sim::SimConfig::default()
-        };
-        let sim = graph_sim::start(config, ([127, 0, 0, 1], 0).into())
-            .await
-            .unwrap_or_else(|e| panic!("sim: {e}"));
-        println!(
-            "{} {} {} {}",
-            sim.base_url(),
-            sim.tenant_id(),
-            sim.client_id(),
-            sim.client_secret()
-        );
+    let config = graph_sim::SimConfig {
+        tenant: graph_sim::TenantSource::Generated {
+            users: 2000,
+            seed: 1,
+            profile: graph_sim::Profile::Realistic,
+        },
+        traffic: Some(graph_sim::Traffic {
+            per_minute,
+            seed: 7,
+            start: None,
+        }),
+        ..graph_sim::SimConfig::default()
+    };
+    common::serve_sim_child(config, async |sim| {
         let people: Vec<String> = sim
             .ground_truth()
             .users
@@ -69,27 +58,15 @@ fn sim_child(per_minute: u32) -> ! {
             .filter(|u| u.account_enabled && u.user_type == "Member" && !u.upn.contains("#EXT#"))
             .map(|u| u.id.clone())
             .collect();
-        let planter = async {
-            tokio::time::sleep(Duration::from_secs(FIRST_PLANT_S)).await;
-            for i in 0.. {
-                if let Some(user) = people.get(i * 37 % people.len().max(1)) {
-                    // 30 s apart: the first 150 s ago, the last now (never in the future).
-                    sim.user_fails_mfa(user, 6, Utc::now() - chrono::Duration::seconds(150), 50088);
-                }
-                tokio::time::sleep(Duration::from_secs(60)).await;
+        tokio::time::sleep(Duration::from_secs(FIRST_PLANT_S)).await;
+        for i in 0.. {
+            if let Some(user) = people.get(i * 37 % people.len().max(1)) {
+                // 30 s apart: the first 150 s ago, the last now (never in the future).
+                sim.user_fails_mfa(user, 6, Utc::now() - chrono::Duration::seconds(150), 50088);
             }
-        };
-        let stdin = tokio::task::spawn_blocking(|| {
-            let mut sink = String::new();
-            let _ = std::io::stdin().read_line(&mut sink);
-        });
-        tokio::select! {
-            _ = planter => {}
-            _ = stdin => {}
+            tokio::time::sleep(Duration::from_secs(60)).await;
         }
-        sim.shutdown().await;
-    });
-    std::process::exit(0)
+    })
 }
 
 /// utime + stime of this process, seconds (/proc/self/stat fields 14 and 15, clock ticks of

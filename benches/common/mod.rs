@@ -25,26 +25,36 @@ pub const TRAFFIC_ENV: &str = "MFA_BENCH_SIM_TRAFFIC";
 /// Runs in the child: serve a generated tenant until standard input closes. Prints its base URL,
 /// tenant, client id and secret on one line for the parent.
 fn sim_child(users: usize, scale: f64) -> ! {
+    let config = graph_sim::SimConfig {
+        tenant: graph_sim::TenantSource::Generated {
+            users,
+            seed: 1,
+            profile: graph_sim::Profile::Realistic,
+        },
+        time_scale: scale,
+        traffic: std::env::var(TRAFFIC_ENV)
+            .ok()
+            .and_then(|n| n.parse::<u32>().ok())
+            .filter(|n| *n > 0)
+            .map(|per_minute| graph_sim::Traffic {
+                per_minute,
+                seed: 7,
+                start: None,
+            }),
+        ..graph_sim::SimConfig::default()
+    };
+    serve_sim_child(config, async |_| std::future::pending::<()>().await)
+}
+
+/// Runs in a simulator child: starts graph-sim with `config`, prints its base URL, tenant,
+/// client id and secret on one line for the parent, runs `work` beside it until that ends or
+/// standard input closes, then exits.
+pub fn serve_sim_child(
+    config: graph_sim::SimConfig,
+    work: impl AsyncFnOnce(&graph_sim::SimHandle),
+) -> ! {
     let rt = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("sim runtime: {e}"));
     rt.block_on(async {
-        let config = graph_sim::SimConfig {
-            tenant: graph_sim::TenantSource::Generated {
-                users,
-                seed: 1,
-                profile: graph_sim::Profile::Realistic,
-            },
-            time_scale: scale,
-            traffic: std::env::var(TRAFFIC_ENV)
-                .ok()
-                .and_then(|n| n.parse::<u32>().ok())
-                .filter(|n| *n > 0)
-                .map(|per_minute| graph_sim::Traffic {
-                    per_minute,
-                    seed: 7,
-                    start: None,
-                }),
-            ..graph_sim::SimConfig::default()
-        };
         let sim = graph_sim::start(config, ([127, 0, 0, 1], 0).into())
             .await
             .unwrap_or_else(|e| panic!("sim: {e}"));
@@ -55,11 +65,14 @@ fn sim_child(users: usize, scale: f64) -> ! {
             sim.client_id(),
             sim.client_secret()
         );
-        let _ = tokio::task::spawn_blocking(|| {
+        let stdin = tokio::task::spawn_blocking(|| {
             let mut sink = String::new();
             let _ = std::io::stdin().read_line(&mut sink);
-        })
-        .await;
+        });
+        tokio::select! {
+            _ = work(&sim) => {}
+            _ = stdin => {}
+        }
         sim.shutdown().await;
     });
     std::process::exit(0)
