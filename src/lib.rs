@@ -18,5 +18,6 @@ pub mod serve;
 pub mod snapshot;
 pub mod state;
 pub mod watch;
+pub mod web;
 pub mod web_config;
 pub mod whatif;

@@ -34,6 +34,7 @@ pub fn router(shared: Arc<Shared>, web: crate::web_config::WebConfig) -> Router 
         .route("/api/v1/audits", get(audits))
         .route("/api/v1/detections", get(watch::detections))
         .route("/api/v1/security-events", get(watch::security_events))
+        .merge(crate::web::routes())
         .layer(axum::middleware::from_fn_with_state(
             web,
             crate::web_config::basic_auth,

@@ -1,0 +1,2 @@
+// mfa-auditor's pages work without this script; it only enhances them.
+"use strict";

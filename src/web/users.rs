@@ -1,0 +1,17 @@
+//! Skeleton.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::Response;
+
+use super::WebError;
+use crate::daemon::Shared;
+
+pub async fn page(State(_s): State<Arc<Shared>>) -> Result<Response, WebError> {
+    Err(WebError::NotFound("the overview is not built yet".into()))
+}
+
+pub async fn search(State(_s): State<Arc<Shared>>) -> Result<Response, WebError> {
+    Err(WebError::NotFound("not built yet".into()))
+}
