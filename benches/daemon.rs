@@ -16,6 +16,9 @@
 //!   by `next_cursor` when the API offers one, else `page=N`), with and without `rule=`; and
 //!   `/api/v1/users/{upn}` — the API ones with no audit running (the schedule is stopped by a
 //!   SIGHUP reload first);
+//! - the helpdesk's pages (issue 13), also with no audit running: the overview, a rule's page 1
+//!   and a deep page, the audits, user pages and searches as typed (1, 3 and 6 characters),
+//!   each p50/p99 by the client and by the server's own `Server-Timing`;
 //! - the state database's size (`state.db` + `-wal` + `-shm`) and graph-sim's request and 429 counts.
 //!
 //! `cargo bench --bench daemon` (100,000 users) or `cargo bench --bench daemon -- 100000 1000000`.
@@ -384,6 +387,61 @@ async fn measure(client: &reqwest::Client, url: &str, budget: Duration) -> Vec<f
     times
 }
 
+/// GETs `url` once: the client's time to the whole body, the server's own time from its
+/// `Server-Timing: … total;dur=X` header (NaN when absent), the status and the body.
+async fn timed_page(client: &reqwest::Client, url: &str) -> (f64, f64, u16, String) {
+    let t = Instant::now();
+    match client.get(url).send().await {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            let server = r
+                .headers()
+                .get("server-timing")
+                .and_then(|v| v.to_str().ok())
+                .and_then(server_total)
+                .unwrap_or(f64::NAN);
+            let body = r.text().await.unwrap_or_default();
+            (t.elapsed().as_secs_f64() * 1000.0, server, status, body)
+        }
+        Err(e) => (
+            t.elapsed().as_secs_f64() * 1000.0,
+            f64::NAN,
+            0,
+            e.to_string(),
+        ),
+    }
+}
+
+/// `total;dur=12.5` out of a `Server-Timing` header, in ms.
+fn server_total(header: &str) -> Option<f64> {
+    header.split(',').find_map(|metric| {
+        let mut parts = metric.trim().split(';');
+        (parts.next()? == "total").then_some(())?;
+        parts.find_map(|p| p.trim().strip_prefix("dur=")?.parse().ok())
+    })
+}
+
+/// GETs each of `urls` in turn, round and round (at least 5 times in all, at most 200 or for
+/// `budget`): the client's latencies and the server's, ms.
+async fn measure_pages(
+    client: &reqwest::Client,
+    urls: &[String],
+    budget: Duration,
+) -> (Vec<f64>, Vec<f64>) {
+    let started = Instant::now();
+    let (mut client_ms, mut server_ms) = (Vec::new(), Vec::new());
+    for url in urls.iter().cycle() {
+        if client_ms.len() >= 200 || (client_ms.len() >= 5 && started.elapsed() >= budget) {
+            break;
+        }
+        let (ms, server, status, body) = timed_page(client, url).await;
+        assert_eq!(status, 200, "GET {url}: {body:.300}");
+        client_ms.push(ms);
+        server_ms.push(server);
+    }
+    (client_ms, server_ms)
+}
+
 fn json_of(url: &str, body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("GET {url}: not JSON ({e}): {body:.300}"))
 }
@@ -463,6 +521,10 @@ struct Row {
     peak: f64,
     page1: f64,
     deep: f64,
+    /// The slowest page's p99 (client time), ms.
+    pages: f64,
+    /// The search's p99 server time, ms.
+    search: f64,
     metrics: f64,
     healthz: (f64, f64, f64),
     db: f64,
@@ -697,6 +759,56 @@ async fn bench(users: usize) -> Row {
     }
     api_rows.push((format!("users/{{upn}} ({} users)", upns.len()), user_times));
 
+    // The helpdesk's pages (issue 13), with no audit running: the client's time and the
+    // server's own (`Server-Timing`), p99 goal ≤ 50 ms; the search's server time goal ≤ 100 ms.
+    let page = |path: &str| format!("{base}{path}");
+    let user_path = |upn: &str| format!("/users/{}", encode(upn).replace('+', "%20"));
+    let deep_cursor = deep_page(&http, &api, &format!("&rule={rule}"))
+        .await
+        .0
+        .split("cursor=")
+        .nth(1)
+        .map(str::to_owned);
+    let mut page_sets: Vec<(String, Vec<String>)> = vec![
+        ("overview /".into(), vec![page("/")]),
+        (
+            format!("rule page 1 /rules/{rule}"),
+            vec![page(&format!("/rules/{rule}"))],
+        ),
+        ("audits /audits".into(), vec![page("/audits")]),
+    ];
+    if let Some(c) = deep_cursor {
+        page_sets.push((
+            format!("rule page deep /rules/{rule}?cursor=…"),
+            vec![page(&format!("/rules/{rule}?cursor={c}"))],
+        ));
+    }
+    page_sets.push((
+        format!("user page /users/{{upn}} ({} users)", upns.len()),
+        upns.iter().map(|u| page(&user_path(u))).collect(),
+    ));
+    // Searches as a helpdesk types them: the first 1, 3 and 6 characters of a UPN and of a
+    // display name's first word (the short ones match many users: a page of 50 from the index).
+    let mut searches = Vec::new();
+    for upn in upns.iter().take(10) {
+        for n in [1, 3, 6] {
+            let prefix: String = upn.chars().take(n).collect();
+            searches.push(page(&format!("/users?q={}", encode(&prefix))));
+        }
+    }
+    page_sets.push((
+        format!("search /users?q= ({} queries)", searches.len()),
+        searches,
+    ));
+    let mut page_rows: Vec<(String, Vec<f64>, Vec<f64>)> = Vec::new();
+    for (label, urls) in page_sets {
+        if urls.is_empty() {
+            continue;
+        }
+        let (client_ms, server_ms) = measure_pages(&http, &urls, budget).await;
+        page_rows.push((label, client_ms, server_ms));
+    }
+
     stop.store(true, Ordering::Relaxed);
     let probes = poller.join().unwrap_or_default();
     let samples = sampler.join().unwrap_or_default();
@@ -787,6 +899,24 @@ async fn bench(users: usize) -> Row {
         println!("{label:<58} {}", fmt_summary(times));
     }
     println!("  (API goal: p99 ≤ 20 ms for any page and filter)");
+    let mut pages_p99 = 0.0_f64;
+    let mut search_server_p99 = f64::NAN;
+    for (label, client_ms, server_ms) in page_rows {
+        let server_ms: Vec<f64> = server_ms.into_iter().filter(|v| !v.is_nan()).collect();
+        let (_, client_p99, _, _) = summary(client_ms.clone());
+        pages_p99 = pages_p99.max(client_p99);
+        let server = if server_ms.is_empty() {
+            "no Server-Timing".to_owned()
+        } else {
+            let (p50, p99, max, _) = summary(server_ms);
+            if label.starts_with("search") {
+                search_server_p99 = p99;
+            }
+            format!("server p50 {p50:.1} / p99 {p99:.1} / max {max:.1} ms")
+        };
+        println!("{label:<58} {}  ({server})", fmt_summary(client_ms));
+    }
+    println!("  (pages goal: p99 ≤ 50 ms each; search goal: ≤ 100 ms server time)");
     println!(
         "state database      {db:>9.1} MiB (state.db {db_main:.1} MiB + WAL {db_wal:.1} MiB + shm)"
     );
@@ -825,6 +955,8 @@ async fn bench(users: usize) -> Row {
         peak: peak_3,
         page1: page1_p99,
         deep: deep_p99,
+        pages: pages_p99,
+        search: search_server_p99,
         metrics: metrics_p99,
         healthz,
         db,
@@ -844,11 +976,11 @@ fn main() {
         for &n in &sizes {
             rows.push(bench(n).await);
         }
-        println!("\n| users | open findings | first audit | publish (median) | peak RSS, 3 audits | findings p99 page 1 / deep | /metrics p99 | /healthz publishing p99 / co-corrected p99 / max | DB | 429s |");
-        println!("|---|---|---|---|---|---|---|---|---|---|");
+        println!("\n| users | open findings | first audit | publish (median) | peak RSS, 3 audits | findings p99 page 1 / deep | pages p99 (slowest) / search server p99 | /metrics p99 | /healthz publishing p99 / co-corrected p99 / max | DB | 429s |");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|");
         for r in rows {
             println!(
-                "| {} | {} | {:.1} s | {} | {:.0} MiB | {:.1} / {:.1} ms | {:.1} ms | {:.1} / {:.1} / {:.1} ms | {:.1} MiB | {} |",
+                "| {} | {} | {:.1} s | {} | {:.0} MiB | {:.1} / {:.1} ms | {:.1} / {:.1} ms | {:.1} ms | {:.1} / {:.1} / {:.1} ms | {:.1} MiB | {} |",
                 r.users,
                 r.findings,
                 r.first_audit,
@@ -856,6 +988,8 @@ fn main() {
                 r.peak,
                 r.page1,
                 r.deep,
+                r.pages,
+                r.search,
                 r.metrics,
                 r.healthz.0,
                 r.healthz.1,
