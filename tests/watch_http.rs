@@ -1,7 +1,7 @@
 //! The watcher's API on the real daemon binary (graph-sim behind it): detections and
 //! security-info events seeded into its store through `Store::record_watch` before it starts,
 //! read back through `/api/v1/detections`, `/api/v1/security-events`, a user's page and the
-//! status page; bad parameters are a 400 that names them.
+//! overview page; bad parameters are a 400 that names them.
 
 use chrono::{DateTime, Duration, Utc};
 use graph_sim::Profile;
