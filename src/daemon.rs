@@ -63,7 +63,7 @@ impl Shared {
     }
 }
 
-/// What the status page shows of the last audit: counts and reasons, never its findings (a
+/// What the overview shows of the last audit: counts and reasons, never its findings (a
 /// report of a large tenant is hundreds of MB; this is a few hundred bytes per rule).
 #[derive(Clone, Debug, PartialEq)]
 pub struct AuditSummary {

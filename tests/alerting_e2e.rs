@@ -311,7 +311,7 @@ async fn end_to_end(profile: Profile, seed: u64) {
     assert!(
         page.contains("Webhook <code>test-hook</code>: 0 findings queued")
             && page.contains(&format!("Alertmanager <code>{am}</code>: ")),
-        "the status page says where findings go: {page}"
+        "the overview says where findings go: {page}"
     );
 
     // A reload restarts the alerting (the old worker stops before the new one starts).

@@ -505,7 +505,7 @@ enum Outcome {
 async fn a_rule_skipped_for_lack_of_data_resolves_nothing_sends_nothing_and_keeps_its_series() {
     let sim = common::sim(600, 44, Profile::Realistic, |_| {}).await;
     let (got, receiver) = receivers().await;
-    // Userinfo in the Alertmanager URL is a credential: never on the status page.
+    // Userinfo in the Alertmanager URL is a credential: never on the overview.
     let with_userinfo = receiver.replace("http://", "http://ops:hunter2@");
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("config.toml");

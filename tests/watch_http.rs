@@ -1,7 +1,7 @@
 //! The watcher's API on the real daemon binary (graph-sim behind it): detections and
 //! security-info events seeded into its store through `Store::record_watch` before it starts,
 //! read back through `/api/v1/detections`, `/api/v1/security-events`, a user's page and the
-//! status page; bad parameters are a 400 that names them.
+//! overview page; bad parameters are a 400 that names them.
 
 use chrono::{DateTime, Duration, Utc};
 use graph_sim::Profile;
@@ -214,19 +214,21 @@ async fn detections_and_security_events_are_served_paged_and_filtered() {
     let (status, _) = get(&format!("{base}/api/v1/users/nobody@contoso.com")).await;
     assert_eq!(status, 404);
 
-    // The status page: open detections by state, linking to the API, and the last run.
+    // The overview: open detections by state, linking to the API, who is locked out, and the
+    // last watch run.
     let (status, page) = get(&format!("{base}/")).await;
     assert_eq!(status, 200);
     assert!(
         page.contains(
-            "<a href=\"/api/v1/detections?state=locked-out\">locked-out</a></td><td>2</td>"
+            "<tr data-state=\"locked-out\"><td><a href=\"/api/v1/detections?state=locked-out\">locked-out</a></td><td class=\"num\">2</td>"
         ),
         "{page}"
     );
     assert!(
-        page.contains("mfa-fraud-reported</a></td><td>1</td>"),
+        page.contains("mfa-fraud-reported</a></td><td class=\"num\">1</td>"),
         "{page}"
     );
+    assert!(page.contains("id=\"locked-out-users\""), "{page}");
     assert!(page.contains("Last watch run:"), "{page}");
     assert!(
         page.contains("1 opened, 0 updated, 1 resolved, 5 security-info events"),

@@ -1,6 +1,7 @@
-//! HTTP: `/metrics`, `/healthz`, `/readyz`, the findings API and a small status page. The router
-//! is built in one function from small handlers sharing one `Arc<Shared>`; requests are bounded
-//! in size and time; a bad query parameter is a 400 that names it.
+//! HTTP: `/metrics`, `/healthz`, `/readyz` and the findings API; the pages (`/` among them) are
+//! [`crate::web`]'s, merged into the same router. The router is built in one function from small
+//! handlers sharing one `Arc<Shared>`; requests are bounded in size and time; a bad query
+//! parameter is a 400 that names it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::Utc;
@@ -25,7 +26,6 @@ type AppState = State<Arc<Shared>>;
 pub fn router(shared: Arc<Shared>, web: crate::web_config::WebConfig) -> Router {
     let request_timeout = Duration::from_secs(shared.config().http.request_timeout_seconds);
     Router::new()
-        .route("/", get(status_page))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -347,123 +347,4 @@ async fn audits(
     let runs = blocking(&s, move |s| Ok(s.store.audits(&tenant, limit)?)).await?;
     let skipped = s.skipped_runs.load(std::sync::atomic::Ordering::Relaxed);
     Ok(Json(json!({"audits": runs, "skipped_runs": skipped})).into_response())
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-/// One paragraph on where findings go: Alertmanager's last push, each webhook's queue.
-fn alerting_status(s: &Shared, config: &crate::config::Config) -> String {
-    let a = &config.alerting;
-    if a.is_empty() {
-        return "<p>Alerting: no Alertmanager or webhook configured.</p>".into();
-    }
-    let m = s.metrics.alerting();
-    let mut out = String::from("<p>Alerting:");
-    if let Some(am) = &a.alertmanager {
-        let pushes = |r: &str| m.alertmanager_pushes.with_label_values(&[r]).get();
-        out.push_str(&format!(
-            " Alertmanager <code>{}</code>: {} alerts in the last successful push ({} pushes, {} failed).",
-            escape(&crate::alerting::redact_url(&am.url)),
-            m.alertmanager_alerts.get(),
-            pushes("success"),
-            pushes("failure")
-        ));
-    }
-    let queued = s.store.outbox_counts().unwrap_or_default();
-    for w in &a.webhook {
-        let n = queued
-            .iter()
-            .find(|(name, _)| *name == w.name)
-            .map_or(0, |q| q.1);
-        let failed = m
-            .webhook_messages
-            .with_label_values(&[&w.name, "failure"])
-            .get();
-        out.push_str(&format!(
-            " Webhook <code>{}</code>: {n} findings queued, {failed} failed deliveries.",
-            escape(&w.name)
-        ));
-    }
-    out.push_str("</p>");
-    out
-}
-
-/// The rules the last complete audit could not judge, and why (their findings are kept as they
-/// were): from the store, so a restart shows them too.
-fn skipped_status(s: &Shared, config: &crate::config::Config) -> String {
-    let Ok(Some(run)) = s.store.last_complete(&config.tenant.tenant_id) else {
-        return String::new();
-    };
-    if run.skipped.is_empty() {
-        return format!(
-            "<p>Last complete audit: {}, every enabled rule judged.</p>",
-            run.finished_at
-                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-        );
-    }
-    let mut out = format!(
-        "<p>Last complete audit: {}. <strong>{} rules skipped</strong> (not passed; their {} open findings are kept as they were):</p><table><tr><th>rule</th><th>why</th></tr>",
-        run.finished_at
-            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        run.skipped.len(),
-        run.kept_open
-    );
-    for k in &run.skipped {
-        out.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td></tr>",
-            escape(&k.rule),
-            escape(&k.reason)
-        ));
-    }
-    out.push_str("</table>");
-    out
-}
-
-/// The status page; built off the async threads, as it reads the store.
-async fn status_page(State(s): AppState) -> Result<Html<String>, ApiError> {
-    blocking(&s, |s| Ok(Html(status_body(s)))).await
-}
-
-fn status_body(s: &Shared) -> String {
-    let config = s.config();
-    let mut body = format!(
-        "<h1>mfa-auditor</h1><p>tenant <code>{}</code></p>",
-        escape(&config.tenant.tenant_id)
-    );
-    match s.last_audit() {
-        None => body.push_str("<p>No audit has finished since the daemon started.</p>"),
-        Some(r) => {
-            body.push_str(&format!(
-                "<p>Last audit: {} — {} — {} users in scope, {} open findings, {} excepted, {} rules skipped.</p>",
-                r.finished_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                if r.complete { "complete" } else { "<strong>INCOMPLETE</strong>" },
-                r.users_in_scope,
-                r.open,
-                r.excepted,
-                r.skipped.len()
-            ));
-            if !r.incomplete_reasons.is_empty() {
-                body.push_str(&format!(
-                    "<p>Why incomplete: {}</p>",
-                    escape(&r.incomplete_reasons.join("; "))
-                ));
-            }
-            body.push_str("<table><tr><th>rule</th><th>open findings</th></tr>");
-            for (rule, n) in &r.by_rule {
-                let rule = escape(rule);
-                body.push_str(&format!("<tr><td><a href=\"/api/v1/findings?rule={rule}\">{rule}</a></td><td>{n}</td></tr>"));
-            }
-            body.push_str("</table>");
-        }
-    }
-    body.push_str(&skipped_status(s, &config));
-    body.push_str(&watch::status(s, &config));
-    body.push_str(&alerting_status(s, &config));
-    body.push_str("<p><a href=\"/metrics\">/metrics</a> · <a href=\"/readyz\">/readyz</a> · <a href=\"/api/v1/findings\">/api/v1/findings</a> · <a href=\"/api/v1/audits\">/api/v1/audits</a> · <a href=\"/api/v1/detections\">/api/v1/detections</a> · <a href=\"/api/v1/security-events?notable=true\">/api/v1/security-events</a></p>");
-    format!("<!doctype html><html><head><meta charset=\"utf-8\"><title>mfa-auditor</title></head><body>{body}</body></html>")
 }

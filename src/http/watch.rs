@@ -1,6 +1,6 @@
-//! The watcher's part of the API (issue 12): `/api/v1/detections`, `/api/v1/security-events`,
-//! and the status page's "locked out now" and last watch run. Same conventions as the findings
-//! API: unknown and bad parameters are a 400 naming them, pages by `cursor` (or `page=N`) with
+//! The watcher's part of the API (issue 12): `/api/v1/detections` and `/api/v1/security-events`
+//! (the overview page shows who is locked out now and the last watch run). Same conventions as
+//! the findings API: unknown and bad parameters are a 400 naming them, pages by `cursor` (or `page=N`) with
 //! `total`, `next_cursor` and `next`.
 
 use std::collections::HashMap;
@@ -9,7 +9,7 @@ use axum::extract::{Query, State};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 
-use super::{bad_request, blocking, escape, page_json, parse, ApiError, AppState};
+use super::{bad_request, blocking, page_json, parse, ApiError, AppState};
 use crate::daemon::Shared;
 use crate::state::{Cursor, DetectionFilter, PageStart, SecurityEventFilter, StoredDetection};
 use crate::watch::LockoutState;
@@ -167,44 +167,4 @@ pub async fn security_events(
         page,
         result.into(),
     ))
-}
-
-/// The status page's watcher part: open detections by state (linking to the API) and the last
-/// watch run. Empty when the watcher is off and has never recorded.
-pub fn status(s: &Shared, config: &crate::config::Config) -> String {
-    let tenant = &config.tenant.tenant_id;
-    let last = s.store.last_watch_run(tenant).ok().flatten();
-    if !config.watcher.enabled && last.is_none() {
-        return "<p>Sign-in watcher: off.</p>".into();
-    }
-    let mut out = String::from("<h2>Locked out now</h2>");
-    match s.store.detection_counts(tenant) {
-        Err(e) => {
-            tracing::error!("status page: {e}");
-            out.push_str("<p>The state store failed; see the daemon's log.</p>");
-        }
-        Ok(counts) => {
-            out.push_str("<table><tr><th>state</th><th>open detections</th></tr>");
-            for (state, n) in counts {
-                let label = escape(state.as_str());
-                out.push_str(&format!(
-                    "<tr><td><a href=\"/api/v1/detections?state={label}\">{label}</a></td><td>{n}</td></tr>"
-                ));
-            }
-            out.push_str("</table>");
-        }
-    }
-    match last {
-        None => out.push_str("<p>The watcher has not recorded a run yet.</p>"),
-        Some(r) => out.push_str(&format!(
-            "<p>Last watch run: {} — {} opened, {} updated, {} resolved, {} security-info events, {} messages queued.</p>",
-            escape(&r.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
-            r.opened,
-            r.updated,
-            r.resolved,
-            r.security_events,
-            r.queued
-        )),
-    }
-    out
 }

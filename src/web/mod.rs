@@ -41,8 +41,7 @@ mod users;
 /// The pages' routes, merged into the API's router (and so behind its auth, limits and timeout).
 pub fn routes() -> Router<Arc<Shared>> {
     Router::new()
-        // `/` is still the status page of `http`; the overview takes it over.
-        .route("/overview", get(overview::page))
+        .route("/", get(overview::page))
         .route("/rules/{id}", get(rules::page))
         .route("/rules/{id}/findings.csv", get(rules::csv))
         .route("/users", get(users::search))
