@@ -40,7 +40,11 @@
         if (!fresh || !current) {
           return;
         }
-        current.replaceWith(document.importNode(fresh, true));
+        // Replace the region's children, not the region: it is the aria-live one.
+        var nodes = Array.prototype.map.call(fresh.childNodes, function (n) {
+          return document.importNode(n, true);
+        });
+        current.replaceChildren.apply(current, nodes);
         if (doc.title) {
           document.title = doc.title;
         }

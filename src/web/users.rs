@@ -361,8 +361,7 @@ fn load(
             recovery::plan_for_user(&user, &posture),
         ),
     };
-    let mut chrome = Chrome::new(s, heading(&user), "users");
-    chrome.query = String::new();
+    let chrome = Chrome::new(s, heading(&user), "users");
     let view = view(
         &user,
         Inputs {
