@@ -140,7 +140,7 @@ async fn alertmanager_alerts(am: &str, tenant: &str) -> BTreeSet<(String, String
             assert!(
                 a["annotations"]["finding_url"]
                     .as_str()
-                    .is_some_and(|u| u.contains("/api/v1/users/")),
+                    .is_some_and(|u| u.contains("/users/") && !u.contains("/api/")),
                 "{a}"
             );
             (s(l, "rule"), s(l, "user"), s(l, "severity"))
@@ -432,7 +432,7 @@ async fn end_to_end(profile: Profile, seed: u64) {
     );
     assert!(
         texts.contains(&format!(
-            "*Resolved: User has no backup MFA method (medium) for {upn}*\n• <{base}/api/v1/users/{upn}|{upn}> User has no backup MFA method (medium): {}",
+            "*Resolved: User has no backup MFA method (medium) for {upn}*\n• <{base}/users/{upn}|{upn}> User has no backup MFA method (medium): {}",
             s(&fixed, "detail")
         )),
         "{texts:?}"

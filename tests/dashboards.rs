@@ -151,7 +151,7 @@ fn findings_links_point_at_the_api_under_auditor_url() {
         "links to the findings of a rule"
     );
     assert!(
-        text.contains("${auditor_url}/api/v1/users/"),
-        "links to a user's findings"
+        text.contains("${auditor_url}/users/"),
+        "links to a user's page"
     );
 }

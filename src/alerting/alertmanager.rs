@@ -365,7 +365,7 @@ mod tests {
         assert_eq!(bob.annotations["remediation"], "register a passkey");
         assert_eq!(
             bob.generator_url,
-            "http://127.0.0.1:9717/api/v1/users/bob@contoso.com"
+            "http://127.0.0.1:9717/users/bob@contoso.com"
         );
         assert_eq!(bob.starts_at.to_rfc3339(), "2026-11-01T10:00:00+00:00");
     }
@@ -612,7 +612,7 @@ mod tests {
         assert_eq!(bob.annotations["error_codes"], "500121 ×4, 50088 ×1");
         assert_eq!(
             bob.annotations["user_url"],
-            "https://auditor.example/api/v1/users/bob@contoso.com"
+            "https://auditor.example/users/bob@contoso.com"
         );
         assert_eq!(bob.generator_url, bob.annotations["user_url"]);
         assert_eq!(bob.starts_at, open[1].first_seen);

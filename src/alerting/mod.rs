@@ -294,9 +294,10 @@ impl Links {
         Links { base }
     }
 
-    /// `{base}/api/v1/users/{upn}`, the UPN escaped as one path segment.
+    /// `{base}/users/{upn}`, the helpdesk's page of the user (which links the JSON), the UPN
+    /// escaped as one path segment.
     pub fn user(&self, upn: &str) -> String {
-        self.api(&["api", "v1", "users", upn], None)
+        self.api(&["users", upn], None)
     }
 
     /// `{base}/api/v1/findings?rule={rule}`.
@@ -718,7 +719,7 @@ mod tests {
         let links = Links::new(Url::parse("https://auditor.example:9717/mfa/").expect("url"));
         assert_eq!(
             links.user("ann_fabrikam.com#EXT#@contoso.onmicrosoft.com"),
-            "https://auditor.example:9717/mfa/api/v1/users/ann_fabrikam.com%23EXT%23@contoso.onmicrosoft.com"
+            "https://auditor.example:9717/mfa/users/ann_fabrikam.com%23EXT%23@contoso.onmicrosoft.com"
         );
         assert_eq!(
             links.rule("no-backup-method"),

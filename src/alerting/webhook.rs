@@ -600,7 +600,7 @@ mod tests {
         assert_eq!(generic["findings"][0]["remediation"], command);
         assert_eq!(
             generic["findings"][0]["url"],
-            "http://127.0.0.1:9717/api/v1/users/bob"
+            "http://127.0.0.1:9717/users/bob"
         );
 
         let slack = render(WebhookFormat::Slack, &one, &links);
@@ -726,7 +726,7 @@ mod tests {
         assert_eq!(g["findings"][0]["user_principal_name"], "ann@contoso.com");
         assert_eq!(
             g["findings"][0]["url"],
-            "http://127.0.0.1:9717/api/v1/users/ann@contoso.com"
+            "http://127.0.0.1:9717/users/ann@contoso.com"
         );
         let s = render(WebhookFormat::Slack, &one, &links);
         let text = s["text"].as_str().expect("text");
@@ -735,7 +735,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("<http://127.0.0.1:9717/api/v1/users/ann@contoso.com|ann@contoso.com>"),
+            text.contains("<http://127.0.0.1:9717/users/ann@contoso.com|ann@contoso.com>"),
             "{text}"
         );
         assert!(

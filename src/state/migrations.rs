@@ -285,4 +285,9 @@ CREATE TABLE watch_classifier (
     saved_at  TEXT NOT NULL
 );
 "#,
+    // The helpdesk's user page (issue 13) lists the admins who can help: the few users holding a
+    // tracked role, in UPN order, without reading a million rows (`Store::users_with_active_roles`).
+    r#"
+CREATE INDEX users_admins ON users (tk, upn) WHERE roles != 0 AND deleted_at IS NULL;
+"#,
 ];

@@ -769,7 +769,8 @@ impl Store {
     }
 
     /// Enabled users (not deleted) holding, active, one of `roles`: e.g. the admins who can reset
-    /// a user's MFA and issue a TAP. Ordered by UPN, at most `limit`.
+    /// a user's MFA and issue a TAP. Ordered by UPN, at most `limit`. One range of the partial
+    /// index `users_admins` (users holding any tracked role), not a scan of every user.
     pub fn users_with_active_roles(
         &self,
         tenant: &str,
@@ -781,10 +782,7 @@ impl Store {
             return Ok(Vec::new());
         };
         let mask = roles.iter().fold(0i64, |b, r| b | 1 << *r as u32);
-        let mut q = conn.prepare_cached(&format!(
-            "SELECT {USER_COLUMNS} FROM users WHERE tk = ?1 AND roles & ?2 != 0
-             AND enabled = 1 AND deleted_at IS NULL ORDER BY upn LIMIT ?3"
-        ))?;
+        let mut q = conn.prepare_cached(&admins_sql())?;
         let rows = q.query_map(params![tk, mask, limit as i64], stored_user)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -827,6 +825,17 @@ impl Store {
         let rows = q.query_map(params![tk, audit_id, limit as i64], user_change)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+/// The admins holding, active, one of the roles of mask `?2`: `roles != 0` and `deleted_at IS
+/// NULL` are the partial index's own terms (SQLite uses a partial index only when the query's
+/// WHERE names them); `INDEXED BY` as for [`search_sql`].
+fn admins_sql() -> String {
+    format!(
+        "SELECT {USER_COLUMNS} FROM users INDEXED BY users_admins
+         WHERE tk = ?1 AND roles != 0 AND deleted_at IS NULL AND roles & ?2 != 0 AND enabled = 1
+         ORDER BY upn LIMIT ?3"
+    )
 }
 
 /// A prefix search on one indexed column: `?2 <= column < ?3` under its NOCASE collation.
@@ -1096,6 +1105,56 @@ mod tests {
             )
             .expect("plan");
         assert!(plan.contains("USING INDEX users_upn"), "{plan}");
+    }
+
+    #[test]
+    fn admins_are_one_range_of_the_partial_index() {
+        let store = Store::in_memory().expect("store");
+        let mut all = users();
+        all[0].roles.insert(Role::GlobalAdministrator);
+        all[1].roles.insert(Role::HelpdeskAdministrator);
+        all[2].roles.insert(Role::AuthenticationAdministrator);
+        all[2].account_enabled = false;
+        let mut dave = user(4, "dave@contoso.com", &[]);
+        dave.eligible_roles.insert(Role::GlobalAdministrator);
+        all.push(dave);
+        store
+            .record_users("t1", 1, at("2026-11-01T10:00:00Z"), &all)
+            .expect("record");
+        let upns = |roles: &[Role]| -> Vec<String> {
+            store
+                .users_with_active_roles("t1", roles, 10)
+                .expect("admins")
+                .into_iter()
+                .map(|u| u.user_principal_name)
+                .collect()
+        };
+        // Enabled, active (not eligible) holders only.
+        assert_eq!(
+            upns(&[Role::GlobalAdministrator, Role::AuthenticationAdministrator]),
+            ["carol@contoso.com"]
+        );
+        assert_eq!(upns(&[Role::HelpdeskAdministrator]), ["ann@contoso.com"]);
+        // Gone users are not admins any more.
+        store
+            .record_users("t1", 2, at("2026-11-01T11:00:00Z"), &all[1..])
+            .expect("record");
+        assert!(upns(&[Role::GlobalAdministrator]).is_empty());
+
+        let plan: Vec<String> = store
+            .conn()
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", admins_sql()))
+            .expect("explain")
+            .query_map(params![1, 1, 10], |r| r.get(3))
+            .expect("plan")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        let plan = plan.join(" | ");
+        assert!(
+            plan.contains("SEARCH users USING INDEX users_admins (tk=?)"),
+            "{plan}"
+        );
+        assert!(!plan.contains("TEMP B-TREE"), "{plan}");
     }
 
     #[test]

@@ -420,6 +420,28 @@ pub fn plan(d: &Detection, posture: &Posture) -> Recovery {
     }
 }
 
+/// The plan for a user no open detection concerns (the helpdesk's user page, before or without
+/// the watcher): planned as for a would-be lockout (`locked-out`, no error code yet), from the
+/// stored user. `None` when the stored id is not an object id.
+pub fn plan_for_user(user: &StoredUser, posture: &Posture) -> Option<Recovery> {
+    let id = crate::snapshot::ObjectId::parse(&user.id)?;
+    let now = chrono::Utc::now();
+    let would_be = Detection {
+        user: id,
+        upn: user.user_principal_name.as_str().into(),
+        state: LockoutState::LockedOut,
+        codes: Vec::new(),
+        first_seen: now,
+        last_seen: now,
+        detail: String::new(),
+    };
+    let posture = Posture {
+        user: Some(posture.user.unwrap_or(user)),
+        ..posture.clone()
+    };
+    Some(plan(&would_be, &posture))
+}
+
 #[cfg(test)]
 #[path = "recovery_tests.rs"]
 mod tests;

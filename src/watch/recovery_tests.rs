@@ -339,3 +339,41 @@ fn disabling_mfa_is_a_flagged_last_resort_only_where_it_applies() {
     assert!(r.steps[0].command.contains("-UserId 'o''neil@contoso.com'"));
     assert!(serde_json::to_string(&r).is_ok_and(|j| j.contains("\"families\":[]")));
 }
+
+#[test]
+fn a_user_without_a_detection_gets_the_would_be_lockout_plan() {
+    let mut u = user(Some(vec!["mobile-app", "mobile-number"]));
+    u.per_user_mfa = Some("enforced");
+    let p = Posture {
+        user: None,
+        tap: tap(true, None),
+        admins: admins(),
+        mfa_exclusion_group: None,
+    };
+    let r = plan_for_user(&u, &p).expect("plan");
+    let as_lockout = plan(
+        &detection(LockoutState::LockedOut, vec![]),
+        &Posture {
+            user: Some(&u),
+            ..p.clone()
+        },
+    );
+    assert_eq!(r, as_lockout);
+    // TAP first, another family, backup phone, then the destructive ones, last.
+    assert!(is_tap(&r.steps[0]), "{:#?}", r.steps);
+    assert!(
+        r.steps[1].title.contains("another method"),
+        "{:#?}",
+        r.steps
+    );
+    assert!(r.steps[2]
+        .command
+        .starts_with("New-MgUserAuthenticationPhoneMethod"));
+    assert!(r.steps[3].destructive && r.steps[4].destructive);
+    assert!(r.steps[4].command.contains("-PerUserMfaState disabled"));
+    destructive_last_with_warning(&r);
+    assert_eq!(r.admins.len(), 1, "never the user themself");
+    let mut bad = u.clone();
+    bad.id = "not-an-id".into();
+    assert!(plan_for_user(&bad, &p).is_none());
+}

@@ -38,7 +38,7 @@ use crate::state::{
 };
 
 /// At most this many admins are listed with a detection.
-const ADMINS_LISTED: usize = 20;
+pub const ADMINS_LISTED: usize = 20;
 
 /// The watcher's options from `[watcher]`
 /// (`[watcher] reports_percent` of the client's reports budget bounds its pages per run).
@@ -329,8 +329,8 @@ fn told_by_drift(store: &Store, tenant: &str, n: &NotedSecurityEvent) -> bool {
             })
 }
 
-/// The TAP policy of the last published posture kept in the store.
-fn stored_tap(store: &Store, tenant: &str) -> Option<TapReadiness> {
+/// The TAP policy of the last published posture kept in the store (also the user page's).
+pub fn stored_tap(store: &Store, tenant: &str) -> Option<TapReadiness> {
     let kept = store.posture(tenant).ok().flatten()?;
     let record: PostureRecord = serde_json::from_str(&kept.record).ok()?;
     posture::tap_readiness(&record)

@@ -193,10 +193,10 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// The Content-Security-Policy of every page: nothing from elsewhere, no inline script or style,
-/// no framing, forms post only here.
+/// no framing, forms post only here; the script fetches only from here (the search as you type).
 pub const CSP: &str =
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-    form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+    connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
 fn with_headers(status: StatusCode, body: String, server_timing: Option<String>) -> Response {
     let mut r = (status, body).into_response();
