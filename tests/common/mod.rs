@@ -2,6 +2,7 @@
 //! an audit pointed at it.
 #![allow(dead_code)] // each test binary uses its own part of this
 
+pub mod browser;
 pub mod daemon;
 
 use std::time::Duration;
