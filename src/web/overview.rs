@@ -393,9 +393,11 @@ pub fn trend(runs: &[AuditRun]) -> (Vec<TrendRow>, Vec<Bar>) {
             users: r.users_in_scope,
         })
         .collect::<Vec<_>>();
-    let n = rows.len().max(1) as f64;
+    // A slot per audit the chart can hold, the newest at the right edge: a young daemon's
+    // few audits are bars, not slabs.
     let max = rows.iter().map(|r| r.findings).max().unwrap_or(0).max(1) as f64;
-    let slot = f64::from(CHART_WIDTH) / n;
+    let slot = f64::from(CHART_WIDTH) / TREND_AUDITS as f64;
+    let skip = (TREND_AUDITS - rows.len()) as f64;
     let usable = f64::from(CHART_HEIGHT) - 2.0;
     let bars = rows
         .iter()
@@ -404,7 +406,7 @@ pub fn trend(runs: &[AuditRun]) -> (Vec<TrendRow>, Vec<Bar>) {
         .map(|(i, r)| {
             let h = (r.findings.max(0) as f64 / max * usable).max(1.0);
             Bar {
-                x: format!("{:.1}", i as f64 * slot + slot * 0.1),
+                x: format!("{:.1}", (skip + i as f64) * slot + slot * 0.1),
                 y: format!("{:.1}", f64::from(CHART_HEIGHT) - h),
                 width: format!("{:.1}", slot * 0.8),
                 height: format!("{h:.1}"),

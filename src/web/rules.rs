@@ -304,6 +304,37 @@ fn csv_header() -> Vec<u8> {
     out
 }
 
+/// Reads every finding of `filter` `page` at a time by keyset and hands each page's CSV (the
+/// header before the first) to `send`, which says whether to go on (false: the client left).
+pub fn write_csv(
+    store: &crate::state::Store,
+    tenant: &str,
+    filter: &FindingFilter,
+    page: usize,
+    mut send: impl FnMut(Vec<u8>) -> bool,
+) -> Result<(), String> {
+    let mut cursor: Option<Cursor> = None;
+    let mut out = csv_header();
+    loop {
+        let found = store
+            .findings_page(tenant, filter, cursor.as_ref(), page)
+            .map_err(|e| e.to_string())?;
+        out = csv_rows(out, &found.items).map_err(|e| e.to_string())?;
+        if !send(std::mem::take(&mut out)) {
+            return Ok(());
+        }
+        match (&found.next_cursor, found.items.last()) {
+            (Some(_), Some(last)) => {
+                cursor = Some(Cursor {
+                    rule: last.rule.clone(),
+                    subject: last.subject.clone(),
+                })
+            }
+            _ => return Ok(()),
+        }
+    }
+}
+
 /// `GET /rules/{id}/findings.csv?state=&user=`: every finding of the filter, read from the store
 /// [`CSV_PAGE`] at a time by keyset and sent as each page is read.
 pub async fn csv(
@@ -323,41 +354,12 @@ pub async fn csv(
     let tenant = s.config().tenant.tenant_id.clone();
     let store = s.clone();
     tokio::task::spawn_blocking(move || {
-        let mut cursor: Option<Cursor> = None;
-        let mut first = true;
-        loop {
-            let chunk = store
-                .store
-                .findings_page(&tenant, &filter, cursor.as_ref(), CSV_PAGE)
-                .map_err(|e| e.to_string())
-                .and_then(|page| {
-                    let out = if first { csv_header() } else { vec![] };
-                    let out = csv_rows(out, &page.items).map_err(|e| e.to_string())?;
-                    let next = page.next_cursor.is_some().then(|| {
-                        page.items.last().map(|l| Cursor {
-                            rule: l.rule.clone(),
-                            subject: l.subject.clone(),
-                        })
-                    });
-                    Ok((out, next.flatten()))
-                });
-            first = false;
-            match chunk {
-                Ok((out, next)) => {
-                    if tx.blocking_send(Ok(bytes::Bytes::from(out))).is_err() {
-                        return; // the client went away
-                    }
-                    match next {
-                        Some(c) => cursor = Some(c),
-                        None => return,
-                    }
-                }
-                Err(e) => {
-                    tracing::error!("findings CSV: {e}");
-                    let _ = tx.blocking_send(Err(std::io::Error::other(e)));
-                    return;
-                }
-            }
+        let sent = write_csv(&store.store, &tenant, &filter, CSV_PAGE, |chunk| {
+            tx.blocking_send(Ok(bytes::Bytes::from(chunk))).is_ok()
+        });
+        if let Err(e) = sent {
+            tracing::error!("findings CSV: {e}");
+            let _ = tx.blocking_send(Err(std::io::Error::other(e)));
         }
     });
     let stream = futures::stream::unfold(rx, |mut rx| async move {

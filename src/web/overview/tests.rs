@@ -91,7 +91,10 @@ fn trend_is_newest_first_in_the_table_and_oldest_left_in_the_chart() {
         "the highest fills the chart"
     );
     assert!(bars.iter().any(|b| b.class == "bar incomplete"));
+    assert_eq!(bars[0].x, "2.0", "a full chart starts at the left edge");
     assert_eq!(trend(&[]).1.len(), 0);
+    let (_, few) = trend(&runs[..2]);
+    assert_eq!(few[1].x, "582.0", "the newest at the right edge");
 }
 
 #[test]

@@ -194,3 +194,71 @@ fn the_page_escapes_hostile_strings_and_links_the_next_page() {
         "no next link on the last page"
     );
 }
+
+#[test]
+fn the_csv_is_written_a_page_at_a_time_with_every_finding_once() {
+    use crate::evaluate::{Finding, Severity};
+    let store = crate::state::Store::in_memory().expect("store");
+    let t = Utc.with_ymd_and_hms(2026, 12, 1, 8, 0, 0).unwrap();
+    let findings = (0..25)
+        .map(|i| Finding {
+            rule: if i % 5 == 0 {
+                "phone-only"
+            } else {
+                "no-mfa-method"
+            },
+            severity: Severity::High,
+            subject: format!("user-{i:03}"),
+            user_id: None,
+            user_principal_name: Some(format!("=user{i}@contoso.com")),
+            detail: "d".into(),
+            remediation: "r".into(),
+        })
+        .collect();
+    let report = crate::report::Report {
+        tenant: "t1".into(),
+        complete: true,
+        started_at: t,
+        finished_at: t,
+        users_in_scope: 25,
+        findings,
+        excepted: vec![],
+        skipped: vec![],
+        incomplete_reasons: vec![],
+        summary: Default::default(),
+        posture: Default::default(),
+    };
+    store.record(&report, 0).expect("recorded");
+    let filter = FindingFilter {
+        rule: Some("no-mfa-method".into()),
+        ..FindingFilter::default()
+    };
+    let mut chunks = vec![];
+    write_csv(&store, "t1", &filter, 7, |c| {
+        chunks.push(c);
+        true
+    })
+    .expect("written");
+    assert_eq!(chunks.len(), 3, "20 findings, 7 a page");
+    let text = String::from_utf8(chunks.concat()).expect("utf-8");
+    assert_eq!(text.matches("rule,subject").count(), 1, "one header");
+    let mut r = ::csv::Reader::from_reader(text.as_bytes());
+    let subjects: Vec<String> = r
+        .records()
+        .map(|r| r.expect("row")[1].to_string())
+        .collect();
+    let mut sorted = subjects.clone();
+    sorted.dedup();
+    assert_eq!(subjects.len(), 20);
+    assert_eq!(sorted, subjects, "in order, each once");
+    assert!(text.contains(",'=user1@contoso.com,"), "{text}");
+
+    // A client that leaves stops the reading.
+    let mut calls = 0;
+    write_csv(&store, "t1", &filter, 7, |_| {
+        calls += 1;
+        false
+    })
+    .expect("stopped");
+    assert_eq!(calls, 1);
+}
