@@ -122,6 +122,15 @@ async fn the_browser_harness_sees_what_a_page_does_wrong() {
     assert_eq!(b.count("h1").await, 1);
     assert_eq!(b.count("main#main").await, 1);
     b.assert_fits("the 404 page").await;
+    // The header's search form, typed into and submitted with JavaScript off.
+    b.type_into("#q", "ann ö&").await;
+    b.submit("#q", "/users?q=").await;
+    assert!(
+        b.url().await.ends_with("/users?q=ann+%C3%B6%26"),
+        "{}",
+        b.url().await
+    );
+    b.take_problems().await;
     b.disable_javascript(false).await;
     assert_eq!(b.open(&format!("{base}/rules/unknown")).await, 404);
     assert!(b.scripts_run().await, "JavaScript is on again");
