@@ -187,6 +187,11 @@ async fn the_helpdesk_pages_show_the_tenant_in_a_real_browser() {
     let Some(chromium) = browser::chromium() else {
         return;
     };
+    // On the heap: the whole test is one large future, too large for a test thread's stack.
+    Box::pin(helpdesk_pages(chromium)).await;
+}
+
+async fn helpdesk_pages(chromium: PathBuf) {
     let sim = common::sim(2000, 13, Profile::Realistic, |_| {}).await;
     sim.update_policy(|p| p.tap_enabled = true);
     // Named in HTML: an enabled guest (`#EXT#` UPN: no rule finds guests here), and a member
