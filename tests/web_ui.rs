@@ -503,13 +503,14 @@ async fn helpdesk_pages(chromium: PathBuf) {
     );
     for m in &methods {
         let row = format!("table#methods tr[data-method={}]", browser::js(m.name));
-        assert_eq!(
-            b.text(&format!("{row} td[data-col='family']"))
-                .await
-                .as_deref(),
-            Some(m.family),
-            "{}'s family",
-            m.name
+        // The family's id as the text, or in words with the id as the title.
+        let cell = format!("{row} td[data-col='family']");
+        let (text, title) = (b.text(&cell).await, b.attr(&cell, "title").await);
+        assert!(
+            text.as_deref() == Some(m.family) || title.as_deref() == Some(m.family),
+            "{}'s family: {text:?} (title {title:?}), not {}",
+            m.name,
+            m.family
         );
         assert_eq!(
             b.text(&format!("{row} td[data-col='phishing-resistant']"))
@@ -521,9 +522,11 @@ async fn helpdesk_pages(chromium: PathBuf) {
         );
     }
     let families = b.text("#families").await.expect("#families");
-    for f in rich.mfa_families.clone().unwrap_or_default() {
-        assert!(families.contains(f), "#families {families:?} names {f}");
-    }
+    let count = rich.mfa_families.as_ref().map_or(0, Vec::len);
+    assert!(
+        families.contains(&count.to_string()),
+        "#families {families:?} counts {count}"
+    );
     let roles = |assignment: &'static str| {
         let b = &b;
         async move {
