@@ -331,7 +331,7 @@ async fn helpdesk_pages(chromium: PathBuf) {
         Some(rule_total.to_string().as_str()),
         "/: {rule}'s open findings"
     );
-    assert_eq!(
+    assert!(
         b.count(&format!(
             "table#findings-by-rule tr[data-rule='{rule}'] a[href='/rules/{rule}']"
         ))
@@ -348,8 +348,8 @@ async fn helpdesk_pages(chromium: PathBuf) {
             "{bob_row} a[href={}]",
             browser::js(&format!("/users/{}", enc(&bob.user_principal_name)))
         ))
-        .await,
-        1,
+        .await
+            >= 1,
         "/: bob's row links his page"
     );
     b.screenshot(&shots.join("overview.png")).await;
@@ -442,13 +442,13 @@ async fn helpdesk_pages(chromium: PathBuf) {
         "the search for {prefix:?} finds {}",
         rich.user_principal_name
     );
-    assert_eq!(
+    assert!(
         b.count(&format!(
             "{row} a[href={}]",
             browser::js(&format!("/users/{}", enc(&rich.user_principal_name)))
         ))
-        .await,
-        1
+        .await
+            >= 1
     );
     assert!(b
         .text("#result-count")
@@ -629,10 +629,10 @@ async fn helpdesk_pages(chromium: PathBuf) {
     assert_eq!(shown, true, "the result shows the name as text");
     assert_eq!(b.json("document.querySelector('#q').value").await, query);
     let guest_page = format!("/users/{}", enc(&guest_upn));
-    assert_eq!(
+    assert!(
         b.count(&format!("{row} a[href={}]", browser::js(&guest_page)))
-            .await,
-        1,
+            .await
+            >= 1,
         "the result links {guest_page}"
     );
     assert_eq!(b.open(&format!("{base}{guest_page}")).await, 200);
@@ -667,10 +667,10 @@ async fn helpdesk_pages(chromium: PathBuf) {
     assert_not_injected(&b, "the hostile member's rule page").await;
     let row = format!("table#findings tr[data-subject={}]", browser::js(subject));
     assert_eq!(b.count(&row).await, 1, "the rule page lists the member");
-    assert_eq!(
+    assert!(
         b.count(&format!("{row} a[href={}]", browser::js(&member_page)))
-            .await,
-        1,
+            .await
+            >= 1,
         "the row links the member's page"
     );
 
