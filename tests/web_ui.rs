@@ -335,15 +335,16 @@ async fn helpdesk_pages(chromium: PathBuf) {
         b.count(&format!(
             "table#findings-by-rule tr[data-rule='{rule}'] a[href='/rules/{rule}']"
         ))
-        .await,
-        1
+        .await
+            >= 1,
+        "/: {rule}'s row links its page"
     );
     let bob_row = format!(
         "#locked-out table#locked-out-users tr[data-user={}]",
         browser::js(&bob.user_principal_name)
     );
     assert!(b.wait_for(&bob_row).await, "/: bob is locked out");
-    assert_eq!(
+    assert!(
         b.count(&format!(
             "{bob_row} a[href={}]",
             browser::js(&format!("/users/{}", enc(&bob.user_principal_name)))
