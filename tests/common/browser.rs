@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use chromiumoxide::browser::{Browser as Chromium, BrowserConfig};
 use chromiumoxide::cdp::browser_protocol::emulation::SetScriptExecutionDisabledParams;
+use chromiumoxide::cdp::browser_protocol::input::InsertTextParams;
 use chromiumoxide::cdp::browser_protocol::log::{EventEntryAdded, LogEntryLevel};
 use chromiumoxide::cdp::browser_protocol::network::EventLoadingFailed;
 use chromiumoxide::cdp::js_protocol::runtime::{
@@ -288,13 +289,27 @@ impl Browser {
     /// The value of a JavaScript expression, as JSON (`null` when it has none).
     pub async fn json(&self, expression: &str) -> Value {
         let wrapped = format!("JSON.stringify(({expression}) ?? null)");
-        let result = self
-            .page
-            .evaluate_expression(wrapped)
-            .await
-            .unwrap_or_else(|e| panic!("evaluating {expression}: {e}"));
-        let text: String = result.into_value().unwrap_or_default();
-        serde_json::from_str(&text).unwrap_or(Value::Null)
+        // While a document replaces another its context is gone for a moment: try again.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let tried = tokio::time::timeout(
+                Duration::from_secs(10),
+                self.page.evaluate_expression(wrapped.clone()),
+            )
+            .await;
+            match tried {
+                Ok(Ok(result)) => {
+                    let text: String = result.into_value().unwrap_or_default();
+                    return serde_json::from_str(&text).unwrap_or(Value::Null);
+                }
+                Ok(Err(e)) if Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Ok(Err(e)) => panic!("evaluating {expression}: {e}"),
+                Err(_) => panic!("evaluating {expression}: no answer in 10 s"),
+            }
+        }
     }
 
     /// The `textContent` (trimmed) of the first element matching `selector`, if any.
@@ -366,23 +381,38 @@ impl Browser {
         false
     }
 
-    /// Types `text` into the input `selector` (after emptying it), as keystrokes.
+    /// Types `text` into the input `selector` (after emptying and focusing it), as keystrokes.
     pub async fn type_into(&self, selector: &str, text: &str) {
-        self.json(&format!(
-            "document.querySelector({}).value = ''",
-            js(selector)
-        ))
-        .await;
-        self.page
+        let focused = self
+            .json(&format!(
+                "(() => {{ const e = document.querySelector({}); if (!e) return false; \
+                 e.value = ''; e.focus(); return document.activeElement === e; }})()",
+                js(selector)
+            ))
+            .await;
+        assert_eq!(
+            focused, true,
+            "{selector} is on the page and takes the focus"
+        );
+        let input = self
+            .page
             .find_element(selector)
             .await
-            .unwrap_or_else(|e| panic!("{selector}: {e}"))
-            .click()
-            .await
-            .unwrap_or_else(|e| panic!("clicking {selector}: {e}"))
-            .type_str(text)
-            .await
-            .unwrap_or_else(|e| panic!("typing into {selector}: {e}"));
+            .unwrap_or_else(|e| panic!("{selector}: {e}"));
+        for c in text.chars() {
+            if c.is_ascii() {
+                input
+                    .type_str(c.to_string())
+                    .await
+                    .unwrap_or_else(|e| panic!("typing {c:?} into {selector}: {e}"));
+            } else {
+                // No key on the crate's US keyboard: entered as an input method would.
+                self.page
+                    .execute(InsertTextParams::new(c.to_string()))
+                    .await
+                    .unwrap_or_else(|e| panic!("entering {c:?} into {selector}: {e}"));
+            }
+        }
     }
 
     /// Presses Enter in `selector` and waits until the document's URL contains `expect` and
@@ -398,15 +428,17 @@ impl Browser {
         self.wait_for_url(expect).await;
     }
 
-    /// Clicks the first element matching `selector` and waits until the URL contains `expect`.
+    /// Clicks the first element matching `selector` (a DOM click, which follows a link or
+    /// submits a form with JavaScript off too) and waits until the URL contains `expect`.
     pub async fn click(&self, selector: &str, expect: &str) {
-        self.page
-            .find_element(selector)
-            .await
-            .unwrap_or_else(|e| panic!("{selector}: {e}"))
-            .click()
-            .await
-            .unwrap_or_else(|e| panic!("clicking {selector}: {e}"));
+        let found = self
+            .json(&format!(
+                "(() => {{ const e = document.querySelector({}); if (!e) return false; \
+                 e.click(); return true; }})()",
+                js(selector)
+            ))
+            .await;
+        assert_eq!(found, true, "{selector} is on the page");
         self.wait_for_url(expect).await;
     }
 
@@ -414,6 +446,7 @@ impl Browser {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let url = self.url().await;
+
             if url.contains(expect) {
                 break;
             }
