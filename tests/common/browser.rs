@@ -187,11 +187,6 @@ impl Browser {
                 if own && network {
                     continue;
                 }
-                // The browser asks for /favicon.ico by itself when a page names no icon; that
-                // 404 is not the page's doing (base.html could name one: `rel="icon" href="data:,"`).
-                if network && url.ends_with("/favicon.ico") {
-                    continue;
-                }
                 push(
                     &sink,
                     format!("log {:?}: {} {url}", entry.source, entry.text),
