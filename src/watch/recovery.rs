@@ -16,14 +16,14 @@
 //! - `registration-blocked`: a TAP lets them register (53004: after their risk is remediated).
 //!
 //! Commands: `New-MgUserAuthenticationTemporaryAccessPassMethod` (`-IsUsableOnce` is a switch:
-//! `-IsUsableOnce:$true`; POST `/users/{upn}/authentication/temporaryAccessPassMethods`),
-//! `Revoke-MgUserSignInSession` (POST `/users/{upn}/revokeSignInSessions`),
-//! `New-MgUserAuthenticationPhoneMethod` (POST `/users/{upn}/authentication/phoneMethods`),
-//! `Remove-MgUserAuthentication…Method` (DELETE `/users/{upn}/authentication/{kind}Methods/{id}`:
+//! `-IsUsableOnce:$true`; POST `/users/{id}/authentication/temporaryAccessPassMethods`),
+//! `Revoke-MgUserSignInSession` (POST `/users/{id}/revokeSignInSessions`),
+//! `New-MgUserAuthenticationPhoneMethod` (POST `/users/{id}/authentication/phoneMethods`),
+//! `Remove-MgUserAuthentication…Method` (DELETE `/users/{id}/authentication/{kind}Methods/{method id}`:
 //! Graph has no single "require re-register MFA" call; the portal's button deletes methods),
 //! `Invoke-MgDismissRiskyUser` (POST `/identityProtection/riskyUsers/dismiss`),
 //! `Update-MgBetaUserAuthenticationRequirement` (beta PATCH
-//! `/users/{upn}/authentication/requirements`, per-user MFA).
+//! `/users/{id}/authentication/requirements`, per-user MFA).
 
 use serde::{Serialize, Serializer};
 
@@ -150,6 +150,10 @@ fn step(title: String, command: String, graph: Option<String>) -> Step {
 /// The plan for one detection.
 pub fn plan(d: &Detection, posture: &Posture) -> Recovery {
     let upn = d.upn.as_ref();
+    // Graph calls name the user by object id: a guest's UPN holds a `#` (a URL fragment unless
+    // encoded), and a UPN with an apostrophe would end an OData string. The commands name the
+    // user by UPN, which PowerShell quotes and the SDK encodes.
+    let id = d.user;
     let q = ps(upn);
     let mut families: Vec<RecoveryFamily> = posture
         .user
@@ -191,7 +195,7 @@ pub fn plan(d: &Detection, posture: &Posture) -> Recovery {
             "New-MgUserAuthenticationTemporaryAccessPassMethod -UserId {q} -IsUsableOnce:$true -LifetimeInMinutes {lifetime}"
         ),
         graph: Some(format!(
-            "POST {GRAPH}/v1.0/users/{upn}/authentication/temporaryAccessPassMethods {{\"isUsableOnce\": true, \"lifetimeInMinutes\": {lifetime}}}"
+            "POST {GRAPH}/v1.0/users/{id}/authentication/temporaryAccessPassMethods {{\"isUsableOnce\": true, \"lifetimeInMinutes\": {lifetime}}}"
         )),
         destructive: false,
         warning: Some(warning),
@@ -220,7 +224,7 @@ pub fn plan(d: &Detection, posture: &Posture) -> Recovery {
         ..step(
             format!("Add a backup phone ({phone_type}) for {upn}"),
             format!("New-MgUserAuthenticationPhoneMethod -UserId {q} -PhoneType {phone_type} -PhoneNumber '+<country code> <number>'"),
-            Some(format!("POST {GRAPH}/v1.0/users/{upn}/authentication/phoneMethods {{\"phoneNumber\": \"+<country code> <number>\", \"phoneType\": \"{phone_type}\"}}")),
+            Some(format!("POST {GRAPH}/v1.0/users/{id}/authentication/phoneMethods {{\"phoneNumber\": \"+<country code> <number>\", \"phoneType\": \"{phone_type}\"}}")),
         )
     };
     let sync = posture.user.is_some_and(|u| u.on_premises_sync);
@@ -229,15 +233,13 @@ pub fn plan(d: &Detection, posture: &Posture) -> Recovery {
         ..step(
             format!("Reset {upn}'s password (the attacker has it)"),
             format!("Update-MgUser -UserId {q} -PasswordProfile @{{ForceChangePasswordNextSignIn = $true; Password = '<new random password>'}}"),
-            Some(format!("PATCH {GRAPH}/v1.0/users/{upn} {{\"passwordProfile\": {{\"forceChangePasswordNextSignIn\": true, \"password\": \"<new random password>\"}}}}")),
+            Some(format!("PATCH {GRAPH}/v1.0/users/{id} {{\"passwordProfile\": {{\"forceChangePasswordNextSignIn\": true, \"password\": \"<new random password>\"}}}}")),
         )
     };
     let revoke = step(
         format!("Revoke {upn}'s sign-in sessions (refresh tokens, session cookies)"),
         format!("Revoke-MgUserSignInSession -UserId {q}"),
-        Some(format!(
-            "POST {GRAPH}/v1.0/users/{upn}/revokeSignInSessions"
-        )),
+        Some(format!("POST {GRAPH}/v1.0/users/{id}/revokeSignInSessions")),
     );
     let user_id = posture
         .user
@@ -257,7 +259,7 @@ pub fn plan(d: &Detection, posture: &Posture) -> Recovery {
         ..step(
             format!("Require re-registration: delete {upn}'s lost method"),
             format!("Get-MgUserAuthenticationMethod -UserId {q}; then the lost one, e.g. Remove-MgUserAuthenticationMicrosoftAuthenticatorMethod -UserId {q} -MicrosoftAuthenticatorAuthenticationMethodId '<id>' or Remove-MgUserAuthenticationPhoneMethod -UserId {q} -PhoneAuthenticationMethodId '<id>'"),
-            Some(format!("GET {GRAPH}/v1.0/users/{upn}/authentication/methods; DELETE {GRAPH}/v1.0/users/{upn}/authentication/microsoftAuthenticatorMethods/<id> (or phoneMethods/<id>)")),
+            Some(format!("GET {GRAPH}/v1.0/users/{id}/authentication/methods; DELETE {GRAPH}/v1.0/users/{id}/authentication/microsoftAuthenticatorMethods/<id> (or phoneMethods/<id>)")),
         )
     };
     let per_user = posture
@@ -271,7 +273,7 @@ pub fn plan(d: &Detection, posture: &Posture) -> Recovery {
             ..step(
                 format!("Disable per-user MFA for {upn} (last resort)"),
                 format!("Update-MgBetaUserAuthenticationRequirement -UserId {q} -PerUserMfaState disabled"),
-                Some(format!("PATCH {GRAPH}/beta/users/{upn}/authentication/requirements {{\"perUserMfaState\": \"disabled\"}}")),
+                Some(format!("PATCH {GRAPH}/beta/users/{id}/authentication/requirements {{\"perUserMfaState\": \"disabled\"}}")),
             )
         })
     } else {
@@ -305,7 +307,7 @@ pub fn plan(d: &Detection, posture: &Posture) -> Recovery {
                 format!("Confirm with {upn} out of band whether they started these sign-ins"),
                 format!("Get-MgAuditLogSignIn -Filter \"userPrincipalName eq {q}\" -Top 20"),
                 Some(format!(
-                    "GET {GRAPH}/v1.0/auditLogs/signIns?$filter=userPrincipalName eq '{upn}'&$top=20"
+                    "GET {GRAPH}/v1.0/auditLogs/signIns?$filter=userId eq '{id}'&$top=20"
                 )),
             ));
             steps.push(reset_password);
@@ -326,7 +328,7 @@ pub fn plan(d: &Detection, posture: &Posture) -> Recovery {
                 ..step(
                     format!("Tell {upn} to deny every prompt they did not start, and look at where the attempts come from"),
                     format!("Get-MgAuditLogSignIn -Filter \"userPrincipalName eq {q}\" -Top 20"),
-                    Some(format!("GET {GRAPH}/v1.0/auditLogs/signIns?$filter=userPrincipalName eq '{upn}'&$top=20")),
+                    Some(format!("GET {GRAPH}/v1.0/auditLogs/signIns?$filter=userId eq '{id}'&$top=20")),
                 )
             });
             steps.push(reset_password);
@@ -346,7 +348,7 @@ pub fn plan(d: &Detection, posture: &Posture) -> Recovery {
                 steps.push(step(
                     format!("Registration was blocked for suspicious activity (53004): confirm with {upn} out of band and look at the attempts"),
                     format!("Get-MgAuditLogSignIn -Filter \"userPrincipalName eq {q}\" -Top 20"),
-                    Some(format!("GET {GRAPH}/v1.0/auditLogs/signIns?$filter=userPrincipalName eq '{upn}'&$top=20")),
+                    Some(format!("GET {GRAPH}/v1.0/auditLogs/signIns?$filter=userId eq '{id}'&$top=20")),
                 ));
                 steps.push(dismiss_risk);
             }
