@@ -1,4 +1,4 @@
-//! Read-only queries over the watcher's memory for the HTTP API and the status page: detections
+//! Read-only queries over the watcher's memory for the HTTP API and the helpdesk pages: detections
 //! and security-info events a page at a time (newest first, keyset cursors), and the last watch
 //! run. Kept apart from `watch.rs` (the recording side).
 //!
