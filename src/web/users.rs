@@ -655,25 +655,31 @@ fn tap_view(
     }
 }
 
+/// Pushes "<removed> a, b" and "<added> c" for what `before` has and `after` lacks, and back.
+fn push_diff(lines: &mut Vec<String>, removed: &str, added: &str, before: &[&str], after: &[&str]) {
+    let only = |a: &[&str], b: &[&str]| -> Vec<String> {
+        a.iter()
+            .filter(|x| !b.contains(x))
+            .map(|x| x.to_string())
+            .collect()
+    };
+    for (label, names) in [(removed, only(before, after)), (added, only(after, before))] {
+        if !names.is_empty() {
+            lines.push(format!("{label}: {}", names.join(", ")));
+        }
+    }
+}
+
 fn change_row(c: &UserChange) -> ChangeRow {
     let mut lines = Vec::new();
     if let (Some(before), Some(after)) = (&c.methods_before, &c.methods_after) {
-        let lost: Vec<&str> = before
-            .iter()
-            .filter(|m| !after.contains(m))
-            .copied()
-            .collect();
-        let gained: Vec<&str> = after
-            .iter()
-            .filter(|m| !before.contains(m))
-            .copied()
-            .collect();
-        if !lost.is_empty() {
-            lines.push(format!("Methods removed: {}", lost.join(", ")));
-        }
-        if !gained.is_empty() {
-            lines.push(format!("Methods added: {}", gained.join(", ")));
-        }
+        push_diff(
+            &mut lines,
+            "Methods removed",
+            "Methods added",
+            before,
+            after,
+        );
     }
     let words = |f: &[&str]| {
         f.iter()
@@ -698,30 +704,19 @@ fn change_row(c: &UserChange) -> ChangeRow {
             lines.push(format!("{n} recovery families after"));
         }
     }
-    let role_diff = |label: &str, before: &[&str], after: &[&str], lines: &mut Vec<String>| {
-        let lost: Vec<&str> = before
-            .iter()
-            .filter(|r| !after.contains(r))
-            .copied()
-            .collect();
-        let gained: Vec<&str> = after
-            .iter()
-            .filter(|r| !before.contains(r))
-            .copied()
-            .collect();
-        if !lost.is_empty() {
-            lines.push(format!("{label} roles lost: {}", lost.join(", ")));
-        }
-        if !gained.is_empty() {
-            lines.push(format!("{label} roles gained: {}", gained.join(", ")));
-        }
-    };
-    role_diff("Active", &c.roles_before, &c.roles_after, &mut lines);
-    role_diff(
-        "Eligible",
+    push_diff(
+        &mut lines,
+        "Active roles lost",
+        "Active roles gained",
+        &c.roles_before,
+        &c.roles_after,
+    );
+    push_diff(
+        &mut lines,
+        "Eligible roles lost",
+        "Eligible roles gained",
         &c.eligible_before,
         &c.eligible_after,
-        &mut lines,
     );
     if lines.is_empty() {
         lines.push("Methods or roles changed".to_string());
