@@ -768,6 +768,7 @@ async fn bench(users: usize) -> Row {
         .0
         .split("cursor=")
         .nth(1)
+        .and_then(|rest| rest.split('&').next())
         .map(str::to_owned);
     let mut page_sets: Vec<(String, Vec<String>)> = vec![
         ("overview /".into(), vec![page("/")]),
