@@ -373,6 +373,7 @@ fn load(
             basis,
             plan: plan.as_ref(),
             now,
+            failure_codes: &s.config().graph.mfa_failure_codes,
         },
     );
     Ok(UserPage {
@@ -422,6 +423,8 @@ pub struct Inputs<'a> {
     pub basis: String,
     pub plan: Option<&'a Recovery>,
     pub now: DateTime<Utc>,
+    /// The error codes the audit counts as a failed MFA sign-in (`[graph] mfa_failure_codes`).
+    pub failure_codes: &'a [i32],
 }
 
 /// The page's view of one user (pure: the unit tests render it with hostile strings).
@@ -545,7 +548,14 @@ pub fn view(u: &StoredUser, i: Inputs<'_>) -> UserView {
         tap: tap_view(u, i.tap, i.plan, i.now),
         lockout_state,
         mfa_failures: match u.mfa_failures {
-            Some(n) => format!("{n} failed MFA sign-ins in the last audit's window"),
+            Some(n) => format!(
+                "{n} failed MFA sign-ins with the codes the audit counts ({}) in its window; the watcher's detections above know every MFA error code",
+                i.failure_codes
+                    .iter()
+                    .map(i32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             None => "not read (the last audit did not read sign-ins)".to_string(),
         },
         detections,

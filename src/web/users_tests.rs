@@ -136,6 +136,7 @@ fn render(u: &StoredUser, detections: &[StoredDetection]) -> String {
             basis: "a test".into(),
             plan: Some(&plan),
             now: at("2026-12-03T10:00:00Z"),
+            failure_codes: &[500121],
         },
     );
     UserPage {
