@@ -36,7 +36,8 @@ pub struct SeverityRow {
 
 pub struct RuleRow {
     pub id: String,
-    pub href: String,
+    /// The rule's page; `None` for a rule no longer in the catalogue (its findings outlive it).
+    pub href: Option<String>,
     pub title: String,
     pub severity: String,
     pub open: i64,
@@ -322,7 +323,7 @@ pub fn tally(counts: &[FindingCount]) -> (Vec<SeverityRow>, Vec<RuleRow>, i64, i
     for c in counts {
         let row = rules.entry(c.rule.clone()).or_insert_with(|| RuleRow {
             id: c.rule.clone(),
-            href: rule_href(&c.rule),
+            href: super::rules::rule(&c.rule).map(|_| rule_href(&c.rule)),
             title: super::rules::rule(&c.rule)
                 .map_or_else(|| c.rule.clone(), |r| r.title.to_string()),
             severity: c.severity.clone(),

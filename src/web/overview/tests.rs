@@ -74,6 +74,26 @@ fn tally_counts_excepted_apart_and_orders_by_severity() {
 }
 
 #[test]
+fn a_rule_gone_from_the_catalogue_keeps_its_counts_but_links_no_page() {
+    let (_, rules, open, _) = tally(&[
+        count("no-backup-method", "medium", false, 2),
+        count("retired-rule", "low", false, 4),
+    ]);
+    assert_eq!(open, 6);
+    let links: Vec<_> = rules
+        .iter()
+        .map(|r| (r.id.as_str(), r.href.as_deref()))
+        .collect();
+    assert_eq!(
+        links,
+        [
+            ("no-backup-method", Some("/rules/no-backup-method")),
+            ("retired-rule", None)
+        ]
+    );
+}
+
+#[test]
 fn trend_is_newest_first_in_the_table_and_oldest_left_in_the_chart() {
     let runs: Vec<_> = (1..=40)
         .rev()
