@@ -532,10 +532,22 @@ async fn a_rule_skipped_for_lack_of_data_resolves_nothing_sends_nothing_and_keep
     let tenant = sim.tenant_id().to_string();
     let pending =
         format!("mfa_auditor_webhook_pending_events{{tenant=\"{tenant}\",webhook=\"hook\"}}");
-    wait_for("the first audit's messages delivered", 40, async || {
-        value(&get(&format!("{base}/metrics")).await.1, &pending) == Some(0.0)
-            && !got.events().is_empty()
-    })
+    // The watcher's first run (at start, beside the first audit) queues its own messages: the
+    // baseline is taken once both have recorded and everything queued is delivered.
+    let watched = |stream: &str| {
+        format!("mfa_auditor_watcher_last_success_timestamp_seconds{{stream=\"{stream}\",tenant=\"{tenant}\"}}")
+    };
+    wait_for(
+        "the first audit's and watch run's messages delivered",
+        40,
+        async || {
+            let text = get(&format!("{base}/metrics")).await.1;
+            value(&text, &pending) == Some(0.0)
+                && value(&text, &watched("sign-ins")).is_some()
+                && value(&text, &watched("directory-audits")).is_some()
+                && !got.events().is_empty()
+        },
+    )
     .await;
     let open = open_findings(&base).await;
     let events = got.events();
@@ -656,7 +668,7 @@ async fn a_rule_skipped_for_lack_of_data_resolves_nothing_sends_nothing_and_keep
             );
             let page = get(&format!("{base}/")).await.1;
             assert!(
-                page.contains("rules skipped") && page.contains("no-mfa-method"),
+                page.contains(" skipped</strong>") && page.contains("no-mfa-method"),
                 "{what}: {page}"
             );
             assert!(
