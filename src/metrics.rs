@@ -1139,6 +1139,17 @@ impl Metrics {
         r
     }
 
+    /// A tenant's place in the daemon: its name (`mfa_auditor_tenant_info`), its consecutive
+    /// failed audits and, while it is backed off, until when (Unix time; 0 when not).
+    /// (Interim: filled in by the metrics work of issue 14.)
+    pub fn tenant_state(
+        &self,
+        _name: &str,
+        _consecutive_failures: u32,
+        _backoff_until: Option<chrono::DateTime<chrono::Utc>>,
+    ) {
+    }
+
     /// The exposition text: the daemon's metrics, the Graph client's counters, and the posture of
     /// the last complete audit.
     pub fn render(&self, graph: Option<&GraphStats>) -> String {
@@ -1912,4 +1923,16 @@ mod tests {
             "taking a handle again resets nothing"
         );
     }
+}
+
+/// The exposition text of many tenants' metrics in one scrape: each family once, holding every
+/// tenant's series. (Interim: concatenates; the merge is the metrics work of issue 14.)
+pub fn render_many<'a>(
+    parts: impl IntoIterator<Item = (&'a Metrics, Option<&'a GraphStats>)>,
+) -> String {
+    parts
+        .into_iter()
+        .map(|(m, g)| m.render(g))
+        .collect::<Vec<_>>()
+        .join("")
 }

@@ -37,7 +37,7 @@ use locate::{deserialize_error, Locator};
 pub use locate::ConfigError;
 pub(crate) use secrets::read_secret_file;
 pub use sections::{
-    BreakGlassConfig, Cloud, GraphConfig, HttpConfig, MetricsConfig, PacingConfig,
+    BreakGlassConfig, Cloud, DaemonConfig, GraphConfig, HttpConfig, MetricsConfig, PacingConfig,
     PerUserMfaSetting, ScheduleConfig, StorageConfig, TenantConfig, WatcherConfig,
 };
 pub(crate) use validate::is_loopback;
@@ -64,6 +64,9 @@ pub struct Config {
     pub schedule: ScheduleConfig,
     #[serde(default)]
     pub storage: StorageConfig,
+    /// `[daemon]`: many tenants side by side.
+    #[serde(default)]
+    pub daemon: DaemonConfig,
     #[serde(default)]
     pub http: HttpConfig,
     #[serde(default)]
@@ -95,7 +98,87 @@ struct Endpoints {
     scope: String,
 }
 
+/// A configuration file: one tenant (`[tenant]`) or many (`[[tenants]]`), each resolved to its
+/// own [`Config`]: the shared sections with the tenant's overrides applied. The daemon-wide
+/// sections (`[graph]`, `[storage]`, `[http]`, `[metrics]`, `[alerting]`, `[watcher]`,
+/// `[daemon]`) are the same in every tenant's `Config`.
+#[derive(Clone, Debug)]
+pub struct ConfigFile {
+    tenants: Vec<std::sync::Arc<Config>>,
+}
+
+impl ConfigFile {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<ConfigFile, ConfigError> {
+        Ok(ConfigFile {
+            tenants: vec![std::sync::Arc::new(Config::load(path)?)],
+        })
+    }
+
+    /// Parses and validates configuration text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<ConfigFile, ConfigError> {
+        Ok(ConfigFile {
+            tenants: vec![std::sync::Arc::new(Config::parse(text, origin)?)],
+        })
+    }
+
+    /// Each tenant's configuration, in file order; never empty.
+    pub fn tenants(&self) -> &[std::sync::Arc<Config>] {
+        &self.tenants
+    }
+
+    /// The daemon-wide sections (the same in every tenant's `Config`).
+    pub fn daemon(&self) -> &Config {
+        &self.tenants[0]
+    }
+
+    /// One tenant by its name or tenant id; `None` is allowed when the file has one tenant.
+    pub fn select(&self, key: Option<&str>) -> Result<std::sync::Arc<Config>, String> {
+        match key {
+            None if self.tenants.len() == 1 => Ok(self.tenants[0].clone()),
+            None => Err(format!(
+                "this file configures {} tenants; name one with --tenant ({})",
+                self.tenants.len(),
+                self.names().join(", ")
+            )),
+            Some(k) => self
+                .tenants
+                .iter()
+                .find(|c| c.is_tenant(k))
+                .cloned()
+                .ok_or_else(|| {
+                    format!(
+                        "no tenant {k:?} in this file (it has {})",
+                        self.names().join(", ")
+                    )
+                }),
+        }
+    }
+
+    fn names(&self) -> Vec<&str> {
+        self.tenants.iter().map(|c| c.tenant_name()).collect()
+    }
+}
+
 impl Config {
+    /// The tenant's short name: `name`, or its tenant id.
+    pub fn tenant_name(&self) -> &str {
+        self.tenant
+            .name
+            .as_deref()
+            .unwrap_or(&self.tenant.tenant_id)
+    }
+
+    /// Whether `key` names this tenant (its name or its tenant id, case-insensitive).
+    pub fn is_tenant(&self, key: &str) -> bool {
+        key.eq_ignore_ascii_case(&self.tenant.tenant_id)
+            || self
+                .tenant
+                .name
+                .as_deref()
+                .is_some_and(|n| n.eq_ignore_ascii_case(key))
+    }
+
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let origin = path.display().to_string();

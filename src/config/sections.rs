@@ -52,6 +52,10 @@ impl Cloud {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantConfig {
+    /// A short name for the tenant in pages, metrics (`tenant_name`) and messages; the tenant id
+    /// when absent.
+    #[serde(default)]
+    pub name: Option<String>,
     /// The tenant: its GUID or a verified domain (`contoso.onmicrosoft.com`).
     pub tenant_id: String,
     /// `global`, `usgov` (GCC High), `usgov-dod`, `china`, or `custom` with `graph_url` and `login_url`.
@@ -194,6 +198,31 @@ impl Default for ScheduleConfig {
             cron: "0 0 * * * *".into(),
             run_at_start: true,
             stale_after_seconds: 7200,
+        }
+    }
+}
+
+/// `[daemon]`: how the daemon runs its tenants' audits side by side.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonConfig {
+    /// Audits of different tenants running at once; the others wait for a slot.
+    pub max_concurrent_audits: usize,
+    /// Consecutive failed audits of a tenant before it is backed off.
+    pub failures_before_backoff: u32,
+    /// The first back-off; it doubles with each further failure.
+    pub backoff_initial_seconds: u64,
+    /// The longest back-off.
+    pub backoff_max_seconds: u64,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            max_concurrent_audits: 16,
+            failures_before_backoff: 2,
+            backoff_initial_seconds: 300,
+            backoff_max_seconds: 6 * 3600,
         }
     }
 }
