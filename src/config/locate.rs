@@ -78,6 +78,27 @@ impl<'a> Locator<'a> {
     }
 }
 
+impl Locator<'_> {
+    /// The keys of the table at `entry.section` where `entry` is `name[index]` (an array of
+    /// tables or of inline tables): e.g. the rule ids of `tenants[2].rules`.
+    pub(super) fn keys(&self, path: &str) -> Vec<String> {
+        let keys = || -> Option<Vec<String>> {
+            let doc = self.doc.as_ref()?;
+            let (entry, section) = path.split_once('.')?;
+            let (name, index) = entry.split_once('[')?;
+            let index: usize = index.trim_end_matches(']').parse().ok()?;
+            let item = doc.as_table().get(name)?;
+            let table: &dyn toml_edit::TableLike = match item.as_array_of_tables() {
+                Some(a) => a.get(index)?,
+                None => item.as_array()?.get(index)?.as_inline_table()?,
+            };
+            let section = table.get(section)?.as_table_like()?;
+            Some(section.iter().map(|(k, _)| k.to_string()).collect())
+        };
+        keys().unwrap_or_default()
+    }
+}
+
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;

@@ -10,20 +10,24 @@
 //! They are read by [`Config::credential`] into [`Secret`](crate::secret::Secret)s and never
 //! logged.
 //!
-//! Here: [`Config`], its entry points (`load`, `parse`) and what it gives the rest of the crate.
-//! `sections.rs` holds the section structs and their defaults, `locate.rs` the error type and
+//! A file configures one tenant (`[tenant]`) or many (`[[tenants]]`, each entry may override
+//! the shared `scope`, `rules`, `exceptions`, `break_glass` and `schedule`): [`ConfigFile`]
+//! resolves each tenant to its own validated [`Config`] (`tenants.rs`).
+//!
+//! Here: [`Config`], its one-tenant entry points (`load`, `parse`) and what it gives the rest of
+//! the crate. `sections.rs` holds the section structs and their defaults, `locate.rs` the error type and
 //! where an error is in the file, `validate.rs` the checks beyond types, `secrets.rs` reading the
 //! credential.
 
 mod locate;
 mod secrets;
 mod sections;
+mod tenants;
 mod validate;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
 use url::Url;
 
 use crate::alerting::AlertingConfig;
@@ -32,55 +36,42 @@ use crate::evaluate::exceptions::{Exception, ExceptionConfig};
 use crate::evaluate::scope::{ScopeConfig, UserScope};
 use crate::evaluate::RulesConfig;
 use crate::graph::{ClientConfig, Pacing};
-use locate::{deserialize_error, Locator};
-
 pub use locate::ConfigError;
 pub(crate) use secrets::read_secret_file;
 pub use sections::{
     BreakGlassConfig, Cloud, DaemonConfig, GraphConfig, HttpConfig, MetricsConfig, PacingConfig,
     PerUserMfaSetting, ScheduleConfig, StorageConfig, TenantConfig, WatcherConfig,
 };
+pub use tenants::ConfigFile;
 pub(crate) use validate::is_loopback;
 
-/// The whole configuration file.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One tenant's whole configuration: its `[tenant]` (or `[[tenants]]` entry) and the shared
+/// sections with that tenant's overrides applied. Built only by [`ConfigFile::parse`] (and
+/// [`Config::parse`] for a one-tenant file), which validates it.
+#[derive(Clone, Debug)]
 pub struct Config {
     pub tenant: TenantConfig,
-    #[serde(default)]
     pub graph: GraphConfig,
-    #[serde(default)]
     pub break_glass: BreakGlassConfig,
     /// Which users the user rules judge.
-    #[serde(default)]
     pub scope: ScopeConfig,
     /// `[rules.<id>]`: each rule's `enabled`, `severity` and parameters.
-    #[serde(default)]
     pub rules: RulesConfig,
-    /// `[[exceptions]]`: accepted findings, each with a reason and an expiry date.
-    #[serde(default)]
+    /// `[[exceptions]]`: accepted findings, each with a reason and an expiry date (the shared
+    /// ones, then the tenant's own).
     pub exceptions: Vec<ExceptionConfig>,
-    #[serde(default)]
     pub schedule: ScheduleConfig,
-    #[serde(default)]
     pub storage: StorageConfig,
     /// `[daemon]`: many tenants side by side.
-    #[serde(default)]
     pub daemon: DaemonConfig,
-    #[serde(default)]
     pub http: HttpConfig,
-    #[serde(default)]
     pub metrics: MetricsConfig,
     /// `[alerting]`: Alertmanager and webhooks.
-    #[serde(default)]
     pub alerting: AlertingConfig,
     /// `[watcher]`: the sign-in watcher and its lockout thresholds.
-    #[serde(default)]
     pub watcher: WatcherConfig,
     /// Resolved by validation.
-    #[serde(skip)]
     endpoints: Option<Endpoints>,
-    #[serde(skip)]
     resolved: Option<Resolved>,
 }
 
@@ -96,68 +87,6 @@ struct Endpoints {
     graph: Url,
     login: Url,
     scope: String,
-}
-
-/// A configuration file: one tenant (`[tenant]`) or many (`[[tenants]]`), each resolved to its
-/// own [`Config`]: the shared sections with the tenant's overrides applied. The daemon-wide
-/// sections (`[graph]`, `[storage]`, `[http]`, `[metrics]`, `[alerting]`, `[watcher]`,
-/// `[daemon]`) are the same in every tenant's `Config`.
-#[derive(Clone, Debug)]
-pub struct ConfigFile {
-    tenants: Vec<std::sync::Arc<Config>>,
-}
-
-impl ConfigFile {
-    /// Reads and validates a configuration file.
-    pub fn load(path: &Path) -> Result<ConfigFile, ConfigError> {
-        Ok(ConfigFile {
-            tenants: vec![std::sync::Arc::new(Config::load(path)?)],
-        })
-    }
-
-    /// Parses and validates configuration text; `origin` names it in errors.
-    pub fn parse(text: &str, origin: &str) -> Result<ConfigFile, ConfigError> {
-        Ok(ConfigFile {
-            tenants: vec![std::sync::Arc::new(Config::parse(text, origin)?)],
-        })
-    }
-
-    /// Each tenant's configuration, in file order; never empty.
-    pub fn tenants(&self) -> &[std::sync::Arc<Config>] {
-        &self.tenants
-    }
-
-    /// The daemon-wide sections (the same in every tenant's `Config`).
-    pub fn daemon(&self) -> &Config {
-        &self.tenants[0]
-    }
-
-    /// One tenant by its name or tenant id; `None` is allowed when the file has one tenant.
-    pub fn select(&self, key: Option<&str>) -> Result<std::sync::Arc<Config>, String> {
-        match key {
-            None if self.tenants.len() == 1 => Ok(self.tenants[0].clone()),
-            None => Err(format!(
-                "this file configures {} tenants; name one with --tenant ({})",
-                self.tenants.len(),
-                self.names().join(", ")
-            )),
-            Some(k) => self
-                .tenants
-                .iter()
-                .find(|c| c.is_tenant(k))
-                .cloned()
-                .ok_or_else(|| {
-                    format!(
-                        "no tenant {k:?} in this file (it has {})",
-                        self.names().join(", ")
-                    )
-                }),
-        }
-    }
-
-    fn names(&self) -> Vec<&str> {
-        self.tenants.iter().map(|c| c.tenant_name()).collect()
-    }
 }
 
 impl Config {
@@ -179,34 +108,15 @@ impl Config {
                 .is_some_and(|n| n.eq_ignore_ascii_case(key))
     }
 
-    /// Reads and validates a configuration file.
+    /// Reads and validates a one-tenant configuration file (`[tenant]`, or `[[tenants]]` with
+    /// a single entry); a file with several tenants is refused, naming them.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            origin: origin.clone(),
-            position: None,
-            key: String::new(),
-            message: format!("cannot read the file: {e}"),
-        })?;
-        Config::parse(&text, &origin)
+        ConfigFile::load(path)?.into_single()
     }
 
-    /// Parses and validates configuration text; `origin` names it in errors.
+    /// Parses and validates one-tenant configuration text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        let err = |position, key: String, message: String| ConfigError {
-            origin: origin.to_string(),
-            position,
-            key,
-            message,
-        };
-        let de = toml::Deserializer::new(text);
-        let mut config: Config =
-            serde_path_to_error::deserialize(de).map_err(|e| deserialize_error(e, text, origin))?;
-        let locate = Locator::new(text);
-        let at = |key: &str, message: String| err(locate.position(key), key.to_string(), message);
-        config.endpoints = Some(config.validate(&at)?);
-        config.resolved = Some(config.resolve(&at)?);
-        Ok(config)
+        ConfigFile::parse(text, origin)?.into_single()
     }
 
     /// The cap on per-user series, or `None` when they are off.

@@ -9,6 +9,9 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use crate::collect::CollectOptions;
+use crate::evaluate::exceptions::ExceptionConfig;
+use crate::evaluate::scope::ScopeConfig;
+use crate::evaluate::RulesConfig;
 use crate::graph::Pacing;
 
 /// The national clouds (REFERENCE §2), or `custom` base URLs.
@@ -48,7 +51,10 @@ impl Cloud {
     }
 }
 
-/// `[tenant]`: which tenant, which cloud, which app, and where its credential is.
+/// `[tenant]`, or one `[[tenants]]` entry: which tenant, which cloud, which app, and where its
+/// credential is; an entry may also override the shared `scope`, `rules`, `exceptions`,
+/// `break_glass` and `schedule` (see `tenants.rs`). In a resolved [`Config`](super::Config)
+/// the overrides have been applied and these fields are empty.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantConfig {
@@ -67,6 +73,25 @@ pub struct TenantConfig {
     pub login_url: Option<String>,
     /// The app registration's application (client) id.
     pub client_id: String,
+    /// `[[tenants]]` entries only: `[tenants.scope]` replaces `[scope]` for this tenant (keys it
+    /// leaves out take their defaults, not the shared values).
+    #[serde(default)]
+    pub scope: Option<ScopeConfig>,
+    /// `[[tenants]]` entries only: `[tenants.rules.<id>]` replaces `[rules.<id>]` for this
+    /// tenant, rule by rule; the rules it does not name keep the shared settings.
+    #[serde(default)]
+    pub rules: Option<RulesConfig>,
+    /// `[[tenants]]` entries only: `[[tenants.exceptions]]` are this tenant's exceptions, in
+    /// addition to the shared `[[exceptions]]`.
+    #[serde(default)]
+    pub exceptions: Vec<ExceptionConfig>,
+    /// `[[tenants]]` entries only: `[tenants.break_glass]` replaces `[break_glass]`.
+    #[serde(default)]
+    pub break_glass: Option<BreakGlassConfig>,
+    /// `[[tenants]]` entries only: `[tenants.schedule]` replaces `[schedule]` (keys it leaves
+    /// out take their defaults).
+    #[serde(default)]
+    pub schedule: Option<ScheduleConfig>,
     /// File holding the client secret; relative paths resolve against `$CREDENTIALS_DIRECTORY`.
     pub client_secret_file: Option<PathBuf>,
     /// Environment variable holding the client secret.
