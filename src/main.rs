@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use mfa_auditor::collect::{self, CollectOptions};
-use mfa_auditor::config::Config;
+use mfa_auditor::config::{Config, ConfigFile};
 use mfa_auditor::evaluate::{RuleKind, RulesConfig, Severity, CATALOGUE};
 use mfa_auditor::graph::{ClientConfig, Credential, GraphClient};
 use mfa_auditor::secret::Secret;
@@ -56,6 +56,9 @@ enum Command {
     Audit {
         #[arg(long)]
         config: PathBuf,
+        /// The tenant to audit, by name or tenant id (required when the file has several).
+        #[arg(long, value_name = "NAME|ID")]
+        tenant: Option<String>,
         /// Output format (default: table on a terminal, json otherwise).
         #[arg(long, value_enum)]
         format: Option<Format>,
@@ -89,6 +92,9 @@ enum Command {
     WhatIf {
         #[arg(long)]
         config: PathBuf,
+        /// The tenant to read, by name or tenant id (required when the file has several).
+        #[arg(long, value_name = "NAME|ID")]
+        tenant: Option<String>,
         /// Switch off a method configuration: sms, voice, email, fido2, authenticator,
         /// software-oath, hardware-oath, tap, certificate, qr-code-pin (any case). Repeatable.
         #[arg(long, value_name = "METHOD")]
@@ -111,12 +117,23 @@ enum Command {
     },
     /// Validate the configuration, get a token, and list granted and missing permissions.
     ///
-    /// Exit status: 0 all good, 1 a permission is missing, 2 the configuration or the sign-in failed.
+    /// With several tenants ([[tenants]]), each is checked (or only --tenant's). A tenant whose
+    /// sign-in is refused because the app is not consented there, or that lacks a permission,
+    /// gets its admin-consent URL to send to that tenant's admin.
     ///
-    /// Example: mfa-auditor check-config --config /etc/mfa-auditor/config.toml
+    /// Exit status: 0 all good, 1 a permission is missing, 2 the configuration or a sign-in
+    /// failed (the worst over the tenants).
+    ///
+    /// Examples:
+    ///   mfa-auditor check-config --config /etc/mfa-auditor/config.toml
+    ///   mfa-auditor check-config --config /etc/mfa-auditor/config.toml --tenant fabrikam
+    #[command(verbatim_doc_comment)]
     CheckConfig {
         #[arg(long)]
         config: PathBuf,
+        /// Check only this tenant, by name or tenant id.
+        #[arg(long, value_name = "NAME|ID")]
+        tenant: Option<String>,
     },
     /// List the rule catalogue with parameters and defaults.
     Rules,
@@ -162,12 +179,23 @@ async fn main() -> ExitCode {
         },
         Command::Audit {
             config,
+            tenant,
             format,
             fail_on,
             output,
-        } => audit(&config, format, fail_on, output.as_deref()).await,
+        } => {
+            audit(
+                &config,
+                tenant.as_deref(),
+                format,
+                fail_on,
+                output.as_deref(),
+            )
+            .await
+        }
         Command::WhatIf {
             config,
+            tenant,
             disable_method,
             require_strength,
             for_,
@@ -176,6 +204,7 @@ async fn main() -> ExitCode {
         } => {
             what_if(
                 &config,
+                tenant.as_deref(),
                 &disable_method,
                 &require_strength,
                 &for_,
@@ -188,7 +217,7 @@ async fn main() -> ExitCode {
             print!("{}", rules_catalogue());
             ExitCode::SUCCESS
         }
-        Command::CheckConfig { config } => check_config(&config).await,
+        Command::CheckConfig { config, tenant } => check_config(&config, tenant.as_deref()).await,
         Command::Demo {
             users,
             listen,
@@ -272,9 +301,14 @@ fn rules_catalogue() -> String {
     out
 }
 
-/// The configuration at `path` and a Graph client for it.
-fn config_and_client(path: &Path) -> Result<(Config, GraphClient), String> {
-    let config = Config::load(path).map_err(|e| e.to_string())?;
+/// The configuration of one tenant (`--tenant`, or the file's only one) and a Graph client for
+/// it.
+fn config_and_client(
+    path: &Path,
+    tenant: Option<&str>,
+) -> Result<(std::sync::Arc<Config>, GraphClient), String> {
+    let file = ConfigFile::load(path).map_err(|e| e.to_string())?;
+    let config = file.select(tenant)?;
     let credential = config.credential().map_err(|e| e.to_string())?;
     let client = GraphClient::new(config.client_config(), credential).map_err(|e| e.to_string())?;
     Ok((config, client))
@@ -336,11 +370,12 @@ fn write_output(text: &str, output: Option<&Path>) -> Result<(), String> {
 /// `mfa-auditor audit`: one audit, printed; the exit status says how it went.
 async fn audit(
     path: &Path,
+    tenant: Option<&str>,
     format: Option<Format>,
     fail_on: Option<Severity>,
     output: Option<&Path>,
 ) -> ExitCode {
-    let (config, client) = match config_and_client(path) {
+    let (config, client) = match config_and_client(path, tenant) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
@@ -404,6 +439,7 @@ fn what_if_changes(
 /// locked out; the exit status says whether anyone would be (see its help).
 async fn what_if(
     path: &Path,
+    tenant: Option<&str>,
     disable: &[String],
     strengths: &[String],
     targets: &[String],
@@ -417,7 +453,7 @@ async fn what_if(
             return ExitCode::from(2);
         }
     };
-    let (config, client) = match config_and_client(path) {
+    let (config, client) = match config_and_client(path, tenant) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
@@ -490,51 +526,166 @@ fn check_alerting(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn check_config(path: &Path) -> ExitCode {
-    let config = match Config::load(path) {
+/// `mfa-auditor check-config`: the file, then each tenant (or `--tenant`'s): its credential, a
+/// token, and its granted permissions against what the configured reads need.
+async fn check_config(path: &Path, tenant: Option<&str>) -> ExitCode {
+    let file = match ConfigFile::load(path) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
-    println!(
-        "config: {} is valid (tenant {}, Graph {})",
-        path.display(),
-        config.tenant.tenant_id,
-        config.graph_url()
-    );
+    let chosen: Vec<std::sync::Arc<Config>> = match tenant {
+        Some(_) => match file.select(tenant) {
+            Ok(c) => vec![c],
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => file.tenants().to_vec(),
+    };
+    let one = file.tenants().len() == 1;
+    if one {
+        let config = &file.tenants()[0];
+        println!(
+            "config: {} is valid (tenant {}, Graph {})",
+            path.display(),
+            config.tenant.tenant_id,
+            config.graph_url()
+        );
+    } else {
+        let names: Vec<&str> = file.tenants().iter().map(|c| c.tenant_name()).collect();
+        println!(
+            "config: {} is valid ({} tenants: {})",
+            path.display(),
+            names.len(),
+            names.join(", ")
+        );
+    }
+    if let Err(e) = check_alerting(file.daemon()) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    // Tenants are checked side by side (each signs in to its own tenant), printed in file order.
+    use futures::StreamExt;
+    let indent = if one { "" } else { "  " };
+    let checks: Vec<(std::sync::Arc<Config>, TenantCheck)> = futures::stream::iter(chosen)
+        .map(|config| async move {
+            let check = check_tenant(&config, indent).await;
+            (config, check)
+        })
+        .buffered(8)
+        .collect()
+        .await;
+    let mut worst = 0;
+    for (config, check) in &checks {
+        if !one {
+            println!(
+                "tenant {} ({}, Graph {}):",
+                config.tenant_name(),
+                config.tenant.tenant_id,
+                config.graph_url()
+            );
+        }
+        print!("{}", check.out);
+        eprint!("{}", check.err);
+        worst = worst.max(check.code);
+    }
+    if checks.len() > 1 {
+        let failing: Vec<String> = checks
+            .iter()
+            .filter(|(_, c)| c.code != 0)
+            .map(|(t, c)| format!("{} ({})", t.tenant_name(), c.verdict))
+            .collect();
+        if failing.is_empty() {
+            println!("all {} tenants OK", checks.len());
+        } else {
+            println!(
+                "{} of {} tenants need attention: {}",
+                failing.len(),
+                checks.len(),
+                failing.join(", ")
+            );
+        }
+    }
+    ExitCode::from(worst)
+}
+
+/// What checking one tenant printed, and its exit status (0 good, 1 a permission is missing,
+/// 2 no sign-in).
+struct TenantCheck {
+    out: String,
+    err: String,
+    code: u8,
+    verdict: &'static str,
+}
+
+/// Whether a token refusal says the app is not consented in the tenant: AADSTS700016 (the
+/// application was not found in the directory: no service principal there yet) or AADSTS65001
+/// (consent not granted). Microsoft's AADSTS reference lists both.
+fn needs_consent(e: &mfa_auditor::graph::GraphError) -> bool {
+    match e {
+        mfa_auditor::graph::GraphError::Token {
+            codes, description, ..
+        } => {
+            codes.iter().any(|c| matches!(c, 700016 | 65001))
+                || description.starts_with("AADSTS700016")
+                || description.starts_with("AADSTS65001")
+        }
+        _ => false,
+    }
+}
+
+/// Checks one tenant: credential, token, permissions.
+async fn check_tenant(config: &Config, indent: &str) -> TenantCheck {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let mut err = String::new();
+    let fail = |out: String, err: String, verdict| TenantCheck {
+        out,
+        err,
+        code: 2,
+        verdict,
+    };
     let credential = match config.credential() {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
+            let _ = writeln!(err, "{indent}error: {e}");
+            return fail(out, err, "credential unreadable");
         }
     };
     let client = match GraphClient::new(config.client_config(), credential) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
+            let _ = writeln!(err, "{indent}error: {e}");
+            return fail(out, err, "client");
         }
     };
-    if let Err(e) = check_alerting(&config) {
-        eprintln!("error: {e}");
-        return ExitCode::from(2);
-    }
     let granted = match client.granted_roles().await {
         Ok(g) => g,
         Err(e) => {
-            eprintln!(
-                "error: cannot sign in to tenant {} as app {} ({:?} cloud): {e}",
+            let _ = writeln!(
+                err,
+                "{indent}error: cannot sign in to tenant {} as app {} ({:?} cloud): {e}",
                 config.tenant.tenant_id, config.tenant.client_id, config.tenant.cloud
             );
-            return ExitCode::from(2);
+            if needs_consent(&e) {
+                let _ = writeln!(
+                    err,
+                    "{indent}the app is not consented in this tenant: an admin of the tenant (Privileged Role Administrator or Global Administrator) grants it at\n{indent}  {}",
+                    config.admin_consent_url()
+                );
+                return fail(out, err, "not consented");
+            }
+            return fail(out, err, "sign-in failed");
         }
     };
-    println!("token: OK");
-    println!(
-        "granted application permissions: {}",
+    let _ = writeln!(out, "{indent}token: OK");
+    let _ = writeln!(
+        out,
+        "{indent}granted application permissions: {}",
         if granted.is_empty() {
             "(none)".to_string()
         } else {
@@ -547,24 +698,37 @@ async fn check_config(path: &Path) -> ExitCode {
         .iter()
         .filter(|n| options.reads(n.data_set))
     {
-        match missing.iter().find(|m| m.0 == need.data_set) {
-            None => println!("  {:<20} OK", need.data_set.as_str()),
-            Some((_, permission, disables)) => {
-                println!(
-                    "  {:<20} MISSING: grant {permission}; without it: {disables}",
-                    need.data_set.as_str()
-                )
-            }
-        }
+        let _ = match missing.iter().find(|m| m.0 == need.data_set) {
+            None => writeln!(out, "{indent}  {:<20} OK", need.data_set.as_str()),
+            Some((_, permission, disables)) => writeln!(
+                out,
+                "{indent}  {:<20} MISSING: grant {permission}; without it: {disables}",
+                need.data_set.as_str()
+            ),
+        };
     }
     if let Some(advice) = collect::licence_advice(&granted, &options) {
-        println!("  {:<20} RECOMMENDED: {advice}", "licence");
+        let _ = writeln!(out, "{indent}  {:<20} RECOMMENDED: {advice}", "licence");
     }
     if missing.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        println!("{} data set(s) cannot be read: grant the permissions above (admin consent) and run again.", missing.len());
-        ExitCode::from(1)
+        return TenantCheck {
+            out,
+            err,
+            code: 0,
+            verdict: "OK",
+        };
+    }
+    let _ = writeln!(out, "{indent}{} data set(s) cannot be read: grant the permissions above (admin consent) and run again.", missing.len());
+    let _ = writeln!(
+        out,
+        "{indent}once the app registration lists them, an admin of this tenant consents at\n{indent}  {}",
+        config.admin_consent_url()
+    );
+    TenantCheck {
+        out,
+        err,
+        code: 1,
+        verdict: "permissions missing",
     }
 }
 

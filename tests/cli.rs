@@ -155,6 +155,14 @@ async fn check_config_names_a_missing_permission_and_exits_1() {
         t.contains("licence              RECOMMENDED: grant Directory.Read.All"),
         "{t}"
     );
+    // Where the tenant's admin grants what is missing, on the tenant's login host.
+    let consent = format!(
+        "{}/{}/adminconsent?client_id={}",
+        sim.base_url().trim_end_matches('/'),
+        sim.tenant_id(),
+        sim.client_id()
+    );
+    assert!(t.contains(&consent), "{t}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -843,4 +851,122 @@ async fn what_if_require_phishing_resistant_for_all_lists_those_whose_allowed_me
         reason,
         "Conditional Access 'what-if: require the 'Phishing resistant MFA' authentication strength for all users'"
     );
+}
+
+/// Two tenants in one file, each on its own simulator: `alpha` consented with every permission,
+/// `beta` a directory where the app was never consented (Entra answers AADSTS700016).
+async fn two_tenant_config(dir: &Path) -> (SimHandle, SimHandle, std::path::PathBuf) {
+    let alpha = sim(|c| c.granted_roles.push("Directory.Read.All".into())).await;
+    let beta = sim(|c| {
+        c.tenant_id = "3f9e8d7c-6b5a-4c3d-8e2f-1a0b9c8d7e6f".into();
+        c.client_id = "11111111-2222-4333-8444-555555555555".into();
+    })
+    .await;
+    std::fs::write(dir.join("secret"), alpha.client_secret()).expect("secret");
+    let entry = |name: &str, s: &SimHandle| {
+        format!(
+            "[[tenants]]\nname = \"{name}\"\ntenant_id = \"{}\"\nclient_id = \"{}\"\ncloud = \"custom\"\ngraph_url = \"{b}\"\nlogin_url = \"{b}\"\nclient_secret_file = \"{}\"\n\n",
+            s.tenant_id(),
+            alpha.client_id(),
+            dir.join("secret").display(),
+            b = s.base_url(),
+        )
+    };
+    let text = format!(
+        "[graph]\nmax_retries = 1\nrequest_timeout_seconds = 5\n\n{}{}",
+        entry("alpha", &alpha),
+        entry("beta", &beta)
+    );
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text).expect("config");
+    (alpha, beta, path)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_config_checks_every_tenant_and_gives_the_unconsented_one_its_consent_url() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (alpha, beta, config) = two_tenant_config(dir.path()).await;
+    let c = config.to_str().expect("utf-8");
+    let out = run(&["check-config", "--config", c]).await;
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(2), "one tenant cannot sign in: {t}");
+    assert!(t.contains("is valid (2 tenants: alpha, beta)"), "{t}");
+    assert!(
+        t.contains(&format!("tenant alpha ({}, Graph", alpha.tenant_id())),
+        "{t}"
+    );
+    assert!(t.contains("  token: OK"), "{t}");
+    assert!(t.contains("    users                OK"), "{t}");
+    assert!(
+        t.contains(&format!("tenant beta ({}", beta.tenant_id())),
+        "{t}"
+    );
+    assert!(t.contains("AADSTS700016"), "{t}");
+    let consent = format!(
+        "{}/{}/adminconsent?client_id={}",
+        beta.base_url().trim_end_matches('/'),
+        beta.tenant_id(),
+        alpha.client_id()
+    );
+    assert!(
+        t.contains("the app is not consented in this tenant") && t.contains(&consent),
+        "{t}"
+    );
+    assert!(
+        t.contains("1 of 2 tenants need attention: beta (not consented)"),
+        "{t}"
+    );
+    // One tenant at a time, by name or id.
+    let out = run(&["check-config", "--config", c, "--tenant", "alpha"]).await;
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(t.contains("token: OK") && !t.contains("tenant beta"), "{t}");
+    let out = run(&["check-config", "--config", c, "--tenant", beta.tenant_id()]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains(&consent), "{}", text(&out));
+    let out = run(&["check-config", "--config", c, "--tenant", "gamma"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("no tenant \"gamma\" in this file (it has alpha, beta)"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_and_what_if_need_tenant_when_the_file_has_several() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (alpha, _beta, config) = two_tenant_config(dir.path()).await;
+    let c = config.to_str().expect("utf-8");
+    let out = run(&["audit", "--config", c, "--format", "json"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("this file configures 2 tenants; name one with --tenant (alpha, beta)"),
+        "{}",
+        text(&out)
+    );
+    let out = run(&[
+        "what-if",
+        "--config",
+        c,
+        "--disable-method",
+        "sms",
+        "--format",
+        "json",
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("name one with --tenant"),
+        "{}",
+        text(&out)
+    );
+    let out = run(&[
+        "audit", "--config", c, "--tenant", "alpha", "--format", "json",
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(report["complete"], true);
+    assert_eq!(report["tenant"], alpha.tenant_id());
 }

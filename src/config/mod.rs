@@ -183,6 +183,21 @@ impl Config {
         &self.endpoints().graph
     }
 
+    /// Where an admin of this tenant grants the app tenant-wide admin consent, on the tenant's
+    /// cloud: `{login}/{tenant}/adminconsent?client_id={app}` (Microsoft Learn, "Grant
+    /// tenant-wide admin consent to an application": construct the URL). For a multi-tenant
+    /// app, consenting creates its service principal in the tenant and grants the application
+    /// permissions the registration lists.
+    pub fn admin_consent_url(&self) -> Url {
+        let login = &self.endpoints().login;
+        let mut url = login
+            .join(&format!("{}/adminconsent", self.tenant.tenant_id))
+            .unwrap_or_else(|_| login.clone());
+        url.query_pairs_mut()
+            .append_pair("client_id", &self.tenant.client_id);
+        url
+    }
+
     /// The Graph client's settings.
     pub fn client_config(&self) -> ClientConfig {
         let e = self.endpoints();

@@ -317,3 +317,16 @@ fn the_sample_tenants_config_is_valid() {
         assert_eq!(c.tenant.client_id, file.tenants()[0].tenant.client_id);
     }
 }
+
+#[test]
+fn the_admin_consent_url_is_on_the_tenants_cloud() {
+    let file = parse(&two_tenants("cloud = \"china\"\n", "")).expect("valid");
+    assert_eq!(
+        file.tenants()[0].admin_consent_url().as_str(),
+        format!("https://login.partner.microsoftonline.cn/contoso.onmicrosoft.com/adminconsent?client_id={APP}")
+    );
+    assert_eq!(
+        file.tenants()[1].admin_consent_url().as_str(),
+        format!("https://login.microsoftonline.com/0b0e3f2c-1d4a-4c7e-9a8b-3c2d1e0f9a8b/adminconsent?client_id={APP}")
+    );
+}
