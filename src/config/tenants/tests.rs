@@ -155,6 +155,14 @@ fn errors_in_an_entry_name_the_entry_key_and_line() {
         e.starts_with("config.toml:21:1: tenants[0].colud: unknown key (did you mean cloud?)"),
         "{e}"
     );
+    let e = error(&two_tenants(
+        "",
+        "[tenants.rules.no-bakup-method]\nenabled = false\n",
+    ));
+    assert!(
+        e.starts_with("config.toml:27:16: tenants[1].rules.no-bakup-method: unknown key (did you mean no-backup-method?)"),
+        "{e}"
+    );
     let e = error(&two_tenants("", "client_secret_file = \"s\"\n"));
     assert!(
         e.contains("tenants[1].client_secret_env: more than one credential"),
