@@ -79,6 +79,22 @@ impl<'a> Locator<'a> {
 }
 
 impl Locator<'_> {
+    /// The key path as written in the file: a `[[tenants]]` entry's key that the entry does
+    /// not write but inherits from `[tenant_defaults]` is that section's key.
+    pub(super) fn written(&self, key: &str) -> String {
+        if self.position(key).is_some() {
+            return key.to_string();
+        }
+        let inherited = key
+            .strip_prefix("tenants[")
+            .and_then(|rest| rest.split_once("]."))
+            .map(|(_, tail)| format!("tenant_defaults.{tail}"));
+        match inherited {
+            Some(k) if self.position(&k).is_some() => k,
+            _ => key.to_string(),
+        }
+    }
+
     /// The keys of the table at `entry.section` where `entry` is `name[index]` (an array of
     /// tables or of inline tables): e.g. the rule ids of `tenants[2].rules`.
     pub(super) fn keys(&self, path: &str) -> Vec<String> {

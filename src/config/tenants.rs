@@ -38,6 +38,10 @@ struct FileText {
     tenant: Option<TenantConfig>,
     /// Many tenants.
     tenants: Option<Vec<TenantConfig>>,
+    /// Applied to the entries before this is read (`apply_tenant_defaults`); here so that a
+    /// misspelt top-level key can be told "did you mean tenant_defaults?".
+    #[allow(dead_code)]
+    tenant_defaults: Option<toml::Table>,
     #[serde(default)]
     graph: GraphConfig,
     #[serde(default)]
@@ -91,16 +95,28 @@ impl ConfigFile {
 
     /// Parses and validates configuration text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<ConfigFile, ConfigError> {
-        let de = toml::Deserializer::new(text);
-        let mut file: FileText =
-            serde_path_to_error::deserialize(de).map_err(|e| deserialize_error(e, text, origin))?;
+        // Positions are always found in the text as written; `[tenant_defaults]` is applied to
+        // a copy that is then read like any file.
         let locate = Locator::new(text);
-        let at = |key: &str, message: String| ConfigError {
-            origin: origin.to_string(),
-            position: locate.position(key),
-            key: key.to_string(),
-            message,
+        let at = |key: &str, message: String| {
+            let key = locate.written(key);
+            ConfigError {
+                origin: origin.to_string(),
+                position: locate.position(&key),
+                key,
+                message,
+            }
         };
+        let merged = apply_tenant_defaults(text, &at)?;
+        let de = toml::Deserializer::new(merged.as_deref().unwrap_or(text));
+        let mut file: FileText =
+            serde_path_to_error::deserialize(de).map_err(|e| match &merged {
+                None => deserialize_error(e, text, origin),
+                Some(merged) => {
+                    let e = deserialize_error(e, merged, origin);
+                    at(&e.key, e.message)
+                }
+            })?;
         let (entries, many) = match (file.tenant.take(), file.tenants.take()) {
             (Some(_), Some(_)) => return Err(at(
                 "tenants",
@@ -281,7 +297,7 @@ fn resolve(
         shared_exceptions: file.exceptions.len(),
     };
     let at = |key: &str, message: String| {
-        let key = place.key(key);
+        let key = locate.written(&place.key(key));
         ConfigError {
             origin: origin.to_string(),
             position: locate.position(&key),
@@ -359,6 +375,78 @@ fn merge_rules(
     merged
         .try_into()
         .map_err(|e: toml::de::Error| e.to_string())
+}
+
+/// Keys of an entry that `[tenant_defaults]` cannot give: each tenant's own, and the overrides
+/// (the shared sections are the defaults of those).
+const OWN_KEYS: [&str; 7] = [
+    "tenant_id",
+    "name",
+    "scope",
+    "rules",
+    "exceptions",
+    "break_glass",
+    "schedule",
+];
+
+/// The credential keys: an entry that sets any of them inherits none from `[tenant_defaults]`
+/// (its credential replaces the default one whole). Unknown names are harmless here; a key
+/// missing from this list is inherited beside the entry's own credential, and the
+/// one-credential check refuses the pair.
+const CREDENTIAL_KEYS: [&str; 9] = [
+    "client_secret_file",
+    "client_secret_env",
+    "certificate_file",
+    "private_key_file",
+    "workload_identity",
+    "federated_token_file",
+    "managed_identity",
+    "managed_identity_client_id",
+    "managed_identity_assertion",
+];
+
+/// `[tenant_defaults]`: the `[tenant]` keys every `[[tenants]]` entry inherits unless it sets
+/// them (one multi-tenant app: its `client_id` and credential once, not in every entry). The
+/// text with them copied into each entry, or `None` when the file has no `[tenant_defaults]`.
+fn apply_tenant_defaults(
+    text: &str,
+    at: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<Option<String>, ConfigError> {
+    // A file that does not parse is reported by the deserializer, with its position.
+    let Ok(mut doc) = text.parse::<toml_edit::DocumentMut>() else {
+        return Ok(None);
+    };
+    let Some(defaults) = doc.remove("tenant_defaults") else {
+        return Ok(None);
+    };
+    let Some(defaults) = defaults.as_table_like() else {
+        return Err(at("tenant_defaults", "must be a table".into()));
+    };
+    if let Some(key) = OWN_KEYS.iter().find(|k| defaults.contains_key(k)) {
+        return Err(at(
+            &format!("tenant_defaults.{key}"),
+            format!("{key} is each tenant's own: set it in the [[tenants]] entries (shared sections such as [scope] are top-level)"),
+        ));
+    }
+    let Some(entries) = doc
+        .get_mut("tenants")
+        .and_then(|t| t.as_array_of_tables_mut())
+    else {
+        return Err(at(
+            "tenant_defaults",
+            "is for [[tenants]] entries (as tables); this file has none".into(),
+        ));
+    };
+    for entry in entries.iter_mut() {
+        let own_credential = CREDENTIAL_KEYS.iter().any(|k| entry.contains_key(k));
+        for (key, value) in defaults.iter() {
+            if entry.contains_key(key) || (own_credential && CREDENTIAL_KEYS.contains(&key)) {
+                continue;
+            }
+            entry.insert(key, value.clone());
+        }
+    }
+    Ok(Some(doc.to_string()))
 }
 
 /// `[daemon]`: values that make sense.

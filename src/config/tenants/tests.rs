@@ -2,6 +2,7 @@
 //! key and the line.
 
 use super::*;
+use std::path::Path;
 
 const APP: &str = "5a1e3c9d-7b2f-4e6a-8c0d-2f4b6d8e0a1c";
 
@@ -337,4 +338,96 @@ fn the_admin_consent_url_is_on_the_tenants_cloud() {
         file.tenants()[1].admin_consent_url().as_str(),
         format!("https://login.microsoftonline.com/0b0e3f2c-1d4a-4c7e-9a8b-3c2d1e0f9a8b/adminconsent?client_id={APP}")
     );
+}
+
+const DEFAULTS: &str = r#"[tenant_defaults]
+client_id = "5a1e3c9d-7b2f-4e6a-8c0d-2f4b6d8e0a1c"
+client_secret_file = "client-secret"
+
+[[tenants]]
+name = "contoso"
+tenant_id = "contoso.onmicrosoft.com"
+
+[[tenants]]
+name = "fabrikam"
+tenant_id = "0b0e3f2c-1d4a-4c7e-9a8b-3c2d1e0f9a8b"
+certificate_file = "f.pem"
+private_key_file = "f.key"
+
+[[tenants]]
+name = "northwind"
+tenant_id = "northwind.onmicrosoft.us"
+cloud = "usgov"
+client_id = "6b2f4d0e-8c3a-4f7b-9d1e-3a5c7e9f1b2d"
+"#;
+
+#[test]
+fn tenant_defaults_give_every_entry_the_app_and_its_credential_unless_it_sets_its_own() {
+    let file = parse(DEFAULTS).unwrap_or_else(|e| panic!("{e}"));
+    let t: Vec<&TenantConfig> = file.tenants().iter().map(|c| &c.tenant).collect();
+    assert_eq!(t[0].client_id, APP);
+    assert_eq!(
+        t[0].client_secret_file.as_deref(),
+        Some(Path::new("client-secret"))
+    );
+    // An entry's own credential replaces the default one whole.
+    assert!(t[1].client_secret_file.is_none());
+    assert_eq!(t[1].certificate_file.as_deref(), Some(Path::new("f.pem")));
+    assert_eq!(t[1].client_id, APP);
+    // An entry's own key wins.
+    assert_eq!(t[2].client_id, "6b2f4d0e-8c3a-4f7b-9d1e-3a5c7e9f1b2d");
+    assert_eq!(
+        file.tenants()[2].client_config().login_base.as_str(),
+        "https://login.microsoftonline.us/"
+    );
+}
+
+#[test]
+fn tenant_defaults_errors_point_at_the_default_or_the_entry_as_written() {
+    // A bad inherited value is the default's line.
+    let e = error(&DEFAULTS.replace("client_id = \"5a1e", "client_id = \"xx5a1e"));
+    assert!(
+        e.starts_with("config.toml:2:1: tenant_defaults.client_id: \"xx5a1e"),
+        "{e}"
+    );
+    let e = error(&DEFAULTS.replace(
+        "[tenant_defaults]\n",
+        "[tenant_defaults]\ncolud = \"usgov\"\n",
+    ));
+    assert!(
+        e.starts_with("config.toml:2:1: tenant_defaults.colud: unknown key (did you mean cloud?)"),
+        "{e}"
+    );
+    // An entry's own error is still its line in the file as written.
+    let e = error(&DEFAULTS.replace("cloud = \"usgov\"", "cloud = \"azure\""));
+    assert!(
+        e.starts_with("config.toml:18:1: tenants[2].cloud: unknown variant `azure`"),
+        "{e}"
+    );
+    let e = error(&DEFAULTS.replace(
+        "0b0e3f2c-1d4a-4c7e-9a8b-3c2d1e0f9a8b",
+        "contoso.onmicrosoft.com",
+    ));
+    assert!(
+        e.starts_with("config.toml:11:1: tenants[1].tenant_id: \"contoso.onmicrosoft.com\" is already tenants[0].tenant_id (line 7)"),
+        "{e}"
+    );
+    let e = error(&DEFAULTS.replace(
+        "[tenant_defaults]\n",
+        "[tenant_defaults]\ntenant_id = \"x.com\"\n",
+    ));
+    assert!(
+        e.starts_with("config.toml:2:1: tenant_defaults.tenant_id: tenant_id is each tenant's own"),
+        "{e}"
+    );
+    let e = error(&format!(
+        "[tenant_defaults]\ncloud = \"usgov\"\n\n{}",
+        crate::config::tests::GOOD
+    ));
+    assert!(
+        e.starts_with("config.toml:1:2: tenant_defaults: is for [[tenants]] entries"),
+        "{e}"
+    );
+    let e = error(&format!("[tenant_default]\n{}", &DEFAULTS[18..]));
+    assert!(e.contains("did you mean tenant_defaults?"), "{e}");
 }
