@@ -590,7 +590,13 @@ async fn check_config(path: &Path, tenant: Option<&str>) -> ExitCode {
             );
         }
         print!("{}", check.out);
-        eprint!("{}", check.err);
+        // With several tenants, a tenant's error belongs to its section of the report (which
+        // may be redirected to a file); a one-tenant file keeps its errors on stderr.
+        if one {
+            eprint!("{}", check.err);
+        } else {
+            print!("{}", check.err);
+        }
         worst = worst.max(check.code);
     }
     if checks.len() > 1 {
