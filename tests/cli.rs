@@ -918,7 +918,9 @@ async fn check_config_checks_every_tenant_and_gives_the_unconsented_one_its_cons
     );
     // The report reads in order on stdout: beta's error inside beta's section.
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let section = stdout.find("tenant beta (").expect("beta's heading on stdout");
+    let section = stdout
+        .find("tenant beta (")
+        .expect("beta's heading on stdout");
     let refusal = stdout.find("AADSTS700016").expect("beta's error on stdout");
     let summary = stdout.find("1 of 2 tenants").expect("summary");
     assert!(section < refusal && refusal < summary, "{stdout}");

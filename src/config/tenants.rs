@@ -27,7 +27,7 @@ use super::{
 };
 use crate::alerting::AlertingConfig;
 use crate::evaluate::exceptions::ExceptionConfig;
-use crate::evaluate::scope::ScopeConfig;
+use crate::evaluate::scope::{ScopeConfig, UserScope};
 use crate::evaluate::RulesConfig;
 
 /// The file as written: one `[tenant]` or `[[tenants]]`, and the shared sections.
@@ -137,9 +137,12 @@ impl ConfigFile {
         };
         validate_daemon(&file.daemon, &at)?;
         let mut tenants = Vec::with_capacity(entries.len());
+        // The shared [scope] compiled once (its regexes), for every tenant that keeps it.
+        let mut shared_scope = None;
         for (i, entry) in entries.into_iter().enumerate() {
             let index = many.then_some(i);
-            tenants.push(Arc::new(resolve(&file, entry, index, &locate, origin)?));
+            let config = resolve(&file, entry, index, &locate, origin, &mut shared_scope)?;
+            tenants.push(Arc::new(config));
         }
         check_unique(&tenants, &locate, &at)?;
         Ok(ConfigFile {
@@ -278,6 +281,7 @@ fn resolve(
     index: Option<usize>,
     locate: &Locator<'_>,
     origin: &str,
+    shared_scope: &mut Option<UserScope>,
 ) -> Result<Config, ConfigError> {
     let scope = tenant.scope.take();
     let rules = tenant.rules.take();
@@ -355,7 +359,16 @@ fn resolve(
         resolved: None,
     };
     config.endpoints = Some(config.validate(&at)?);
-    config.resolved = Some(config.resolve(&at)?);
+    let own_scope = place.scope;
+    let compiled = if own_scope {
+        None
+    } else {
+        shared_scope.clone()
+    };
+    config.resolved = Some(config.resolve(&at, compiled)?);
+    if !own_scope && shared_scope.is_none() {
+        *shared_scope = Some(config.user_scope().clone());
+    }
     Ok(config)
 }
 
@@ -485,52 +498,60 @@ fn validate_daemon(
 }
 
 /// Each tenant once: no two entries with the same tenant id or name, and no name that is
-/// another tenant's id (both select a tenant).
+/// another tenant's id (both select a tenant). Linear: files may list thousands.
 fn check_unique(
     tenants: &[Arc<Config>],
     locate: &Locator<'_>,
     at: &dyn Fn(&str, String) -> ConfigError,
 ) -> Result<(), ConfigError> {
+    use std::collections::HashMap;
     let line = |key: String| match locate.position(&key) {
         Some((line, _)) => format!("{key} (line {line})"),
         None => key,
     };
-    for (j, b) in tenants.iter().enumerate() {
-        for (i, a) in tenants[..j].iter().enumerate() {
-            let (a, b) = (&a.tenant, &b.tenant);
-            if a.tenant_id.eq_ignore_ascii_case(&b.tenant_id) {
+    let ids: HashMap<String, usize> = tenants
+        .iter()
+        .enumerate()
+        .rev()
+        .map(|(i, c)| (c.tenant.tenant_id.to_ascii_lowercase(), i))
+        .collect();
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    for (j, c) in tenants.iter().enumerate() {
+        let t = &c.tenant;
+        if let Some(&i) = ids.get(&t.tenant_id.to_ascii_lowercase()) {
+            if i != j {
                 return Err(at(
                     &format!("tenants[{j}].tenant_id"),
                     format!(
                         "{:?} is already {}: each tenant is configured once",
-                        b.tenant_id,
+                        t.tenant_id,
                         line(format!("tenants[{i}].tenant_id"))
                     ),
                 ));
             }
-            if let (Some(x), Some(y)) = (&a.name, &b.name) {
-                if x == y {
-                    return Err(at(
-                        &format!("tenants[{j}].name"),
-                        format!(
-                            "{y:?} is already {}: names are unique",
-                            line(format!("tenants[{i}].name"))
-                        ),
-                    ));
-                }
-            }
-            for (named, named_at, other, other_at) in [(b, j, a, i), (a, i, b, j)] {
-                if let Some(n) = &named.name {
-                    if n.eq_ignore_ascii_case(&other.tenant_id) {
-                        return Err(at(
-                            &format!("tenants[{named_at}].name"),
-                            format!(
-                                "{n:?} is the tenant id of {}: a name must not select another tenant",
-                                line(format!("tenants[{other_at}].tenant_id"))
-                            ),
-                        ));
-                    }
-                }
+        }
+        let Some(name) = t.name.as_deref() else {
+            continue;
+        };
+        if let Some(&i) = names.get(name) {
+            return Err(at(
+                &format!("tenants[{j}].name"),
+                format!(
+                    "{name:?} is already {}: names are unique",
+                    line(format!("tenants[{i}].name"))
+                ),
+            ));
+        }
+        names.insert(name, j);
+        if let Some(&i) = ids.get(&name.to_ascii_lowercase()) {
+            if i != j {
+                return Err(at(
+                    &format!("tenants[{j}].name"),
+                    format!(
+                        "{name:?} is the tenant id of {}: a name must not select another tenant",
+                        line(format!("tenants[{i}].tenant_id"))
+                    ),
+                ));
             }
         }
     }

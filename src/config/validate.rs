@@ -210,17 +210,22 @@ impl Config {
         })
     }
 
-    /// Compiles the scope and checks the exceptions.
+    /// Compiles the scope (unless `compiled` is this `[scope]` already compiled: tenants that
+    /// share it share one) and checks the exceptions.
     pub(super) fn resolve(
         &self,
         at: &dyn Fn(&str, String) -> ConfigError,
+        compiled: Option<UserScope>,
     ) -> Result<Resolved, ConfigError> {
-        let scope = UserScope::new(&self.scope).map_err(|(key, i, e)| {
-            at(
-                &format!("scope.{key}"),
-                format!("pattern {} is not a valid regex: {e}", i + 1),
-            )
-        })?;
+        let scope = match compiled {
+            Some(scope) => scope,
+            None => UserScope::new(&self.scope).map_err(|(key, i, e)| {
+                at(
+                    &format!("scope.{key}"),
+                    format!("pattern {} is not a valid regex: {e}", i + 1),
+                )
+            })?,
+        };
         for (key, list) in [
             ("scope.include_groups", &self.scope.include_groups),
             ("scope.exclude_groups", &self.scope.exclude_groups),

@@ -431,3 +431,22 @@ fn tenant_defaults_errors_point_at_the_default_or_the_entry_as_written() {
     let e = error(&format!("[tenant_default]\n{}", &DEFAULTS[18..]));
     assert!(e.contains("did you mean tenant_defaults?"), "{e}");
 }
+
+#[test]
+fn a_thousand_tenants_parse_each_resolved() {
+    let mut text = String::from("[tenant_defaults]\nclient_id = \"5a1e3c9d-7b2f-4e6a-8c0d-2f4b6d8e0a1c\"\nclient_secret_env = \"S\"\n\n[scope]\nexclude_upn_patterns = [\"^svc-\"]\n");
+    for i in 0..1000 {
+        text.push_str(&format!(
+            "\n[[tenants]]\nname = \"t{i}\"\ntenant_id = \"t{i}.onmicrosoft.com\"\n"
+        ));
+    }
+    let file = parse(&text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(file.tenants().len(), 1000);
+    assert_eq!(file.tenants()[999].tenant_name(), "t999");
+    assert_eq!(
+        file.select(Some("t500.onmicrosoft.com"))
+            .expect("by id")
+            .tenant_name(),
+        "t500"
+    );
+}
