@@ -865,15 +865,16 @@ async fn two_tenant_config(dir: &Path) -> (SimHandle, SimHandle, std::path::Path
     std::fs::write(dir.join("secret"), alpha.client_secret()).expect("secret");
     let entry = |name: &str, s: &SimHandle| {
         format!(
-            "[[tenants]]\nname = \"{name}\"\ntenant_id = \"{}\"\nclient_id = \"{}\"\ncloud = \"custom\"\ngraph_url = \"{b}\"\nlogin_url = \"{b}\"\nclient_secret_file = \"{}\"\n\n",
+            "[[tenants]]\nname = \"{name}\"\ntenant_id = \"{}\"\ngraph_url = \"{b}\"\nlogin_url = \"{b}\"\n\n",
             s.tenant_id(),
-            alpha.client_id(),
-            dir.join("secret").display(),
             b = s.base_url(),
         )
     };
+    // One app for both: its client id, credential and cloud given once.
     let text = format!(
-        "[graph]\nmax_retries = 1\nrequest_timeout_seconds = 5\n\n{}{}",
+        "[graph]\nmax_retries = 1\nrequest_timeout_seconds = 5\n\n[tenant_defaults]\nclient_id = \"{}\"\nclient_secret_file = \"{}\"\ncloud = \"custom\"\n\n{}{}",
+        alpha.client_id(),
+        dir.join("secret").display(),
         entry("alpha", &alpha),
         entry("beta", &beta)
     );
