@@ -9,6 +9,11 @@
 //!   shared settings.
 //! - `[[tenants.exceptions]]` are added after the shared `[[exceptions]]`.
 //!
+//! `[tenant_defaults]` holds `[tenant]` keys every entry inherits unless it sets them (one
+//! multi-tenant app: its `client_id` and credential written once); an entry that sets any
+//! credential key inherits none. It is applied to a copy of the text before it is read, and
+//! every position is still found in the text as written.
+//!
 //! Everything else (`[graph]`, `[storage]`, `[http]`, `[metrics]`, `[alerting]`, `[watcher]`,
 //! `[daemon]`) is daemon-wide. An error in what an entry wrote names the entry and the line
 //! (`config.toml:41:1: tenants[2].tenant_id: …`); an error in a shared section names the shared
