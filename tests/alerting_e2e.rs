@@ -557,6 +557,7 @@ async fn end_to_end(profile: Profile, seed: u64) {
                 let expr = target["expr"].as_str().expect("expr");
                 let q = expr
                     .replace("$tenant", &tenant)
+                    .replace("$rule", ".+")
                     .replace("$__rate_interval", "1m")
                     .replace("$__interval", "15s");
                 let mut result = Err(String::new());
