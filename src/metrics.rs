@@ -1286,6 +1286,67 @@ impl Metrics {
     }
 }
 
+fn encode(families: Vec<MetricFamily>) -> String {
+    let mut out = Vec::new();
+    if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
+        return format!("# encoding failed: {e}\n");
+    }
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// The exposition text of many tenants' metrics in one scrape: each family once (one `# HELP`
+/// and `# TYPE`), holding every tenant's series in the order given; every series of a tenant
+/// carries its `tenant` label. The process-wide families ([`PROCESS_WIDE`]: build info, the
+/// HTTP listener's counters) come from the first part only (the daemon counts its listener
+/// there) and, when there are several tenants, without the `tenant` label: they are no
+/// tenant's. One part renders exactly as [`Metrics::render`].
+pub fn render_many<'a>(
+    parts: impl IntoIterator<Item = (&'a Metrics, Option<&'a GraphStats>)>,
+) -> String {
+    let parts: Vec<_> = parts.into_iter().collect();
+    if let [(m, g)] = parts.as_slice() {
+        return m.render(*g);
+    }
+    let mut merged: BTreeMap<String, MetricFamily> = BTreeMap::new();
+    for (i, (m, g)) in parts.iter().enumerate() {
+        for mut family in m.families(*g) {
+            let process_wide = PROCESS_WIDE.contains(&family.get_name());
+            if process_wide && i > 0 {
+                continue;
+            }
+            let mut series = family.take_metric();
+            for s in series.iter_mut() {
+                let mut labels: Vec<LabelPair> = s
+                    .take_label()
+                    .into_iter()
+                    .filter(|l| l.get_name() != "tenant")
+                    .collect();
+                if !process_wide {
+                    let mut t = LabelPair::default();
+                    t.set_name("tenant".into());
+                    t.set_value(m.tenant.clone());
+                    labels.push(t);
+                    labels.sort_by(|a, b| a.get_name().cmp(b.get_name()));
+                }
+                s.set_label(labels);
+            }
+            match merged.get_mut(family.get_name()) {
+                Some(into) => into.mut_metric().extend(series),
+                None => {
+                    family.set_metric(series);
+                    merged.insert(family.get_name().to_string(), family);
+                }
+            }
+        }
+    }
+    encode(
+        merged
+            .into_values()
+            .filter(|f| !f.get_metric().is_empty())
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2157,65 +2218,4 @@ mod tests {
             Some(0.0)
         );
     }
-}
-
-fn encode(families: Vec<MetricFamily>) -> String {
-    let mut out = Vec::new();
-    if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
-        return format!("# encoding failed: {e}\n");
-    }
-    String::from_utf8(out).unwrap_or_default()
-}
-
-/// The exposition text of many tenants' metrics in one scrape: each family once (one `# HELP`
-/// and `# TYPE`), holding every tenant's series in the order given; every series of a tenant
-/// carries its `tenant` label. The process-wide families ([`PROCESS_WIDE`]: build info, the
-/// HTTP listener's counters) come from the first part only (the daemon counts its listener
-/// there) and, when there are several tenants, without the `tenant` label: they are no
-/// tenant's. One part renders exactly as [`Metrics::render`].
-pub fn render_many<'a>(
-    parts: impl IntoIterator<Item = (&'a Metrics, Option<&'a GraphStats>)>,
-) -> String {
-    let parts: Vec<_> = parts.into_iter().collect();
-    if let [(m, g)] = parts.as_slice() {
-        return m.render(*g);
-    }
-    let mut merged: BTreeMap<String, MetricFamily> = BTreeMap::new();
-    for (i, (m, g)) in parts.iter().enumerate() {
-        for mut family in m.families(*g) {
-            let process_wide = PROCESS_WIDE.contains(&family.get_name());
-            if process_wide && i > 0 {
-                continue;
-            }
-            let mut series = family.take_metric();
-            for s in series.iter_mut() {
-                let mut labels: Vec<LabelPair> = s
-                    .take_label()
-                    .into_iter()
-                    .filter(|l| l.get_name() != "tenant")
-                    .collect();
-                if !process_wide {
-                    let mut t = LabelPair::default();
-                    t.set_name("tenant".into());
-                    t.set_value(m.tenant.clone());
-                    labels.push(t);
-                    labels.sort_by(|a, b| a.get_name().cmp(b.get_name()));
-                }
-                s.set_label(labels.into());
-            }
-            match merged.get_mut(family.get_name()) {
-                Some(into) => into.mut_metric().extend(series),
-                None => {
-                    family.set_metric(series);
-                    merged.insert(family.get_name().to_string(), family);
-                }
-            }
-        }
-    }
-    encode(
-        merged
-            .into_values()
-            .filter(|f| !f.get_metric().is_empty())
-            .collect(),
-    )
 }

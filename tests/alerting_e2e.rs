@@ -432,7 +432,7 @@ async fn end_to_end(profile: Profile, seed: u64) {
     );
     assert!(
         texts.contains(&format!(
-            "*Resolved: User has no backup MFA method (medium) for {upn}*\n• <{base}/users/{upn}|{upn}> User has no backup MFA method (medium): {}",
+            "*Resolved: User has no backup MFA method (medium) for {upn}*\n_Tenant: {tenant}_\n• <{base}/users/{upn}|{upn}> User has no backup MFA method (medium): {}",
             s(&fixed, "detail")
         )),
         "{texts:?}"
