@@ -644,7 +644,7 @@ async fn one_tenants_push_never_ends_another_tenants_alerts_in_a_real_alertmanag
         record(
             id,
             DetectionChange::Opened(Detection {
-                user: user.clone(),
+                user,
                 upn: "ann@example.com".into(),
                 state: LockoutState::LockedOut,
                 codes: vec![(500121, 6)],
@@ -697,7 +697,7 @@ async fn one_tenants_push_never_ends_another_tenants_alerts_in_a_real_alertmanag
     record(
         tenants[0].1,
         DetectionChange::Resolved {
-            user: user.clone(),
+            user,
             state: LockoutState::LockedOut,
             at: at("2026-12-03T10:20:00Z"),
         },
