@@ -109,3 +109,35 @@ fn the_readmes_alertmanager_config_is_valid() {
     );
     assert!(out.status.success() && text.contains("SUCCESS"), "{text}");
 }
+
+/// With many tenants in one Prometheus, an alert must stay one tenant's: every aggregation and
+/// every vector match in the rules keeps (or matches on) `tenant`, so one tenant's figures never
+/// add to, or hide, another's.
+#[test]
+fn every_aggregation_and_match_keeps_the_tenant() {
+    let rules = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/alerts/mfa-auditor.rules.yml"
+    ))
+    .expect("rules");
+    let mut clauses = 0;
+    for keyword in [" by (", " on (", " by(", " on("] {
+        for (i, _) in rules.match_indices(keyword) {
+            let rest = &rules[i + keyword.len()..];
+            let labels = rest.split(')').next().unwrap_or("");
+            assert!(
+                labels.split(',').any(|l| l.trim() == "tenant"),
+                "a clause without tenant: {}{labels})",
+                keyword.trim_start()
+            );
+            clauses += 1;
+        }
+    }
+    assert!(clauses >= 10, "{clauses} clauses found");
+    for bare in ["sum(", "max(", "min(", "count(", "avg("] {
+        assert!(
+            !rules.contains(&format!(" {bare}")) && !rules.contains(&format!("({bare}")),
+            "an aggregation over every tenant: {bare}"
+        );
+    }
+}
