@@ -17,7 +17,7 @@ use std::time::Instant;
 use chrono::{Duration, Utc};
 use mfa_auditor::alerting::alertmanager::alerts_for;
 use mfa_auditor::alerting::webhook::{leading_group, plan};
-use mfa_auditor::alerting::{Links, WebhookFormat};
+use mfa_auditor::alerting::{Links, TenantRef, WebhookFormat};
 use mfa_auditor::evaluate::{Finding, Severity};
 use mfa_auditor::report::{Report, Summary};
 use mfa_auditor::state::{Cursor, FindingFilter, StateFilter, Store, Subscriber};
@@ -94,15 +94,21 @@ fn bench(n: usize) {
     let links =
         Links::new(url::Url::parse("http://127.0.0.1:9717/").unwrap_or_else(|e| panic!("{e}")));
     let t = Instant::now();
-    let (alerts, _) = alerts_for(&open, "bench", Severity::Info, 10_000, &links);
+    let (alerts, _) = alerts_for(
+        &open,
+        &TenantRef::new("bench", "bench"),
+        Severity::Info,
+        10_000,
+        &links,
+    );
     let dropped = total - alerts.len();
     let alerting = t.elapsed();
     let t = Instant::now();
     let queued = store
-        .outbox_pending("siem", 1000)
+        .outbox_pending("bench", "siem", 1000)
         .unwrap_or_else(|e| panic!("{e}"));
     let group = store
-        .outbox_group("siem", queued[0].audit_id, queued[0].kind)
+        .outbox_group("bench", "siem", queued[0].audit_id, queued[0].kind)
         .unwrap_or_else(|e| panic!("{e}"));
     let messages = plan(WebhookFormat::Slack, leading_group(&queued), &group, 10).len();
     let planning = t.elapsed();

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
+use prometheus::proto::{LabelPair, MetricFamily};
 use prometheus::{
     Encoder, Gauge, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
@@ -40,7 +41,19 @@ pub struct Metrics {
     posture: RwLock<Arc<Registry>>,
     record: RwLock<Option<Arc<PostureRecord>>>,
     watcher: WatcherMetrics,
+    tenant_info: IntGaugeVec,
+    consecutive_failures: prometheus::IntGauge,
+    backoff_until: Gauge,
 }
+
+/// The families that describe the process, not a tenant: in a scrape of many tenants
+/// ([`render_many`]) they appear once, without the `tenant` label.
+const PROCESS_WIDE: [&str; 4] = [
+    "mfa_auditor_build_info",
+    "mfa_auditor_http_connections",
+    "mfa_auditor_http_connections_shed_total",
+    "mfa_auditor_http_accept_errors_total",
+];
 
 /// What the posture registry is built from: the figures of the last complete audit, where a rule
 /// it skipped or a data set it could not read keeps the figures last known (a skipped rule is not
@@ -708,6 +721,28 @@ impl Metrics {
         let alerting = AlertingMetrics::new(&daemon, tenant);
         let http = HttpMetrics::new(&daemon, tenant);
         let watcher = WatcherMetrics::new(&daemon, tenant);
+        let tenant_info = metric!(
+            IntGaugeVec,
+            &daemon,
+            tenant,
+            "mfa_auditor_tenant_info",
+            "The tenant this daemon audits, with its short name (tenant_name); always 1.",
+            ["tenant_name"]
+        );
+        tenant_info.with_label_values(&[tenant]).set(1);
+        let consecutive_failures = metric!(
+            prometheus::IntGauge,
+            &daemon,
+            tenant,
+            "mfa_auditor_tenant_consecutive_failures",
+            "Audits of the tenant that failed in a row (0 after a complete one)."
+        );
+        let backoff_until = gauge!(
+            &daemon,
+            tenant,
+            "mfa_auditor_tenant_backoff_until_timestamp_seconds",
+            "While the tenant is backed off after repeated failed audits, until when (Unix time); 0 when it is not."
+        );
         Metrics {
             tenant: tenant.into(),
             daemon,
@@ -722,6 +757,9 @@ impl Metrics {
             posture: RwLock::new(Arc::new(Registry::new())),
             record: RwLock::new(None),
             watcher,
+            tenant_info,
+            consecutive_failures,
+            backoff_until,
         }
     }
 
@@ -1139,20 +1177,39 @@ impl Metrics {
         r
     }
 
-    /// A tenant's place in the daemon: its name (`mfa_auditor_tenant_info`), its consecutive
-    /// failed audits and, while it is backed off, until when (Unix time; 0 when not).
-    /// (Interim: filled in by the metrics work of issue 14.)
+    /// A tenant's place in the daemon: its name (`mfa_auditor_tenant_info{tenant_name}`, the
+    /// tenant id until this is called), its consecutive failed audits and, while it is backed
+    /// off, until when (`mfa_auditor_tenant_backoff_until_timestamp_seconds`, Unix time; 0 when not).
     pub fn tenant_state(
         &self,
-        _name: &str,
-        _consecutive_failures: u32,
-        _backoff_until: Option<chrono::DateTime<chrono::Utc>>,
+        name: &str,
+        consecutive_failures: u32,
+        backoff_until: Option<DateTime<Utc>>,
     ) {
+        if self.tenant_info.with_label_values(&[name]).get() != 1 {
+            // A renamed tenant: one info series, under its new name.
+            self.tenant_info.reset();
+            self.tenant_info.with_label_values(&[name]).set(1);
+        }
+        self.consecutive_failures
+            .set(i64::from(consecutive_failures));
+        self.backoff_until
+            .set(backoff_until.map_or(0.0, |t| t.timestamp_millis() as f64 / 1000.0));
+    }
+
+    /// The tenant id these metrics carry as their `tenant` label.
+    pub fn tenant(&self) -> &str {
+        &self.tenant
     }
 
     /// The exposition text: the daemon's metrics, the Graph client's counters, and the posture of
     /// the last complete audit.
     pub fn render(&self, graph: Option<&GraphStats>) -> String {
+        encode(self.families(graph))
+    }
+
+    /// Every family of this tenant, sorted by name.
+    fn families(&self, graph: Option<&GraphStats>) -> Vec<MetricFamily> {
         let mut families = self.daemon.gather();
         if let Some(stats) = graph {
             families.extend(self.graph_registry(stats).gather());
@@ -1173,11 +1230,7 @@ impl Metrics {
             families.extend(open.gather());
         }
         families.sort_by(|a, b| a.get_name().cmp(b.get_name()));
-        let mut out = Vec::new();
-        if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
-            return format!("# encoding failed: {e}\n");
-        }
-        String::from_utf8(out).unwrap_or_default()
+        families
     }
 
     fn graph_registry(&self, stats: &GraphStats) -> Registry {
@@ -1231,6 +1284,67 @@ impl Metrics {
         }
         r
     }
+}
+
+fn encode(families: Vec<MetricFamily>) -> String {
+    let mut out = Vec::new();
+    if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
+        return format!("# encoding failed: {e}\n");
+    }
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// The exposition text of many tenants' metrics in one scrape: each family once (one `# HELP`
+/// and `# TYPE`), holding every tenant's series in the order given; every series of a tenant
+/// carries its `tenant` label. The process-wide families ([`PROCESS_WIDE`]: build info, the
+/// HTTP listener's counters) come from the first part only (the daemon counts its listener
+/// there) and, when there are several tenants, without the `tenant` label: they are no
+/// tenant's. One part renders exactly as [`Metrics::render`].
+pub fn render_many<'a>(
+    parts: impl IntoIterator<Item = (&'a Metrics, Option<&'a GraphStats>)>,
+) -> String {
+    let parts: Vec<_> = parts.into_iter().collect();
+    if let [(m, g)] = parts.as_slice() {
+        return m.render(*g);
+    }
+    let mut merged: BTreeMap<String, MetricFamily> = BTreeMap::new();
+    for (i, (m, g)) in parts.iter().enumerate() {
+        for mut family in m.families(*g) {
+            let process_wide = PROCESS_WIDE.contains(&family.get_name());
+            if process_wide && i > 0 {
+                continue;
+            }
+            let mut series = family.take_metric();
+            for s in series.iter_mut() {
+                let mut labels: Vec<LabelPair> = s
+                    .take_label()
+                    .into_iter()
+                    .filter(|l| l.get_name() != "tenant")
+                    .collect();
+                if !process_wide {
+                    let mut t = LabelPair::default();
+                    t.set_name("tenant".into());
+                    t.set_value(m.tenant.clone());
+                    labels.push(t);
+                    labels.sort_by(|a, b| a.get_name().cmp(b.get_name()));
+                }
+                s.set_label(labels);
+            }
+            match merged.get_mut(family.get_name()) {
+                Some(into) => into.mut_metric().extend(series),
+                None => {
+                    family.set_metric(series);
+                    merged.insert(family.get_name().to_string(), family);
+                }
+            }
+        }
+    }
+    encode(
+        merged
+            .into_values()
+            .filter(|f| !f.get_metric().is_empty())
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -1923,16 +2037,185 @@ mod tests {
             "taking a handle again resets nothing"
         );
     }
-}
 
-/// The exposition text of many tenants' metrics in one scrape: each family once, holding every
-/// tenant's series. (Interim: concatenates; the merge is the metrics work of issue 14.)
-pub fn render_many<'a>(
-    parts: impl IntoIterator<Item = (&'a Metrics, Option<&'a GraphStats>)>,
-) -> String {
-    parts
-        .into_iter()
-        .map(|(m, g)| m.render(g))
-        .collect::<Vec<_>>()
-        .join("")
+    /// Lines of `text` for one family: its samples (not its comments).
+    fn samples<'a>(text: &'a str, family: &str) -> Vec<&'a str> {
+        text.lines()
+            .filter(|l| {
+                l.strip_prefix(family)
+                    .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn many_tenants_render_each_family_once_with_every_tenants_series() {
+        let tenants = ["t1", "t2", "t3"];
+        let metrics: Vec<Metrics> = tenants.iter().map(|t| Metrics::new(t)).collect();
+        let stats: Vec<GraphStats> = tenants.iter().map(|t| GraphStats::for_tenant(t)).collect();
+        // Posture for two of them (the third never completed an audit), Graph traffic for all.
+        for (i, m) in metrics.iter().take(2).enumerate() {
+            m.observe(
+                &tallied(&report(true, 4 + i)),
+                &RulesConfig::default(),
+                &BTreeMap::new(),
+            );
+        }
+        for (i, s) in stats.iter().enumerate() {
+            s.record("users", 200);
+            s.record_duration(
+                "users",
+                std::time::Duration::from_millis(40 * (i as u64 + 1)),
+            );
+        }
+        metrics[0].http().connections.set(3);
+        let text = render_many(metrics.iter().zip(stats.iter().map(Some)));
+
+        let mut helps = std::collections::HashSet::new();
+        let mut types = std::collections::HashSet::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let name = rest.split(' ').next().unwrap_or_default();
+                assert!(helps.insert(name.to_string()), "HELP of {name} twice");
+            }
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let name = rest.split(' ').next().unwrap_or_default();
+                assert!(types.insert(name.to_string()), "TYPE of {name} twice");
+            }
+        }
+        assert_eq!(helps, types);
+        assert!(helps.contains("entra_mfa_findings") && helps.contains("mfa_auditor_tenant_info"));
+
+        // Each tenant's own figures under its own label.
+        for (t, n) in [("t1", 4.0), ("t2", 5.0)] {
+            assert_eq!(
+                value(
+                    &text,
+                    &format!("entra_mfa_findings{{rule=\"phone-only\",severity=\"medium\",tenant=\"{t}\"}}")
+                ),
+                Some(n)
+            );
+        }
+        assert!(!text.contains("tenant=\"t3\"}} 16"), "t3 has no posture");
+        assert_eq!(samples(&text, "entra_users").len(), 2, "{text}");
+        for t in tenants {
+            for family in [
+                "mfa_auditor_audits_total",
+                "mfa_auditor_audit_last_success_timestamp_seconds",
+                "mfa_auditor_graph_requests_total",
+                "mfa_auditor_graph_request_duration_seconds_count",
+                "mfa_auditor_tenant_info",
+                "mfa_auditor_tenant_consecutive_failures",
+            ] {
+                assert!(
+                    samples(&text, family)
+                        .iter()
+                        .any(|l| l.contains(&format!("tenant=\"{t}\""))),
+                    "{family} of {t}:\n{text}"
+                );
+            }
+        }
+        // A family's series stay together, tenant after tenant.
+        let first = text.find("mfa_auditor_audits_total{").unwrap_or(0);
+        let block: Vec<&str> = text[first..]
+            .lines()
+            .take_while(|l| l.starts_with("mfa_auditor_audits_total{"))
+            .collect();
+        assert_eq!(block.len(), 6, "{block:?}");
+
+        // The process's own series: once, no tenant's.
+        assert_eq!(
+            samples(&text, "mfa_auditor_build_info"),
+            vec![format!(
+                "mfa_auditor_build_info{{version=\"{}\"}} 1",
+                env!("CARGO_PKG_VERSION")
+            )]
+        );
+        assert_eq!(
+            samples(&text, "mfa_auditor_http_connections"),
+            vec!["mfa_auditor_http_connections 3"]
+        );
+        assert_eq!(
+            samples(&text, "mfa_auditor_http_connections_shed_total").len(),
+            2
+        );
+    }
+
+    #[test]
+    fn one_tenant_renders_as_before() {
+        let m = Metrics::new("t1");
+        m.observe(
+            &tallied(&report(true, 2)),
+            &RulesConfig::default(),
+            &BTreeMap::new(),
+        );
+        let stats = GraphStats::for_tenant("t1");
+        stats.record("users", 200);
+        assert_eq!(render_many([(&m, Some(&stats))]), m.render(Some(&stats)));
+        assert!(m
+            .render(None)
+            .contains("mfa_auditor_build_info{tenant=\"t1\","));
+    }
+
+    #[test]
+    fn tenant_state_names_the_tenant_and_says_when_it_is_backed_off() {
+        let m = Metrics::new("0f3c-guid");
+        let text = m.render(None);
+        assert_eq!(
+            value(
+                &text,
+                "mfa_auditor_tenant_info{tenant=\"0f3c-guid\",tenant_name=\"0f3c-guid\"}"
+            ),
+            Some(1.0),
+            "named by its id until told its name"
+        );
+        assert_eq!(
+            value(
+                &text,
+                "mfa_auditor_tenant_backoff_until_timestamp_seconds{tenant=\"0f3c-guid\"}"
+            ),
+            Some(0.0)
+        );
+        let until = DateTime::parse_from_rfc3339("2026-12-03T12:30:00Z")
+            .map(|t| t.with_timezone(&Utc))
+            .expect("time");
+        m.tenant_state("contoso", 3, Some(until));
+        let text = m.render(None);
+        assert_eq!(
+            samples(&text, "mfa_auditor_tenant_info"),
+            vec!["mfa_auditor_tenant_info{tenant=\"0f3c-guid\",tenant_name=\"contoso\"} 1"],
+            "one info series, under the name"
+        );
+        assert_eq!(
+            value(
+                &text,
+                "mfa_auditor_tenant_consecutive_failures{tenant=\"0f3c-guid\"}"
+            ),
+            Some(3.0)
+        );
+        assert_eq!(
+            value(
+                &text,
+                "mfa_auditor_tenant_backoff_until_timestamp_seconds{tenant=\"0f3c-guid\"}"
+            ),
+            Some(until.timestamp() as f64)
+        );
+        // Recovered: no failures, not backed off.
+        m.tenant_state("contoso", 0, None);
+        let text = m.render(None);
+        assert_eq!(
+            value(
+                &text,
+                "mfa_auditor_tenant_consecutive_failures{tenant=\"0f3c-guid\"}"
+            ),
+            Some(0.0)
+        );
+        assert_eq!(
+            value(
+                &text,
+                "mfa_auditor_tenant_backoff_until_timestamp_seconds{tenant=\"0f3c-guid\"}"
+            ),
+            Some(0.0)
+        );
+    }
 }

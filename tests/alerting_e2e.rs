@@ -432,7 +432,7 @@ async fn end_to_end(profile: Profile, seed: u64) {
     );
     assert!(
         texts.contains(&format!(
-            "*Resolved: User has no backup MFA method (medium) for {upn}*\n• <{base}/users/{upn}|{upn}> User has no backup MFA method (medium): {}",
+            "*Resolved: User has no backup MFA method (medium) for {upn}*\n_Tenant: {tenant}_\n• <{base}/users/{upn}|{upn}> User has no backup MFA method (medium): {}",
             s(&fixed, "detail")
         )),
         "{texts:?}"
@@ -557,6 +557,7 @@ async fn end_to_end(profile: Profile, seed: u64) {
                 let expr = target["expr"].as_str().expect("expr");
                 let q = expr
                     .replace("$tenant", &tenant)
+                    .replace("$rule", ".+")
                     .replace("$__rate_interval", "1m")
                     .replace("$__interval", "15s");
                 let mut result = Err(String::new());
@@ -590,4 +591,137 @@ async fn end_to_end(profile: Profile, seed: u64) {
         events.len()
     );
     drop(daemon);
+}
+
+/// Two tenants push to one real Alertmanager, each from its own `Alerting` (as the daemon of
+/// many tenants runs them): the same user name locked out in both makes two alerts told apart by
+/// `tenant` and `tenant_name`; one tenant's user back in ends that tenant's alert only, and the
+/// other's stays active across that tenant's pushes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tenants_push_never_ends_another_tenants_alerts_in_a_real_alertmanager() {
+    use mfa_auditor::alerting::Alerting;
+    use mfa_auditor::state::{DetectionChange, Store, WatchRecord};
+    use mfa_auditor::watch::{Detection, LockoutState};
+    if !installed("prometheus-alertmanager") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_alertmanager, am, _) = alertmanager(dir.path()).await;
+    let store = Arc::new(Store::in_memory().expect("store"));
+    let tenants = [
+        ("contoso", "0c0c0c0c-1111-4222-8333-444455556666"),
+        ("fabrikam", "0f0f0f0f-1111-4222-8333-444455556666"),
+    ];
+    let at = |s: &str| s.parse::<chrono::DateTime<chrono::Utc>>().expect("time");
+    let user =
+        mfa_auditor::snapshot::ObjectId::parse("1f0e98f5-3161-4c6b-9b50-d488572f2bb7").expect("id");
+    let record = |tenant: &str, change: DetectionChange| {
+        store
+            .record_watch(&WatchRecord {
+                tenant,
+                at: at("2026-12-03T10:10:00Z"),
+                changes: &[change],
+                security: &[],
+                watermarks: &[],
+                subscribers: &[],
+                remediation: &|d: &Detection| format!("TAP for {}", d.upn),
+                classifier: None,
+            })
+            .expect("recorded")
+    };
+    let mut running = Vec::new();
+    for (name, id) in tenants {
+        let text = format!(
+            "[tenant]\nname = \"{name}\"\ntenant_id = \"{id}\"\nclient_id = \"5a1e3c9d-7b2f-4e6a-8c0d-2f4b6d8e0a1c\"\nclient_secret_env = \"S\"\n\n\
+             [alerting.alertmanager]\nurl = \"{am}\"\nresend_interval_seconds = 1\n"
+        );
+        let config = mfa_auditor::config::Config::parse(&text, "c.toml").expect("valid");
+        let metrics = mfa_auditor::metrics::Metrics::new(id);
+        let alerting =
+            Alerting::prepare_with(&config, store.clone(), metrics.alerting(), None, &|_| None)
+                .expect("prepared")
+                .start();
+        record(
+            id,
+            DetectionChange::Opened(Detection {
+                user,
+                upn: "ann@example.com".into(),
+                state: LockoutState::LockedOut,
+                codes: vec![(500121, 6)],
+                first_seen: at("2026-12-03T10:00:00Z"),
+                last_seen: at("2026-12-03T10:00:00Z"),
+                detail: "6 failed MFA sign-ins".into(),
+            }),
+        );
+        alerting.published();
+        running.push(alerting);
+    }
+    let active = async || -> BTreeSet<(String, String, String)> {
+        let (_, body) = get(&format!(
+            "{am}/api/v2/alerts?active=true&filter=alertname%3D%22EntraUserLockout%22"
+        ))
+        .await;
+        let v: Value = serde_json::from_str(&body).unwrap_or_default();
+        v.as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter(|a| a["status"]["state"] == "active")
+            .map(|a| {
+                let l = |k: &str| a["labels"][k].as_str().unwrap_or("").to_string();
+                (l("tenant"), l("tenant_name"), l("user"))
+            })
+            .collect()
+    };
+    let both: BTreeSet<(String, String, String)> = tenants
+        .iter()
+        .map(|(name, id)| {
+            (
+                id.to_string(),
+                name.to_string(),
+                "ann@example.com".to_string(),
+            )
+        })
+        .collect();
+    let mut held = BTreeSet::new();
+    for _ in 0..100 {
+        held = active().await;
+        if held == both {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(held, both, "one alert per tenant, told apart by tenant");
+
+    // Contoso's Ann is back in: contoso ends its alert, fabrikam's stays.
+    record(
+        tenants[0].1,
+        DetectionChange::Resolved {
+            user,
+            state: LockoutState::LockedOut,
+            at: at("2026-12-03T10:20:00Z"),
+        },
+    );
+    running[0].published();
+    let fabrikam: BTreeSet<(String, String, String)> = both
+        .iter()
+        .filter(|(_, name, _)| name == "fabrikam")
+        .cloned()
+        .collect();
+    for _ in 0..100 {
+        held = active().await;
+        if held == fabrikam {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(held, fabrikam, "contoso's alert ended, fabrikam's kept");
+    // Several more pushes of both (every second): fabrikam's alert is still active.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(active().await, fabrikam);
+    for alerting in &running {
+        alerting
+            .shutdown(std::time::Duration::from_millis(100))
+            .await;
+    }
 }

@@ -35,7 +35,7 @@ fn the_rules_are_valid_and_their_unit_tests_pass() {
     let Some((ok, out)) = promtool(&["check", "rules", "mfa-auditor.rules.yml"]) else {
         return;
     };
-    assert!(ok && out.contains("SUCCESS: 24 rules found"), "{out}");
+    assert!(ok && out.contains("SUCCESS: 25 rules found"), "{out}");
     let Some((ok, out)) = promtool(&["test", "rules", "mfa-auditor.tests.yml"]) else {
         return;
     };
@@ -54,7 +54,7 @@ fn every_alert_has_a_test_a_severity_and_a_runbook_section() {
         .lines()
         .filter_map(|l| l.trim().strip_prefix("- alert: "))
         .collect();
-    assert_eq!(alerts.len(), 24);
+    assert_eq!(alerts.len(), 25);
     for a in &alerts {
         assert!(
             tests.contains(&format!("alertname: {a}")),
@@ -108,4 +108,36 @@ fn the_readmes_alertmanager_config_is_valid() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success() && text.contains("SUCCESS"), "{text}");
+}
+
+/// With many tenants in one Prometheus, an alert must stay one tenant's: every aggregation and
+/// every vector match in the rules keeps (or matches on) `tenant`, so one tenant's figures never
+/// add to, or hide, another's.
+#[test]
+fn every_aggregation_and_match_keeps_the_tenant() {
+    let rules = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/alerts/mfa-auditor.rules.yml"
+    ))
+    .expect("rules");
+    let mut clauses = 0;
+    for keyword in [" by (", " on (", " by(", " on("] {
+        for (i, _) in rules.match_indices(keyword) {
+            let rest = &rules[i + keyword.len()..];
+            let labels = rest.split(')').next().unwrap_or("");
+            assert!(
+                labels.split(',').any(|l| l.trim() == "tenant"),
+                "a clause without tenant: {}{labels})",
+                keyword.trim_start()
+            );
+            clauses += 1;
+        }
+    }
+    assert!(clauses >= 10, "{clauses} clauses found");
+    for bare in ["sum(", "max(", "min(", "count(", "avg("] {
+        assert!(
+            !rules.contains(&format!(" {bare}")) && !rules.contains(&format!("({bare}")),
+            "an aggregation over every tenant: {bare}"
+        );
+    }
 }

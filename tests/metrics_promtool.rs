@@ -74,6 +74,50 @@ async fn metrics_of_a_real_audit_pass_promtool_check_metrics() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_scrape_of_two_tenants_passes_promtool_check_metrics() {
+    let Some(promtool) = promtool() else { return };
+    let mut parts = Vec::new();
+    for (seed, profile, id) in [
+        (
+            31,
+            Profile::Realistic,
+            "0c0c0c0c-5f4e-4c3b-9a2d-1e0f9c8b7a65",
+        ),
+        (
+            32,
+            Profile::WeakPolicy,
+            "0f0f0f0f-5f4e-4c3b-9a2d-1e0f9c8b7a65",
+        ),
+    ] {
+        let sim = common::sim(300, seed, profile, |c| c.tenant_id = id.into()).await;
+        let config = common::config(&sim, "");
+        let client = common::client_with(&sim, config.client_config());
+        let report = mfa_auditor::audit::run(&config, &client).await;
+        assert!(report.complete);
+        let metrics = Metrics::new(id);
+        metrics.observe(&report, &config.rules, &Default::default());
+        metrics
+            .watcher()
+            .read("sign-ins", true, 3, Some(12.0), false);
+        metrics.tenant_state(&format!("t{seed}"), 2, Some(chrono::Utc::now()));
+        parts.push((metrics, client));
+    }
+    let text = mfa_auditor::metrics::render_many(parts.iter().map(|(m, c)| (m, Some(c.stats()))));
+    for id in ["0c0c0c0c", "0f0f0f0f"] {
+        assert!(
+            text.contains(&format!("entra_users{{tenant=\"{id}-")),
+            "{id}: {text}"
+        );
+    }
+    assert_eq!(text.matches("# TYPE entra_users gauge").count(), 1);
+    let (ok, said) = promtool_says(promtool, &text);
+    assert!(
+        ok && said.trim().is_empty(),
+        "promtool check metrics:\n{said}"
+    );
+}
+
 /// `promtool check metrics` on a text, or why it complained.
 fn promtool_says(promtool: &str, text: &str) -> (bool, String) {
     let mut child = Command::new(promtool)

@@ -77,7 +77,11 @@ async fn a_run_opens_resolves_and_notes_once_across_reruns_and_a_restart() {
     let bob = common::plain_member_with_phone(&store, &tenant, &read.snapshot.users, |id| {
         open_before.iter().any(|d| d.user == id)
     });
-    let queued = |store: &Store| store.outbox_pending("helpdesk", 10_000).expect("outbox");
+    let queued = |store: &Store| {
+        store
+            .outbox_pending(&tenant, "helpdesk", 10_000)
+            .expect("outbox")
+    };
     let bobs = |store: &Store| {
         queued(store)
             .into_iter()

@@ -13,7 +13,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use url::Url;
 
-use super::{is_user_finding, rule_title, Links};
+use super::{is_user_finding, rule_title, Links, TenantRef};
 use crate::evaluate::Severity;
 use crate::metrics::AlertingMetrics;
 use crate::secret::Secret;
@@ -36,7 +36,9 @@ const CHUNK: usize = 1000;
 /// One alert: an open finding about one user.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Alert {
-    /// alertname, tenant, rule, severity, user: the alert's identity in Alertmanager.
+    /// alertname, tenant, tenant_name, rule, severity, user: the alert's identity in
+    /// Alertmanager. The tenant is in it, so one tenant's push (its active set, and the alerts
+    /// it ends) never touches another tenant's alerts in a shared Alertmanager.
     pub labels: BTreeMap<&'static str, String>,
     pub annotations: BTreeMap<&'static str, String>,
     pub starts_at: DateTime<Utc>,
@@ -60,7 +62,7 @@ struct Postable<'a> {
 /// at most `max`, the most severe and then the oldest first. Also returns how many were left out.
 pub fn alerts_for(
     open: &[StoredFinding],
-    tenant: &str,
+    tenant: &TenantRef,
     min: Severity,
     max: usize,
     links: &Links,
@@ -84,7 +86,8 @@ pub fn alerts_for(
             let link = links.user(&user);
             let labels = BTreeMap::from([
                 ("alertname", ALERT_NAME.to_string()),
-                ("tenant", tenant.to_string()),
+                ("tenant", tenant.id.clone()),
+                ("tenant_name", tenant.name.clone()),
                 ("rule", f.rule.clone()),
                 ("severity", f.severity.clone()),
                 ("user", user.clone()),
@@ -112,7 +115,7 @@ pub fn alerts_for(
 /// the set, and the pusher ends its alert (`endsAt` = now) as it does a resolved finding's.
 pub fn detection_alerts(
     open: &[StoredDetection],
-    tenant: &str,
+    tenant: &TenantRef,
     max: usize,
     links: &Links,
 ) -> (Vec<Alert>, usize) {
@@ -144,7 +147,8 @@ pub fn detection_alerts(
                 .join(", ");
             let labels = BTreeMap::from([
                 ("alertname", LOCKOUT_ALERT_NAME.to_string()),
-                ("tenant", tenant.to_string()),
+                ("tenant", tenant.id.clone()),
+                ("tenant_name", tenant.name.clone()),
                 ("state", d.state.clone()),
                 ("severity", severity.as_str().to_string()),
                 ("user", user.clone()),
@@ -314,6 +318,10 @@ impl Pusher {
 mod tests {
     use super::*;
 
+    fn t1() -> TenantRef {
+        TenantRef::new("t1", "t1")
+    }
+
     fn stored(rule: &str, subject: &str, severity: &str, excepted: bool) -> StoredFinding {
         StoredFinding {
             tenant: "t1".into(),
@@ -340,7 +348,7 @@ mod tests {
             stored("phone-only", "dan", "medium", true),
             stored("tap-policy-disabled", "tenant", "critical", false),
         ];
-        let (alerts, dropped) = alerts_for(&open, "t1", Severity::Medium, 100, &links);
+        let (alerts, dropped) = alerts_for(&open, &t1(), Severity::Medium, 100, &links);
         let users: Vec<&str> = alerts.iter().map(|a| a.labels["user"].as_str()).collect();
         assert_eq!(
             (users, dropped),
@@ -353,6 +361,7 @@ mod tests {
             BTreeMap::from([
                 ("alertname", ALERT_NAME.to_string()),
                 ("tenant", "t1".into()),
+                ("tenant_name", "t1".into()),
                 ("rule", "no-mfa-method".into()),
                 ("severity", "high".into()),
                 ("user", "bob@contoso.com".into()),
@@ -381,7 +390,7 @@ mod tests {
             })
             .collect();
         open.push(stored("no-mfa-method", "new-admin", "high", false));
-        let (alerts, dropped) = alerts_for(&open, "t1", Severity::Info, 3, &links);
+        let (alerts, dropped) = alerts_for(&open, &t1(), Severity::Info, 3, &links);
         let users: Vec<&str> = alerts.iter().map(|a| a.labels["user"].as_str()).collect();
         assert_eq!(
             users,
@@ -436,7 +445,7 @@ mod tests {
             stored("phone-only", "ann", "medium", false),
             stored("no-mfa-method", "bob", "high", false),
         ];
-        let (both, _) = alerts_for(&open, "t1", Severity::Info, 100, &links);
+        let (both, _) = alerts_for(&open, &t1(), Severity::Info, 100, &links);
         let (tx, rx) = watch::channel(std::sync::Arc::new(both));
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(pusher.run(rx, stop_rx));
@@ -491,7 +500,7 @@ mod tests {
         );
 
         // Ann is fixed: her alert goes once more ending now, then never again.
-        let (only_bob, _) = alerts_for(&open[1..], "t1", Severity::Info, 100, &links);
+        let (only_bob, _) = alerts_for(&open[1..], &t1(), Severity::Info, 100, &links);
         tx.send_replace(std::sync::Arc::new(only_bob));
         wait(3).await;
         let third = &pushes()[2].1;
@@ -567,7 +576,7 @@ mod tests {
             detection("u-5", "", "locked-out", "2026-11-01T10:30:00Z"),
             resolved,
         ];
-        let (alerts, dropped) = detection_alerts(&open, "t1", 100, &links);
+        let (alerts, dropped) = detection_alerts(&open, &t1(), 100, &links);
         let order: Vec<(&str, &str)> = alerts
             .iter()
             .map(|a| (a.labels["user"].as_str(), a.labels["severity"].as_str()))
@@ -591,6 +600,7 @@ mod tests {
             BTreeMap::from([
                 ("alertname", "EntraUserLockout".to_string()),
                 ("tenant", "t1".to_string()),
+                ("tenant_name", "t1".to_string()),
                 ("state", "locked-out".to_string()),
                 ("severity", "high".to_string()),
                 ("user", "bob@contoso.com".to_string()),
@@ -617,7 +627,7 @@ mod tests {
         assert_eq!(bob.generator_url, bob.annotations["user_url"]);
         assert_eq!(bob.starts_at, open[1].first_seen);
 
-        let (capped, dropped) = detection_alerts(&open, "t1", 2, &links);
+        let (capped, dropped) = detection_alerts(&open, &t1(), 2, &links);
         assert_eq!(
             (capped.len(), dropped, capped[0].labels["state"].as_str()),
             (2, 2, "mfa-fraud-reported")

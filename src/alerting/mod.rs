@@ -283,15 +283,58 @@ impl AlertingConfig {
     }
 }
 
+/// The tenant an [`Alerting`] serves: its id (the state store's key and the `tenant` label)
+/// and its short name (the `tenant_name` label; the id when it has none). Every alert and
+/// message names both, so a receiver shared by many tenants tells them apart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TenantRef {
+    pub id: String,
+    pub name: String,
+}
+
+impl TenantRef {
+    pub fn new(id: &str, name: &str) -> TenantRef {
+        TenantRef {
+            id: id.into(),
+            name: name.into(),
+        }
+    }
+
+    /// The tenant of a (resolved, per-tenant) configuration.
+    pub fn of(config: &Config) -> TenantRef {
+        TenantRef::new(&config.tenant.tenant_id, config.tenant_name())
+    }
+
+    /// `contoso (0f3c…)` for people; the id alone when the tenant has no other name.
+    pub fn display(&self) -> String {
+        if self.name == self.id {
+            self.id.clone()
+        } else {
+            format!("{} ({})", self.name, self.id)
+        }
+    }
+}
+
 /// Where people reach this daemon's API: the target of every link in alerts and messages.
+/// A named tenant's links say which tenant (`?tenant=<name>`), as the API of a daemon that
+/// audits many expects.
 #[derive(Clone, Debug)]
 pub struct Links {
     base: Url,
+    tenant: Option<String>,
 }
 
 impl Links {
     pub fn new(base: Url) -> Links {
-        Links { base }
+        Links { base, tenant: None }
+    }
+
+    /// Links that name `tenant` in their query (`tenant=…`).
+    pub fn for_tenant(base: Url, tenant: &str) -> Links {
+        Links {
+            base,
+            tenant: Some(tenant.into()),
+        }
     }
 
     /// `{base}/users/{upn}`, the helpdesk's page of the user (which links the JSON), the UPN
@@ -312,6 +355,9 @@ impl Links {
         }
         if let Some((k, v)) = query {
             url.query_pairs_mut().append_pair(k, v);
+        }
+        if let Some(t) = &self.tenant {
+            url.query_pairs_mut().append_pair("tenant", t);
         }
         url.to_string()
     }
@@ -365,7 +411,7 @@ struct Settings {
     max_alerts: usize,
     metrics: AlertingMetrics,
     links: Links,
-    tenant: String,
+    tenant: TenantRef,
     subscribers: Vec<Subscriber>,
     store: Arc<Store>,
 }
@@ -408,7 +454,12 @@ impl Alerting {
             key,
             message,
         };
-        let links = Links::new(config.external_url());
+        let tenant = TenantRef::of(config);
+        // A tenant with a name may be one of many: its links say which.
+        let links = match &config.tenant.name {
+            Some(name) => Links::for_tenant(config.external_url(), name),
+            None => Links::new(config.external_url()),
+        };
         let mut pusher = None;
         if let Some(am) = &a.alertmanager {
             let key = |k: &str| format!("alerting.alertmanager.{k}");
@@ -465,8 +516,15 @@ impl Alerting {
                 .map_err(|m| fail(key("url"), format!("the URL {m}")))?;
             sinks.push(webhook::Sink::new(w, parsed, &metrics));
         }
-        let worker = (!sinks.is_empty())
-            .then(|| webhook::Worker::new(sinks, store.clone(), metrics.clone(), links.clone()));
+        let worker = (!sinks.is_empty()).then(|| {
+            webhook::Worker::new(
+                sinks,
+                store.clone(),
+                metrics.clone(),
+                links.clone(),
+                tenant.clone(),
+            )
+        });
         Ok(Prepared {
             settings: Settings {
                 alert_filter: a
@@ -476,7 +534,7 @@ impl Alerting {
                 max_alerts: a.alertmanager.as_ref().map_or(0, |am| am.max_alerts),
                 metrics,
                 links,
-                tenant: config.tenant.tenant_id.clone(),
+                tenant,
                 subscribers: a.subscribers(),
                 store: store.clone(),
             },
@@ -493,7 +551,10 @@ impl Prepared {
     /// webhooks no longer configured.
     pub fn start(self) -> Alerting {
         let names: Vec<&str> = self.webhooks.iter().map(String::as_str).collect();
-        match self.store.outbox_forget_except(&names) {
+        match self
+            .store
+            .outbox_forget_except(&self.settings.tenant.id, &names)
+        {
             Ok(0) => {}
             Ok(n) => tracing::warn!(
                 dropped = n,
@@ -538,7 +599,7 @@ impl Alerting {
     pub fn published(&self) {
         if let Some(tx) = &self.desired {
             let s = &self.settings;
-            let detections = match s.store.open_detections(&s.tenant) {
+            let detections = match s.store.open_detections(&s.tenant.id) {
                 Ok(open) => {
                     alertmanager::detection_alerts(&open, &s.tenant, s.max_alerts, &s.links)
                 }
@@ -553,10 +614,10 @@ impl Alerting {
             let room = s.max_alerts.saturating_sub(alerts.len());
             let findings = if room == 0 {
                 s.store
-                    .alertable(&s.tenant, s.alert_filter, 1)
+                    .alertable(&s.tenant.id, s.alert_filter, 1)
                     .map(|(_, total)| (Vec::new(), total))
             } else {
-                s.store.alertable(&s.tenant, s.alert_filter, room)
+                s.store.alertable(&s.tenant.id, s.alert_filter, room)
             };
             match findings {
                 Ok((open, total)) => {
@@ -870,5 +931,211 @@ mod tests {
         alerting
             .shutdown(std::time::Duration::from_millis(100))
             .await;
+    }
+
+    /// What a shared receiver got: (when, path, body), for Alertmanager and a webhook alike.
+    #[derive(Default)]
+    struct Received(Mutex<Vec<(chrono::DateTime<chrono::Utc>, String, serde_json::Value)>>);
+
+    impl Received {
+        fn all(&self) -> Vec<(chrono::DateTime<chrono::Utc>, String, serde_json::Value)> {
+            self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn each_tenant_alerts_and_messages_its_own_and_never_ends_anothers_alerts() {
+        use crate::state::{DetectionChange, WatchRecord};
+        use crate::watch::{Detection, LockoutState};
+        let got = Arc::new(Received::default());
+        let app = axum::Router::new()
+            .route(
+                "/{*path}",
+                axum::routing::post(
+                    |axum::extract::State(r): axum::extract::State<Arc<Received>>,
+                     uri: axum::http::Uri,
+                     axum::Json(body): axum::Json<serde_json::Value>| async move {
+                        r.0.lock().unwrap_or_else(|e| e.into_inner()).push((
+                            chrono::Utc::now(),
+                            uri.path().to_string(),
+                            body,
+                        ));
+                        axum::http::StatusCode::OK
+                    },
+                ),
+            )
+            .with_state(got.clone());
+        let addr = serve_on_loopback(app).await;
+        let store = Arc::new(Store::in_memory().expect("store"));
+        let tenants = [
+            ("contoso", "0c0c0c0c-1111-4222-8333-444455556666"),
+            ("fabrikam", "0f0f0f0f-1111-4222-8333-444455556666"),
+        ];
+        let mut running = Vec::new();
+        for (name, id) in tenants {
+            let text = format!(
+                "[tenant]\nname = \"{name}\"\ntenant_id = \"{id}\"\nclient_id = \"5a1e3c9d-7b2f-4e6a-8c0d-2f4b6d8e0a1c\"\nclient_secret_env = \"S\"\n\n\
+                 [alerting.alertmanager]\nurl = \"http://{addr}/am\"\nresend_interval_seconds = 1\n\n\
+                 [[alerting.webhook]]\nname = \"hook\"\nurl = \"http://{addr}/hook\"\n"
+            );
+            let config = Config::parse(&text, "c.toml").expect("valid");
+            let metrics = crate::metrics::Metrics::new(id);
+            let alerting =
+                Alerting::prepare_with(&config, store.clone(), metrics.alerting(), None, &|_| None)
+                    .expect("prepared")
+                    .start();
+            running.push((name, id, alerting));
+        }
+        let at = |s: &str| s.parse::<chrono::DateTime<chrono::Utc>>().expect("time");
+        let user = |n: u8| {
+            crate::snapshot::ObjectId::parse(&format!("{n}f0e98f5-3161-4c6b-9b50-d488572f2bb7"))
+                .expect("id")
+        };
+        let record = |tenant: &str, subscribers: &[Subscriber], changes: &[DetectionChange]| {
+            store
+                .record_watch(&WatchRecord {
+                    tenant,
+                    at: at("2026-12-03T10:10:00Z"),
+                    changes,
+                    security: &[],
+                    watermarks: &[],
+                    subscribers,
+                    remediation: &|d: &Detection| format!("TAP for {}", d.upn),
+                    classifier: None,
+                })
+                .expect("recorded")
+        };
+        // The same user id in both tenants (ids are only unique within a tenant).
+        for (n, (name, id, alerting)) in running.iter().enumerate() {
+            record(
+                id,
+                alerting.subscribers(),
+                &[DetectionChange::Opened(Detection {
+                    user: user(1),
+                    upn: format!("ann{n}@{name}.com").into(),
+                    state: LockoutState::LockedOut,
+                    codes: vec![(500121, 6)],
+                    first_seen: at("2026-12-03T10:00:00Z"),
+                    last_seen: at("2026-12-03T10:00:00Z"),
+                    detail: "6 failed MFA sign-ins".into(),
+                })],
+            );
+        }
+        for (_, _, alerting) in &running {
+            alerting.published();
+        }
+        let pushes_of = |tenant: &str| -> Vec<(chrono::DateTime<chrono::Utc>, serde_json::Value)> {
+            got.all()
+                .into_iter()
+                .filter(|(_, path, _)| path == "/am/api/v2/alerts")
+                .flat_map(|(when, _, body)| {
+                    body.as_array()
+                        .cloned()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(move |a| (when, a))
+                })
+                .filter(|(_, a)| a["labels"]["tenant"] == tenant)
+                .collect()
+        };
+        for _ in 0..100 {
+            let delivered = store.outbox_counts().expect("counts").is_empty();
+            if delivered && tenants.iter().all(|(_, id)| !pushes_of(id).is_empty()) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Each tenant's worker delivered its own rows, named by its name and id.
+        let messages: Vec<serde_json::Value> = got
+            .all()
+            .into_iter()
+            .filter(|(_, path, _)| path == "/hook")
+            .map(|(_, _, body)| body)
+            .collect();
+        let mut heard: Vec<(String, String, String)> = messages
+            .iter()
+            .map(|m| {
+                (
+                    m["tenant"].as_str().unwrap_or("").to_string(),
+                    m["tenant_name"].as_str().unwrap_or("").to_string(),
+                    m["findings"][0]["user_principal_name"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
+                )
+            })
+            .collect();
+        heard.sort();
+        assert_eq!(
+            heard,
+            vec![
+                (
+                    tenants[0].1.into(),
+                    "contoso".into(),
+                    "ann0@contoso.com".into()
+                ),
+                (
+                    tenants[1].1.into(),
+                    "fabrikam".into(),
+                    "ann1@fabrikam.com".into()
+                ),
+            ],
+            "one message per tenant, each about its own user"
+        );
+        assert!(
+            messages[0]["findings"][0]["url"]
+                .as_str()
+                .is_some_and(|u| u.ends_with("?tenant=contoso") || u.ends_with("?tenant=fabrikam")),
+            "{messages:?}"
+        );
+        // Each tenant's alert carries its id and name.
+        for (name, id) in tenants {
+            let pushed = pushes_of(id);
+            let (_, alert) = pushed.first().expect("pushed");
+            assert_eq!(alert["labels"]["tenant_name"], name);
+            assert!(alert["labels"]["user"]
+                .as_str()
+                .is_some_and(|u| u.ends_with(&format!("@{name}.com"))));
+        }
+
+        // Contoso's user is back in: contoso ends its alert; fabrikam's stays active.
+        let (_, contoso, alerting) = &running[0];
+        record(
+            contoso,
+            alerting.subscribers(),
+            &[DetectionChange::Resolved {
+                user: user(1),
+                state: LockoutState::LockedOut,
+                at: at("2026-12-03T10:20:00Z"),
+            }],
+        );
+        alerting.published();
+        let ended = |(when, a): &(chrono::DateTime<chrono::Utc>, serde_json::Value)| {
+            a["endsAt"]
+                .as_str()
+                .and_then(|t| t.parse::<chrono::DateTime<chrono::Utc>>().ok())
+                .is_some_and(|ends| ends <= *when)
+        };
+        for _ in 0..100 {
+            if pushes_of(contoso).iter().any(ended) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            pushes_of(contoso).iter().any(ended),
+            "contoso's alert ended"
+        );
+        // Fabrikam's pushes go on (every second): none ever ended its alert.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let fabrikam = pushes_of(tenants[1].1);
+        assert!(fabrikam.len() >= 2, "{fabrikam:?}");
+        assert!(
+            !fabrikam.iter().any(ended),
+            "another tenant's push never ends fabrikam's alert: {fabrikam:?}"
+        );
+        for (_, _, alerting) in &running {
+            alerting.shutdown(Duration::from_millis(100)).await;
+        }
     }
 }

@@ -19,7 +19,7 @@ use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 use url::Url;
 
-use super::{is_watcher_rule, rule_title, Links, WebhookConfig, WebhookFormat};
+use super::{is_watcher_rule, rule_title, Links, TenantRef, WebhookConfig, WebhookFormat};
 use crate::metrics::AlertingMetrics;
 use crate::secret::Secret;
 use crate::state::{off_async, EventKind, OutboxEvent, Store};
@@ -135,8 +135,14 @@ pub fn is_watch_event(e: &OutboxEvent) -> bool {
     e.audit_id < 0 || is_watcher_rule(&e.rule)
 }
 
-/// The body of one message in `format`.
-pub fn render(format: WebhookFormat, message: &Message, links: &Links) -> Value {
+/// The body of one message in `format`, about `tenant`'s findings (named by its name and id:
+/// one receiver may hear from many tenants).
+pub fn render(
+    format: WebhookFormat,
+    message: &Message,
+    links: &Links,
+    tenant: &TenantRef,
+) -> Value {
     let Some(first) = message.first() else {
         return json!({});
     };
@@ -195,16 +201,18 @@ pub fn render(format: WebhookFormat, message: &Message, links: &Links) -> Value 
             one.severity,
             who(one)
         ),
-        (_, Some((total, _))) => format!("{total} {verb} MFA findings in {}", first.tenant),
-        (many, None) => format!("{} {verb} MFA findings in {}", many.len(), first.tenant),
+        (_, Some((total, _))) => format!("{total} {verb} MFA findings in {}", tenant.name),
+        (many, None) => format!("{} {verb} MFA findings in {}", many.len(), tenant.name),
     };
+    let tenant_line = format!("Tenant: {}", tenant.display());
     let single = events.len() == 1 && summary.is_none();
     match format {
         WebhookFormat::Generic => {
             let mut body = json!({
                 "source": "mfa-auditor",
                 "version": 1,
-                "tenant": first.tenant,
+                "tenant": tenant.id,
+                "tenant_name": tenant.name,
                 "event": verb,
                 "audit_id": first.audit_id,
                 "findings": events.iter().map(finding).collect::<Vec<_>>(),
@@ -231,7 +239,7 @@ pub fn render(format: WebhookFormat, message: &Message, links: &Links) -> Value 
                     .replace('<', "&lt;")
                     .replace('>', "&gt;")
             };
-            let mut text = format!("*{}*", esc(&heading));
+            let mut text = format!("*{}*\n_{}_", esc(&heading), esc(&tenant_line));
             match summary {
                 None => {
                     for e in events {
@@ -308,6 +316,7 @@ pub fn render(format: WebhookFormat, message: &Message, links: &Links) -> Value 
                     body.push(json!({"type": "TextBlock", "wrap": true, "isSubtle": true, "text": format!("Among them: {}", names.join(", "))}));
                 }
             }
+            body.push(json!({"type": "TextBlock", "text": tenant_line, "isSubtle": true, "wrap": true, "separator": true}));
             let open = match summary {
                 Some((_, [(rule, _, _), ..])) => links.rule(rule),
                 _ => link(first),
@@ -330,11 +339,14 @@ pub fn render(format: WebhookFormat, message: &Message, links: &Links) -> Value 
     }
 }
 
+/// One tenant's webhook worker: delivers that tenant's outbox rows only (each tenant's
+/// `Alerting` runs its own).
 pub struct Worker {
     sinks: Vec<Sink>,
     store: Arc<Store>,
     metrics: AlertingMetrics,
     links: Links,
+    tenant: TenantRef,
     http: reqwest::Client,
 }
 
@@ -344,6 +356,7 @@ impl Worker {
         store: Arc<Store>,
         metrics: AlertingMetrics,
         links: Links,
+        tenant: TenantRef,
     ) -> Worker {
         let http = reqwest::Client::builder()
             .user_agent(concat!("mfa-auditor/", env!("CARGO_PKG_VERSION")))
@@ -354,6 +367,7 @@ impl Worker {
             store,
             metrics,
             links,
+            tenant,
             http,
         }
     }
@@ -388,7 +402,8 @@ impl Worker {
     }
 
     async fn count_pending(&self) {
-        match off_async(&self.store, |s| s.outbox_counts()).await {
+        let tenant = self.tenant.id.clone();
+        match off_async(&self.store, move |s| s.outbox_counts_of(&tenant)).await {
             Ok(counts) => {
                 for sink in &self.sinks {
                     let n = counts
@@ -412,19 +427,24 @@ impl Worker {
             tracing::error!(webhook = %name, "outbox: {e}");
             Some(Instant::now() + BACKOFF_FIRST)
         };
+        let tenant = self.tenant.id.clone();
         loop {
-            let pending = name.clone();
-            let events =
-                match off_async(&self.store, move |s| s.outbox_pending(&pending, 1000)).await {
-                    Ok(e) => e,
-                    Err(e) => return outbox(e),
-                };
+            let (pending, of) = (name.clone(), tenant.clone());
+            let events = match off_async(&self.store, move |s| {
+                s.outbox_pending(&of, &pending, 1000)
+            })
+            .await
+            {
+                Ok(e) => e,
+                Err(e) => return outbox(e),
+            };
             let run = leading_group(&events);
             // An empty queue: drained, nothing to retry.
             let first = run.first()?;
-            let (pending, audit_id, kind) = (name.clone(), first.audit_id, first.kind);
+            let (pending, of, audit_id, kind) =
+                (name.clone(), tenant.clone(), first.audit_id, first.kind);
             let by_rule = match off_async(&self.store, move |s| {
-                s.outbox_group(&pending, audit_id, kind)
+                s.outbox_group(&of, &pending, audit_id, kind)
             })
             .await
             {
@@ -437,7 +457,7 @@ impl Worker {
                     return None;
                 }
                 let sink = &self.sinks[i];
-                let body = render(sink.format, &message, &self.links);
+                let body = render(sink.format, &message, &self.links, &self.tenant);
                 let sent = send(&self.http, sink, &body).await;
                 let ids: Vec<i64> = match &message {
                     Message::Findings(e) | Message::Summary { examples: e, .. } => {
@@ -457,10 +477,10 @@ impl Worker {
                             off_async(&self.store, move |s| s.outbox_delivered(&ids)).await
                         }
                         Message::Summary { .. } => {
-                            let (pending, audit_id, kind) =
-                                (name.clone(), first.audit_id, first.kind);
+                            let (pending, of, audit_id, kind) =
+                                (name.clone(), tenant.clone(), first.audit_id, first.kind);
                             off_async(&self.store, move |s| {
-                                s.outbox_delivered_group(&pending, audit_id, kind)
+                                s.outbox_delivered_group(&of, &pending, audit_id, kind)
                                     .map(|_| ())
                             })
                             .await
@@ -533,6 +553,10 @@ async fn send(http: &reqwest::Client, sink: &Sink, body: &Value) -> Result<(), F
 mod tests {
     use super::*;
 
+    fn t1() -> TenantRef {
+        TenantRef::new("t1", "t1")
+    }
+
     fn event(id: i64, audit_id: i64, kind: EventKind, subject: &str) -> OutboxEvent {
         OutboxEvent {
             id,
@@ -591,7 +615,7 @@ mod tests {
         let one = Message::Findings(&run[1..2]);
         let command = run[1].remediation.as_str();
 
-        let generic = render(WebhookFormat::Generic, &one, &links);
+        let generic = render(WebhookFormat::Generic, &one, &links, &t1());
         assert_eq!(generic["origin"], "watcher");
         assert_eq!(generic["watch_run_id"], 7);
         assert!(generic.get("audit_id").is_none(), "{generic}");
@@ -603,7 +627,7 @@ mod tests {
             "http://127.0.0.1:9717/users/bob"
         );
 
-        let slack = render(WebhookFormat::Slack, &one, &links);
+        let slack = render(WebhookFormat::Slack, &one, &links, &t1());
         let text = slack["text"].as_str().expect("text");
         assert!(
             text.starts_with("*Detected: User locked out of MFA (high) for bob*"),
@@ -615,7 +639,7 @@ mod tests {
             "{text}"
         );
 
-        let teams = render(WebhookFormat::Teams, &one, &links);
+        let teams = render(WebhookFormat::Teams, &one, &links, &t1());
         let body = &teams["attachments"][0]["content"]["body"];
         let blocks = body.as_array().expect("body");
         let code = blocks
@@ -636,7 +660,12 @@ mod tests {
             "mfa-prompt-bombing",
             "cy",
         )];
-        let slack = render(WebhookFormat::Slack, &Message::Findings(&resolved), &links);
+        let slack = render(
+            WebhookFormat::Slack,
+            &Message::Findings(&resolved),
+            &links,
+            &t1(),
+        );
         let text = slack["text"].as_str().expect("text");
         assert!(
             text.starts_with("*Resolved: MFA prompt bombing (high) for cy*"),
@@ -649,7 +678,7 @@ mod tests {
             ("security-info", "Security info changed"),
         ] {
             let e = [detection_event(1, EventKind::New, rule, "dee")];
-            let teams = render(WebhookFormat::Teams, &Message::Findings(&e), &links);
+            let teams = render(WebhookFormat::Teams, &Message::Findings(&e), &links, &t1());
             assert_eq!(
                 teams["attachments"][0]["content"]["body"][0]["text"],
                 format!("Detected: {title} (high) for dee")
@@ -720,7 +749,7 @@ mod tests {
         let links = Links::new(Url::parse("http://127.0.0.1:9717").expect("url"));
         let one = [event(7, 3, EventKind::New, "ann")];
         let one = Message::Findings(&one);
-        let g = render(WebhookFormat::Generic, &one, &links);
+        let g = render(WebhookFormat::Generic, &one, &links, &t1());
         assert_eq!(g["event"], "new");
         assert_eq!(g["findings"][0]["id"], 7);
         assert_eq!(g["findings"][0]["user_principal_name"], "ann@contoso.com");
@@ -728,7 +757,7 @@ mod tests {
             g["findings"][0]["url"],
             "http://127.0.0.1:9717/users/ann@contoso.com"
         );
-        let s = render(WebhookFormat::Slack, &one, &links);
+        let s = render(WebhookFormat::Slack, &one, &links, &t1());
         let text = s["text"].as_str().expect("text");
         assert!(
             text.starts_with("*Open: User has no backup MFA method (medium) for ann@contoso.com*"),
@@ -743,7 +772,7 @@ mod tests {
             "Slack's control characters are escaped: {text}"
         );
         assert!(text.contains("_Fix:_ register a passkey"), "{text}");
-        let t = render(WebhookFormat::Teams, &one, &links);
+        let t = render(WebhookFormat::Teams, &one, &links, &t1());
         let card = &t["attachments"][0];
         assert_eq!(
             card["contentType"],
@@ -763,6 +792,7 @@ mod tests {
             WebhookFormat::Generic,
             &Message::Findings(&resolved),
             &links,
+            &t1(),
         );
         assert_eq!(g["event"], "resolved");
         assert_eq!(g["findings"].as_array().map(Vec::len), Some(2));
@@ -789,7 +819,7 @@ mod tests {
             by_rule: &by_rule,
             examples: &examples,
         };
-        let s = render(WebhookFormat::Slack, &m, &links);
+        let s = render(WebhookFormat::Slack, &m, &links, &t1());
         let text = s["text"].as_str().expect("text");
         assert!(text.starts_with("*4157 new MFA findings in t1*"), "{text}");
         assert!(text.contains("• 4120 × <http://127.0.0.1:9717/api/v1/findings?rule=no-backup-method|User has no backup MFA method> (medium)"), "{text}");
@@ -798,7 +828,7 @@ mod tests {
             text.ends_with("Among them: ann@contoso.com, bob@contoso.com"),
             "{text}"
         );
-        let t = render(WebhookFormat::Teams, &m, &links);
+        let t = render(WebhookFormat::Teams, &m, &links, &t1());
         let content = &t["attachments"][0]["content"];
         assert_eq!(content["body"][0]["text"], "4157 new MFA findings in t1");
         assert_eq!(
@@ -809,9 +839,62 @@ mod tests {
             content["actions"][0]["url"],
             "http://127.0.0.1:9717/api/v1/findings?rule=no-backup-method"
         );
-        let g = render(WebhookFormat::Generic, &m, &links);
+        let g = render(WebhookFormat::Generic, &m, &links, &t1());
         assert_eq!(g["summary"]["total"], 4157);
         assert_eq!(g["summary"]["by_rule"][1]["count"], 37);
+    }
+
+    #[test]
+    fn every_format_names_the_tenant_by_name_and_id_and_links_to_it() {
+        let contoso = TenantRef::new("0f3c5a8e-1111-4222-8333-444455556666", "contoso");
+        let links = Links::for_tenant(
+            Url::parse("http://127.0.0.1:9717").expect("url"),
+            &contoso.name,
+        );
+        let mut one = event(7, 3, EventKind::New, "ann");
+        one.tenant = contoso.id.clone();
+        let one = [one];
+        let m = Message::Findings(&one);
+        let g = render(WebhookFormat::Generic, &m, &links, &contoso);
+        assert_eq!(g["tenant"], contoso.id.as_str());
+        assert_eq!(g["tenant_name"], "contoso");
+        assert_eq!(
+            g["findings"][0]["url"],
+            "http://127.0.0.1:9717/users/ann@contoso.com?tenant=contoso"
+        );
+        let s = render(WebhookFormat::Slack, &m, &links, &contoso);
+        let text = s["text"].as_str().expect("text");
+        assert!(
+            text.contains("\n_Tenant: contoso (0f3c5a8e-1111-4222-8333-444455556666)_\n"),
+            "{text}"
+        );
+        let t = render(WebhookFormat::Teams, &m, &links, &contoso);
+        let body = t["attachments"][0]["content"]["body"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            body.iter()
+                .any(|b| b["text"] == "Tenant: contoso (0f3c5a8e-1111-4222-8333-444455556666)"),
+            "{body:?}"
+        );
+        // A summary is headed by the tenant's name.
+        let by_rule = [("no-backup-method".to_string(), "medium".to_string(), 40)];
+        let sum = Message::Summary {
+            total: 40,
+            by_rule: &by_rule,
+            examples: &one,
+        };
+        let s = render(WebhookFormat::Slack, &sum, &links, &contoso);
+        let text = s["text"].as_str().expect("text");
+        assert!(
+            text.starts_with("*40 new MFA findings in contoso*"),
+            "{text}"
+        );
+        assert!(
+            text.contains("findings?rule=no-backup-method&tenant=contoso|"),
+            "{text}"
+        );
     }
 
     /// A receiver that answers 429 with `Retry-After: 3` once, then 200; it keeps when each
@@ -888,6 +971,7 @@ mod tests {
             store.clone(),
             metrics.clone(),
             links,
+            t1(),
         );
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(worker.run(Arc::new(Notify::new()), stop_rx));

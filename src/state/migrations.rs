@@ -292,4 +292,13 @@ CREATE TABLE watch_classifier (
     r#"
 CREATE INDEX users_admins ON users (tk, upn, roles, enabled) WHERE roles != 0 AND deleted_at IS NULL;
 "#,
+    // Many tenants in one store (issue 14): each tenant's webhook worker reads, groups and
+    // forgets only its own outbox rows, so the outbox indexes lead with the tenant and each of
+    // those queries is a range.
+    r#"
+DROP INDEX outbox_pending;
+DROP INDEX outbox_group;
+CREATE INDEX outbox_pending ON outbox (tenant, webhook, id);
+CREATE INDEX outbox_group ON outbox (tenant, webhook, audit_id, kind, rule, severity);
+"#,
 ];

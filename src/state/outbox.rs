@@ -46,18 +46,20 @@ impl Store {
         Ok(())
     }
 
-    /// The oldest `limit` undelivered events for `webhook`, in the order they were queued.
+    /// The oldest `limit` undelivered events of `tenant` for `webhook`, in the order they were
+    /// queued. Each tenant's webhook worker reads only its own (a range of the index).
     pub fn outbox_pending(
         &self,
+        tenant: &str,
         webhook: &str,
         limit: usize,
     ) -> Result<Vec<OutboxEvent>, StateError> {
         let conn = self.conn();
         let mut q = conn.prepare(
             "SELECT id, webhook, tenant, audit_id, kind, rule, subject, user_principal_name, severity, detail, remediation, first_seen, resolved_at, attempts
-             FROM outbox WHERE webhook = ?1 ORDER BY id LIMIT ?2",
+             FROM outbox WHERE tenant = ?1 AND webhook = ?2 ORDER BY id LIMIT ?3",
         )?;
-        let rows = q.query_map(params![webhook, limit as i64], |r| {
+        let rows = q.query_map(params![tenant, webhook, limit as i64], |r| {
             Ok(OutboxEvent {
                 id: r.get(0)?,
                 webhook: r.get(1)?,
@@ -96,35 +98,38 @@ impl Store {
         Ok(())
     }
 
-    /// The events of one audit and kind queued for `webhook`, counted by (rule, severity),
-    /// largest first.
+    /// The events of one audit and kind of `tenant` queued for `webhook`, counted by (rule,
+    /// severity), largest first.
     pub fn outbox_group(
         &self,
+        tenant: &str,
         webhook: &str,
         audit_id: i64,
         kind: EventKind,
     ) -> Result<Vec<(String, String, i64)>, StateError> {
         let conn = self.conn();
         let mut q = conn.prepare(
-            "SELECT rule, severity, COUNT(*) AS n FROM outbox WHERE webhook = ?1 AND audit_id = ?2 AND kind = ?3
+            "SELECT rule, severity, COUNT(*) AS n FROM outbox WHERE tenant = ?1 AND webhook = ?2 AND audit_id = ?3 AND kind = ?4
              GROUP BY rule, severity ORDER BY n DESC, rule",
         )?;
-        let rows = q.query_map(params![webhook, audit_id, kind.as_str()], |r| {
+        let rows = q.query_map(params![tenant, webhook, audit_id, kind.as_str()], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Removes every event of one audit and kind for `webhook` (delivered as one summary).
+    /// Removes every event of one audit and kind of `tenant` for `webhook` (delivered as one
+    /// summary).
     pub fn outbox_delivered_group(
         &self,
+        tenant: &str,
         webhook: &str,
         audit_id: i64,
         kind: EventKind,
     ) -> Result<usize, StateError> {
         Ok(self.conn().execute(
-            "DELETE FROM outbox WHERE webhook = ?1 AND audit_id = ?2 AND kind = ?3",
-            params![webhook, audit_id, kind.as_str()],
+            "DELETE FROM outbox WHERE tenant = ?1 AND webhook = ?2 AND audit_id = ?3 AND kind = ?4",
+            params![tenant, webhook, audit_id, kind.as_str()],
         )?)
     }
 
@@ -144,7 +149,7 @@ impl Store {
         Ok(())
     }
 
-    /// Undelivered events by webhook.
+    /// Undelivered events by webhook, of every tenant.
     pub fn outbox_counts(&self) -> Result<Vec<(String, i64)>, StateError> {
         let conn = self.reader()?;
         let mut q =
@@ -153,13 +158,163 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Drops the events of webhooks no longer configured; returns how many.
-    pub fn outbox_forget_except(&self, webhooks: &[&str]) -> Result<usize, StateError> {
+    /// Undelivered events of `tenant` by webhook.
+    pub fn outbox_counts_of(&self, tenant: &str) -> Result<Vec<(String, i64)>, StateError> {
+        let conn = self.reader()?;
+        let mut q = conn.prepare(
+            "SELECT webhook, COUNT(*) FROM outbox WHERE tenant = ?1 GROUP BY webhook ORDER BY webhook",
+        )?;
+        let rows = q.query_map([tenant], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Drops `tenant`'s events for webhooks no longer configured; returns how many. Another
+    /// tenant's queue is its own worker's business.
+    pub fn outbox_forget_except(
+        &self,
+        tenant: &str,
+        webhooks: &[&str],
+    ) -> Result<usize, StateError> {
         let conn = self.conn();
         let list = serde_json::to_string(webhooks).unwrap_or_else(|_| "[]".into());
         Ok(conn.execute(
-            "DELETE FROM outbox WHERE webhook NOT IN (SELECT value FROM json_each(?1))",
-            [list],
+            "DELETE FROM outbox WHERE tenant = ?1 AND webhook NOT IN (SELECT value FROM json_each(?2))",
+            params![tenant, list],
         )?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evaluate::{Finding, Severity};
+
+    /// A complete audit of `tenant` finding `users` (one finding each).
+    fn audit(tenant: &str, users: &[&str]) -> Report {
+        let t: DateTime<Utc> = "2026-12-03T10:00:00Z".parse().expect("time");
+        Report {
+            tenant: tenant.into(),
+            complete: true,
+            started_at: t,
+            finished_at: t,
+            users_in_scope: users.len(),
+            findings: users
+                .iter()
+                .map(|u| Finding {
+                    rule: "phone-only",
+                    severity: Severity::Medium,
+                    subject: (*u).into(),
+                    user_id: Some((*u).into()),
+                    user_principal_name: Some(format!("{u}@{tenant}.com")),
+                    detail: "d".into(),
+                    remediation: "r".into(),
+                })
+                .collect(),
+            excepted: vec![],
+            skipped: vec![],
+            incomplete_reasons: vec![],
+            summary: Default::default(),
+            posture: Default::default(),
+        }
+    }
+
+    #[test]
+    fn each_tenant_reads_groups_counts_and_forgets_only_its_own_outbox() {
+        let store = Store::in_memory().expect("store");
+        let subs = [
+            Subscriber {
+                webhook: "hook".into(),
+                min_severity: Severity::Info,
+            },
+            Subscriber {
+                webhook: "old".into(),
+                min_severity: Severity::Info,
+            },
+        ];
+        store
+            .record_with(&audit("contoso", &["ann", "bob"]), 0, &subs)
+            .expect("record");
+        store
+            .record_with(&audit("fabrikam", &["cy"]), 0, &subs)
+            .expect("record");
+        let contoso = store
+            .outbox_pending("contoso", "hook", 100)
+            .expect("pending");
+        assert_eq!(
+            contoso
+                .iter()
+                .map(|e| (e.tenant.as_str(), e.subject.as_str()))
+                .collect::<Vec<_>>(),
+            [("contoso", "ann"), ("contoso", "bob")]
+        );
+        let fabrikam = store
+            .outbox_pending("fabrikam", "hook", 100)
+            .expect("pending");
+        assert_eq!(fabrikam.len(), 1);
+        assert_eq!(
+            store
+                .outbox_group("contoso", "hook", contoso[0].audit_id, EventKind::New)
+                .expect("group"),
+            [("phone-only".to_string(), "medium".to_string(), 2)]
+        );
+        assert_eq!(
+            store.outbox_counts_of("fabrikam").expect("counts"),
+            [("hook".to_string(), 1), ("old".to_string(), 1)]
+        );
+        // Contoso's configuration dropped `old`: fabrikam's queue for it is its own business.
+        assert_eq!(
+            store
+                .outbox_forget_except("contoso", &["hook"])
+                .expect("forget"),
+            2
+        );
+        assert_eq!(
+            store.outbox_counts_of("fabrikam").expect("counts"),
+            [("hook".to_string(), 1), ("old".to_string(), 1)]
+        );
+        // Contoso's summary delivered: fabrikam's events stay.
+        store
+            .outbox_delivered_group("contoso", "hook", contoso[0].audit_id, EventKind::New)
+            .expect("delivered");
+        assert!(store
+            .outbox_counts_of("contoso")
+            .expect("counts")
+            .is_empty());
+        assert_eq!(store.outbox_counts().expect("counts").len(), 2);
+    }
+
+    #[test]
+    fn a_tenants_outbox_queries_are_ranges_of_an_index() {
+        let store = Store::in_memory().expect("store");
+        let conn = store.conn();
+        for (sql, index) in [
+            (
+                "SELECT id FROM outbox WHERE tenant = 't' AND webhook = 'w' ORDER BY id LIMIT 10",
+                "outbox_pending",
+            ),
+            (
+                "SELECT rule, severity, COUNT(*) FROM outbox WHERE tenant = 't' AND webhook = 'w' AND audit_id = 1 AND kind = 'new' GROUP BY rule, severity",
+                "outbox_group",
+            ),
+            (
+                "SELECT webhook, COUNT(*) FROM outbox WHERE tenant = 't' GROUP BY webhook",
+                "outbox_",
+            ),
+        ] {
+            let mut q = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .expect("plan");
+            let plan: Vec<String> = q
+                .query_map([], |r| r.get::<_, String>(3))
+                .expect("plan")
+                .collect::<Result<_, _>>()
+                .expect("plan");
+            let plan = plan.join("; ");
+            assert!(
+                plan.contains("SEARCH outbox USING") && plan.contains(index),
+                "{sql}: {plan}"
+            );
+            assert!(!plan.contains("TEMP B-TREE FOR ORDER BY"), "{sql}: {plan}");
+        }
     }
 }

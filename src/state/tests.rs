@@ -278,7 +278,7 @@ fn the_outbox_queues_each_change_once_per_subscriber_in_the_audits_transaction()
             exception_expires: chrono::NaiveDate::from_ymd_opt(2027, 1, 1).expect("date"),
         });
         store.record_with(&first, 1, &subs).expect("record");
-        let all = store.outbox_pending("all", 100).expect("pending");
+        let all = store.outbox_pending("t1", "all", 100).expect("pending");
         let keys: Vec<String> = all
             .iter()
             .map(|e| format!("{:?}/{}/{}", e.kind, e.rule, e.subject))
@@ -288,7 +288,7 @@ fn the_outbox_queues_each_change_once_per_subscriber_in_the_audits_transaction()
             ["New/phone-only/ann", "New/no-mfa-method/bob"],
             "an excepted finding is an accepted risk: no message"
         );
-        let high_only = store.outbox_pending("high", 100).expect("pending");
+        let high_only = store.outbox_pending("t1", "high", 100).expect("pending");
         assert_eq!(high_only.len(), 1);
         assert_eq!(high_only[0].subject, "bob");
         // Delivered events go; a failed one stays, with its attempt counted.
@@ -310,7 +310,7 @@ fn the_outbox_queues_each_change_once_per_subscriber_in_the_audits_transaction()
     }
     // After a restart the undelivered event is still there, and bob's resolution queues.
     let store = Store::open(&path).expect("reopen");
-    let left = store.outbox_pending("all", 100).expect("pending");
+    let left = store.outbox_pending("t1", "all", 100).expect("pending");
     assert_eq!(left.len(), 1);
     assert_eq!((left[0].subject.as_str(), left[0].attempts), ("bob", 1));
     store
@@ -324,7 +324,7 @@ fn the_outbox_queues_each_change_once_per_subscriber_in_the_audits_transaction()
             &subs,
         )
         .expect("record");
-    let all = store.outbox_pending("all", 100).expect("pending");
+    let all = store.outbox_pending("t1", "all", 100).expect("pending");
     assert_eq!(all.len(), 2);
     assert_eq!(all[1].kind, EventKind::Resolved);
     assert_eq!(all[1].subject, "bob");
@@ -340,13 +340,13 @@ fn the_outbox_queues_each_change_once_per_subscriber_in_the_audits_transaction()
     let last = all[1].audit_id;
     assert_eq!(
         store
-            .outbox_group("high", last, EventKind::Resolved)
+            .outbox_group("t1", "high", last, EventKind::Resolved)
             .expect("group"),
         [("no-mfa-method".to_string(), "high".to_string(), 1)]
     );
     assert_eq!(
         store
-            .outbox_delivered_group("high", last, EventKind::Resolved)
+            .outbox_delivered_group("t1", "high", last, EventKind::Resolved)
             .expect("delivered"),
         1
     );
@@ -354,7 +354,10 @@ fn the_outbox_queues_each_change_once_per_subscriber_in_the_audits_transaction()
         store.outbox_counts().expect("counts"),
         [("all".to_string(), 2), ("high".to_string(), 1)]
     );
-    assert_eq!(store.outbox_forget_except(&["all"]).expect("forget"), 1);
+    assert_eq!(
+        store.outbox_forget_except("t1", &["all"]).expect("forget"),
+        1
+    );
     assert_eq!(
         store.outbox_counts().expect("counts"),
         [("all".to_string(), 2)]
@@ -388,7 +391,7 @@ fn a_skipped_rule_leaves_its_findings_exactly_as_they_were() {
         )
         .expect("record");
     let before = store.findings("t1", false).expect("findings");
-    let queued = store.outbox_pending("all", 100).expect("pending");
+    let queued = store.outbox_pending("t1", "all", 100).expect("pending");
     store
         .outbox_delivered(&queued.iter().map(|e| e.id).collect::<Vec<_>>())
         .expect("delivered");
@@ -411,7 +414,7 @@ fn a_skipped_rule_leaves_its_findings_exactly_as_they_were() {
     assert_eq!(c.kept, 1);
     assert_eq!(store.audits("t1", 1).expect("audits")[0].kept_open, 1);
     assert!(store
-        .outbox_pending("all", 100)
+        .outbox_pending("t1", "all", 100)
         .expect("pending")
         .is_empty());
     let during = store.findings("t1", true).expect("findings");
@@ -431,7 +434,7 @@ fn a_skipped_rule_leaves_its_findings_exactly_as_they_were() {
         .expect("record");
     assert!(c.new == 0 && c.resolved == 0, "{c:?}");
     assert!(store
-        .outbox_pending("all", 100)
+        .outbox_pending("t1", "all", 100)
         .expect("pending")
         .is_empty());
     let after = bob(&store.findings("t1", false).expect("findings"));
@@ -459,7 +462,7 @@ fn webhook_event_ids_are_never_reused_even_after_the_outbox_drains() {
                 &subs,
             )
             .expect("record");
-        let queued = store.outbox_pending("all", 100).expect("pending");
+        let queued = store.outbox_pending("t1", "all", 100).expect("pending");
         assert!(!queued.is_empty());
         for e in &queued {
             assert!(seen.insert(e.id), "event id {} given out twice", e.id);
@@ -525,7 +528,7 @@ fn an_old_store_migrates_its_tenant_subjects_and_its_outbox_sequence() {
         )
         .expect("record");
     let ids: Vec<i64> = store
-        .outbox_pending("all", 100)
+        .outbox_pending("t1", "all", 100)
         .expect("pending")
         .iter()
         .map(|e| e.id)

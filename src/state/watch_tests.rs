@@ -86,7 +86,9 @@ fn record(
 }
 
 fn pending(store: &Store, webhook: &str) -> Vec<OutboxEvent> {
-    store.outbox_pending(webhook, 100).expect("outbox")
+    store
+        .outbox_pending("contoso", webhook, 100)
+        .expect("outbox")
 }
 
 #[test]

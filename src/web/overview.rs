@@ -175,7 +175,7 @@ fn build(s: &Shared, t: &mut Timing) -> Result<Overview, WebError> {
     let queued = if config.alerting.webhook.is_empty() {
         vec![]
     } else {
-        t.db(|| s.store.outbox_counts())?
+        t.db(|| s.store.outbox_counts_of(tenant))?
     };
 
     let (by_severity, by_rule, open_total, excepted_total) = tally(&counts);
