@@ -306,7 +306,10 @@ async fn managed_identity_signs_in_at_the_imds_app_service_and_arc_endpoints() {
         .expect_err("wrong header")
         .to_string();
     assert!(e.contains("App Service") && e.contains("HTTP 401"), "{e}");
-    assert!(!e.contains("guessed-header-9f8e"), "the header is not in the error: {e}");
+    assert!(
+        !e.contains("guessed-header-9f8e"),
+        "the header is not in the error: {e}"
+    );
 
     // Azure Arc: a 401 challenge names a key file; its content is sent back.
     let cred = cfg
