@@ -140,7 +140,7 @@ struct Cached {
 /// How the token source proves who it is.
 enum Kind {
     Secret(Secret),
-    Certificate(CertificateKey),
+    Certificate(Box<CertificateKey>),
     FederatedFile(PathBuf),
     ManagedIdentity(ManagedIdentity),
     ManagedIdentityAssertion(ManagedIdentity),
@@ -168,7 +168,10 @@ impl TokenSource {
             Credential::Certificate {
                 certificate_pem,
                 private_key_pem,
-            } => Kind::Certificate(CertificateKey::parse(certificate_pem, private_key_pem)?),
+            } => Kind::Certificate(Box::new(CertificateKey::parse(
+                certificate_pem,
+                private_key_pem,
+            )?)),
             Credential::FederatedTokenFile(p) => Kind::FederatedFile(p.clone()),
             Credential::ManagedIdentity(mi) => Kind::ManagedIdentity(mi.clone()),
             Credential::ManagedIdentityAssertion(mi) => Kind::ManagedIdentityAssertion(mi.clone()),
