@@ -432,12 +432,12 @@ impl Drop for TracedDaemon {
     }
 }
 
-fn traced_daemon(config: &Path, token_file: &Path) -> TracedDaemon {
+fn traced_daemon(config: &Path, env: &[(&str, String)]) -> TracedDaemon {
     let mut child = Command::new(env!("CARGO_BIN_EXE_mfa-auditor"))
         .args(["--log-level", "trace", "run", "--config"])
         .arg(config)
         .env("RUST_LOG", "trace")
-        .env("AZURE_FEDERATED_TOKEN_FILE", token_file)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .env_remove("NOTIFY_SOCKET")
         .stderr(Stdio::piped())
         .stdout(Stdio::piped())
@@ -482,28 +482,27 @@ fn traced_daemon(config: &Path, token_file: &Path) -> TracedDaemon {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_daemon_signs_in_with_workload_identity_and_never_logs_a_token() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (private, public) = issuer_keys(dir.path(), "issuer");
-    let sim = start_sim(Some(&public), |_| {}).await;
-    let token_file = dir.path().join("azure-identity-token");
-    let federated = jwt(&private, ISSUER, SUBJECT, AUDIENCE, 3600);
-    std::fs::write(&token_file, &federated).expect("token");
-    let config = dir.path().join("config.toml");
-    common::daemon::write_config(&config, &sim, &dir.path().join("state.db"), 0, "");
-    let text = std::fs::read_to_string(&config).expect("config");
+/// A daemon config for `sim` whose credential line is `credential` (and whose client id line is
+/// dropped when `client_id` is false).
+fn daemon_config(dir: &Path, sim: &SimHandle, credential: &str, client_id: bool) -> PathBuf {
+    let config = dir.join("config.toml");
+    common::daemon::write_config(&config, sim, &dir.join("state.db"), 0, "");
+    let mut text = std::fs::read_to_string(&config).expect("config");
     assert!(text.contains("client_secret_env = \"SIM_SECRET\"\n"));
-    std::fs::write(
-        &config,
-        text.replace(
-            "client_secret_env = \"SIM_SECRET\"\n",
-            "workload_identity = true\n",
-        ),
-    )
-    .expect("config");
+    text = text.replace(
+        "client_secret_env = \"SIM_SECRET\"\n",
+        &format!("{credential}\n"),
+    );
+    if !client_id {
+        text = text.replace(&format!("client_id = \"{}\"\n", sim.client_id()), "");
+    }
+    std::fs::write(&config, text).expect("config");
+    config
+}
 
-    let daemon = traced_daemon(&config, &token_file);
+/// Waits for the daemon's first complete audit of `sim`; then the log must hold no JWT (every
+/// JWT, federated or access token, starts with base64url of `{"`: `eyJ`) nor `secrets`.
+async fn audits_and_logs_no_token(daemon: &TracedDaemon, sim: &SimHandle, secrets: &[&str]) {
     let base = daemon.base.clone();
     let series = format!(
         "mfa_auditor_audit_last_success_timestamp_seconds{{tenant=\"{}\"}}",
@@ -517,19 +516,52 @@ async fn the_daemon_signs_in_with_workload_identity_and_never_logs_a_token() {
     assert!(sim.stats().tokens_issued >= 1);
     let log = daemon.log.lock().unwrap_or_else(|e| e.into_inner()).clone();
     assert!(log.lines().count() > 100, "trace logging is on:\n{log}");
-    assert!(!log.contains(&federated), "the federated token was logged");
-    let signature = federated.rsplit('.').next().unwrap_or("x");
-    assert!(
-        !log.contains(signature),
-        "part of the federated token was logged"
+    for s in secrets {
+        assert!(!log.contains(s), "a secret was logged: {s}");
+    }
+    let jwts: Vec<&str> = log.lines().filter(|l| l.contains("eyJ")).collect();
+    assert!(jwts.is_empty(), "a JWT was logged:\n{}", jwts.join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_signs_in_with_workload_identity_and_never_logs_a_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (private, public) = issuer_keys(dir.path(), "issuer");
+    let sim = start_sim(Some(&public), |_| {}).await;
+    let token_file = dir.path().join("azure-identity-token");
+    let federated = jwt(&private, ISSUER, SUBJECT, AUDIENCE, 3600);
+    std::fs::write(&token_file, &federated).expect("token");
+    let config = daemon_config(dir.path(), &sim, "workload_identity = true", true);
+    let daemon = traced_daemon(
+        &config,
+        &[(
+            "AZURE_FEDERATED_TOKEN_FILE",
+            token_file.display().to_string(),
+        )],
     );
-    // Every JWT (the federated one, the access tokens) starts with base64url of `{"`.
-    assert!(
-        !log.contains("eyJ"),
-        "a JWT was logged:\n{}",
-        log.lines()
-            .filter(|l| l.contains("eyJ"))
-            .collect::<Vec<_>>()
-            .join("\n")
+    let signature = federated.rsplit('.').next().unwrap_or("x");
+    audits_and_logs_no_token(&daemon, &sim, &[&federated, signature]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_signs_in_with_a_managed_identity_and_never_logs_a_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = start_sim(None, |_| {}).await;
+    let header = SimManagedIdentity::default().app_service_header;
+    // App Service: the identity header is a secret too.
+    let config = daemon_config(dir.path(), &sim, "managed_identity = true", false);
+    let daemon = traced_daemon(
+        &config,
+        &[
+            ("IDENTITY_ENDPOINT", format!("{}/msi/token", sim.base_url())),
+            ("IDENTITY_HEADER", header.clone()),
+        ],
+    );
+    audits_and_logs_no_token(&daemon, &sim, &[&header]).await;
+    assert!(sim.stats().count("managed_identity_app_service", 200) >= 1);
+    assert_eq!(
+        sim.stats().count("token", 200),
+        0,
+        "no app token was asked for"
     );
 }
