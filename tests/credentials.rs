@@ -373,6 +373,26 @@ async fn managed_identity_signs_in_at_the_imds_app_service_and_arc_endpoints() {
 }
 
 #[tokio::test]
+async fn a_managed_identity_endpoint_being_updated_is_retried() {
+    let sim = start_sim(None, |c| {
+        if let Some(mi) = &mut c.managed_identity {
+            mi.unavailable_first = 2;
+        }
+    })
+    .await;
+    let cfg = config(&sim, false, "managed_identity = true");
+    let imds = env(vec![("AZURE_POD_IDENTITY_AUTHORITY_HOST", sim.base_url())]);
+    sign_in(&client(
+        &cfg,
+        cfg.credential_with(None, &imds).expect("imds"),
+    ))
+    .await
+    .expect("signed in after two 503s");
+    assert_eq!(sim.stats().count("managed_identity_imds", 503), 2);
+    assert_eq!(sim.stats().count("managed_identity_imds", 200), 1);
+}
+
+#[tokio::test]
 async fn a_managed_identitys_token_is_the_apps_client_assertion() {
     let mi = SimManagedIdentity::default();
     let trusting = |subject: String| {

@@ -77,6 +77,9 @@ pub struct SimManagedIdentity {
     /// Where the Arc endpoint writes its challenge keys (the system's temp directory when
     /// `None`).
     pub arc_key_dir: Option<PathBuf>,
+    /// The first this-many requests to the endpoints are answered 503, as IMDS answers while it
+    /// is being updated (the client must retry).
+    pub unavailable_first: u64,
 }
 
 impl Default for SimManagedIdentity {
@@ -87,6 +90,7 @@ impl Default for SimManagedIdentity {
             user_assigned: false,
             app_service_header: "sim-identity-header-not-a-real-one".into(),
             arc_key_dir: None,
+            unavailable_first: 0,
         }
     }
 }
@@ -290,7 +294,22 @@ pub async fn arc(
 }
 
 fn serve(state: &State, source: Source, headers: &HeaderMap, q: &[(String, String)]) -> Response {
-    let response = answer(state, source, headers, q);
+    let unavailable = state.config.managed_identity.as_ref().is_some_and(|mi| {
+        let served: u64 = [Source::Imds, Source::AppService, Source::Arc]
+            .iter()
+            .map(|s| state.stats().total(s.label()))
+            .sum();
+        served < mi.unavailable_first
+    });
+    let response = if unavailable {
+        mi_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            "IMDS is being updated; retry",
+        )
+    } else {
+        answer(state, source, headers, q)
+    };
     state.record(source.label(), response.status().as_u16());
     response
 }

@@ -27,6 +27,11 @@ pub const IMDS_TOKEN_PATH: &str = "/metadata/identity/oauth2/token";
 /// directory: an endpoint cannot make us read and send an arbitrary file).
 pub const ARC_KEY_DIR: &str = "/var/opt/azcmagent/tokens";
 
+/// Attempts at a managed-identity token when the endpoint answers a transient error.
+const MI_ATTEMPTS: u32 = 4;
+/// The first wait between them (doubling).
+const MI_BACKOFF: Duration = Duration::from_millis(500);
+
 /// Which managed-identity endpoint this host offers.
 #[derive(Clone, Debug)]
 pub enum ManagedIdentityEndpoint {
@@ -221,21 +226,41 @@ pub(crate) async fn managed_identity_token(
         }
         Ok::<_, GraphError>(r)
     };
-    let mut response = request(None)?.send().await.map_err(transport)?;
-    if let ManagedIdentityEndpoint::Arc { key_dir, .. } = endpoint {
-        if response.status() == reqwest::StatusCode::UNAUTHORIZED {
-            let challenge = response
-                .headers()
-                .get(reqwest::header::WWW_AUTHENTICATE)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            let key = arc_key(challenge.as_deref(), key_dir)
-                .map_err(|why| mi_error(endpoint, "challenge refused".into(), why))?;
-            response = request(Some(&key))?.send().await.map_err(transport)?;
+    // One attempt: the request, and for Arc the challenge and the request with its key.
+    let attempt = || async {
+        let mut response = request(None)?.send().await.map_err(transport)?;
+        if let ManagedIdentityEndpoint::Arc { key_dir, .. } = endpoint {
+            if response.status() == reqwest::StatusCode::UNAUTHORIZED {
+                let challenge = response
+                    .headers()
+                    .get(reqwest::header::WWW_AUTHENTICATE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                let key = arc_key(challenge.as_deref(), key_dir)
+                    .map_err(|why| mi_error(endpoint, "challenge refused".into(), why))?;
+                response = request(Some(&key))?.send().await.map_err(transport)?;
+            }
         }
-    }
-    let status = response.status();
-    let body = response.bytes().await.map_err(transport)?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(transport)?;
+        Ok::<_, GraphError>((status, body))
+    };
+    // IMDS's retry guidance: 404 (updating), 410 (being updated, back within 70 s), 429 and 5xx
+    // are transient; so is a connection that failed.
+    let mut tries = 0;
+    let (status, body) = loop {
+        tries += 1;
+        let sent = attempt().await;
+        let transient = match &sent {
+            Ok((s, _)) => matches!(s.as_u16(), 404 | 410 | 429 | 500..=599),
+            Err(GraphError::Transport { .. }) => true,
+            Err(_) => false,
+        };
+        if !transient || tries >= MI_ATTEMPTS {
+            break sent?;
+        }
+        tokio::time::sleep(MI_BACKOFF * 2u32.pow(tries - 1)).await;
+    };
     if !status.is_success() {
         let (error, description) = error_text(status.as_u16(), &body);
         return Err(mi_error(endpoint, error, description));
