@@ -418,6 +418,28 @@ async fn a_managed_identitys_token_is_the_apps_client_assertion() {
     assert_eq!(sim.stats().count("managed_identity_imds", 200), 1);
     assert_eq!(sim.stats().count("token", 200), 1);
 
+    // The MSP setup: the identity lives in the home tenant (`sim`); a customer tenant's app
+    // (the same multi-tenant app) trusts it, and its token endpoint takes the identity's token.
+    let home = sim.tenant_id().to_string();
+    let object_id = mi.object_id.clone();
+    let customer = common::sim(20, 9, Profile::Realistic, move |c| {
+        c.tenant_id = "1b2c3d4e-5f60-4a7b-8c9d-0e1f2a3b4c5d".into();
+        c.federated_credentials = vec![FederatedCredential::new(
+            &entra_issuer(&home),
+            &object_id,
+            None,
+        )];
+    })
+    .await;
+    let cfg = config(&customer, true, "managed_identity_assertion = true");
+    let cred = cfg.credential_with(None, &imds).expect("credential");
+    let c = client(&cfg, cred);
+    sign_in(&c)
+        .await
+        .expect("the customer tenant takes the home tenant's identity");
+    assert_eq!(customer.stats().count("token", 200), 1);
+    assert_eq!(sim.stats().count("managed_identity_imds", 200), 2);
+
     // An app trusting another identity refuses this one's token.
     let other = start_sim(
         None,

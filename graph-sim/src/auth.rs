@@ -167,7 +167,7 @@ impl Issuer<'_> {
                 .is_some_and(|iss| !iss.eq_ignore_ascii_case(self.client_id));
             if federated {
                 if let Err((code, text)) =
-                    crate::identity::check_federated(self.federated, self.key, assertion)
+                    crate::identity::check_federated(self.federated, assertion)
                 {
                     let (status, error) = match code {
                         700211..=700213 => (400, "invalid_request"),

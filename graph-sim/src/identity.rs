@@ -29,6 +29,13 @@ use crate::server::State;
 /// token meant as one).
 pub const TOKEN_EXCHANGE_AUDIENCE: &str = "api://AzureADTokenExchange";
 
+/// The key Entra's own federated-assertion tokens (a managed identity's token for
+/// `api://AzureADTokenExchange`) are signed with. Entra's signing keys are the same for every
+/// tenant, so one constant: a managed identity's token from one simulator (its home tenant) is
+/// accepted by another (a customer tenant whose app trusts it).
+const ENTRA_ASSERTION_KEY: &[u8] =
+    b"graph-sim: Entra's token signing key, shared by every simulated tenant";
+
 /// Entra's own issuer for `tenant` (what a managed identity's token says it is from).
 pub fn entra_issuer(tenant_id: &str) -> String {
     format!("https://login.microsoftonline.com/{tenant_id}/v2.0")
@@ -45,8 +52,8 @@ pub struct FederatedCredential {
     /// `api://AzureADTokenExchange` by default.
     pub audiences: Vec<String>,
     /// The issuer's RSA public key (SPKI PEM), as Entra would have fetched it from the issuer's
-    /// discovery document and JWKS. `None`: the issuer is this Entra (a managed identity's
-    /// token, signed with the simulator's own key).
+    /// discovery document and JWKS. `None`: the issuer is Entra itself (a managed identity's
+    /// token, from this simulator or another).
     pub issuer_key_pem: Option<String>,
 }
 
@@ -123,7 +130,6 @@ pub fn unverified_issuer(jwt: &str) -> Option<String> {
 /// AADSTS code and text.
 pub fn check_federated(
     credentials: &[FederatedCredential],
-    own_key: &[u8],
     jwt: &str,
 ) -> Result<(), (u32, String)> {
     let mut parts = jwt.split('.');
@@ -172,7 +178,7 @@ pub fn check_federated(
             .is_some(),
         (None, "HS256") => {
             use hmac::Mac;
-            hmac::Hmac::<Sha256>::new_from_slice(own_key)
+            hmac::Hmac::<Sha256>::new_from_slice(ENTRA_ASSERTION_KEY)
                 .map(|mut mac| {
                     mac.update(input.as_bytes());
                     mac.verify_slice(&sig).is_ok()
@@ -454,9 +460,14 @@ fn answer(state: &State, source: Source, headers: &HeaderMap, q: &[(String, Stri
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .tokens_issued += 1;
+    let key: &[u8] = if resource_trimmed == TOKEN_EXCHANGE_AUDIENCE {
+        ENTRA_ASSERTION_KEY
+    } else {
+        &state.key
+    };
     // IMDS and App Service send the numbers as strings.
     let mut body = json!({
-        "access_token": crate::auth::sign(&state.key, &claims),
+        "access_token": crate::auth::sign(key, &claims),
         "expires_on": (now + lifetime).to_string(),
         "not_before": now.to_string(),
         "resource": resource,
