@@ -317,6 +317,8 @@ fn the_sample_config_is_valid_and_its_defaults_match_the_code() {
                     && !rest.starts_with("client_secret_env")
                     && !rest.starts_with("certificate_file")
                     && !rest.starts_with("private_key_file")
+                    && !rest.starts_with("federated_token_file")
+                    && !rest.starts_with("managed_identity_client_id")
                     && !rest.starts_with("graph_url")
                     && !rest.starts_with("login_url") =>
             {
