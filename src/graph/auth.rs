@@ -248,12 +248,17 @@ impl TokenSource {
             Kind::ManagedIdentity(mi) => {
                 // The resource is the Graph host: the scope without `/.default`.
                 let resource = self.scope.strip_suffix("/.default").unwrap_or(&self.scope);
-                return identity::managed_identity_token(http, mi, resource).await;
+                // Boxed: this future sits inside every Graph request's; keep theirs small.
+                return Box::pin(identity::managed_identity_token(http, mi, resource)).await;
             }
             Kind::ManagedIdentityAssertion(mi) => Some(
-                identity::managed_identity_token(http, mi, TOKEN_EXCHANGE_AUDIENCE)
-                    .await?
-                    .0,
+                Box::pin(identity::managed_identity_token(
+                    http,
+                    mi,
+                    TOKEN_EXCHANGE_AUDIENCE,
+                ))
+                .await?
+                .0,
             ),
         };
         if let Some(assertion) = assertion {

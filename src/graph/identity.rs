@@ -57,6 +57,9 @@ impl ManagedIdentityEndpoint {
         };
         if let Some(endpoint) = var("IDENTITY_ENDPOINT") {
             let endpoint = parse("IDENTITY_ENDPOINT", &endpoint)?;
+            if var("IDENTITY_HEADER").is_some() && var("IDENTITY_SERVER_THUMBPRINT").is_some() {
+                return Err("IDENTITY_SERVER_THUMBPRINT is set: a Service Fabric managed identity, which is not supported; use workload identity or a certificate".into());
+            }
             if let Some(header) = var("IDENTITY_HEADER") {
                 return Ok(ManagedIdentityEndpoint::AppService {
                     endpoint,
@@ -354,6 +357,16 @@ mod tests {
         assert!(
             ManagedIdentityEndpoint::from_env(&env(&[("IDENTITY_ENDPOINT", "http://x/")])).is_err()
         );
+        let e = ManagedIdentityEndpoint::from_env(&env(&[
+            (
+                "IDENTITY_ENDPOINT",
+                "https://10.0.0.4:2377/metadata/identity/oauth2/token",
+            ),
+            ("IDENTITY_HEADER", "h"),
+            ("IDENTITY_SERVER_THUMBPRINT", "AB12"),
+        ]))
+        .expect_err("service fabric");
+        assert!(e.contains("Service Fabric"), "{e}");
     }
 
     #[test]
