@@ -67,6 +67,8 @@ pub struct Issuer<'a> {
     pub key: &'a [u8],
     /// The token endpoint URL as the client sees it (the assertion's `aud`).
     pub token_url: String,
+    /// The app's federated identity credentials.
+    pub federated: &'a [crate::identity::FederatedCredential],
 }
 
 #[derive(Deserialize)]
@@ -159,7 +161,21 @@ impl Issuer<'_> {
                     "Invalid request. client_assertion_type is wrong.",
                 );
             }
-            if let Err(why) = self.check_assertion(assertion) {
+            // A federated assertion comes from another issuer; a certificate assertion's issuer
+            // is the client id itself.
+            let federated = crate::identity::unverified_issuer(assertion)
+                .is_some_and(|iss| !iss.eq_ignore_ascii_case(self.client_id));
+            if federated {
+                if let Err((code, text)) =
+                    crate::identity::check_federated(self.federated, assertion)
+                {
+                    let (status, error) = match code {
+                        700211..=700213 => (400, "invalid_request"),
+                        _ => (401, "invalid_client"),
+                    };
+                    return aadsts(status, error, code, &text);
+                }
+            } else if let Err(why) = self.check_assertion(assertion) {
                 return aadsts(
                     401,
                     "invalid_client",

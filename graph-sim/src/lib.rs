@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod events;
 pub mod faults;
+pub mod identity;
 mod lockouts;
 mod render;
 mod server;
@@ -30,6 +31,7 @@ pub use events::{
     WatchTruth,
 };
 pub use faults::Fault;
+pub use identity::{FederatedCredential, SimManagedIdentity};
 pub use tenant::{
     generate, generate_at, GroundTruth, Profile, SimCaConditions, SimCaPolicy, SimFido2,
     SimKeyRestrictions, SimLockout, SimMethodTargets, SimPasskeyProfile, SimPolicy, SimSignIn,
@@ -123,6 +125,12 @@ pub struct SimConfig {
     pub audit_delay: Duration,
     /// Background sign-ins generated on the fly (benchmarks); `None`: none.
     pub traffic: Option<Traffic>,
+    /// The app's federated identity credentials (workload identity federation): which issuers'
+    /// tokens it accepts as client assertions, for which subjects and audiences.
+    pub federated_credentials: Vec<FederatedCredential>,
+    /// The host's managed identity, served at the IMDS, App Service and Arc endpoints; `None`:
+    /// they answer "Identity not found".
+    pub managed_identity: Option<SimManagedIdentity>,
 }
 
 impl Default for SimConfig {
@@ -148,6 +156,8 @@ impl Default for SimConfig {
             sign_in_delay: Duration::ZERO,
             audit_delay: Duration::ZERO,
             traffic: None,
+            federated_credentials: Vec::new(),
+            managed_identity: None,
         }
     }
 }

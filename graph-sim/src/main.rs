@@ -74,6 +74,24 @@ struct Args {
     /// Directory-audit entries pushed at run time appear this long after they happen.
     #[arg(long, default_value_t = 0)]
     audit_delay_ms: u64,
+    /// A federated identity credential on the app (repeatable): `ISSUER,SUBJECT,KEY.pem`, the
+    /// issuer's RSA public key in SPKI PEM (audience api://AzureADTokenExchange), or
+    /// `ISSUER,SUBJECT` for an issuer that is this Entra (a managed identity's token).
+    #[arg(long)]
+    federated_credential: Vec<String>,
+    /// Serve a managed identity at /metadata/identity/oauth2/token (IMDS), /msi/token (App
+    /// Service) and /arc/metadata/identity/oauth2/token (Azure Arc).
+    #[arg(long)]
+    managed_identity: bool,
+    /// The managed identity is user-assigned with this client id (implies --managed-identity).
+    #[arg(long)]
+    managed_identity_client_id: Option<String>,
+    /// The App Service endpoint's IDENTITY_HEADER value.
+    #[arg(long)]
+    identity_header: Option<String>,
+    /// Where the Arc endpoint writes its challenge key files.
+    #[arg(long)]
+    arc_key_dir: Option<std::path::PathBuf>,
 }
 
 #[tokio::main]
@@ -127,6 +145,35 @@ async fn main() -> anyhow::Result<()> {
             std::fs::read_to_string(path)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
         );
+    }
+    for spec in &args.federated_credential {
+        let parts: Vec<&str> = spec.split(',').collect();
+        let key = match parts.as_slice() {
+            [_, _] => None,
+            [_, _, path] => {
+                Some(std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{path}: {e}"))?)
+            }
+            _ => {
+                anyhow::bail!("--federated-credential {spec:?}: expected ISSUER,SUBJECT[,KEY.pem]")
+            }
+        };
+        config
+            .federated_credentials
+            .push(graph_sim::FederatedCredential::new(parts[0], parts[1], key));
+    }
+    if args.managed_identity || args.managed_identity_client_id.is_some() {
+        let mut mi = graph_sim::SimManagedIdentity {
+            arc_key_dir: args.arc_key_dir.clone(),
+            ..Default::default()
+        };
+        if let Some(id) = &args.managed_identity_client_id {
+            mi.client_id = id.clone();
+            mi.user_assigned = true;
+        }
+        if let Some(h) = &args.identity_header {
+            mi.app_service_header = h.clone();
+        }
+        config.managed_identity = Some(mi);
     }
     let sim = graph_sim::start(config, args.listen).await?;
     if let Some(path) = &args.ground_truth_out {

@@ -446,7 +446,7 @@ impl State {
         crate::events::watch_states(t.sign_ins.iter().chain(generated.iter()), at, th)
     }
 
-    fn record(&self, label: &str, status: u16) {
+    pub(crate) fn record(&self, label: &str, status: u16) {
         let mut s = self.stats.lock().unwrap_or_else(|e| e.into_inner());
         *s.requests
             .entry(label.to_string())
@@ -474,7 +474,7 @@ impl State {
             .map(|a| a.fault.clone())
     }
 
-    fn token_lifetime(&self) -> i64 {
+    pub(crate) fn token_lifetime(&self) -> i64 {
         let faults = self.faults.lock().unwrap_or_else(|e| e.into_inner());
         faults
             .iter()
@@ -548,7 +548,7 @@ impl State {
 
     /// The application permissions a token issued now carries: the granted ones less those a
     /// `revoke` fault removed.
-    fn roles_now(&self) -> Vec<String> {
+    pub(crate) fn roles_now(&self) -> Vec<String> {
         let faults = self.faults.lock().unwrap_or_else(|e| e.into_inner());
         self.config
             .granted_roles
@@ -942,7 +942,20 @@ impl State {
 }
 
 pub fn router(state: Arc<State>) -> Router {
-    Router::new().fallback(handle).with_state(state)
+    use axum::routing::get;
+    Router::new()
+        // Managed identity (graph-sim/src/identity.rs): IMDS, App Service, Azure Arc.
+        .route(
+            "/metadata/identity/oauth2/token",
+            get(crate::identity::imds),
+        )
+        .route("/msi/token", get(crate::identity::app_service))
+        .route(
+            "/arc/metadata/identity/oauth2/token",
+            get(crate::identity::arc),
+        )
+        .fallback(handle)
+        .with_state(state)
 }
 
 fn to_response(reply: Reply, client_request_id: Option<&str>) -> Response {
@@ -1030,6 +1043,7 @@ async fn handle(
             lifetime_secs: state.token_lifetime(),
             key: &state.key,
             token_url: format!("{}/{tenant}/oauth2/v2.0/token", state.base_url),
+            federated: &state.config.federated_credentials,
         };
         let (status, body) = issuer.token(tenant, &form, basic);
         state.record("token", status);

@@ -1,11 +1,13 @@
 //! Reading the credential: a client secret from a file (relative paths resolve against systemd's
 //! `$CREDENTIALS_DIRECTORY`) or an environment variable, or a PEM certificate and its key, into
 //! [`Secret`]s that are never logged. A secret file readable by group or others is warned about.
+//! Or no secret at all: a federated token file (its path; read at each token request) or a
+//! managed identity (its endpoint, found in the environment as the Azure SDKs find it).
 
 use std::path::{Path, PathBuf};
 
 use super::{Config, ConfigError};
-use crate::graph::Credential;
+use crate::graph::{Credential, ManagedIdentity, ManagedIdentityEndpoint};
 use crate::secret::Secret;
 
 impl Config {
@@ -93,6 +95,47 @@ impl Config {
             return Ok(Credential::Certificate {
                 certificate_pem,
                 private_key_pem: Secret::new(key),
+            });
+        }
+        let federated = match (&t.federated_token_file, t.workload_identity) {
+            (Some(p), _) => Some(("tenant.federated_token_file", p.clone())),
+            (None, true) => match env("AZURE_FEDERATED_TOKEN_FILE").filter(|v| !v.is_empty()) {
+                Some(p) => Some(("tenant.workload_identity", PathBuf::from(p))),
+                None => return Err(fail(
+                    "tenant.workload_identity",
+                    "AZURE_FEDERATED_TOKEN_FILE is not set (the AKS workload identity webhook sets it in a pod whose service account is annotated and labelled azure.workload.identity/use: \"true\"); or name the file with federated_token_file".into(),
+                )),
+            },
+            (None, false) => None,
+        };
+        if let Some((key, path)) = federated {
+            // Read once now so a wrong path fails at start; it is read again at every token
+            // request (rotated in place), and its content never leaves the token request.
+            match std::fs::read_to_string(&path) {
+                Ok(text) if !text.trim().is_empty() => {}
+                Ok(_) => return Err(fail(key, format!("{} is empty", path.display()))),
+                Err(e) => return Err(fail(key, format!("cannot read {}: {e}", path.display()))),
+            }
+            return Ok(Credential::FederatedTokenFile(path));
+        }
+        if t.managed_identity
+            || t.managed_identity_client_id.is_some()
+            || t.managed_identity_assertion
+        {
+            let key = if t.managed_identity_assertion {
+                "tenant.managed_identity_assertion"
+            } else {
+                "tenant.managed_identity"
+            };
+            let endpoint = ManagedIdentityEndpoint::from_env(env).map_err(|e| fail(key, e))?;
+            let mi = ManagedIdentity {
+                client_id: t.managed_identity_client_id.clone(),
+                endpoint,
+            };
+            return Ok(if t.managed_identity_assertion {
+                Credential::ManagedIdentityAssertion(mi)
+            } else {
+                Credential::ManagedIdentity(mi)
             });
         }
         Err(fail("tenant", "no credential configured".into()))

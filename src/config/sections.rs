@@ -71,7 +71,9 @@ pub struct TenantConfig {
     pub graph_url: Option<String>,
     /// Login (token) base URL, `custom` only (plain `http` only for loopback hosts).
     pub login_url: Option<String>,
-    /// The app registration's application (client) id.
+    /// The app registration's application (client) id; may be omitted only with a plain managed
+    /// identity (`managed_identity` / `managed_identity_client_id`), whose token is its own.
+    #[serde(default)]
     pub client_id: String,
     /// `[[tenants]]` entries only: `[tenants.scope]` replaces `[scope]` for this tenant (keys it
     /// leaves out take their defaults, not the shared values).
@@ -100,6 +102,24 @@ pub struct TenantConfig {
     pub certificate_file: Option<PathBuf>,
     /// PEM private key of that certificate.
     pub private_key_file: Option<PathBuf>,
+    /// Workload identity federation with the token file named by `$AZURE_FEDERATED_TOKEN_FILE`
+    /// (AKS workload identity sets it), read again at every token request.
+    #[serde(default)]
+    pub workload_identity: bool,
+    /// Workload identity federation with this token file (a GitHub OIDC token, another issuer's),
+    /// read again at every token request.
+    pub federated_token_file: Option<PathBuf>,
+    /// Sign in as the host's system-assigned managed identity (IMDS, App Service, Arc: found from
+    /// the environment).
+    #[serde(default)]
+    pub managed_identity: bool,
+    /// Sign in as this user-assigned managed identity (its client id).
+    pub managed_identity_client_id: Option<String>,
+    /// Sign in as the app (`client_id`) with a managed identity's token as its client assertion
+    /// (the app trusts the identity through a federated identity credential); the identity is
+    /// `managed_identity_client_id` when set, else the system-assigned one.
+    #[serde(default)]
+    pub managed_identity_assertion: bool,
 }
 
 /// `[graph.pacing]`: the client-side budget per throttle class (REFERENCE §3.6).

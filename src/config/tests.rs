@@ -317,6 +317,8 @@ fn the_sample_config_is_valid_and_its_defaults_match_the_code() {
                     && !rest.starts_with("client_secret_env")
                     && !rest.starts_with("certificate_file")
                     && !rest.starts_with("private_key_file")
+                    && !rest.starts_with("federated_token_file")
+                    && !rest.starts_with("managed_identity_client_id")
                     && !rest.starts_with("graph_url")
                     && !rest.starts_with("login_url") =>
             {
@@ -448,4 +450,145 @@ fn the_watcher_defaults_and_errors_name_the_key_and_line() {
         let e = error(&format!("{GOOD}\n[watcher]\n{text}\n"));
         assert!(e.contains(message), "{text}: {e}");
     }
+}
+
+#[test]
+fn secretless_credentials_are_exactly_one_and_only_a_plain_managed_identity_omits_the_client_id() {
+    let with = |credential: &str| GOOD.replace("client_secret_env = \"MFA_SECRET\"", credential);
+    let no_client = |credential: &str| {
+        with(credential).replace("client_id = \"5a1e3c9d-7b2f-4e6a-8c0d-2f4b6d8e0a1c\"\n", "")
+    };
+    for ok in [
+        "workload_identity = true",
+        "federated_token_file = \"/var/run/secrets/azure/tokens/azure-identity-token\"",
+        "managed_identity = true",
+        "managed_identity_client_id = \"0b6e2a4c-8d1f-4e3a-9c5b-7a1d3f5e7b9c\"",
+        "managed_identity = true\nmanaged_identity_client_id = \"0b6e2a4c-8d1f-4e3a-9c5b-7a1d3f5e7b9c\"",
+        "managed_identity_assertion = true",
+        "managed_identity_assertion = true\nmanaged_identity_client_id = \"0b6e2a4c-8d1f-4e3a-9c5b-7a1d3f5e7b9c\"",
+    ] {
+        assert!(parse(&with(ok)).is_ok(), "{ok}: {}", error(&with(ok)));
+    }
+    // Only a plain managed identity signs in as itself, without an app.
+    assert!(parse(&no_client("managed_identity = true")).is_ok());
+    assert!(parse(&no_client(
+        "managed_identity_client_id = \"0b6e2a4c-8d1f-4e3a-9c5b-7a1d3f5e7b9c\""
+    ))
+    .is_ok());
+    for needs_app in [
+        "workload_identity = true",
+        "managed_identity_assertion = true",
+        "client_secret_env = \"MFA_SECRET\"",
+    ] {
+        let e = error(&no_client(needs_app));
+        assert!(e.contains("tenant.client_id: missing"), "{needs_app}: {e}");
+    }
+    for (two, key) in [
+        ("workload_identity = true\nfederated_token_file = \"/t\"", "tenant.federated_token_file: more than one credential is set (workload_identity and federated_token_file)"),
+        ("client_secret_env = \"S\"\nmanaged_identity = true", "tenant.managed_identity: more than one credential is set (client_secret_env and managed_identity)"),
+        ("workload_identity = true\nmanaged_identity_assertion = true", "tenant.managed_identity_assertion: more than one credential"),
+        ("managed_identity_assertion = true\nmanaged_identity = true", "tenant.managed_identity: managed_identity_assertion already uses the managed identity"),
+    ] {
+        let e = error(&with(two));
+        assert!(e.contains(key), "{two}: {e}");
+        assert!(e.starts_with("config.toml:"), "the error has its line: {e}");
+    }
+    let e = error(&with("managed_identity_client_id = \"my-identity\""));
+    assert!(
+        e.contains("tenant.managed_identity_client_id: \"my-identity\" is not a GUID"),
+        "{e}"
+    );
+    let e = error(&with("federated_token_file = \"\""));
+    assert!(
+        e.contains("tenant.federated_token_file: an empty path"),
+        "{e}"
+    );
+    let e = error(&with("workload_identity = \"yes\""));
+    assert!(e.contains("tenant.workload_identity"), "{e}");
+}
+
+#[test]
+fn secretless_credentials_are_read_from_the_environment() {
+    use crate::graph::{Credential, ManagedIdentityEndpoint};
+    let with = |credential: &str| {
+        parse(&GOOD.replace("client_secret_env = \"MFA_SECRET\"", credential)).expect("valid")
+    };
+    let c = with("workload_identity = true");
+    let e = c
+        .credential_with(None, &|_| None)
+        .expect_err("unset")
+        .to_string();
+    assert!(
+        e.contains("tenant.workload_identity: AZURE_FEDERATED_TOKEN_FILE is not set"),
+        "{e}"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("token");
+    let path = file.display().to_string();
+    let env = |n: &str| (n == "AZURE_FEDERATED_TOKEN_FILE").then(|| path.clone());
+    let e = c
+        .credential_with(None, &env)
+        .expect_err("missing")
+        .to_string();
+    assert!(e.contains("cannot read"), "{e}");
+    std::fs::write(&file, "\n").expect("write");
+    let e = c
+        .credential_with(None, &env)
+        .expect_err("empty")
+        .to_string();
+    assert!(e.contains("is empty"), "{e}");
+    std::fs::write(&file, "eyJhbGciOiJSUzI1NiJ9.e30.c2ln\n").expect("write");
+    let cred = c.credential_with(None, &env).expect("read");
+    assert!(
+        matches!(&cred, Credential::FederatedTokenFile(p) if p == &file),
+        "{cred:?}"
+    );
+    assert!(
+        !format!("{cred:?}").contains("eyJ"),
+        "the token is not read into the credential"
+    );
+
+    let c = with("managed_identity_client_id = \"0b6e2a4c-8d1f-4e3a-9c5b-7a1d3f5e7b9c\"");
+    let cred = c
+        .credential_with(None, &|n| {
+            [
+                ("IDENTITY_ENDPOINT", "http://127.0.0.1:8081/msi/token"),
+                ("IDENTITY_HEADER", "h3ader"),
+            ]
+            .iter()
+            .find(|(k, _)| *k == n)
+            .map(|(_, v)| v.to_string())
+        })
+        .expect("app service");
+    match &cred {
+        Credential::ManagedIdentity(mi) => {
+            assert_eq!(
+                mi.client_id.as_deref(),
+                Some("0b6e2a4c-8d1f-4e3a-9c5b-7a1d3f5e7b9c")
+            );
+            assert!(matches!(
+                mi.endpoint,
+                ManagedIdentityEndpoint::AppService { .. }
+            ));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!format!("{cred:?}").contains("h3ader"));
+    let e = with("managed_identity = true")
+        .credential_with(None, &|n| {
+            (n == "IDENTITY_ENDPOINT").then(|| "http://x/".to_string())
+        })
+        .expect_err("half an endpoint")
+        .to_string();
+    assert!(
+        e.contains("tenant.managed_identity: IDENTITY_ENDPOINT is set without"),
+        "{e}"
+    );
+    let cred = with("managed_identity_assertion = true")
+        .credential_with(None, &|_| None)
+        .expect("imds");
+    assert!(
+        matches!(cred, Credential::ManagedIdentityAssertion(_)),
+        "{cred:?}"
+    );
 }

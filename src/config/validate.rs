@@ -43,7 +43,16 @@ impl Config {
                 format!("{:?} is neither a GUID nor a domain name", t.tenant_id),
             ));
         }
-        if !is_guid(&t.client_id) {
+        // A plain managed identity signs in as itself: no app, so no client id needed.
+        let plain_mi = (t.managed_identity || t.managed_identity_client_id.is_some())
+            && !t.managed_identity_assertion;
+        if t.client_id.is_empty() && !plain_mi {
+            return Err(at(
+                "tenant.client_id",
+                "missing: the app registration's application id (only a plain managed_identity may omit it)".into(),
+            ));
+        }
+        if !t.client_id.is_empty() && !is_guid(&t.client_id) {
             return Err(at(
                 "tenant.client_id",
                 format!("{:?} is not a GUID (the app's application id)", t.client_id),
@@ -97,22 +106,67 @@ impl Config {
         let (Ok(login), Ok(graph)) = (login, graph) else {
             return Err(at("tenant.cloud", "internal: bad cloud URL".into()));
         };
+        // Exactly one credential. Each entry: (is it set, the key an error names).
         let sources = [
-            t.client_secret_file.is_some(),
-            t.client_secret_env.is_some(),
-            t.certificate_file.is_some() || t.private_key_file.is_some(),
+            (t.client_secret_file.is_some(), "tenant.client_secret_file"),
+            (t.client_secret_env.is_some(), "tenant.client_secret_env"),
+            (
+                t.certificate_file.is_some() || t.private_key_file.is_some(),
+                if t.certificate_file.is_some() {
+                    "tenant.certificate_file"
+                } else {
+                    "tenant.private_key_file"
+                },
+            ),
+            (t.workload_identity, "tenant.workload_identity"),
+            (
+                t.federated_token_file.is_some(),
+                "tenant.federated_token_file",
+            ),
+            (
+                t.managed_identity_assertion,
+                "tenant.managed_identity_assertion",
+            ),
+            (plain_mi, "tenant.managed_identity"),
         ];
-        match sources.iter().filter(|s| **s).count() {
-            0 => {
+        let set: Vec<&str> = sources.iter().filter(|s| s.0).map(|s| s.1).collect();
+        match set.as_slice() {
+            [] => {
                 return Err(at(
                     "tenant",
-                    "no credential: set client_secret_file, client_secret_env, or certificate_file with private_key_file".into(),
+                    "no credential: set client_secret_file, client_secret_env, certificate_file with private_key_file, workload_identity, federated_token_file, managed_identity (or managed_identity_client_id), or managed_identity_assertion".into(),
                 ))
             }
-            1 => {}
-            _ => {
-                let key = if t.client_secret_env.is_some() { "tenant.client_secret_env" } else { "tenant.certificate_file" };
-                return Err(at(key, "more than one credential is set; keep exactly one".into()));
+            [_] => {}
+            [first, second, ..] => {
+                let name = |k: &str| k.trim_start_matches("tenant.").to_string();
+                return Err(at(
+                    second,
+                    format!(
+                        "more than one credential is set ({} and {}); keep exactly one",
+                        name(first),
+                        name(second)
+                    ),
+                ));
+            }
+        }
+        if t.managed_identity_assertion && t.managed_identity {
+            return Err(at(
+                "tenant.managed_identity",
+                "managed_identity_assertion already uses the managed identity (the system-assigned one, or managed_identity_client_id); remove managed_identity".into(),
+            ));
+        }
+        if let Some(id) = &t.managed_identity_client_id {
+            if !is_guid(id) {
+                return Err(at(
+                    "tenant.managed_identity_client_id",
+                    format!("{id:?} is not a GUID (the user-assigned identity's client id)"),
+                ));
+            }
+        }
+        if let Some(p) = &t.federated_token_file {
+            if p.as_os_str().is_empty() {
+                return Err(at("tenant.federated_token_file", "an empty path".into()));
             }
         }
         if t.certificate_file.is_some() != t.private_key_file.is_some() {

@@ -1,8 +1,11 @@
 //! Client-credentials tokens (REFERENCE §1): a client secret or a certificate assertion
-//! (`private_key_jwt`, PS256 with `x5t#S256`), cached and refreshed shortly before expiry.
+//! (`private_key_jwt`, PS256 with `x5t#S256`), a federated token (workload identity federation)
+//! or a managed identity's token as the assertion, or a managed identity's own token
+//! (`identity.rs`); cached and refreshed shortly before expiry.
 //!
 //! One refresh at a time: concurrent callers wait on the same lock and find the new token.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -15,6 +18,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
+use super::identity::{self, ManagedIdentity, TOKEN_EXCHANGE_AUDIENCE};
 use super::GraphError;
 use crate::secret::Secret;
 
@@ -28,6 +32,29 @@ pub enum Credential {
         certificate_pem: String,
         private_key_pem: Secret,
     },
+    /// Workload identity federation: a token from a trusted issuer (a Kubernetes service account
+    /// token, a GitHub OIDC token) in this file, read again at every token request (kubelet
+    /// rotates it in place) and sent as the app's `client_assertion` (jwt-bearer).
+    FederatedTokenFile(PathBuf),
+    /// A managed identity's own token for Graph (no app registration; its home tenant only).
+    ManagedIdentity(ManagedIdentity),
+    /// A managed identity's token for `api://AzureADTokenExchange`, sent as the client assertion
+    /// of the app (which trusts the identity through a federated identity credential): the
+    /// secret-less multi-tenant setup.
+    ManagedIdentityAssertion(ManagedIdentity),
+}
+
+impl Credential {
+    /// What kind of credential, for messages (never its content).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Credential::Secret(_) => "client secret",
+            Credential::Certificate { .. } => "certificate",
+            Credential::FederatedTokenFile(_) => "federated token file",
+            Credential::ManagedIdentity(_) => "managed identity",
+            Credential::ManagedIdentityAssertion(_) => "managed identity as federated credential",
+        }
+    }
 }
 
 /// A certificate credential, parsed once.
@@ -90,8 +117,8 @@ impl CertificateKey {
 #[derive(Deserialize)]
 struct TokenResponse {
     access_token: String,
-    #[serde(default)]
-    expires_in: Option<u64>,
+    #[serde(flatten)]
+    rest: serde_json::Value,
 }
 
 #[derive(Deserialize, Default)]
@@ -110,13 +137,21 @@ struct Cached {
     refresh_at: Instant,
 }
 
+/// How the token source proves who it is.
+enum Kind {
+    Secret(Secret),
+    Certificate(Box<CertificateKey>),
+    FederatedFile(PathBuf),
+    ManagedIdentity(ManagedIdentity),
+    ManagedIdentityAssertion(ManagedIdentity),
+}
+
 /// The token source: fetches, caches, refreshes.
 pub(crate) struct TokenSource {
     token_url: String,
     client_id: String,
     scope: String,
-    secret: Option<Secret>,
-    certificate: Option<CertificateKey>,
+    kind: Kind,
     cache: Mutex<Option<Cached>>,
     requests: std::sync::atomic::AtomicU64,
 }
@@ -128,22 +163,24 @@ impl TokenSource {
         scope: String,
         credential: &Credential,
     ) -> Result<Self, GraphError> {
-        let (secret, certificate) = match credential {
-            Credential::Secret(s) => (Some(s.clone()), None),
+        let kind = match credential {
+            Credential::Secret(s) => Kind::Secret(s.clone()),
             Credential::Certificate {
                 certificate_pem,
                 private_key_pem,
-            } => (
-                None,
-                Some(CertificateKey::parse(certificate_pem, private_key_pem)?),
-            ),
+            } => Kind::Certificate(Box::new(CertificateKey::parse(
+                certificate_pem,
+                private_key_pem,
+            )?)),
+            Credential::FederatedTokenFile(p) => Kind::FederatedFile(p.clone()),
+            Credential::ManagedIdentity(mi) => Kind::ManagedIdentity(mi.clone()),
+            Credential::ManagedIdentityAssertion(mi) => Kind::ManagedIdentityAssertion(mi.clone()),
         };
         Ok(TokenSource {
             token_url,
             client_id,
             scope,
-            secret,
-            certificate,
+            kind,
             cache: Mutex::new(None),
             requests: Default::default(),
         })
@@ -199,18 +236,37 @@ impl TokenSource {
             ("scope", self.scope.clone()),
             ("grant_type", "client_credentials".into()),
         ];
-        if let Some(secret) = &self.secret {
-            form.push(("client_secret", secret.expose().to_owned()));
-        }
-        if let Some(cert) = &self.certificate {
+        let assertion = match &self.kind {
+            Kind::Secret(secret) => {
+                form.push(("client_secret", secret.expose().to_owned()));
+                None
+            }
+            Kind::Certificate(cert) => Some(Secret::new(
+                cert.assertion(&self.client_id, &self.token_url)?,
+            )),
+            Kind::FederatedFile(path) => Some(identity::read_federated_token(path)?),
+            Kind::ManagedIdentity(mi) => {
+                // The resource is the Graph host: the scope without `/.default`.
+                let resource = self.scope.strip_suffix("/.default").unwrap_or(&self.scope);
+                // Boxed: this future sits inside every Graph request's; keep theirs small.
+                return Box::pin(identity::managed_identity_token(http, mi, resource)).await;
+            }
+            Kind::ManagedIdentityAssertion(mi) => Some(
+                Box::pin(identity::managed_identity_token(
+                    http,
+                    mi,
+                    TOKEN_EXCHANGE_AUDIENCE,
+                ))
+                .await?
+                .0,
+            ),
+        };
+        if let Some(assertion) = assertion {
             form.push((
                 "client_assertion_type",
                 "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into(),
             ));
-            form.push((
-                "client_assertion",
-                cert.assertion(&self.client_id, &self.token_url)?,
-            ));
+            form.push(("client_assertion", assertion.expose().to_owned()));
         }
         let transport = |e: reqwest::Error| GraphError::Transport {
             endpoint: "token".into(),
@@ -247,7 +303,8 @@ impl TokenSource {
                 endpoint: "token".into(),
                 message: format!("token response: {e}"),
             })?;
-        let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(3599).max(1));
+        // `expires_in` as a number or a string of one.
+        let lifetime = identity::lifetime_of(&parsed.rest);
         Ok((Secret::new(parsed.access_token), lifetime))
     }
 }

@@ -22,6 +22,7 @@
 pub mod auth;
 pub mod client;
 pub mod error;
+pub mod identity;
 pub mod pacer;
 pub mod retry;
 pub mod stats;
@@ -29,6 +30,7 @@ pub mod stats;
 pub use auth::Credential;
 pub use client::{ApiVersion, BatchItem, ClientConfig, GraphClient, Pacing};
 pub use error::GraphError;
+pub use identity::{ManagedIdentity, ManagedIdentityEndpoint};
 pub use stats::GraphStats;
 
 /// Graph's throttle classes (REFERENCE §3.6), each paced by its own client-side token bucket.
