@@ -38,9 +38,12 @@ pub struct Daemon {
     /// `[daemon] max_concurrent_audits` permits; replaced (not resized) on a reload.
     slots: RwLock<Arc<Semaphore>>,
     /// Each tenant's watcher: its stop signal and task, by tenant id.
-    watchers: Mutex<BTreeMap<String, (watch::Sender<bool>, tokio::task::JoinHandle<()>)>>,
+    watchers: Mutex<BTreeMap<String, Watcher>>,
     config_path: PathBuf,
 }
+
+/// A running watcher: its stop signal and its task.
+type Watcher = (watch::Sender<bool>, tokio::task::JoinHandle<()>);
 
 /// Why a request names no tenant the daemon audits.
 #[derive(Debug, PartialEq, Eq)]
@@ -202,7 +205,8 @@ async fn reload(daemon: &Daemon) {
             let mut tenants = Vec::with_capacity(plan.len());
             for step in plan {
                 match step {
-                    Step::Keep(shared, config, client, alerting) => {
+                    Step::Keep(kept) => {
+                        let Kept(shared, config, client, alerting) = *kept;
                         // The old webhook worker stops before the new one starts: no message twice.
                         shared.alerting().shutdown(ALERTING_GRACE).await;
                         let alerting = Arc::new(alerting.start());
@@ -255,14 +259,17 @@ async fn reload(daemon: &Daemon) {
 
 /// What a reload does to one tenant of the new file.
 enum Step {
-    Keep(
-        Arc<Shared>,
-        Arc<Config>,
-        crate::graph::GraphClient,
-        crate::alerting::Prepared,
-    ),
+    Keep(Box<Kept>),
     Add(Arc<Shared>),
 }
+
+/// A tenant kept across a reload, with what replaces its parts.
+struct Kept(
+    Arc<Shared>,
+    Arc<Config>,
+    crate::graph::GraphClient,
+    crate::alerting::Prepared,
+);
 
 fn prepare_reload(daemon: &Daemon) -> anyhow::Result<(ConfigFile, Vec<Step>)> {
     let file = ConfigFile::load(&daemon.config_path)?;
@@ -280,7 +287,12 @@ fn prepare_reload(daemon: &Daemon) -> anyhow::Result<(ConfigFile, Vec<Step>)> {
                 let alerting =
                     Alerting::prepare(config, daemon.store.clone(), shared.metrics.alerting())
                         .with_context(|| format!("tenant {name}"))?;
-                Step::Keep(shared.clone(), config.clone(), client, alerting)
+                Step::Keep(Box::new(Kept(
+                    shared.clone(),
+                    config.clone(),
+                    client,
+                    alerting,
+                )))
             }
             None => Step::Add(Arc::new(
                 Shared::new(config.clone(), daemon.store.clone(), multi)

@@ -113,7 +113,7 @@ impl Chrome {
     /// [`Chrome::link`] of `prefix` followed by `value`, percent-encoded (templates build a
     /// query this way: `chrome.link_to("/api/v1/detections?state=", state)`).
     pub fn link_to(&self, prefix: &str, value: impl std::fmt::Display) -> String {
-        self.link(&format!("{prefix}{}", encode(&value.to_string())))
+        self.link(format!("{prefix}{}", encode(&value.to_string())))
     }
 }
 

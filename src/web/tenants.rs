@@ -27,7 +27,7 @@ pub async fn home(
             .map_err(|e| super::bad_parameter("tenant", e.to_string()))?;
         return super::overview::page(super::Tenant(s)).await;
     }
-    super::page(&d, |d, t| build(d, t)).await
+    super::page(&d, build).await
 }
 
 /// One tenant's row as the page shows it.
