@@ -246,6 +246,31 @@ fn http_error(endpoint: &str, status: u16, body: &[u8]) -> GraphError {
     }
 }
 
+/// The HTTP client every [`GraphClient`] with this request timeout shares: one connection pool
+/// and one TLS root store for all of a daemon's tenants (Graph is one host for every tenant; a
+/// client per tenant held 200 copies of the roots and 200 pools). Built on first use.
+fn http_client(timeout: Duration) -> Result<reqwest::Client, GraphError> {
+    static CLIENTS: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<Duration, reqwest::Client>>,
+    > = std::sync::OnceLock::new();
+    let mut clients = CLIENTS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(c) = clients.get(&timeout) {
+        return Ok(c.clone());
+    }
+    let client = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(10).min(timeout))
+        .user_agent(concat!("mfa-auditor/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| GraphError::Config(format!("HTTP client: {e}")))?;
+    clients.insert(timeout, client.clone());
+    Ok(client)
+}
+
 impl GraphClient {
     pub fn new(config: ClientConfig, credential: Credential) -> Result<GraphClient, GraphError> {
         let token_url = config
@@ -258,13 +283,7 @@ impl GraphClient {
             config.scope.clone(),
             &credential,
         )?;
-        let http = reqwest::Client::builder()
-            .timeout(config.request_timeout)
-            .connect_timeout(Duration::from_secs(10).min(config.request_timeout))
-            .user_agent(concat!("mfa-auditor/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| GraphError::Config(format!("HTTP client: {e}")))?;
+        let http = http_client(config.request_timeout)?;
         Ok(GraphClient {
             inner: Arc::new(Inner {
                 pacer: Pacer::new(&config.pacing),
