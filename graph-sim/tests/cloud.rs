@@ -280,3 +280,25 @@ async fn a_cloud_refuses_duplicate_tenant_ids_and_no_tenants() {
             .is_err()
     );
 }
+
+#[test]
+fn the_binary_serves_n_tenants_and_prints_their_ids() {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_graph-sim"))
+        .args(["--listen", "127.0.0.1:0", "--tenants", "3", "--users", "20"])
+        .args(["--seed", "40"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("graph-sim");
+    let lines: Vec<String> = BufReader::new(child.stdout.take().expect("stdout"))
+        .lines()
+        .take(4)
+        .map(|l| l.expect("line"))
+        .collect();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(lines[0].starts_with("http://127.0.0.1:"), "{lines:?}");
+    let expected: Vec<String> = (40..43).map(graph_sim::cloud_tenant_id).collect();
+    assert_eq!(lines[1..], expected[..]);
+}
