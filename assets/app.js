@@ -21,7 +21,17 @@
       controller.abort();
     }
     controller = typeof AbortController === "function" ? new AbortController() : null;
-    var url = "/users" + (q ? "?q=" + encodeURIComponent(q) : "");
+    // The page's tenant (a hidden field of the form when the daemon audits several) goes too.
+    var params = new URLSearchParams();
+    var tenant = form.elements.namedItem("tenant");
+    if (tenant && tenant.value) {
+      params.set("tenant", tenant.value);
+    }
+    if (q) {
+      params.set("q", q);
+    }
+    var query = params.toString();
+    var url = "/users" + (query ? "?" + query : "");
     fetch(url, {
       headers: { Accept: "text/html" },
       credentials: "same-origin",

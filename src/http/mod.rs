@@ -1,7 +1,8 @@
-//! HTTP: `/metrics`, `/healthz`, `/readyz` and the findings API; the pages (`/` among them) are
-//! [`crate::web`]'s, merged into the same router. The router is built in one function from small
-//! handlers sharing one `Arc<Shared>`; requests are bounded in size and time; a bad query
-//! parameter is a 400 that names it.
+//! HTTP: `/metrics`, `/healthz`, `/readyz`, the findings API and the tenants API; the pages (`/`
+//! among them) are [`crate::web`]'s, merged into the same router. The router is built in one
+//! function from small handlers sharing the `Arc<Daemon>`; a handler about one tenant takes the
+//! [`Tenant`] extractor (`?tenant=` by name or tenant id; optional when the daemon audits one
+//! tenant). Requests are bounded in size and time; a bad query parameter is a 400 that names it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,16 +16,41 @@ use axum::{Json, Router};
 use chrono::Utc;
 use serde_json::json;
 
-use crate::daemon::Shared;
+use crate::daemon::{Daemon, Shared};
 use crate::evaluate::Severity;
 use crate::state::{Cursor, FindingFilter, StateFilter};
 
+pub mod tenants;
 mod watch;
 
-type AppState = State<Arc<Shared>>;
+/// The tenant a request is about: `?tenant=` (its name or tenant id, case-insensitive), or the
+/// only tenant of a single-tenant daemon. Otherwise a 400 naming `tenant` and listing them.
+pub struct Tenant(pub Arc<Shared>);
 
-pub fn router(shared: Arc<Shared>, web: crate::web_config::WebConfig) -> Router {
-    let request_timeout = Duration::from_secs(shared.config().http.request_timeout_seconds);
+/// The `tenant` query parameter of a request, decoded.
+pub fn tenant_param(query: Option<&str>) -> Option<String> {
+    url::form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == "tenant")
+        .map(|(_, v)| v.into_owned())
+}
+
+impl axum::extract::FromRequestParts<Arc<Daemon>> for Tenant {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        daemon: &Arc<Daemon>,
+    ) -> Result<Tenant, ApiError> {
+        let key = tenant_param(parts.uri.query());
+        daemon
+            .tenant(key.as_deref())
+            .map(Tenant)
+            .map_err(|e| bad_request("tenant", e.to_string()))
+    }
+}
+
+pub fn router(daemon: Arc<Daemon>, web: crate::web_config::WebConfig) -> Router {
+    let request_timeout = Duration::from_secs(daemon.config().http.request_timeout_seconds);
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -32,6 +58,7 @@ pub fn router(shared: Arc<Shared>, web: crate::web_config::WebConfig) -> Router 
         .route("/api/v1/findings", get(findings))
         .route("/api/v1/users/{upn}", get(user))
         .route("/api/v1/audits", get(audits))
+        .route("/api/v1/tenants", get(tenants::list))
         .route("/api/v1/detections", get(watch::detections))
         .route("/api/v1/security-events", get(watch::security_events))
         .merge(crate::web::routes())
@@ -44,11 +71,11 @@ pub fn router(shared: Arc<Shared>, web: crate::web_config::WebConfig) -> Router 
             StatusCode::REQUEST_TIMEOUT,
             request_timeout,
         ))
-        .with_state(shared)
+        .with_state(daemon)
 }
 
 /// An API error: a bad parameter (named) or a failure of the store (logged, not shown).
-enum ApiError {
+pub enum ApiError {
     BadParameter { parameter: String, message: String },
     Internal(String),
 }
@@ -96,45 +123,88 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError::Internal(format!("a state store query did not finish: {e}")))?
 }
 
-async fn metrics(State(s): AppState) -> Response {
-    let client = s.client();
+/// Every tenant's metrics in one scrape (each series labelled `tenant`).
+async fn metrics(State(d): State<Arc<Daemon>>) -> Response {
+    let tenants = d.tenants();
+    let clients: Vec<_> = tenants.iter().map(|t| t.client()).collect();
+    let body = crate::metrics::render_many(
+        tenants
+            .iter()
+            .zip(&clients)
+            .map(|(t, c)| (&t.metrics, Some(c.stats()))),
+    );
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        s.metrics.render(Some(client.stats())),
+        body,
     )
         .into_response()
 }
 
 /// Ready when the posture of a complete audit is published and that audit (the last complete one
-/// in the store) is fresher than `[schedule] stale_after_seconds`.
-async fn readyz(State(s): AppState) -> Result<Response, ApiError> {
+/// in the store) is fresher than `[schedule] stale_after_seconds`. With several tenants and no
+/// `?tenant=`: ready when at least one tenant is (a failing tenant is reported, on
+/// `/api/v1/tenants` and in the metrics, but does not take the others out of service); the body
+/// has one line per tenant.
+async fn readyz(
+    State(d): State<Arc<Daemon>>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Result<Response, ApiError> {
+    let key = tenant_param(query.as_deref());
+    if key.is_some() || !d.multi() {
+        let s = d
+            .tenant(key.as_deref())
+            .map_err(|e| bad_request("tenant", e.to_string()))?;
+        return ready_one(s).await.map(|(ok, body)| {
+            let status = if ok {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            (status, body).into_response()
+        });
+    }
+    let mut any = false;
+    let mut body = String::new();
+    for s in d.tenants().iter() {
+        let name = s.config().tenant_name().to_string();
+        let (ok, line) = ready_one(s.clone()).await?;
+        any |= ok;
+        body.push_str(&format!("{name}: {line}"));
+    }
+    let status = if any {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    Ok((status, body).into_response())
+}
+
+/// One tenant's readiness and the line saying why.
+async fn ready_one(s: Arc<Shared>) -> Result<(bool, String), ApiError> {
     let config = s.config();
     let tenant = config.tenant.tenant_id.clone();
     let last = blocking(&s, move |s| Ok(s.store.last_complete(&tenant)?)).await?;
     let max_age = config.schedule.stale_after_seconds as i64;
     Ok(match last {
-        None => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: no complete audit yet\n",
-        )
-            .into_response(),
+        None => (false, "not ready: no complete audit yet\n".into()),
         Some(_) if !s.metrics.has_posture() => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: no posture published on /metrics yet\n",
-        )
-            .into_response(),
+            false,
+            "not ready: no posture published on /metrics yet\n".into(),
+        ),
         Some(run) => {
             let age = (Utc::now() - run.finished_at).num_seconds();
             if age > max_age {
-                let body = format!(
-                    "stale: the last complete audit finished {age} s ago (limit {max_age} s)\n"
-                );
-                (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+                (
+                    false,
+                    format!(
+                        "stale: the last complete audit finished {age} s ago (limit {max_age} s)\n"
+                    ),
+                )
             } else {
-                format!("ready: last complete audit {age} s ago\n").into_response()
+                (true, format!("ready: last complete audit {age} s ago\n"))
             }
         }
     })
@@ -159,10 +229,11 @@ where
 /// (or `page=N`, slower for deep pages): one page in (rule, subject) order, its `total`, and
 /// `next_cursor` / `next` for the following page (null on the last).
 async fn findings(
-    State(s): AppState,
+    Tenant(s): Tenant,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    const KNOWN: [&str; 7] = [
+    const KNOWN: [&str; 8] = [
+        "tenant",
         "rule",
         "severity",
         "user",
@@ -237,7 +308,7 @@ async fn findings(
     Ok(page_json(
         "/api/v1/findings",
         &q,
-        &["state", "rule", "severity", "user"],
+        &["tenant", "state", "rule", "severity", "user"],
         page_size,
         page,
         result.into(),
@@ -311,7 +382,7 @@ pub(super) fn page_json<T: serde::Serialize>(
 /// name (case-insensitive) or object id, with the watcher's detections (open, and resolved ones
 /// of the last [`watch::RECENT_DAYS`] days) and security-info events (the latest
 /// [`watch::USER_EVENTS`]).
-async fn user(State(s): AppState, Path(upn): Path<String>) -> Result<Response, ApiError> {
+async fn user(Tenant(s): Tenant, Path(upn): Path<String>) -> Result<Response, ApiError> {
     let tenant = s.config().tenant.tenant_id.clone();
     let who = upn.clone();
     let (mine, detections, events) = blocking(&s, move |s| {
@@ -339,7 +410,7 @@ async fn user(State(s): AppState, Path(upn): Path<String>) -> Result<Response, A
 
 /// `GET /api/v1/audits?limit=50`: the latest audit runs.
 async fn audits(
-    State(s): AppState,
+    Tenant(s): Tenant,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let limit = parse::<usize>(&q, "limit")?.unwrap_or(50).clamp(1, 1000);

@@ -5,11 +5,11 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Query, State};
+use axum::extract::Query;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 
-use super::{bad_request, blocking, page_json, parse, ApiError, AppState};
+use super::{bad_request, blocking, page_json, parse, ApiError, Tenant};
 use crate::daemon::Shared;
 use crate::state::{Cursor, DetectionFilter, PageStart, SecurityEventFilter, StoredDetection};
 use crate::watch::LockoutState;
@@ -105,10 +105,18 @@ fn states() -> String {
 /// `GET /api/v1/detections?state=locked-out|mfa-fraud-reported|registration-blocked|mfa-prompt-bombing&open=true|false&user=&page_size=100&cursor=`
 /// (or `page=N`): lockout detections, newest opened first; open ones only unless `open=false`.
 pub async fn detections(
-    State(s): AppState,
+    Tenant(s): Tenant,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    const KNOWN: [&str; 6] = ["state", "open", "user", "page", "page_size", "cursor"];
+    const KNOWN: [&str; 7] = [
+        "tenant",
+        "state",
+        "open",
+        "user",
+        "page",
+        "page_size",
+        "cursor",
+    ];
     known(&q, &KNOWN)?;
     let state = q
         .get("state")
@@ -132,7 +140,7 @@ pub async fn detections(
     Ok(page_json(
         "/api/v1/detections",
         &q,
-        &["state", "open", "user"],
+        &["tenant", "state", "open", "user"],
         page_size,
         page,
         result.into(),
@@ -143,10 +151,10 @@ pub async fn detections(
 /// security-info events (methods registered, changed, deleted; TAPs issued), newest first;
 /// `notable=true` for those that queued a message.
 pub async fn security_events(
-    State(s): AppState,
+    Tenant(s): Tenant,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    const KNOWN: [&str; 5] = ["user", "notable", "page", "page_size", "cursor"];
+    const KNOWN: [&str; 6] = ["tenant", "user", "notable", "page", "page_size", "cursor"];
     known(&q, &KNOWN)?;
     let filter = SecurityEventFilter {
         user: q.get("user").cloned(),
@@ -162,7 +170,7 @@ pub async fn security_events(
     Ok(page_json(
         "/api/v1/security-events",
         &q,
-        &["user", "notable"],
+        &["tenant", "user", "notable"],
         page_size,
         page,
         result.into(),

@@ -3,14 +3,12 @@
 //! why an incomplete one was incomplete.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use askama::Template;
-use axum::extract::{Query, State};
+use axum::extract::Query;
 use axum::response::Response;
 
 use super::{bad_parameter, rfc3339, when, Chrome, Timing, WebError};
-use crate::daemon::Shared;
 use crate::state::AuditRun;
 
 pub const DEFAULT_LIMIT: usize = 50;
@@ -99,7 +97,7 @@ pub fn row(r: &AuditRun) -> Row {
 
 /// `GET /audits?limit=50`.
 pub async fn page(
-    State(s): State<Arc<Shared>>,
+    super::Tenant(s): super::Tenant,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, WebError> {
     let limit = limit(&q)?;
@@ -177,6 +175,8 @@ mod tests {
         let page = AuditsPage {
             chrome: Chrome {
                 tenant: String::new(),
+                tenant_param: String::new(),
+                all_tenants: false,
                 title: "Audits".into(),
                 nav: "audits",
                 query: String::new(),

@@ -31,17 +31,37 @@ use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
 
-use crate::daemon::Shared;
+use crate::daemon::{Daemon, Shared};
 
 mod audits;
 mod overview;
 mod rules;
+mod tenants;
 mod users;
 
+/// The tenant a page is about: `?tenant=` (name or tenant id), or the only tenant of a
+/// single-tenant daemon; otherwise a 400 page listing the tenants.
+pub struct Tenant(pub Arc<Shared>);
+
+impl axum::extract::FromRequestParts<Arc<Daemon>> for Tenant {
+    type Rejection = WebError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        daemon: &Arc<Daemon>,
+    ) -> Result<Tenant, WebError> {
+        let key = crate::http::tenant_param(parts.uri.query());
+        daemon
+            .tenant(key.as_deref())
+            .map(Tenant)
+            .map_err(|e| bad_parameter("tenant", e.to_string()))
+    }
+}
+
 /// The pages' routes, merged into the API's router (and so behind its auth, limits and timeout).
-pub fn routes() -> Router<Arc<Shared>> {
+pub fn routes() -> Router<Arc<Daemon>> {
     Router::new()
-        .route("/", get(overview::page))
+        .route("/", get(tenants::home))
         .route("/rules/{id}", get(rules::page))
         .route("/rules/{id}/findings.csv", get(rules::csv))
         .route("/users", get(users::search))
@@ -53,6 +73,11 @@ pub fn routes() -> Router<Arc<Shared>> {
 /// What every page's frame shows: the tenant, the page's title, which tab is current.
 pub struct Chrome {
     pub tenant: String,
+    /// The tenant's name when the daemon audits several (every link and form carries it as
+    /// `?tenant=`); empty otherwise.
+    pub tenant_param: String,
+    /// The page is about every tenant (the multi-tenant overview): no per-tenant navigation.
+    pub all_tenants: bool,
     pub title: String,
     /// `overview`, `users`, `audits` or `` (a rule's page is reached from the overview).
     pub nav: &'static str,
@@ -63,14 +88,42 @@ pub struct Chrome {
 
 impl Chrome {
     pub fn new(s: &Shared, title: impl Into<String>, nav: &'static str) -> Chrome {
+        let config = s.config();
+        let multi = s.multi.load(std::sync::atomic::Ordering::Relaxed);
         Chrome {
-            tenant: s.config().tenant.tenant_id.clone(),
+            tenant: config.tenant.tenant_id.clone(),
+            tenant_param: if multi {
+                config.tenant_name().to_string()
+            } else {
+                String::new()
+            },
+            all_tenants: false,
             title: title.into(),
             nav,
             query: String::new(),
             version: env!("CARGO_PKG_VERSION"),
         }
     }
+
+    /// `path` with `tenant=` added when the daemon audits several tenants.
+    pub fn link(&self, path: impl AsRef<str>) -> String {
+        with_tenant(&self.tenant_param, path.as_ref())
+    }
+
+    /// [`Chrome::link`] of `prefix` followed by `value`, percent-encoded (templates build a
+    /// query this way: `chrome.link_to("/api/v1/detections?state=", state)`).
+    pub fn link_to(&self, prefix: &str, value: impl std::fmt::Display) -> String {
+        self.link(&format!("{prefix}{}", encode(&value.to_string())))
+    }
+}
+
+/// `path` (which may hold a query) with `tenant=<name>` added when `name` is not empty.
+pub fn with_tenant(name: &str, path: &str) -> String {
+    if name.is_empty() {
+        return path.to_string();
+    }
+    let sep = if path.contains('?') { '&' } else { '?' };
+    format!("{path}{sep}tenant={}", encode(name))
 }
 
 /// Why a page could not be shown. Rendered as a page of its own (not JSON: a person reads it).
@@ -133,6 +186,8 @@ impl IntoResponse for WebError {
         let page = ErrorPage {
             chrome: Chrome {
                 tenant: String::new(),
+                tenant_param: String::new(),
+                all_tenants: false,
                 title: heading.to_string(),
                 nav: "",
                 query: String::new(),
@@ -150,9 +205,9 @@ impl IntoResponse for WebError {
 /// Runs `f` (which reads the store and renders) on tokio's blocking pool, and answers with the
 /// page and its `Server-Timing`: `db` is the time `f` reports spending in the store, `total`
 /// the whole of it, queueing on the pool included.
-pub async fn page<T: Template + Send + 'static>(
-    s: &Arc<Shared>,
-    f: impl FnOnce(&Shared, &mut Timing) -> Result<T, WebError> + Send + 'static,
+pub async fn page<C: Send + Sync + 'static, T: Template + Send + 'static>(
+    s: &Arc<C>,
+    f: impl FnOnce(&C, &mut Timing) -> Result<T, WebError> + Send + 'static,
 ) -> Result<Response, WebError> {
     let s = s.clone();
     let start = Instant::now();

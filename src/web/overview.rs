@@ -5,10 +5,8 @@
 //! why it was incomplete, the rules it skipped, the watcher, where alerts go.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use askama::Template;
-use axum::extract::State;
 use axum::response::Response;
 
 use super::{rfc3339, when, Chrome, Timing, WebError};
@@ -152,7 +150,7 @@ impl Overview {
 }
 
 /// `GET /`.
-pub async fn page(State(s): State<Arc<Shared>>) -> Result<Response, WebError> {
+pub async fn page(super::Tenant(s): super::Tenant) -> Result<Response, WebError> {
     super::page(&s, build).await
 }
 

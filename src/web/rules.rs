@@ -5,11 +5,10 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use askama::Template;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 
@@ -177,7 +176,7 @@ pub struct RulePage {
 
 /// `GET /rules/{id}?state=open|resolved|all&user=&page_size=100&cursor=`.
 pub async fn page(
-    State(s): State<Arc<Shared>>,
+    super::Tenant(s): super::Tenant,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, WebError> {
@@ -338,7 +337,7 @@ pub fn write_csv(
 /// `GET /rules/{id}/findings.csv?state=&user=`: every finding of the filter, read from the store
 /// [`CSV_PAGE`] at a time by keyset and sent as each page is read.
 pub async fn csv(
-    State(s): State<Arc<Shared>>,
+    super::Tenant(s): super::Tenant,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, WebError> {

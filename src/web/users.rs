@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
@@ -108,7 +108,7 @@ pub struct SearchPage {
 
 /// `GET /users?q=`: users whose UPN or display name starts with `q`.
 pub async fn search(
-    State(s): State<Arc<Shared>>,
+    super::Tenant(s): super::Tenant,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, WebError> {
     let q = params
@@ -293,7 +293,7 @@ pub struct UserPage {
 
 /// `GET /users/{key}`: one user by UPN (case-insensitive) or object id.
 pub async fn page(
-    State(s): State<Arc<Shared>>,
+    super::Tenant(s): super::Tenant,
     Path(key): Path<String>,
 ) -> Result<Response, WebError> {
     let key = key.trim().to_string();

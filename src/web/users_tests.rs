@@ -14,6 +14,8 @@ fn at(s: &str) -> DateTime<Utc> {
 fn chrome(query: &str) -> Chrome {
     Chrome {
         tenant: "t1".into(),
+        tenant_param: String::new(),
+        all_tenants: false,
         title: HOSTILE.into(),
         nav: "users",
         query: query.into(),

@@ -11,6 +11,8 @@ const HOSTILE: &str = "<script>alert(1)</script>\"'&ann_contoso.com#EXT#@x.onmic
 fn chrome() -> Chrome {
     Chrome {
         tenant: HOSTILE.into(),
+        tenant_param: String::new(),
+        all_tenants: false,
         title: "Overview".into(),
         nav: "overview",
         query: HOSTILE.into(),

@@ -150,6 +150,8 @@ fn the_page_escapes_hostile_strings_and_links_the_next_page() {
     ];
     let chrome = Chrome {
         tenant: HOSTILE.into(),
+        tenant_param: String::new(),
+        all_tenants: false,
         title: r.title.into(),
         nav: "",
         query: String::new(),
@@ -176,6 +178,8 @@ fn the_page_escapes_hostile_strings_and_links_the_next_page() {
     let last = render(
         Chrome {
             tenant: String::new(),
+            tenant_param: String::new(),
+            all_tenants: false,
             title: String::new(),
             nav: "",
             query: String::new(),

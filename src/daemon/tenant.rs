@@ -1,17 +1,15 @@
-//! The daemon: audits on the cron schedule (and once at start), one at a time, and publishes each
-//! audit to the state store and the metrics; serves HTTP; reloads a validated config on SIGHUP
-//! (a bad one is logged and the old one kept); stops cleanly on SIGTERM, cancelling an audit in
-//! flight (the store's transactions keep it consistent). Speaks systemd's `sd_notify`.
+//! One tenant in the daemon: what its audits, its watcher and the HTTP handlers share
+//! ([`Shared`]), one audit of it (scheduled under the daemon's cap on concurrent audits, the
+//! tenant's breaker told how it went), and its publication: store, metrics, alerting.
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
-use anyhow::Context;
 use chrono::Utc;
-use tokio::sync::watch;
 
+use super::breaker::Breaker;
+use super::notify;
 use crate::alerting::Alerting;
 use crate::config::Config;
 use crate::evaluate::exceptions::Judged;
@@ -21,7 +19,11 @@ use crate::report::Report;
 use crate::snapshot::DataSet;
 use crate::state::{RunHead, Store};
 
-/// What the HTTP handlers and the scheduler share.
+/// One tenant: what its scheduled audits, its watcher and the HTTP handlers share. The store is
+/// the daemon's (one file, every table keyed by tenant); the rest is the tenant's own: its
+/// configuration (shared defaults with its overrides), its Graph client (token cache and pacers:
+/// Graph throttles per app per tenant), its metrics (labelled `tenant`), its alerting, and its
+/// breaker.
 pub struct Shared {
     pub config: RwLock<Arc<Config>>,
     pub client: RwLock<GraphClient>,
@@ -33,10 +35,57 @@ pub struct Shared {
     /// Set on SIGTERM: an audit being recorded rolls back instead of holding the stop.
     pub stopping: AtomicBool,
     pub skipped_runs: AtomicU64,
-    config_path: PathBuf,
+    /// Failed audits in a row and the back-off they earned.
+    pub breaker: Mutex<Breaker>,
+    /// The daemon audits more than one tenant: links and pages name this one (`?tenant=`).
+    pub multi: AtomicBool,
 }
 
 impl Shared {
+    /// A tenant ready to audit: its client and alerting prepared from `config`, its metrics new.
+    pub fn new(config: Arc<Config>, store: Arc<Store>, multi: bool) -> anyhow::Result<Shared> {
+        let client = build_client(&config)?;
+        let metrics = Metrics::new(&config.tenant.tenant_id);
+        let alerting = Alerting::prepare(&config, store.clone(), metrics.alerting())?.start();
+        let breaker = Breaker::default();
+        metrics.tenant_state(config.tenant_name(), 0, None);
+        Ok(Shared {
+            metrics,
+            alerting: RwLock::new(Arc::new(alerting)),
+            config: RwLock::new(config),
+            client: RwLock::new(client),
+            store,
+            last_audit: RwLock::new(None),
+            running: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            skipped_runs: AtomicU64::new(0),
+            breaker: Mutex::new(breaker),
+            multi: AtomicBool::new(multi),
+        })
+    }
+
+    /// The tenant id (the store's key).
+    pub fn tenant_id(&self) -> String {
+        self.config().tenant.tenant_id.clone()
+    }
+
+    /// The breaker's state now.
+    pub fn breaker(&self) -> Breaker {
+        self.breaker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// `path` (which may hold a query) with `tenant=<name>` added when the daemon audits more than
+    /// one tenant: the links of pages, alerts and messages stay on this tenant.
+    pub fn link(&self, path: &str) -> String {
+        if !self.multi.load(Ordering::Relaxed) {
+            return path.to_string();
+        }
+        crate::web::with_tenant(self.config().tenant_name(), path)
+    }
+
     pub fn config(&self) -> Arc<Config> {
         self.config
             .read()
@@ -107,89 +156,135 @@ impl AuditSummary {
     }
 }
 
-/// Tells systemd (when it is listening) about our state. Best effort: no socket, no message.
-pub fn notify(state: &str) {
-    #[cfg(unix)]
-    {
-        let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-            return;
-        };
-        let Ok(socket) = std::os::unix::net::UnixDatagram::unbound() else {
-            return;
-        };
-        let bytes = path.as_encoded_bytes();
-        let sent = if let Some(abstract_name) = bytes.strip_prefix(b"@") {
-            use std::os::linux::net::SocketAddrExt;
-            std::os::unix::net::SocketAddr::from_abstract_name(abstract_name)
-                .and_then(|addr| socket.send_to_addr(state.as_bytes(), &addr))
-        } else {
-            socket.send_to(state.as_bytes(), Path::new(&path))
-        };
-        if let Err(e) = sent {
-            tracing::debug!("sd_notify: {e}");
-        }
-    }
-}
-
-fn build_client(config: &Config) -> anyhow::Result<GraphClient> {
+pub(super) fn build_client(config: &Config) -> anyhow::Result<GraphClient> {
     let credential = config.credential()?;
     Ok(GraphClient::new(config.client_config(), credential)?)
 }
 
-/// One scheduled audit, unless one is running already (then it is skipped and counted).
-fn trigger(shared: &Arc<Shared>, tasks: &mut tokio::task::JoinSet<()>) {
+/// One scheduled audit of this tenant, unless it is backed off (skipped quietly: the breaker
+/// says when it is tried again) or one is running or waiting for a slot already (skipped and
+/// counted). The audit waits for one of the daemon's `slots` (`[daemon] max_concurrent_audits`),
+/// so a thousand tenants due at once never run a thousand audits at once.
+pub fn trigger(
+    shared: &Arc<Shared>,
+    slots: Arc<tokio::sync::Semaphore>,
+    daemon: crate::config::DaemonConfig,
+    tasks: &mut tokio::task::JoinSet<()>,
+) {
+    let name = shared.config().tenant_name().to_string();
+    let breaker = shared.breaker();
+    if breaker.holds(Utc::now()) {
+        tracing::debug!(tenant = %name, until = ?breaker.backoff_until, "backed off; this run is skipped");
+        return;
+    }
     if shared.running.swap(true, Ordering::SeqCst) {
         let n = shared.skipped_runs.fetch_add(1, Ordering::Relaxed) + 1;
         shared.metrics.audit_skipped();
         tracing::warn!(
+            tenant = %name,
             skipped = n,
             "an audit is still running; this run is skipped"
         );
         return;
     }
     let shared = shared.clone();
-    tasks.spawn(async move {
-        let config = shared.config();
-        let client = shared.client();
+    let span = tracing::info_span!("audit", tenant = %name);
+    tasks.spawn(tracing::Instrument::instrument(
+        async move {
+            // Closed only when the daemon stops, and then this task is aborted anyway.
+            let Ok(_slot) = slots.acquire_owned().await else {
+                shared.running.store(false, Ordering::SeqCst);
+                return;
+            };
+            let outcome = audit(&shared).await;
+            let now = Utc::now();
+            let config = shared.config();
+            let mut breaker = shared.breaker.lock().unwrap_or_else(|e| e.into_inner());
+            match outcome {
+                Ok(()) => breaker.succeeded(now),
+                Err(why) => {
+                    if let Some(backoff) = breaker.failed(now, why.clone(), &daemon) {
+                        tracing::error!(
+                            failures = breaker.consecutive_failures,
+                            backoff_seconds = backoff.as_secs(),
+                            "the tenant's audits keep failing; backed off: {why}"
+                        );
+                    }
+                }
+            }
+            shared.metrics.tenant_state(
+                config.tenant_name(),
+                breaker.consecutive_failures,
+                breaker.backoff_until,
+            );
+            drop(breaker);
+            shared.running.store(false, Ordering::SeqCst);
+        },
+        span,
+    ));
+}
+
+/// One audit: read, then judge, record and publish off the async threads. `Err` says why the
+/// tenant failed (an incomplete audit, or one that could not be recorded).
+async fn audit(shared: &Arc<Shared>) -> Result<(), String> {
+    let config = shared.config();
+    let client = shared.client();
+    let multi = shared.multi.load(Ordering::Relaxed);
+    if !multi {
         notify("STATUS=auditing");
-        tracing::info!("audit started");
-        // Fresh TAPs are looked up in the directory audit log since the last complete audit.
-        let previous = shared
-            .store
-            .last_complete(&config.tenant.tenant_id)
-            .ok()
-            .flatten()
-            .map(|r| r.started_at);
-        let reading = Instant::now();
-        let read = crate::audit::read_tenant(&config, &client, previous).await;
-        shared.metrics.audit_phase("read", reading.elapsed());
-        let requests: u64 = client.stats().requests_by_endpoint().values().sum();
-        // Judging, recording and publishing are CPU and SQLite work: off the async threads, so
-        // HTTP answers while a million users' findings are written.
-        let worker = shared.clone();
-        let done = tokio::task::spawn_blocking(move || {
-            record_and_publish(&worker, &config, read, requests)
-        })
-        .await;
-        match done {
-            Ok(Ok(report)) => {
-                if report.complete {
+    }
+    tracing::info!("audit started");
+    // Fresh TAPs are looked up in the directory audit log since the last complete audit.
+    let previous = shared
+        .store
+        .last_complete(&config.tenant.tenant_id)
+        .ok()
+        .flatten()
+        .map(|r| r.started_at);
+    let reading = Instant::now();
+    let read = crate::audit::read_tenant(&config, &client, previous).await;
+    shared.metrics.audit_phase("read", reading.elapsed());
+    let requests: u64 = client.stats().requests_by_endpoint().values().sum();
+    // Judging, recording and publishing are CPU and SQLite work: off the async threads, so
+    // HTTP answers while a million users' findings are written.
+    let worker = shared.clone();
+    let done =
+        tokio::task::spawn_blocking(move || record_and_publish(&worker, &config, read, requests))
+            .await;
+    match done {
+        Ok(Ok(report)) => {
+            let complete = report.complete;
+            let reasons = report.incomplete_reasons.join("; ");
+            if complete {
+                if !multi {
                     notify(&format!(
                         "STATUS=last audit complete: {} findings",
                         report.open_count()
                     ));
-                } else {
-                    tracing::warn!("audit incomplete: {}", report.incomplete_reasons.join("; "));
+                }
+            } else {
+                tracing::warn!("audit incomplete: {reasons}");
+                if !multi {
                     notify("STATUS=last audit INCOMPLETE");
                 }
-                *shared.last_audit.write().unwrap_or_else(|e| e.into_inner()) =
-                    Some(Arc::new(AuditSummary::of(&report)));
             }
-            Ok(Err(e)) => tracing::error!("recording the audit failed: {e:#}"),
-            Err(e) => tracing::error!("recording the audit failed: {e}"),
+            *shared.last_audit.write().unwrap_or_else(|e| e.into_inner()) =
+                Some(Arc::new(AuditSummary::of(&report)));
+            if complete {
+                Ok(())
+            } else {
+                Err(format!("audit incomplete: {reasons}"))
+            }
         }
-        shared.running.store(false, Ordering::SeqCst);
-    });
+        Ok(Err(e)) => {
+            tracing::error!("recording the audit failed: {e:#}");
+            Err(format!("recording the audit failed: {e:#}"))
+        }
+        Err(e) => {
+            tracing::error!("recording the audit failed: {e}");
+            Err(format!("recording the audit failed: {e}"))
+        }
+    }
 }
 
 /// Judges what an audit read, streaming its findings into the store (one transaction), then
@@ -342,41 +437,9 @@ fn release_free_memory() {
     }
 }
 
-/// How long a webhook delivery in flight may take to finish when alerting stops or reloads.
-const ALERTING_GRACE: Duration = Duration::from_secs(15);
-
-/// Reloads the configuration: a valid one replaces the old (with its client and its alerting,
-/// whose secrets are read before anything is replaced), a bad one is logged.
-async fn reload(shared: &Shared) {
-    let prepared = Config::load(&shared.config_path)
-        .map_err(anyhow::Error::from)
-        .and_then(|c| build_client(&c).map(|client| (c, client)))
-        .and_then(|(c, client)| {
-            let alerting = Alerting::prepare(&c, shared.store.clone(), shared.metrics.alerting())?;
-            Ok((c, client, alerting))
-        });
-    match prepared {
-        Ok((config, client, alerting)) => {
-            // The old webhook worker stops before the new one starts, so no message goes twice.
-            shared.alerting().shutdown(ALERTING_GRACE).await;
-            let alerting = Arc::new(alerting.start());
-            seed_alerts(&alerting);
-            *shared.alerting.write().unwrap_or_else(|e| e.into_inner()) = alerting;
-            *shared.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
-            *shared.client.write().unwrap_or_else(|e| e.into_inner()) = client;
-            tracing::info!("configuration reloaded");
-            notify("STATUS=configuration reloaded");
-        }
-        Err(e) => {
-            tracing::error!("configuration not reloaded, keeping the running one: {e:#}");
-            notify("STATUS=reload refused: bad configuration");
-        }
-    }
-}
-
 /// Publishes the posture of the last complete audit kept in the store, so `/metrics` and
 /// `/readyz` tell the truth from the start, even while Graph fails.
-fn republish(shared: &Shared) {
+pub(super) fn republish(shared: &Shared) {
     let config = shared.config();
     let tenant = &config.tenant.tenant_id;
     let kept = match shared.store.posture(tenant) {
@@ -410,107 +473,6 @@ fn republish(shared: &Shared) {
 
 /// Has a freshly started alerting read the store's open findings, so the alerts of the last
 /// complete audit stay active across a restart or a reload.
-fn seed_alerts(alerting: &Alerting) {
+pub(super) fn seed_alerts(alerting: &Alerting) {
     alerting.published();
-}
-
-/// Runs the daemon until SIGTERM or SIGINT. `ready` receives the bound HTTP address.
-pub async fn run(
-    config_path: &Path,
-    ready: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
-) -> anyhow::Result<()> {
-    let config = Config::load(config_path)?;
-    let client = build_client(&config)?;
-    let state_path = config.state_path();
-    // The store's errors name the file; the key says where it comes from.
-    let store = Arc::new(Store::open(&state_path).context("storage.path")?);
-    let listen: std::net::SocketAddr = config.http.listen.parse().context("http.listen")?;
-    let metrics = Metrics::new(&config.tenant.tenant_id);
-    let alerting = Alerting::prepare(&config, store.clone(), metrics.alerting())?.start();
-    let shared = Arc::new(Shared {
-        metrics,
-        alerting: RwLock::new(Arc::new(alerting)),
-        config: RwLock::new(Arc::new(config)),
-        client: RwLock::new(client),
-        store,
-        last_audit: RwLock::new(None),
-        running: AtomicBool::new(false),
-        stopping: AtomicBool::new(false),
-        skipped_runs: AtomicU64::new(0),
-        config_path: config_path.to_path_buf(),
-    });
-    republish(&shared);
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("listening on {listen}"))?;
-    let addr = listener.local_addr()?;
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let web = match &shared.config().http.web_config_file {
-        Some(path) => crate::web_config::WebConfig::load(path)
-            .map_err(|e| anyhow::anyhow!("http.web_config_file: {e}"))?,
-        None => crate::web_config::WebConfig::default(),
-    };
-    let tls = web.tls.clone();
-    let app = crate::http::router(shared.clone(), web);
-    let limits = crate::serve::Limits::from_config(&shared.config().http);
-    let server = tokio::spawn(crate::serve::serve(
-        listener,
-        tls,
-        app,
-        limits,
-        shared.metrics.http(),
-        stop_rx.clone(),
-    ));
-    tracing::info!(%addr, "listening");
-    if let Some(tx) = ready {
-        let _ = tx.send(addr);
-    }
-    notify("READY=1\nSTATUS=started");
-
-    seed_alerts(&shared.alerting());
-    // The sign-in watcher: its own task and schedule, beside the audits.
-    let watcher = tokio::spawn(crate::watch::run::run_loop(shared.clone(), stop_rx.clone()));
-    let mut tasks = tokio::task::JoinSet::new();
-    if shared.config().schedule.run_at_start {
-        trigger(&shared, &mut tasks);
-    }
-    let watchdog = std::env::var("WATCHDOG_USEC")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-        .map(|us| Duration::from_micros(us / 2));
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    loop {
-        let next = shared.config().cron().upcoming(Utc).next();
-        let until_next = next.map_or(Duration::from_secs(3600), |t| {
-            (t - Utc::now()).to_std().unwrap_or(Duration::ZERO)
-        });
-        let tick = watchdog.map_or(until_next, |w| w.min(until_next));
-        tokio::select! {
-            _ = tokio::time::sleep(tick) => {
-                if watchdog.is_some() {
-                    notify("WATCHDOG=1");
-                }
-                if next.is_some_and(|t| t <= Utc::now()) {
-                    trigger(&shared, &mut tasks);
-                }
-            }
-            _ = hup.recv() => reload(&shared).await,
-            _ = term.recv() => break,
-            _ = tokio::signal::ctrl_c() => break,
-            Some(_) = tasks.join_next() => {}
-        }
-    }
-    notify("STOPPING=1\nSTATUS=stopping");
-    tracing::info!("stopping: cancelling any audit in flight");
-    shared.stopping.store(true, Ordering::SeqCst);
-    // The listener stops accepting at once and drains while the rest stops.
-    let _ = stop_tx.send(true);
-    tasks.abort_all();
-    while tasks.join_next().await.is_some() {}
-    let _ = watcher.await;
-    shared.alerting().shutdown(ALERTING_GRACE).await;
-    let _ = server.await;
-    drop(stop_rx);
-    Ok(())
 }
