@@ -377,6 +377,15 @@ async fn bench(tenants: usize, users: usize) -> Row {
     );
     println!("peak RSS           {hwm:>9.1} MiB (VmHWM; goal ≤ 300); largest VmRSS sample {max_rss:.1} MiB, at the end {last_rss:.1} MiB");
     println!("429s received      {throttled:>9}      (goal 0)");
+    for t in stats.tenants.iter().filter(|t| t.stats.throttled() > 0) {
+        let by: Vec<String> = t
+            .stats
+            .requests
+            .iter()
+            .filter_map(|(e, m)| m.get(&429).map(|n| format!("{e} {n}")))
+            .collect();
+        println!("  429s in {}: {}", t.tenant_id, by.join(", "));
+    }
     println!(
         "Graph requests     {requests:>9}      ({:.1} a tenant; tokens issued {tokens}; refused for naming no tenant {})",
         requests as f64 / tenants.max(1) as f64,
