@@ -200,10 +200,20 @@ pub fn trigger(
             let now = Utc::now();
             let config = shared.config();
             let mut breaker = shared.breaker.lock().unwrap_or_else(|e| e.into_inner());
+            // A lone tenant is never backed off: there are no others to keep going, and its
+            // operator wants the first good audit as soon as the cause is mended.
+            let policy = if shared.multi.load(Ordering::Relaxed) {
+                daemon
+            } else {
+                crate::config::DaemonConfig {
+                    failures_before_backoff: u32::MAX,
+                    ..daemon
+                }
+            };
             match outcome {
                 Ok(()) => breaker.succeeded(now),
                 Err(why) => {
-                    if let Some(backoff) = breaker.failed(now, why.clone(), &daemon) {
+                    if let Some(backoff) = breaker.failed(now, why.clone(), &policy) {
                         tracing::error!(
                             failures = breaker.consecutive_failures,
                             backoff_seconds = backoff.as_secs(),
