@@ -8,6 +8,7 @@
 //! [`GroundTruth`] says what a correct collection must find.
 
 pub mod auth;
+mod cloud;
 pub mod events;
 pub mod faults;
 pub mod identity;
@@ -26,6 +27,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use cloud::{cloud_configs, cloud_tenant_id, start_cloud, CloudHandle};
 pub use events::{
     activity, AuditInitiator, SimAudit, SimAuthStep, Traffic, WatchState, WatchThresholds,
     WatchTruth,
@@ -235,21 +237,45 @@ fn default_within() -> u64 {
     300
 }
 
-/// A running simulator.
+/// A running simulator: one tenant ([`SimTenant`], whose methods it has through `Deref`) and
+/// the server that serves it.
 pub struct SimHandle {
-    state: Arc<server::State>,
-    addr: SocketAddr,
+    tenant: SimTenant,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
 
-impl SimHandle {
+impl std::ops::Deref for SimHandle {
+    type Target = SimTenant;
+    fn deref(&self) -> &SimTenant {
+        &self.tenant
+    }
+}
+
+/// One simulated tenant while it is served, alone ([`SimHandle`]) or in a cloud of many
+/// ([`CloudHandle::tenant`]): its ground truth, counters, faults and scenarios.
+#[derive(Clone)]
+pub struct SimTenant {
+    state: Arc<server::State>,
+    addr: SocketAddr,
+}
+
+impl SimTenant {
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
     /// `http://127.0.0.1:PORT`: both the login base and the Graph base.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+    /// The tenant's primary domain (token requests may name the tenant by it).
+    pub fn domain(&self) -> String {
+        self.state
+            .tenant
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .domain
+            .clone()
     }
     pub fn tenant_id(&self) -> &str {
         &self.state.config.tenant_id
@@ -370,6 +396,9 @@ impl SimHandle {
     pub fn watch_truth(&self, at: DateTime<Utc>, thresholds: &WatchThresholds) -> WatchTruth {
         self.state.watch_truth(at, thresholds)
     }
+}
+
+impl SimHandle {
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -388,9 +417,28 @@ impl Drop for SimHandle {
 
 /// Builds the tenant and serves it on `listen` (loopback only) from a background task.
 pub async fn start(config: SimConfig, listen: SocketAddr) -> anyhow::Result<SimHandle> {
+    let listener = bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let state = Arc::new(build_state(config, addr)?);
+    let (stop, task) = serve(listener, server::router(state.clone()));
+    Ok(SimHandle {
+        tenant: SimTenant { state, addr },
+        stop: Some(stop),
+        task,
+    })
+}
+
+/// A loopback listener on `listen`.
+async fn bind(listen: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
     if !listen.ip().is_loopback() {
         anyhow::bail!("graph-sim listens on loopback only, not {listen}");
     }
+    Ok(tokio::net::TcpListener::bind(listen).await?)
+}
+
+/// One tenant's serving state (its tenant built, its own token key and throttle buckets), as
+/// served at `addr`.
+fn build_state(config: SimConfig, addr: SocketAddr) -> anyhow::Result<server::State> {
     if let Some(e) = config.faults.iter().find_map(|f| f.check().err()) {
         anyhow::bail!("graph-sim: {e}");
     }
@@ -414,14 +462,12 @@ pub async fn start(config: SimConfig, listen: SocketAddr) -> anyhow::Result<SimH
         Some(pem) => Some(auth::RegisteredCert::from_pem(pem)?),
         None => None,
     };
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    let addr = listener.local_addr()?;
     let buckets = throttle::Buckets::new(
         tenant.directory_ru_per_10s(),
         config.auth_methods_per_10s,
         config.time_scale,
     );
-    let state = Arc::new(server::State {
+    Ok(server::State {
         base_url: format!("http://{addr}"),
         faults: Mutex::new(
             config
@@ -444,8 +490,17 @@ pub async fn start(config: SimConfig, listen: SocketAddr) -> anyhow::Result<SimH
             .and_then(|t| events::Generator::new(t, chrono::Utc::now())),
         pushed: std::sync::atomic::AtomicU64::new(0),
         config,
-    });
-    let app = server::router(state.clone());
+    })
+}
+
+/// Serves `app` on `listener` from a background task until the sender is used or dropped.
+fn serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let serve = axum::serve(listener, app).with_graceful_shutdown(async {
@@ -455,10 +510,5 @@ pub async fn start(config: SimConfig, listen: SocketAddr) -> anyhow::Result<SimH
             tracing::error!("graph-sim stopped: {e}");
         }
     });
-    Ok(SimHandle {
-        state,
-        addr,
-        stop: Some(stop),
-        task,
-    })
+    (stop, task)
 }

@@ -11,6 +11,11 @@ use graph_sim::{Fault, Licence, Profile, SimConfig, TenantSource};
 /// Prints the listening address on the first line of standard output (useful with port 0), then
 /// the tenant id, the client id and the client secret, one per line.
 ///
+/// With `--tenants N`: a cloud of N generated tenants (seeds seed … seed+N-1, tenant ids fixed by
+/// the seed) on the one address, as Graph serves every tenant from one host; prints the address,
+/// then one line per tenant: its tenant id. The client id and secret are every tenant's (one
+/// multi-tenant app).
+///
 /// Example: graph-sim --listen 127.0.0.1:8089 --users 5000 --seed 7 --profile realistic --time-scale 100
 #[derive(Parser, Debug)]
 #[command(version)]
@@ -24,6 +29,9 @@ struct Args {
     /// Seed of the generated tenant (same seed, same tenant).
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Serve this many generated tenants on the one address (a cloud; 1: the single tenant).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    tenants: u32,
     /// realistic, healthy, weak-policy or policy-lockouts.
     #[arg(long, default_value = "realistic")]
     profile: Profile,
@@ -101,6 +109,7 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .init();
     let args = Args::parse();
+    let json_given = args.tenant_json.is_some();
     let mut config = SimConfig {
         tenant: match args.tenant_json {
             Some(path) => TenantSource::Json(path),
@@ -174,6 +183,22 @@ async fn main() -> anyhow::Result<()> {
             mi.app_service_header = h.clone();
         }
         config.managed_identity = Some(mi);
+    }
+    if args.tenants > 1 {
+        if json_given || args.privileged_access || args.ground_truth_out.is_some() {
+            anyhow::bail!(
+                "--tenants generates its tenants: it does not take --tenant-json, --privileged-access or --ground-truth-out"
+            );
+        }
+        let configs = graph_sim::cloud_configs(&config, args.tenants as usize);
+        let cloud = graph_sim::start_cloud(configs, args.listen).await?;
+        println!("{}", cloud.base_url());
+        for t in cloud.tenants() {
+            println!("{}", t.tenant_id());
+        }
+        tokio::signal::ctrl_c().await?;
+        cloud.shutdown().await;
+        return Ok(());
     }
     let sim = graph_sim::start(config, args.listen).await?;
     if let Some(path) = &args.ground_truth_out {

@@ -989,6 +989,17 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    respond(&state, method, uri, headers, body).await
+}
+
+/// Answers one HTTP request for this tenant: the token endpoint, Graph, or `/_sim/…`.
+pub async fn respond(
+    state: &State,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let path = uri.path().to_string();
     let query = uri.query().unwrap_or("").to_string();
     let client_request_id = headers
@@ -999,7 +1010,7 @@ async fn handle(
         tokio::time::sleep(state.config.latency).await;
     }
     if let Some(rest) = path.strip_prefix("/_sim/") {
-        return control(&state, &method, rest, &body);
+        return control(state, &method, rest, &body);
     }
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     if let [tenant, "oauth2", "v2.0", "token"] = segs.as_slice() {
@@ -1033,9 +1044,15 @@ async fn handle(
             return to_response(reply, None);
         }
         let roles = state.roles_now();
+        let domain = state
+            .tenant
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .domain
+            .clone();
         let issuer = Issuer {
             tenant_id: &state.config.tenant_id,
-            tenant_domain: "contoso.onmicrosoft.com",
+            tenant_domain: &domain,
             client_id: &state.config.client_id,
             client_secret: &state.config.client_secret,
             cert: state.cert.as_ref(),
