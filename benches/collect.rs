@@ -13,7 +13,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::Instant;
 
 use futures::StreamExt;
@@ -26,64 +25,6 @@ const SCALE: f64 = 100.0;
 /// Resets the peak RSS counter (Linux ≥ 4.0), so each tenant's peak is its own.
 fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
-/// The documented budget of one class: (burst capacity, refill per second), unscaled.
-fn budget(class: ThrottleClass) -> (f64, f64) {
-    let p = Pacing::default();
-    match class {
-        ThrottleClass::Directory => (p.directory_ru_per_10s, p.directory_ru_per_10s / 10.0),
-        ThrottleClass::Reports => (p.reports_per_10s, p.reports_per_10s / 10.0),
-        ThrottleClass::ConditionalAccess => {
-            (p.conditional_access_per_s, p.conditional_access_per_s)
-        }
-        ThrottleClass::AuthMethods => (p.auth_methods_per_10s, p.auth_methods_per_10s / 10.0),
-    }
-}
-
-fn class_of(endpoint: &str) -> Option<ThrottleClass> {
-    Some(match endpoint {
-        "users"
-        | "roleAssignments"
-        | "authenticationMethodsPolicy"
-        | "identitySecurityDefaultsEnforcementPolicy" => ThrottleClass::Directory,
-        "userRegistrationDetails" | "signIns" => ThrottleClass::Reports,
-        "conditionalAccessPolicies" => ThrottleClass::ConditionalAccess,
-        "authenticationMethods" | "temporaryAccessPassMethods" | "perUserMfaRequirements" => {
-            ThrottleClass::AuthMethods
-        }
-        _ => return None,
-    })
-}
-
-/// The least time Graph's budget allows for these successful requests, real (unscaled) seconds:
-/// each class spends its burst, then refills at its rate; classes run in parallel.
-fn lower_bound_real(stats: &graph_sim::Stats) -> (f64, &'static str) {
-    let mut per_class: BTreeMap<ThrottleClass, f64> = BTreeMap::new();
-    for (endpoint, statuses) in &stats.requests {
-        let ok: u64 = statuses
-            .iter()
-            .filter(|(s, _)| **s != 429)
-            .map(|(_, n)| *n)
-            .sum();
-        if let Some(c) = class_of(endpoint) {
-            // Directory reads here cost 1 RU each ($select on users; $expand on roles is +1, few pages).
-            *per_class.entry(c).or_default() += ok as f64;
-        }
-    }
-    per_class
-        .iter()
-        .map(|(c, n)| {
-            let (burst, rate) = budget(*c);
-            let name = match c {
-                ThrottleClass::Directory => "directory",
-                ThrottleClass::Reports => "reports",
-                ThrottleClass::ConditionalAccess => "conditional access",
-                ThrottleClass::AuthMethods => "auth methods",
-            };
-            (((n - burst).max(0.0)) / rate, name)
-        })
-        .fold((0.0, "none"), |a, b| if b.0 > a.0 { b } else { a })
 }
 
 /// The watcher's requests while it ran beside the audit.
@@ -202,7 +143,7 @@ async fn bench_tenant(users: usize, with_watcher: bool) {
             *ok = ok.saturating_sub(w.sign_in_pages);
         }
     }
-    let (bound_real, binding) = lower_bound_real(&audit_stats);
+    let (bound_real, binding) = common::throttle_bound_real(&audit_stats);
     let bound = bound_real / SCALE;
     if let Some(w) = &watched {
         println!(
@@ -241,7 +182,7 @@ async fn bench_tenant(users: usize, with_watcher: bool) {
         rss
     );
     if watched.is_some() {
-        let (all_real, _) = lower_bound_real(&stats);
+        let (all_real, _) = common::throttle_bound_real(&stats);
         println!(
             "ratio, all requests  {:>10.3}    (to the bound of the audit's and the watcher's sign-in pages together)",
             wall.as_secs_f64() / (all_real / SCALE).max(1e-9)
@@ -302,7 +243,7 @@ async fn bench_per_user(users: usize) {
     assert_eq!(failures, 0);
     let stats = sim.stats().await;
     let requests: u64 = stats.requests.values().flat_map(|m| m.values()).sum();
-    let (bound_real, _) = lower_bound_real(&stats);
+    let (bound_real, _) = common::throttle_bound_real(&stats);
     println!("requests             {:>10}", requests);
     println!(
         "wall time            {:>10.2} s  (scaled; throttle bound {:.2} s)",

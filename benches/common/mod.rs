@@ -336,7 +336,7 @@ pub fn class_of(endpoint: &str) -> Option<mfa_auditor::graph::ThrottleClass> {
 
 /// The least time Graph's budget allows for one tenant's successful requests, real (unscaled)
 /// seconds, and the class that binds: each class spends its burst, then refills at its rate;
-/// classes run in parallel (as benches/collect.rs computes it, every request at cost 1).
+/// classes run in parallel, every request at cost 1 (benches/collect.rs and benches/tenants.rs).
 pub fn throttle_bound_real(stats: &graph_sim::Stats) -> (f64, &'static str) {
     use mfa_auditor::graph::ThrottleClass;
     let mut per_class: std::collections::BTreeMap<ThrottleClass, f64> = Default::default();
