@@ -77,15 +77,6 @@ impl Shared {
             .clone()
     }
 
-    /// `path` (which may hold a query) with `tenant=<name>` added when the daemon audits more than
-    /// one tenant: the links of pages, alerts and messages stay on this tenant.
-    pub fn link(&self, path: &str) -> String {
-        if !self.multi.load(Ordering::Relaxed) {
-            return path.to_string();
-        }
-        crate::web::with_tenant(self.config().tenant_name(), path)
-    }
-
     pub fn config(&self) -> Arc<Config> {
         self.config
             .read()
