@@ -187,25 +187,12 @@ fn read_log_line(log: &mut Log, line: &str) {
     }
 }
 
-/// `VmRSS` and `VmHWM` of `pid`, MiB.
-fn rss_mib(pid: u32) -> (f64, f64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-            .map_or(f64::NAN, |kib| kib / 1024.0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
 /// Samples the daemon's `VmRSS` every 100 ms until stopped.
 fn sample_rss(pid: u32, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<(Instant, f64)>> {
     std::thread::spawn(move || {
         let mut samples = Vec::new();
         while !stop.load(Ordering::Relaxed) {
-            samples.push((Instant::now(), rss_mib(pid).0));
+            samples.push((Instant::now(), common::process_rss_mib(pid).0));
             std::thread::sleep(Duration::from_millis(100));
         }
         samples
@@ -588,7 +575,7 @@ async fn bench(users: usize) -> Row {
                 |l| l.recorded.len() >= n,
             )
             .await;
-        let (rss, hwm) = rss_mib(daemon.pid);
+        let (rss, hwm) = common::process_rss_mib(daemon.pid);
         let (_, _, text) = timed_get(&http, &format!("{base}/metrics")).await;
         // Recording (rules judged into the store) and publishing (metrics, alerting).
         let publish = metric(&text, "mfa_auditor_audit_phase_seconds", "phase=\"record\"")
@@ -629,7 +616,7 @@ async fn bench(users: usize) -> Row {
             |l| l.recorded.len() >= l.started,
         )
         .await;
-    let (_, peak_audits) = rss_mib(daemon.pid);
+    let (_, peak_audits) = common::process_rss_mib(daemon.pid);
     let recorded = daemon.with_log(|l| l.recorded.clone());
 
     // When each audit's collection and evaluation ended (its publish window opens there).
@@ -813,7 +800,7 @@ async fn bench(users: usize) -> Row {
     stop.store(true, Ordering::Relaxed);
     let probes = poller.join().unwrap_or_default();
     let samples = sampler.join().unwrap_or_default();
-    let (rss_end, peak_all) = rss_mib(daemon.pid);
+    let (rss_end, peak_all) = common::process_rss_mib(daemon.pid);
     let db: f64 = ["", "-wal", "-shm"]
         .iter()
         .map(|s| file_mib(&PathBuf::from(format!("{}{s}", state.display()))))
